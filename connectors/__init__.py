@@ -1,0 +1,1 @@
+"""Channel connectors: one sub-package per channel kind, all on the contract in `base`."""

@@ -1,0 +1,190 @@
+"""The `api` channel connector.
+
+Inbound: `POST /v1/channels/{name}/messages` with `Authorization: Bearer <inbound_token>`,
+idempotent on `external_id` (a redelivery gets the same answer and stores nothing new).
+Outbound: the message is POSTed as JSON to `outbound_url`, signed with the Standard
+Webhooks scheme; `webhook-id` is our message id, stable across retries, so a receiver
+can drop a redelivery. 2xx = sent; 408/429/5xx/network error = retry; other 4xx = failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from typing import Any, ClassVar
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from connectors.api.signing import decode_secret, headers
+from connectors.base import (
+    Capability,
+    Connector,
+    ConnectorContext,
+    ConnectorSettings,
+    DeliveryResult,
+    Identity,
+    InboundMessage,
+    OutboundMessage,
+)
+from connectors.http import bearer_token, fail, read_json, validation_details
+
+RETRYABLE = {408, 425, 429}
+
+
+class ApiSettings(ConnectorSettings):
+    inbound_token: SecretStr = Field(min_length=12, description="Bearer token senders must present.")
+    outbound_url: str | None = Field(None, description="Where replies are POSTed.")
+    signing_secret: SecretStr | None = Field(None, description="whsec_… key for outbound signatures.")
+    timeout: float = Field(10.0, gt=0)
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_secret(value.get_secret_value())
+        return value
+
+    @field_validator("outbound_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("outbound_url must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _signed(self) -> ApiSettings:
+        if self.outbound_url and self.signing_secret is None:
+            raise ValueError("signing_secret is required with outbound_url")
+        return self
+
+
+class Sender(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(None, min_length=1, max_length=256)
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=64)
+    name: str | None = Field(None, max_length=256)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _some_identity(self) -> Sender:
+        if not (self.id or self.email or self.phone):
+            raise ValueError("give at least one of id, email, phone")
+        return self
+
+    def identity(self) -> Identity:
+        if self.id:
+            return Identity("api", self.id)
+        if self.email:
+            return Identity("email", self.email)
+        return Identity("phone", self.phone or "")
+
+
+class InboundPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    external_id: str = Field(min_length=1, max_length=512)
+    text: str = Field(min_length=1, max_length=100_000)
+    sender: Sender = Field(alias="from")
+    subject: str | None = Field(None, max_length=998)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiConnector(Connector):
+    kind: ClassVar[str] = "api"
+    identity_kind: ClassVar[str] = "api"
+    settings_model: ClassVar[type[ConnectorSettings]] = ApiSettings
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT, Capability.SUBJECT})
+
+    settings: ApiSettings
+
+    def __init__(self, name: str, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
+        super().__init__(name, settings, ctx)
+        assert isinstance(settings, ApiSettings)
+        self._token = settings.inbound_token.get_secret_value().encode()
+        self._key = decode_secret(settings.signing_secret.get_secret_value()) if settings.signing_secret else None
+        ctx.add_route("POST", f"/v1/channels/{name}/messages", self.handle_inbound)
+
+    async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
+        token = bearer_token(request)
+        if token is None:
+            fail(401, "unauthenticated", "missing bearer token for this channel")
+        if not hmac.compare_digest(token.encode(), self._token):
+            fail(401, "unauthenticated", "invalid token for this channel")
+        data = await read_json(request, self.ctx.max_body_bytes)
+        try:
+            payload = InboundPayload.model_validate(data)
+        except ValidationError as exc:
+            fail(422, "validation_error", "the message is not valid", validation_details(exc.errors()))
+        message = InboundMessage(
+            external_id=payload.external_id,
+            sender=payload.sender.identity(),
+            sender_name=payload.sender.name,
+            text=payload.text,
+            subject=payload.subject,
+            contact_attributes=payload.sender.attributes,
+            metadata=payload.metadata,
+        )
+        try:
+            result = await self.ctx.submit(message)
+        except ValueError as exc:
+            fail(422, "rejected", str(exc))
+        return web.json_response(
+            {
+                "conversation_id": result.conversation_id,
+                "message_id": result.message_id,
+                "duplicate": result.duplicate,
+            },
+            status=202,
+        )
+
+    def payload(self, message: OutboundMessage) -> bytes:
+        body = {
+            "type": "message.outbound",
+            "id": message.id,
+            "conversation_id": message.conversation_id,
+            "to": {"kind": message.to.kind, "address": message.to.address},
+            "text": message.text,
+            "subject": message.subject,
+            "sender": {"name": message.sender_name},
+            "automatic": message.automatic,
+            "attempt": message.attempt,
+        }
+        return json.dumps(body, ensure_ascii=False).encode()
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        url = self.settings.outbound_url
+        if not url or self._key is None:
+            return DeliveryResult.failed(f"channel {self.name} has no outbound_url")
+        body = self.payload(message)
+        hdrs = headers(self._key, message.id, body) | {"Content-Type": "application/json"}
+        try:
+            async with self.ctx.http.post(
+                url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=self.settings.timeout)
+            ) as resp:
+                text = (await resp.text(errors="replace"))[:300]
+                if 200 <= resp.status < 300:
+                    provider_id = None
+                    if resp.content_type == "application/json":
+                        try:
+                            provider_id = str(json.loads(text).get("id")) if text else None
+                        except (ValueError, AttributeError):
+                            provider_id = None
+                    return DeliveryResult.sent(provider_id)
+                reason = f"HTTP {resp.status} from outbound_url: {text}".strip()
+                if resp.status in RETRYABLE or resp.status >= 500:
+                    return DeliveryResult.retry(reason, _retry_after(resp.headers.get("Retry-After")))
+                return DeliveryResult.failed(reason)
+        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError, OSError) as exc:
+            return DeliveryResult.retry(f"cannot reach outbound_url: {type(exc).__name__}: {exc}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -1,0 +1,201 @@
+"""The connector contract: the only thing a channel connector depends on.
+
+A connector speaks one provider's protocol. Inbound, it turns what the provider sends into
+`InboundMessage`s (or `DeliveryReceipt`s) and hands them to `ctx.submit`, acknowledging the
+provider only after `submit` returned (the message is durable by then). Outbound, the core's
+outbox calls `send()`; expected provider failures come back as a `DeliveryResult`, never as
+an exception. A connector knows nothing about routing or storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Protocol
+
+import aiohttp
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+
+class Capability(StrEnum):
+    TEXT = "text"
+    HTML = "html"
+    ATTACHMENTS = "attachments"
+    TYPING = "typing"
+    READ_RECEIPTS = "read_receipts"
+    SUBJECT = "subject"
+
+
+class NotReady(Exception):
+    """`start()` could not reach the provider yet; the core retries with backoff."""
+
+
+class AuthFailed(Exception):
+    """The provider refused our credentials; the channel is stopped and reported on /readyz."""
+
+
+class ConnectorSettings(BaseModel):
+    """Base for each connector's settings model: unknown keys are configuration errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """How a channel knows a customer: `(kind, address)`, e.g. `("email", "a@b.c")`."""
+
+    kind: str
+    address: str
+
+
+@dataclass(slots=True)
+class Attachment:
+    name: str
+    content_type: str
+    size: int
+    data: bytes | None = None
+    url: str | None = None
+
+
+@dataclass(slots=True)
+class InboundMessage:
+    """A customer's message, normalised by the connector that received it."""
+
+    external_id: str
+    sender: Identity
+    text: str
+    sender_name: str | None = None
+    html: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    contact_attributes: dict[str, str] = field(default_factory=dict)
+    # Provider ids this message answers (email: In-Reply-To and References).
+    thread_refs: list[str] = field(default_factory=list)
+    # A conversation token we put in our own outgoing messages (email plus-address, tag).
+    thread_token: str | None = None
+    # The provider's own id of this message, stored for threading (email Message-ID).
+    provider_message_id: str | None = None
+    # True when the message was sent by a machine (auto-reply, bounce, bulk): never answer
+    # it automatically.
+    automated: bool = False
+    sent_at: datetime | None = None
+    # The message as the provider sent it (an email's RFC 5322 bytes), kept retrievable.
+    raw: bytes | None = None
+    # The external id of an earlier message that this one edits (Telegram edits).
+    edits: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class DeliveryReceipt:
+    """A provider's word on one of our outbound messages."""
+
+    provider_message_id: str
+    status: Literal["delivered", "read", "failed"]
+    reason: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(slots=True)
+class SubmitResult:
+    conversation_id: str | None
+    message_id: str | None
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class OutboundMessage:
+    """A message to a customer, persisted by the outbox before `send()` is called."""
+
+    id: str
+    conversation_id: str
+    to: Identity
+    text: str
+    html: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    # Provider ids of the conversation's messages, oldest first (email References chain).
+    thread_refs: list[str] = field(default_factory=list)
+    thread_token: str | None = None
+    sender_name: str | None = None
+    automatic: bool = False
+    attempt: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    status: Literal["sent", "retry", "failed"]
+    provider_message_id: str | None = None
+    retry_after: float | None = None
+    reason: str | None = None
+
+    @classmethod
+    def sent(cls, provider_message_id: str | None = None) -> DeliveryResult:
+        return cls("sent", provider_message_id=provider_message_id)
+
+    @classmethod
+    def retry(cls, reason: str, retry_after: float | None = None) -> DeliveryResult:
+        return cls("retry", reason=reason, retry_after=retry_after)
+
+    @classmethod
+    def failed(cls, reason: str) -> DeliveryResult:
+        return cls("failed", reason=reason)
+
+
+class KeyValue(Protocol):
+    """A small namespaced, persistent key-value store with leases, one per channel."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def set(self, key: str, value: str) -> None: ...
+    async def delete(self, key: str) -> None: ...
+    async def lease(self, key: str, holder: str, ttl: float) -> bool:
+        """Take or renew a lease; True while `holder` owns it."""
+        ...
+
+
+Submit = Callable[[InboundMessage | DeliveryReceipt], Awaitable[SubmitResult]]
+RouteAdder = Callable[[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], None]
+
+
+@dataclass(slots=True)
+class ConnectorContext:
+    """What the core gives a connector."""
+
+    submit: Submit
+    http: aiohttp.ClientSession
+    add_route: RouteAdder
+    kv: KeyValue
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    # The gateway's public base URL, for webhook registration and signature checks.
+    public_url: str = ""
+    max_body_bytes: int = 1 << 20
+
+
+class Connector(ABC):
+    """Base class of every channel connector."""
+
+    kind: ClassVar[str]
+    settings_model: ClassVar[type[ConnectorSettings]]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT})
+    identity_kind: ClassVar[str]
+
+    def __init__(self, name: str, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
+        self.name = name
+        self.settings = settings
+        self.ctx = ctx
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect to the provider. Raise `NotReady` or `AuthFailed`."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Stop receiving; in-flight submits finish first."""
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        """Deliver one message. Expected provider failures are results, not exceptions."""

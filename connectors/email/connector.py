@@ -1,0 +1,349 @@
+"""The email channel: IMAP in (IDLE or polling, resumable by UID), SMTP out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import aiosmtplib
+
+from connectors.base import (
+    AuthFailed,
+    Capability,
+    Connector,
+    ConnectorContext,
+    ConnectorSettings,
+    DeliveryResult,
+    NotReady,
+    OutboundMessage,
+)
+from connectors.email.compose import ComposeError, build_message
+from connectors.email.imap import IMAP_ERRORS, FetchedMessage, ImapConnection, ImapError
+from connectors.email.parse import BounceReport, ParsedEmail, parse_email, to_event
+from connectors.email.settings import EmailSettings
+
+# Backoff between reconnection attempts, and for a message whose submit failed.
+RECONNECT_MIN, RECONNECT_MAX = 1.0, 300.0
+RETRY_MAX = 900.0
+_LOOP_ERRORS: tuple[type[Exception], ...] = (NotReady, ImapError, *IMAP_ERRORS)
+
+
+@dataclass(slots=True)
+class MailboxState:
+    """What has been handed to the core, persisted per mailbox in ctx.kv.
+
+    `uid` is a watermark: every UID up to it is done. `done` holds UIDs above it that are
+    done too (a lower message is still waiting for a retry)."""
+
+    uidvalidity: int | None = None
+    uid: int = 0
+    done: set[int] = field(default_factory=set)
+
+    def dump(self) -> str:
+        return json.dumps(
+            {"uidvalidity": self.uidvalidity, "uid": self.uid, "done": sorted(self.done)}
+        )
+
+    @classmethod
+    def load(cls, text: str | None) -> MailboxState | None:
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(
+                uidvalidity=int(data["uidvalidity"]) if data.get("uidvalidity") else None,
+                uid=int(data.get("uid", 0)),
+                done={int(x) for x in data.get("done", [])},
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def is_done(self, uid: int) -> bool:
+        return uid <= self.uid or uid in self.done
+
+    def mark(self, uid: int, pending: set[int]) -> None:
+        """`uid` is done; advance the watermark over every done UID below the first pending."""
+        self.done.add(uid)
+        floor = min(pending) if pending else None
+        for u in sorted(self.done):
+            if floor is not None and u >= floor:
+                break
+            self.uid = max(self.uid, u)
+        self.done = {u for u in self.done if u > self.uid}
+
+
+class EmailConnector(Connector):
+    kind: ClassVar[str] = "email"
+    identity_kind: ClassVar[str] = "email"
+    settings_model: ClassVar[type[ConnectorSettings]] = EmailSettings
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.TEXT, Capability.HTML, Capability.ATTACHMENTS, Capability.SUBJECT}
+    )
+
+    def __init__(self, name: str, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
+        super().__init__(name, settings, ctx)
+        assert isinstance(settings, EmailSettings)
+        self.cfg: EmailSettings = settings
+        self.log = ctx.log
+        self._imap: ImapConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._state: MailboxState | None = None
+        # UIDs whose submit failed: uid -> (attempts, next attempt at, monotonic)
+        self._failed: dict[int, tuple[int, float]] = {}
+        self._wake = asyncio.Event()
+
+    @property
+    def _kv_key(self) -> str:
+        return f"imap:{self.cfg.imap.mailbox}"
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        imap = ImapConnection(self.cfg.imap)
+        await imap.connect()  # NotReady / AuthFailed propagate to the core
+        self._imap = imap
+        if self.cfg.imap.move_to:
+            try:
+                await imap.ensure_mailbox(self.cfg.imap.move_to)
+            except IMAP_ERRORS as exc:
+                self.log.warning(
+                    "email %s: cannot create folder %r: %r", self.name, self.cfg.imap.move_to, exc
+                )
+        self.log.info(
+            "email %s: connected to %s:%s mailbox %r (uidvalidity %s, idle %s)",
+            self.name,
+            self.cfg.imap.host,
+            self.cfg.imap.port,
+            self.cfg.imap.mailbox,
+            imap.uidvalidity,
+            self._use_idle(imap),
+        )
+        self._task = asyncio.create_task(self._run(), name=f"email-{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(task, timeout=self.cfg.imap.timeout + 10)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+            except Exception as exc:
+                self.log.warning("email %s: receive loop ended with %r", self.name, exc)
+        if self._imap is not None:
+            await self._imap.close()
+            self._imap = None
+        self.log.info("email %s: stopped", self.name)
+
+    def _use_idle(self, imap: ImapConnection) -> bool:
+        return self.cfg.imap.idle and imap.has("IDLE")
+
+    # -- the receive loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RECONNECT_MIN
+        while not self._stopping.is_set():
+            try:
+                if self._imap is None:
+                    imap = ImapConnection(self.cfg.imap)
+                    await imap.connect()
+                    self._imap = imap
+                    self.log.info("email %s: reconnected", self.name)
+                await self._sync(self._imap)
+                delay = RECONNECT_MIN
+                await self._wait_for_mail(self._imap)
+            except AuthFailed as exc:
+                self.log.error("email %s: %s", self.name, exc)
+                await self._drop_connection()
+                await self._sleep(RECONNECT_MAX)
+            except _LOOP_ERRORS as exc:
+                if self._stopping.is_set():
+                    break
+                self.log.warning(
+                    "email %s: IMAP problem, reconnecting in %.0fs: %r", self.name, delay, exc
+                )
+                await self._drop_connection()
+                await self._sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+        # leave cleanly: IDLE is done by now, log out
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        imap, self._imap = self._imap, None
+        if imap is not None:
+            await imap.close()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _wait_for_mail(self, imap: ImapConnection) -> None:
+        wait = self.cfg.imap.idle_timeout if self._use_idle(imap) else self.cfg.imap.poll_interval
+        if self._failed:
+            now = time.monotonic()
+            soonest = min(at for _, at in self._failed.values())
+            wait = max(0.05, min(wait, soonest - now))
+        if self._stopping.is_set():
+            return
+        if self._use_idle(imap):
+            await imap.idle(wait, self._stopping)
+        else:
+            await self._sleep(wait)
+
+    async def _load_state(self, imap: ImapConnection) -> MailboxState:
+        state = self._state or MailboxState.load(await self.ctx.kv.get(self._kv_key))
+        current = imap.uidvalidity
+        if state is None:
+            # first start: begin with the oldest unread message (history: `email backfill`)
+            unseen = await imap.uid_search("UNSEEN")
+            if unseen:
+                start = unseen[0] - 1
+            else:
+                everything = await imap.uid_search("ALL")
+                start = everything[-1] if everything else 0
+            state = MailboxState(uidvalidity=current, uid=start)
+            await self.ctx.kv.set(self._kv_key, state.dump())
+            self.log.info("email %s: first start, reading from UID %d on", self.name, start + 1)
+        elif state.uidvalidity != current:
+            self.log.warning(
+                "email %s: UIDVALIDITY of %r changed (%s -> %s): resynchronising the whole "
+                "mailbox; messages the core already has are dropped as duplicates",
+                self.name,
+                self.cfg.imap.mailbox,
+                state.uidvalidity,
+                current,
+            )
+            state = MailboxState(uidvalidity=current, uid=0)
+            self._failed.clear()
+            await self.ctx.kv.set(self._kv_key, state.dump())
+        self._state = state
+        return state
+
+    async def _sync(self, imap: ImapConnection) -> None:
+        """Fetch and submit every message not handed to the core yet."""
+        state = await self._load_state(imap)
+        present = [u for u in await imap.uid_search("UID", f"{state.uid + 1}:*") if u > state.uid]
+        for gone in set(self._failed) - set(present):
+            self._failed.pop(gone, None)  # moved or deleted by someone else meanwhile
+        uids = [u for u in present if not state.is_done(u)]
+        now = time.monotonic()
+        uids = [u for u in uids if u not in self._failed or self._failed[u][1] <= now]
+        batch = self.cfg.imap.batch_size
+        for i in range(0, len(uids), batch):
+            if self._stopping.is_set():
+                return
+            for fetched in await imap.fetch(uids[i : i + batch]):
+                if self._stopping.is_set():
+                    return
+                await self._handle(imap, state, fetched)
+
+    async def _handle(self, imap: ImapConnection, state: MailboxState, m: FetchedMessage) -> None:
+        if not m.raw:
+            self.log.error(
+                "email %s: UID %d has no readable content; left unseen", self.name, m.uid
+            )
+            self._retry_later(m.uid)
+            return
+        parsed = parse_email(
+            m.raw,
+            max_attachment_bytes=self.cfg.max_attachment_bytes,
+            our_address=self.cfg.address,
+            message_id_domain=self.cfg.id_domain,
+        )
+        if isinstance(parsed, ParsedEmail) and parsed.own:
+            self.log.info(
+                "email %s: UID %d is our own mail (%s): skipped",
+                self.name,
+                m.uid,
+                parsed.external_id,
+            )
+        else:
+            event = to_event(parsed)
+            try:
+                result = await self.ctx.submit(event)
+            except Exception as exc:
+                self.log.warning(
+                    "email %s: submit of UID %d (%s) failed, left unseen: %r",
+                    self.name,
+                    m.uid,
+                    parsed.external_id,
+                    exc,
+                )
+                self._retry_later(m.uid)
+                return
+            self.log.info(
+                "email %s: UID %d submitted as %s %s%s",
+                self.name,
+                m.uid,
+                "receipt" if isinstance(parsed, BounceReport) else "message",
+                parsed.external_id,
+                " (duplicate)" if result.duplicate else "",
+            )
+        await self._acknowledge(imap, m.uid)
+        self._failed.pop(m.uid, None)
+        state.mark(m.uid, set(self._failed))
+        await self.ctx.kv.set(self._kv_key, state.dump())
+
+    async def _acknowledge(self, imap: ImapConnection, uid: int) -> None:
+        if self.cfg.imap.move_to:
+            await imap.move(uid, self.cfg.imap.move_to)
+        else:
+            await imap.mark_seen(uid)
+
+    def _retry_later(self, uid: int) -> None:
+        attempts = self._failed.get(uid, (0, 0.0))[0] + 1
+        delay = min(self.cfg.imap.retry_interval * 2 ** (attempts - 1), RETRY_MAX)
+        self._failed[uid] = (attempts, time.monotonic() + delay)
+
+    # -- sending ----------------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        try:
+            email, message_id = build_message(message, self.cfg)
+        except ComposeError as exc:
+            return DeliveryResult.failed(str(exc))
+        s = self.cfg.smtp
+        kwargs: dict[str, Any] = {
+            "hostname": s.host,
+            "port": s.port,
+            "timeout": s.timeout,
+            "use_tls": s.tls,
+            "start_tls": bool(s.starttls),
+        }
+        if s.username:
+            kwargs["username"] = s.username
+            kwargs["password"] = s.password or ""
+        try:
+            await aiosmtplib.send(
+                email, sender=self.cfg.address, recipients=[message.to.address], **kwargs
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refusals = exc.recipients
+            if refusals:
+                return _by_code(refusals[0].code, refusals[0].message)
+            return DeliveryResult.retry("recipients refused")
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # our credentials, not the message: keep it queued until the relay accepts us
+            self.log.error(
+                "email %s: SMTP authentication failed: %s %s", self.name, exc.code, exc.message
+            )
+            return DeliveryResult.retry(f"SMTP authentication failed: {exc.code} {exc.message}")
+        except aiosmtplib.SMTPResponseException as exc:
+            return _by_code(exc.code, exc.message)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return DeliveryResult.retry(f"SMTP server unreachable: {exc!r}")
+        self.log.info("email %s: sent %s as %s", self.name, message.id, message_id)
+        return DeliveryResult.sent(message_id)
+
+
+def _by_code(code: int, message: str) -> DeliveryResult:
+    reason = f"{code} {message}".strip()
+    if 500 <= code < 600:
+        return DeliveryResult.failed(reason)
+    return DeliveryResult.retry(reason)

@@ -1,0 +1,1093 @@
+"""Turning raw RFC 5322 bytes into what the core needs. Pure functions, no I/O.
+
+`parse_email` never raises: whatever cannot be read is recorded in `ParsedEmail.defects`
+and the rest is still returned, so a malformed message is still handed to the core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html as html_lib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import Message
+from email.parser import BytesParser, HeaderParser
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import nh3
+
+from connectors.base import Attachment, DeliveryReceipt, Identity, InboundMessage
+
+# The local part of every Message-ID we generate starts with this (see compose.py), so our
+# own mail coming back (a copy in the inbox, a forwarding loop) is recognised.
+OUR_MESSAGE_ID_PREFIX = "sb."
+
+_MSGID_RE = re.compile(r"<([^<>\s]+@[^<>\s]+|[^<>\s]+)>")
+_TOKEN_CHARS = r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,63}"
+_SUBJECT_TAG_RE = re.compile(r"\[#(" + _TOKEN_CHARS + r")\]")
+
+
+# --------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(slots=True)
+class SplitText:
+    """A message body cut into the new text, its signature and the quoted history."""
+
+    new: str
+    signature: str | None = None
+    quote: str | None = None
+
+
+@dataclass(slots=True)
+class ParsedEmail:
+    external_id: str
+    raw: bytes
+    message_id: str | None = None
+    from_address: str | None = None
+    from_name: str | None = None
+    reply_to: str | None = None
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    subject: str | None = None
+    date: datetime | None = None
+    # The new text only: quoted history and signature removed.
+    text: str = ""
+    # The whole text body, quote included.
+    full_text: str = ""
+    signature: str | None = None
+    quote: str | None = None
+    # Sanitised HTML of the new part (quote removed when a quote marker was found).
+    html: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    thread_refs: list[str] = field(default_factory=list)
+    thread_token: str | None = None
+    automated: bool = False
+    automated_reasons: list[str] = field(default_factory=list)
+    # Sent by us (our From address or one of our Message-IDs): never ingest it.
+    own: bool = False
+    notes: list[str] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BounceReport:
+    """A delivery status notification (RFC 3464) about a message we sent."""
+
+    external_id: str
+    raw: bytes
+    message_id: str | None = None
+    original_message_id: str | None = None
+    status: str | None = None
+    diagnostic: str | None = None
+    action: str | None = None
+    recipient: str | None = None
+    text: str = ""
+    from_address: str | None = None
+    subject: str | None = None
+    defects: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        parts = [p for p in (self.status, self.diagnostic) if p]
+        return ": ".join(parts) if parts else "delivery failed (no reason given)"
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+
+
+def raw_hash_id(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def normalize_msgid(value: str | None) -> str | None:
+    """`<id@host>` (angle brackets kept, surrounding noise removed), or None."""
+    if not value:
+        return None
+    m = _MSGID_RE.search(value)
+    if m:
+        return f"<{m.group(1)}>"
+    value = value.strip()
+    if value and not any(c.isspace() for c in value) and "@" in value:
+        return f"<{value.strip('<>')}>"
+    return None
+
+
+def msgid_list(value: str | None) -> list[str]:
+    if not value:
+        return []
+    return [f"<{m}>" for m in _MSGID_RE.findall(value)]
+
+
+def _header(msg: Message, name: str) -> str | None:
+    """A header as text with encoded-words decoded; never raises."""
+    try:
+        value = msg.get(name)
+    except Exception:
+        value = None
+        try:
+            for k, v in msg.raw_items():
+                if k.lower() == name.lower():
+                    value = v
+                    break
+        except Exception:
+            return None
+    if value is None:
+        return None
+    try:
+        text = str(value)
+    except Exception:
+        return None
+    return " ".join(text.split()) if text else text
+
+
+def _headers_all(msg: Message, name: str) -> list[str]:
+    try:
+        values = msg.get_all(name) or []
+    except Exception:
+        return []
+    out: list[str] = []
+    for v in values:
+        try:
+            out.append(str(v))
+        except Exception:
+            continue
+    return out
+
+
+def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs of an address header; never raises."""
+    out: list[tuple[str, str]] = []
+    for value in _headers_all(msg, name):
+        try:
+            addrs = getattr(msg.get(name), "addresses", None)
+            if addrs:
+                for a in addrs:
+                    if isinstance(a, Address) and a.addr_spec and a.addr_spec != "<>":
+                        out.append((a.display_name or "", a.addr_spec))
+                continue
+        except Exception:
+            pass
+        for disp, addr in getaddresses([value]):
+            if addr:
+                out.append((disp, addr))
+    return out
+
+
+def _decode_payload(part: Message) -> tuple[bytes, str]:
+    """(raw decoded bytes, best-effort text) of a leaf part."""
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:
+        data = None
+    if not isinstance(data, bytes):
+        payload = part.get_payload()
+        data = payload.encode("utf-8", "replace") if isinstance(payload, str) else b""
+    return data, _decode_bytes(data, _charset(part))
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:
+        return None
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    cs = (charset or "").strip().strip('"').lower()
+    if cs in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "default", "7bit", "8bit"):
+        try:
+            return data.decode("ascii")
+        except UnicodeDecodeError:
+            cs = "utf-8"
+    if cs in ("iso-8859-1", "latin1", "latin-1", "iso8859-1", "iso_8859-1"):
+        cs = "cp1252"  # what senders labelling ISO-8859-1 actually mean (HTML5 does the same)
+    try:
+        return data.decode(cs)
+    except LookupError:
+        pass
+    except UnicodeDecodeError:
+        try:
+            return data.decode(cs, errors="replace") if cs != "utf-8" else _utf8_or_cp1252(data)
+        except LookupError:
+            pass
+    return _utf8_or_cp1252(data)
+
+
+def _utf8_or_cp1252(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _content_type(part: Message) -> str:
+    try:
+        return part.get_content_type()
+    except Exception:
+        return "application/octet-stream"
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if not name:
+        try:
+            name = part.get_param("name")  # type: ignore[assignment]
+            if isinstance(name, tuple):
+                name = name[2]
+        except Exception:
+            name = None
+    if name:
+        name = " ".join(str(name).split())
+    return name or None
+
+
+def _disposition(part: Message) -> str | None:
+    try:
+        return part.get_content_disposition()
+    except Exception:
+        return None
+
+
+# --------------------------------------------------------------------------------------
+# HTML to text
+
+
+_BLOCK_TAGS = frozenset(
+    {
+        *("p", "div", "br", "tr", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6"),
+        *("blockquote", "hr", "table", "pre", "section", "article", "header", "footer"),
+        *("dd", "dt", "dl", "address", "center", "form", "fieldset"),
+    }
+)
+_SKIP_TAGS = frozenset(("script", "style", "head", "title", "template", "noscript", "xml"))
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip = 0
+        self.pre = 0
+        self.href: str | None = None
+        self.link_text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip += 1
+            return
+        if tag == "pre":
+            self.pre += 1
+        if tag in _BLOCK_TAGS:
+            self.out.append("\n")
+        if tag == "li":
+            self.out.append("- ")
+        if tag in ("td", "th"):
+            self.out.append(" ")
+        if tag == "a":
+            href = dict(attrs).get("href")
+            self.href = href if href and href.startswith(("http://", "https://")) else None
+            self.link_text = []
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self.skip = max(0, self.skip - 1)
+            return
+        if tag == "pre":
+            self.pre = max(0, self.pre - 1)
+        if tag in ("p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "table", "tr"):
+            self.out.append("\n")
+        if tag == "a" and self.href:
+            shown = "".join(self.link_text).strip()
+            if shown and shown != self.href and self.href not in shown:
+                self.out.append(f" <{self.href}>")
+            self.href = None
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        if not self.pre:
+            data = re.sub(r"[ \t\r\n\f\v]+", " ", data)
+        if self.href is not None:
+            self.link_text.append(data)
+        self.out.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text of an HTML fragment: blocks become lines, scripts and styles go."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:
+        pass
+    text = "".join(parser.out).replace("\xa0", " ")
+    lines = [line.strip() for line in text.split("\n")]
+    text = "\n".join(lines)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
+
+
+def sanitize_html(html: str) -> str:
+    return nh3.clean(html)
+
+
+# Elements that start the quoted history in an HTML reply (talon's html_quotations markers).
+class _QuoteMarkerFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: tuple[int, int] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.found is not None:
+            return
+        a = {k.lower(): (v or "") for k, v in attrs}
+        classes = a.get("class", "").lower().split()
+        ident = a.get("id", "").lower()
+        style = re.sub(r"\s+", "", a.get("style", "").lower())
+        hit = (
+            any(
+                c in classes
+                for c in ("gmail_quote", "gmail_extra", "yahoo_quoted", "moz-cite-prefix")
+            )
+            or "outlookmessageheader" in " ".join(classes)
+            or ident
+            in ("divrplyfwdmsg", "appendonsend", "stopspelling", "zwchr", "isforwardcontent")
+            or (ident.startswith("yiv") and "quote" in ident)
+            or a.get("data-marker") == "__quoted_text__"
+            or tag == "blockquote"
+            or (tag == "hr" and (ident in ("stopspelling", "zwchr") or "tabindex" in a))
+            or (
+                tag == "div"
+                and "border-top" in style
+                and "solid" in style
+                and ("padding" in style or "border:none" in style)
+            )
+        )
+        if hit:
+            self.found = self.getpos()
+
+
+def split_html_quote(html: str) -> tuple[str, str | None]:
+    """(HTML before the first quote marker, the rest) — the rest is None without a marker."""
+    finder = _QuoteMarkerFinder()
+    try:
+        finder.feed(html)
+        finder.close()
+    except Exception:
+        return html, None
+    if finder.found is None:
+        return html, None
+    line, col = finder.found
+    offset = 0
+    for _ in range(line - 1):
+        nl = html.find("\n", offset)
+        if nl < 0:
+            return html, None
+        offset = nl + 1
+    offset += col
+    return html[:offset], html[offset:]
+
+
+# --------------------------------------------------------------------------------------
+# Quote and signature splitting in plain text
+
+_WROTE = (
+    r"(wrote|writes|schrieb|a\s+écrit|escribió|scrisse|schreef|napisał|escreveu|"
+    r"написал[аи]?|пишет|kirjoitti|skrev|írta|yazd\u0131|napsal|napísal)"
+)
+_ON_WROTE_RE = re.compile(
+    r"^\s*(on|am|le|el|il|op|em|w dniu|den|dne|в)\b.{0,300}" + _WROTE + r"\s*:?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_ORIGINAL_RE = re.compile(
+    r"^\s*-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|"
+    r"mensaje original|исходное сообщение|oorspronkelijk bericht|messaggio originale|"
+    r"reply message|original)\s*-{2,}\s*$",
+    re.IGNORECASE,
+)
+_HEADER_NAMES = (
+    r"(from|sent|date|to|cc|subject|от|отправлено|дата|кому|тема|von|gesendet|datum|an|"
+    r"betreff|de|envoyé|date|à|objet|para|enviado|asunto|van|verzonden|aan|onderwerp)"
+)
+_HEADER_LINE_RE = re.compile(r"^\s*\*?" + _HEADER_NAMES + r"\s*\*?\s*:", re.IGNORECASE)
+_FROM_LINE_RE = re.compile(r"^\s*\*?(from|от|von|de|van)\s*\*?\s*:", re.IGNORECASE)
+_UNDERSCORES_RE = re.compile(r"^\s*_{10,}\s*$")
+_SIG_DELIM_RE = re.compile(r"^--\s*$")
+_SENT_FROM_RE = re.compile(
+    r"^\s*(sent (from|with|via) |get outlook for |envoyé de mon |von meinem .* gesendet|"
+    r"enviado desde mi |отправлено \u0441 )",
+    re.IGNORECASE,
+)
+
+
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _blank(line: str) -> bool:
+    return not line.strip()
+
+
+def _header_block_at(lines: list[str], i: int) -> bool:
+    """An Outlook-style 'From: ... Sent: ... To: ... Subject:' block starts at line i."""
+    if not _FROM_LINE_RE.match(lines[i]) and not _HEADER_LINE_RE.match(lines[i]):
+        return False
+    names: set[str] = set()
+    j = i
+    seen = 0
+    while j < len(lines) and seen < 6:
+        line = lines[j]
+        if _blank(line):
+            break
+        m = _HEADER_LINE_RE.match(line)
+        if m:
+            names.add(m.group(1).lower())
+        seen += 1
+        j += 1
+    has_from = bool(names & {"from", "от", "von", "de", "van"})
+    return has_from and len(names) >= 3
+
+
+def _attribution_start(lines: list[str], i: int) -> int:
+    """Index of the attribution line(s) ("... wrote:") just before line i, or i."""
+    k = i - 1
+    while k >= 0 and _blank(lines[k]):
+        k -= 1
+    if k < 0 or not lines[k].rstrip().endswith(":") or len(lines[k]) > 300:
+        return i
+    start = k
+    chunk = lines[k]
+    # the attribution may be wrapped over a few lines: walk up while it has no date yet or
+    # the line above visibly continues onto the next one
+    while start - 1 >= 0 and not _blank(lines[start - 1]) and k - start < 2:
+        above = lines[start - 1].rstrip()
+        if re.search(r"\d", chunk) and not above.endswith(("<", ",", '"', "(")):
+            break
+        start -= 1
+        chunk = above + " " + chunk
+    if not re.search(r"\d|@|" + _WROTE, chunk, re.IGNORECASE):
+        return i
+    return start
+
+
+def _strip_trailing_attribution(text: str) -> tuple[str, str | None]:
+    """Cut a last line like '26.06.2014, 14:41, "A" <a@b.c>:' that introduced a quote."""
+    lines = text.rstrip().split("\n")
+    if not lines or not lines[-1].rstrip().endswith(":"):
+        return text, None
+    start = _attribution_start([*lines, ">"], len(lines))
+    if start >= len(lines):
+        return text, None
+    return "\n".join(lines[:start]), "\n".join(lines[start:]).strip()
+
+
+def _on_wrote_at(lines: list[str], i: int) -> int:
+    """Number of lines of an 'On <date>, <who> wrote:' attribution starting at i, or 0."""
+    if not re.match(r"^\s*(on|am|le|el|il|op|em|w dniu|den|dne|в)\b", lines[i], re.IGNORECASE):
+        return 0
+    joined = lines[i]
+    for n in range(1, 4):
+        if _ON_WROTE_RE.match(joined) and joined.rstrip().endswith(":"):
+            return n
+        if i + n >= len(lines) or _blank(lines[i + n]):
+            return 0
+        joined = joined + " " + lines[i + n]
+    return 0
+
+
+def _split_signature(text: str) -> tuple[str, str | None]:
+    lines = text.split("\n")
+    # RFC 3676 delimiter "-- " (last one wins), within the last 15 lines
+    for i in range(len(lines) - 1, max(-1, len(lines) - 16), -1):
+        if _SIG_DELIM_RE.match(lines[i]) and i > 0:
+            before = "\n".join(lines[:i]).strip()
+            if before:
+                return before, "\n".join(lines[i:]).strip()
+    # "Sent from my iPhone" and friends among the last lines
+    nonblank = [i for i, line in enumerate(lines) if not _blank(line)]
+    for i in nonblank[-3:]:
+        if _SENT_FROM_RE.match(lines[i]) and len(lines[i]) < 120:
+            before = "\n".join(lines[:i]).strip()
+            if before:
+                return before, "\n".join(lines[i:]).strip()
+    return text.strip(), None
+
+
+def split_quote(text: str) -> SplitText:
+    """Separate the new text from quoted history ("On ... wrote:", "-----Original
+    Message-----", "From: ... Sent: ..." blocks, ">" lines) and from the signature."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    n = len(lines)
+    cut: int | None = None  # everything from here on is quoted history
+    region: tuple[int, int] | None = None  # an attribution + ">" block (start, end)
+
+    for i in range(n):
+        line = lines[i]
+        if _ORIGINAL_RE.match(line) or (
+            _UNDERSCORES_RE.match(line) and i + 1 < n and _header_block_at(lines, i + 1)
+        ):
+            cut = i
+            break
+        if _HEADER_LINE_RE.match(line) and _header_block_at(lines, i):
+            cut = i
+            break
+        k = _on_wrote_at(lines, i)
+        if k:
+            end = i + k
+            while end < n and (_is_quoted(lines[end]) or _blank(lines[end])):
+                end += 1
+            region = (i, end)
+            break
+        if _is_quoted(line):
+            start = _attribution_start(lines, i)
+            end = i
+            while end < n and (_is_quoted(lines[end]) or _blank(lines[end])):
+                end += 1
+            region = (start, end)
+            break
+
+    if cut is None and region is not None:
+        start, end = region
+        before = "\n".join(lines[:start]).strip()
+        after = "\n".join(lines[end:]).strip()
+        if not after:
+            cut = start
+        elif not before:
+            # bottom-posted reply: the quote comes first
+            top_quote = "\n".join(lines[start:end]).strip()
+            new, sig = _split_signature(after)
+            return SplitText(new=new, signature=sig, quote=top_quote or None)
+        else:
+            # inline answers between quoted lines: nothing can be cut safely
+            new, sig = _split_signature(text)
+            return SplitText(new=new, signature=sig, quote=None)
+
+    if cut is None:
+        new, sig = _split_signature(text)
+        return SplitText(new=new, signature=sig)
+    head = "\n".join(lines[:cut])
+    quote: str | None = "\n".join(lines[cut:]).strip() or None
+    # a trailing attribution without ">" lines ("... <a@b.c>:") belongs to the quote
+    head, attribution = _strip_trailing_attribution(head)
+    if attribution:
+        quote = attribution + ("\n" + quote if quote else "")
+    new, sig = _split_signature(head)
+    if not new and sig is None:
+        # nothing but quote: keep the whole thing rather than lose it
+        return SplitText(new=text.strip(), signature=None, quote=None)
+    return SplitText(new=new, signature=sig, quote=quote)
+
+
+def split_html_reply(html: str) -> tuple[SplitText, str, bool]:
+    """An HTML reply as (new text / signature / quote, sanitised HTML of the new part,
+    whether an HTML quote marker was found). Without a marker the text rules decide."""
+    head, rest = split_html_quote(html)
+    text = html_to_text(head)
+    if rest is None:
+        return split_quote(text), sanitize_html(html), False
+    quote = html_to_text(rest)
+    text, attribution = _strip_trailing_attribution(text)
+    if attribution:
+        quote = attribution + "\n" + quote
+    split = split_quote(text)
+    split.quote = "\n".join(x for x in (split.quote, quote) if x) or None
+    return split, sanitize_html(head), True
+
+
+# --------------------------------------------------------------------------------------
+# MIME walking
+
+
+@dataclass(slots=True)
+class _Body:
+    text_chunks: list[str] = field(default_factory=list)
+    html_chunks: list[str] = field(default_factory=list)
+    from_html: bool = False
+    attachments: list[Attachment] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_attachment(part: Message) -> bool:
+    disp = _disposition(part)
+    if disp == "attachment":
+        return True
+    ctype = _content_type(part)
+    if ctype in ("text/plain", "text/html"):
+        return _filename(part) is not None and disp != "inline"
+    return True
+
+
+def _add_attachment(part: Message, body: _Body, limit: int) -> None:
+    ctype = _content_type(part)
+    if ctype == "message/rfc822":
+        try:
+            inner = part.get_payload()
+            sub = inner[0] if isinstance(inner, list) and inner else inner
+            data = sub.as_bytes() if isinstance(sub, Message) else b""
+        except Exception:
+            data = b""
+        name = _filename(part) or "forwarded-message.eml"
+    else:
+        data, _ = _decode_payload(part)
+        name = _filename(part) or ("attachment" + _guess_ext(ctype))
+    size = len(data)
+    if size > limit:
+        body.notes.append(
+            f"attachment {name!r} ({ctype}, {size} bytes) is over the {limit}-byte limit: "
+            "its content was not kept"
+        )
+        body.attachments.append(Attachment(name=name, content_type=ctype, size=size, data=None))
+    else:
+        body.attachments.append(Attachment(name=name, content_type=ctype, size=size, data=data))
+
+
+def _guess_ext(ctype: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_extension(ctype) or ".bin"
+
+
+def _walk(part: Message, body: _Body, limit: int, *, want_text: bool, depth: int = 0) -> None:
+    if depth > 50:
+        body.notes.append("MIME nesting deeper than 50 levels was not read")
+        return
+    ctype = _content_type(part)
+    if part.is_multipart() and ctype != "message/rfc822":
+        try:
+            children = [c for c in part.get_payload() if isinstance(c, Message)]
+        except Exception:
+            children = []
+        if ctype == "multipart/alternative" and children:
+            chosen = _choose_alternative(children)
+            for c in children:
+                if c is chosen:
+                    _walk(c, body, limit, want_text=want_text, depth=depth + 1)
+                elif c.is_multipart() or _disposition(c) == "attachment":
+                    # e.g. the images of an HTML alternative (multipart/related)
+                    _walk(c, body, limit, want_text=False, depth=depth + 1)
+            html_child = _choose_alternative(children, prefer="html")
+            if want_text and html_child is not chosen:
+                _collect_html(html_child, body, depth + 1)
+        else:
+            for c in children:
+                _walk(c, body, limit, want_text=want_text, depth=depth + 1)
+        return
+    if _is_attachment(part):
+        _add_attachment(part, body, limit)
+        return
+    if not want_text:
+        return
+    _, text = _decode_payload(part)
+    if ctype == "text/html":
+        body.html_chunks.append(text)
+        body.text_chunks.append(html_to_text(text))
+        if not body.text_chunks[:-1]:
+            body.from_html = True
+    else:
+        body.text_chunks.append(text)
+
+
+def _choose_alternative(children: list[Message], prefer: str = "plain") -> Message:
+    order = ("text/plain", "multi", "text/html") if prefer == "plain" else ("text/html", "multi")
+    for wanted in order:
+        for c in children:
+            ctype = _content_type(c)
+            if wanted == "multi":
+                if c.is_multipart() and ctype != "message/rfc822":
+                    return c
+            elif ctype == wanted and not _is_attachment(c):
+                return c
+    return children[0] if prefer == "plain" else children[-1]
+
+
+def _collect_html(part: Message, body: _Body, depth: int) -> None:
+    """The HTML alternative of a text/plain body (for the sanitised `html` field only)."""
+    if depth > 50:
+        return
+    if part.is_multipart() and _content_type(part) != "message/rfc822":
+        try:
+            children = [c for c in part.get_payload() if isinstance(c, Message)]
+        except Exception:
+            return
+        if _content_type(part) == "multipart/alternative" and children:
+            _collect_html(_choose_alternative(children, prefer="html"), body, depth + 1)
+        else:
+            for c in children:
+                _collect_html(c, body, depth + 1)
+        return
+    if _content_type(part) == "text/html" and not _is_attachment(part):
+        body.html_chunks.append(_decode_payload(part)[1])
+
+
+# --------------------------------------------------------------------------------------
+# Loop safety, threading data
+
+
+def _plus_token(address: str, our_address: str) -> str | None:
+    local, _, domain = our_address.lower().rpartition("@")
+    m = re.fullmatch(
+        re.escape(local) + r"\+(" + _TOKEN_CHARS + r")@" + re.escape(domain),
+        address.strip().lower(),
+    )
+    if not m:
+        return None
+    # keep the token's own case from the address as written
+    start = len(local) + 1
+    return address.strip()[start : start + len(m.group(1))]
+
+
+def _automated_reasons(msg: Message, our_address: str) -> list[str]:
+    reasons: list[str] = []
+    auto = (_header(msg, "Auto-Submitted") or "").strip().lower()
+    if auto and not auto.startswith("no"):
+        reasons.append(f"Auto-Submitted: {auto}")
+    prec = (_header(msg, "Precedence") or "").strip().lower()
+    if prec in ("bulk", "list", "junk", "auto_reply"):
+        reasons.append(f"Precedence: {prec}")
+    for name in (
+        "X-Auto-Response-Suppress",
+        "List-Id",
+        "List-Unsubscribe",
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Autogenerated",
+    ):
+        if _header(msg, name) is not None:
+            reasons.append(name)
+    ours = our_address.lower()
+    local, _, domain = ours.rpartition("@")
+    for loop in _headers_all(msg, "X-Loop"):
+        low = loop.lower()
+        if ours in low or re.search(re.escape(local) + r"\+[^@\s]*@" + re.escape(domain), low):
+            reasons.append("X-Loop names our address")
+            break
+    for rp in _headers_all(msg, "Return-Path"):
+        if rp.strip().replace(" ", "") in ("<>", ""):
+            reasons.append("empty Return-Path")
+            break
+    return reasons
+
+
+def is_our_message_id(message_id: str | None, id_domain: str | None) -> bool:
+    if not message_id or not id_domain:
+        return False
+    inner = message_id.strip("<>")
+    local, _, domain = inner.rpartition("@")
+    return domain.lower() == id_domain.lower() and local.startswith(OUR_MESSAGE_ID_PREFIX)
+
+
+# --------------------------------------------------------------------------------------
+# Bounces
+
+
+def _is_bounce(msg: Message) -> bool:
+    try:
+        return (
+            _content_type(msg) == "multipart/report"
+            and (msg.get_param("report-type") or "").lower() == "delivery-status"  # type: ignore[union-attr]
+        )
+    except Exception:
+        return False
+
+
+def _parse_bounce(msg: Message, raw: bytes, external_id: str) -> BounceReport:
+    report = BounceReport(external_id=external_id, raw=raw)
+    report.message_id = normalize_msgid(_header(msg, "Message-ID"))
+    report.subject = _header(msg, "Subject")
+    from_ = _addresses(msg, "From")
+    report.from_address = from_[0][1] if from_ else None
+    texts: list[str] = []
+    for part in msg.walk():
+        ctype = _content_type(part)
+        try:
+            if ctype == "message/delivery-status":
+                _read_dsn(part, report)
+            elif ctype in ("message/rfc822", "message/rfc822-headers", "text/rfc822-headers"):
+                if report.original_message_id is None:
+                    report.original_message_id = _original_id(part)
+            elif ctype == "text/plain" and not texts:
+                texts.append(_decode_payload(part)[1])
+        except Exception as exc:
+            report.defects.append(f"{ctype}: {exc.__class__.__name__}")
+    report.text = "\n".join(texts).strip()
+    return report
+
+
+def _read_dsn(part: Message, report: BounceReport) -> None:
+    blocks: list[Message] = []
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = [b for b in payload if isinstance(b, Message)]
+    else:
+        text = payload if isinstance(payload, str) else _decode_payload(part)[1]
+        for chunk in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
+            if chunk.strip():
+                blocks.append(HeaderParser(policy=policy.compat32).parsestr(chunk.strip() + "\n"))
+    for block in blocks:
+        status = block.get("Status")
+        if status and report.status is None:
+            report.status = " ".join(str(status).split())
+        diag = block.get("Diagnostic-Code")
+        if diag and report.diagnostic is None:
+            d = " ".join(str(diag).split())
+            d = re.sub(r"^(smtp|x-[\w-]+)\s*;\s*", "", d, flags=re.IGNORECASE)
+            report.diagnostic = d
+        action = block.get("Action")
+        if action and report.action is None:
+            report.action = str(action).strip().lower()
+        rcpt = block.get("Final-Recipient") or block.get("Original-Recipient")
+        if rcpt and report.recipient is None:
+            report.recipient = str(rcpt).split(";", 1)[-1].strip()
+
+
+def _original_id(part: Message) -> str | None:
+    ctype = _content_type(part)
+    if ctype == "message/rfc822":
+        inner = part.get_payload()
+        sub = inner[0] if isinstance(inner, list) and inner else inner
+        if isinstance(sub, Message):
+            return normalize_msgid(sub.get("Message-ID"))
+        return None
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return normalize_msgid(payload[0].get("Message-ID"))
+    text = payload if isinstance(payload, str) else _decode_payload(part)[1]
+    headers = HeaderParser(policy=policy.compat32).parsestr(text)
+    return normalize_msgid(headers.get("Message-ID"))
+
+
+# --------------------------------------------------------------------------------------
+# The entry point
+
+
+def parse_email(
+    raw: bytes,
+    *,
+    max_attachment_bytes: int,
+    our_address: str,
+    message_id_domain: str | None = None,
+) -> ParsedEmail | BounceReport:
+    """Parse one message. Never raises; see `ParsedEmail.defects` for what went wrong."""
+    try:
+        msg: Message = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception as exc:  # pragma: no cover - the parser is very lenient
+        text = _utf8_or_cp1252(raw)
+        return ParsedEmail(
+            external_id=raw_hash_id(raw),
+            raw=raw,
+            text=text,
+            full_text=text,
+            defects=[f"unparseable: {exc.__class__.__name__}"],
+        )
+
+    message_id = normalize_msgid(_header(msg, "Message-ID"))
+    external_id = message_id or raw_hash_id(raw)
+
+    if _is_bounce(msg):
+        return _parse_bounce(msg, raw, external_id)
+
+    p = ParsedEmail(external_id=external_id, raw=raw, message_id=message_id)
+    with contextlib.suppress(Exception):
+        p.defects.extend(d.__class__.__name__ for d in getattr(msg, "defects", []))
+
+    _read_headers(msg, p, our_address, message_id_domain)
+
+    body = _Body()
+    try:
+        _walk(msg, body, max_attachment_bytes, want_text=True)
+    except Exception as exc:
+        p.defects.append(f"body: {exc.__class__.__name__}")
+        if not body.text_chunks:
+            body.text_chunks.append(_fallback_body(raw))
+    p.attachments = body.attachments
+    p.notes.extend(body.notes)
+
+    full = "\n\n".join(c.strip("\n") for c in body.text_chunks if c.strip())
+    p.full_text = full.strip()
+    html_new: str | None = None
+    if body.html_chunks:
+        whole_html = "\n".join(body.html_chunks)
+        try:
+            html_split, html_new, cut = split_html_reply(whole_html)
+        except Exception:
+            html_split, html_new, cut = None, _safe_sanitize(whole_html), False
+        if body.from_html and cut and html_split is not None and html_split.new:
+            # an HTML-only reply: the HTML quote markers decide what is new
+            p.text = html_split.new
+            p.signature = html_split.signature
+            p.quote = html_split.quote
+        p.html = html_new
+    if not p.text:
+        split = split_quote(p.full_text)
+        p.text = split.new
+        p.signature = split.signature
+        p.quote = split.quote
+    return p
+
+
+def _safe_sanitize(html: str) -> str | None:
+    try:
+        return sanitize_html(html)
+    except Exception:
+        return None
+
+
+def _fallback_body(raw: bytes) -> str:
+    _, sep, rest = raw.partition(b"\r\n\r\n")
+    if not sep:
+        _, sep, rest = raw.partition(b"\n\n")
+    return _utf8_or_cp1252(rest if sep else raw)
+
+
+def _read_headers(
+    msg: Message, p: ParsedEmail, our_address: str, message_id_domain: str | None
+) -> None:
+    p.subject = _header(msg, "Subject")
+    froms = _addresses(msg, "From")
+    if froms:
+        p.from_name, p.from_address = froms[0][0] or None, froms[0][1]
+    else:
+        raw_from = _header(msg, "From")
+        if raw_from:
+            name, addr = parseaddr(raw_from)
+            p.from_name, p.from_address = name or None, addr or None
+    reply = _addresses(msg, "Reply-To")
+    p.reply_to = reply[0][1] if reply else None
+    p.to = [a for _, a in _addresses(msg, "To")]
+    p.cc = [a for _, a in _addresses(msg, "Cc")]
+    date = _header(msg, "Date")
+    if date:
+        try:
+            p.date = parsedate_to_datetime(date)
+        except Exception:
+            p.defects.append("unreadable Date")
+
+    refs: list[str] = []
+    for name in ("In-Reply-To", "References"):
+        for value in _headers_all(msg, name):
+            for mid in msgid_list(value):
+                if mid not in refs:
+                    refs.append(mid)
+    p.thread_refs = refs
+
+    token: str | None = None
+    for name in ("To", "Cc", "Delivered-To", "X-Original-To"):
+        for _, addr in _addresses(msg, name):
+            token = _plus_token(addr, our_address)
+            if token:
+                break
+        if token:
+            break
+    if token is None and p.subject:
+        m = _SUBJECT_TAG_RE.search(p.subject)
+        if m:
+            token = m.group(1)
+    p.thread_token = token
+
+    p.automated_reasons = _automated_reasons(msg, our_address)
+    p.automated = bool(p.automated_reasons)
+
+    ours = our_address.lower()
+    local, _, domain = ours.rpartition("@")
+    from_addr = (p.from_address or "").lower()
+    if from_addr == ours or re.fullmatch(
+        re.escape(local) + r"\+[^@]*@" + re.escape(domain), from_addr
+    ):
+        p.own = True
+    if is_our_message_id(p.message_id, message_id_domain or domain):
+        p.own = True
+
+
+# --------------------------------------------------------------------------------------
+# To the core's vocabulary
+
+
+def to_inbound(p: ParsedEmail) -> InboundMessage:
+    metadata: dict[str, Any] = {}
+    if p.quote:
+        metadata["quoted"] = p.full_text
+        metadata["quote"] = p.quote
+    if p.signature:
+        metadata["signature"] = p.signature
+    if p.to:
+        metadata["to"] = p.to
+    if p.cc:
+        metadata["cc"] = p.cc
+    if p.reply_to and p.reply_to.lower() != (p.from_address or "").lower():
+        metadata["reply_to"] = p.reply_to
+    if p.automated_reasons:
+        metadata["automated_reasons"] = p.automated_reasons
+    if p.notes:
+        metadata["notes"] = p.notes
+    if p.defects:
+        metadata["defects"] = p.defects
+    sender = p.from_address or p.reply_to
+    if not sender:
+        sender = "unknown@invalid"
+        metadata.setdefault("notes", []).append("the message has no readable From address")
+    return InboundMessage(
+        external_id=p.external_id,
+        sender=Identity("email", sender),
+        text=p.text,
+        sender_name=p.from_name,
+        html=p.html,
+        subject=p.subject,
+        attachments=p.attachments,
+        thread_refs=p.thread_refs,
+        thread_token=p.thread_token,
+        provider_message_id=p.message_id,
+        automated=p.automated,
+        sent_at=p.date,
+        raw=p.raw,
+        metadata=metadata,
+    )
+
+
+def bounce_to_inbound(b: BounceReport) -> InboundMessage:
+    """A bounce that names no message of ours: still shown, flagged as automated."""
+    return InboundMessage(
+        external_id=b.external_id,
+        sender=Identity("email", b.from_address or "mailer-daemon@invalid"),
+        text=b.text or b.reason,
+        subject=b.subject,
+        provider_message_id=b.message_id,
+        automated=True,
+        raw=b.raw,
+        metadata={"automated_reasons": ["delivery status notification"], "bounce": b.reason},
+    )
+
+
+def to_event(
+    parsed: ParsedEmail | BounceReport,
+) -> InboundMessage | DeliveryReceipt:
+    """What to hand to `ctx.submit` for a parsed message (callers skip `own` mail first)."""
+    if isinstance(parsed, BounceReport):
+        if parsed.original_message_id:
+            return DeliveryReceipt(
+                provider_message_id=parsed.original_message_id,
+                status="failed",
+                reason=parsed.reason,
+            )
+        return bounce_to_inbound(parsed)
+    return to_inbound(parsed)
+
+
+def html_escape(text: str) -> str:
+    return html_lib.escape(text)

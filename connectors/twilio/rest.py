@@ -1,0 +1,149 @@
+"""Twilio's REST API over the gateway's shared aiohttp session (never the blocking client).
+
+`POST {api_base}/2010-04-01/Accounts/{AccountSid}/Messages.json`, form-encoded, basic auth.
+Errors come back as `{"code", "message", "more_info", "status"}`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from connectors.base import AuthFailed, DeliveryResult, NotReady
+
+from .errors import describe_error
+
+API_VERSION = "2010-04-01"
+RETRY_STATUSES = frozenset({408, 429})
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(slots=True)
+class Media:
+    content_type: str
+    size: int
+    data: bytes | None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class TwilioRestClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        account_sid: str,
+        auth: tuple[str, str],
+        api_base_url: str = "https://api.twilio.com",
+        timeout: float = 15.0,
+    ) -> None:
+        self._session = session
+        self._account_sid = account_sid
+        self._auth = aiohttp.BasicAuth(*auth)
+        self._base = api_base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    @property
+    def account_url(self) -> str:
+        return f"{self._base}/{API_VERSION}/Accounts/{self._account_sid}"
+
+    async def check_account(self) -> dict[str, Any]:
+        """Fetch our account resource: `AuthFailed` on 401/403/404, `NotReady` otherwise."""
+        try:
+            async with self._session.get(
+                f"{self.account_url}.json", auth=self._auth, timeout=self._timeout
+            ) as resp:
+                body = await resp.read()
+                if resp.status in (401, 403, 404):
+                    raise AuthFailed(f"Twilio refused the credentials: {_error_text(body)}")
+                if resp.status >= 300:
+                    raise NotReady(f"Twilio answered {resp.status}: {_error_text(body)}")
+                data = json.loads(body)
+                return data if isinstance(data, dict) else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise NotReady(f"Twilio API unreachable: {exc!r}") from exc
+
+    async def create_message(self, form: Sequence[tuple[str, str]]) -> DeliveryResult:
+        """Create one Message; provider failures are results, never exceptions."""
+        url = f"{self.account_url}/Messages.json"
+        try:
+            async with self._session.post(
+                url, data=list(form), auth=self._auth, timeout=self._timeout
+            ) as resp:
+                body = await resp.read()
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return DeliveryResult.retry(f"twilio unreachable: {exc!r}")
+        if 200 <= status < 300:
+            try:
+                data = json.loads(body)
+                sid = data["sid"]
+            except (ValueError, KeyError, TypeError):
+                # Twilio took it but we cannot read the id: do not send it twice.
+                return DeliveryResult.sent(None)
+            return DeliveryResult.sent(str(sid))
+        reason = _error_text(body, status)
+        if status in RETRY_STATUSES or status >= 500:
+            return DeliveryResult.retry(reason, retry_after=retry_after)
+        return DeliveryResult.failed(reason)
+
+    async def fetch_media(self, url: str, max_bytes: int) -> Media:
+        """Download inbound media; over `max_bytes` only its type and size are kept.
+        Credentials go only to the Twilio API's own origin (it redirects to a CDN)."""
+        auth = self._auth if _origin(url) == _origin(self._base) else None
+        async with self._session.get(url, auth=auth, timeout=self._timeout) as resp:
+            resp.raise_for_status()
+            content_type = resp.headers.get("Content-Type", "application/octet-stream")
+            content_type = content_type.split(";")[0].strip() or "application/octet-stream"
+            declared = resp.content_length
+            if declared is not None and declared > max_bytes:
+                return Media(content_type, declared, None)
+            data = bytearray()
+            async for chunk in resp.content.iter_chunked(64 * 1024):
+                data.extend(chunk)
+                if len(data) > max_bytes:
+                    return Media(content_type, declared or len(data), None)
+            return Media(content_type, len(data), bytes(data))
+
+
+def _error_text(body: bytes, status: int | None = None) -> str:
+    """`twilio error 21211: The 'To' number ... is not a valid phone number.`"""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and data.get("code") is not None:
+        code = data["code"]
+        message = data.get("message") or describe_error(code) or "error"
+        return f"twilio error {code}: {message}"
+    snippet = body[:200].decode("utf-8", "replace").strip()
+    return f"twilio HTTP {status}: {snippet}" if status else snippet or "no detail"
+
+
+__all__ = ["Media", "TwilioRestClient", "parse_retry_after"]

@@ -1,0 +1,487 @@
+"""The HTTP API (DESIGN §4): aiohttp handlers over the gateway's services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.http import ApiError, fail, read_json, validation_details
+from gateway.api.auth import Authenticator, Principal, require
+from gateway.identity import InvalidIdentity, parse_identity
+from gateway.metrics import METRICS
+from gateway.model import Event
+from gateway.store.base import Conflict, ConversationFilter, NotFound, OutboundRequest
+from router import MessageFacts
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger("switchboard.api")
+
+M = TypeVar("M", bound=BaseModel)
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error leaves as the JSON envelope; nothing leaks a traceback."""
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except ApiError:
+        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 413 else "request body too large"
+        raise ApiError(exc.status, code, message) from None
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except Conflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        raise ApiError(500, "internal", "internal error; see the gateway log") from None
+
+
+def _gw(request: web.Request) -> Gateway:
+    return request.app[GATEWAY]
+
+
+def _auth(request: web.Request, allow_query: bool = False) -> Principal:
+    return request.app[AUTH].authenticate(request, allow_query)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReplyBody(Body):
+    text: str = Field(min_length=1, max_length=100_000)
+    html: str | None = Field(None, max_length=1_000_000)
+    subject: str | None = Field(None, max_length=998)
+    agent: str | None = None
+
+
+class AssignBody(Body):
+    agent: str
+    force: bool = False
+
+
+class TransferBody(Body):
+    queue: str
+
+
+class PresenceBody(Body):
+    status: str = Field(pattern="^(online|away|offline)$")
+
+
+class CapacityBody(Body):
+    capacity: dict[str, int]
+
+
+class ExplainBody(Body):
+    channel: str
+    text: str = ""
+    subject: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    data = await read_json(request, _gw(request).config.server.max_body_bytes)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fail(422, "validation_error", "the request body is not valid", validation_details(exc.errors()))
+
+
+# --- health and metrics ----------------------------------------------------------------------
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = _gw(request)
+    store_ok = await gw.store.ping()
+    channels = gw.channel_states()
+    ready = store_ok and all(state == "running" for state in channels.values())
+    return web.json_response(
+        {"ready": ready, "store": "ok" if store_ok else "down", "channels": channels},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(METRICS.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# --- conversations ---------------------------------------------------------------------------
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        fail(400, "invalid_parameter", f"{name} must be an integer")
+    if not lo <= value <= hi:
+        fail(400, "invalid_parameter", f"{name} must be between {lo} and {hi}")
+    return value
+
+
+async def list_conversations(request: web.Request) -> web.Response:
+    _auth(request)
+    q = request.query
+    status = q.get("status")
+    if status is not None and status not in ("open", "assigned", "pending", "resolved", "closed"):
+        fail(400, "invalid_parameter", "status must be open, assigned, pending, resolved or closed")
+    flt = ConversationFilter(
+        status=status,
+        queue=q.get("queue"),
+        assignee=q.get("assignee"),
+        channel=q.get("channel"),
+        contact_id=q.get("contact"),
+        limit=_int(request, "limit", 50, 1, 500),
+        cursor=q.get("cursor"),
+    )
+    rows, cursor = await _gw(request).store.list_conversations(flt)
+    return web.json_response({"conversations": [c.to_api() for c in rows], "next_cursor": cursor})
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    _auth(request)
+    gw = _gw(request)
+    conv = await gw.store.get_conversation(request.match_info["id"])
+    messages = await gw.store.messages(conv.id)
+    return web.json_response(conv.to_api() | {"messages": [m.to_api() for m in messages]})
+
+
+async def reply(request: web.Request) -> web.Response:
+    principal = _auth(request)
+    require(principal, "admin", "agent", "integration")
+    body = await _body(request, ReplyBody)
+    gw = _gw(request)
+    if principal.role == "agent" and body.agent not in (None, principal.agent):
+        fail(403, "forbidden", "an agent token replies only as its own agent")
+    agent = principal.agent if principal.role == "agent" else body.agent
+    if agent is not None and gw.config.agent(agent) is None:
+        fail(422, "validation_error", f"unknown agent {agent!r}")
+    conv = await gw.store.get_conversation(request.match_info["id"])
+    if principal.acting_agent and conv.assignee not in (None, principal.acting_agent):
+        fail(403, "forbidden", f"the conversation is assigned to {conv.assignee}")
+    message = await gw.send_reply(
+        OutboundRequest(
+            conversation_id=conv.id,
+            text=body.text,
+            html=body.html,
+            subject=body.subject,
+            sender_type="agent",
+            sender_id=agent or principal.name,
+            now=gw.clock(),
+            acting_agent=principal.acting_agent,
+        )
+    )
+    return web.json_response(message.to_api(), status=202)
+
+
+async def assign(request: web.Request) -> web.Response:
+    principal = _auth(request)
+    body = await _body(request, AssignBody)
+    gw = _gw(request)
+    if principal.role == "agent" and body.agent != principal.agent:
+        fail(403, "forbidden", "an agent token assigns only to its own agent")
+    if body.force and principal.role != "admin":
+        fail(403, "forbidden", "only an admin may force an assignment over capacity")
+    agent_cfg = gw.config.agent(body.agent)
+    if agent_cfg is None:
+        fail(404, "not_found", f"agent {body.agent} not found")
+    conv = await gw.store.get_conversation(request.match_info["id"])
+    capacity = None
+    if not body.force:
+        states = {s.id: s for s in await gw.store.agent_states()}
+        state = states.get(body.agent)
+        capacity = state.capacity_for(conv.channel_kind) if state else agent_cfg.capacity_for(conv.channel_kind)
+    conv, events = await gw.store.assign(conv.id, body.agent, capacity, principal.name, gw.clock())
+    gw.publish(events)
+    gw.dispatcher.poke()
+    return web.json_response(conv.to_api())
+
+
+async def transfer(request: web.Request) -> web.Response:
+    principal = _auth(request)
+    body = await _body(request, TransferBody)
+    gw = _gw(request)
+    if gw.config.routing.queue(body.queue) is None:
+        fail(422, "validation_error", f"unknown queue {body.queue!r}")
+    conv = await gw.store.get_conversation(request.match_info["id"])
+    _own(principal, conv.assignee)
+    conv, events = await gw.store.transfer(conv.id, body.queue, principal.name, principal.acting_agent, gw.clock())
+    gw.publish(events)
+    gw.dispatcher.poke()
+    return web.json_response(conv.to_api())
+
+
+def _own(principal: Principal, assignee: str | None) -> None:
+    if principal.acting_agent and assignee not in (None, principal.acting_agent):
+        fail(403, "forbidden", f"the conversation is assigned to {assignee}")
+
+
+async def resolve(request: web.Request) -> web.Response:
+    principal = _auth(request)
+    gw = _gw(request)
+    conv = await gw.store.get_conversation(request.match_info["id"])
+    _own(principal, conv.assignee)
+    conv, events = await gw.store.resolve(conv.id, principal.name, principal.acting_agent, gw.clock())
+    gw.publish(events)
+    gw.dispatcher.poke()
+    return web.json_response(conv.to_api())
+
+
+async def reopen(request: web.Request) -> web.Response:
+    principal = _auth(request)
+    gw = _gw(request)
+    conv, events = await gw.store.reopen(request.match_info["id"], principal.name, gw.clock())
+    gw.publish(events)
+    gw.dispatcher.poke()
+    return web.json_response(conv.to_api())
+
+
+# --- agents ----------------------------------------------------------------------------------
+async def list_agents(request: web.Request) -> web.Response:
+    _auth(request)
+    gw = _gw(request)
+    snap = await gw.store.routing_snapshot()
+    out = []
+    for state in snap.agents:
+        cfg = gw.config.agent(state.id)
+        if cfg is None:
+            continue
+        load: dict[str, int] = {}
+        for (agent_id, kind), n in snap.loads.items():
+            if agent_id == state.id:
+                load[kind] = n
+        out.append(
+            {
+                "id": state.id,
+                "name": cfg.name,
+                "presence": state.presence,
+                "skills": cfg.skills,
+                "queues": cfg.queues,
+                "capacity": state.capacity,
+                "load": load,
+            }
+        )
+    return web.json_response({"agents": out})
+
+
+def _agent_target(request: web.Request, principal: Principal) -> str:
+    agent_id = request.match_info["id"]
+    if principal.role == "agent" and agent_id != principal.agent:
+        fail(403, "forbidden", "an agent token changes only its own agent")
+    if principal.role not in ("admin", "agent"):
+        fail(403, "forbidden", "this needs an admin or agent token")
+    if _gw(request).config.agent(agent_id) is None:
+        fail(404, "not_found", f"agent {agent_id} not found")
+    return agent_id
+
+
+async def set_presence(request: web.Request) -> web.Response:
+    principal = _auth(request)
+    agent_id = _agent_target(request, principal)
+    body = await _body(request, PresenceBody)
+    gw = _gw(request)
+    gw.publish(await gw.store.set_presence(agent_id, body.status, gw.clock()))
+    gw.dispatcher.poke()
+    return web.json_response({"id": agent_id, "presence": body.status})
+
+
+async def set_capacity(request: web.Request) -> web.Response:
+    principal = _auth(request)
+    require(principal, "admin")
+    agent_id = _agent_target(request, principal)
+    body = await _body(request, CapacityBody)
+    if any(v < 0 for v in body.capacity.values()):
+        fail(422, "validation_error", "capacity values must be >= 0")
+    gw = _gw(request)
+    gw.publish(await gw.store.set_capacity(agent_id, body.capacity, gw.clock()))
+    gw.dispatcher.poke()
+    return web.json_response({"id": agent_id, "capacity": body.capacity})
+
+
+# --- contacts --------------------------------------------------------------------------------
+async def get_contact(request: web.Request) -> web.Response:
+    _auth(request)
+    contact = await _gw(request).store.get_contact(request.match_info["id"])
+    return web.json_response(contact.to_api())
+
+
+async def find_contact(request: web.Request) -> web.Response:
+    _auth(request)
+    raw = request.query.get("identity")
+    if not raw:
+        fail(400, "invalid_parameter", "give ?identity=kind:address, e.g. email:a@b.c")
+    try:
+        identity = parse_identity(raw)
+    except InvalidIdentity as exc:
+        fail(400, "invalid_parameter", str(exc))
+    contact = await _gw(request).store.find_contact(identity)
+    return web.json_response({"contacts": [contact.to_api()]})
+
+
+async def get_blob(request: web.Request) -> web.Response:
+    _auth(request)
+    content_type, data = await _gw(request).store.get_blob(request.match_info["id"])
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": "attachment",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+# --- routing ---------------------------------------------------------------------------------
+async def explain(request: web.Request) -> web.Response:
+    _auth(request)
+    body = await _body(request, ExplainBody)
+    gw = _gw(request)
+    channel = next((c for c in gw.config.channels if c.name == body.channel), None)
+    if channel is None:
+        fail(422, "validation_error", f"unknown channel {body.channel!r}")
+    facts = MessageFacts(channel.name, channel.type, body.text, body.subject, body.attributes)
+    return web.json_response(await gw.explain(facts))
+
+
+# --- events ----------------------------------------------------------------------------------
+def _since(request: web.Request) -> int | None:
+    raw = request.query.get("since") or request.headers.get("Last-Event-ID")
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        fail(400, "invalid_parameter", "since must be an event id (integer)")
+    if value < 0:
+        fail(400, "invalid_parameter", "since must be >= 0")
+    return value
+
+
+async def _replay_then_live(gw: Gateway, since: int | None, emit: Any) -> None:
+    """Send stored events after `since`, then live ones, without gap or repeat."""
+    with gw.bus.subscribe() as sub:
+        last = since if since is not None else await gw.store.last_event_id()
+        while since is not None:
+            batch = await gw.store.events_since(last, 500)
+            for event in batch:
+                await emit(event)
+                last = event.id
+            if len(batch) < 500:
+                break
+        while True:
+            event = await sub.get()
+            if event is None:
+                return
+            if event.id <= last:
+                continue
+            await emit(event)
+            last = event.id
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    _auth(request, allow_query=True)
+    gw = _gw(request)
+    since = _since(request)
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return await _sse(request, gw, since)
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+    if not ws.can_prepare(request).ok:
+        fail(400, "websocket_required", "open a WebSocket, or ask for Accept: text/event-stream")
+    await ws.prepare(request)
+
+    async def emit(event: Event) -> None:
+        await ws.send_str(json.dumps(event.to_api(), ensure_ascii=False))
+
+    pump = asyncio.create_task(_replay_then_live(gw, since, emit))
+    gw.track(ws)
+    try:
+        reader = asyncio.create_task(_drain(ws))
+        done, _ = await asyncio.wait({pump, reader}, return_when=asyncio.FIRST_COMPLETED)
+        if pump in done and not ws.closed:
+            await ws.close(code=4000, message=b"event stream lagged or closed; resume with ?since=")
+    finally:
+        for task in (pump, reader):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        gw.untrack(ws)
+    return ws
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    async for msg in ws:
+        if msg.type == WSMsgType.ERROR:
+            return
+
+
+async def _sse(request: web.Request, gw: Gateway, since: int | None) -> web.StreamResponse:
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await resp.prepare(request)
+
+    async def emit(event: Event) -> None:
+        data = json.dumps(event.to_api(), ensure_ascii=False)
+        await resp.write(f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode())
+
+    pump = asyncio.create_task(_replay_then_live(gw, since, emit))
+    try:
+        while not pump.done():
+            await asyncio.wait({pump}, timeout=15)
+            if not pump.done():
+                await resp.write(b": keep-alive\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pump
+    return resp
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/v1/conversations", list_conversations)
+    r.add_get("/v1/conversations/{id}", get_conversation)
+    r.add_post("/v1/conversations/{id}/messages", reply)
+    r.add_post("/v1/conversations/{id}/assign", assign)
+    r.add_post("/v1/conversations/{id}/transfer", transfer)
+    r.add_post("/v1/conversations/{id}/resolve", resolve)
+    r.add_post("/v1/conversations/{id}/reopen", reopen)
+    r.add_get("/v1/agents", list_agents)
+    r.add_put("/v1/agents/{id}/presence", set_presence)
+    r.add_put("/v1/agents/{id}/capacity", set_capacity)
+    r.add_get("/v1/contacts", find_contact)
+    r.add_get("/v1/contacts/{id}", get_contact)
+    r.add_get("/v1/blobs/{id}", get_blob)
+    r.add_post("/v1/routing/explain", explain)
+    r.add_get("/v1/events", events)

@@ -1,0 +1,260 @@
+"""The composition root: builds the store, connectors, dispatcher, outbox and HTTP app,
+and starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from connectors.base import (
+    AuthFailed,
+    Connector,
+    ConnectorContext,
+    DeliveryReceipt,
+    InboundMessage,
+    NotReady,
+    SubmitResult,
+)
+from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
+from gateway.api.auth import Authenticator
+from gateway.config import LoadedConfig
+from gateway.dispatch import Dispatcher
+from gateway.events import EventBus
+from gateway.ingest import ChannelInfo, Ingestor
+from gateway.metrics import METRICS
+from gateway.model import Event, Message
+from gateway.outbox import Outbox
+from gateway.registry import ConnectorRegistry, default_registry
+from gateway.store.base import OutboundRequest, Store
+from gateway.store.sqlite import SqliteStore
+from gateway.webhooks import WebhookSender
+from router import MessageFacts, classify
+
+log = logging.getLogger("switchboard")
+
+
+class ChannelKV:
+    """A connector's namespaced view of the store's key-value table."""
+
+    def __init__(self, store: Store, namespace: str, clock: Callable[[], float]) -> None:
+        self._store, self._ns, self._clock = store, namespace, clock
+
+    async def get(self, key: str) -> str | None:
+        return await self._store.kv_get(self._ns, key)
+
+    async def set(self, key: str, value: str) -> None:
+        await self._store.kv_set(self._ns, key, value)
+
+    async def delete(self, key: str) -> None:
+        await self._store.kv_delete(self._ns, key)
+
+    async def lease(self, key: str, holder: str, ttl: float) -> bool:
+        return await self._store.kv_lease(self._ns, key, holder, ttl, self._clock())
+
+
+def make_store(loaded: LoadedConfig) -> Store:
+    cfg = loaded.config.store
+    return SqliteStore(cfg.path)
+
+
+class Gateway:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        registry: ConnectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.registry = registry or default_registry()
+        self.clock = clock
+        self.instance = uuid.uuid4().hex[:12]
+        self.store: Store = make_store(loaded)
+        self.bus = EventBus()
+        self.dispatcher = Dispatcher(self.store, self.bus, self.config, clock)
+        self.connectors: dict[str, Connector] = {}
+        self.outbox = Outbox(self.store, self.bus, self.connectors, self.config.outbox, clock)
+        self.ingestor = Ingestor(
+            self.store,
+            self.bus,
+            self.config.routing,
+            self.config.conversations.reopen_window,
+            self.dispatcher.poke,
+            clock,
+        )
+        self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        self._states: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self.app = web.Application(
+            middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes
+        )
+        self.app[GATEWAY] = self
+        self.app[AUTH] = Authenticator(self.config.auth)
+        add_routes(self.app)
+        self.port: int | None = None
+
+    # --- services for the API --------------------------------------------------------------
+    def publish(self, events: list[Event]) -> None:
+        self.bus.publish(events)
+
+    async def send_reply(self, request: OutboundRequest) -> Message:
+        message, events = await self.store.add_outbound(request)
+        self.publish(events)
+        self.outbox.poke()
+        return message
+
+    async def explain(self, facts: MessageFacts) -> dict[str, Any]:
+        """The routing decision for a message, changing nothing."""
+        cls = classify(self.config.routing, facts)
+        from router import PRIORITY_RANK, ConversationSnapshot, decide
+
+        queue = self.config.routing.queue(cls.queue)
+        snap = await self.store.routing_snapshot()
+        kind = facts.channel_type
+        agents = self.dispatcher.snapshots(snap, kind)
+        conv = ConversationSnapshot("(dry-run)", cls.queue, PRIORITY_RANK[cls.priority], cls.required_skills, kind, self.clock())
+        decision = decide(conv, queue, agents, snap.rr_last.get(cls.queue), self.clock()) if queue else None
+        return {
+            "classification": {
+                "queue": cls.queue,
+                "priority": cls.priority,
+                "required_skills": cls.required_skills,
+                "tags": cls.tags,
+                "rule": cls.rule,
+                "reasons": cls.reasons,
+            },
+            "decision": None
+            if decision is None
+            else {"agent": decision.agent_id, "strategy": decision.strategy, "reasons": decision.reasons},
+        }
+
+    def channel_states(self) -> dict[str, str]:
+        return dict(self._states)
+
+    def track(self, ws: web.WebSocketResponse) -> None:
+        self._sockets.add(ws)
+
+    def untrack(self, ws: web.WebSocketResponse) -> None:
+        self._sockets.discard(ws)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def _submit_for(self, channel: ChannelInfo) -> Callable[[InboundMessage | DeliveryReceipt], Awaitable[SubmitResult]]:
+        async def submit(item: InboundMessage | DeliveryReceipt) -> SubmitResult:
+            return await self.ingestor.submit(channel, item)
+
+        return submit
+
+    def _build_connectors(self) -> None:
+        assert self._http is not None
+        public = self.config.server.public_url or ""
+        for channel in self.config.channels:
+            cls = self.registry.get(channel.type)
+            info = ChannelInfo(channel.name, cls.kind)
+            ctx = ConnectorContext(
+                submit=self._submit_for(info),
+                http=self._http,
+                add_route=lambda method, path, handler: self.app.router.add_route(method, path, handler),
+                kv=ChannelKV(self.store, f"channel:{channel.name}", self.clock),
+                log=logging.LoggerAdapter(logging.getLogger(f"switchboard.channel.{channel.name}"), {"channel": channel.name}),
+                public_url=public,
+                max_body_bytes=self.config.server.max_body_bytes,
+            )
+            self.connectors[channel.name] = cls(channel.name, self.loaded.channel_settings[channel.name], ctx)
+            self._states[channel.name] = "starting"
+            METRICS.channel_up.labels(channel.name).set(0)
+
+    async def start(self) -> None:
+        """Open the store, mount and start everything, listen. Returns once serving."""
+        await self.store.open()
+        released = await self.store.outbox_release_all()
+        if released:
+            log.info("outbox leases released after restart", extra={"count": released})
+        await self.store.sync_agents(
+            [(a.id, a.presence, dict(a.capacity)) for a in self.config.agents]
+        )
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self._build_connectors()
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.config.server.shutdown_timeout)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.config.server.port
+        if not self.config.server.public_url:
+            for connector in self.connectors.values():
+                connector.ctx.public_url = f"http://{self.config.server.host}:{self.port}"
+        for name, connector in self.connectors.items():
+            self._spawn(self._start_channel(name, connector))
+        await self.dispatcher.start()
+        await self.outbox.start()
+        self.webhooks.attach(self.bus, self._http)
+        log.info(
+            "switchboard started",
+            extra={"host": self.config.server.host, "port": self.port, "channels": len(self.connectors)},
+        )
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_channel(self, name: str, connector: Connector) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await connector.start()
+            except NotReady as exc:
+                self._states[name] = f"not_ready: {exc}"
+                log.warning("channel not ready; retrying", extra={"channel": name, "retry_in": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            except AuthFailed as exc:
+                self._states[name] = f"auth_failed: {exc}"
+                log.error("channel stopped: authentication failed", extra={"channel": name})
+                return
+            except Exception as exc:
+                self._states[name] = f"failed: {type(exc).__name__}"
+                log.exception("channel failed to start", extra={"channel": name})
+                return
+            self._states[name] = "running"
+            METRICS.channel_up.labels(name).set(1)
+            return
+
+    async def stop(self) -> None:
+        """Graceful: stop accepting, finish in-flight work, flush, close."""
+        log.info("switchboard stopping")
+        for task in list(self._tasks):
+            task.cancel()
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"server shutting down")
+        self.bus.close()
+        if self._runner is not None:
+            await self._runner.shutdown()
+        for name, connector in self.connectors.items():
+            try:
+                await asyncio.wait_for(connector.stop(), self.config.server.shutdown_timeout)
+            except Exception:
+                log.exception("channel did not stop cleanly", extra={"channel": name})
+        await self.dispatcher.stop()
+        await self.outbox.stop(self.config.server.shutdown_timeout)
+        await self.webhooks.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+        await self.store.close()
+        log.info("switchboard stopped")

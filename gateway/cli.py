@@ -1,0 +1,190 @@
+"""`switchboard`: run the daemon, check a config, print its schema, dry-run routing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway import __version__
+from gateway.config import ConfigError, LoadedConfig, json_schema, load_config
+
+DEFAULT_CONFIG = os.environ.get("SWITCHBOARD_CONFIG", "config/gateway.yaml")
+
+
+def _load(path: str) -> LoadedConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+async def _run(loaded: LoadedConfig) -> int:
+    from gateway.app import Gateway
+
+    gateway = Gateway(loaded)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await gateway.start()
+    except OSError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        await gateway.stop()
+        return 1
+    print(
+        f"switchboard {__version__} listening on http://{loaded.config.server.host}:{gateway.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    await stop.wait()
+    await gateway.stop()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import logs
+
+    logs.setup(args.log_level)
+    loaded = _load(args.config)
+    if loaded is None:
+        return 2
+    return asyncio.run(_run(loaded))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    cfg = loaded.config
+    print(
+        f"{args.config}: ok ({len(cfg.channels)} channels, {len(cfg.agents)} agents, "
+        f"{len(cfg.routing.queues)} queues, {len(cfg.routing.rules)} rules)"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from router import PRIORITY_RANK, AgentSnapshot, ConversationSnapshot, MessageFacts, classify, decide
+
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    cfg = loaded.config
+    channel = next((c for c in cfg.channels if c.name == args.channel), None)
+    if channel is None:
+        print(f"unknown channel {args.channel!r}; configured: {', '.join(c.name for c in cfg.channels)}", file=sys.stderr)
+        return 1
+    attributes: dict[str, str] = {}
+    for item in args.attr or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"--attr takes key=value, got {item!r}", file=sys.stderr)
+            return 1
+        attributes[key] = value
+    facts = MessageFacts(channel.name, channel.type, args.text, args.subject, attributes)
+    cls = classify(cfg.routing, facts)
+    online = set(args.online.split(",")) if args.online else None
+    agents = [
+        AgentSnapshot(
+            a.id, a.name, "online" if (online is None or a.id in online) else "offline",
+            frozenset(a.queues), a.skills, a.capacity_for(channel.type), 0,
+        )
+        for a in cfg.agents
+    ]
+    queue = cfg.routing.queue(cls.queue)
+    conv = ConversationSnapshot("(dry-run)", cls.queue, PRIORITY_RANK[cls.priority], cls.required_skills, channel.type, 0.0)
+    decision = decide(conv, queue, agents, None, 0.0) if queue else None
+    out: dict[str, Any] = {
+        "queue": cls.queue,
+        "priority": cls.priority,
+        "required_skills": cls.required_skills,
+        "tags": cls.tags,
+        "rule": cls.rule,
+        "reasons": cls.reasons,
+        "agent": decision.agent_id if decision else None,
+        "agent_reasons": decision.reasons if decision else [],
+    }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_webhook_listen(args: argparse.Namespace) -> int:
+    """A small receiver for trying the gateway out: verifies signatures, prints payloads."""
+    from aiohttp import web
+
+    from connectors.api.signing import InvalidSignature, decode_secret, verify
+
+    key = decode_secret(args.secret)
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            verify(key, {k.lower(): v for k, v in request.headers.items()}, body)
+        except InvalidSignature as exc:
+            print(f"REJECTED ({exc}): {request.headers.get('webhook-id')}", flush=True)
+            return web.json_response({"error": str(exc)}, status=401)
+        print(f"verified {request.headers['webhook-id']}: {body.decode(errors='replace')}", flush=True)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    web.run_app(app, host=args.host, port=args.port, print=lambda s: print(s, flush=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the gateway daemon")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.add_argument("--log-level", default=os.environ.get("SWITCHBOARD_LOG_LEVEL", "INFO"))
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("check", help="validate a config; exit 0 when it is valid, 1 otherwise")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.set_defaults(fn=cmd_check)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the config")
+    p.add_argument("-o", "--output")
+    p.set_defaults(fn=cmd_schema)
+
+    p = sub.add_parser("route", help="dry-run the router on a sample message and explain")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.add_argument("--channel", required=True)
+    p.add_argument("--text", default="")
+    p.add_argument("--subject")
+    p.add_argument("--attr", action="append", help="contact attribute key=value (repeatable)")
+    p.add_argument("--online", help="comma-separated agents to treat as online (default: all)")
+    p.set_defaults(fn=cmd_route)
+
+    p = sub.add_parser("webhook-listen", help="print signed webhooks (for trying the gateway out)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9090)
+    p.add_argument("--secret", required=True)
+    p.set_defaults(fn=cmd_webhook_listen)
+
+    args = parser.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

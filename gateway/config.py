@@ -1,0 +1,373 @@
+"""The gateway's configuration: one YAML file validated by pydantic models.
+
+`${VAR}` and `${VAR:-default}` in string values read the environment, so secrets stay out
+of the file. A wrong config is refused with every problem listed at once, each with its
+key path and YAML line (`channels[2].imap.port (line 31): ...`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from connectors.base import ConnectorSettings
+from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
+from router.config import RoutingConfig
+
+Loc = tuple[str | int, ...]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as `90s`, `15m`, `72h`, `7d`."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 15m, 72h, 7d")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    raise ValueError("a duration is a number of seconds or a string like 15m, 72h, 7d")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = Field(
+        None, description="Base URL the gateway is reached at from outside (webhooks)."
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
+    shutdown_timeout: float = Field(10.0, ge=0)
+
+
+class StoreConfig(Strict):
+    backend: Literal["sqlite"] = "sqlite"
+    path: str = "var/switchboard.db"
+
+
+class TokenConfig(Strict):
+    name: str
+    token: SecretStr = Field(min_length=12)
+    role: Literal["admin", "agent", "integration"]
+    agent: str | None = Field(None, description="The agent an `agent` token acts as.")
+
+
+class AuthConfig(Strict):
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+
+class AgentConfig(Strict):
+    id: Name
+    name: str
+    skills: dict[str, Annotated[int, Field(ge=1, le=10)]] = Field(default_factory=dict)
+    capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {"default": 3},
+        description="Concurrent conversations per channel kind; `default` for the rest.",
+    )
+    queues: list[str] = Field(default_factory=list)
+    presence: Literal["online", "away", "offline"] = Field(
+        "offline", description="Presence when the agent is first seen."
+    )
+
+    def capacity_for(self, channel_kind: str) -> int:
+        return self.capacity.get(channel_kind, self.capacity.get("default", 3))
+
+
+class ChannelConfig(BaseModel):
+    """`name` and `type`; every other key belongs to the connector's settings model."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Name
+    type: str
+
+    def settings_data(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class WebhookConfig(Strict):
+    url: str
+    secret: SecretStr
+    events: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr) -> SecretStr:
+        from connectors.api.signing import decode_secret
+
+        decode_secret(value.get_secret_value())
+        return value
+
+
+class ConversationsConfig(Strict):
+    reopen_window: float = Field(
+        7 * 86400.0, description="A customer reply within this time reopens a resolved one."
+    )
+
+    @field_validator("reopen_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class OutboxConfig(Strict):
+    max_attempts: int = Field(8, ge=1)
+    base_delay: float = Field(1.0, gt=0)
+    max_delay: float = Field(300.0, gt=0)
+    send_timeout: float = Field(30.0, gt=0)
+    concurrency: int = Field(16, ge=1)
+
+
+class GatewayConfig(Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    agents: list[AgentConfig] = Field(default_factory=list)
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    routing: RoutingConfig
+    conversations: ConversationsConfig = Field(default_factory=ConversationsConfig)  # type: ignore[arg-type]
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)  # type: ignore[arg-type]
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+    def agent(self, agent_id: str) -> AgentConfig | None:
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with each channel's settings already parsed by its connector."""
+
+    config: GatewayConfig
+    channel_settings: dict[str, ConnectorSettings]
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path} (line {self.line})" if self.line else self.path
+        return f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem of a config at once."""
+
+    def __init__(self, problems: list[ConfigProblem], source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(root)"
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def _substitute(data: Any, loc: Loc, env: dict[str, str], problems: list[tuple[Loc, str]]) -> Any:
+    if isinstance(data, dict):
+        return {k: _substitute(v, (*loc, str(k)), env, problems) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_substitute(v, (*loc, i), env, problems) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append((loc, f"environment variable {name} is not set"))
+            return ""
+
+        return _VAR.sub(repl, data)
+    return data
+
+
+def _line_map(node: yaml.Node | None, loc: Loc, out: dict[Loc, int]) -> None:
+    if node is None:
+        return
+    out[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            out[(*loc, k)] = key.start_mark.line + 1
+            _line_map(value, (*loc, k), out)
+            out[(*loc, k)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*loc, i), out)
+
+
+def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in lines:
+            return lines[loc[:cut]]
+    return None
+
+
+def _pydantic_problems(
+    exc: ValidationError, prefix: Loc, lines: dict[Loc, int]
+) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        # Tagged/union internals add class names to the loc; keep only the data path.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper()))
+        full = (*prefix, *loc)
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (not allowed here)"
+        problems.append(ConfigProblem(format_loc(full), message, _line_for(full, lines)))
+    return problems
+
+
+def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    queues = {q.name for q in cfg.routing.queues}
+    agent_ids: set[str] = set()
+    for i, agent in enumerate(cfg.agents):
+        if agent.id in agent_ids:
+            problems.append((("agents", i, "id"), f"duplicate agent id {agent.id!r}"))
+        agent_ids.add(agent.id)
+        for j, queue in enumerate(agent.queues):
+            if queue not in queues:
+                problems.append((("agents", i, "queues", j), f"unknown queue {queue!r}"))
+    names: set[str] = set()
+    for i, channel in enumerate(cfg.channels):
+        if channel.name in names:
+            problems.append((("channels", i, "name"), f"duplicate channel name {channel.name!r}"))
+        names.add(channel.name)
+    tokens: set[str] = set()
+    for i, token in enumerate(cfg.auth.tokens):
+        secret = token.token.get_secret_value()
+        if secret in tokens:
+            problems.append((("auth", "tokens", i, "token"), "the same token is given twice"))
+        tokens.add(secret)
+        if token.role == "agent" and token.agent not in agent_ids:
+            problems.append(
+                (("auth", "tokens", i, "agent"), "an agent token must name a configured agent")
+            )
+        if token.role != "agent" and token.agent is not None:
+            problems.append((("auth", "tokens", i, "agent"), "only agent tokens name an agent"))
+    return problems
+
+
+def load_config_text(
+    text: str,
+    *,
+    env: dict[str, str] | None = None,
+    registry: ConnectorRegistry | None = None,
+    source: str = "config",
+) -> LoadedConfig:
+    """Parse and validate a config; raises `ConfigError` listing every problem."""
+    env = dict(os.environ) if env is None else env
+    registry = registry or default_registry()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([ConfigProblem("(yaml)", str(problem), line)], source) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem("(root)", "the config must be a mapping", 1)], source)
+    lines: dict[Loc, int] = {}
+    _line_map(node, (), lines)
+    sub_problems: list[tuple[Loc, str]] = []
+    data = _substitute(data, (), env, sub_problems)
+    problems = [ConfigProblem(format_loc(loc), msg, _line_for(loc, lines)) for loc, msg in sub_problems]
+
+    cfg: GatewayConfig | None = None
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, (), lines))
+
+    channel_settings: dict[str, ConnectorSettings] = {}
+    raw_channels = data.get("channels") if isinstance(data.get("channels"), list) else []
+    for i, raw in enumerate(raw_channels or []):
+        if not isinstance(raw, dict) or "type" not in raw:
+            continue
+        try:
+            connector = registry.get(str(raw["type"]))
+        except UnknownConnector as exc:
+            loc: Loc = ("channels", i, "type")
+            problems.append(ConfigProblem(format_loc(loc), str(exc), _line_for(loc, lines)))
+            continue
+        settings = {k: v for k, v in raw.items() if k not in ("name", "type")}
+        try:
+            channel_settings[str(raw.get("name"))] = connector.settings_model.model_validate(
+                settings
+            )
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, ("channels", i), lines))
+
+    if cfg is not None:
+        problems.extend(
+            ConfigProblem(format_loc(loc), msg, _line_for(loc, lines))
+            for loc, msg in _cross_checks(cfg)
+        )
+    if problems or cfg is None:
+        raise ConfigError(problems, source)
+    return LoadedConfig(cfg, channel_settings)
+
+
+def load_config(
+    path: str | Path,
+    *,
+    env: dict[str, str] | None = None,
+    registry: ConnectorRegistry | None = None,
+) -> LoadedConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem("(file)", f"cannot read {path}: {exc}")], str(path)) from None
+    loaded = load_config_text(text, env=env, registry=registry, source=str(path))
+    return LoadedConfig(loaded.config, loaded.channel_settings, path)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config file, for editor completion."""
+    schema = GatewayConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Switchboard gateway configuration"
+    return schema

@@ -1,0 +1,134 @@
+"""The ingest pipeline behind every connector's `submit()`.
+
+normalise identity → (store, atomically) dedupe on (channel, external id), resolve the
+contact, thread or open a conversation, persist, append events → publish → poke routing.
+The caller gets its answer only after the message is durable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.base import Attachment, DeliveryReceipt, InboundMessage, SubmitResult
+from gateway.events import EventBus
+from gateway.identity import normalize
+from gateway.metrics import METRICS
+from gateway.store.base import Classification, IngestRequest, Store
+from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
+
+log = logging.getLogger("switchboard.ingest")
+
+
+class RejectedMessage(ValueError):
+    """Input a connector should answer with a 4xx: it is not stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    name: str
+    kind: str
+
+
+def blob_id(data: bytes) -> str:
+    """Content-addressed: the same attachment twice is stored once."""
+    return "b_" + hashlib.sha256(data).hexdigest()[:40]
+
+
+class Ingestor:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        routing: RoutingConfig,
+        reopen_window: float,
+        on_waiting: Callable[[], None],
+        clock: Callable[[], float],
+        max_text_chars: int = 100_000,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.routing = routing
+        self.reopen_window = reopen_window
+        self.on_waiting = on_waiting
+        self.clock = clock
+        self.max_text_chars = max_text_chars
+
+    def classifier(self, channel: ChannelInfo, msg: InboundMessage) -> Callable[[dict[str, str]], Classification]:
+        def run(attributes: dict[str, str]) -> Classification:
+            facts = MessageFacts(channel.name, channel.kind, msg.text, msg.subject, attributes)
+            c = classify(self.routing, facts)
+            return Classification(
+                c.queue, PRIORITY_RANK[c.priority], c.required_skills, c.tags, c.rule, c.reasons
+            )
+
+        return run
+
+    async def submit(self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt) -> SubmitResult:
+        if isinstance(item, DeliveryReceipt):
+            events = await self.store.apply_receipt(
+                channel.name, item.provider_message_id, item.status, item.reason, self.clock()
+            )
+            self.bus.publish(events)
+            return SubmitResult(None, None, duplicate=not events)
+        return await self._message(channel, item)
+
+    async def _message(self, channel: ChannelInfo, msg: InboundMessage) -> SubmitResult:
+        if not msg.external_id or len(msg.external_id) > 512:
+            raise RejectedMessage("external_id must be 1 to 512 characters")
+        if len(msg.text) > self.max_text_chars:
+            raise RejectedMessage(f"text longer than {self.max_text_chars} characters")
+        try:
+            msg.sender = normalize(msg.sender)
+        except ValueError as exc:
+            raise RejectedMessage(str(exc)) from exc
+        blobs: dict[str, tuple[str, bytes]] = {}
+        attachments: list[dict[str, Any]] = []
+        for att in msg.attachments:
+            attachments.append(self._attachment(att, blobs))
+        raw_blob = None
+        if msg.raw is not None:
+            raw_blob = blob_id(msg.raw)
+            blobs[raw_blob] = ("message/rfc822", msg.raw)
+        outcome = await self.store.ingest(
+            IngestRequest(
+                channel=channel.name,
+                channel_kind=channel.kind,
+                message=msg,
+                classify=self.classifier(channel, msg),
+                now=self.clock(),
+                reopen_window=self.reopen_window,
+                blobs=blobs,
+                attachments=attachments,
+                raw_blob=raw_blob,
+            )
+        )
+        self.bus.publish(outcome.events)
+        conv, message = outcome.conversation, outcome.message
+        if outcome.duplicate:
+            METRICS.duplicates.labels(channel.name).inc()
+        else:
+            METRICS.messages_in.labels(channel.name, channel.kind).inc()
+            if outcome.created:
+                METRICS.conversations_created.labels(channel.name, conv.queue if conv else "").inc()
+            if conv is not None and conv.status == "open" and conv.assignee is None:
+                self.on_waiting()
+        log.debug(
+            "ingested",
+            extra={"channel": channel.name, "conversation": conv.id if conv else None, "duplicate": outcome.duplicate},
+        )
+        return SubmitResult(conv.id if conv else None, message.id if message else None, outcome.duplicate)
+
+    @staticmethod
+    def _attachment(att: Attachment, blobs: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": att.name, "content_type": att.content_type, "size": att.size}
+        if att.url:
+            meta["url"] = att.url
+        if att.data is not None:
+            bid = blob_id(att.data)
+            blobs[bid] = (att.content_type, att.data)
+            meta["blob"] = bid
+        return meta

@@ -1,0 +1,162 @@
+"""The normalised model: contacts, conversations, messages, agents, events (DESIGN §3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.clock import iso
+
+ConversationStatus = Literal["open", "assigned", "pending", "resolved", "closed"]
+ACTIVE_STATUSES: tuple[str, ...] = ("open", "assigned", "pending")
+# Conversations that occupy an agent's capacity.
+LOAD_STATUSES: tuple[str, ...] = ("assigned", "pending")
+Presence = Literal["online", "away", "offline"]
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+def priority_name(rank: int) -> str:
+    return PRIORITIES[max(0, min(rank, len(PRIORITIES) - 1))]
+
+
+@dataclass(slots=True)
+class Contact:
+    id: str
+    name: str | None
+    attributes: dict[str, str]
+    identities: list[tuple[str, str]]
+    created_at: float
+    merged_into: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "attributes": self.attributes,
+            "identities": [{"kind": k, "address": a} for k, a in self.identities],
+            "created_at": iso(self.created_at),
+            "merged_into": self.merged_into,
+        }
+
+
+@dataclass(slots=True)
+class Conversation:
+    id: str
+    contact_id: str
+    channel: str
+    channel_kind: str
+    last_channel: str
+    status: str
+    queue: str
+    priority: int
+    created_at: float
+    updated_at: float
+    assignee: str | None = None
+    required_skills: dict[str, int] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    subject: str | None = None
+    thread_token: str | None = None
+    reply_kind: str | None = None
+    reply_address: str | None = None
+    routing: dict[str, Any] = field(default_factory=dict)
+    assigned_at: float | None = None
+    first_response_at: float | None = None
+    resolved_at: float | None = None
+    last_inbound_at: float | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "contact_id": self.contact_id,
+            "channel": self.channel,
+            "channel_kind": self.channel_kind,
+            "last_channel": self.last_channel,
+            "status": self.status,
+            "queue": self.queue,
+            "assignee": self.assignee,
+            "priority": priority_name(self.priority),
+            "required_skills": self.required_skills,
+            "tags": self.tags,
+            "subject": self.subject,
+            "routing": self.routing,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "assigned_at": iso(self.assigned_at),
+            "first_response_at": iso(self.first_response_at),
+            "resolved_at": iso(self.resolved_at),
+            "last_inbound_at": iso(self.last_inbound_at),
+        }
+
+
+@dataclass(slots=True)
+class Message:
+    id: str
+    conversation_id: str
+    direction: Literal["in", "out"]
+    channel: str
+    sender_type: Literal["contact", "agent", "bot", "system"]
+    sender_id: str | None
+    text: str
+    created_at: float
+    updated_at: float
+    html: str | None = None
+    subject: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    external_id: str | None = None
+    provider_message_id: str | None = None
+    status: str | None = None
+    reason: str | None = None
+    automated: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    raw_blob: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "direction": self.direction,
+            "channel": self.channel,
+            "sender": {"type": self.sender_type, "id": self.sender_id},
+            "text": self.text,
+            "html": self.html,
+            "subject": self.subject,
+            "attachments": self.attachments,
+            "external_id": self.external_id,
+            "provider_message_id": self.provider_message_id,
+            "status": self.status,
+            "reason": self.reason,
+            "automated": self.automated,
+            "has_raw": self.raw_blob is not None,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(slots=True)
+class AgentState:
+    id: str
+    presence: str
+    capacity: dict[str, int]
+    last_assigned_at: float | None = None
+
+    def capacity_for(self, channel_kind: str) -> int:
+        return self.capacity.get(channel_kind, self.capacity.get("default", 0))
+
+
+@dataclass(slots=True)
+class Event:
+    id: int
+    type: str
+    at: float
+    data: dict[str, Any]
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "at": iso(self.at), "data": self.data}
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event written in the same transaction as the change it describes."""
+
+    type: str
+    data: dict[str, Any]

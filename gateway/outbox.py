@@ -1,0 +1,158 @@
+"""The outbox: durable outbound delivery with retries.
+
+Every outbound message is persisted (status `queued`) before anything is sent. A worker
+leases due entries, hands each to its channel's connector, and records the result:
+`sent`; `retry` with exponential backoff and full jitter, honouring `retry_after`; or,
+after the last attempt or on `failed`, the message is failed with its reason and a
+`message.failed` event. Leases make in-flight work survive a crash: an entry whose
+worker died becomes due again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+
+from connectors.base import Capability, Connector, DeliveryResult, OutboundMessage
+from gateway.config import OutboxConfig
+from gateway.events import EventBus
+from gateway.metrics import METRICS
+from gateway.store.base import OutboxItem, Store
+
+log = logging.getLogger("switchboard.outbox")
+
+
+def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """Delay before attempt `attempt + 1`: full jitter over min(cap, base·2^(attempt-1))."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return ceiling / 2 + rng() * ceiling / 2
+
+
+def degrade(item: OutboxItem, connector: Connector) -> OutboundMessage:
+    """The message as this channel can carry it: rich parts it lacks are dropped."""
+    caps = connector.capabilities
+    return OutboundMessage(
+        id=item.message_id,
+        conversation_id=item.conversation_id,
+        to=item.to,
+        text=item.text,
+        html=item.html if Capability.HTML in caps else None,
+        subject=item.subject if Capability.SUBJECT in caps else None,
+        thread_refs=item.thread_refs,
+        thread_token=item.thread_token,
+        sender_name=item.sender_name,
+        automatic=item.automatic,
+        attempt=item.attempts + 1,
+    )
+
+
+class Outbox:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        connectors: Mapping[str, Connector],
+        config: OutboxConfig,
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float | None = None,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.connectors = connectors
+        self.config = config
+        self.clock = clock
+        self.lease_seconds = lease_seconds or config.send_timeout + 30
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._sem = asyncio.Semaphore(config.concurrency)
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="outbox")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop leasing new work and let in-flight sends finish (up to `timeout`)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                free = self.config.concurrency - len(self._inflight)
+                items = await self.store.outbox_lease(self.clock(), free, self.lease_seconds) if free > 0 else []
+                for item in items:
+                    await self._sem.acquire()
+                    task = asyncio.create_task(self._deliver(item))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                if items and len(items) == free:
+                    continue
+                due = await self.store.outbox_next_due()
+                wait = 5.0 if due is None else max(0.0, min(5.0, due - self.clock()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox loop failed")
+                wait = 1.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._sem.release()
+        self._wake.set()
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        connector = self.connectors.get(item.channel)
+        attempt = item.attempts + 1
+        if connector is None:
+            result = DeliveryResult.retry(f"channel {item.channel} is not running")
+        else:
+            started = time.perf_counter()
+            try:
+                result = await asyncio.wait_for(
+                    connector.send(degrade(item, connector)), self.config.send_timeout
+                )
+            except TimeoutError:
+                result = DeliveryResult.retry("send timed out")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("connector send raised", extra={"channel": item.channel})
+                result = DeliveryResult.retry(f"connector error: {type(exc).__name__}")
+            METRICS.outbox_send_seconds.labels(item.channel).observe(time.perf_counter() - started)
+        next_at: float | None = None
+        if result.status == "retry":
+            if attempt >= self.config.max_attempts:
+                result = DeliveryResult.failed(
+                    f"gave up after {attempt} attempts: {result.reason or 'retry'}"
+                )
+            else:
+                delay = backoff(attempt, self.config.base_delay, self.config.max_delay)
+                if result.retry_after is not None:
+                    delay = max(result.retry_after, 0.0)
+                next_at = self.clock() + delay
+        METRICS.messages_out.labels(item.channel, result.status).inc()
+        if result.status != "sent":
+            log.info(
+                "delivery attempt not sent",
+                extra={"channel": item.channel, "message": item.message_id, "attempt": attempt,
+                       "status": result.status, "reason": result.reason},
+            )
+        events = await self.store.outbox_record(item.message_id, result, next_at, self.clock())
+        self.bus.publish(events)

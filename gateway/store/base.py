@@ -1,0 +1,276 @@
+"""The store interface: every state change is one atomic operation that also appends its
+events, so a consumer resuming with `?since=` never sees a change without its event.
+
+Backends: `SqliteStore` (embedded, the default). A Redis backend implements the same
+interface and passes the same contract suite (tests/store/test_contract.py).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.base import DeliveryResult, Identity, InboundMessage
+from gateway.model import AgentState, Contact, Conversation, Event, Message
+
+
+class StoreError(Exception):
+    """Base of the store's expected failures (mapped to 4xx by the API)."""
+
+
+class NotFound(StoreError):
+    pass
+
+
+class Conflict(StoreError):
+    pass
+
+
+@dataclass(slots=True)
+class Classification:
+    """Where a new conversation goes: the router's classification, as the store keeps it."""
+
+    queue: str
+    priority: int
+    required_skills: dict[str, int] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    rule: str | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+# Called inside the ingest transaction with the contact's attributes; must be pure and fast.
+Classifier = Callable[[dict[str, str]], Classification]
+
+
+@dataclass(slots=True)
+class IngestRequest:
+    channel: str
+    channel_kind: str
+    message: InboundMessage
+    classify: Classifier
+    now: float
+    reopen_window: float
+    # Blobs to store with the message: id → (content type, data).
+    blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    # Attachment metadata as stored on the message (name, content_type, size, blob, url).
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    raw_blob: str | None = None
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    conversation: Conversation | None
+    message: Message | None
+    contact: Contact | None
+    events: list[Event]
+    duplicate: bool = False
+    created: bool = False
+    reopened: bool = False
+
+
+@dataclass(slots=True)
+class OutboundRequest:
+    conversation_id: str
+    text: str
+    sender_type: str
+    sender_id: str | None
+    now: float
+    html: str | None = None
+    subject: str | None = None
+    automatic: bool = False
+    # The agent the caller acts as: the store refuses when the conversation is someone else's.
+    acting_agent: str | None = None
+
+
+@dataclass(slots=True)
+class OutboxItem:
+    message_id: str
+    conversation_id: str
+    channel: str
+    to: Identity
+    text: str
+    attempts: int
+    html: str | None
+    subject: str | None
+    thread_refs: list[str]
+    thread_token: str | None
+    automatic: bool
+    sender_name: str | None
+
+
+@dataclass(slots=True)
+class WaitingConversation:
+    id: str
+    queue: str
+    priority: int
+    required_skills: dict[str, int]
+    channel_kind: str
+    created_at: float
+
+
+@dataclass(slots=True)
+class RoutingSnapshot:
+    waiting: list[WaitingConversation]
+    agents: list[AgentState]
+    # (agent id, channel kind) → conversations occupying capacity
+    loads: dict[tuple[str, str], int]
+    rr_last: dict[str, str]
+
+
+@dataclass(slots=True)
+class Claim:
+    conversation_id: str
+    agent_id: str
+    channel_kind: str
+    capacity: int
+    queue: str
+    strategy: str
+    reasons: list[str]
+
+
+@dataclass(slots=True)
+class ConversationFilter:
+    status: str | None = None
+    queue: str | None = None
+    assignee: str | None = None
+    channel: str | None = None
+    contact_id: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+class Store(ABC):
+    """Durable state of the gateway. Every method is atomic."""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> bool: ...
+
+    # --- ingest and messages -------------------------------------------------------------
+    @abstractmethod
+    async def ingest(self, request: IngestRequest) -> IngestOutcome:
+        """Dedupe, resolve the contact, thread, persist, append events: all or nothing."""
+
+    @abstractmethod
+    async def add_outbound(self, request: OutboundRequest) -> tuple[Message, list[Event]]:
+        """Persist an outbound message and its outbox entry (status `queued`)."""
+
+    @abstractmethod
+    async def apply_receipt(
+        self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
+    ) -> list[Event]: ...
+
+    # --- outbox ----------------------------------------------------------------------------
+    @abstractmethod
+    async def outbox_lease(self, now: float, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        """Take up to `limit` due entries, hiding them from others for `lease_seconds`."""
+
+    @abstractmethod
+    async def outbox_record(
+        self,
+        message_id: str,
+        result: DeliveryResult,
+        next_attempt_at: float | None,
+        now: float,
+    ) -> list[Event]:
+        """Record an attempt: sent, retry at `next_attempt_at`, or failed (when None)."""
+
+    @abstractmethod
+    async def outbox_next_due(self) -> float | None: ...
+
+    @abstractmethod
+    async def outbox_release_all(self) -> int:
+        """Drop every lease (single-instance start-up after a crash)."""
+
+    # --- routing -------------------------------------------------------------------------
+    @abstractmethod
+    async def sync_agents(self, agents: list[tuple[str, str, dict[str, int]]]) -> None:
+        """Make the configured agents exist: (id, initial presence, capacity)."""
+
+    @abstractmethod
+    async def routing_snapshot(self) -> RoutingSnapshot: ...
+
+    @abstractmethod
+    async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:
+        """Assign each conversation if it is still waiting, the agent still online and
+        under capacity: a compare-and-set per claim. Returns the claimed conversation ids."""
+
+    @abstractmethod
+    async def set_presence(self, agent_id: str, presence: str, now: float) -> list[Event]: ...
+
+    @abstractmethod
+    async def set_capacity(self, agent_id: str, capacity: dict[str, int], now: float) -> list[Event]: ...
+
+    @abstractmethod
+    async def agent_states(self) -> list[AgentState]: ...
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @abstractmethod
+    async def assign(
+        self, conversation_id: str, agent_id: str, capacity: int | None, by: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        """Manual assignment; with `capacity` set, refuse (Conflict) when the agent is full."""
+
+    @abstractmethod
+    async def transfer(
+        self, conversation_id: str, queue: str, by: str | None, acting_agent: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]: ...
+
+    @abstractmethod
+    async def resolve(
+        self, conversation_id: str, by: str | None, acting_agent: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]: ...
+
+    @abstractmethod
+    async def reopen(
+        self, conversation_id: str, by: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]: ...
+
+    # --- queries -------------------------------------------------------------------------
+    @abstractmethod
+    async def get_conversation(self, conversation_id: str) -> Conversation: ...
+
+    @abstractmethod
+    async def list_conversations(self, flt: ConversationFilter) -> tuple[list[Conversation], str | None]: ...
+
+    @abstractmethod
+    async def messages(self, conversation_id: str) -> list[Message]: ...
+
+    @abstractmethod
+    async def get_contact(self, contact_id: str) -> Contact: ...
+
+    @abstractmethod
+    async def find_contact(self, identity: Identity) -> Contact: ...
+
+    @abstractmethod
+    async def get_blob(self, blob_id: str) -> tuple[str, bytes]: ...
+
+    @abstractmethod
+    async def events_since(self, since: int, limit: int) -> list[Event]: ...
+
+    @abstractmethod
+    async def last_event_id(self) -> int: ...
+
+    # --- connector key-value -------------------------------------------------------------
+    @abstractmethod
+    async def kv_get(self, namespace: str, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def kv_set(self, namespace: str, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    async def kv_delete(self, namespace: str, key: str) -> None: ...
+
+    @abstractmethod
+    async def kv_lease(self, namespace: str, key: str, holder: str, ttl: float, now: float) -> bool: ...
+
+
+def json_default(value: Any) -> Any:
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,129 @@
+"""Versioned schema migrations for the SQLite store (`PRAGMA user_version`).
+
+Append a new `(version, script)` pair for every change; never edit a released one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+CREATE TABLE contacts (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    merged_into TEXT REFERENCES contacts(id),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE identities (
+    kind TEXT NOT NULL,
+    address TEXT NOT NULL,
+    contact_id TEXT NOT NULL REFERENCES contacts(id),
+    PRIMARY KEY (kind, address)
+);
+CREATE INDEX identities_contact ON identities(contact_id);
+CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL REFERENCES contacts(id),
+    channel TEXT NOT NULL,
+    channel_kind TEXT NOT NULL,
+    last_channel TEXT NOT NULL,
+    status TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    assignee TEXT,
+    required_skills TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    subject TEXT,
+    thread_token TEXT UNIQUE,
+    reply_kind TEXT,
+    reply_address TEXT,
+    routing TEXT NOT NULL DEFAULT '{}',
+    assigned_at REAL,
+    first_response_at REAL,
+    resolved_at REAL,
+    last_inbound_at REAL
+);
+CREATE INDEX conversations_contact ON conversations(contact_id, status);
+CREATE INDEX conversations_waiting ON conversations(status, assignee);
+CREATE INDEX conversations_assignee ON conversations(assignee, channel_kind, status);
+CREATE TABLE messages (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id),
+    direction TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    sender_type TEXT NOT NULL,
+    sender_id TEXT,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    html TEXT,
+    subject TEXT,
+    attachments TEXT NOT NULL DEFAULT '[]',
+    external_id TEXT,
+    provider_message_id TEXT,
+    status TEXT,
+    reason TEXT,
+    automated INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    raw_blob TEXT
+);
+CREATE UNIQUE INDEX messages_external ON messages(channel, external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX messages_provider ON messages(provider_message_id) WHERE provider_message_id IS NOT NULL;
+CREATE INDEX messages_conversation ON messages(conversation_id, created_at);
+CREATE TABLE edits (
+    channel TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    message_id TEXT NOT NULL REFERENCES messages(id),
+    at REAL NOT NULL,
+    PRIMARY KEY (channel, external_id)
+);
+CREATE TABLE outbox (
+    message_id TEXT PRIMARY KEY REFERENCES messages(id),
+    channel TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    lease_until REAL,
+    last_error TEXT
+);
+CREATE INDEX outbox_due ON outbox(next_attempt_at);
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    presence TEXT NOT NULL,
+    capacity TEXT NOT NULL,
+    last_assigned_at REAL
+);
+CREATE TABLE queue_cursors (
+    queue TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    at REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE blobs (
+    id TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+)
+""",
+    ),
+]

@@ -1,0 +1,925 @@
+"""The embedded store: SQLite in WAL mode through aiosqlite.
+
+aiosqlite runs the connection on its own thread. Each store operation is one synchronous
+function handed to that thread as a whole (`_tx`) inside `BEGIN IMMEDIATE … COMMIT`, so an
+operation costs one thread hop instead of one per statement, and is atomic against every
+other operation — in this process and in any other process using the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from connectors.base import DeliveryResult, Identity
+from gateway.ids import new_id
+from gateway.model import (
+    ACTIVE_STATUSES,
+    LOAD_STATUSES,
+    AgentState,
+    Contact,
+    Conversation,
+    Event,
+    Message,
+    NewEvent,
+)
+from gateway.store.base import (
+    Claim,
+    Conflict,
+    ConversationFilter,
+    IngestOutcome,
+    IngestRequest,
+    NotFound,
+    OutboundRequest,
+    OutboxItem,
+    RoutingSnapshot,
+    Store,
+    WaitingConversation,
+)
+from gateway.store.migrations import MIGRATIONS
+
+T = TypeVar("T")
+
+_STATUS_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class SqliteStore(Store):
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # --- plumbing --------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={self.synchronous}")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._run(self._migrate)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        try:
+            await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        except Exception:
+            return False
+        return True
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the connection's thread (no transaction)."""
+        db = self._db
+        if db is None:
+            raise RuntimeError("store is not open")
+        # aiosqlite's documented way to run work on its thread is per statement; a whole
+        # operation goes through its internal executor so it costs one hop.
+        return await db._execute(fn, db._conn)  # type: ignore[attr-defined,no-any-return]
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` atomically: BEGIN IMMEDIATE, commit on return, roll back on error."""
+
+        def wrapped(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        async with self._lock:
+            return await self._run(wrapped)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for target, script in MIGRATIONS:
+            if target <= version:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={target}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def _events(conn: sqlite3.Connection, now: float, new: list[NewEvent]) -> list[Event]:
+        out = []
+        for ev in new:
+            cur = conn.execute(
+                "INSERT INTO events(type, at, data) VALUES (?,?,?)", (ev.type, now, _dumps(ev.data))
+            )
+            out.append(Event(int(cur.lastrowid or 0), ev.type, now, ev.data))
+        return out
+
+    # --- row mapping ------------------------------------------------------------------------
+    _CONV_COLS = (
+        "id, contact_id, channel, channel_kind, last_channel, status, queue, priority, created_at,"
+        " updated_at, assignee, required_skills, tags, subject, thread_token, reply_kind,"
+        " reply_address, routing, assigned_at, first_response_at, resolved_at, last_inbound_at"
+    )
+
+    @staticmethod
+    def _conv(row: tuple[Any, ...]) -> Conversation:
+        return Conversation(
+            id=row[0],
+            contact_id=row[1],
+            channel=row[2],
+            channel_kind=row[3],
+            last_channel=row[4],
+            status=row[5],
+            queue=row[6],
+            priority=row[7],
+            created_at=row[8],
+            updated_at=row[9],
+            assignee=row[10],
+            required_skills=json.loads(row[11]),
+            tags=json.loads(row[12]),
+            subject=row[13],
+            thread_token=row[14],
+            reply_kind=row[15],
+            reply_address=row[16],
+            routing=json.loads(row[17]),
+            assigned_at=row[18],
+            first_response_at=row[19],
+            resolved_at=row[20],
+            last_inbound_at=row[21],
+        )
+
+    def _get_conv(self, conn: sqlite3.Connection, conversation_id: str) -> Conversation:
+        row = conn.execute(
+            f"SELECT {self._CONV_COLS} FROM conversations WHERE id=?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"conversation {conversation_id} not found")
+        return self._conv(row)
+
+    _MSG_COLS = (
+        "id, conversation_id, direction, channel, sender_type, sender_id, text, created_at,"
+        " updated_at, html, subject, attachments, external_id, provider_message_id, status,"
+        " reason, automated, metadata, raw_blob"
+    )
+
+    @staticmethod
+    def _msg(row: tuple[Any, ...]) -> Message:
+        return Message(
+            id=row[0],
+            conversation_id=row[1],
+            direction=row[2],
+            channel=row[3],
+            sender_type=row[4],
+            sender_id=row[5],
+            text=row[6],
+            created_at=row[7],
+            updated_at=row[8],
+            html=row[9],
+            subject=row[10],
+            attachments=json.loads(row[11]),
+            external_id=row[12],
+            provider_message_id=row[13],
+            status=row[14],
+            reason=row[15],
+            automated=bool(row[16]),
+            metadata=json.loads(row[17]),
+            raw_blob=row[18],
+        )
+
+    def _get_msg(self, conn: sqlite3.Connection, message_id: str) -> Message:
+        row = conn.execute(f"SELECT {self._MSG_COLS} FROM messages WHERE id=?", (message_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"message {message_id} not found")
+        return self._msg(row)
+
+    @staticmethod
+    def _resolve_contact_id(conn: sqlite3.Connection, contact_id: str) -> str:
+        seen = set()
+        while True:
+            row = conn.execute("SELECT merged_into FROM contacts WHERE id=?", (contact_id,)).fetchone()
+            if row is None or row[0] is None or contact_id in seen:
+                return contact_id
+            seen.add(contact_id)
+            contact_id = row[0]
+
+    def _contact(self, conn: sqlite3.Connection, contact_id: str) -> Contact:
+        row = conn.execute(
+            "SELECT id, name, attributes, created_at, merged_into FROM contacts WHERE id=?",
+            (contact_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"contact {contact_id} not found")
+        identities = conn.execute(
+            "SELECT kind, address FROM identities WHERE contact_id=? ORDER BY kind, address",
+            (contact_id,),
+        ).fetchall()
+        return Contact(row[0], row[1], json.loads(row[2]), [tuple(i) for i in identities], row[3], row[4])
+
+    # --- ingest ----------------------------------------------------------------------------
+    async def ingest(self, request: IngestRequest) -> IngestOutcome:
+        return await self._tx(lambda conn: self._ingest(conn, request))
+
+    def _ingest(self, conn: sqlite3.Connection, req: IngestRequest) -> IngestOutcome:
+        msg, now = req.message, req.now
+        row = conn.execute(
+            "SELECT id, conversation_id FROM messages WHERE channel=? AND external_id=?",
+            (req.channel, msg.external_id),
+        ).fetchone()
+        if row is not None:
+            conv = self._get_conv(conn, row[1])
+            return IngestOutcome(conv, self._get_msg(conn, row[0]), None, [], duplicate=True)
+
+        if msg.edits is not None:
+            edited = conn.execute(
+                "SELECT id FROM messages WHERE channel=? AND external_id=?", (req.channel, msg.edits)
+            ).fetchone()
+            if edited is not None:
+                conn.execute(
+                    "UPDATE messages SET text=?, html=?, updated_at=? WHERE id=?",
+                    (msg.text, msg.html, now, edited[0]),
+                )
+                # Record the edit's own external id so a redelivery stays a duplicate.
+                conn.execute(
+                    "INSERT INTO edits(channel, external_id, message_id, at) VALUES (?,?,?,?)",
+                    (req.channel, msg.external_id, edited[0], now),
+                )
+                updated = self._get_msg(conn, edited[0])
+                events = self._events(
+                    conn,
+                    now,
+                    [NewEvent("message.edited", {"conversation_id": updated.conversation_id, "message": updated.to_api()})],
+                )
+                return IngestOutcome(self._get_conv(conn, updated.conversation_id), updated, None, events)
+
+        # Contact
+        identity = msg.sender
+        row = conn.execute(
+            "SELECT contact_id FROM identities WHERE kind=? AND address=?", (identity.kind, identity.address)
+        ).fetchone()
+        new_events: list[NewEvent] = []
+        if row is None:
+            contact_id = new_id("ct")
+            conn.execute(
+                "INSERT INTO contacts(id, name, attributes, created_at, updated_at) VALUES (?,?,?,?,?)",
+                (contact_id, msg.sender_name, _dumps(msg.contact_attributes), now, now),
+            )
+            conn.execute(
+                "INSERT INTO identities(kind, address, contact_id) VALUES (?,?,?)",
+                (identity.kind, identity.address, contact_id),
+            )
+            attributes = dict(msg.contact_attributes)
+            new_events.append(NewEvent("contact.created", {"contact_id": contact_id}))
+        else:
+            contact_id = self._resolve_contact_id(conn, row[0])
+            crow = conn.execute("SELECT name, attributes FROM contacts WHERE id=?", (contact_id,)).fetchone()
+            attributes = json.loads(crow[1])
+            if msg.contact_attributes or (msg.sender_name and not crow[0]):
+                attributes.update(msg.contact_attributes)
+                conn.execute(
+                    "UPDATE contacts SET name=COALESCE(name, ?), attributes=?, updated_at=? WHERE id=?",
+                    (msg.sender_name, _dumps(attributes), now, contact_id),
+                )
+
+        # Conversation: thread keys first (same contact only), then the open one, then reopen.
+        conv: Conversation | None = None
+        if msg.thread_refs:
+            marks = ",".join("?" * len(msg.thread_refs))
+            hit = conn.execute(
+                f"SELECT m.conversation_id FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                f" WHERE m.provider_message_id IN ({marks}) AND c.contact_id=? AND c.status != 'closed'"
+                f" ORDER BY m.created_at DESC LIMIT 1",
+                (*msg.thread_refs, contact_id),
+            ).fetchone()
+            if hit is not None:
+                conv = self._get_conv(conn, hit[0])
+        if conv is None and msg.thread_token:
+            hit = conn.execute(
+                "SELECT id FROM conversations WHERE thread_token=? AND contact_id=? AND status != 'closed'",
+                (msg.thread_token, contact_id),
+            ).fetchone()
+            if hit is not None:
+                conv = self._get_conv(conn, hit[0])
+        if conv is None:
+            hit = conn.execute(
+                "SELECT id FROM conversations WHERE contact_id=? AND status IN ('open','assigned','pending')"
+                " ORDER BY updated_at DESC LIMIT 1",
+                (contact_id,),
+            ).fetchone()
+            if hit is None:
+                hit = conn.execute(
+                    "SELECT id FROM conversations WHERE contact_id=? AND status='resolved' AND resolved_at >= ?"
+                    " ORDER BY resolved_at DESC LIMIT 1",
+                    (contact_id, now - req.reopen_window),
+                ).fetchone()
+            if hit is not None:
+                conv = self._get_conv(conn, hit[0])
+        if conv is not None and conv.status == "resolved" and (conv.resolved_at or 0) < now - req.reopen_window:
+            conv = None  # too old to reopen: a new conversation
+
+        created = reopened = False
+        if conv is None:
+            cls = req.classify(attributes)
+            conv = Conversation(
+                id=new_id("cv"),
+                contact_id=contact_id,
+                channel=req.channel,
+                channel_kind=req.channel_kind,
+                last_channel=req.channel,
+                status="open",
+                queue=cls.queue,
+                priority=cls.priority,
+                created_at=now,
+                updated_at=now,
+                required_skills=cls.required_skills,
+                tags=cls.tags,
+                subject=msg.subject,
+                thread_token=new_id("t").split("_", 1)[1][-12:],
+                routing={"rule": cls.rule, "reasons": cls.reasons},
+            )
+            conn.execute(
+                f"INSERT INTO conversations({self._CONV_COLS}) VALUES ({','.join('?' * 22)})",
+                (
+                    conv.id, conv.contact_id, conv.channel, conv.channel_kind, conv.last_channel,
+                    conv.status, conv.queue, conv.priority, conv.created_at, conv.updated_at, None,
+                    _dumps(conv.required_skills), _dumps(conv.tags), conv.subject, conv.thread_token,
+                    None, None, _dumps(conv.routing), None, None, None, None,
+                ),
+            )
+            created = True
+        elif conv.status == "resolved":
+            reopened = True
+            conv.status, conv.assignee, conv.resolved_at = "open", None, None
+        elif conv.status == "pending":
+            conv.status = "assigned" if conv.assignee else "open"
+
+        conv.last_channel = req.channel
+        conv.reply_kind, conv.reply_address = identity.kind, identity.address
+        conv.updated_at = conv.last_inbound_at = now
+        conn.execute(
+            "UPDATE conversations SET status=?, assignee=?, resolved_at=?, last_channel=?, reply_kind=?,"
+            " reply_address=?, updated_at=?, last_inbound_at=? WHERE id=?",
+            (
+                conv.status, conv.assignee, conv.resolved_at, conv.last_channel, conv.reply_kind,
+                conv.reply_address, now, now, conv.id,
+            ),
+        )
+        for blob_id, (content_type, data) in req.blobs.items():
+            conn.execute(
+                "INSERT OR IGNORE INTO blobs(id, content_type, size, data) VALUES (?,?,?,?)",
+                (blob_id, content_type, len(data), data),
+            )
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            direction="in",
+            channel=req.channel,
+            sender_type="contact",
+            sender_id=contact_id,
+            text=msg.text,
+            created_at=now,
+            updated_at=now,
+            html=msg.html,
+            subject=msg.subject,
+            attachments=req.attachments,
+            external_id=msg.external_id,
+            provider_message_id=msg.provider_message_id,
+            automated=msg.automated,
+            metadata=msg.metadata,
+            raw_blob=req.raw_blob,
+        )
+        self._insert_message(conn, message)
+        if created:
+            new_events.append(NewEvent("conversation.created", {"conversation": conv.to_api()}))
+        if reopened:
+            new_events.append(NewEvent("conversation.reopened", {"conversation": conv.to_api(), "by": "customer"}))
+        new_events.append(
+            NewEvent("message.received", {"conversation_id": conv.id, "contact_id": contact_id, "message": message.to_api()})
+        )
+        events = self._events(conn, now, new_events)
+        return IngestOutcome(conv, message, self._contact(conn, contact_id), events, created=created, reopened=reopened)
+
+    @staticmethod
+    def _insert_message(conn: sqlite3.Connection, m: Message) -> None:
+        conn.execute(
+            "INSERT INTO messages(id, conversation_id, direction, channel, sender_type, sender_id, text,"
+            " created_at, updated_at, html, subject, attachments, external_id, provider_message_id,"
+            " status, reason, automated, metadata, raw_blob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                m.id, m.conversation_id, m.direction, m.channel, m.sender_type, m.sender_id, m.text,
+                m.created_at, m.updated_at, m.html, m.subject, _dumps(m.attachments), m.external_id,
+                m.provider_message_id, m.status, m.reason, int(m.automated), _dumps(m.metadata), m.raw_blob,
+            ),
+        )
+
+    # --- outbound --------------------------------------------------------------------------
+    async def add_outbound(self, request: OutboundRequest) -> tuple[Message, list[Event]]:
+        return await self._tx(lambda conn: self._add_outbound(conn, request))
+
+    def _add_outbound(self, conn: sqlite3.Connection, req: OutboundRequest) -> tuple[Message, list[Event]]:
+        conv = self._get_conv(conn, req.conversation_id)
+        if conv.status == "closed":
+            raise Conflict("the conversation is closed")
+        if req.acting_agent is not None and conv.assignee not in (None, req.acting_agent):
+            raise Conflict(f"the conversation is assigned to {conv.assignee}")
+        if conv.reply_kind is None:
+            raise Conflict("the conversation has no customer address to reply to")
+        now = req.now
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            direction="out",
+            channel=conv.last_channel,
+            sender_type=req.sender_type,  # type: ignore[arg-type]
+            sender_id=req.sender_id,
+            text=req.text,
+            created_at=now,
+            updated_at=now,
+            html=req.html,
+            subject=req.subject,
+            status="queued",
+            automated=req.automatic,
+        )
+        self._insert_message(conn, message)
+        conn.execute(
+            "INSERT INTO outbox(message_id, channel, attempts, next_attempt_at) VALUES (?,?,0,?)",
+            (message.id, message.channel, now),
+        )
+        status = conv.status
+        first = conv.first_response_at
+        if req.sender_type == "agent":
+            if first is None:
+                first = now
+            if status == "assigned":
+                status = "pending"
+        conn.execute(
+            "UPDATE conversations SET status=?, first_response_at=?, updated_at=? WHERE id=?",
+            (status, first, now, conv.id),
+        )
+        events = self._events(
+            conn, now, [NewEvent("message.queued", {"conversation_id": conv.id, "message": message.to_api()})]
+        )
+        return message, events
+
+    async def apply_receipt(
+        self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
+    ) -> list[Event]:
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            row = conn.execute(
+                "SELECT id, status FROM messages WHERE channel=? AND provider_message_id=? AND direction='out'",
+                (channel, provider_message_id),
+            ).fetchone()
+            if row is None:
+                return []
+            current = row[1]
+            if current == "failed" or (
+                status != "failed" and _STATUS_ORDER.get(status, 0) <= _STATUS_ORDER.get(current, 0)
+            ):
+                return []
+            conn.execute(
+                "UPDATE messages SET status=?, reason=?, updated_at=? WHERE id=?", (status, reason, now, row[0])
+            )
+            m = self._get_msg(conn, row[0])
+            return self._events(
+                conn, now, [NewEvent(f"message.{status}", {"conversation_id": m.conversation_id, "message": m.to_api()})]
+            )
+
+        return await self._tx(op)
+
+    # --- outbox ----------------------------------------------------------------------------
+    async def outbox_lease(self, now: float, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        def op(conn: sqlite3.Connection) -> list[OutboxItem]:
+            rows = conn.execute(
+                "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html, m.subject,"
+                " m.automated, c.reply_kind, c.reply_address, c.thread_token, m.sender_id"
+                " FROM outbox o JOIN messages m ON m.id = o.message_id"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
+                " ORDER BY o.next_attempt_at LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            items = []
+            for r in rows:
+                conn.execute("UPDATE outbox SET lease_until=? WHERE message_id=?", (now + lease_seconds, r[0]))
+                refs = [
+                    x[0]
+                    for x in conn.execute(
+                        "SELECT provider_message_id FROM messages WHERE conversation_id=? AND"
+                        " provider_message_id IS NOT NULL AND created_at <= (SELECT created_at FROM messages WHERE id=?)"
+                        " ORDER BY created_at",
+                        (r[2], r[0]),
+                    ).fetchall()
+                ]
+                items.append(
+                    OutboxItem(
+                        message_id=r[0],
+                        conversation_id=r[2],
+                        channel=r[3],
+                        to=Identity(r[8], r[9]),
+                        text=r[4],
+                        attempts=r[1],
+                        html=r[5],
+                        subject=r[6],
+                        thread_refs=refs,
+                        thread_token=r[10],
+                        automatic=bool(r[7]),
+                        sender_name=r[11],
+                    )
+                )
+            return items
+
+        return await self._tx(op)
+
+    async def outbox_record(
+        self, message_id: str, result: DeliveryResult, next_attempt_at: float | None, now: float
+    ) -> list[Event]:
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            row = conn.execute("SELECT attempts FROM outbox WHERE message_id=?", (message_id,)).fetchone()
+            if row is None:
+                return []
+            if result.status == "sent":
+                conn.execute("DELETE FROM outbox WHERE message_id=?", (message_id,))
+                conn.execute(
+                    "UPDATE messages SET status='sent', provider_message_id=?, reason=NULL, updated_at=? WHERE id=?",
+                    (result.provider_message_id, now, message_id),
+                )
+                kind = "message.sent"
+            elif result.status == "retry" and next_attempt_at is not None:
+                conn.execute(
+                    "UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, lease_until=NULL, last_error=?"
+                    " WHERE message_id=?",
+                    (next_attempt_at, result.reason, message_id),
+                )
+                return []
+            else:
+                conn.execute("DELETE FROM outbox WHERE message_id=?", (message_id,))
+                conn.execute(
+                    "UPDATE messages SET status='failed', reason=?, updated_at=? WHERE id=?",
+                    (result.reason or "delivery failed", now, message_id),
+                )
+                kind = "message.failed"
+            m = self._get_msg(conn, message_id)
+            return self._events(conn, now, [NewEvent(kind, {"conversation_id": m.conversation_id, "message": m.to_api()})])
+
+        return await self._tx(op)
+
+    async def outbox_next_due(self) -> float | None:
+        def op(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM outbox"
+            ).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return await self._run(op)
+
+    async def outbox_release_all(self) -> int:
+        return await self._tx(lambda conn: conn.execute("UPDATE outbox SET lease_until=NULL").rowcount)
+
+    # --- routing ---------------------------------------------------------------------------
+    async def sync_agents(self, agents: list[tuple[str, str, dict[str, int]]]) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            for agent_id, presence, capacity in agents:
+                conn.execute(
+                    "INSERT INTO agents(id, presence, capacity) VALUES (?,?,?)"
+                    " ON CONFLICT(id) DO UPDATE SET capacity=excluded.capacity",
+                    (agent_id, presence, _dumps(capacity)),
+                )
+
+        await self._tx(op)
+
+    async def routing_snapshot(self) -> RoutingSnapshot:
+        def op(conn: sqlite3.Connection) -> RoutingSnapshot:
+            waiting = [
+                WaitingConversation(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
+                for r in conn.execute(
+                    "SELECT id, queue, priority, required_skills, channel_kind, created_at FROM conversations"
+                    " WHERE status='open' AND assignee IS NULL"
+                )
+            ]
+            agents = self._agent_states(conn)
+            loads = {
+                (r[0], r[1]): r[2]
+                for r in conn.execute(
+                    "SELECT assignee, channel_kind, COUNT(*) FROM conversations WHERE assignee IS NOT NULL"
+                    " AND status IN ('assigned','pending') GROUP BY assignee, channel_kind"
+                )
+            }
+            rr = dict(conn.execute("SELECT queue, agent_id FROM queue_cursors").fetchall())
+            return RoutingSnapshot(waiting, agents, loads, rr)
+
+        return await self._run(op)
+
+    @staticmethod
+    def _agent_states(conn: sqlite3.Connection) -> list[AgentState]:
+        return [
+            AgentState(r[0], r[1], json.loads(r[2]), r[3])
+            for r in conn.execute("SELECT id, presence, capacity, last_assigned_at FROM agents ORDER BY id")
+        ]
+
+    async def agent_states(self) -> list[AgentState]:
+        return await self._run(self._agent_states)
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, agent_id: str, kind: str) -> int:
+        return int(
+            conn.execute(
+                "SELECT COUNT(*) FROM conversations WHERE assignee=? AND channel_kind=? AND status IN (?,?)",
+                (agent_id, kind, *LOAD_STATUSES),
+            ).fetchone()[0]
+        )
+
+    async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:
+        def op(conn: sqlite3.Connection) -> tuple[list[str], list[Event]]:
+            done: list[str] = []
+            new: list[NewEvent] = []
+            for c in claims:
+                agent = conn.execute("SELECT presence FROM agents WHERE id=?", (c.agent_id,)).fetchone()
+                if agent is None or agent[0] != "online":
+                    continue
+                if self._load(conn, c.agent_id, c.channel_kind) >= c.capacity:
+                    continue
+                cur = conn.execute(
+                    "UPDATE conversations SET assignee=?, status='assigned', assigned_at=?, updated_at=?"
+                    " WHERE id=? AND status='open' AND assignee IS NULL",
+                    (c.agent_id, now, now, c.conversation_id),
+                )
+                if cur.rowcount != 1:
+                    continue
+                conn.execute("UPDATE agents SET last_assigned_at=? WHERE id=?", (now, c.agent_id))
+                conn.execute(
+                    "INSERT INTO queue_cursors(queue, agent_id) VALUES (?,?)"
+                    " ON CONFLICT(queue) DO UPDATE SET agent_id=excluded.agent_id",
+                    (c.queue, c.agent_id),
+                )
+                done.append(c.conversation_id)
+                routing = json.loads(
+                    conn.execute("SELECT routing FROM conversations WHERE id=?", (c.conversation_id,)).fetchone()[0]
+                )
+                new.append(
+                    NewEvent(
+                        "conversation.assigned",
+                        {
+                            "conversation_id": c.conversation_id,
+                            "agent": c.agent_id,
+                            "queue": c.queue,
+                            "strategy": c.strategy,
+                            "rule": routing.get("rule"),
+                            "reasons": [*routing.get("reasons", []), *c.reasons],
+                            "by": "router",
+                        },
+                    )
+                )
+            return done, self._events(conn, now, new)
+
+        return await self._tx(op)
+
+    async def set_presence(self, agent_id: str, presence: str, now: float) -> list[Event]:
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            cur = conn.execute("UPDATE agents SET presence=? WHERE id=?", (presence, agent_id))
+            if cur.rowcount != 1:
+                raise NotFound(f"agent {agent_id} not found")
+            return self._events(conn, now, [NewEvent("agent.presence", {"agent": agent_id, "status": presence})])
+
+        return await self._tx(op)
+
+    async def set_capacity(self, agent_id: str, capacity: dict[str, int], now: float) -> list[Event]:
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            cur = conn.execute("UPDATE agents SET capacity=? WHERE id=?", (_dumps(capacity), agent_id))
+            if cur.rowcount != 1:
+                raise NotFound(f"agent {agent_id} not found")
+            return self._events(conn, now, [NewEvent("agent.capacity", {"agent": agent_id, "capacity": capacity})])
+
+        return await self._tx(op)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def _change(
+        self,
+        conversation_id: str,
+        mutate: Callable[[sqlite3.Connection, Conversation], NewEvent],
+        now: float,
+    ) -> Callable[[sqlite3.Connection], tuple[Conversation, list[Event]]]:
+        def op(conn: sqlite3.Connection) -> tuple[Conversation, list[Event]]:
+            conv = self._get_conv(conn, conversation_id)
+            event = mutate(conn, conv)
+            conv.updated_at = now
+            conn.execute(
+                "UPDATE conversations SET status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"
+                " WHERE id=?",
+                (conv.status, conv.assignee, conv.queue, conv.assigned_at, conv.resolved_at, now, conv.id),
+            )
+            event.data.setdefault("conversation", conv.to_api())
+            return conv, self._events(conn, now, [event])
+
+        return op
+
+    async def assign(
+        self, conversation_id: str, agent_id: str, capacity: int | None, by: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
+            if conv.status in ("resolved", "closed"):
+                raise Conflict(f"the conversation is {conv.status}; reopen it first")
+            if conn.execute("SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None:
+                raise NotFound(f"agent {agent_id} not found")
+            if (
+                capacity is not None
+                and conv.assignee != agent_id
+                and self._load(conn, agent_id, conv.channel_kind) >= capacity
+            ):
+                raise Conflict(f"agent {agent_id} is at capacity ({capacity}) for {conv.channel_kind}")
+            conv.assignee, conv.assigned_at = agent_id, now
+            if conv.status == "open":
+                conv.status = "assigned"
+            conn.execute("UPDATE agents SET last_assigned_at=? WHERE id=?", (now, agent_id))
+            return NewEvent(
+                "conversation.assigned",
+                {"conversation_id": conv.id, "agent": agent_id, "queue": conv.queue, "strategy": "manual",
+                 "reasons": [f"assigned manually by {by or 'unknown'}"], "by": by},
+            )
+
+        return await self._tx(self._change(conversation_id, mutate, now))
+
+    async def transfer(
+        self, conversation_id: str, queue: str, by: str | None, acting_agent: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
+            self._check_actor(conv, acting_agent)
+            if conv.status in ("resolved", "closed"):
+                raise Conflict(f"the conversation is {conv.status}; reopen it first")
+            previous = conv.queue
+            conv.queue, conv.assignee, conv.status, conv.assigned_at = queue, None, "open", None
+            return NewEvent(
+                "conversation.transferred",
+                {"conversation_id": conv.id, "from_queue": previous, "queue": queue, "by": by},
+            )
+
+        return await self._tx(self._change(conversation_id, mutate, now))
+
+    async def resolve(
+        self, conversation_id: str, by: str | None, acting_agent: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
+            self._check_actor(conv, acting_agent)
+            if conv.status in ("resolved", "closed"):
+                raise Conflict(f"the conversation is already {conv.status}")
+            conv.status, conv.resolved_at = "resolved", now
+            return NewEvent("conversation.resolved", {"conversation_id": conv.id, "by": by})
+
+        return await self._tx(self._change(conversation_id, mutate, now))
+
+    async def reopen(self, conversation_id: str, by: str | None, now: float) -> tuple[Conversation, list[Event]]:
+        def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
+            if conv.status not in ("resolved", "closed"):
+                raise Conflict(f"the conversation is {conv.status}, not resolved")
+            conv.status, conv.assignee, conv.resolved_at, conv.assigned_at = "open", None, None, None
+            return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
+
+        return await self._tx(self._change(conversation_id, mutate, now))
+
+    @staticmethod
+    def _check_actor(conv: Conversation, acting_agent: str | None) -> None:
+        if acting_agent is not None and conv.assignee not in (None, acting_agent):
+            raise Conflict(f"the conversation is assigned to {conv.assignee}")
+
+    # --- queries ---------------------------------------------------------------------------
+    async def get_conversation(self, conversation_id: str) -> Conversation:
+        return await self._run(lambda conn: self._get_conv(conn, conversation_id))
+
+    async def list_conversations(self, flt: ConversationFilter) -> tuple[list[Conversation], str | None]:
+        where, args = [], []
+        for col, value in (
+            ("status", flt.status),
+            ("queue", flt.queue),
+            ("assignee", flt.assignee),
+            ("last_channel", flt.channel),
+            ("contact_id", flt.contact_id),
+        ):
+            if value is not None:
+                where.append(f"{col}=?")
+                args.append(value)
+        if flt.cursor:
+            where.append("id < ?")
+            args.append(flt.cursor)
+        sql = f"SELECT {self._CONV_COLS} FROM conversations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(flt.limit + 1)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[Conversation], str | None]:
+            rows = [self._conv(r) for r in conn.execute(sql, args).fetchall()]
+            more = len(rows) > flt.limit
+            rows = rows[: flt.limit]
+            return rows, (rows[-1].id if more and rows else None)
+
+        return await self._run(op)
+
+    async def messages(self, conversation_id: str) -> list[Message]:
+        def op(conn: sqlite3.Connection) -> list[Message]:
+            self._get_conv(conn, conversation_id)
+            return [
+                self._msg(r)
+                for r in conn.execute(
+                    f"SELECT {self._MSG_COLS} FROM messages WHERE conversation_id=? ORDER BY created_at, id",
+                    (conversation_id,),
+                )
+            ]
+
+        return await self._run(op)
+
+    async def get_contact(self, contact_id: str) -> Contact:
+        return await self._run(lambda conn: self._contact(conn, contact_id))
+
+    async def find_contact(self, identity: Identity) -> Contact:
+        def op(conn: sqlite3.Connection) -> Contact:
+            row = conn.execute(
+                "SELECT contact_id FROM identities WHERE kind=? AND address=?", (identity.kind, identity.address)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no contact with identity {identity.kind}:{identity.address}")
+            return self._contact(conn, self._resolve_contact_id(conn, row[0]))
+
+        return await self._run(op)
+
+    async def get_blob(self, blob_id: str) -> tuple[str, bytes]:
+        def op(conn: sqlite3.Connection) -> tuple[str, bytes]:
+            row = conn.execute("SELECT content_type, data FROM blobs WHERE id=?", (blob_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"blob {blob_id} not found")
+            return str(row[0]), bytes(row[1])
+
+        return await self._run(op)
+
+    async def events_since(self, since: int, limit: int) -> list[Event]:
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            return [
+                Event(r[0], r[1], r[2], json.loads(r[3]))
+                for r in conn.execute(
+                    "SELECT id, type, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (since, limit)
+                )
+            ]
+
+        return await self._run(op)
+
+    async def last_event_id(self) -> int:
+        return await self._run(
+            lambda conn: int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+        )
+
+    # --- kv --------------------------------------------------------------------------------
+    async def kv_get(self, namespace: str, key: str) -> str | None:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM kv WHERE namespace=? AND key=?", (namespace, key)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(op)
+
+    async def kv_set(self, namespace: str, key: str, value: str) -> None:
+        await self._tx(
+            lambda conn: conn.execute(
+                "INSERT INTO kv(namespace, key, value) VALUES (?,?,?)"
+                " ON CONFLICT(namespace, key) DO UPDATE SET value=excluded.value",
+                (namespace, key, value),
+            )
+        )
+
+    async def kv_delete(self, namespace: str, key: str) -> None:
+        await self._tx(lambda conn: conn.execute("DELETE FROM kv WHERE namespace=? AND key=?", (namespace, key)))
+
+    async def kv_lease(self, namespace: str, key: str, holder: str, ttl: float, now: float) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT holder, expires_at FROM leases WHERE name=?", (f"{namespace}:{key}",)
+            ).fetchone()
+            if row is not None and row[0] != holder and row[1] > now:
+                return False
+            conn.execute(
+                "INSERT INTO leases(name, holder, expires_at) VALUES (?,?,?)"
+                " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, expires_at=excluded.expires_at",
+                (f"{namespace}:{key}", holder, now + ttl),
+            )
+            return True
+
+        return await self._tx(op)
+
+
+_ = ACTIVE_STATUSES  # re-exported for readers of the status vocabulary

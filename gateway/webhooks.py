@@ -1,0 +1,97 @@
+"""Signed event webhooks for a helpdesk running beside the gateway.
+
+Each configured endpoint has a cursor into the durable event log (kept in the store).
+A worker POSTs the events after the cursor in order, signed with Standard Webhooks
+(`webhook-id: evt_<event id>`, stable across retries), and advances the cursor only
+after a 2xx — so delivery is ordered and at-least-once, and survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import logging
+
+import aiohttp
+
+from connectors.api.signing import decode_secret, headers
+from gateway.config import WebhookConfig
+from gateway.events import EventBus
+from gateway.model import Event
+from gateway.outbox import backoff
+from gateway.store.base import Store
+
+log = logging.getLogger("switchboard.webhooks")
+
+
+class _Endpoint:
+    def __init__(self, index: int, cfg: WebhookConfig, store: Store, http: aiohttp.ClientSession) -> None:
+        self.cfg = cfg
+        self.key = decode_secret(cfg.secret.get_secret_value())
+        self.store = store
+        self.http = http
+        self.cursor_key = f"webhook:{index}:{cfg.url}"
+        self.wake = asyncio.Event()
+
+    def wants(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.cfg.events)
+
+    async def run(self) -> None:
+        cursor_text = await self.store.kv_get("webhooks", self.cursor_key)
+        cursor = int(cursor_text) if cursor_text else await self.store.last_event_id()
+        await self.store.kv_set("webhooks", self.cursor_key, str(cursor))
+        failures = 0
+        while True:
+            batch = await self.store.events_since(cursor, 100)
+            if not batch:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), 5.0)
+                continue
+            for event in batch:
+                if self.wants(event.type):
+                    while not await self._post(event):
+                        failures += 1
+                        await asyncio.sleep(backoff(failures, 1.0, 300.0))
+                    failures = 0
+                cursor = event.id
+                await self.store.kv_set("webhooks", self.cursor_key, str(cursor))
+
+    async def _post(self, event: Event) -> bool:
+        body = json.dumps(event.to_api(), ensure_ascii=False).encode()
+        hdrs = headers(self.key, f"evt_{event.id}", body) | {"Content-Type": "application/json"}
+        try:
+            async with self.http.post(self.cfg.url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=10)) as r:
+                if 200 <= r.status < 300:
+                    return True
+                log.warning("webhook refused", extra={"url": self.cfg.url, "status": r.status})
+                return False
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning("webhook unreachable", extra={"url": self.cfg.url, "error": type(exc).__name__})
+            return False
+
+
+class WebhookSender:
+    def __init__(self, configs: list[WebhookConfig], store: Store) -> None:
+        self.configs = configs
+        self.store = store
+        self._endpoints: list[_Endpoint] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def attach(self, bus: EventBus, http: aiohttp.ClientSession) -> None:
+        for i, cfg in enumerate(self.configs):
+            endpoint = _Endpoint(i, cfg, self.store, http)
+            self._endpoints.append(endpoint)
+            self._tasks.append(asyncio.create_task(endpoint.run(), name=f"webhook-{i}"))
+        if self._endpoints:
+            bus.listen(lambda _event: [e.wake.set() for e in self._endpoints] and None)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()

@@ -1,0 +1,205 @@
+"""Pydantic models for the `routing:` block of the configuration.
+
+Every model forbids unknown keys. Cross-references (queue names used by `default` and
+`rules`) are checked on `RoutingConfig`, and each problem is reported at its own key path,
+e.g. `rules.1.then.queue`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+Priority = Literal["low", "normal", "high", "urgent"]
+Strategy = Literal["round_robin", "least_busy", "longest_idle", "skills"]
+
+PRIORITY_RANK: dict[str, int] = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+
+SkillLevel = Annotated[int, Field(ge=1, le=10)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+# One name or a non-empty list of names.
+NameOrNames = NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)]
+ContactScalar = str | int | float | bool
+ContactValue = ContactScalar | Annotated[list[ContactScalar], Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    # Frozen: a validated config is a value; rules.py caches its compiled form on it.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    """Normalise a `str | list[str]` config value to a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+class QueueConfig(_Strict):
+    """A queue agents serve, and how it picks an agent."""
+
+    name: NonEmptyStr
+    strategy: Strategy = "round_robin"
+
+
+class TextMatch(_Strict):
+    """Match on message text or subject: `contains` (case-insensitive, any of) and/or `regex`.
+
+    When both are given, both must hold. The regex is searched in the original text, so
+    use `(?i)` for case-insensitivity.
+    """
+
+    contains: NameOrNames | None = None
+    regex: str | None = None
+    _pattern: re.Pattern[str] | None = PrivateAttr(default=None)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regex {value!r}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TextMatch:
+        if self.contains is None and self.regex is None:
+            raise ValueError("give 'contains' and/or 'regex'")
+        if self.regex is not None:
+            self._pattern = re.compile(self.regex)
+        return self
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The compiled `regex`, or None."""
+        return self._pattern
+
+
+class Condition(_Strict):
+    """A condition on a message; several keys in one mapping must all hold."""
+
+    channel: NameOrNames | None = None
+    channel_type: NameOrNames | None = None
+    text: TextMatch | None = None
+    subject: TextMatch | None = None
+    contact: Annotated[dict[str, ContactValue], Field(min_length=1)] | None = None
+    all_: Annotated[list[Condition], Field(min_length=1)] | None = Field(None, alias="all")
+    any_: Annotated[list[Condition], Field(min_length=1)] | None = Field(None, alias="any")
+    not_: Condition | None = Field(None, alias="not")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Condition:
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            keys = ", ".join(field.alias or name for name, field in type(self).model_fields.items())
+            raise ValueError(f"empty condition: give at least one of {keys}")
+        return self
+
+
+class Action(_Strict):
+    """What to do with a matching conversation.
+
+    In a rule, `queue`/`priority` left None and `skills`/`tags` not given fall back to
+    the routing `default`.
+    """
+
+    queue: NonEmptyStr | None = None
+    priority: Priority | None = None
+    skills: dict[NonEmptyStr, SkillLevel] = Field(default_factory=dict)
+    tags: list[NonEmptyStr] = Field(default_factory=list)
+
+
+class DefaultAction(Action):
+    """The action when no rule matches: a queue is required, priority defaults to normal."""
+
+    queue: NonEmptyStr
+    priority: Priority = "normal"
+
+
+class Rule(_Strict):
+    """A named rule: the first rule whose `when` holds decides (`then`)."""
+
+    name: NonEmptyStr
+    when: Condition
+    then: Action
+
+
+def _error(
+    kind: str, template: str, ctx: dict[str, Any], loc: tuple[str | int, ...]
+) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError(kind, template, ctx), loc=loc, input=ctx.get("input")
+    )
+
+
+class RoutingConfig(_Strict):
+    """The `routing:` block: queues, ordered rules and the default action."""
+
+    queues: Annotated[list[QueueConfig], Field(min_length=1)]
+    default: DefaultAction
+    rules: list[Rule] = Field(default_factory=list)
+    # Compiled rules, filled lazily by router.rules.classify.
+    _compiled: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> RoutingConfig:
+        errors: list[InitErrorDetails] = []
+        names: set[str] = set()
+        for i, queue in enumerate(self.queues):
+            if queue.name in names:
+                errors.append(
+                    _error(
+                        "duplicate_queue",
+                        "duplicate queue name '{input}'",
+                        {"input": queue.name},
+                        ("queues", i, "name"),
+                    )
+                )
+            names.add(queue.name)
+        known = ", ".join(sorted(names))
+
+        def check_queue(queue: str | None, loc: tuple[str | int, ...]) -> None:
+            if queue is not None and queue not in names:
+                errors.append(
+                    _error(
+                        "unknown_queue",
+                        "unknown queue '{input}' (defined queues: {known})",
+                        {"input": queue, "known": known},
+                        loc,
+                    )
+                )
+
+        check_queue(self.default.queue, ("default", "queue"))
+        rule_names: set[str] = set()
+        for i, rule in enumerate(self.rules):
+            if rule.name in rule_names:
+                errors.append(
+                    _error(
+                        "duplicate_rule",
+                        "duplicate rule name '{input}'",
+                        {"input": rule.name},
+                        ("rules", i, "name"),
+                    )
+                )
+            rule_names.add(rule.name)
+            check_queue(rule.then.queue, ("rules", i, "then", "queue"))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def queue(self, name: str) -> QueueConfig | None:
+        """The queue called `name`, or None."""
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        return None

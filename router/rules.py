@@ -1,0 +1,253 @@
+"""Classification: which queue, priority, skills and tags a message gets (pure).
+
+Rules are compiled once per `RoutingConfig` (terms lower-cased, regexes compiled, lists
+turned into sets) and the message's text is lower-cased at most once per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from .config import Action, Condition, RoutingConfig, TextMatch, as_list
+
+
+@dataclass
+class MessageFacts:
+    """What the router may know about an inbound message."""
+
+    channel: str
+    channel_type: str
+    text: str
+    subject: str | None = None
+    contact_attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Classification:
+    """The outcome of `classify`, with the reasons for it."""
+
+    queue: str
+    priority: str
+    required_skills: dict[str, int]
+    tags: list[str]
+    rule: str | None
+    reasons: list[str]
+
+
+class _Prepared:
+    """Facts with lower-cased views, each computed at most once."""
+
+    def __init__(self, facts: MessageFacts) -> None:
+        self.facts = facts
+
+    @cached_property
+    def channel(self) -> str:
+        return self.facts.channel.lower()
+
+    @cached_property
+    def channel_type(self) -> str:
+        return self.facts.channel_type.lower()
+
+    @cached_property
+    def text(self) -> str:
+        return self.facts.text.lower()
+
+    @cached_property
+    def subject(self) -> str | None:
+        return None if self.facts.subject is None else self.facts.subject.lower()
+
+    @cached_property
+    def contact(self) -> dict[str, str]:
+        return {str(k).lower(): str(v).lower() for k, v in self.facts.contact_attributes.items()}
+
+
+# A compiled condition returns why it holds, or None when it does not.
+_Match = Callable[[_Prepared], str | None]
+
+
+@dataclass(frozen=True)
+class _Node:
+    match: _Match
+    description: str
+
+
+def _quoted(values: list[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+def _one_of(label: str, values: list[str], get: Callable[[_Prepared], str]) -> _Node:
+    wanted = frozenset(v.lower() for v in values)
+
+    def match(p: _Prepared) -> str | None:
+        value = get(p)
+        return f"{label} is {getattr(p.facts, label)!r}" if value in wanted else None
+
+    if len(values) == 1:
+        return _Node(match, f"{label} is {values[0]!r}")
+    return _Node(match, f"{label} in [{_quoted(values)}]")
+
+
+def _text(label: str, spec: TextMatch) -> _Node:
+    terms = [t.lower() for t in as_list(spec.contains)] if spec.contains is not None else []
+    pattern = spec.pattern
+    parts: list[str] = []
+    if terms:
+        if len(terms) == 1:
+            parts.append(f"contains {terms[0]!r}")
+        else:
+            parts.append(f"contains any of {_quoted(terms)}")
+    if pattern is not None:
+        parts.append(f"matches regex {pattern.pattern!r}")
+    description = f"{label} " + " and ".join(parts)
+
+    def match(p: _Prepared) -> str | None:
+        why: list[str] = []
+        if terms:
+            lowered: str | None = p.text if label == "text" else p.subject
+            if lowered is None:
+                return None
+            found = next((t for t in terms if t in lowered), None)
+            if found is None:
+                return None
+            why.append(f"contains {found!r}")
+        if pattern is not None:
+            original = p.facts.text if label == "text" else p.facts.subject
+            if original is None or pattern.search(original) is None:
+                return None
+            why.append(f"matches regex {pattern.pattern!r}")
+        return f"{label} " + " and ".join(why)
+
+    return _Node(match, description)
+
+
+def _contact(attribute: str, value: object) -> _Node:
+    values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    key = attribute.lower()
+    wanted = frozenset(v.lower() for v in values)
+
+    def match(p: _Prepared) -> str | None:
+        have = p.contact.get(key)
+        if have is None or have not in wanted:
+            return None
+        original = next(
+            (str(v) for k, v in p.facts.contact_attributes.items() if str(k).lower() == key), have
+        )
+        return f"contact {attribute} is {original!r}"
+
+    if len(values) == 1:
+        return _Node(match, f"contact {attribute} is {values[0]!r}")
+    return _Node(match, f"contact {attribute} in [{_quoted(values)}]")
+
+
+def _all(nodes: list[_Node]) -> _Node:
+    if len(nodes) == 1:
+        return nodes[0]
+
+    def match(p: _Prepared) -> str | None:
+        why: list[str] = []
+        for node in nodes:
+            reason = node.match(p)
+            if reason is None:
+                return None
+            why.append(reason)
+        return " and ".join(why)
+
+    return _Node(match, "(" + " and ".join(n.description for n in nodes) + ")")
+
+
+def _any(nodes: list[_Node]) -> _Node:
+    if len(nodes) == 1:
+        return nodes[0]
+
+    def match(p: _Prepared) -> str | None:
+        for node in nodes:
+            reason = node.match(p)
+            if reason is not None:
+                return reason
+        return None
+
+    return _Node(match, "(" + " or ".join(n.description for n in nodes) + ")")
+
+
+def _not(node: _Node) -> _Node:
+    description = f"not ({node.description})"
+
+    def match(p: _Prepared) -> str | None:
+        return description if node.match(p) is None else None
+
+    return _Node(match, description)
+
+
+def compile_condition(cond: Condition) -> _Node:
+    """Compile a condition; the keys of one mapping must all hold."""
+    nodes: list[_Node] = []
+    if cond.channel is not None:
+        nodes.append(_one_of("channel", as_list(cond.channel), lambda p: p.channel))
+    if cond.channel_type is not None:
+        nodes.append(_one_of("channel_type", as_list(cond.channel_type), lambda p: p.channel_type))
+    if cond.text is not None:
+        nodes.append(_text("text", cond.text))
+    if cond.subject is not None:
+        nodes.append(_text("subject", cond.subject))
+    if cond.contact is not None:
+        nodes.extend(_contact(k, v) for k, v in cond.contact.items())
+    if cond.all_ is not None:
+        nodes.append(_all([compile_condition(c) for c in cond.all_]))
+    if cond.any_ is not None:
+        nodes.append(_any([compile_condition(c) for c in cond.any_]))
+    if cond.not_ is not None:
+        nodes.append(_not(compile_condition(cond.not_)))
+    return _all(nodes)
+
+
+@dataclass(frozen=True)
+class _CompiledRule:
+    name: str
+    node: _Node
+    then: Action
+
+
+def _compiled(config: RoutingConfig) -> list[_CompiledRule]:
+    cached: list[_CompiledRule] | None = config._compiled
+    if cached is None:
+        cached = [_CompiledRule(r.name, compile_condition(r.when), r.then) for r in config.rules]
+        config._compiled = cached
+    return cached
+
+
+def explain_condition(cond: Condition, facts: MessageFacts) -> str | None:
+    """Why `cond` holds for `facts`, or None when it does not."""
+    return compile_condition(cond).match(_Prepared(facts))
+
+
+def classify(config: RoutingConfig, facts: MessageFacts) -> Classification:
+    """Apply the rules top to bottom (first match wins), else the default action."""
+    prepared = _Prepared(facts)
+    default = config.default
+    for rule in _compiled(config):
+        why = rule.node.match(prepared)
+        if why is None:
+            continue
+        then = rule.then
+        reasons = [f"rule {rule.name!r} matched: {why}"]
+        queue = then.queue
+        if queue is None:
+            queue = default.queue
+            reasons.append(f"queue {queue!r} from default")
+        priority = then.priority
+        if priority is None:
+            priority = default.priority
+            reasons.append(f"priority {priority!r} from default")
+        skills = then.skills if "skills" in then.model_fields_set else default.skills
+        tags = then.tags if "tags" in then.model_fields_set else default.tags
+        return Classification(queue, priority, dict(skills), list(tags), rule.name, reasons)
+    return Classification(
+        default.queue,
+        default.priority,
+        dict(default.skills),
+        list(default.tags),
+        None,
+        [f"no rule matched; default queue {default.queue!r}"],
+    )

@@ -1,0 +1,144 @@
+"""A fake `ConnectorContext`: what the core gives a connector, honestly imitated.
+
+`submit` records events and dedupes inbound messages on `external_id` like the core
+(returning `SubmitResult(duplicate=True)`); `kv` is in memory; `add_route` mounts routes on
+a real aiohttp app served on a free port, so webhooks travel over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from connectors.base import (
+    ConnectorContext,
+    DeliveryReceipt,
+    InboundMessage,
+    SubmitResult,
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class MemoryKV:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    async def lease(self, key: str, holder: str, ttl: float) -> bool:
+        now = time.monotonic()
+        current = self._leases.get(key)
+        if current is None or current[0] == holder or current[1] <= now:
+            self._leases[key] = (holder, now + ttl)
+            return True
+        return False
+
+
+class FakeGateway:
+    """The core as seen by one connector. Use `ctx` to build the connector, then `start()`.
+
+    - `messages`: stored inbound messages (one per external_id), `receipts`: receipts,
+      `submits`: every submit call in order (duplicates and failures included).
+    - `fail_submits = n`: the next n submits raise (the store is down).
+    """
+
+    def __init__(self, public_url: str | None = None, max_body_bytes: int = 1 << 20) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = web.Application(client_max_size=64 << 20)
+        self.messages: dict[str, InboundMessage] = {}
+        self.receipts: list[DeliveryReceipt] = []
+        self.submits: list[InboundMessage | DeliveryReceipt] = []
+        self.fail_submits = 0
+        self.submit_delay = 0.0
+        self.kv = MemoryKV()
+        self.session: aiohttp.ClientSession | None = None
+        self._runner: web.AppRunner | None = None
+        self._public_url = public_url
+        self._max_body = max_body_bytes
+        self._ctx: ConnectorContext | None = None
+        self.stored = asyncio.Event()
+
+    @property
+    def ctx(self) -> ConnectorContext:
+        if self._ctx is None:
+            self.session = aiohttp.ClientSession()
+            self._ctx = ConnectorContext(
+                submit=self.submit,
+                http=self.session,
+                add_route=self.add_route,
+                kv=self.kv,
+                log=logging.getLogger("test.connector"),
+                public_url=self._public_url if self._public_url is not None else self.url,
+                max_body_bytes=self._max_body,
+            )
+        return self._ctx
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        if self._runner is not None:
+            raise RuntimeError("routes must be added before the app starts")
+        self.app.router.add_route(method, path, handler)
+
+    async def submit(self, event: InboundMessage | DeliveryReceipt) -> SubmitResult:
+        self.submits.append(event)
+        if self.submit_delay:
+            await asyncio.sleep(self.submit_delay)
+        if self.fail_submits > 0:
+            self.fail_submits -= 1
+            raise RuntimeError("store unavailable (injected)")
+        if isinstance(event, DeliveryReceipt):
+            self.receipts.append(event)
+            self.stored.set()
+            return SubmitResult(conversation_id=None, message_id=None)
+        if event.external_id in self.messages:
+            return SubmitResult("conv-1", self.messages[event.external_id].metadata.get("_id"), True)
+        message_id = uuid.uuid4().hex
+        event.metadata["_id"] = message_id
+        self.messages[event.external_id] = event
+        self.stored.set()
+        return SubmitResult("conv-1", message_id)
+
+    async def wait_stored(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until `count` messages and receipts are stored."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) + len(self.receipts) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self.messages) + len(self.receipts)} of {count} stored")
+            self.stored.clear()
+            try:
+                await asyncio.wait_for(self.stored.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.SockSite(self._runner, self._sock)
+        await site.start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        else:
+            self._sock.close()
+        if self.session is not None:
+            await self.session.close()

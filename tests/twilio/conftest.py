@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = str(Path(__file__).resolve().parents[2])
+if ROOT not in sys.path:  # the repository root, for `connectors` and `tests.standins`
+    sys.path.insert(0, ROOT)
+
+from connectors.twilio import (  # noqa: E402
+    TwilioConnector,
+    TwilioSmsConnector,
+    TwilioSmsSettings,
+    TwilioWhatsAppConnector,
+    TwilioWhatsAppSettings,
+)
+from tests.standins.context import FakeGateway  # noqa: E402
+from tests.standins.twilio import TwilioStandin  # noqa: E402
+
+PUBLIC = "https://support.example.com"
+SMS_NUMBER = "+15005550006"
+CUSTOMER = "+14155550123"
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioStandin]:
+    standin = TwilioStandin()
+    await standin.start()
+    yield standin
+    await standin.close()
+
+
+Factory = Callable[..., Awaitable[tuple[Any, FakeGateway]]]
+
+
+@pytest.fixture
+async def make_channel(twilio: TwilioStandin) -> AsyncIterator[Factory]:
+    """Build a started SMS or WhatsApp channel on a FakeGateway serving its webhooks."""
+    gateways: list[FakeGateway] = []
+
+    async def factory(
+        kind: str = "sms",
+        *,
+        name: str | None = None,
+        gateway: FakeGateway | None = None,
+        public_url: str = PUBLIC,
+        max_body_bytes: int = 1 << 20,
+        start: bool = True,
+        **overrides: Any,
+    ) -> tuple[TwilioConnector, FakeGateway]:
+        if gateway is None:
+            gateway = FakeGateway(public_url=public_url, max_body_bytes=max_body_bytes)
+            gateways.append(gateway)
+        values: dict[str, Any] = {
+            "account_sid": twilio.account_sid,
+            "auth_token": twilio.auth_token,
+            "from_number": SMS_NUMBER,
+            "api_base_url": twilio.url,
+            "request_timeout": 3,
+        }
+        values.update(overrides)
+        connector: TwilioConnector
+        if kind == "sms":
+            connector = TwilioSmsConnector(
+                name or "sms", TwilioSmsSettings.model_validate(values), gateway.ctx
+            )
+        else:
+            connector = TwilioWhatsAppConnector(
+                name or "wa", TwilioWhatsAppSettings.model_validate(values), gateway.ctx
+            )
+        if start:
+            await gateway.start()
+            await connector.start()
+        return connector, gateway
+
+    yield factory
+    for gateway in gateways:
+        await gateway.close()
