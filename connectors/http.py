@@ -60,7 +60,11 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        fail(400, "invalid_json", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        fail(
+            400,
+            "invalid_json",
+            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        )
 
 
 def bearer_token(request: web.Request) -> str | None:

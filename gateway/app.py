@@ -123,8 +123,19 @@ class Gateway:
         snap = await self.store.routing_snapshot()
         kind = facts.channel_type
         agents = self.dispatcher.snapshots(snap, kind)
-        conv = ConversationSnapshot("(dry-run)", cls.queue, PRIORITY_RANK[cls.priority], cls.required_skills, kind, self.clock())
-        decision = decide(conv, queue, agents, snap.rr_last.get(cls.queue), self.clock()) if queue else None
+        conv = ConversationSnapshot(
+            "(dry-run)",
+            cls.queue,
+            PRIORITY_RANK[cls.priority],
+            cls.required_skills,
+            kind,
+            self.clock(),
+        )
+        decision = (
+            decide(conv, queue, agents, snap.rr_last.get(cls.queue), self.clock())
+            if queue
+            else None
+        )
         return {
             "classification": {
                 "queue": cls.queue,
@@ -136,7 +147,11 @@ class Gateway:
             },
             "decision": None
             if decision is None
-            else {"agent": decision.agent_id, "strategy": decision.strategy, "reasons": decision.reasons},
+            else {
+                "agent": decision.agent_id,
+                "strategy": decision.strategy,
+                "reasons": decision.reasons,
+            },
         }
 
     def channel_states(self) -> dict[str, str]:
@@ -149,11 +164,21 @@ class Gateway:
         self._sockets.discard(ws)
 
     # --- lifecycle -------------------------------------------------------------------------
-    def _submit_for(self, channel: ChannelInfo) -> Callable[[InboundMessage | DeliveryReceipt], Awaitable[SubmitResult]]:
+    def _submit_for(
+        self, channel: ChannelInfo
+    ) -> Callable[[InboundMessage | DeliveryReceipt], Awaitable[SubmitResult]]:
         async def submit(item: InboundMessage | DeliveryReceipt) -> SubmitResult:
             return await self.ingestor.submit(channel, item)
 
         return submit
+
+    def _add_route(
+        self,
+        method: str,
+        path: str,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> None:
+        self.app.router.add_route(method, path, handler)
 
     def _build_connectors(self) -> None:
         assert self._http is not None
@@ -164,13 +189,18 @@ class Gateway:
             ctx = ConnectorContext(
                 submit=self._submit_for(info),
                 http=self._http,
-                add_route=lambda method, path, handler: self.app.router.add_route(method, path, handler),
+                add_route=self._add_route,
                 kv=ChannelKV(self.store, f"channel:{channel.name}", self.clock),
-                log=logging.LoggerAdapter(logging.getLogger(f"switchboard.channel.{channel.name}"), {"channel": channel.name}),
+                log=logging.LoggerAdapter(
+                    logging.getLogger(f"switchboard.channel.{channel.name}"),
+                    {"channel": channel.name},
+                ),
                 public_url=public,
                 max_body_bytes=self.config.server.max_body_bytes,
             )
-            self.connectors[channel.name] = cls(channel.name, self.loaded.channel_settings[channel.name], ctx)
+            self.connectors[channel.name] = cls(
+                channel.name, self.loaded.channel_settings[channel.name], ctx
+            )
             self._states[channel.name] = "starting"
             METRICS.channel_up.labels(channel.name).set(0)
 
@@ -185,7 +215,9 @@ class Gateway:
         )
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.config.server.shutdown_timeout)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=self.config.server.shutdown_timeout
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
         await site.start()
@@ -202,7 +234,11 @@ class Gateway:
         self.webhooks.attach(self.bus, self._http)
         log.info(
             "switchboard started",
-            extra={"host": self.config.server.host, "port": self.port, "channels": len(self.connectors)},
+            extra={
+                "host": self.config.server.host,
+                "port": self.port,
+                "channels": len(self.connectors),
+            },
         )
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -217,7 +253,9 @@ class Gateway:
                 await connector.start()
             except NotReady as exc:
                 self._states[name] = f"not_ready: {exc}"
-                log.warning("channel not ready; retrying", extra={"channel": name, "retry_in": delay})
+                log.warning(
+                    "channel not ready; retrying", extra={"channel": name, "retry_in": delay}
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
                 continue

@@ -81,7 +81,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from router import PRIORITY_RANK, AgentSnapshot, ConversationSnapshot, MessageFacts, classify, decide
+    from router import (
+        PRIORITY_RANK,
+        AgentSnapshot,
+        ConversationSnapshot,
+        MessageFacts,
+        classify,
+        decide,
+    )
 
     loaded = _load(args.config)
     if loaded is None:
@@ -89,7 +96,10 @@ def cmd_route(args: argparse.Namespace) -> int:
     cfg = loaded.config
     channel = next((c for c in cfg.channels if c.name == args.channel), None)
     if channel is None:
-        print(f"unknown channel {args.channel!r}; configured: {', '.join(c.name for c in cfg.channels)}", file=sys.stderr)
+        print(
+            f"unknown channel {args.channel!r}; configured: {', '.join(c.name for c in cfg.channels)}",
+            file=sys.stderr,
+        )
         return 1
     attributes: dict[str, str] = {}
     for item in args.attr or []:
@@ -103,13 +113,20 @@ def cmd_route(args: argparse.Namespace) -> int:
     online = set(args.online.split(",")) if args.online else None
     agents = [
         AgentSnapshot(
-            a.id, a.name, "online" if (online is None or a.id in online) else "offline",
-            frozenset(a.queues), a.skills, a.capacity_for(channel.type), 0,
+            a.id,
+            a.name,
+            "online" if (online is None or a.id in online) else "offline",
+            frozenset(a.queues),
+            a.skills,
+            a.capacity_for(channel.type),
+            0,
         )
         for a in cfg.agents
     ]
     queue = cfg.routing.queue(cls.queue)
-    conv = ConversationSnapshot("(dry-run)", cls.queue, PRIORITY_RANK[cls.priority], cls.required_skills, channel.type, 0.0)
+    conv = ConversationSnapshot(
+        "(dry-run)", cls.queue, PRIORITY_RANK[cls.priority], cls.required_skills, channel.type, 0.0
+    )
     decision = decide(conv, queue, agents, None, 0.0) if queue else None
     out: dict[str, Any] = {
         "queue": cls.queue,
@@ -140,7 +157,9 @@ def cmd_webhook_listen(args: argparse.Namespace) -> int:
         except InvalidSignature as exc:
             print(f"REJECTED ({exc}): {request.headers.get('webhook-id')}", flush=True)
             return web.json_response({"error": str(exc)}, status=401)
-        print(f"verified {request.headers['webhook-id']}: {body.decode(errors='replace')}", flush=True)
+        print(
+            f"verified {request.headers['webhook-id']}: {body.decode(errors='replace')}", flush=True
+        )
         return web.json_response({"ok": True})
 
     app = web.Application()

@@ -313,7 +313,9 @@ def load_config_text(
     _line_map(node, (), lines)
     sub_problems: list[tuple[Loc, str]] = []
     data = _substitute(data, (), env, sub_problems)
-    problems = [ConfigProblem(format_loc(loc), msg, _line_for(loc, lines)) for loc, msg in sub_problems]
+    problems = [
+        ConfigProblem(format_loc(loc), msg, _line_for(loc, lines)) for loc, msg in sub_problems
+    ]
 
     cfg: GatewayConfig | None = None
     try:
@@ -360,7 +362,9 @@ def load_config(
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem("(file)", f"cannot read {path}: {exc}")], str(path)) from None
+        raise ConfigError(
+            [ConfigProblem("(file)", f"cannot read {path}: {exc}")], str(path)
+        ) from None
     loaded = load_config_text(text, env=env, registry=registry, source=str(path))
     return LoadedConfig(loaded.config, loaded.channel_settings, path)
 

@@ -97,7 +97,9 @@ class Dispatcher:
         by_kind: dict[str, list[ConversationSnapshot]] = defaultdict(list)
         for w in snap.waiting:
             by_kind[w.channel_kind].append(
-                ConversationSnapshot(w.id, w.queue, w.priority, w.required_skills, w.channel_kind, w.created_at)
+                ConversationSnapshot(
+                    w.id, w.queue, w.priority, w.required_skills, w.channel_kind, w.created_at
+                )
             )
         out = []
         for kind, waiting in by_kind.items():

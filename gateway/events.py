@@ -7,6 +7,7 @@ falls too far behind is dropped (its queue overflows) and resumes with `?since=`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
@@ -70,7 +71,5 @@ class EventBus:
     def close(self) -> None:
         for sub in list(self._subs):
             self._subs.discard(sub)
-            try:
+            with contextlib.suppress(asyncio.QueueFull):
                 sub.queue.put_nowait(None)
-            except asyncio.QueueFull:
-                pass

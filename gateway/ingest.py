@@ -57,7 +57,9 @@ class Ingestor:
         self.clock = clock
         self.max_text_chars = max_text_chars
 
-    def classifier(self, channel: ChannelInfo, msg: InboundMessage) -> Callable[[dict[str, str]], Classification]:
+    def classifier(
+        self, channel: ChannelInfo, msg: InboundMessage
+    ) -> Callable[[dict[str, str]], Classification]:
         def run(attributes: dict[str, str]) -> Classification:
             facts = MessageFacts(channel.name, channel.kind, msg.text, msg.subject, attributes)
             c = classify(self.routing, facts)
@@ -67,7 +69,9 @@ class Ingestor:
 
         return run
 
-    async def submit(self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt) -> SubmitResult:
+    async def submit(
+        self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt
+    ) -> SubmitResult:
         if isinstance(item, DeliveryReceipt):
             events = await self.store.apply_receipt(
                 channel.name, item.provider_message_id, item.status, item.reason, self.clock()
@@ -118,13 +122,23 @@ class Ingestor:
                 self.on_waiting()
         log.debug(
             "ingested",
-            extra={"channel": channel.name, "conversation": conv.id if conv else None, "duplicate": outcome.duplicate},
+            extra={
+                "channel": channel.name,
+                "conversation": conv.id if conv else None,
+                "duplicate": outcome.duplicate,
+            },
         )
-        return SubmitResult(conv.id if conv else None, message.id if message else None, outcome.duplicate)
+        return SubmitResult(
+            conv.id if conv else None, message.id if message else None, outcome.duplicate
+        )
 
     @staticmethod
     def _attachment(att: Attachment, blobs: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
-        meta: dict[str, Any] = {"name": att.name, "content_type": att.content_type, "size": att.size}
+        meta: dict[str, Any] = {
+            "name": att.name,
+            "content_type": att.content_type,
+            "size": att.size,
+        }
         if att.url:
             meta["url"] = att.url
         if att.data is not None:

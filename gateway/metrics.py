@@ -10,19 +10,34 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.messages_in = Counter(
-            "switchboard_messages_received_total", "Inbound messages stored", ["channel", "kind"], registry=r
+            "switchboard_messages_received_total",
+            "Inbound messages stored",
+            ["channel", "kind"],
+            registry=r,
         )
         self.duplicates = Counter(
-            "switchboard_messages_duplicate_total", "Inbound redeliveries dropped", ["channel"], registry=r
+            "switchboard_messages_duplicate_total",
+            "Inbound redeliveries dropped",
+            ["channel"],
+            registry=r,
         )
         self.messages_out = Counter(
-            "switchboard_messages_sent_total", "Outbound delivery outcomes", ["channel", "status"], registry=r
+            "switchboard_messages_sent_total",
+            "Outbound delivery outcomes",
+            ["channel", "status"],
+            registry=r,
         )
         self.conversations_created = Counter(
-            "switchboard_conversations_created_total", "Conversations opened", ["channel", "queue"], registry=r
+            "switchboard_conversations_created_total",
+            "Conversations opened",
+            ["channel", "queue"],
+            registry=r,
         )
         self.assignments = Counter(
-            "switchboard_assignments_total", "Conversations assigned by the router", ["queue"], registry=r
+            "switchboard_assignments_total",
+            "Conversations assigned by the router",
+            ["queue"],
+            registry=r,
         )
         self.waiting = Gauge(
             "switchboard_conversations_waiting", "Conversations waiting for an agent", registry=r

@@ -26,10 +26,12 @@ from gateway.store.base import OutboxItem, Store
 log = logging.getLogger("switchboard.outbox")
 
 
-def backoff(attempt: int, base: float, cap: float, rng: Callable[[], float] = random.random) -> float:
+def backoff(
+    attempt: int, base: float, cap: float, rng: Callable[[], float] = random.random
+) -> float:
     """Delay before attempt `attempt + 1`: full jitter over min(cap, base·2^(attempt-1))."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return ceiling / 2 + rng() * ceiling / 2
+    return float(ceiling / 2 + rng() * ceiling / 2)
 
 
 def degrade(item: OutboxItem, connector: Connector) -> OutboundMessage:
@@ -93,7 +95,11 @@ class Outbox:
         while True:
             try:
                 free = self.config.concurrency - len(self._inflight)
-                items = await self.store.outbox_lease(self.clock(), free, self.lease_seconds) if free > 0 else []
+                items = (
+                    await self.store.outbox_lease(self.clock(), free, self.lease_seconds)
+                    if free > 0
+                    else []
+                )
                 for item in items:
                     await self._sem.acquire()
                     task = asyncio.create_task(self._deliver(item))
@@ -151,8 +157,13 @@ class Outbox:
         if result.status != "sent":
             log.info(
                 "delivery attempt not sent",
-                extra={"channel": item.channel, "message": item.message_id, "attempt": attempt,
-                       "status": result.status, "reason": result.reason},
+                extra={
+                    "channel": item.channel,
+                    "message": item.message_id,
+                    "attempt": attempt,
+                    "status": result.status,
+                    "reason": result.reason,
+                },
             )
         events = await self.store.outbox_record(item.message_id, result, next_at, self.clock())
         self.bus.publish(events)

@@ -27,7 +27,9 @@ log = logging.getLogger("switchboard.webhooks")
 
 
 class _Endpoint:
-    def __init__(self, index: int, cfg: WebhookConfig, store: Store, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, index: int, cfg: WebhookConfig, store: Store, http: aiohttp.ClientSession
+    ) -> None:
         self.cfg = cfg
         self.key = decode_secret(cfg.secret.get_secret_value())
         self.store = store
@@ -63,13 +65,17 @@ class _Endpoint:
         body = json.dumps(event.to_api(), ensure_ascii=False).encode()
         hdrs = headers(self.key, f"evt_{event.id}", body) | {"Content-Type": "application/json"}
         try:
-            async with self.http.post(self.cfg.url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=10)) as r:
+            async with self.http.post(
+                self.cfg.url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=10)
+            ) as r:
                 if 200 <= r.status < 300:
                     return True
                 log.warning("webhook refused", extra={"url": self.cfg.url, "status": r.status})
                 return False
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("webhook unreachable", extra={"url": self.cfg.url, "error": type(exc).__name__})
+            log.warning(
+                "webhook unreachable", extra={"url": self.cfg.url, "error": type(exc).__name__}
+            )
             return False
 
 
@@ -86,7 +92,11 @@ class WebhookSender:
             self._endpoints.append(endpoint)
             self._tasks.append(asyncio.create_task(endpoint.run(), name=f"webhook-{i}"))
         if self._endpoints:
-            bus.listen(lambda _event: [e.wake.set() for e in self._endpoints] and None)
+            bus.listen(self._wake_all)
+
+    def _wake_all(self, _event: Event) -> None:
+        for endpoint in self._endpoints:
+            endpoint.wake.set()
 
     async def stop(self) -> None:
         for task in self._tasks:

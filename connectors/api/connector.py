@@ -9,14 +9,21 @@ can drop a redelivery. 2xx = sent; 408/429/5xx/network error = retry; other 4xx 
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from connectors.api.signing import decode_secret, headers
 from connectors.base import (
@@ -35,9 +42,13 @@ RETRYABLE = {408, 425, 429}
 
 
 class ApiSettings(ConnectorSettings):
-    inbound_token: SecretStr = Field(min_length=12, description="Bearer token senders must present.")
+    inbound_token: SecretStr = Field(
+        min_length=12, description="Bearer token senders must present."
+    )
     outbound_url: str | None = Field(None, description="Where replies are POSTed.")
-    signing_secret: SecretStr | None = Field(None, description="whsec_… key for outbound signatures.")
+    signing_secret: SecretStr | None = Field(
+        None, description="whsec_… key for outbound signatures."
+    )
     timeout: float = Field(10.0, gt=0)
 
     @field_validator("signing_secret")
@@ -104,7 +115,11 @@ class ApiConnector(Connector):
         super().__init__(name, settings, ctx)
         assert isinstance(settings, ApiSettings)
         self._token = settings.inbound_token.get_secret_value().encode()
-        self._key = decode_secret(settings.signing_secret.get_secret_value()) if settings.signing_secret else None
+        self._key = (
+            decode_secret(settings.signing_secret.get_secret_value())
+            if settings.signing_secret
+            else None
+        )
         ctx.add_route("POST", f"/v1/channels/{name}/messages", self.handle_inbound)
 
     async def handle_inbound(self, request: web.Request) -> web.StreamResponse:
@@ -117,7 +132,12 @@ class ApiConnector(Connector):
         try:
             payload = InboundPayload.model_validate(data)
         except ValidationError as exc:
-            fail(422, "validation_error", "the message is not valid", validation_details(exc.errors()))
+            fail(
+                422,
+                "validation_error",
+                "the message is not valid",
+                validation_details(exc.errors()),
+            )
         message = InboundMessage(
             external_id=payload.external_id,
             sender=payload.sender.identity(),
@@ -162,7 +182,10 @@ class ApiConnector(Connector):
         hdrs = headers(self._key, message.id, body) | {"Content-Type": "application/json"}
         try:
             async with self.ctx.http.post(
-                url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=self.settings.timeout)
+                url,
+                data=body,
+                headers=hdrs,
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             ) as resp:
                 text = (await resp.text(errors="replace"))[:300]
                 if 200 <= resp.status < 300:
@@ -175,9 +198,11 @@ class ApiConnector(Connector):
                     return DeliveryResult.sent(provider_id)
                 reason = f"HTTP {resp.status} from outbound_url: {text}".strip()
                 if resp.status in RETRYABLE or resp.status >= 500:
-                    return DeliveryResult.retry(reason, _retry_after(resp.headers.get("Retry-After")))
+                    return DeliveryResult.retry(
+                        reason, _retry_after(resp.headers.get("Retry-After"))
+                    )
                 return DeliveryResult.failed(reason)
-        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return DeliveryResult.retry(f"cannot reach outbound_url: {type(exc).__name__}: {exc}")
 
 

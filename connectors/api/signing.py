@@ -52,7 +52,11 @@ def verify(
 ) -> None:
     """Raise `InvalidSignature` unless one v1 signature matches and the time is fresh."""
     try:
-        msg_id, ts_text, sigs = hdrs["webhook-id"], hdrs["webhook-timestamp"], hdrs["webhook-signature"]
+        msg_id, ts_text, sigs = (
+            hdrs["webhook-id"],
+            hdrs["webhook-timestamp"],
+            hdrs["webhook-signature"],
+        )
         ts = int(ts_text)
     except (KeyError, ValueError) as exc:
         raise InvalidSignature("missing or malformed webhook headers") from exc

@@ -107,7 +107,12 @@ async def _body(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        fail(422, "validation_error", "the request body is not valid", validation_details(exc.errors()))
+        fail(
+            422,
+            "validation_error",
+            "the request body is not valid",
+            validation_details(exc.errors()),
+        )
 
 
 # --- health and metrics ----------------------------------------------------------------------
@@ -216,7 +221,11 @@ async def assign(request: web.Request) -> web.Response:
     if not body.force:
         states = {s.id: s for s in await gw.store.agent_states()}
         state = states.get(body.agent)
-        capacity = state.capacity_for(conv.channel_kind) if state else agent_cfg.capacity_for(conv.channel_kind)
+        capacity = (
+            state.capacity_for(conv.channel_kind)
+            if state
+            else agent_cfg.capacity_for(conv.channel_kind)
+        )
     conv, events = await gw.store.assign(conv.id, body.agent, capacity, principal.name, gw.clock())
     gw.publish(events)
     gw.dispatcher.poke()
@@ -231,7 +240,9 @@ async def transfer(request: web.Request) -> web.Response:
         fail(422, "validation_error", f"unknown queue {body.queue!r}")
     conv = await gw.store.get_conversation(request.match_info["id"])
     _own(principal, conv.assignee)
-    conv, events = await gw.store.transfer(conv.id, body.queue, principal.name, principal.acting_agent, gw.clock())
+    conv, events = await gw.store.transfer(
+        conv.id, body.queue, principal.name, principal.acting_agent, gw.clock()
+    )
     gw.publish(events)
     gw.dispatcher.poke()
     return web.json_response(conv.to_api())
@@ -247,7 +258,9 @@ async def resolve(request: web.Request) -> web.Response:
     gw = _gw(request)
     conv = await gw.store.get_conversation(request.match_info["id"])
     _own(principal, conv.assignee)
-    conv, events = await gw.store.resolve(conv.id, principal.name, principal.acting_agent, gw.clock())
+    conv, events = await gw.store.resolve(
+        conv.id, principal.name, principal.acting_agent, gw.clock()
+    )
     gw.publish(events)
     gw.dispatcher.poke()
     return web.json_response(conv.to_api())
@@ -395,13 +408,13 @@ async def _replay_then_live(gw: Gateway, since: int | None, emit: Any) -> None:
             if len(batch) < 500:
                 break
         while True:
-            event = await sub.get()
-            if event is None:
+            live = await sub.get()
+            if live is None:
                 return
-            if event.id <= last:
+            if live.id <= last:
                 continue
-            await emit(event)
-            last = event.id
+            await emit(live)
+            last = live.id
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -442,7 +455,11 @@ async def _drain(ws: web.WebSocketResponse) -> None:
 
 async def _sse(request: web.Request, gw: Gateway, since: int | None) -> web.StreamResponse:
     resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
     )
     await resp.prepare(request)
 

@@ -26,7 +26,8 @@ class Principal:
 class Authenticator:
     def __init__(self, config: AuthConfig) -> None:
         self._tokens = [
-            (t.token.get_secret_value().encode(), Principal(t.name, t.role, t.agent)) for t in config.tokens
+            (t.token.get_secret_value().encode(), Principal(t.name, t.role, t.agent))
+            for t in config.tokens
         ]
 
     def lookup(self, token: str) -> Principal | None:
@@ -52,4 +53,8 @@ class Authenticator:
 
 def require(principal: Principal, *roles: str) -> None:
     if principal.role not in roles:
-        fail(403, "forbidden", f"this needs the role {' or '.join(roles)}; the token has {principal.role}")
+        fail(
+            403,
+            "forbidden",
+            f"this needs the role {' or '.join(roles)}; the token has {principal.role}",
+        )

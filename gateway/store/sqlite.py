@@ -90,7 +90,7 @@ class SqliteStore(Store):
             raise RuntimeError("store is not open")
         # aiosqlite's documented way to run work on its thread is per statement; a whole
         # operation goes through its internal executor so it costs one hop.
-        return await db._execute(fn, db._conn)  # type: ignore[attr-defined,no-any-return]
+        return await db._execute(fn, db._conn)  # type: ignore[no-untyped-call,no-any-return]
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` atomically: BEGIN IMMEDIATE, commit on return, roll back on error."""
@@ -208,7 +208,9 @@ class SqliteStore(Store):
         )
 
     def _get_msg(self, conn: sqlite3.Connection, message_id: str) -> Message:
-        row = conn.execute(f"SELECT {self._MSG_COLS} FROM messages WHERE id=?", (message_id,)).fetchone()
+        row = conn.execute(
+            f"SELECT {self._MSG_COLS} FROM messages WHERE id=?", (message_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"message {message_id} not found")
         return self._msg(row)
@@ -217,7 +219,9 @@ class SqliteStore(Store):
     def _resolve_contact_id(conn: sqlite3.Connection, contact_id: str) -> str:
         seen = set()
         while True:
-            row = conn.execute("SELECT merged_into FROM contacts WHERE id=?", (contact_id,)).fetchone()
+            row = conn.execute(
+                "SELECT merged_into FROM contacts WHERE id=?", (contact_id,)
+            ).fetchone()
             if row is None or row[0] is None or contact_id in seen:
                 return contact_id
             seen.add(contact_id)
@@ -234,7 +238,9 @@ class SqliteStore(Store):
             "SELECT kind, address FROM identities WHERE contact_id=? ORDER BY kind, address",
             (contact_id,),
         ).fetchall()
-        return Contact(row[0], row[1], json.loads(row[2]), [tuple(i) for i in identities], row[3], row[4])
+        return Contact(
+            row[0], row[1], json.loads(row[2]), [tuple(i) for i in identities], row[3], row[4]
+        )
 
     # --- ingest ----------------------------------------------------------------------------
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
@@ -246,13 +252,22 @@ class SqliteStore(Store):
             "SELECT id, conversation_id FROM messages WHERE channel=? AND external_id=?",
             (req.channel, msg.external_id),
         ).fetchone()
+        if row is None:
+            # A redelivered edit points at the message it edited.
+            row = conn.execute(
+                "SELECT m.id, m.conversation_id FROM edits e JOIN messages m ON m.id = e.message_id"
+                " WHERE e.channel=? AND e.external_id=?",
+                (req.channel, msg.external_id),
+            ).fetchone()
         if row is not None:
-            conv = self._get_conv(conn, row[1])
-            return IngestOutcome(conv, self._get_msg(conn, row[0]), None, [], duplicate=True)
+            return IngestOutcome(
+                self._get_conv(conn, row[1]), self._get_msg(conn, row[0]), None, [], duplicate=True
+            )
 
         if msg.edits is not None:
             edited = conn.execute(
-                "SELECT id FROM messages WHERE channel=? AND external_id=?", (req.channel, msg.edits)
+                "SELECT id FROM messages WHERE channel=? AND external_id=?",
+                (req.channel, msg.edits),
             ).fetchone()
             if edited is not None:
                 conn.execute(
@@ -268,14 +283,25 @@ class SqliteStore(Store):
                 events = self._events(
                     conn,
                     now,
-                    [NewEvent("message.edited", {"conversation_id": updated.conversation_id, "message": updated.to_api()})],
+                    [
+                        NewEvent(
+                            "message.edited",
+                            {
+                                "conversation_id": updated.conversation_id,
+                                "message": updated.to_api(),
+                            },
+                        )
+                    ],
                 )
-                return IngestOutcome(self._get_conv(conn, updated.conversation_id), updated, None, events)
+                return IngestOutcome(
+                    self._get_conv(conn, updated.conversation_id), updated, None, events
+                )
 
         # Contact
         identity = msg.sender
         row = conn.execute(
-            "SELECT contact_id FROM identities WHERE kind=? AND address=?", (identity.kind, identity.address)
+            "SELECT contact_id FROM identities WHERE kind=? AND address=?",
+            (identity.kind, identity.address),
         ).fetchone()
         new_events: list[NewEvent] = []
         if row is None:
@@ -292,7 +318,9 @@ class SqliteStore(Store):
             new_events.append(NewEvent("contact.created", {"contact_id": contact_id}))
         else:
             contact_id = self._resolve_contact_id(conn, row[0])
-            crow = conn.execute("SELECT name, attributes FROM contacts WHERE id=?", (contact_id,)).fetchone()
+            crow = conn.execute(
+                "SELECT name, attributes FROM contacts WHERE id=?", (contact_id,)
+            ).fetchone()
             attributes = json.loads(crow[1])
             if msg.contact_attributes or (msg.sender_name and not crow[0]):
                 attributes.update(msg.contact_attributes)
@@ -334,7 +362,11 @@ class SqliteStore(Store):
                 ).fetchone()
             if hit is not None:
                 conv = self._get_conv(conn, hit[0])
-        if conv is not None and conv.status == "resolved" and (conv.resolved_at or 0) < now - req.reopen_window:
+        if (
+            conv is not None
+            and conv.status == "resolved"
+            and (conv.resolved_at or 0) < now - req.reopen_window
+        ):
             conv = None  # too old to reopen: a new conversation
 
         created = reopened = False
@@ -360,10 +392,28 @@ class SqliteStore(Store):
             conn.execute(
                 f"INSERT INTO conversations({self._CONV_COLS}) VALUES ({','.join('?' * 22)})",
                 (
-                    conv.id, conv.contact_id, conv.channel, conv.channel_kind, conv.last_channel,
-                    conv.status, conv.queue, conv.priority, conv.created_at, conv.updated_at, None,
-                    _dumps(conv.required_skills), _dumps(conv.tags), conv.subject, conv.thread_token,
-                    None, None, _dumps(conv.routing), None, None, None, None,
+                    conv.id,
+                    conv.contact_id,
+                    conv.channel,
+                    conv.channel_kind,
+                    conv.last_channel,
+                    conv.status,
+                    conv.queue,
+                    conv.priority,
+                    conv.created_at,
+                    conv.updated_at,
+                    None,
+                    _dumps(conv.required_skills),
+                    _dumps(conv.tags),
+                    conv.subject,
+                    conv.thread_token,
+                    None,
+                    None,
+                    _dumps(conv.routing),
+                    None,
+                    None,
+                    None,
+                    None,
                 ),
             )
             created = True
@@ -380,8 +430,15 @@ class SqliteStore(Store):
             "UPDATE conversations SET status=?, assignee=?, resolved_at=?, last_channel=?, reply_kind=?,"
             " reply_address=?, updated_at=?, last_inbound_at=? WHERE id=?",
             (
-                conv.status, conv.assignee, conv.resolved_at, conv.last_channel, conv.reply_kind,
-                conv.reply_address, now, now, conv.id,
+                conv.status,
+                conv.assignee,
+                conv.resolved_at,
+                conv.last_channel,
+                conv.reply_kind,
+                conv.reply_address,
+                now,
+                now,
+                conv.id,
             ),
         )
         for blob_id, (content_type, data) in req.blobs.items():
@@ -412,12 +469,24 @@ class SqliteStore(Store):
         if created:
             new_events.append(NewEvent("conversation.created", {"conversation": conv.to_api()}))
         if reopened:
-            new_events.append(NewEvent("conversation.reopened", {"conversation": conv.to_api(), "by": "customer"}))
+            new_events.append(
+                NewEvent("conversation.reopened", {"conversation": conv.to_api(), "by": "customer"})
+            )
         new_events.append(
-            NewEvent("message.received", {"conversation_id": conv.id, "contact_id": contact_id, "message": message.to_api()})
+            NewEvent(
+                "message.received",
+                {"conversation_id": conv.id, "contact_id": contact_id, "message": message.to_api()},
+            )
         )
         events = self._events(conn, now, new_events)
-        return IngestOutcome(conv, message, self._contact(conn, contact_id), events, created=created, reopened=reopened)
+        return IngestOutcome(
+            conv,
+            message,
+            self._contact(conn, contact_id),
+            events,
+            created=created,
+            reopened=reopened,
+        )
 
     @staticmethod
     def _insert_message(conn: sqlite3.Connection, m: Message) -> None:
@@ -426,9 +495,25 @@ class SqliteStore(Store):
             " created_at, updated_at, html, subject, attachments, external_id, provider_message_id,"
             " status, reason, automated, metadata, raw_blob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                m.id, m.conversation_id, m.direction, m.channel, m.sender_type, m.sender_id, m.text,
-                m.created_at, m.updated_at, m.html, m.subject, _dumps(m.attachments), m.external_id,
-                m.provider_message_id, m.status, m.reason, int(m.automated), _dumps(m.metadata), m.raw_blob,
+                m.id,
+                m.conversation_id,
+                m.direction,
+                m.channel,
+                m.sender_type,
+                m.sender_id,
+                m.text,
+                m.created_at,
+                m.updated_at,
+                m.html,
+                m.subject,
+                _dumps(m.attachments),
+                m.external_id,
+                m.provider_message_id,
+                m.status,
+                m.reason,
+                int(m.automated),
+                _dumps(m.metadata),
+                m.raw_blob,
             ),
         )
 
@@ -436,7 +521,9 @@ class SqliteStore(Store):
     async def add_outbound(self, request: OutboundRequest) -> tuple[Message, list[Event]]:
         return await self._tx(lambda conn: self._add_outbound(conn, request))
 
-    def _add_outbound(self, conn: sqlite3.Connection, req: OutboundRequest) -> tuple[Message, list[Event]]:
+    def _add_outbound(
+        self, conn: sqlite3.Connection, req: OutboundRequest
+    ) -> tuple[Message, list[Event]]:
         conv = self._get_conv(conn, req.conversation_id)
         if conv.status == "closed":
             raise Conflict("the conversation is closed")
@@ -477,7 +564,9 @@ class SqliteStore(Store):
             (status, first, now, conv.id),
         )
         events = self._events(
-            conn, now, [NewEvent("message.queued", {"conversation_id": conv.id, "message": message.to_api()})]
+            conn,
+            now,
+            [NewEvent("message.queued", {"conversation_id": conv.id, "message": message.to_api()})],
         )
         return message, events
 
@@ -497,11 +586,19 @@ class SqliteStore(Store):
             ):
                 return []
             conn.execute(
-                "UPDATE messages SET status=?, reason=?, updated_at=? WHERE id=?", (status, reason, now, row[0])
+                "UPDATE messages SET status=?, reason=?, updated_at=? WHERE id=?",
+                (status, reason, now, row[0]),
             )
             m = self._get_msg(conn, row[0])
             return self._events(
-                conn, now, [NewEvent(f"message.{status}", {"conversation_id": m.conversation_id, "message": m.to_api()})]
+                conn,
+                now,
+                [
+                    NewEvent(
+                        f"message.{status}",
+                        {"conversation_id": m.conversation_id, "message": m.to_api()},
+                    )
+                ],
             )
 
         return await self._tx(op)
@@ -520,7 +617,10 @@ class SqliteStore(Store):
             ).fetchall()
             items = []
             for r in rows:
-                conn.execute("UPDATE outbox SET lease_until=? WHERE message_id=?", (now + lease_seconds, r[0]))
+                conn.execute(
+                    "UPDATE outbox SET lease_until=? WHERE message_id=?",
+                    (now + lease_seconds, r[0]),
+                )
                 refs = [
                     x[0]
                     for x in conn.execute(
@@ -554,7 +654,9 @@ class SqliteStore(Store):
         self, message_id: str, result: DeliveryResult, next_attempt_at: float | None, now: float
     ) -> list[Event]:
         def op(conn: sqlite3.Connection) -> list[Event]:
-            row = conn.execute("SELECT attempts FROM outbox WHERE message_id=?", (message_id,)).fetchone()
+            row = conn.execute(
+                "SELECT attempts FROM outbox WHERE message_id=?", (message_id,)
+            ).fetchone()
             if row is None:
                 return []
             if result.status == "sent":
@@ -579,7 +681,11 @@ class SqliteStore(Store):
                 )
                 kind = "message.failed"
             m = self._get_msg(conn, message_id)
-            return self._events(conn, now, [NewEvent(kind, {"conversation_id": m.conversation_id, "message": m.to_api()})])
+            return self._events(
+                conn,
+                now,
+                [NewEvent(kind, {"conversation_id": m.conversation_id, "message": m.to_api()})],
+            )
 
         return await self._tx(op)
 
@@ -593,7 +699,9 @@ class SqliteStore(Store):
         return await self._run(op)
 
     async def outbox_release_all(self) -> int:
-        return await self._tx(lambda conn: conn.execute("UPDATE outbox SET lease_until=NULL").rowcount)
+        return await self._tx(
+            lambda conn: conn.execute("UPDATE outbox SET lease_until=NULL").rowcount
+        )
 
     # --- routing ---------------------------------------------------------------------------
     async def sync_agents(self, agents: list[tuple[str, str, dict[str, int]]]) -> None:
@@ -633,7 +741,9 @@ class SqliteStore(Store):
     def _agent_states(conn: sqlite3.Connection) -> list[AgentState]:
         return [
             AgentState(r[0], r[1], json.loads(r[2]), r[3])
-            for r in conn.execute("SELECT id, presence, capacity, last_assigned_at FROM agents ORDER BY id")
+            for r in conn.execute(
+                "SELECT id, presence, capacity, last_assigned_at FROM agents ORDER BY id"
+            )
         ]
 
     async def agent_states(self) -> list[AgentState]:
@@ -653,7 +763,9 @@ class SqliteStore(Store):
             done: list[str] = []
             new: list[NewEvent] = []
             for c in claims:
-                agent = conn.execute("SELECT presence FROM agents WHERE id=?", (c.agent_id,)).fetchone()
+                agent = conn.execute(
+                    "SELECT presence FROM agents WHERE id=?", (c.agent_id,)
+                ).fetchone()
                 if agent is None or agent[0] != "online":
                     continue
                 if self._load(conn, c.agent_id, c.channel_kind) >= c.capacity:
@@ -673,7 +785,9 @@ class SqliteStore(Store):
                 )
                 done.append(c.conversation_id)
                 routing = json.loads(
-                    conn.execute("SELECT routing FROM conversations WHERE id=?", (c.conversation_id,)).fetchone()[0]
+                    conn.execute(
+                        "SELECT routing FROM conversations WHERE id=?", (c.conversation_id,)
+                    ).fetchone()[0]
                 )
                 new.append(
                     NewEvent(
@@ -698,16 +812,24 @@ class SqliteStore(Store):
             cur = conn.execute("UPDATE agents SET presence=? WHERE id=?", (presence, agent_id))
             if cur.rowcount != 1:
                 raise NotFound(f"agent {agent_id} not found")
-            return self._events(conn, now, [NewEvent("agent.presence", {"agent": agent_id, "status": presence})])
+            return self._events(
+                conn, now, [NewEvent("agent.presence", {"agent": agent_id, "status": presence})]
+            )
 
         return await self._tx(op)
 
-    async def set_capacity(self, agent_id: str, capacity: dict[str, int], now: float) -> list[Event]:
+    async def set_capacity(
+        self, agent_id: str, capacity: dict[str, int], now: float
+    ) -> list[Event]:
         def op(conn: sqlite3.Connection) -> list[Event]:
-            cur = conn.execute("UPDATE agents SET capacity=? WHERE id=?", (_dumps(capacity), agent_id))
+            cur = conn.execute(
+                "UPDATE agents SET capacity=? WHERE id=?", (_dumps(capacity), agent_id)
+            )
             if cur.rowcount != 1:
                 raise NotFound(f"agent {agent_id} not found")
-            return self._events(conn, now, [NewEvent("agent.capacity", {"agent": agent_id, "capacity": capacity})])
+            return self._events(
+                conn, now, [NewEvent("agent.capacity", {"agent": agent_id, "capacity": capacity})]
+            )
 
         return await self._tx(op)
 
@@ -725,7 +847,15 @@ class SqliteStore(Store):
             conn.execute(
                 "UPDATE conversations SET status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"
                 " WHERE id=?",
-                (conv.status, conv.assignee, conv.queue, conv.assigned_at, conv.resolved_at, now, conv.id),
+                (
+                    conv.status,
+                    conv.assignee,
+                    conv.queue,
+                    conv.assigned_at,
+                    conv.resolved_at,
+                    now,
+                    conv.id,
+                ),
             )
             event.data.setdefault("conversation", conv.to_api())
             return conv, self._events(conn, now, [event])
@@ -745,15 +875,23 @@ class SqliteStore(Store):
                 and conv.assignee != agent_id
                 and self._load(conn, agent_id, conv.channel_kind) >= capacity
             ):
-                raise Conflict(f"agent {agent_id} is at capacity ({capacity}) for {conv.channel_kind}")
+                raise Conflict(
+                    f"agent {agent_id} is at capacity ({capacity}) for {conv.channel_kind}"
+                )
             conv.assignee, conv.assigned_at = agent_id, now
             if conv.status == "open":
                 conv.status = "assigned"
             conn.execute("UPDATE agents SET last_assigned_at=? WHERE id=?", (now, agent_id))
             return NewEvent(
                 "conversation.assigned",
-                {"conversation_id": conv.id, "agent": agent_id, "queue": conv.queue, "strategy": "manual",
-                 "reasons": [f"assigned manually by {by or 'unknown'}"], "by": by},
+                {
+                    "conversation_id": conv.id,
+                    "agent": agent_id,
+                    "queue": conv.queue,
+                    "strategy": "manual",
+                    "reasons": [f"assigned manually by {by or 'unknown'}"],
+                    "by": by,
+                },
             )
 
         return await self._tx(self._change(conversation_id, mutate, now))
@@ -786,11 +924,18 @@ class SqliteStore(Store):
 
         return await self._tx(self._change(conversation_id, mutate, now))
 
-    async def reopen(self, conversation_id: str, by: str | None, now: float) -> tuple[Conversation, list[Event]]:
+    async def reopen(
+        self, conversation_id: str, by: str | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
             if conv.status not in ("resolved", "closed"):
                 raise Conflict(f"the conversation is {conv.status}, not resolved")
-            conv.status, conv.assignee, conv.resolved_at, conv.assigned_at = "open", None, None, None
+            conv.status, conv.assignee, conv.resolved_at, conv.assigned_at = (
+                "open",
+                None,
+                None,
+                None,
+            )
             return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
 
         return await self._tx(self._change(conversation_id, mutate, now))
@@ -804,8 +949,11 @@ class SqliteStore(Store):
     async def get_conversation(self, conversation_id: str) -> Conversation:
         return await self._run(lambda conn: self._get_conv(conn, conversation_id))
 
-    async def list_conversations(self, flt: ConversationFilter) -> tuple[list[Conversation], str | None]:
-        where, args = [], []
+    async def list_conversations(
+        self, flt: ConversationFilter
+    ) -> tuple[list[Conversation], str | None]:
+        where: list[str] = []
+        args: list[str | int] = []
         for col, value in (
             ("status", flt.status),
             ("queue", flt.queue),
@@ -852,7 +1000,8 @@ class SqliteStore(Store):
     async def find_contact(self, identity: Identity) -> Contact:
         def op(conn: sqlite3.Connection) -> Contact:
             row = conn.execute(
-                "SELECT contact_id FROM identities WHERE kind=? AND address=?", (identity.kind, identity.address)
+                "SELECT contact_id FROM identities WHERE kind=? AND address=?",
+                (identity.kind, identity.address),
             ).fetchone()
             if row is None:
                 raise NotFound(f"no contact with identity {identity.kind}:{identity.address}")
@@ -862,7 +1011,9 @@ class SqliteStore(Store):
 
     async def get_blob(self, blob_id: str) -> tuple[str, bytes]:
         def op(conn: sqlite3.Connection) -> tuple[str, bytes]:
-            row = conn.execute("SELECT content_type, data FROM blobs WHERE id=?", (blob_id,)).fetchone()
+            row = conn.execute(
+                "SELECT content_type, data FROM blobs WHERE id=?", (blob_id,)
+            ).fetchone()
             if row is None:
                 raise NotFound(f"blob {blob_id} not found")
             return str(row[0]), bytes(row[1])
@@ -874,7 +1025,8 @@ class SqliteStore(Store):
             return [
                 Event(r[0], r[1], r[2], json.loads(r[3]))
                 for r in conn.execute(
-                    "SELECT id, type, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (since, limit)
+                    "SELECT id, type, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                    (since, limit),
                 )
             ]
 
@@ -888,7 +1040,9 @@ class SqliteStore(Store):
     # --- kv --------------------------------------------------------------------------------
     async def kv_get(self, namespace: str, key: str) -> str | None:
         def op(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT value FROM kv WHERE namespace=? AND key=?", (namespace, key)).fetchone()
+            row = conn.execute(
+                "SELECT value FROM kv WHERE namespace=? AND key=?", (namespace, key)
+            ).fetchone()
             return None if row is None else str(row[0])
 
         return await self._run(op)
@@ -903,7 +1057,11 @@ class SqliteStore(Store):
         )
 
     async def kv_delete(self, namespace: str, key: str) -> None:
-        await self._tx(lambda conn: conn.execute("DELETE FROM kv WHERE namespace=? AND key=?", (namespace, key)))
+        await self._tx(
+            lambda conn: conn.execute(
+                "DELETE FROM kv WHERE namespace=? AND key=?", (namespace, key)
+            )
+        )
 
     async def kv_lease(self, namespace: str, key: str, holder: str, ttl: float, now: float) -> bool:
         def op(conn: sqlite3.Connection) -> bool:

@@ -1,0 +1,233 @@
+"""The store's behaviour, parametrised by backend: a new backend only has to pass this."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from connectors.base import DeliveryResult, Identity, InboundMessage
+from gateway.store import Conflict, NotFound, SqliteStore, Store
+from gateway.store.base import Claim, Classification, IngestRequest, OutboundRequest
+
+WEEK = 7 * 86400.0
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    backend: Store = SqliteStore(tmp_path / "store.db")
+    await backend.open()
+    await backend.sync_agents(
+        [("alice", "online", {"default": 2}), ("bob", "offline", {"default": 1})]
+    )
+    yield backend
+    await backend.close()
+
+
+def classify_to(queue: str = "general", priority: int = 1) -> object:
+    return lambda attrs: Classification(queue, priority, {}, [], None, ["test"])
+
+
+def inbound(
+    ext: str, sender: str = "a@example.com", text: str = "hello", **kw: object
+) -> InboundMessage:
+    return InboundMessage(external_id=ext, sender=Identity("email", sender), text=text, **kw)  # type: ignore[arg-type]
+
+
+async def ingest(
+    store: Store, msg: InboundMessage, now: float = 1000.0, channel: str = "mail"
+) -> object:
+    return await store.ingest(
+        IngestRequest(channel, "email", msg, classify_to(), now, WEEK)  # type: ignore[arg-type]
+    )
+
+
+async def test_duplicate_external_id_is_stored_once(store: Store) -> None:
+    first = await ingest(store, inbound("x1"))
+    again = await ingest(store, inbound("x1", text="changed"))
+    assert again.duplicate and not first.duplicate
+    assert again.message.id == first.message.id and again.conversation.id == first.conversation.id
+    assert [m.text for m in await store.messages(first.conversation.id)] == ["hello"]
+    # The same external id on another channel is another message.
+    other = await ingest(store, inbound("x1"), channel="other")
+    assert not other.duplicate
+
+
+async def test_one_contact_one_open_conversation(store: Store) -> None:
+    a = await ingest(store, inbound("1", "dana@example.com"))
+    b = await ingest(store, inbound("2", "dana@example.com"), now=1001)
+    assert a.created and not b.created
+    assert a.conversation.id == b.conversation.id
+    assert a.contact.id == b.contact.id
+    contact = await store.find_contact(Identity("email", "dana@example.com"))
+    assert contact.id == a.contact.id
+    types = [e.type for e in a.events]
+    assert types == ["contact.created", "conversation.created", "message.received"]
+
+
+async def test_reopen_window(store: Store) -> None:
+    a = await ingest(store, inbound("1"))
+    await store.resolve(a.conversation.id, "admin", None, 2000)
+    within = await ingest(store, inbound("2"), now=2000 + WEEK - 1)
+    assert within.reopened and within.conversation.id == a.conversation.id
+    assert within.conversation.status == "open"
+    await store.resolve(a.conversation.id, "admin", None, 3000)
+    later = await ingest(store, inbound("3"), now=3000 + WEEK + 1)
+    assert later.created and later.conversation.id != a.conversation.id
+
+
+async def test_thread_refs_join_only_the_same_contacts_conversation(store: Store) -> None:
+    a = await ingest(store, inbound("1", provider_message_id="<m1@x>"))
+    await store.resolve(a.conversation.id, "admin", None, 1500)
+    # Another customer quoting the same Message-ID does not land in a's conversation.
+    stranger = await ingest(
+        store, inbound("2", "eve@example.com", thread_refs=["<m1@x>"]), now=1600
+    )
+    assert stranger.created and stranger.conversation.id != a.conversation.id
+    reply = await ingest(store, inbound("3", thread_refs=["<zzz@x>", "<m1@x>"]), now=1700)
+    assert reply.conversation.id == a.conversation.id and reply.reopened
+    token = a.conversation.thread_token
+    assert token
+    by_token = await ingest(store, inbound("4", thread_token=token), now=1800)
+    assert by_token.conversation.id == a.conversation.id
+
+
+async def test_claim_is_compare_and_set_and_respects_capacity(store: Store) -> None:
+    convs = []
+    for i in range(3):
+        out = await ingest(store, inbound(str(i), f"c{i}@example.com"), now=1000 + i)
+        convs.append(out.conversation.id)
+    claims = [Claim(c, "alice", "email", 2, "general", "round_robin", ["r"]) for c in convs]
+    claimed, events = await store.claim(claims, 2000)
+    assert claimed == convs[:2]  # capacity 2
+    assert [e.data["agent"] for e in events] == ["alice", "alice"]
+    again, _ = await store.claim(claims[:1], 2001)
+    assert again == []  # already assigned
+    offline, _ = await store.claim([Claim(convs[2], "bob", "email", 1, "general", "rr", [])], 2002)
+    assert offline == []  # bob is offline
+    snap = await store.routing_snapshot()
+    assert [w.id for w in snap.waiting] == [convs[2]]
+    assert snap.loads[("alice", "email")] == 2
+    assert snap.rr_last == {"general": "alice"}
+
+
+async def test_concurrent_claims_never_exceed_capacity(store: Store) -> None:
+    ids = [
+        (await ingest(store, inbound(str(i), f"k{i}@example.com"))).conversation.id
+        for i in range(10)
+    ]
+    results = await asyncio.gather(
+        *(store.claim([Claim(c, "alice", "email", 2, "general", "rr", [])], 2000) for c in ids)
+    )
+    assert sum(len(r[0]) for r in results) == 2
+
+
+async def test_outbound_and_outbox_lifecycle(store: Store) -> None:
+    conv = (await ingest(store, inbound("1", provider_message_id="<in@x>"))).conversation
+    msg, events = await store.add_outbound(
+        OutboundRequest(conv.id, "hi back", "agent", "alice", 1100)
+    )
+    assert msg.status == "queued" and events[0].type == "message.queued"
+    assert (await store.get_conversation(conv.id)).first_response_at == 1100
+    items = await store.outbox_lease(1100, 10, 30)
+    assert [i.message_id for i in items] == [msg.id]
+    assert items[0].to == Identity("email", "a@example.com")
+    assert items[0].thread_refs == ["<in@x>"]
+    assert await store.outbox_lease(1101, 10, 30) == []  # leased
+    assert await store.outbox_record(msg.id, DeliveryResult.retry("busy"), 1200, 1101) == []
+    assert await store.outbox_lease(1150, 10, 30) == []  # not due yet
+    items = await store.outbox_lease(1200, 10, 30)
+    assert items[0].attempts == 1
+    events = await store.outbox_record(msg.id, DeliveryResult.sent("prov-1"), None, 1201)
+    assert [e.type for e in events] == ["message.sent"]
+    assert await store.outbox_next_due() is None
+    receipt = await store.apply_receipt("mail", "prov-1", "delivered", None, 1300)
+    assert [e.type for e in receipt] == ["message.delivered"]
+    assert await store.apply_receipt("mail", "prov-1", "sent", None, 1301) == []  # never backwards
+
+
+async def test_outbox_failure_and_crash_recovery(store: Store) -> None:
+    conv = (await ingest(store, inbound("1"))).conversation
+    msg, _ = await store.add_outbound(OutboundRequest(conv.id, "x", "agent", "alice", 1100))
+    await store.outbox_lease(1100, 10, 1000)
+    # A crash leaves the lease behind; release makes the work due again at once.
+    assert await store.outbox_release_all() == 1
+    assert len(await store.outbox_lease(1101, 10, 30)) == 1
+    events = await store.outbox_record(msg.id, DeliveryResult.failed("HTTP 400"), None, 1102)
+    assert events[0].type == "message.failed"
+    assert events[0].data["message"]["reason"] == "HTTP 400"
+
+
+async def test_lifecycle_rules(store: Store) -> None:
+    conv = (await ingest(store, inbound("1"))).conversation
+    with pytest.raises(NotFound):
+        await store.get_conversation("cv_missing")
+    c, ev = await store.assign(conv.id, "alice", 2, "admin", 1100)
+    assert c.assignee == "alice" and c.status == "assigned"
+    with pytest.raises(Conflict):
+        await store.resolve(conv.id, "bob", "bob", 1101)  # bob may not resolve alice's
+    c, ev = await store.transfer(conv.id, "billing", "alice", "alice", 1102)
+    assert c.assignee is None and c.queue == "billing" and ev[0].type == "conversation.transferred"
+    c, _ = await store.resolve(conv.id, "admin", None, 1103)
+    assert c.status == "resolved" and c.resolved_at == 1103
+    with pytest.raises(Conflict):
+        await store.resolve(conv.id, "admin", None, 1104)
+    c, _ = await store.reopen(conv.id, "admin", 1105)
+    assert c.status == "open" and c.resolved_at is None
+
+
+async def test_events_are_ordered_and_resumable(store: Store) -> None:
+    await ingest(store, inbound("1"))
+    await ingest(store, inbound("2"), now=1001)
+    everything = await store.events_since(0, 100)
+    ids = [e.id for e in everything]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert await store.events_since(ids[2], 100) == everything[3:]
+    assert await store.last_event_id() == ids[-1]
+
+
+async def test_presence_and_capacity(store: Store) -> None:
+    ev = await store.set_presence("bob", "online", 10)
+    assert ev[0].data == {"agent": "bob", "status": "online"}
+    await store.set_capacity("bob", {"default": 5}, 11)
+    states = {s.id: s for s in await store.agent_states()}
+    assert states["bob"].presence == "online" and states["bob"].capacity_for("email") == 5
+    with pytest.raises(NotFound):
+        await store.set_presence("nobody", "online", 12)
+
+
+async def test_kv_and_leases(store: Store) -> None:
+    assert await store.kv_get("ns", "k") is None
+    await store.kv_set("ns", "k", "1")
+    await store.kv_set("ns", "k", "2")
+    assert await store.kv_get("ns", "k") == "2"
+    assert await store.kv_get("other", "k") is None
+    await store.kv_delete("ns", "k")
+    assert await store.kv_get("ns", "k") is None
+    assert await store.kv_lease("ns", "poll", "a", 10, 100)
+    assert not await store.kv_lease("ns", "poll", "b", 10, 105)
+    assert await store.kv_lease("ns", "poll", "a", 10, 105)  # renew
+    assert await store.kv_lease("ns", "poll", "b", 10, 116)  # expired
+
+
+async def test_data_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "durable.db"
+    s1 = SqliteStore(path)
+    await s1.open()
+    out = await ingest(s1, inbound("1"))
+    await s1.close()
+    s2 = SqliteStore(path)
+    await s2.open()  # migrations are idempotent
+    assert [m.id for m in await s2.messages(out.conversation.id)] == [out.message.id]
+    await s2.close()
+
+
+async def test_edits_update_the_message_and_redelivery_is_a_duplicate(store: Store) -> None:
+    first = await ingest(store, inbound("chat:1", text="helo"))
+    edit = await ingest(store, inbound("chat:1:edit:1", text="hello", edits="chat:1"), now=1001)
+    assert [e.type for e in edit.events] == ["message.edited"]
+    again = await ingest(store, inbound("chat:1:edit:1", text="hello", edits="chat:1"), now=1002)
+    assert again.duplicate and again.message.id == first.message.id
+    assert [m.text for m in await store.messages(first.conversation.id)] == ["hello"]
