@@ -88,6 +88,9 @@ class InboundMessage:
     raw: bytes | None = None
     # The external id of an earlier message that this one edits (Telegram edits).
     edits: str | None = None
+    # Further identities the customer gave (a web chat pre-chat email): the message joins
+    # the contact that already holds one of them, and they are linked to that contact.
+    extra_identities: list[Identity] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,6 +102,14 @@ class DeliveryReceipt:
     status: Literal["delivered", "read", "failed"]
     reason: str | None = None
     at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Typing:
+    """The customer started or stopped typing; published live, never stored."""
+
+    sender: Identity
+    typing: bool = True
 
 
 @dataclass(slots=True)
@@ -159,7 +170,20 @@ class KeyValue(Protocol):
         ...
 
 
-Submit = Callable[[InboundMessage | DeliveryReceipt], Awaitable[SubmitResult]]
+Submit = Callable[[InboundMessage | DeliveryReceipt | Typing], Awaitable[SubmitResult]]
+# The customer's recent messages, both directions, oldest first, as the API renders them
+# (`id`, `direction`, `text`, `status`, `created_at`, `external_id`, `sender` ...).
+History = Callable[[Identity, int], Awaitable[list[dict[str, Any]]]]
+# What the channel may tell a customer before they write: {"agents_online": int}.
+Availability = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _no_history(identity: Identity, limit: int) -> list[dict[str, Any]]:
+    return []
+
+
+async def _no_availability() -> dict[str, Any]:
+    return {"agents_online": 0}
 RouteAdder = Callable[[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], None]
 
 
@@ -175,6 +199,8 @@ class ConnectorContext:
     # The gateway's public base URL, for webhook registration and signature checks.
     public_url: str = ""
     max_body_bytes: int = 1 << 20
+    history: History = _no_history
+    availability: Availability = _no_availability
 
 
 class Connector(ABC):
@@ -186,6 +212,7 @@ class Connector(ABC):
     identity_kind: ClassVar[str]
 
     def __init__(self, name: str, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
+        """Mount HTTP routes here (`ctx.add_route`): the app is frozen once it starts."""
         self.name = name
         self.settings = settings
         self.ctx = ctx
@@ -199,3 +226,6 @@ class Connector(ABC):
     @abstractmethod
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Deliver one message. Expected provider failures are results, not exceptions."""
+
+    async def typing(self, to: Identity, conversation_id: str, typing: bool) -> None:  # noqa: B027
+        """Show the customer that an agent is typing (channels with `Capability.TYPING`)."""

@@ -16,24 +16,28 @@ from aiohttp import web
 
 from connectors.base import (
     AuthFailed,
+    Capability,
     Connector,
     ConnectorContext,
     DeliveryReceipt,
+    Identity,
     InboundMessage,
     NotReady,
     SubmitResult,
+    Typing,
 )
 from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
 from gateway.api.auth import Authenticator
 from gateway.config import LoadedConfig
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
+from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.metrics import METRICS
-from gateway.model import Event, Message
+from gateway.model import Conversation, Event, Message, ephemeral
 from gateway.outbox import Outbox
 from gateway.registry import ConnectorRegistry, default_registry
-from gateway.store.base import OutboundRequest, Store
+from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, classify
@@ -154,6 +158,55 @@ class Gateway:
             },
         }
 
+    async def agent_typing(self, conv: Conversation, who: str, typing: bool) -> None:
+        self.publish(
+            [
+                ephemeral(
+                    "conversation.typing",
+                    {"conversation_id": conv.id, "from": "agent", "agent": who, "typing": typing},
+                    self.clock(),
+                )
+            ]
+        )
+        connector = self.connectors.get(conv.last_channel)
+        if (
+            connector is None
+            or Capability.TYPING not in connector.capabilities
+            or conv.reply_kind is None
+        ):
+            return
+        try:
+            await asyncio.wait_for(
+                connector.typing(
+                    Identity(conv.reply_kind, conv.reply_address or ""), conv.id, typing
+                ),
+                5,
+            )
+        except Exception:
+            log.warning("typing indicator not delivered", extra={"channel": conv.last_channel})
+
+    async def history(self, identity: Identity, limit: int) -> list[dict[str, Any]]:
+        """A customer's recent messages across their conversations, oldest first."""
+        try:
+            contact = await self.store.find_contact(normalize(identity))
+        except (NotFound, ValueError):
+            return []
+        rows, _ = await self.store.list_conversations(
+            ConversationFilter(contact_id=contact.id, limit=5)
+        )
+        messages: list[dict[str, Any]] = []
+        for conv in rows:
+            messages.extend(m.to_api() for m in await self.store.messages(conv.id))
+        messages.sort(key=lambda m: (m["created_at"], m["id"]))
+        return messages[-limit:]
+
+    async def availability(self) -> dict[str, Any]:
+        states = await self.store.agent_states()
+        configured = {a.id for a in self.config.agents}
+        return {
+            "agents_online": sum(1 for s in states if s.presence == "online" and s.id in configured)
+        }
+
     def channel_states(self) -> dict[str, str]:
         return dict(self._states)
 
@@ -166,8 +219,8 @@ class Gateway:
     # --- lifecycle -------------------------------------------------------------------------
     def _submit_for(
         self, channel: ChannelInfo
-    ) -> Callable[[InboundMessage | DeliveryReceipt], Awaitable[SubmitResult]]:
-        async def submit(item: InboundMessage | DeliveryReceipt) -> SubmitResult:
+    ) -> Callable[[InboundMessage | DeliveryReceipt | Typing], Awaitable[SubmitResult]]:
+        async def submit(item: InboundMessage | DeliveryReceipt | Typing) -> SubmitResult:
             return await self.ingestor.submit(channel, item)
 
         return submit
@@ -197,6 +250,8 @@ class Gateway:
                 ),
                 public_url=public,
                 max_body_bytes=self.config.server.max_body_bytes,
+                history=self.history,
+                availability=self.availability,
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import Attachment, DeliveryReceipt, InboundMessage, SubmitResult
+from connectors.base import Attachment, DeliveryReceipt, InboundMessage, SubmitResult, Typing
 from gateway.events import EventBus
 from gateway.identity import normalize
 from gateway.metrics import METRICS
-from gateway.store.base import Classification, IngestRequest, Store
+from gateway.model import ACTIVE_STATUSES, ephemeral
+from gateway.store.base import Classification, ConversationFilter, IngestRequest, NotFound, Store
 from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
 
 log = logging.getLogger("switchboard.ingest")
@@ -70,8 +71,10 @@ class Ingestor:
         return run
 
     async def submit(
-        self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt
+        self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt | Typing
     ) -> SubmitResult:
+        if isinstance(item, Typing):
+            return await self._typing(channel, item)
         if isinstance(item, DeliveryReceipt):
             events = await self.store.apply_receipt(
                 channel.name, item.provider_message_id, item.status, item.reason, self.clock()
@@ -87,6 +90,7 @@ class Ingestor:
             raise RejectedMessage(f"text longer than {self.max_text_chars} characters")
         try:
             msg.sender = normalize(msg.sender)
+            msg.extra_identities = [normalize(i) for i in msg.extra_identities]
         except ValueError as exc:
             raise RejectedMessage(str(exc)) from exc
         blobs: dict[str, tuple[str, bytes]] = {}
@@ -131,6 +135,29 @@ class Ingestor:
         return SubmitResult(
             conv.id if conv else None, message.id if message else None, outcome.duplicate
         )
+
+    async def _typing(self, channel: ChannelInfo, item: Typing) -> SubmitResult:
+        """Publish a live `conversation.typing` event; nothing is stored."""
+        try:
+            contact = await self.store.find_contact(normalize(item.sender))
+        except (NotFound, ValueError):
+            return SubmitResult(None, None)
+        rows, _ = await self.store.list_conversations(
+            ConversationFilter(contact_id=contact.id, limit=5)
+        )
+        conv = next((c for c in rows if c.status in ACTIVE_STATUSES), None)
+        if conv is None:
+            return SubmitResult(None, None)
+        self.bus.publish(
+            [
+                ephemeral(
+                    "conversation.typing",
+                    {"conversation_id": conv.id, "from": "contact", "typing": item.typing},
+                    self.clock(),
+                )
+            ]
+        )
+        return SubmitResult(conv.id, None)
 
     @staticmethod
     def _attachment(att: Attachment, blobs: dict[str, tuple[str, bytes]]) -> dict[str, Any]:

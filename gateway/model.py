@@ -150,8 +150,23 @@ class Event:
     at: float
     data: dict[str, Any]
 
+    @property
+    def durable(self) -> bool:
+        """Stored in the event log (resumable with `?since=`); live-only events have id 0."""
+        return self.id > 0
+
     def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "at": iso(self.at), "data": self.data}
+        return {
+            "id": self.id if self.durable else None,
+            "type": self.type,
+            "at": iso(self.at),
+            "data": self.data,
+        }
+
+
+def ephemeral(type_: str, data: dict[str, Any], at: float) -> Event:
+    """A live-only event (typing indicators): published, never stored."""
+    return Event(0, type_, at, data)
 
 
 @dataclass(slots=True)

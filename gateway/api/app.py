@@ -87,6 +87,10 @@ class TransferBody(Body):
     queue: str
 
 
+class TypingBody(Body):
+    typing: bool = True
+
+
 class PresenceBody(Body):
     status: str = Field(pattern="^(online|away|offline)$")
 
@@ -275,6 +279,17 @@ async def reopen(request: web.Request) -> web.Response:
     return web.json_response(conv.to_api())
 
 
+async def typing(request: web.Request) -> web.Response:
+    """An agent is typing: shown to the customer where the channel can, and on the stream."""
+    principal = _auth(request)
+    body = await _body(request, TypingBody)
+    gw = _gw(request)
+    conv = await gw.store.get_conversation(request.match_info["id"])
+    _own(principal, conv.assignee)
+    await gw.agent_typing(conv, principal.agent or principal.name, body.typing)
+    return web.json_response({"ok": True}, status=202)
+
+
 # --- agents ----------------------------------------------------------------------------------
 async def list_agents(request: web.Request) -> web.Response:
     _auth(request)
@@ -411,6 +426,9 @@ async def _replay_then_live(gw: Gateway, since: int | None, emit: Any) -> None:
             live = await sub.get()
             if live is None:
                 return
+            if not live.durable:
+                await emit(live)
+                continue
             if live.id <= last:
                 continue
             await emit(live)
@@ -465,7 +483,8 @@ async def _sse(request: web.Request, gw: Gateway, since: int | None) -> web.Stre
 
     async def emit(event: Event) -> None:
         data = json.dumps(event.to_api(), ensure_ascii=False)
-        await resp.write(f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode())
+        head = f"id: {event.id}\n" if event.durable else ""
+        await resp.write(f"{head}event: {event.type}\ndata: {data}\n\n".encode())
 
     pump = asyncio.create_task(_replay_then_live(gw, since, emit))
     try:
@@ -494,6 +513,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/conversations/{id}/transfer", transfer)
     r.add_post("/v1/conversations/{id}/resolve", resolve)
     r.add_post("/v1/conversations/{id}/reopen", reopen)
+    r.add_post("/v1/conversations/{id}/typing", typing)
     r.add_get("/v1/agents", list_agents)
     r.add_put("/v1/agents/{id}/presence", set_presence)
     r.add_put("/v1/agents/{id}/capacity", set_capacity)

@@ -215,6 +215,13 @@ class SqliteStore(Store):
             raise NotFound(f"message {message_id} not found")
         return self._msg(row)
 
+    def _contact_of(self, conn: sqlite3.Connection, identity: Identity) -> str | None:
+        row = conn.execute(
+            "SELECT contact_id FROM identities WHERE kind=? AND address=?",
+            (identity.kind, identity.address),
+        ).fetchone()
+        return None if row is None else self._resolve_contact_id(conn, row[0])
+
     @staticmethod
     def _resolve_contact_id(conn: sqlite3.Connection, contact_id: str) -> str:
         seen = set()
@@ -297,27 +304,23 @@ class SqliteStore(Store):
                     self._get_conv(conn, updated.conversation_id), updated, None, events
                 )
 
-        # Contact
+        # Contact: the sender's identity, else one of the extra identities it gave.
         identity = msg.sender
-        row = conn.execute(
-            "SELECT contact_id FROM identities WHERE kind=? AND address=?",
-            (identity.kind, identity.address),
-        ).fetchone()
         new_events: list[NewEvent] = []
-        if row is None:
+        contact_id = self._contact_of(conn, identity)
+        for extra in msg.extra_identities:
+            if contact_id is not None:
+                break
+            contact_id = self._contact_of(conn, extra)
+        if contact_id is None:
             contact_id = new_id("ct")
             conn.execute(
                 "INSERT INTO contacts(id, name, attributes, created_at, updated_at) VALUES (?,?,?,?,?)",
                 (contact_id, msg.sender_name, _dumps(msg.contact_attributes), now, now),
             )
-            conn.execute(
-                "INSERT INTO identities(kind, address, contact_id) VALUES (?,?,?)",
-                (identity.kind, identity.address, contact_id),
-            )
             attributes = dict(msg.contact_attributes)
             new_events.append(NewEvent("contact.created", {"contact_id": contact_id}))
         else:
-            contact_id = self._resolve_contact_id(conn, row[0])
             crow = conn.execute(
                 "SELECT name, attributes FROM contacts WHERE id=?", (contact_id,)
             ).fetchone()
@@ -328,6 +331,13 @@ class SqliteStore(Store):
                     "UPDATE contacts SET name=COALESCE(name, ?), attributes=?, updated_at=? WHERE id=?",
                     (msg.sender_name, _dumps(attributes), now, contact_id),
                 )
+        # Link identities not yet known; one held by another contact stays there (merges
+        # are explicit, never implied by what a customer typed).
+        for ident in (identity, *msg.extra_identities):
+            conn.execute(
+                "INSERT OR IGNORE INTO identities(kind, address, contact_id) VALUES (?,?,?)",
+                (ident.kind, ident.address, contact_id),
+            )
 
         # Conversation: thread keys first (same contact only), then the open one, then reopen.
         conv: Conversation | None = None
