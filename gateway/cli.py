@@ -168,6 +168,59 @@ def cmd_webhook_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_email_backfill(args: argparse.Namespace) -> int:
+    """Import a mailbox's history idempotently: mail the gateway has is skipped."""
+    from datetime import date
+
+    from connectors.base import AuthFailed, NotReady
+    from connectors.email import EmailConnector, EmailSettings, backfill
+    from gateway.app import Gateway
+    from gateway.ingest import ChannelInfo
+
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    channel = next((c for c in loaded.config.channels if c.name == args.channel), None)
+    if channel is None or channel.type != EmailConnector.kind:
+        print(f"no email channel named {args.channel!r} in {args.config}", file=sys.stderr)
+        return 1
+    try:
+        since = date.fromisoformat(args.since)
+    except ValueError:
+        print(f"--since takes a date like 2026-01-31, got {args.since!r}", file=sys.stderr)
+        return 1
+    settings = loaded.channel_settings[channel.name]
+    assert isinstance(settings, EmailSettings)
+
+    def progress(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total if total else width
+        print(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async def run() -> int:
+        gateway = Gateway(loaded)
+        await gateway.store.open()
+        info = ChannelInfo(channel.name, EmailConnector.kind)
+        try:
+            imported = await backfill(
+                settings, lambda item: gateway.ingestor.submit(info, item), since, progress
+            )
+        except (NotReady, AuthFailed) as exc:
+            print(f"\ncannot reach the mailbox: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await gateway.store.close()
+        print(f"\nimported {imported} new message(s) since {since}", file=sys.stderr)
+        return 0
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
@@ -200,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=9090)
     p.add_argument("--secret", required=True)
     p.set_defaults(fn=cmd_webhook_listen)
+
+    p = sub.add_parser("email", help="email channel tools")
+    email_sub = p.add_subparsers(dest="email_command", required=True)
+    p = email_sub.add_parser("backfill", help="import a mailbox's history idempotently")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    p.add_argument("--channel", required=True)
+    p.add_argument("--since", required=True, help="first day to import, YYYY-MM-DD")
+    p.set_defaults(fn=cmd_email_backfill)
 
     args = parser.parse_args(argv)
     return int(args.fn(args))

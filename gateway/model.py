@@ -126,7 +126,7 @@ class Message:
             "status": self.status,
             "reason": self.reason,
             "automated": self.automated,
-            "has_raw": self.raw_blob is not None,
+            "raw": f"/v1/blobs/{self.raw_blob}" if self.raw_blob else None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }

@@ -15,6 +15,11 @@ ENTRY_POINT_GROUP = "switchboard.connectors"
 
 BUILTIN: dict[str, str] = {
     "api": "connectors.api:ApiConnector",
+    "webchat": "connectors.webchat:WebchatConnector",
+    "email": "connectors.email:EmailConnector",
+    "twilio_sms": "connectors.twilio:TwilioSmsConnector",
+    "twilio_whatsapp": "connectors.twilio:TwilioWhatsAppConnector",
+    "telegram": "connectors.telegram:TelegramConnector",
 }
 
 

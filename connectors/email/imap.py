@@ -154,9 +154,15 @@ class ImapConnection:
         if resp.result != "OK":
             raise ImapError(f"UID SEARCH {' '.join(criteria)}: {_text(resp.lines)}")
         uids: list[int] = []
-        for line in resp.lines:
-            if isinstance(line, bytes) and line.startswith(b"SEARCH"):
-                uids.extend(int(x) for x in line.split()[1:] if x.isdigit())
+        # aioimaplib strips "* SEARCH" from the untagged answer; the last line is the status
+        for line in resp.lines[:-1]:
+            if not isinstance(line, bytes):
+                continue
+            tokens = line.split()
+            if tokens and tokens[0].upper() == b"SEARCH":
+                tokens = tokens[1:]
+            if tokens and all(t.isdigit() for t in tokens):
+                uids.extend(int(t) for t in tokens)
         return sorted(set(uids))
 
     async def fetch(self, uids: list[int]) -> list[FetchedMessage]:
@@ -223,7 +229,7 @@ class ImapConnection:
 
     # -- IDLE -------------------------------------------------------------------------
 
-    async def idle(self, timeout: float, stop: asyncio.Event) -> bool:  # noqa: ASYNC109
+    async def idle(self, timeout: float, stop: asyncio.Event) -> bool:
         """IDLE until the mailbox changes, `timeout` passes or `stop` is set.
 
         Returns True when the server reported a change."""

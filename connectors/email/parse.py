@@ -282,10 +282,13 @@ class _TextExtractor(HTMLParser):
         self.pre = 0
         self.href: str | None = None
         self.link_text: list[str] = []
+        self.in_title = False
+        self.title: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP_TAGS:
             self.skip += 1
+            self.in_title = tag == "title"
             return
         if tag == "pre":
             self.pre += 1
@@ -307,6 +310,7 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP_TAGS:
             self.skip = max(0, self.skip - 1)
+            self.in_title = False
             return
         if tag == "pre":
             self.pre = max(0, self.pre - 1)
@@ -320,6 +324,8 @@ class _TextExtractor(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if self.skip:
+            if self.in_title:
+                self.title.append(data)
             return
         if not self.pre:
             data = re.sub(r"[ \t\r\n\f\v]+", " ", data)
@@ -339,8 +345,11 @@ def html_to_text(html: str) -> str:
     text = "".join(parser.out).replace("\xa0", " ")
     lines = [line.strip() for line in text.split("\n")]
     text = "\n".join(lines)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text.strip()
+    text = re.sub(r"\n{3,}", "\n\n", text).strip()
+    if not text and parser.title:
+        # a document with nothing but a title still says something
+        text = " ".join("".join(parser.title).split())
+    return text
 
 
 def sanitize_html(html: str) -> str:
@@ -569,7 +578,7 @@ def split_quote(text: str) -> SplitText:
         after = "\n".join(lines[end:]).strip()
         if not after:
             cut = start
-        elif not before:
+        elif not before and not any(_is_quoted(x) for x in lines[end:]):
             # bottom-posted reply: the quote comes first
             top_quote = "\n".join(lines[start:end]).strip()
             new, sig = _split_signature(after)

@@ -136,7 +136,10 @@ class TwilioConnector(Connector):
             self.ctx.log.exception("twilio %s: could not submit %s", self.name, message.external_id)
             return Rejected(503, "temporarily unable to accept the message").response()
         if not result.duplicate:
-            await self._note_inbound(message.sender.address)
+            try:
+                await self._note_inbound(message.sender.address)
+            except Exception:  # the message is stored; only the window bookkeeping failed
+                self.ctx.log.exception("twilio %s: could not record the inbound time", self.name)
         return twiml_response()
 
     async def _on_status(self, request: web.Request) -> web.StreamResponse:

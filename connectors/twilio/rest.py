@@ -6,6 +6,7 @@ Errors come back as `{"code", "message", "more_info", "status"}`.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import time
@@ -40,6 +41,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def basic_auth(login: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+
+
 @dataclass(slots=True)
 class Media:
     content_type: str
@@ -64,7 +69,7 @@ class TwilioRestClient:
     ) -> None:
         self._session = session
         self._account_sid = account_sid
-        self._auth = aiohttp.BasicAuth(*auth)
+        self._auth = {"Authorization": basic_auth(*auth)}
         self._base = api_base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
@@ -76,7 +81,7 @@ class TwilioRestClient:
         """Fetch our account resource: `AuthFailed` on 401/403/404, `NotReady` otherwise."""
         try:
             async with self._session.get(
-                f"{self.account_url}.json", auth=self._auth, timeout=self._timeout
+                f"{self.account_url}.json", headers=self._auth, timeout=self._timeout
             ) as resp:
                 body = await resp.read()
                 if resp.status in (401, 403, 404):
@@ -93,7 +98,7 @@ class TwilioRestClient:
         url = f"{self.account_url}/Messages.json"
         try:
             async with self._session.post(
-                url, data=list(form), auth=self._auth, timeout=self._timeout
+                url, data=list(form), headers=self._auth, timeout=self._timeout
             ) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -116,8 +121,9 @@ class TwilioRestClient:
     async def fetch_media(self, url: str, max_bytes: int) -> Media:
         """Download inbound media; over `max_bytes` only its type and size are kept.
         Credentials go only to the Twilio API's own origin (it redirects to a CDN)."""
-        auth = self._auth if _origin(url) == _origin(self._base) else None
-        async with self._session.get(url, auth=auth, timeout=self._timeout) as resp:
+        headers = self._auth if _origin(url) == _origin(self._base) else None
+        # aiohttp drops the Authorization header when redirected to another origin.
+        async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
             resp.raise_for_status()
             content_type = resp.headers.get("Content-Type", "application/octet-stream")
             content_type = content_type.split(";")[0].strip() or "application/octet-stream"

@@ -81,6 +81,7 @@ class TwilioWhatsAppSettings(TwilioSmsSettings):
     def template_variables(self, values: dict[str, Any]) -> dict[str, str]:
         if self.whatsapp_template is None:
             return {}
+
         def fill(match: re.Match[str]) -> str:
             name = match.group(1)
             return str(values[name]) if name in values else match.group(0)

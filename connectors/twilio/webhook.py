@@ -20,6 +20,15 @@ from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, SignatureVer
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
+_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
 class Rejected(Exception):
     """A webhook refused with an HTTP status; nothing was stored."""
 
@@ -29,8 +38,9 @@ class Rejected(Exception):
         self.reason = reason
 
     def response(self) -> web.Response:
+        code = _CODES.get(self.status, f"http_{self.status}")
         return web.json_response(
-            {"error": {"code": f"http_{self.status}", "message": self.reason}}, status=self.status
+            {"error": {"code": code, "message": self.reason}}, status=self.status
         )
 
 

@@ -617,7 +617,8 @@ class SqliteStore(Store):
     async def outbox_lease(self, now: float, limit: int, lease_seconds: float) -> list[OutboxItem]:
         def op(conn: sqlite3.Connection) -> list[OutboxItem]:
             rows = conn.execute(
-                "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html, m.subject,"
+                "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html,"
+                " COALESCE(m.subject, c.subject),"
                 " m.automated, c.reply_kind, c.reply_address, c.thread_token, m.sender_id"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,9 +23,16 @@ from connectors.base import (
     DeliveryReceipt,
     InboundMessage,
     SubmitResult,
+    Typing,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# The public URL a fake gateway claims (what providers sign and call).
+PUBLIC_URL = "https://support.example.com"
+
+# A fixture that builds a connector on a FakeGateway: `await factory(**settings)`.
+ChannelFactory = Callable[..., Awaitable[tuple[Any, "FakeGateway"]]]
 
 
 class MemoryKV:
@@ -66,7 +74,8 @@ class FakeGateway:
         self.app = web.Application(client_max_size=64 << 20)
         self.messages: dict[str, InboundMessage] = {}
         self.receipts: list[DeliveryReceipt] = []
-        self.submits: list[InboundMessage | DeliveryReceipt] = []
+        self.submits: list[InboundMessage | DeliveryReceipt | Typing] = []
+        self.typing: list[Typing] = []
         self.fail_submits = 0
         self.submit_delay = 0.0
         self.kv = MemoryKV()
@@ -75,7 +84,6 @@ class FakeGateway:
         self._public_url = public_url
         self._max_body = max_body_bytes
         self._ctx: ConnectorContext | None = None
-        self.stored = asyncio.Event()
 
     @property
     def ctx(self) -> ConnectorContext:
@@ -97,37 +105,36 @@ class FakeGateway:
             raise RuntimeError("routes must be added before the app starts")
         self.app.router.add_route(method, path, handler)
 
-    async def submit(self, event: InboundMessage | DeliveryReceipt) -> SubmitResult:
+    async def submit(self, event: InboundMessage | DeliveryReceipt | Typing) -> SubmitResult:
         self.submits.append(event)
         if self.submit_delay:
             await asyncio.sleep(self.submit_delay)
         if self.fail_submits > 0:
             self.fail_submits -= 1
             raise RuntimeError("store unavailable (injected)")
+        if isinstance(event, Typing):  # published live, never stored
+            self.typing.append(event)
+            return SubmitResult(conversation_id=None, message_id=None)
         if isinstance(event, DeliveryReceipt):
             self.receipts.append(event)
-            self.stored.set()
             return SubmitResult(conversation_id=None, message_id=None)
         if event.external_id in self.messages:
-            return SubmitResult("conv-1", self.messages[event.external_id].metadata.get("_id"), True)
+            return SubmitResult(
+                "conv-1", self.messages[event.external_id].metadata.get("_id"), True
+            )
         message_id = uuid.uuid4().hex
         event.metadata["_id"] = message_id
         self.messages[event.external_id] = event
-        self.stored.set()
         return SubmitResult("conv-1", message_id)
 
-    async def wait_stored(self, count: int, timeout: float = 5.0) -> None:
-        """Wait until `count` messages and receipts are stored."""
-        deadline = time.monotonic() + timeout
+    async def wait_stored(self, count: int, within: float = 5.0) -> None:
+        """Wait until `count` messages and receipts are stored (or fail after `within` s)."""
+        deadline = time.monotonic() + within
         while len(self.messages) + len(self.receipts) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{len(self.messages) + len(self.receipts)} of {count} stored")
-            self.stored.clear()
-            try:
-                await asyncio.wait_for(self.stored.wait(), remaining)
-            except TimeoutError:
-                pass
+            if time.monotonic() > deadline:
+                stored = len(self.messages) + len(self.receipts)
+                raise AssertionError(f"only {stored} of {count} stored after {within} s")
+            await asyncio.sleep(0.01)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +31,11 @@ class Recorded:
 
 
 class RestartableServer:
-    def __init__(self, app: web.Application, port: int | None = None) -> None:
-        self.app = app
+    """Serves `make_app()` on a fixed port; `stop()` closes the listener and every open
+    connection (like a crashed or unreachable provider), `start()` comes back up."""
+
+    def __init__(self, make_app: Callable[[], web.Application], port: int | None = None) -> None:
+        self.make_app = make_app
         self.port = port or free_port()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -46,20 +50,17 @@ class RestartableServer:
 
     async def start(self) -> None:
         if self._runner is None:
-            self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+            self._runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=0.2)
             await self._runner.setup()
-        if self._site is None:
             self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
             await self._site.start()
 
     async def stop(self) -> None:
         """Go down: connections are refused until `start()` again."""
-        if self._site is not None:
-            await self._site.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
             self._site = None
 
     async def close(self) -> None:
         await self.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None

@@ -19,8 +19,8 @@ import base64
 import collections
 import secrets
 from dataclasses import dataclass
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -35,6 +35,9 @@ from .server import Recorded, RestartableServer
 API = "/2010-04-01"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "standin-auth-token-0123456789"
+CHANNEL_NUMBER = "+15005550006"  # Twilio's test "From" number
+CUSTOMER_NUMBER = "+14155550123"
+WHATSAPP_NUMBER = "+14155238886"  # Twilio's WhatsApp sandbox number
 
 
 def sid(prefix: str) -> str:
@@ -81,12 +84,15 @@ class TwilioStandin:
         self.media: dict[str, tuple[bytes, str]] = {}
         self.media_fetches: list[str] = []
         self._failures: collections.deque[_Failure] = collections.deque()
+        self.server = RestartableServer(self._make_app, port)
+
+    def _make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(API + "/Accounts/{account}.json", self._account)
         app.router.add_post(API + "/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_get(API + "/Accounts/{account}/Messages/{msg}/Media/{media}", self._media)
         app.router.add_get("/cdn/{media}", self._cdn)
-        self.server = RestartableServer(app, port)
+        return app
 
     # -- lifecycle and knobs -------------------------------------------------------------
     @property
@@ -160,7 +166,9 @@ class TwilioStandin:
         self.requests.append(rec)
         return rec
 
-    def _error(self, status: int, code: int, message: str, headers: dict[str, str] | None = None):
+    def _error(
+        self, status: int, code: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
         return web.json_response(error_body(status, code, message), status=status, headers=headers)
 
     async def _account(self, request: web.Request) -> web.Response:

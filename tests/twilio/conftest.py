@@ -1,29 +1,19 @@
 from __future__ import annotations
 
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:  # the repository root, for `connectors` and `tests.standins`
-    sys.path.insert(0, ROOT)
-
-from connectors.twilio import (  # noqa: E402
+from connectors.twilio import (
     TwilioConnector,
     TwilioSmsConnector,
     TwilioSmsSettings,
     TwilioWhatsAppConnector,
     TwilioWhatsAppSettings,
 )
-from tests.standins.context import FakeGateway  # noqa: E402
-from tests.standins.twilio import TwilioStandin  # noqa: E402
-
-PUBLIC = "https://support.example.com"
-SMS_NUMBER = "+15005550006"
-CUSTOMER = "+14155550123"
+from tests.standins.context import PUBLIC_URL, ChannelFactory, FakeGateway
+from tests.standins.twilio import CHANNEL_NUMBER, TwilioStandin
 
 
 @pytest.fixture
@@ -34,11 +24,8 @@ async def twilio() -> AsyncIterator[TwilioStandin]:
     await standin.close()
 
 
-Factory = Callable[..., Awaitable[tuple[Any, FakeGateway]]]
-
-
 @pytest.fixture
-async def make_channel(twilio: TwilioStandin) -> AsyncIterator[Factory]:
+async def make_channel(twilio: TwilioStandin) -> AsyncIterator[ChannelFactory]:
     """Build a started SMS or WhatsApp channel on a FakeGateway serving its webhooks."""
     gateways: list[FakeGateway] = []
 
@@ -47,7 +34,7 @@ async def make_channel(twilio: TwilioStandin) -> AsyncIterator[Factory]:
         *,
         name: str | None = None,
         gateway: FakeGateway | None = None,
-        public_url: str = PUBLIC,
+        public_url: str = PUBLIC_URL,
         max_body_bytes: int = 1 << 20,
         start: bool = True,
         **overrides: Any,
@@ -58,7 +45,7 @@ async def make_channel(twilio: TwilioStandin) -> AsyncIterator[Factory]:
         values: dict[str, Any] = {
             "account_sid": twilio.account_sid,
             "auth_token": twilio.auth_token,
-            "from_number": SMS_NUMBER,
+            "from_number": CHANNEL_NUMBER,
             "api_base_url": twilio.url,
             "request_timeout": 3,
         }

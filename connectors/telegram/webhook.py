@@ -1,0 +1,60 @@
+"""Telegram webhook requests: the secret token check, size limit and JSON body."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    def response(self) -> web.Response:
+        code = _CODES.get(self.status, f"http_{self.status}")
+        return web.json_response(
+            {"error": {"code": code, "message": self.reason}}, status=self.status
+        )
+
+
+def secret_matches(request: web.Request, secret: str) -> bool:
+    given = request.headers.get(SECRET_HEADER)
+    if given is None:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8"))
+
+
+async def read_update(request: web.Request, *, secret: str, limit: int) -> dict[str, Any]:
+    """The update a verified webhook request carries. Raises `Rejected` (403, 413, 400)."""
+    if not secret_matches(request, secret):
+        raise Rejected(403, "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, f"body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body.extend(chunk)
+        if len(body) > limit:
+            raise Rejected(413, f"body larger than {limit} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise Rejected(400, f"malformed JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+        raise Rejected(400, "not a Telegram update")
+    return data

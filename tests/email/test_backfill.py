@@ -1,0 +1,28 @@
+"""History import: idempotent, touches no flags."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from email_support import Dovecot, FakeCore, Mailbox, make_mail, make_settings
+
+from connectors.email import backfill
+
+
+async def test_backfill_imports_once_and_leaves_flags(
+    dovecot: Dovecot, mailbox: Mailbox, core: FakeCore
+) -> None:
+    for i in range(3):
+        await mailbox.append(make_mail(f"history {i}"), flags="\\Seen" if i else None)
+    settings = make_settings(server=dovecot, mailbox=mailbox.name)
+    seen: list[tuple[int, int]] = []
+    n = await backfill(settings, core.submit, date(2000, 1, 1), lambda d, t: seen.append((d, t)))
+    assert n == 3
+    assert core.subjects() == ["history 0", "history 1", "history 2"]
+    assert seen[0] == (0, 3) and seen[-1] == (3, 3)
+    again = await backfill(settings, core.submit, date(2000, 1, 1), lambda d, t: None)
+    assert again == 0 and len(core.stored) == 3
+    flags = await mailbox.flags()
+    assert sorted("\\Seen" in f for f in flags.values()) == [False, True, True]
+    # messages older than `since` (by arrival date) are left out
+    assert await backfill(settings, core.submit, date(2999, 1, 1), lambda d, t: None) == 0

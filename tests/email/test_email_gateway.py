@@ -1,0 +1,240 @@
+"""Email through the whole gateway: Dovecot in, routed, agent reply out over SMTP,
+threading by headers and token, loop safety, SMTP trouble, and the backfill command."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from email_support import Dovecot, Mailbox, SmtpServer, make_mail
+
+from tests.gateway.conftest import agent_token, base_config, gateway_factory, wait_for
+
+__all__ = ["gateway_factory"]
+
+CUSTOMER = "dana@customer.test"
+
+
+def email_config(
+    tmp_path: Path, dovecot: Dovecot, mailbox: Mailbox, smtp: SmtpServer
+) -> dict[str, Any]:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["channels"].append(
+        {
+            "name": "mail",
+            "type": "email",
+            "address": "support@example.com",
+            "from_name": "Example Support",
+            "message_id_domain": "mail.example.com",
+            "imap": {
+                "host": dovecot.host,
+                "port": dovecot.port,
+                "username": dovecot.user,
+                "password": dovecot.password,
+                "tls": False,
+                "mailbox": mailbox.name,
+                "poll_interval": 0.2,
+                "retry_interval": 0.2,
+                "timeout": 5,
+            },
+            "smtp": {
+                "host": smtp.host,
+                "port": smtp.port,
+                "tls": False,
+                "starttls": False,
+                "timeout": 3,
+            },
+        }
+    )
+    return cfg
+
+
+async def conversations_of(client: Any, email: str) -> list[dict[str, Any]]:
+    status, body = await client.call("GET", f"/v1/contacts?identity=email:{email}")
+    if status != 200:
+        return []
+    _, page = await client.call("GET", f"/v1/conversations?contact={body['contacts'][0]['id']}")
+    return page["conversations"]
+
+
+async def full(client: Any, conv_id: str) -> dict[str, Any]:
+    return (await client.call("GET", f"/v1/conversations/{conv_id}"))[1]
+
+
+async def test_mail_in_reply_out_and_threading(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    _, client = await gateway_factory(email_config(tmp_path, dovecot, mailbox, smtp_server))
+    first_id = f"<{uuid.uuid4().hex}@customer.test>"
+    await mailbox.append(
+        make_mail(
+            "Refund for invoice 7",
+            sender=f"Dana <{CUSTOMER}>",
+            message_id=first_id,
+            body="Please refund invoice 7.\n\nDana",
+        )
+    )
+    convs = await wait_for(lambda: conversations_of(client, CUSTOMER), timeout=15)
+    conv = await wait_for(lambda: _assigned(client, convs[0]["id"]))
+    assert (
+        conv["subject"] == "Refund for invoice 7"
+        and conv["queue"] == "billing"
+        and conv["assignee"] == "alice"
+    )
+    inbound = (await full(client, conv["id"]))["messages"][0]
+    assert inbound["raw"] and (await client.call("GET", inbound["raw"]))[0] == 200
+
+    status, _ = await client.call(
+        "POST",
+        f"/v1/conversations/{conv['id']}/messages",
+        token=agent_token("alice"),
+        json={"text": "Done — refunded."},
+    )
+    assert status == 202
+    await wait_for(lambda: smtp_server.received, timeout=10)
+    sent = smtp_server.received[0].message
+    assert sent["To"].addresses[0].addr_spec == CUSTOMER
+    assert sent["In-Reply-To"] == first_id and first_id in sent["References"]
+    assert "Refund for invoice 7" in sent["Subject"]
+    reply_to = sent["Reply-To"].addresses[0].addr_spec
+    assert reply_to.startswith("support+") and reply_to.endswith("@example.com")
+    our_id = sent["Message-ID"]
+
+    # The customer answers our message: same conversation, even with another subject.
+    await mailbox.append(
+        make_mail(
+            "thanks!",
+            sender=CUSTOMER,
+            headers={"In-Reply-To": our_id, "References": f"{first_id} {our_id}"},
+        )
+    )
+    # A client that rewrites In-Reply-To still threads through References.
+    await mailbox.append(
+        make_mail(
+            "one more thing",
+            sender=CUSTOMER,
+            headers={"In-Reply-To": "<rewritten@mua.test>", "References": f"{our_id}"},
+        )
+    )
+    await wait_for(lambda: _count(client, conv["id"], 3), timeout=15)
+    # Resolved, then a reply by token only (plus-address) within the window reopens it.
+    await client.call("POST", f"/v1/conversations/{conv['id']}/resolve")
+    await mailbox.append(make_mail("still broken", sender=CUSTOMER, to=reply_to))
+    reopened = await wait_for(lambda: _count(client, conv["id"], 4), timeout=15)
+    assert reopened["status"] in ("open", "assigned")
+    assert len(await conversations_of(client, CUSTOMER)) == 1
+
+    # Another customer forwarding our mail does not land in Dana's conversation.
+    await mailbox.append(
+        make_mail("Fwd: Refund", sender="eve@other.test", headers={"References": our_id})
+    )
+    eve = await wait_for(lambda: conversations_of(client, "eve@other.test"), timeout=15)
+    assert eve[0]["id"] != conv["id"]
+
+
+async def _assigned(client: Any, conv_id: str) -> dict[str, Any] | None:
+    conv = await full(client, conv_id)
+    return conv if conv["assignee"] else None
+
+
+async def _count(client: Any, conv_id: str, n: int) -> dict[str, Any] | None:
+    conv = await full(client, conv_id)
+    inbound = [m for m in conv["messages"] if m["direction"] == "in"]
+    return conv if len(inbound) >= n else None
+
+
+async def test_smtp_trouble_is_retried_and_delivered_once(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    cfg = email_config(tmp_path, dovecot, mailbox, smtp_server)
+    cfg["outbox"]["max_attempts"] = 20
+    _, client = await gateway_factory(cfg)
+    await mailbox.append(make_mail("hello", sender=CUSTOMER))
+    convs = await wait_for(lambda: conversations_of(client, CUSTOMER), timeout=15)
+    smtp_server.reply = "451 4.3.0 mailbox busy, try later"
+    _, msg = await client.call(
+        "POST",
+        f"/v1/conversations/{convs[0]['id']}/messages",
+        json={"text": "hi", "agent": "alice"},
+    )
+    await asyncio.sleep(0.6)
+    assert smtp_server.received == []
+    smtp_server.reply = None
+    await wait_for(lambda: smtp_server.received, timeout=10)
+    await asyncio.sleep(0.5)
+    assert len(smtp_server.received) == 1
+    smtp_server.reply = "550 5.1.1 no such user"
+    _, msg = await client.call(
+        "POST",
+        f"/v1/conversations/{convs[0]['id']}/messages",
+        json={"text": "again", "agent": "alice"},
+    )
+
+    async def failed() -> dict[str, Any] | None:
+        conv = await full(client, convs[0]["id"])
+        return next(
+            (m for m in conv["messages"] if m["id"] == msg["id"] and m["status"] == "failed"), None
+        )
+
+    final = await wait_for(failed, timeout=10)
+    assert "550" in final["reason"] and "no such user" in final["reason"]
+
+
+async def test_automated_mail_is_marked(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    _, client = await gateway_factory(email_config(tmp_path, dovecot, mailbox, smtp_server))
+    await mailbox.append(
+        make_mail(
+            "Out of office", sender="ooo@customer.test", headers={"Auto-Submitted": "auto-replied"}
+        )
+    )
+    convs = await wait_for(lambda: conversations_of(client, "ooo@customer.test"), timeout=15)
+    messages = (await full(client, convs[0]["id"]))["messages"]
+    assert messages[0]["automated"] is True
+
+
+async def test_backfill_command_is_idempotent(
+    tmp_path: Path, dovecot: Dovecot, mailbox: Mailbox, smtp_server: SmtpServer
+) -> None:
+    for i in range(3):
+        await mailbox.append(make_mail(f"old {i}", sender=f"old{i}@customer.test"), flags="\\Seen")
+    config = tmp_path / "gw.yaml"
+    config.write_text(yaml.safe_dump(email_config(tmp_path, dovecot, mailbox, smtp_server)))
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "email",
+        "backfill",
+        "-c",
+        str(config),
+        "--channel",
+        "mail",
+        "--since",
+        "2000-01-01",
+    ]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "imported 3 new message(s)" in first.stderr and "3/3" in first.stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "imported 0 new message(s)" in again.stderr
+    bad = subprocess.run([*cmd[:-1], "yesterday"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "YYYY" not in bad.stdout and "--since" in bad.stderr
