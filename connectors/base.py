@@ -184,6 +184,8 @@ async def _no_history(identity: Identity, limit: int) -> list[dict[str, Any]]:
 
 async def _no_availability() -> dict[str, Any]:
     return {"agents_online": 0}
+
+
 RouteAdder = Callable[[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], None]
 
 
