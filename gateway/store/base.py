@@ -63,7 +63,7 @@ class IngestRequest:
 class IngestOutcome:
     conversation: Conversation | None
     message: Message | None
-    contact: Contact | None
+    contact_id: str | None
     events: list[Event]
     duplicate: bool = False
     created: bool = False

@@ -59,6 +59,9 @@ class SqliteStore(Store):
         self.synchronous = synchronous
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._pending: list[tuple[IngestRequest, asyncio.Future[IngestOutcome]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batch_limit = 128
 
     # --- plumbing --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -251,7 +254,47 @@ class SqliteStore(Store):
 
     # --- ingest ----------------------------------------------------------------------------
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
-        return await self._tx(lambda conn: self._ingest(conn, request))
+        """Group commit: ingests that arrive while a transaction is in flight share the next
+        one, each in its own savepoint. A caller's answer comes after the COMMIT that holds
+        its message, so durability is unchanged; the commit cost is shared."""
+        future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_ingests())
+        return await future
+
+    async def _flush_ingests(self) -> None:
+        while self._pending:
+            batch, self._pending = (
+                self._pending[: self.batch_limit],
+                self._pending[self.batch_limit :],
+            )
+
+            def op(
+                conn: sqlite3.Connection, batch: list[tuple[IngestRequest, Any]] = batch
+            ) -> list[IngestOutcome | Exception]:
+                results: list[IngestOutcome | Exception] = []
+                for request, _ in batch:
+                    conn.execute("SAVEPOINT ingest")
+                    try:
+                        results.append(self._ingest(conn, request))
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO ingest")
+                        results.append(exc)
+                    conn.execute("RELEASE ingest")
+                return results
+
+            try:
+                outcomes = await self._tx(op)
+            except Exception as exc:
+                outcomes = [exc] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
     def _ingest(self, conn: sqlite3.Connection, req: IngestRequest) -> IngestOutcome:
         msg, now = req.message, req.now
@@ -489,14 +532,7 @@ class SqliteStore(Store):
             )
         )
         events = self._events(conn, now, new_events)
-        return IngestOutcome(
-            conv,
-            message,
-            self._contact(conn, contact_id),
-            events,
-            created=created,
-            reopened=reopened,
-        )
+        return IngestOutcome(conv, message, contact_id, events, created=created, reopened=reopened)
 
     @staticmethod
     def _insert_message(conn: sqlite3.Connection, m: Message) -> None:

@@ -60,9 +60,9 @@ async def test_one_contact_one_open_conversation(store: Store) -> None:
     b = await ingest(store, inbound("2", "dana@example.com"), now=1001)
     assert a.created and not b.created
     assert a.conversation.id == b.conversation.id
-    assert a.contact.id == b.contact.id
+    assert a.contact_id == b.contact_id
     contact = await store.find_contact(Identity("email", "dana@example.com"))
-    assert contact.id == a.contact.id
+    assert contact.id == a.contact_id
     types = [e.type for e in a.events]
     assert types == ["contact.created", "conversation.created", "message.received"]
 
@@ -231,3 +231,23 @@ async def test_edits_update_the_message_and_redelivery_is_a_duplicate(store: Sto
     again = await ingest(store, inbound("chat:1:edit:1", text="hello", edits="chat:1"), now=1002)
     assert again.duplicate and again.message.id == first.message.id
     assert [m.text for m in await store.messages(first.conversation.id)] == ["hello"]
+
+
+async def test_concurrent_ingests_share_commits_but_fail_alone(store: Store) -> None:
+    def broken(attrs: dict[str, str]) -> Classification:
+        raise ValueError("classifier exploded")
+
+    requests = [
+        IngestRequest(
+            "mail", "email", inbound(f"g{i}", f"g{i}@example.com"), classify_to(), 1000.0, WEEK
+        )  # type: ignore[arg-type]
+        for i in range(30)
+    ]
+    requests[7].classify = broken
+    results = await asyncio.gather(*(store.ingest(r) for r in requests), return_exceptions=True)
+    assert isinstance(results[7], ValueError)
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert len(stored) == 29 and len({r.conversation.id for r in stored}) == 29
+    # Nothing of the failed one is left behind: not its contact, not its message.
+    with pytest.raises(NotFound):
+        await store.find_contact(Identity("email", "g7@example.com"))

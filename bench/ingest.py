@@ -1,0 +1,236 @@
+"""Ingest benchmark: N messages through the `api` channel at concurrency C.
+
+Measures, in one run, against two servers started as subprocesses on this machine:
+- the gateway (`switchboard run`, SQLite store): messages/s, and latency from the POST to
+  the `conversation.assigned` event on the event stream (p50/p99);
+- a bare aiohttp handler doing one aiosqlite INSERT (autocommit) per request (same WAL and
+  synchronous settings): messages/s and POST latency;
+then prints the throughput ratio (gateway / bare). A second phase offers a fixed rate
+(default 1,000 messages/s, open loop) to the gateway and reports p50/p99 POST→assigned.
+
+    python bench/ingest.py --messages 5000 --concurrency 50 --rate 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-channel-token"
+ADMIN = "bench-admin-token"
+
+BARE = r'''
+import asyncio, sys, aiosqlite
+from aiohttp import web
+
+async def main(port, path):
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=NORMAL")
+    await db.execute("CREATE TABLE m (id TEXT PRIMARY KEY, body TEXT)")
+
+    async def handle(request):
+        body = await request.json()
+        # Autocommit: the INSERT is its own durable transaction.
+        await db.execute("INSERT INTO m VALUES (?, ?)", (body["external_id"], body["text"]))
+        return web.json_response({"ok": True}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/v1/channels/api/messages", handle)
+    app.router.add_get("/healthz", lambda r: web.json_response({"ok": True}))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def gateway_config(port: int, db: Path, agents: int) -> dict[str, Any]:
+    ids = [f"agent{i}" for i in range(agents)]
+    return {
+        "server": {"host": "127.0.0.1", "port": port},
+        "store": {"path": str(db)},
+        "auth": {"tokens": [{"name": "admin", "role": "admin", "token": ADMIN}]},
+        "agents": [
+            {"id": a, "name": a, "capacity": {"default": 1_000_000}, "queues": ["general"], "presence": "online"}
+            for a in ids
+        ],
+        "channels": [{"name": "api", "type": "api", "inbound_token": TOKEN}],
+        "routing": {"queues": [{"name": "general", "strategy": "least_busy"}], "default": {"queue": "general"}},
+    }
+
+
+async def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            if proc.poll() is not None:
+                raise RuntimeError("server exited")
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+async def load(
+    port: int, n: int, concurrency: int, prefix: str, rate: float | None = None, watch_events: bool = False
+) -> dict[str, Any]:
+    """Send n messages; closed loop at `concurrency`, or open loop at `rate` per second."""
+    base = f"http://127.0.0.1:{port}"
+    sent_at: dict[str, float] = {}
+    acked_at: dict[str, float] = {}
+    conv_of: dict[str, str] = {}
+    assigned_at: dict[str, float] = {}
+    connector = aiohttp.TCPConnector(limit=concurrency if rate is None else 0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        ws = None
+        reader = None
+        if watch_events:
+            ws = await http.ws_connect(f"{base}/v1/events?access_token={ADMIN}", max_msg_size=0)
+
+            async def read() -> None:
+                assert ws is not None
+                async for msg in ws:
+                    event = json.loads(msg.data)
+                    if event["type"] == "conversation.assigned":
+                        assigned_at[event["data"]["conversation_id"]] = time.perf_counter()
+
+            reader = asyncio.create_task(read())
+
+        async def one(i: int) -> None:
+            ext = f"{prefix}-{i}"
+            body = {"external_id": ext, "text": f"hello {i}", "from": {"id": f"{prefix}-cust-{i}"}}
+            sent_at[ext] = time.perf_counter()
+            async with http.post(
+                f"{base}/v1/channels/api/messages", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as r:
+                data = await r.json()
+                if r.status != 202:
+                    raise RuntimeError(f"HTTP {r.status}: {data}")
+            acked_at[ext] = time.perf_counter()
+            if "conversation_id" in data:
+                conv_of[ext] = data["conversation_id"]
+
+        started = time.perf_counter()
+        if rate is None:
+            queue: asyncio.Queue[int] = asyncio.Queue()
+            for i in range(n):
+                queue.put_nowait(i)
+
+            async def worker() -> None:
+                while not queue.empty():
+                    await one(queue.get_nowait())
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            tasks = []
+            for i in range(n):
+                target = started + i / rate
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+        if watch_events:
+            deadline = time.perf_counter() + 30
+            while len(assigned_at) < len(conv_of) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+            if ws is not None:
+                await ws.close()
+            if reader is not None:
+                reader.cancel()
+    post = [acked_at[k] - sent_at[k] for k in acked_at]
+    routed = [assigned_at[conv_of[k]] - sent_at[k] for k in conv_of if conv_of[k] in assigned_at]
+    return {
+        "rate": n / elapsed,
+        "post_p50": pct(post, 0.50),
+        "post_p99": pct(post, 0.99),
+        "assigned_p50": pct(routed, 0.50),
+        "assigned_p99": pct(routed, 0.99),
+        "assigned": len(routed),
+        "offered": rate,
+        "elapsed": elapsed,
+    }
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--rate", type=float, default=1000.0, help="offered rate of the latency phase")
+    ap.add_argument("--rate-seconds", type=float, default=5.0)
+    ap.add_argument("--agents", type=int, default=10)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        gw_port, bare_port = free_port(), free_port()
+        config = tmpdir / "gateway.yaml"
+        config.write_text(yaml.safe_dump(gateway_config(gw_port, tmpdir / "gw.db", args.agents)))
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SWITCHBOARD_LOG_LEVEL": "WARNING"}
+        gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)], env=env)
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port), str(tmpdir / "bare.db")])
+        try:
+            await wait_up(gw_port, gw)
+            await wait_up(bare_port, bare)
+            # Warm-up, then measure both.
+            await load(bare_port, 500, args.concurrency, "warm")
+            await load(gw_port, 500, args.concurrency, "warm", watch_events=True)
+            b = await load(bare_port, args.messages, args.concurrency, "bare")
+            g = await load(gw_port, args.messages, args.concurrency, "run", watch_events=True)
+            offered = int(args.rate * args.rate_seconds)
+            fixed = await load(gw_port, offered, args.concurrency, "rate", rate=args.rate, watch_events=True)
+        finally:
+            for proc in (gw, bare):
+                proc.terminate()
+                proc.wait(20)
+
+    print(f"# bench/ingest.py --messages {args.messages} --concurrency {args.concurrency} --rate {args.rate:g}")
+    print(f"bare aiohttp + 1 SQLite insert : {b['rate']:8.0f} msg/s   POST p50 {b['post_p50']:6.1f} ms  p99 {b['post_p99']:6.1f} ms")
+    print(
+        f"gateway (closed loop, C={args.concurrency:<3})  : {g['rate']:8.0f} msg/s   POST p50 {g['post_p50']:6.1f} ms  p99 {g['post_p99']:6.1f} ms"
+        f"   POST→assigned p50 {g['assigned_p50']:6.1f} ms  p99 {g['assigned_p99']:6.1f} ms  ({g['assigned']} assigned)"
+    )
+    print(f"ratio gateway/bare             : {g['rate'] / b['rate']:8.2f}   (target >= 0.5)")
+    print(
+        f"gateway at {args.rate:.0f} msg/s offered    : {fixed['rate']:8.0f} msg/s achieved  "
+        f"POST→assigned p50 {fixed['assigned_p50']:6.1f} ms  p99 {fixed['assigned_p99']:6.1f} ms (target < 50)  "
+        f"({fixed['assigned']}/{offered} assigned)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
