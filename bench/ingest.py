@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-channel-token"
 ADMIN = "bench-admin-token"
 
-BARE = r'''
+BARE = r"""
 import asyncio, sys, aiosqlite
 from aiohttp import web
 
@@ -58,7 +57,7 @@ async def main(port, path):
     await asyncio.Event().wait()
 
 asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
-'''
+"""
 
 
 def free_port() -> int:
@@ -81,11 +80,20 @@ def gateway_config(port: int, db: Path, agents: int) -> dict[str, Any]:
         "store": {"path": str(db)},
         "auth": {"tokens": [{"name": "admin", "role": "admin", "token": ADMIN}]},
         "agents": [
-            {"id": a, "name": a, "capacity": {"default": 1_000_000}, "queues": ["general"], "presence": "online"}
+            {
+                "id": a,
+                "name": a,
+                "capacity": {"default": 1_000_000},
+                "queues": ["general"],
+                "presence": "online",
+            }
             for a in ids
         ],
         "channels": [{"name": "api", "type": "api", "inbound_token": TOKEN}],
-        "routing": {"queues": [{"name": "general", "strategy": "least_busy"}], "default": {"queue": "general"}},
+        "routing": {
+            "queues": [{"name": "general", "strategy": "least_busy"}],
+            "default": {"queue": "general"},
+        },
     }
 
 
@@ -105,7 +113,12 @@ async def wait_up(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 async def load(
-    port: int, n: int, concurrency: int, prefix: str, rate: float | None = None, watch_events: bool = False
+    port: int,
+    n: int,
+    concurrency: int,
+    prefix: str,
+    rate: float | None = None,
+    watch_events: bool = False,
 ) -> dict[str, Any]:
     """Send n messages; closed loop at `concurrency`, or open loop at `rate` per second."""
     base = f"http://127.0.0.1:{port}"
@@ -134,7 +147,9 @@ async def load(
             body = {"external_id": ext, "text": f"hello {i}", "from": {"id": f"{prefix}-cust-{i}"}}
             sent_at[ext] = time.perf_counter()
             async with http.post(
-                f"{base}/v1/channels/api/messages", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+                f"{base}/v1/channels/api/messages",
+                json=body,
+                headers={"Authorization": f"Bearer {TOKEN}"},
             ) as r:
                 data = await r.json()
                 if r.status != 202:
@@ -187,7 +202,9 @@ async def load(
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--rate", type=float, default=1000.0, help="offered rate of the latency phase")
@@ -201,8 +218,12 @@ async def main() -> None:
         config = tmpdir / "gateway.yaml"
         config.write_text(yaml.safe_dump(gateway_config(gw_port, tmpdir / "gw.db", args.agents)))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "SWITCHBOARD_LOG_LEVEL": "WARNING"}
-        gw = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)], env=env)
-        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port), str(tmpdir / "bare.db")])
+        gw = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)], env=env
+        )
+        bare = subprocess.Popen(
+            [sys.executable, "-c", BARE, str(bare_port), str(tmpdir / "bare.db")]
+        )
         try:
             await wait_up(gw_port, gw)
             await wait_up(bare_port, bare)
@@ -212,14 +233,20 @@ async def main() -> None:
             b = await load(bare_port, args.messages, args.concurrency, "bare")
             g = await load(gw_port, args.messages, args.concurrency, "run", watch_events=True)
             offered = int(args.rate * args.rate_seconds)
-            fixed = await load(gw_port, offered, args.concurrency, "rate", rate=args.rate, watch_events=True)
+            fixed = await load(
+                gw_port, offered, args.concurrency, "rate", rate=args.rate, watch_events=True
+            )
         finally:
             for proc in (gw, bare):
                 proc.terminate()
                 proc.wait(20)
 
-    print(f"# bench/ingest.py --messages {args.messages} --concurrency {args.concurrency} --rate {args.rate:g}")
-    print(f"bare aiohttp + 1 SQLite insert : {b['rate']:8.0f} msg/s   POST p50 {b['post_p50']:6.1f} ms  p99 {b['post_p99']:6.1f} ms")
+    print(
+        f"# bench/ingest.py --messages {args.messages} --concurrency {args.concurrency} --rate {args.rate:g}"
+    )
+    print(
+        f"bare aiohttp + 1 SQLite insert : {b['rate']:8.0f} msg/s   POST p50 {b['post_p50']:6.1f} ms  p99 {b['post_p99']:6.1f} ms"
+    )
     print(
         f"gateway (closed loop, C={args.concurrency:<3})  : {g['rate']:8.0f} msg/s   POST p50 {g['post_p50']:6.1f} ms  p99 {g['post_p99']:6.1f} ms"
         f"   POST→assigned p50 {g['assigned_p50']:6.1f} ms  p99 {g['assigned_p99']:6.1f} ms  ({g['assigned']} assigned)"
