@@ -8,7 +8,7 @@ Measures, in one run, against two servers started as subprocesses on this machin
 then prints the throughput ratio (gateway / bare). A second phase offers a fixed rate
 (default 1,000 messages/s, open loop) to the gateway and reports p50/p99 POST→assigned.
 
-    python bench/ingest.py --messages 5000 --concurrency 50 --rate 1000
+    python -m bench.ingest --messages 5000 --concurrency 50 --rate 1000
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -68,6 +69,13 @@ def _ensure_dovecot() -> None:
 
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
+    with running_dovecot() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_dovecot() -> Iterator[Dovecot]:
+    """A private Dovecot on a free port, everything under one temp dir (also for bench/)."""
     _ensure_dovecot()
     # not under pytest's 0700 tmp dir: the mail user (nobody) must reach the maildir
     root = Path(tempfile.mkdtemp(prefix="sb-dovecot-"))
