@@ -126,4 +126,19 @@ CREATE TABLE blobs (
 )
 """,
     ),
+    (
+        2,
+        """
+CREATE TABLE agent_load (
+    agent_id TEXT NOT NULL,
+    channel_kind TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (agent_id, channel_kind)
+);
+INSERT INTO agent_load(agent_id, channel_kind, n)
+    SELECT assignee, channel_kind, COUNT(*) FROM conversations
+    WHERE assignee IS NOT NULL AND status IN ('assigned', 'pending')
+    GROUP BY assignee, channel_kind
+""",
+    ),
 ]

@@ -423,6 +423,7 @@ class SqliteStore(Store):
             conv = None  # too old to reopen: a new conversation
 
         created = reopened = False
+        before = (None, "open") if conv is None else (conv.assignee, conv.status)
         if conv is None:
             cls = req.classify(attributes)
             conv = Conversation(
@@ -476,6 +477,7 @@ class SqliteStore(Store):
         elif conv.status == "pending":
             conv.status = "assigned" if conv.assignee else "open"
 
+        self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
         conv.last_channel = req.channel
         conv.reply_kind, conv.reply_address = identity.kind, identity.address
         conv.updated_at = conv.last_inbound_at = now
@@ -608,6 +610,9 @@ class SqliteStore(Store):
         conn.execute(
             "UPDATE conversations SET status=?, first_response_at=?, updated_at=? WHERE id=?",
             (status, first, now, conv.id),
+        )
+        self._adjust_load(
+            conn, conv.channel_kind, (conv.assignee, conv.status), (conv.assignee, status)
         )
         events = self._events(
             conn,
@@ -775,8 +780,7 @@ class SqliteStore(Store):
             loads = {
                 (r[0], r[1]): r[2]
                 for r in conn.execute(
-                    "SELECT assignee, channel_kind, COUNT(*) FROM conversations WHERE assignee IS NOT NULL"
-                    " AND status IN ('assigned','pending') GROUP BY assignee, channel_kind"
+                    "SELECT agent_id, channel_kind, n FROM agent_load WHERE n > 0"
                 )
             }
             rr = dict(conn.execute("SELECT queue, agent_id FROM queue_cursors").fetchall())
@@ -798,12 +802,33 @@ class SqliteStore(Store):
 
     @staticmethod
     def _load(conn: sqlite3.Connection, agent_id: str, kind: str) -> int:
-        return int(
+        row = conn.execute(
+            "SELECT n FROM agent_load WHERE agent_id=? AND channel_kind=?", (agent_id, kind)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    @staticmethod
+    def _adjust_load(
+        conn: sqlite3.Connection,
+        kind: str,
+        before: tuple[str | None, str],
+        after: tuple[str | None, str],
+    ) -> None:
+        """Keep `agent_load` equal to the count of conversations occupying capacity."""
+        was = before[0] if before[1] in LOAD_STATUSES else None
+        now = after[0] if after[1] in LOAD_STATUSES else None
+        if was == now:
+            return
+        if was is not None:
             conn.execute(
-                "SELECT COUNT(*) FROM conversations WHERE assignee=? AND channel_kind=? AND status IN (?,?)",
-                (agent_id, kind, *LOAD_STATUSES),
-            ).fetchone()[0]
-        )
+                "UPDATE agent_load SET n = n - 1 WHERE agent_id=? AND channel_kind=?", (was, kind)
+            )
+        if now is not None:
+            conn.execute(
+                "INSERT INTO agent_load(agent_id, channel_kind, n) VALUES (?,?,1)"
+                " ON CONFLICT(agent_id, channel_kind) DO UPDATE SET n = n + 1",
+                (now, kind),
+            )
 
     async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:
         def op(conn: sqlite3.Connection) -> tuple[list[str], list[Event]]:
@@ -824,6 +849,7 @@ class SqliteStore(Store):
                 )
                 if cur.rowcount != 1:
                     continue
+                self._adjust_load(conn, c.channel_kind, (None, "open"), (c.agent_id, "assigned"))
                 conn.execute("UPDATE agents SET last_assigned_at=? WHERE id=?", (now, c.agent_id))
                 conn.execute(
                     "INSERT INTO queue_cursors(queue, agent_id) VALUES (?,?)"
@@ -889,7 +915,9 @@ class SqliteStore(Store):
     ) -> Callable[[sqlite3.Connection], tuple[Conversation, list[Event]]]:
         def op(conn: sqlite3.Connection) -> tuple[Conversation, list[Event]]:
             conv = self._get_conv(conn, conversation_id)
+            before = (conv.assignee, conv.status)
             event = mutate(conn, conv)
+            self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
             conv.updated_at = now
             conn.execute(
                 "UPDATE conversations SET status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"

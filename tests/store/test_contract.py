@@ -10,7 +10,13 @@ import pytest
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
 from gateway.store import Conflict, NotFound, SqliteStore, Store
-from gateway.store.base import Claim, Classification, IngestRequest, OutboundRequest
+from gateway.store.base import (
+    Claim,
+    Classification,
+    ConversationFilter,
+    IngestRequest,
+    OutboundRequest,
+)
 
 WEEK = 7 * 86400.0
 
@@ -251,3 +257,31 @@ async def test_concurrent_ingests_share_commits_but_fail_alone(store: Store) -> 
     # Nothing of the failed one is left behind: not its contact, not its message.
     with pytest.raises(NotFound):
         await store.find_contact(Identity("email", "g7@example.com"))
+
+
+async def test_load_counters_match_a_recount(store: Store) -> None:
+    """Capacity checks read kept counters; after any lifecycle they equal a recount."""
+    await store.set_presence("bob", "online", 1)
+    ids = [
+        (await ingest(store, inbound(str(i), f"l{i}@example.com"))).conversation.id
+        for i in range(6)
+    ]
+    await store.claim([Claim(c, "alice", "email", 9, "general", "rr", []) for c in ids[:3]], 10)
+    await store.assign(ids[3], "bob", None, "admin", 11)
+    await store.add_outbound(
+        OutboundRequest(ids[0], "hi", "agent", "alice", 12)
+    )  # assigned → pending
+    await ingest(store, inbound("again-0", "l0@example.com"), now=13)  # pending → assigned
+    await store.transfer(ids[1], "billing", "admin", None, 14)
+    await store.resolve(ids[2], "admin", None, 15)
+    await store.assign(ids[0], "bob", None, "admin", 16)  # moves from alice to bob
+    await store.reopen(ids[2], "admin", 17)
+    recount: dict[tuple[str, str], int] = {}
+    for status in ("assigned", "pending"):
+        rows, _ = await store.list_conversations(ConversationFilter(status=status, limit=100))
+        for c in rows:
+            recount[(c.assignee or "", c.channel_kind)] = (
+                recount.get((c.assignee or "", c.channel_kind), 0) + 1
+            )
+    snap = await store.routing_snapshot()
+    assert snap.loads == recount == {("bob", "email"): 2}
