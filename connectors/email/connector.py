@@ -75,6 +75,21 @@ class MailboxState:
             self.uid = max(self.uid, u)
         self.done = {u for u in self.done if u > self.uid}
 
+    def mark_all(self, uids: list[int], pending: set[int]) -> None:
+        """Every UID of `uids` is done (one watermark pass for all of them)."""
+        if not uids:
+            return
+        self.done.update(uids[:-1])
+        self.mark(uids[-1], pending)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Fetched messages and their submits under way (one bool each: may be acknowledged)."""
+
+    messages: list[FetchedMessage]
+    outcomes: asyncio.Future[list[bool]]
+
 
 class EmailConnector(Connector):
     kind: ClassVar[str] = "email"
@@ -234,22 +249,61 @@ class EmailConnector(Connector):
         uids = [u for u in present if not state.is_done(u)]
         now = time.monotonic()
         uids = [u for u in uids if u not in self._failed or self._failed[u][1] <= now]
-        batch = self.cfg.imap.batch_size
-        for i in range(0, len(uids), batch):
-            if self._stopping.is_set():
-                return
-            for fetched in await imap.fetch(uids[i : i + batch]):
+        # Pipelined: while one batch's submits are with the core, the next batch is
+        # fetched and its submits started (messages reach the core in UID order), and the
+        # previous batch is acknowledged. At most two batches are in flight.
+        size = self.cfg.imap.batch_size
+        inflight: _Batch | None = None
+        try:
+            for i in range(0, len(uids), size):
                 if self._stopping.is_set():
-                    return
-                await self._handle(imap, state, fetched)
+                    break
+                fetched = await imap.fetch(uids[i : i + size])
+                previous, inflight = (
+                    inflight,
+                    _Batch(fetched, asyncio.gather(*(self._handle(m) for m in fetched))),
+                )
+                if previous is not None:
+                    await self._finish_batch(imap, state, previous)
+            if inflight is not None:
+                last, inflight = inflight, None
+                await self._finish_batch(imap, state, last)
+        except Exception:
+            # the connection broke: let the submits under way settle (so a failed one is
+            # recorded for a retry) but acknowledge nothing; the next pass offers them
+            # again and the core drops what it already has as duplicates
+            if inflight is not None:
+                with contextlib.suppress(Exception):
+                    await inflight.outcomes
+            raise
 
-    async def _handle(self, imap: ImapConnection, state: MailboxState, m: FetchedMessage) -> None:
+    async def _finish_batch(self, imap: ImapConnection, state: MailboxState, b: _Batch) -> None:
+        """Once a batch's submits have all returned, acknowledge what the core took.
+
+        Only the UIDs whose submit returned are flagged \\Seen (or moved), in one command,
+        and only after that is the state persisted, once per batch: a crash in between means
+        the next run submits them again and the core drops them as duplicates. Every UID of
+        an earlier batch is below every UID of a later one, so the watermark never passes
+        a message still in flight."""
+        outcomes = await b.outcomes
+        done = [m.uid for m, ok in zip(b.messages, outcomes, strict=True) if ok]
+        if not done:
+            return
+        await self._acknowledge(imap, done)
+        for uid in done:
+            self._failed.pop(uid, None)
+        state.mark_all(done, set(self._failed))
+        await self.ctx.kv.set(self._kv_key, state.dump())
+
+    async def _handle(self, m: FetchedMessage) -> bool:
+        """Hand one message to the core. True when it may be acknowledged (submitted, or
+        our own mail that is skipped); False when it stays unseen for a retry."""
         if not m.raw:
             self.log.error(
                 "email %s: UID %d has no readable content; left unseen", self.name, m.uid
             )
             self._retry_later(m.uid)
-            return
+            return False
         parsed = parse_email(
             m.raw,
             max_attachment_bytes=self.cfg.max_attachment_bytes,
@@ -263,38 +317,35 @@ class EmailConnector(Connector):
                 m.uid,
                 parsed.external_id,
             )
-        else:
-            event = to_event(parsed)
-            try:
-                result = await self.ctx.submit(event)
-            except Exception as exc:
-                self.log.warning(
-                    "email %s: submit of UID %d (%s) failed, left unseen: %r",
-                    self.name,
-                    m.uid,
-                    parsed.external_id,
-                    exc,
-                )
-                self._retry_later(m.uid)
-                return
-            self.log.info(
-                "email %s: UID %d submitted as %s %s%s",
+            return True
+        event = to_event(parsed)
+        try:
+            result = await self.ctx.submit(event)
+        except Exception as exc:
+            self.log.warning(
+                "email %s: submit of UID %d (%s) failed, left unseen: %r",
                 self.name,
                 m.uid,
-                "receipt" if isinstance(parsed, BounceReport) else "message",
                 parsed.external_id,
-                " (duplicate)" if result.duplicate else "",
+                exc,
             )
-        await self._acknowledge(imap, m.uid)
-        self._failed.pop(m.uid, None)
-        state.mark(m.uid, set(self._failed))
-        await self.ctx.kv.set(self._kv_key, state.dump())
+            self._retry_later(m.uid)
+            return False
+        self.log.info(
+            "email %s: UID %d submitted as %s %s%s",
+            self.name,
+            m.uid,
+            "receipt" if isinstance(parsed, BounceReport) else "message",
+            parsed.external_id,
+            " (duplicate)" if result.duplicate else "",
+        )
+        return True
 
-    async def _acknowledge(self, imap: ImapConnection, uid: int) -> None:
+    async def _acknowledge(self, imap: ImapConnection, uids: list[int]) -> None:
         if self.cfg.imap.move_to:
-            await imap.move(uid, self.cfg.imap.move_to)
+            await imap.move(uids, self.cfg.imap.move_to)
         else:
-            await imap.mark_seen(uid)
+            await imap.mark_seen(uids)
 
     def _retry_later(self, uid: int) -> None:
         attempts = self._failed.get(uid, (0, 0.0))[0] + 1

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import re
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,10 +199,14 @@ class ImapConnection:
         wanted = set(uids)
         return sorted((m for m in out if m.uid in wanted), key=lambda m: m.uid)
 
-    async def mark_seen(self, uid: int) -> None:
-        resp = await self.client.uid("store", str(uid), "+FLAGS.SILENT", "(\\Seen)")
+    async def mark_seen(self, uids: Iterable[int]) -> None:
+        """Flag the messages \\Seen, all in one UID STORE."""
+        which = uid_set(uids)
+        if not which:
+            return
+        resp = await self.client.uid("store", which, "+FLAGS.SILENT", "(\\Seen)")
         if resp.result != "OK":
-            raise ImapError(f"UID STORE {uid}: {_text(resp.lines)}")
+            raise ImapError(f"UID STORE {which}: {_text(resp.lines)}")
 
     async def ensure_mailbox(self, name: str) -> None:
         resp = await self.client.create(_quote(name))
@@ -211,18 +216,22 @@ class ImapConnection:
             # some servers say NO without the response code; a later MOVE will tell
             pass
 
-    async def move(self, uid: int, folder: str) -> None:
-        if self.has("MOVE"):
-            resp = await self.client.uid("move", str(uid), _quote(folder))
-            if resp.result != "OK":
-                raise ImapError(f"UID MOVE {uid}: {_text(resp.lines)}")
+    async def move(self, uids: Iterable[int], folder: str) -> None:
+        """Move the messages to `folder`, all in one UID MOVE (or COPY + STORE + EXPUNGE)."""
+        which = uid_set(uids)
+        if not which:
             return
-        resp = await self.client.uid("copy", str(uid), _quote(folder))
+        if self.has("MOVE"):
+            resp = await self.client.uid("move", which, _quote(folder))
+            if resp.result != "OK":
+                raise ImapError(f"UID MOVE {which}: {_text(resp.lines)}")
+            return
+        resp = await self.client.uid("copy", which, _quote(folder))
         if resp.result != "OK":
-            raise ImapError(f"UID COPY {uid}: {_text(resp.lines)}")
-        await self.client.uid("store", str(uid), "+FLAGS.SILENT", "(\\Seen \\Deleted)")
+            raise ImapError(f"UID COPY {which}: {_text(resp.lines)}")
+        await self.client.uid("store", which, "+FLAGS.SILENT", "(\\Seen \\Deleted)")
         if self.has("UIDPLUS"):
-            await self.client.uid("expunge", str(uid))
+            await self.client.uid("expunge", which)
 
     async def noop(self) -> None:
         await self.client.noop()
@@ -268,6 +277,22 @@ class ImapConnection:
         if self.lost.is_set():
             raise ConnectionError("IMAP connection lost during IDLE")
         return changed
+
+
+def uid_set(uids: Iterable[int]) -> str:
+    """An IMAP sequence set of the UIDs, runs collapsed: [1, 2, 3, 5, 7, 8] -> "1:3,5,7:8"."""
+    parts: list[str] = []
+    run: list[int] = []
+    for uid in sorted(set(uids)):
+        if run and uid == run[-1] + 1:
+            run[-1] = uid
+            continue
+        if run:
+            parts.append(str(run[0]) if run[0] == run[-1] else f"{run[0]}:{run[-1]}")
+        run = [uid, uid]
+    if run:
+        parts.append(str(run[0]) if run[0] == run[-1] else f"{run[0]}:{run[-1]}")
+    return ",".join(parts)
 
 
 def _quote(mailbox: str) -> str:

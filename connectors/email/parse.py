@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
-from email.message import Message
+from email.headerregistry import Address, HeaderRegistry
+from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
@@ -98,6 +98,78 @@ class BounceReport:
     def reason(self) -> str:
         parts = [p for p in (self.status, self.diagnostic) if p]
         return ": ".join(parts) if parts else "delivery failed (no reason given)"
+
+
+# --------------------------------------------------------------------------------------
+# Parsing with header lookups done once
+
+_MISSING: Any = object()
+
+
+class _ParsedMessage(EmailMessage):
+    """An EmailMessage that parses each header once.
+
+    With `policy.default` every lookup (`msg[...]`, `get`, `get_all`, and all that build on
+    them: `get_content_type`, `get_param`, `get_filename`, ...) runs the header through the
+    header registry again, ~50 µs a time, and reading one message looks up its
+    Content-Type alone about ten times. The answers are kept per header name; whenever the
+    header list changes (a new list, another length, `replace_header`) they are dropped,
+    so a mutated message never answers from stale values."""
+
+    def _parsed(self, name: str) -> tuple[Any, ...]:
+        """Every `name` header, parsed (what `get_all` answers), from the cache if valid."""
+        headers = self._headers  # type: ignore[attr-defined]
+        entry = self.__dict__.get("_sb_header_cache")
+        if entry is None or entry[0] is not headers or entry[1] != len(headers):
+            entry = (headers, len(headers), {})
+            self.__dict__["_sb_header_cache"] = entry
+        cache: dict[str, tuple[Any, ...]] = entry[2]
+        key = name.lower()
+        values = cache.get(key)
+        if values is None:
+            values = cache[key] = tuple(super().get_all(name, ()))
+        return values
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        try:
+            values = self._parsed(name)
+        except Exception:
+            # a later header of that name is unreadable: answer like EmailMessage would
+            return super().get(name, failobj)
+        return values[0] if values else failobj
+
+    def get_all(self, name: str, failobj: Any = None) -> Any:
+        values = self._parsed(name)
+        return list(values) if values else failobj
+
+    def replace_header(self, _name: str, _value: Any) -> None:
+        self.__dict__.pop("_sb_header_cache", None)
+        super().replace_header(_name, _value)
+
+
+class _Registry(HeaderRegistry):
+    """HeaderRegistry builds a new header class (`type(...)`) on every lookup; the classes
+    are stateless, so one per header name is kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            if len(self._classes) >= 256:  # arbitrary header names must not grow it forever
+                self._classes.clear()
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+    def map_to_type(self, name: str, cls: Any) -> None:
+        self._classes.clear()
+        super().map_to_type(name, cls)
+
+
+_PARSE_POLICY = policy.default.clone(message_factory=_ParsedMessage, header_factory=_Registry())
 
 
 # --------------------------------------------------------------------------------------
@@ -895,7 +967,7 @@ def parse_email(
 ) -> ParsedEmail | BounceReport:
     """Parse one message. Never raises; see `ParsedEmail.defects` for what went wrong."""
     try:
-        msg: Message = BytesParser(policy=policy.default).parsebytes(raw)
+        msg: Message = BytesParser(policy=_PARSE_POLICY).parsebytes(raw)
     except Exception as exc:  # pragma: no cover - the parser is very lenient
         text = _utf8_or_cp1252(raw)
         return ParsedEmail(
