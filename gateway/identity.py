@@ -50,4 +50,7 @@ def parse_identity(text: str) -> Identity:
     kind, sep, address = text.partition(":")
     if not sep:
         raise InvalidIdentity("identity must look like kind:address, e.g. email:a@b.c")
+    if kind.strip().lower() == "phone" and address.startswith(" "):
+        # An unencoded `+` in a query string arrives as a space: phone:+1555… → "phone: 1555…".
+        address = "+" + address.lstrip()
     return normalize(Identity(kind, address))

@@ -119,6 +119,14 @@ async def _body(request: web.Request, model: type[M]) -> M:
         )
 
 
+async def me(request: web.Request) -> web.Response:
+    """Who the token is: lets a console or integration sign in with just a token."""
+    principal = _auth(request)
+    return web.json_response(
+        {"name": principal.name, "role": principal.role, "agent": principal.agent}
+    )
+
+
 # --- health and metrics ----------------------------------------------------------------------
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
@@ -506,6 +514,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)
+    r.add_get("/v1/me", me)
     r.add_get("/v1/conversations", list_conversations)
     r.add_get("/v1/conversations/{id}", get_conversation)
     r.add_post("/v1/conversations/{id}/messages", reply)
@@ -522,3 +531,6 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/blobs/{id}", get_blob)
     r.add_post("/v1/routing/explain", explain)
     r.add_get("/v1/events", events)
+    from gateway import console
+
+    console.add_routes(app)

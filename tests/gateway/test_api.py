@@ -265,3 +265,25 @@ async def test_readyz_and_metrics(gateway_factory: Any) -> None:
 async def _ready(client: Any) -> bool:
     s, b = await client.call("GET", "/readyz", token=None)
     return s == 200 and b["channels"] == {"api": "running"}
+
+
+async def test_me_and_unencoded_plus_in_phone_lookup(gateway_factory: Any) -> None:
+    _, client = await gateway_factory()
+    assert (await client.call("GET", "/v1/me", token=agent_token("bob")))[1] == {
+        "name": "bob",
+        "role": "agent",
+        "agent": "bob",
+    }
+    assert (await client.call("GET", "/v1/me", token=None))[0] == 401
+    await client.call(
+        "POST",
+        "/v1/channels/api/messages",
+        token=CHANNEL,
+        json={"external_id": "p1", "text": "hi", "from": {"phone": "+14155550123"}},
+    )
+    s, b = await client.call(
+        "GET", "/v1/contacts?identity=phone:+14155550123"
+    )  # `+` as typed in curl
+    assert s == 200 and b["contacts"][0]["identities"] == [
+        {"kind": "phone", "address": "+14155550123"}
+    ]

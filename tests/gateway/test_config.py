@@ -23,7 +23,7 @@ def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
 
 def test_shipped_config_is_valid() -> None:
     loaded = load_config_text(GOOD, env={})
-    assert [c.name for c in loaded.config.channels] == ["api"]
+    assert [c.name for c in loaded.config.channels] == ["api", "webchat"]
     assert loaded.config.conversations.reopen_window == 72 * 3600
 
 

@@ -1,0 +1,61 @@
+"""Settings of a `webchat` channel (one YAML block under `channels`)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+
+from connectors.base import ConnectorSettings
+
+
+class WebchatSettings(ConnectorSettings):
+    secret: SecretStr = Field(
+        min_length=16, description="HMAC key signing visitor tokens (keep it secret, ≥ 16 chars)."
+    )
+    allowed_origins: list[str] = Field(
+        min_length=1,
+        description=(
+            "Exact origins of the sites that embed the widget, e.g. https://www.example.com;"
+            ' "*" allows any site and must be written explicitly.'
+        ),
+    )
+    title: str = Field("Chat with us", min_length=1, max_length=80)
+    greeting: str = Field("Hi! How can we help you today?", max_length=500)
+    prechat_form: bool = Field(
+        True, description="Offer the optional name/email form before the first message."
+    )
+    max_message_chars: int = Field(4000, ge=1, le=100_000)
+    rate_per_minute: int = Field(
+        30, ge=1, le=10_000, description="Messages per visitor per minute."
+    )
+    handshake_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a new socket has to send its hello frame."
+    )
+    max_sockets_per_visitor: int = Field(10, ge=1, le=1000)
+    history_limit: int = Field(200, ge=0, le=2000, description="Messages restored on (re)connect.")
+    heartbeat: float = Field(30.0, gt=0, description="Seconds between WebSocket pings.")
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        out = []
+        for raw in value:
+            origin = raw.strip().rstrip("/")
+            if origin == "*":
+                out.append(origin)
+                continue
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or "@" in parts.netloc
+            ):
+                raise ValueError(
+                    f"{raw!r} is not an origin: write scheme://host[:port], e.g. https://example.com"
+                )
+            out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return out

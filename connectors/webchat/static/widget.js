@@ -1,0 +1,642 @@
+/*
+ * Switchboard web chat widget. Embed with one tag, no build step:
+ *
+ *   <script src="https://gateway.example.com/webchat/CHANNEL/widget.js" async></script>
+ *
+ * It adds a chat bubble (bottom-right) inside a Shadow DOM, so the host page's styles
+ * and the widget's never touch. It talks to the gateway over a WebSocket; the visitor's
+ * signed token lives in localStorage, so a reload or a second tab resumes the same
+ * conversation. Every message carries a client id: after a network drop the unacknowledged
+ * ones are sent again and the gateway stores each exactly once. All text is inserted with
+ * textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  if (!script) {
+    var all = document.getElementsByTagName("script");
+    for (var i = all.length - 1; i >= 0; i--) {
+      if (/\/webchat\/[^/]+\/widget\.js(\?|$)/.test(all[i].src)) { script = all[i]; break; }
+    }
+  }
+  if (!script) { return; }
+  var src = new URL(script.src, location.href);
+  var match = src.pathname.match(/\/webchat\/([^/]+)\/widget\.js$/);
+  if (!match) { return; }
+  var channel = decodeURIComponent(match[1]);
+  var wsUrl = (src.protocol === "https:" ? "wss:" : "ws:") + "//" + src.host +
+    "/webchat/" + encodeURIComponent(channel) + "/ws";
+  var KEY = "switchboard-webchat:" + src.origin + ":" + channel;
+  var globalName = "__switchboardWebchat_" + channel;
+  if (window[globalName]) { return; }  // included twice: keep the first
+  window[globalName] = true;
+
+  var OFFLINE_TEXT = "No agent is online right now; leave a message and we'll reply here.";
+  var ACK_TIMEOUT = 10000;
+  var PING_EVERY = 25000;
+
+  // --- storage (may throw in private modes: degrade to memory) ---------------------------
+  function store(kind) {
+    try { var s = window[kind]; s.setItem(KEY + ":probe", "1"); s.removeItem(KEY + ":probe"); return s; }
+    catch (e) { var mem = {}; return { getItem: function (k) { return k in mem ? mem[k] : null; },
+      setItem: function (k, v) { mem[k] = String(v); }, removeItem: function (k) { delete mem[k]; } }; }
+  }
+  var local = store("localStorage");
+  var session = store("sessionStorage");  // per tab: survives a reload of this tab only
+
+  function loadJSON(s, k, dflt) {
+    try { var v = s.getItem(KEY + ":" + k); return v ? JSON.parse(v) : dflt; } catch (e) { return dflt; }
+  }
+  function saveJSON(s, k, v) { try { s.setItem(KEY + ":" + k, JSON.stringify(v)); } catch (e) { /* full */ } }
+
+  function newId() {
+    if (window.crypto && crypto.randomUUID) { return crypto.randomUUID().replace(/-/g, ""); }
+    var a = new Uint8Array(16);
+    (window.crypto || window.msCrypto).getRandomValues(a);
+    return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  // --- DOM helpers: text only --------------------------------------------------------------
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    if (attrs) {
+      for (var k in attrs) {
+        if (!Object.prototype.hasOwnProperty.call(attrs, k)) { continue; }
+        if (k === "className") { node.className = attrs[k]; }
+        else if (attrs[k] === true) { node.setAttribute(k, ""); }
+        else if (attrs[k] !== false && attrs[k] != null) { node.setAttribute(k, String(attrs[k])); }
+      }
+    }
+    if (text != null) { node.textContent = String(text); }
+    return node;
+  }
+  function show(node, on) { node.hidden = !on; }
+
+  var CSS = [
+    ":host{all:initial;position:fixed;right:20px;bottom:20px;z-index:2147483000;",
+    "font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2330}",
+    "*{box-sizing:border-box}",
+    "[hidden]{display:none !important}",
+    ".sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
+    ".bubble{width:58px;height:58px;border-radius:50%;border:0;background:#2447d5;color:#fff;cursor:pointer;",
+    "box-shadow:0 6px 20px rgba(20,30,60,.3);display:flex;align-items:center;justify-content:center;position:relative;float:right}",
+    ".bubble:focus-visible,button:focus-visible,textarea:focus-visible,input:focus-visible{outline:3px solid #ffb400;outline-offset:2px}",
+    ".bubble svg{width:28px;height:28px;fill:#fff}",
+    ".badge{position:absolute;top:-4px;right:-4px;min-width:22px;height:22px;border-radius:11px;background:#d62f2f;",
+    "color:#fff;font-size:12px;font-weight:700;display:flex;align-items:center;justify-content:center;padding:0 6px}",
+    ".panel{position:absolute;right:0;bottom:72px;width:360px;max-width:calc(100vw - 40px);height:540px;",
+    "max-height:calc(100vh - 110px);background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(20,30,60,.28);",
+    "display:flex;flex-direction:column;overflow:hidden;border:1px solid #d8dce6}",
+    "header{background:#2447d5;color:#fff;padding:12px 14px;display:flex;align-items:center;gap:8px}",
+    "header h2{font-size:16px;margin:0;flex:1;font-weight:600}",
+    "header .state{font-size:12px;opacity:.85}",
+    ".close{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;cursor:pointer;padding:2px 6px;border-radius:6px}",
+    ".banner{background:#fff4d6;color:#5c4300;padding:8px 14px;font-size:13px;border-bottom:1px solid #f0dfa8}",
+    ".conn{background:#eef1f7;color:#3b4357;padding:6px 14px;font-size:12px}",
+    ".log{list-style:none;margin:0;padding:12px;flex:1;overflow-y:auto;display:flex;flex-direction:column;gap:8px;background:#f6f7fb}",
+    ".msg{max-width:82%;display:flex;flex-direction:column}",
+    ".msg.in{align-self:flex-end;align-items:flex-end}",
+    ".msg.out{align-self:flex-start;align-items:flex-start}",
+    ".text{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}",
+    ".in .text{background:#2447d5;color:#fff;border-bottom-right-radius:4px}",
+    ".out .text{background:#fff;border:1px solid #dde1ea;border-bottom-left-radius:4px}",
+    ".meta{font-size:11px;color:#646c7f;margin-top:2px;display:flex;gap:6px;align-items:center}",
+    ".failed .text{background:#fbe3e3;color:#7a1010;border:1px solid #e7a3a3}",
+    ".failed .meta{color:#a01919}",
+    ".retry{font:inherit;font-size:11px;background:none;border:1px solid #a01919;color:#a01919;border-radius:10px;padding:0 8px;cursor:pointer}",
+    ".typing{padding:4px 14px;font-size:12px;color:#646c7f;font-style:italic;background:#f6f7fb}",
+    ".composer{display:flex;gap:8px;padding:10px;border-top:1px solid #e3e6ee;align-items:flex-end}",
+    "textarea{flex:1;resize:none;font:inherit;border:1px solid #c4c9d6;border-radius:10px;padding:8px 10px;min-height:42px;max-height:120px;color:inherit}",
+    ".send,.primary{background:#2447d5;color:#fff;border:0;border-radius:10px;padding:10px 14px;font:inherit;font-weight:600;cursor:pointer}",
+    ".send:disabled{background:#9aa6cf;cursor:default}",
+    ".prechat{padding:14px;display:flex;flex-direction:column;gap:8px;border-top:1px solid #e3e6ee}",
+    ".prechat p{margin:0;font-size:14px}",
+    ".prechat label{font-size:13px;font-weight:600;display:flex;flex-direction:column;gap:3px}",
+    ".prechat input{font:inherit;font-weight:400;border:1px solid #c4c9d6;border-radius:8px;padding:7px 9px}",
+    ".row{display:flex;gap:8px;justify-content:flex-end}",
+    ".secondary{background:#fff;color:#2447d5;border:1px solid #2447d5;border-radius:10px;padding:9px 14px;font:inherit;cursor:pointer}",
+    ".error{margin:0;padding:6px 14px;font-size:13px;color:#a01919;background:#fdf0f0}"
+  ].join("\n");
+
+  // --- state -------------------------------------------------------------------------------
+  var state = {
+    token: local.getItem(KEY + ":token"),
+    profile: loadJSON(local, "profile", null),
+    prechatDone: local.getItem(KEY + ":prechat") === "done",
+    pending: loadJSON(session, "pending", []),  // [{client_id, text}] not yet acknowledged
+    ws: null,
+    ready: false,        // welcome received on the current socket
+    attempt: 0,
+    retryTimer: null,
+    pingTimer: null,
+    ackTimer: null,
+    open: false,
+    unread: 0,
+    maxChars: 4000,
+    prechat: true,
+    typingSentAt: 0,
+    typingTimer: null,
+    agentTypingTimer: null,
+    hadHistory: false,
+    welcomed: false
+  };
+  var items = {};  // key → {li, meta, data}
+
+  // --- build the widget ------------------------------------------------------------------
+  var host = el("div", { id: "switchboard-webchat-" + channel, "data-switchboard-webchat": channel });
+  var root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
+  if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
+    var sheet = new CSSStyleSheet();
+    sheet.replaceSync(CSS);
+    root.adoptedStyleSheets = [sheet];
+  } else {
+    root.appendChild(el("style", null, CSS));
+  }
+
+  var panelId = "sbw-panel";
+  var bubble = el("button", { type: "button", className: "bubble", "aria-label": "Open chat",
+    "aria-expanded": "false", "aria-controls": panelId, part: "bubble" });
+  var svgNS = "http://www.w3.org/2000/svg";
+  var svg = document.createElementNS(svgNS, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  var path = document.createElementNS(svgNS, "path");
+  path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z");
+  svg.appendChild(path);
+  bubble.appendChild(svg);
+  var badge = el("span", { className: "badge", "aria-hidden": "true" });
+  show(badge, false);
+  bubble.appendChild(badge);
+
+  var panel = el("section", { id: panelId, className: "panel", role: "dialog", "aria-labelledby": "sbw-title" });
+  show(panel, false);
+  var header = el("header");
+  var title = el("h2", { id: "sbw-title" }, "Chat");
+  var connState = el("span", { className: "state" });
+  var closeBtn = el("button", { type: "button", className: "close", "aria-label": "Close chat" }, "\u00d7");
+  header.appendChild(title);
+  header.appendChild(connState);
+  header.appendChild(closeBtn);
+
+  var banner = el("div", { className: "banner", role: "status" }, OFFLINE_TEXT);
+  show(banner, false);
+  var conn = el("div", { className: "conn", role: "status" }, "Connecting\u2026");
+  show(conn, false);
+  var log = el("ol", { className: "log", role: "log", "aria-live": "polite", "aria-label": "Messages" });
+  var typing = el("div", { className: "typing", "aria-live": "polite" }, "Agent is typing\u2026");
+  show(typing, false);
+
+  var prechat = el("form", { className: "prechat", "aria-label": "Before we start", novalidate: true });
+  prechat.appendChild(el("p", null, "Tell us who you are, so we can follow up (optional)."));
+  var nameLabel = el("label", null, "Name");
+  var nameInput = el("input", { type: "text", name: "name", autocomplete: "name", maxlength: "100" });
+  nameLabel.appendChild(nameInput);
+  var emailLabel = el("label", null, "Email");
+  var emailInput = el("input", { type: "email", name: "email", autocomplete: "email", maxlength: "254" });
+  emailLabel.appendChild(emailInput);
+  var prechatError = el("p", { className: "error", role: "alert" });
+  show(prechatError, false);
+  var prechatRow = el("div", { className: "row" });
+  var skipBtn = el("button", { type: "button", className: "secondary" }, "Skip");
+  var startBtn = el("button", { type: "submit", className: "primary" }, "Start chat");
+  prechatRow.appendChild(skipBtn);
+  prechatRow.appendChild(startBtn);
+  prechat.appendChild(nameLabel);
+  prechat.appendChild(emailLabel);
+  prechat.appendChild(prechatError);
+  prechat.appendChild(prechatRow);
+  show(prechat, false);
+
+  var composer = el("form", { className: "composer", "aria-label": "Write a message" });
+  var inputId = "sbw-input";
+  composer.appendChild(el("label", { className: "sr", "for": inputId }, "Your message"));
+  var input = el("textarea", { id: inputId, rows: "2", placeholder: "Write a message\u2026",
+    "aria-describedby": "sbw-error" });
+  var sendBtn = el("button", { type: "submit", className: "send" }, "Send");
+  composer.appendChild(input);
+  composer.appendChild(sendBtn);
+  var errorBox = el("p", { id: "sbw-error", className: "error", role: "alert" });
+  show(errorBox, false);
+
+  panel.appendChild(header);
+  panel.appendChild(banner);
+  panel.appendChild(conn);
+  panel.appendChild(log);
+  panel.appendChild(typing);
+  panel.appendChild(errorBox);
+  panel.appendChild(prechat);
+  panel.appendChild(composer);
+  root.appendChild(panel);
+  root.appendChild(bubble);
+
+  function mount() { (document.body || document.documentElement).appendChild(host); }
+  if (document.body) { mount(); } else { document.addEventListener("DOMContentLoaded", mount); }
+
+  // --- rendering -------------------------------------------------------------------------
+  function fmtTime(iso) {
+    if (!iso) { return ""; }
+    var d = new Date(iso);
+    if (isNaN(d.getTime())) { return ""; }
+    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function atBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 40; }
+
+  function upsert(key, data) {
+    var item = items[key];
+    var stick = atBottom();
+    if (!item) {
+      var li = el("li", { className: "msg " + (data.direction === "in" ? "in" : "out") });
+      var text = el("div", { className: "text" });
+      var meta = el("div", { className: "meta" });
+      li.appendChild(text);
+      li.appendChild(meta);
+      item = items[key] = { li: li, text: text, meta: meta, data: {} };
+      log.appendChild(li);
+      stick = true;
+    }
+    for (var k in data) { if (Object.prototype.hasOwnProperty.call(data, k)) { item.data[k] = data[k]; } }
+    var d = item.data;
+    item.text.textContent = d.text == null ? "" : String(d.text);
+    item.li.setAttribute("data-key", key);
+    if (d.id) { item.li.setAttribute("data-id", d.id); }
+    renderMeta(item);
+    if (stick) { log.scrollTop = log.scrollHeight; }
+    return item;
+  }
+
+  function renderMeta(item) {
+    var d = item.data;
+    var meta = item.meta;
+    while (meta.firstChild) { meta.removeChild(meta.firstChild); }
+    item.li.classList.toggle("failed", d.state === "failed");
+    if (d.direction === "in") {
+      item.li.setAttribute("data-state", d.state || "sent");
+      var label = d.state === "sending" ? "Sending\u2026" : d.state === "failed" ?
+        "Not sent" + (d.reason ? ": " + d.reason : "") : "Sent";
+      var time = fmtTime(d.created_at);
+      meta.appendChild(el("span", { className: "status" }, label + (time && d.state === "sent" ? " \u00b7 " + time : "")));
+      if (d.state === "failed") {
+        var retry = el("button", { type: "button", className: "retry" }, "Retry");
+        retry.addEventListener("click", function () { resend(d.client_id); });
+        meta.appendChild(retry);
+      }
+    } else {
+      var who = d.sender_name || (d.greeting ? "" : "Support");
+      var t = fmtTime(d.created_at);
+      var line = [who, t].filter(Boolean).join(" \u00b7 ");
+      if (line) { meta.appendChild(el("span", null, line)); }
+    }
+  }
+
+  function setUnread(n) {
+    state.unread = n;
+    show(badge, n > 0);
+    badge.textContent = n > 9 ? "9+" : String(n);
+    bubble.setAttribute("aria-label", n > 0 ? "Open chat (" + n + " unread)" : "Open chat");
+  }
+
+  function showError(text) {
+    errorBox.textContent = text || "";
+    show(errorBox, !!text);
+  }
+
+  function setConn(text) {
+    conn.textContent = text || "";
+    show(conn, !!text);
+    connState.textContent = state.ready ? "" : "offline";
+  }
+
+  function updateForms() {
+    var ask = state.prechat && !state.prechatDone && !state.profile && !state.hadHistory &&
+      state.pending.length === 0;
+    show(prechat, ask);
+    show(composer, !ask);
+  }
+
+  // --- socket ----------------------------------------------------------------------------
+  var OFFLINE_CONN = "You are offline. Messages will be sent when you reconnect.";
+
+  function connect() {
+    if (state.ws) { return; }
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    if (navigator.onLine === false) { setConn(OFFLINE_CONN); return; }  // "online" reconnects
+    var ws;
+    try { ws = new WebSocket(wsUrl); } catch (e) { scheduleReconnect(); return; }
+    state.ws = ws;
+    state.ready = false;
+    if (state.welcomed) { setConn("Reconnecting\u2026"); }
+    ws.onopen = function () {
+      ws.send(JSON.stringify({ type: "hello", token: state.token || null }));
+    };
+    ws.onmessage = function (ev) {
+      var frame;
+      try { frame = JSON.parse(ev.data); } catch (e) { return; }
+      if (frame && typeof frame === "object") { onFrame(frame); }
+    };
+    ws.onclose = function (ev) {
+      if (state.ws !== ws) { return; }
+      state.ws = null;
+      state.ready = false;
+      clearInterval(state.pingTimer);
+      clearTimeout(state.ackTimer);
+      if (navigator.onLine === false) { setConn(OFFLINE_CONN); return; }
+      setConn("Connection lost. Reconnecting\u2026");
+      scheduleReconnect(ev.code === 4429 ? 30000 : 0);
+    };
+    ws.onerror = function () { /* onclose follows */ };
+  }
+
+  function drop() {
+    // The socket looks dead (browser offline, no pong, no ack): close it and start over.
+    var ws = state.ws;
+    if (!ws) { return; }
+    state.ws = null;
+    state.ready = false;
+    clearInterval(state.pingTimer);
+    clearTimeout(state.ackTimer);
+    try { ws.close(); } catch (e) { /* already closing */ }
+    setConn(navigator.onLine === false ? OFFLINE_CONN : "Connection lost. Reconnecting\u2026");
+    if (navigator.onLine !== false) { scheduleReconnect(); }
+  }
+
+  function scheduleReconnect(minDelay) {
+    if (state.retryTimer) { return; }
+    var base = Math.min(30000, 500 * Math.pow(2, state.attempt));
+    var delay = Math.max(minDelay || 0, base / 2 + Math.random() * base / 2);
+    state.attempt += 1;
+    state.retryTimer = setTimeout(function () { state.retryTimer = null; connect(); }, delay);
+  }
+
+  function send(frame) {
+    if (!state.ws || !state.ready || state.ws.readyState !== 1) { return false; }
+    try { state.ws.send(JSON.stringify(frame)); return true; } catch (e) { return false; }
+  }
+
+  function onFrame(f) {
+    switch (f.type) {
+      case "welcome": onWelcome(f); break;
+      case "ack": onAck(f); break;
+      case "message": onMessage(f); break;
+      case "typing": onTyping(!!f.typing); break;
+      case "availability": show(banner, !f.agents_online); break;
+      case "profile":
+        state.profile = f.profile || null;
+        saveJSON(local, "profile", state.profile);
+        updateForms();
+        break;
+      case "error": onError(f); break;
+      default: break;
+    }
+  }
+
+  function onWelcome(f) {
+    state.ready = true;
+    state.attempt = 0;
+    state.welcomed = true;
+    setConn("");
+    if (f.token && f.token !== state.token) {
+      state.token = f.token;
+      try { local.setItem(KEY + ":token", f.token); } catch (e) { /* ignore */ }
+    }
+    if (f.renewed) {
+      // The old token was not accepted: this is a new visitor; forget what the old one saw.
+      state.profile = null;
+      saveJSON(local, "profile", null);
+      state.prechatDone = false;
+      try { local.removeItem(KEY + ":prechat"); } catch (e) { /* ignore */ }
+    }
+    title.textContent = f.title || "Chat";
+    state.maxChars = f.max_message_chars || 4000;
+    state.prechat = f.prechat !== false;
+    if (f.profile) { state.profile = f.profile; saveJSON(local, "profile", f.profile); }
+    else if (state.profile && (state.profile.name || state.profile.email)) {
+      // The pre-chat form was filled before the socket was ready: send it before any message.
+      send({ type: "profile", name: state.profile.name || "", email: state.profile.email || "" });
+    }
+    show(banner, !f.agents_online);
+    if (f.greeting && !items.greeting) {
+      upsert("greeting", { direction: "out", text: f.greeting, greeting: true });
+      log.insertBefore(items.greeting.li, log.firstChild);
+    }
+    var history = f.history || [];
+    state.hadHistory = history.length > 0;
+    for (var i = 0; i < history.length; i++) { renderServerMessage(history[i], true); }
+    // Resend what this tab sent but never saw acknowledged, in order, by client id.
+    var still = [];
+    for (var j = 0; j < state.pending.length; j++) {
+      var p = state.pending[j];
+      var item = items["c:" + p.client_id];
+      if (item && item.data.state === "sent") { continue; }
+      still.push(p);
+    }
+    state.pending = still;
+    saveJSON(session, "pending", still);
+    for (var k = 0; k < still.length; k++) {
+      var it = items["c:" + still[k].client_id];
+      if (!it || it.data.state !== "failed") { transmit(still[k]); }
+    }
+    clearInterval(state.pingTimer);
+    state.pingTimer = setInterval(function () { send({ type: "ping" }); }, PING_EVERY);
+    updateForms();
+  }
+
+  function renderServerMessage(m, fromHistory) {
+    if (m.direction === "in") {
+      var key = "c:" + (m.client_id || m.id);
+      upsert(key, { id: m.id, direction: "in", client_id: m.client_id, text: m.text,
+        state: "sent", created_at: m.created_at });
+      dropPending(m.client_id);
+    } else {
+      var isNew = !items["m:" + m.id];
+      upsert("m:" + m.id, { id: m.id, direction: "out", text: m.text,
+        sender_name: m.sender_name, created_at: m.created_at });
+      if (isNew && !fromHistory) {
+        onTyping(false);
+        if (!state.open || document.hidden) { setUnread(state.unread + 1); }
+      }
+    }
+  }
+
+  function onMessage(f) { renderServerMessage(f, false); }
+
+  function dropPending(clientId) {
+    if (!clientId) { return; }
+    var before = state.pending.length;
+    state.pending = state.pending.filter(function (p) { return p.client_id !== clientId; });
+    if (state.pending.length !== before) { saveJSON(session, "pending", state.pending); }
+    if (state.pending.length === 0) { clearTimeout(state.ackTimer); state.ackTimer = null; }
+  }
+
+  function onAck(f) {
+    var key = "c:" + f.client_id;
+    if (items[key]) {
+      upsert(key, { id: f.message_id, state: "sent", reason: null,
+        created_at: items[key].data.created_at || new Date().toISOString() });
+    }
+    dropPending(f.client_id);
+    state.hadHistory = true;
+  }
+
+  function onError(f) {
+    if (f.client_id && items["c:" + f.client_id]) {
+      if (f.code === "unavailable") {
+        setTimeout(function () { resend(f.client_id); }, 2000);
+        return;
+      }
+      upsert("c:" + f.client_id, { state: "failed", reason: f.message || f.code });
+      dropPending(f.client_id);  // refused, not lost: "Retry" sends it again
+      return;
+    }
+    if (f.code === "invalid_profile") {
+      prechatError.textContent = f.message || "Please check the form.";
+      show(prechatError, true);
+      show(prechat, true);
+      show(composer, false);
+      return;
+    }
+    showError(f.message || "Something went wrong.");
+  }
+
+  function onTyping(on) {
+    clearTimeout(state.agentTypingTimer);
+    show(typing, on);
+    if (on) { state.agentTypingTimer = setTimeout(function () { show(typing, false); }, 6000); }
+  }
+
+  function armAckTimer() {
+    if (state.ackTimer) { return; }
+    state.ackTimer = setTimeout(function () {
+      state.ackTimer = null;
+      if (state.pending.length && state.ws) { drop(); }  // no answer: the socket is stale
+    }, ACK_TIMEOUT);
+  }
+
+  function transmit(p) {
+    if (send({ type: "message", client_id: p.client_id, text: p.text })) { armAckTimer(); }
+    else { connect(); }
+  }
+
+  function resend(clientId) {
+    var item = items["c:" + clientId];
+    if (!item) { return; }
+    var p = null;
+    for (var i = 0; i < state.pending.length; i++) {
+      if (state.pending[i].client_id === clientId) { p = state.pending[i]; }
+    }
+    if (!p) {
+      p = { client_id: clientId, text: item.data.text };
+      state.pending.push(p);
+      saveJSON(session, "pending", state.pending);
+    }
+    upsert("c:" + clientId, { state: "sending", reason: null });
+    transmit(p);
+  }
+
+  // --- user actions ----------------------------------------------------------------------
+  function submitMessage() {
+    var text = input.value;
+    if (!text.trim()) { return; }
+    if (text.length > state.maxChars) {
+      showError("The message is too long (" + text.length + " characters; at most " + state.maxChars + ").");
+      return;
+    }
+    showError("");
+    var p = { client_id: newId(), text: text };
+    state.pending.push(p);
+    saveJSON(session, "pending", state.pending);
+    upsert("c:" + p.client_id, { direction: "in", client_id: p.client_id, text: text, state: "sending" });
+    input.value = "";
+    state.typingSentAt = 0;
+    clearTimeout(state.typingTimer);
+    transmit(p);
+    input.focus();
+  }
+
+  function onInput() {
+    var now = Date.now();
+    if (now - state.typingSentAt > 2500) {
+      if (send({ type: "typing", typing: true })) { state.typingSentAt = now; }
+    }
+    clearTimeout(state.typingTimer);
+    state.typingTimer = setTimeout(function () {
+      if (state.typingSentAt) { send({ type: "typing", typing: false }); state.typingSentAt = 0; }
+    }, 3000);
+  }
+
+  function openPanel() {
+    state.open = true;
+    show(panel, true);
+    bubble.setAttribute("aria-expanded", "true");
+    setUnread(0);
+    if (!state.ws) { connect(); }
+    if (!state.welcomed) { setConn("Connecting\u2026"); }
+    updateForms();
+    log.scrollTop = log.scrollHeight;
+    (prechat.hidden ? input : nameInput).focus();
+  }
+
+  function closePanel() {
+    state.open = false;
+    show(panel, false);
+    bubble.setAttribute("aria-expanded", "false");
+    bubble.focus();
+  }
+
+  bubble.addEventListener("click", function () { if (state.open) { closePanel(); } else { openPanel(); } });
+  closeBtn.addEventListener("click", closePanel);
+  panel.addEventListener("keydown", function (e) { if (e.key === "Escape") { closePanel(); } });
+  composer.addEventListener("submit", function (e) { e.preventDefault(); submitMessage(); });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submitMessage(); }
+  });
+  input.addEventListener("input", onInput);
+  prechat.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var email = emailInput.value.trim();
+    var name = nameInput.value.trim();
+    if (email && !/^[^@\s]+@[^@\s]+\.[^@\s.]+$/.test(email)) {
+      prechatError.textContent = "That does not look like an email address.";
+      show(prechatError, true);
+      emailInput.focus();
+      return;
+    }
+    show(prechatError, false);
+    state.prechatDone = true;
+    try { local.setItem(KEY + ":prechat", "done"); } catch (err) { /* ignore */ }
+    if (name || email) {
+      state.profile = { name: name, email: email };
+      saveJSON(local, "profile", state.profile);
+      send({ type: "profile", name: name, email: email });
+    }
+    updateForms();
+    input.focus();
+  });
+  skipBtn.addEventListener("click", function () {
+    state.prechatDone = true;
+    try { local.setItem(KEY + ":prechat", "done"); } catch (err) { /* ignore */ }
+    updateForms();
+    input.focus();
+  });
+  window.addEventListener("offline", function () { drop(); });
+  window.addEventListener("online", function () {
+    clearTimeout(state.retryTimer);
+    state.retryTimer = null;
+    state.attempt = 0;
+    if (!state.ws && (state.welcomed || state.open)) { connect(); }
+  });
+
+  // Render what this tab had not yet sent (it survives a reload of the tab).
+  for (var q = 0; q < state.pending.length; q++) {
+    upsert("c:" + state.pending[q].client_id, { direction: "in", client_id: state.pending[q].client_id,
+      text: state.pending[q].text, state: "sending" });
+  }
+  // A returning visitor connects at once (replies arrive with an unread badge);
+  // a new one only when they open the chat.
+  if (state.token || state.pending.length) { connect(); }
+
+  window.SwitchboardWebchat = window.SwitchboardWebchat || {};
+  window.SwitchboardWebchat[channel] = { open: openPanel, close: closePanel };
+})();
