@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -149,6 +150,8 @@ class Event:
     type: str
     at: float
     data: dict[str, Any]
+    # `data` as JSON, when the store already encoded it (saves encoding it per subscriber).
+    data_json: str | None = None
 
     @property
     def durable(self) -> bool:
@@ -162,6 +165,17 @@ class Event:
             "at": iso(self.at),
             "data": self.data,
         }
+
+
+def event_json(event: Event) -> str:
+    """The event as the stream and webhooks send it, encoding `data` at most once."""
+    if event.data_json is None:
+        event.data_json = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+    ident = str(event.id) if event.durable else "null"
+    return (
+        f'{{"id":{ident},"type":{json.dumps(event.type)},"at":"{iso(event.at)}",'
+        f'"data":{event.data_json}}}'
+    )
 
 
 def ephemeral(type_: str, data: dict[str, Any], at: float) -> Event:

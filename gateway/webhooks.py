@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import json
 import logging
 
 import aiohttp
@@ -19,7 +18,7 @@ import aiohttp
 from connectors.api.signing import decode_secret, headers
 from gateway.config import WebhookConfig
 from gateway.events import EventBus
-from gateway.model import Event
+from gateway.model import Event, event_json
 from gateway.outbox import backoff
 from gateway.store.base import Store
 
@@ -62,7 +61,7 @@ class _Endpoint:
                 await self.store.kv_set("webhooks", self.cursor_key, str(cursor))
 
     async def _post(self, event: Event) -> bool:
-        body = json.dumps(event.to_api(), ensure_ascii=False).encode()
+        body = event_json(event).encode()
         hdrs = headers(self.key, f"evt_{event.id}", body) | {"Content-Type": "application/json"}
         try:
             async with self.http.post(

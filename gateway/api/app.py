@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +15,7 @@ from connectors.http import ApiError, fail, read_json, validation_details
 from gateway.api.auth import Authenticator, Principal, require
 from gateway.identity import InvalidIdentity, parse_identity
 from gateway.metrics import METRICS
-from gateway.model import Event
+from gateway.model import Event, event_json
 from gateway.store.base import Conflict, ConversationFilter, NotFound, OutboundRequest
 from router import MessageFacts
 
@@ -455,7 +454,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
 
     async def emit(event: Event) -> None:
-        await ws.send_str(json.dumps(event.to_api(), ensure_ascii=False))
+        await ws.send_str(event_json(event))
 
     pump = asyncio.create_task(_replay_then_live(gw, since, emit))
     gw.track(ws)
@@ -490,7 +489,7 @@ async def _sse(request: web.Request, gw: Gateway, since: int | None) -> web.Stre
     await resp.prepare(request)
 
     async def emit(event: Event) -> None:
-        data = json.dumps(event.to_api(), ensure_ascii=False)
+        data = event_json(event)
         head = f"id: {event.id}\n" if event.durable else ""
         await resp.write(f"{head}event: {event.type}\ndata: {data}\n\n".encode())
 

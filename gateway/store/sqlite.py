@@ -130,13 +130,20 @@ class SqliteStore(Store):
 
     @staticmethod
     def _events(conn: sqlite3.Connection, now: float, new: list[NewEvent]) -> list[Event]:
-        out = []
-        for ev in new:
-            cur = conn.execute(
-                "INSERT INTO events(type, at, data) VALUES (?,?,?)", (ev.type, now, _dumps(ev.data))
-            )
-            out.append(Event(int(cur.lastrowid or 0), ev.type, now, ev.data))
-        return out
+        if not new:
+            return []
+        encoded = [_dumps(ev.data) for ev in new]
+        conn.executemany(
+            "INSERT INTO events(type, at, data) VALUES (?,?,?)",
+            [(ev.type, now, data) for ev, data in zip(new, encoded, strict=True)],
+        )
+        # One writer inside one transaction: the ids just assigned are consecutive.
+        last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        first = last - len(new) + 1
+        return [
+            Event(first + i, ev.type, now, ev.data, data)
+            for i, (ev, data) in enumerate(zip(new, encoded, strict=True))
+        ]
 
     # --- row mapping ------------------------------------------------------------------------
     _CONV_COLS = (
@@ -298,17 +305,13 @@ class SqliteStore(Store):
 
     def _ingest(self, conn: sqlite3.Connection, req: IngestRequest) -> IngestOutcome:
         msg, now = req.message, req.now
+        # A redelivered message, or a redelivered edit (which points at what it edited).
         row = conn.execute(
-            "SELECT id, conversation_id FROM messages WHERE channel=? AND external_id=?",
-            (req.channel, msg.external_id),
+            "SELECT id, conversation_id FROM messages WHERE channel=? AND external_id=?"
+            " UNION ALL SELECT m.id, m.conversation_id FROM edits e JOIN messages m"
+            " ON m.id = e.message_id WHERE e.channel=? AND e.external_id=? LIMIT 1",
+            (req.channel, msg.external_id, req.channel, msg.external_id),
         ).fetchone()
-        if row is None:
-            # A redelivered edit points at the message it edited.
-            row = conn.execute(
-                "SELECT m.id, m.conversation_id FROM edits e JOIN messages m ON m.id = e.message_id"
-                " WHERE e.channel=? AND e.external_id=?",
-                (req.channel, msg.external_id),
-            ).fetchone()
         if row is not None:
             return IngestOutcome(
                 self._get_conv(conn, row[1]), self._get_msg(conn, row[0]), None, [], duplicate=True
@@ -402,19 +405,15 @@ class SqliteStore(Store):
             if hit is not None:
                 conv = self._get_conv(conn, hit[0])
         if conv is None:
+            # The contact's active conversation, else one resolved within the reopen window.
             hit = conn.execute(
-                "SELECT id FROM conversations WHERE contact_id=? AND status IN ('open','assigned','pending')"
-                " ORDER BY updated_at DESC LIMIT 1",
-                (contact_id,),
+                f"SELECT {self._CONV_COLS} FROM conversations WHERE contact_id=?"
+                " AND (status IN ('open','assigned','pending') OR (status='resolved' AND resolved_at >= ?))"
+                " ORDER BY status = 'resolved', updated_at DESC LIMIT 1",
+                (contact_id, now - req.reopen_window),
             ).fetchone()
-            if hit is None:
-                hit = conn.execute(
-                    "SELECT id FROM conversations WHERE contact_id=? AND status='resolved' AND resolved_at >= ?"
-                    " ORDER BY resolved_at DESC LIMIT 1",
-                    (contact_id, now - req.reopen_window),
-                ).fetchone()
             if hit is not None:
-                conv = self._get_conv(conn, hit[0])
+                conv = self._conv(hit)
         if (
             conv is not None
             and conv.status == "resolved"
@@ -442,6 +441,9 @@ class SqliteStore(Store):
                 subject=msg.subject,
                 thread_token=new_id("t").split("_", 1)[1][-12:],
                 routing={"rule": cls.rule, "reasons": cls.reasons},
+                reply_kind=identity.kind,
+                reply_address=identity.address,
+                last_inbound_at=now,
             )
             conn.execute(
                 f"INSERT INTO conversations({self._CONV_COLS}) VALUES ({','.join('?' * 22)})",
@@ -461,13 +463,13 @@ class SqliteStore(Store):
                     _dumps(conv.tags),
                     conv.subject,
                     conv.thread_token,
-                    None,
-                    None,
+                    conv.reply_kind,
+                    conv.reply_address,
                     _dumps(conv.routing),
                     None,
                     None,
                     None,
-                    None,
+                    conv.last_inbound_at,
                 ),
             )
             created = True
@@ -477,25 +479,8 @@ class SqliteStore(Store):
         elif conv.status == "pending":
             conv.status = "assigned" if conv.assignee else "open"
 
-        self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
-        conv.last_channel = req.channel
-        conv.reply_kind, conv.reply_address = identity.kind, identity.address
-        conv.updated_at = conv.last_inbound_at = now
-        conn.execute(
-            "UPDATE conversations SET status=?, assignee=?, resolved_at=?, last_channel=?, reply_kind=?,"
-            " reply_address=?, updated_at=?, last_inbound_at=? WHERE id=?",
-            (
-                conv.status,
-                conv.assignee,
-                conv.resolved_at,
-                conv.last_channel,
-                conv.reply_kind,
-                conv.reply_address,
-                now,
-                now,
-                conv.id,
-            ),
-        )
+        if not created:
+            self._update_for_inbound(conn, req.channel, conv, before, identity, now)
         for blob_id, (content_type, data) in req.blobs.items():
             conn.execute(
                 "INSERT OR IGNORE INTO blobs(id, content_type, size, data) VALUES (?,?,?,?)",
@@ -535,6 +520,36 @@ class SqliteStore(Store):
         )
         events = self._events(conn, now, new_events)
         return IngestOutcome(conv, message, contact_id, events, created=created, reopened=reopened)
+
+    def _update_for_inbound(
+        self,
+        conn: sqlite3.Connection,
+        channel: str,
+        conv: Conversation,
+        before: tuple[str | None, str],
+        identity: Identity,
+        now: float,
+    ) -> None:
+        """An existing conversation takes a new inbound message."""
+        self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
+        conv.last_channel = channel
+        conv.reply_kind, conv.reply_address = identity.kind, identity.address
+        conv.updated_at = conv.last_inbound_at = now
+        conn.execute(
+            "UPDATE conversations SET status=?, assignee=?, resolved_at=?, last_channel=?, reply_kind=?,"
+            " reply_address=?, updated_at=?, last_inbound_at=? WHERE id=?",
+            (
+                conv.status,
+                conv.assignee,
+                conv.resolved_at,
+                conv.last_channel,
+                conv.reply_kind,
+                conv.reply_address,
+                now,
+                now,
+                conv.id,
+            ),
+        )
 
     @staticmethod
     def _insert_message(conn: sqlite3.Connection, m: Message) -> None:
@@ -1098,7 +1113,7 @@ class SqliteStore(Store):
     async def events_since(self, since: int, limit: int) -> list[Event]:
         def op(conn: sqlite3.Connection) -> list[Event]:
             return [
-                Event(r[0], r[1], r[2], json.loads(r[3]))
+                Event(r[0], r[1], r[2], json.loads(r[3]), r[3])
                 for r in conn.execute(
                     "SELECT id, type, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
                     (since, limit),
