@@ -85,7 +85,14 @@ class Gateway:
         self.bus = EventBus()
         self.dispatcher = Dispatcher(self.store, self.bus, self.config, clock)
         self.connectors: dict[str, Connector] = {}
-        self.outbox = Outbox(self.store, self.bus, self.connectors, self.config.outbox, clock)
+        self.outbox = Outbox(
+            self.store,
+            self.bus,
+            self.connectors,
+            self.config.outbox,
+            clock,
+            agent_names={a.id: a.name for a in self.config.agents},
+        )
         self.ingestor = Ingestor(
             self.store,
             self.bus,

@@ -34,9 +34,15 @@ def backoff(
     return float(ceiling / 2 + rng() * ceiling / 2)
 
 
-def degrade(item: OutboxItem, connector: Connector) -> OutboundMessage:
-    """The message as this channel can carry it: rich parts it lacks are dropped."""
+def degrade(
+    item: OutboxItem, connector: Connector, names: Mapping[str, str] | None = None
+) -> OutboundMessage:
+    """The message as this channel can carry it: rich parts it lacks are dropped; the
+    sender is shown by display name."""
     caps = connector.capabilities
+    sender = item.sender_name
+    if names and sender is not None:
+        sender = names.get(sender, sender)
     return OutboundMessage(
         id=item.message_id,
         conversation_id=item.conversation_id,
@@ -46,7 +52,7 @@ def degrade(item: OutboxItem, connector: Connector) -> OutboundMessage:
         subject=item.subject if Capability.SUBJECT in caps else None,
         thread_refs=item.thread_refs,
         thread_token=item.thread_token,
-        sender_name=item.sender_name,
+        sender_name=sender,
         automatic=item.automatic,
         attempt=item.attempts + 1,
     )
@@ -61,7 +67,9 @@ class Outbox:
         config: OutboxConfig,
         clock: Callable[[], float] = time.time,
         lease_seconds: float | None = None,
+        agent_names: Mapping[str, str] | None = None,
     ) -> None:
+        self.agent_names = dict(agent_names or {})
         self.store = store
         self.bus = bus
         self.connectors = connectors
@@ -132,7 +140,8 @@ class Outbox:
             started = time.perf_counter()
             try:
                 result = await asyncio.wait_for(
-                    connector.send(degrade(item, connector)), self.config.send_timeout
+                    connector.send(degrade(item, connector, self.agent_names)),
+                    self.config.send_timeout,
                 )
             except TimeoutError:
                 result = DeliveryResult.retry("send timed out")

@@ -50,6 +50,7 @@ async def test_message_in_routed_reply_out_signed(
         "kind": "api",
         "address": "cust-1",
     }
+    assert payload["sender"] == {"name": "Alice"}  # the display name, not the id
     assert headers["webhook-id"] == msg["id"]
     final = await wait_for(lambda: _message_status(client, conv_id, msg["id"], "sent"))
     assert final["provider_message_id"] == "rcv-1"
