@@ -238,3 +238,57 @@ async def test_backfill_command_is_idempotent(
     assert again.returncode == 0 and "imported 0 new message(s)" in again.stderr
     bad = subprocess.run([*cmd[:-1], "yesterday"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "YYYY" not in bad.stdout and "--since" in bad.stderr
+
+
+def bounce_for(message_id: str, recipient: str) -> bytes:
+    """A delivery-status report (RFC 3464) for one of our messages, as an MTA sends it."""
+    return (
+        "Return-Path: <>\r\n"
+        "From: Mail Delivery System <MAILER-DAEMON@mx.customer.test>\r\n"
+        "To: support@example.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@mx.customer.test>\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="BOUND"\r\n'
+        "\r\n--BOUND\r\nContent-Type: text/plain\r\n\r\n"
+        "Your message could not be delivered.\r\n"
+        "\r\n--BOUND\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customer.test\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
+        "\r\n--BOUND\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: support@example.com\r\nTo: {recipient}\r\nMessage-ID: {message_id}\r\n"
+        "\r\n--BOUND--\r\n"
+    ).encode()
+
+
+async def test_bounce_marks_the_reply_failed(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    _, client = await gateway_factory(email_config(tmp_path, dovecot, mailbox, smtp_server))
+    await mailbox.append(make_mail("where is my order", sender=CUSTOMER))
+    convs = await wait_for(lambda: conversations_of(client, CUSTOMER), timeout=15)
+    _, msg = await client.call(
+        "POST",
+        f"/v1/conversations/{convs[0]['id']}/messages",
+        json={"text": "on its way", "agent": "alice"},
+    )
+    await wait_for(lambda: smtp_server.received, timeout=10)
+    sent_id = smtp_server.received[0].message["Message-ID"]
+    await mailbox.append(bounce_for(sent_id, CUSTOMER))
+
+    async def failed() -> dict[str, Any] | None:
+        conv = await full(client, convs[0]["id"])
+        return next(
+            (m for m in conv["messages"] if m["id"] == msg["id"] and m["status"] == "failed"), None
+        )
+
+    reply = await wait_for(failed, timeout=15)
+    assert "5.1.1" in reply["reason"]
+    # The bounce is a receipt, not a customer message: nothing new in any conversation.
+    conv = await full(client, convs[0]["id"])
+    assert [m["direction"] for m in conv["messages"]] == ["in", "out"]
