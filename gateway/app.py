@@ -28,6 +28,7 @@ from connectors.base import (
 )
 from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
 from gateway.api.auth import Authenticator
+from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
@@ -100,6 +101,9 @@ class Gateway:
             self.config.conversations.reopen_window,
             self.dispatcher.poke,
             clock,
+            acknowledger=Acknowledger(
+                self.config.conversations.acknowledgement, self.store, self.send_reply, clock
+            ),
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
         self._states: dict[str, str] = {}

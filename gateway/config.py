@@ -122,10 +122,40 @@ class WebhookConfig(Strict):
         return value
 
 
+class AcknowledgementConfig(Strict):
+    """An automatic first answer to a new conversation ("we got your message")."""
+
+    text: str = Field(
+        min_length=1,
+        max_length=4000,
+        description="Placeholders: {name}, {reference}, {subject}.",
+    )
+    channels: list[str] | None = Field(None, description="Only these channels (default: all).")
+    max_per_contact: int = Field(3, ge=1, description="Automatic messages per contact per window.")
+    window: float = Field(86400.0, gt=0)
+
+    @field_validator("text")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        try:
+            value.format(name="", reference="", subject="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"not a valid template ({exc}); use {{name}}, {{reference}}, {{subject}}"
+            ) from None
+        return value
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class ConversationsConfig(Strict):
     reopen_window: float = Field(
         7 * 86400.0, description="A customer reply within this time reopens a resolved one."
     )
+    acknowledgement: AcknowledgementConfig | None = None
 
     @field_validator("reopen_window", mode="before")
     @classmethod
@@ -272,6 +302,12 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
         if channel.name in names:
             problems.append((("channels", i, "name"), f"duplicate channel name {channel.name!r}"))
         names.add(channel.name)
+    ack = cfg.conversations.acknowledgement
+    for i, name in enumerate(ack.channels or [] if ack else []):
+        if name not in names:
+            problems.append(
+                (("conversations", "acknowledgement", "channels", i), f"unknown channel {name!r}")
+            )
     tokens: set[str] = set()
     for i, token in enumerate(cfg.auth.tokens):
         secret = token.token.get_secret_value()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import Attachment, DeliveryReceipt, InboundMessage, SubmitResult, Typing
+from gateway.autoreply import Acknowledger
 from gateway.events import EventBus
 from gateway.identity import normalize
 from gateway.metrics import METRICS
@@ -49,7 +50,9 @@ class Ingestor:
         on_waiting: Callable[[], None],
         clock: Callable[[], float],
         max_text_chars: int = 100_000,
+        acknowledger: Acknowledger | None = None,
     ) -> None:
+        self.acknowledger = acknowledger
         self.store = store
         self.bus = bus
         self.routing = routing
@@ -122,6 +125,11 @@ class Ingestor:
             METRICS.messages_in.labels(channel.name, channel.kind).inc()
             if outcome.created:
                 METRICS.conversations_created.labels(channel.name, conv.queue if conv else "").inc()
+                if self.acknowledger is not None and conv is not None and message is not None:
+                    try:
+                        await self.acknowledger.on_new_conversation(conv, message, msg.sender_name)
+                    except Exception:  # the customer's message is stored; never fail it
+                        log.exception("acknowledgement failed", extra={"conversation": conv.id})
             if conv is not None and conv.status == "open" and conv.assignee is None:
                 self.on_waiting()
         log.debug(

@@ -163,6 +163,10 @@ class Store(ABC):
         """Persist an outbound message and its outbox entry (status `queued`)."""
 
     @abstractmethod
+    async def automatic_count(self, contact_id: str, since: float) -> int:
+        """Automatic messages (acknowledgements, notices) sent to a contact since `since`."""
+
+    @abstractmethod
     async def apply_receipt(
         self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
     ) -> list[Event]: ...

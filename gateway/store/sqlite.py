@@ -636,6 +636,18 @@ class SqliteStore(Store):
         )
         return message, events
 
+    async def automatic_count(self, contact_id: str, since: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                    " WHERE c.contact_id=? AND m.direction='out' AND m.automated=1 AND m.created_at >= ?",
+                    (contact_id, since),
+                ).fetchone()[0]
+            )
+
+        return await self._run(op)
+
     async def apply_receipt(
         self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
     ) -> list[Event]:

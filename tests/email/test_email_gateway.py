@@ -292,3 +292,55 @@ async def test_bounce_marks_the_reply_failed(
     # The bounce is a receipt, not a customer message: nothing new in any conversation.
     conv = await full(client, convs[0]["id"])
     assert [m["direction"] for m in conv["messages"]] == ["in", "out"]
+
+
+async def test_acknowledgements_respect_loop_safety_and_the_cap(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    cfg = email_config(tmp_path, dovecot, mailbox, smtp_server)
+    cfg["conversations"] = {
+        "reopen_window": 0,  # every mail after a resolve opens a new conversation
+        "acknowledgement": {
+            "text": "Thanks {name}, we got it (ref {reference}).",
+            "max_per_contact": 2,
+            "window": "1h",
+            "channels": ["mail"],
+        },
+    }
+    _, client = await gateway_factory(cfg)
+    # A person gets an acknowledgement, marked as automatic so their robots stay quiet.
+    await mailbox.append(make_mail("help please", sender=f"Dana <{CUSTOMER}>"))
+    await wait_for(lambda: smtp_server.received, timeout=15)
+    ack = smtp_server.received[0].message
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["To"].addresses[0].addr_spec == CUSTOMER
+    assert ack.get_body(("plain",)).get_content().startswith("Thanks Dana, we got it (ref ")
+    # Machines get none: an out-of-office, a bulk newsletter, a bounce.
+    await mailbox.append(
+        make_mail(
+            "Out of office", sender="ooo@customer.test", headers={"Auto-Submitted": "auto-replied"}
+        )
+    )
+    await mailbox.append(
+        make_mail("Weekly deals", sender="news@shop.test", headers={"Precedence": "bulk"})
+    )
+    await mailbox.append(bounce_for("<unknown@mail.example.com>", "gone@customer.test"))
+    await wait_for(lambda: conversations_of(client, "news@shop.test"), timeout=15)
+    await wait_for(lambda: conversations_of(client, "ooo@customer.test"), timeout=15)
+    # The cap: two acknowledgements per contact per hour, however many conversations.
+    for i in range(3):
+        convs = await conversations_of(client, CUSTOMER)
+        await client.call("POST", f"/v1/conversations/{convs[0]['id']}/resolve")
+        await mailbox.append(make_mail(f"another question {i}", sender=CUSTOMER))
+        await wait_for(lambda i=i: _conversation_count(client, CUSTOMER, i + 2), timeout=15)
+    await asyncio.sleep(1.0)
+    recipients = [m.message["To"].addresses[0].addr_spec for m in smtp_server.received]
+    assert recipients == [CUSTOMER, CUSTOMER]
+
+
+async def _conversation_count(client: Any, email: str, n: int) -> bool:
+    return len(await conversations_of(client, email)) >= n

@@ -164,3 +164,19 @@ def test_cli_route_explains(tmp_path: Path) -> None:
         and out["queue"] == "vip"
         and out["agent"] in ("alice", "bob")
     )
+
+
+def test_acknowledgement_template_and_channels_are_checked() -> None:
+    text = GOOD.replace(
+        "conversations:\n  reopen_window: 72h",
+        "conversations:\n  reopen_window: 72h\n  acknowledgement:\n    text: 'Hi {name'\n    channels: [fax]",
+    )
+    found = problems(text)
+    assert any(
+        p.startswith("conversations.acknowledgement.text") and "template" in p for p in found
+    ), found
+    fixed = text.replace("'Hi {name'", "'Hi {name}'")
+    assert any(
+        p.startswith("conversations.acknowledgement.channels[0]") and "unknown channel 'fax'" in p
+        for p in problems(fixed)
+    )
