@@ -84,3 +84,28 @@ def validation_details(errors: list[Any]) -> list[dict[str, str]]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         out.append({"field": path or "(body)", "message": str(err.get("msg", "invalid"))})
     return out
+
+
+_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+class Rejected(Exception):
+    """A webhook refused with an HTTP status; nothing was stored. Raised deep in request
+    parsing, turned into the JSON error envelope where the handler answers."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    def response(self) -> web.Response:
+        code = _CODES.get(self.status, f"http_{self.status}")
+        return web.json_response(
+            {"error": {"code": code, "message": self.reason}}, status=self.status
+        )

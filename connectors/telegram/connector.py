@@ -39,11 +39,12 @@ from connectors.base import (
     NotReady,
     OutboundMessage,
 )
+from connectors.http import Rejected
 
 from .limiter import FloodLimiter
 from .settings import TelegramSettings
 from .updates import ALLOWED_UPDATES, message_ref, to_inbound
-from .webhook import Rejected, read_update
+from .webhook import read_update
 
 LAST_UPDATE_KEY = "last_update_id"
 MAX_TEXT = 4096  # UTF-16 code units per Telegram message

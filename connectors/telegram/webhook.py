@@ -8,29 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from connectors.http import Rejected
+
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    503: "unavailable",
-}
-
-
-class Rejected(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-    def response(self) -> web.Response:
-        code = _CODES.get(self.status, f"http_{self.status}")
-        return web.json_response(
-            {"error": {"code": code, "message": self.reason}}, status=self.status
-        )
 
 
 def secret_matches(request: web.Request, secret: str) -> bool:

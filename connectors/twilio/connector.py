@@ -26,6 +26,7 @@ from connectors.base import (
     InboundMessage,
     OutboundMessage,
 )
+from connectors.http import Rejected
 
 from .errors import WHATSAPP_WINDOW_CLOSED, error_reason
 from .phone import WHATSAPP_PREFIX, phone_address, to_e164
@@ -33,7 +34,6 @@ from .rest import TwilioRestClient
 from .settings import TwilioSmsSettings, TwilioWhatsAppSettings
 from .signature import SignatureVerifier
 from .webhook import (
-    Rejected,
     delivery_receipt,
     media_items,
     media_name,

@@ -13,35 +13,12 @@ from aiohttp import web
 from multidict import MultiDict
 
 from connectors.base import DeliveryReceipt
+from connectors.http import Rejected
 
 from .errors import error_reason
 from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, SignatureVerifier, signed_url
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
-
-
-_CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    503: "unavailable",
-}
-
-
-class Rejected(Exception):
-    """A webhook refused with an HTTP status; nothing was stored."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-    def response(self) -> web.Response:
-        code = _CODES.get(self.status, f"http_{self.status}")
-        return web.json_response(
-            {"error": {"code": code, "message": self.reason}}, status=self.status
-        )
 
 
 def twiml_response() -> web.Response:

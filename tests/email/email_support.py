@@ -33,6 +33,7 @@ from connectors.base import (
     SubmitResult,
 )
 from connectors.email.settings import EmailSettings
+from tests.standins.context import MemoryKV
 
 CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "email"
 DOVECOT = "/usr/sbin/dovecot"
@@ -262,23 +263,6 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 # ---------------------------------------------------------------------------------------
 # A fake core
-
-
-class MemoryKV:
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-
-    async def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    async def set(self, key: str, value: str) -> None:
-        self.data[key] = value
-
-    async def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-    async def lease(self, key: str, holder: str, ttl: float) -> bool:
-        return True
 
 
 class FakeCore:

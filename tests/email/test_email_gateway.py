@@ -146,6 +146,13 @@ async def _assigned(client: Any, conv_id: str) -> dict[str, Any] | None:
     return conv if conv["assignee"] else None
 
 
+async def _with_status(
+    client: Any, conv_id: str, msg_id: str, status: str
+) -> dict[str, Any] | None:
+    conv = await full(client, conv_id)
+    return next((m for m in conv["messages"] if m["id"] == msg_id and m["status"] == status), None)
+
+
 async def _count(client: Any, conv_id: str, n: int) -> dict[str, Any] | None:
     conv = await full(client, conv_id)
     inbound = [m for m in conv["messages"] if m["direction"] == "in"]
@@ -183,13 +190,9 @@ async def test_smtp_trouble_is_retried_and_delivered_once(
         json={"text": "again", "agent": "alice"},
     )
 
-    async def failed() -> dict[str, Any] | None:
-        conv = await full(client, convs[0]["id"])
-        return next(
-            (m for m in conv["messages"] if m["id"] == msg["id"] and m["status"] == "failed"), None
-        )
-
-    final = await wait_for(failed, timeout=10)
+    final = await wait_for(
+        lambda: _with_status(client, convs[0]["id"], msg["id"], "failed"), timeout=10
+    )
     assert "550" in final["reason"] and "no such user" in final["reason"]
 
 
@@ -281,13 +284,9 @@ async def test_bounce_marks_the_reply_failed(
     sent_id = smtp_server.received[0].message["Message-ID"]
     await mailbox.append(bounce_for(sent_id, CUSTOMER))
 
-    async def failed() -> dict[str, Any] | None:
-        conv = await full(client, convs[0]["id"])
-        return next(
-            (m for m in conv["messages"] if m["id"] == msg["id"] and m["status"] == "failed"), None
-        )
-
-    reply = await wait_for(failed, timeout=15)
+    reply = await wait_for(
+        lambda: _with_status(client, convs[0]["id"], msg["id"], "failed"), timeout=15
+    )
     assert "5.1.1" in reply["reason"]
     # The bounce is a receipt, not a customer message: nothing new in any conversation.
     conv = await full(client, convs[0]["id"])
