@@ -111,6 +111,7 @@ class Gateway:
         self._sockets: set[web.WebSocketResponse] = set()
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._stopped = False
         self.app = web.Application(
             middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes
         )
@@ -338,26 +339,33 @@ class Gateway:
             return
 
     async def stop(self) -> None:
-        """Graceful: stop accepting, finish in-flight work, flush, close."""
+        """Graceful, in order: stop accepting connections; end the event streams; stop the
+        channels (no new inbound); let in-flight requests finish; stop routing and let
+        in-flight sends finish; close the store. A second call does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("switchboard stopping")
-        for task in list(self._tasks):
-            task.cancel()
+        timeout = self.config.server.shutdown_timeout
+        if self._runner is not None:
+            for site in list(self._runner.sites):
+                await site.stop()
+        self.bus.close()
         for ws in list(self._sockets):
             with contextlib.suppress(Exception):
                 await ws.close(code=1001, message=b"server shutting down")
-        self.bus.close()
-        if self._runner is not None:
-            await self._runner.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
         for name, connector in self.connectors.items():
             try:
-                await asyncio.wait_for(connector.stop(), self.config.server.shutdown_timeout)
+                await asyncio.wait_for(connector.stop(), timeout)
             except Exception:
                 log.exception("channel did not stop cleanly", extra={"channel": name})
-        await self.dispatcher.stop()
-        await self.outbox.stop(self.config.server.shutdown_timeout)
-        await self.webhooks.stop()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await self._runner.cleanup()  # waits for in-flight handlers, up to the timeout
+        await self.dispatcher.stop()
+        await self.outbox.stop(timeout)
+        await self.webhooks.stop()
         if self._http is not None:
             await self._http.close()
         await self.store.close()

@@ -238,10 +238,12 @@ def _substitute(data: Any, loc: Loc, env: dict[str, str], problems: list[tuple[L
 
         def repl(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in env:
+            if env.get(name):
                 return env[name]
-            if default is not None:
+            if default is not None:  # like a shell: unset or empty takes the default
                 return default
+            if name in env:
+                return ""
             problems.append((loc, f"environment variable {name} is not set"))
             return ""
 

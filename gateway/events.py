@@ -38,12 +38,16 @@ class Subscription:
 
 class EventBus:
     def __init__(self) -> None:
+        self._closed = False
         self._subs: set[Subscription] = set()
         self._listeners: list[Callable[[Event], None]] = []
 
     def subscribe(self, maxsize: int = 10_000) -> Subscription:
         sub = Subscription(self, maxsize)
-        self._subs.add(sub)
+        if self._closed:
+            sub.queue.put_nowait(None)  # shutting down: the stream ends at once
+        else:
+            self._subs.add(sub)
         return sub
 
     def listen(self, fn: Callable[[Event], None]) -> None:
@@ -69,6 +73,7 @@ class EventBus:
                     sub.queue.put_nowait(None)
 
     def close(self) -> None:
+        self._closed = True
         for sub in list(self._subs):
             self._subs.discard(sub)
             with contextlib.suppress(asyncio.QueueFull):

@@ -228,6 +228,7 @@ async def assign(request: web.Request) -> web.Response:
     if agent_cfg is None:
         fail(404, "not_found", f"agent {body.agent} not found")
     conv = await gw.store.get_conversation(request.match_info["id"])
+    _own(principal, conv.assignee)
     capacity = None
     if not body.force:
         states = {s.id: s for s in await gw.store.agent_states()}
@@ -280,6 +281,7 @@ async def resolve(request: web.Request) -> web.Response:
 async def reopen(request: web.Request) -> web.Response:
     principal = _auth(request)
     gw = _gw(request)
+    _own(principal, (await gw.store.get_conversation(request.match_info["id"])).assignee)
     conv, events = await gw.store.reopen(request.match_info["id"], principal.name, gw.clock())
     gw.publish(events)
     gw.dispatcher.poke()
@@ -406,7 +408,9 @@ async def explain(request: web.Request) -> web.Response:
 
 # --- events ----------------------------------------------------------------------------------
 def _since(request: web.Request) -> int | None:
-    raw = request.query.get("since") or request.headers.get("Last-Event-ID")
+    # A reconnecting EventSource repeats its URL (?since=...) and adds Last-Event-ID, which
+    # is where it really is.
+    raw = request.headers.get("Last-Event-ID") or request.query.get("since")
     if raw is None:
         return None
     try:
@@ -499,7 +503,7 @@ async def _sse(request: web.Request, gw: Gateway, since: int | None) -> web.Stre
             await asyncio.wait({pump}, timeout=15)
             if not pump.done():
                 await resp.write(b": keep-alive\n\n")
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         pass
     finally:
         pump.cancel()

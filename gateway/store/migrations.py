@@ -141,4 +141,16 @@ INSERT INTO agent_load(agent_id, channel_kind, n)
     GROUP BY assignee, channel_kind
 """,
     ),
+    (
+        3,
+        """
+ALTER TABLE outbox ADD COLUMN to_kind TEXT;
+ALTER TABLE outbox ADD COLUMN to_address TEXT;
+UPDATE outbox SET
+    to_kind = (SELECT c.reply_kind FROM messages m JOIN conversations c ON c.id = m.conversation_id
+               WHERE m.id = outbox.message_id),
+    to_address = (SELECT c.reply_address FROM messages m JOIN conversations c
+                  ON c.id = m.conversation_id WHERE m.id = outbox.message_id)
+""",
+    ),
 ]

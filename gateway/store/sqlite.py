@@ -102,10 +102,13 @@ class SqliteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # Also when COMMIT itself fails (disk full, I/O error): never leave the
+                # connection inside a transaction, or every later write would fail too.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return result
 
         async with self._lock:
@@ -123,10 +126,11 @@ class SqliteStore(Store):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={target}")
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @staticmethod
     def _events(conn: sqlite3.Connection, now: float, new: list[NewEvent]) -> list[Event]:
@@ -404,6 +408,12 @@ class SqliteStore(Store):
             ).fetchone()
             if hit is not None:
                 conv = self._get_conv(conn, hit[0])
+        if (
+            conv is not None
+            and conv.status == "resolved"
+            and (conv.resolved_at or 0) < now - req.reopen_window
+        ):
+            conv = None  # too old to reopen: look for the active one instead
         if conv is None:
             # The contact's active conversation, else one resolved within the reopen window.
             hit = conn.execute(
@@ -414,12 +424,6 @@ class SqliteStore(Store):
             ).fetchone()
             if hit is not None:
                 conv = self._conv(hit)
-        if (
-            conv is not None
-            and conv.status == "resolved"
-            and (conv.resolved_at or 0) < now - req.reopen_window
-        ):
-            conv = None  # too old to reopen: a new conversation
 
         created = reopened = False
         before = (None, "open") if conv is None else (conv.assignee, conv.status)
@@ -612,8 +616,9 @@ class SqliteStore(Store):
         )
         self._insert_message(conn, message)
         conn.execute(
-            "INSERT INTO outbox(message_id, channel, attempts, next_attempt_at) VALUES (?,?,0,?)",
-            (message.id, message.channel, now),
+            "INSERT INTO outbox(message_id, channel, attempts, next_attempt_at, to_kind, to_address)"
+            " VALUES (?,?,0,?,?,?)",
+            (message.id, message.channel, now, conv.reply_kind, conv.reply_address),
         )
         status = conv.status
         first = conv.first_response_at
@@ -687,10 +692,15 @@ class SqliteStore(Store):
             rows = conn.execute(
                 "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html,"
                 " COALESCE(m.subject, c.subject),"
-                " m.automated, c.reply_kind, c.reply_address, c.thread_token, m.sender_id"
+                " m.automated, COALESCE(o.to_kind, c.reply_kind), COALESCE(o.to_address, c.reply_address),"
+                " c.thread_token, m.sender_id"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
+                # Replies leave one conversation in order: none overtakes an earlier one.
+                " AND NOT EXISTS (SELECT 1 FROM outbox o2 JOIN messages m2 ON m2.id = o2.message_id"
+                " WHERE m2.conversation_id = m.conversation_id"
+                " AND (m2.created_at < m.created_at OR (m2.created_at = m.created_at AND m2.id < m.id)))"
                 " ORDER BY o.next_attempt_at LIMIT ?",
                 (now, now, limit),
             ).fetchall()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+import aiohttp
+import pytest
 import standardwebhooks
 
 from tests.gateway.conftest import (
@@ -288,3 +291,66 @@ async def test_me_and_unencoded_plus_in_phone_lookup(gateway_factory: Any) -> No
     assert s == 200 and b["contacts"][0]["identities"] == [
         {"kind": "phone", "address": "+14155550123"}
     ]
+
+
+async def test_agent_cannot_take_or_reopen_a_colleagues_conversation(gateway_factory: Any) -> None:
+    _, client = await gateway_factory()
+    _, body = await client.inbound("own-1", "hello")
+    conv = await wait_for(lambda: _assigned(client, body["conversation_id"]))
+    owner = conv["assignee"]
+    other = "bob" if owner == "alice" else "alice"
+    s, _ = await client.call(
+        "POST",
+        f"/v1/conversations/{conv['id']}/assign",
+        token=agent_token(other),
+        json={"agent": other},
+    )
+    assert s == 403
+    await client.call("POST", f"/v1/conversations/{conv['id']}/resolve", token=agent_token(owner))
+    s, _ = await client.call(
+        "POST", f"/v1/conversations/{conv['id']}/reopen", token=agent_token(other)
+    )
+    assert s == 403
+    assert (
+        await client.call(
+            "POST", f"/v1/conversations/{conv['id']}/reopen", token=agent_token(owner)
+        )
+    )[0] == 200
+
+
+async def test_sse_reconnect_resumes_from_last_event_id(gateway_factory: Any) -> None:
+    gw, client = await gateway_factory()
+    await client.inbound("sse-1", "hello")
+    last = await gw.store.last_event_id()
+    await client.inbound("sse-2", "again", sender="cust-2")
+    # An EventSource reconnects to the same URL (?since=0) and adds Last-Event-ID.
+    headers = {
+        "Authorization": f"Bearer {ADMIN}",
+        "Accept": "text/event-stream",
+        "Last-Event-ID": str(last),
+    }
+    async with client.http.get(f"{client.base}/v1/events?since=0", headers=headers) as resp:
+        chunk = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
+    assert chunk.startswith(f"id: {last + 1}\n".encode())
+
+
+async def test_stop_refuses_new_work_and_ends_open_streams(gateway_factory: Any) -> None:
+    gw, client = await gateway_factory()
+    connector = gw.connectors["api"]
+
+    async def slow_stop() -> None:  # a channel that takes a while to stop, like IMAP logout
+        await asyncio.sleep(1.0)
+
+    connector.stop = slow_stop  # type: ignore[method-assign]
+    headers = {"Authorization": f"Bearer {ADMIN}", "Accept": "text/event-stream"}
+    async with client.http.get(f"{client.base}/v1/events", headers=headers) as stream:
+        started = asyncio.get_running_loop().time()
+        stopping = asyncio.create_task(gw.stop())
+        await asyncio.sleep(0.3)  # the channel is stopping: nothing new may be accepted
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with aiohttp.ClientSession() as fresh:
+                await fresh.post(f"{client.base}/v1/channels/api/messages", json={})
+        await asyncio.wait_for(stopping, 5)
+        assert await stream.content.read() == b""  # the open stream was ended
+    assert asyncio.get_running_loop().time() - started < 5
+    await gw.stop()  # a second stop is harmless

@@ -180,3 +180,8 @@ def test_acknowledgement_template_and_channels_are_checked() -> None:
         p.startswith("conversations.acknowledgement.channels[0]") and "unknown channel 'fax'" in p
         for p in problems(fixed)
     )
+
+
+def test_empty_variable_takes_the_default_like_a_shell() -> None:
+    loaded = load_config_text(GOOD, env={"SWITCHBOARD_PORT": ""})
+    assert loaded.config.server.port == 8080

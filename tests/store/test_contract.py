@@ -285,3 +285,48 @@ async def test_load_counters_match_a_recount(store: Store) -> None:
             )
     snap = await store.routing_snapshot()
     assert snap.loads == recount == {("bob", "email"): 2}
+
+
+async def test_queued_reply_keeps_its_channel_and_recipient(store: Store) -> None:
+    """A reply goes where the customer was when it was written, even if they switch channels."""
+    conv = (await ingest(store, inbound("1", "dana@example.com"), channel="mail")).conversation
+    await store.add_outbound(OutboundRequest(conv.id, "answer", "agent", "alice", 1100))
+    switched = await ingest(
+        store,
+        InboundMessage(
+            "chat-1",
+            Identity("webchat", "v-9"),
+            "hi from chat",
+            extra_identities=[Identity("email", "dana@example.com")],
+        ),
+        now=1200,
+        channel="chat",
+    )
+    assert switched.conversation.id == conv.id
+    [item] = await store.outbox_lease(1300, 10, 30)
+    assert (item.channel, item.to) == ("mail", Identity("email", "dana@example.com"))
+
+
+async def test_old_thread_reply_joins_the_active_conversation(store: Store) -> None:
+    old = await ingest(store, inbound("1", provider_message_id="<old@x>"))
+    await store.resolve(old.conversation.id, "admin", None, 1100)
+    current = await ingest(store, inbound("2"), now=1100 + WEEK + 10)
+    assert current.created
+    late = await ingest(store, inbound("3", thread_refs=["<old@x>"]), now=1100 + WEEK + 20)
+    assert late.conversation.id == current.conversation.id and not late.created
+
+
+async def test_replies_of_one_conversation_leave_in_order(store: Store) -> None:
+    conv = (await ingest(store, inbound("1"))).conversation
+    first, _ = await store.add_outbound(
+        OutboundRequest(conv.id, "one moment", "agent", "alice", 1100)
+    )
+    second, _ = await store.add_outbound(
+        OutboundRequest(conv.id, "here it is", "agent", "alice", 1101)
+    )
+    assert [i.message_id for i in await store.outbox_lease(1200, 10, 30)] == [first.id]
+    await store.outbox_record(first.id, DeliveryResult.retry("busy"), 1300, 1201)
+    assert await store.outbox_lease(1250, 10, 30) == []  # the second waits for the first
+    assert [i.message_id for i in await store.outbox_lease(1300, 10, 30)] == [first.id]
+    await store.outbox_record(first.id, DeliveryResult.sent("p1"), None, 1301)
+    assert [i.message_id for i in await store.outbox_lease(1302, 10, 30)] == [second.id]
