@@ -282,6 +282,7 @@ class Gateway:
         )
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
+        await self.webhooks.start(self.bus, self._http)
         self._runner = web.AppRunner(
             self.app, access_log=None, shutdown_timeout=self.config.server.shutdown_timeout
         )
@@ -298,7 +299,6 @@ class Gateway:
             self._spawn(self._start_channel(name, connector))
         await self.dispatcher.start()
         await self.outbox.start()
-        self.webhooks.attach(self.bus, self._http)
         log.info(
             "switchboard started",
             extra={

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -32,6 +33,16 @@ def backoff(
     """Delay before attempt `attempt + 1`: full jitter over min(cap, base·2^(attempt-1))."""
     ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
     return float(ceiling / 2 + rng() * ceiling / 2)
+
+
+def retry_delay(attempt: int, result: DeliveryResult, config: OutboxConfig) -> float:
+    """Seconds before the next attempt: the provider's `retry_after` when it gives one,
+    within [0, max_delay] (a bogus or endless value must not park a reply for ever);
+    otherwise exponential backoff with jitter."""
+    if result.retry_after is not None:
+        wanted = result.retry_after if math.isfinite(result.retry_after) else config.max_delay
+        return min(max(wanted, 0.0), config.max_delay)
+    return backoff(attempt, config.base_delay, config.max_delay)
 
 
 def degrade(
@@ -158,10 +169,7 @@ class Outbox:
                     f"gave up after {attempt} attempts: {result.reason or 'retry'}"
                 )
             else:
-                delay = backoff(attempt, self.config.base_delay, self.config.max_delay)
-                if result.retry_after is not None:
-                    delay = max(result.retry_after, 0.0)
-                next_at = self.clock() + delay
+                next_at = self.clock() + retry_delay(attempt, result, self.config)
         METRICS.messages_out.labels(item.channel, result.status).inc()
         if result.status != "sent":
             log.info(

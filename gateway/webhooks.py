@@ -26,26 +26,43 @@ log = logging.getLogger("switchboard.webhooks")
 
 
 class _Endpoint:
-    def __init__(
-        self, index: int, cfg: WebhookConfig, store: Store, http: aiohttp.ClientSession
-    ) -> None:
+    def __init__(self, cfg: WebhookConfig, store: Store, http: aiohttp.ClientSession) -> None:
         self.cfg = cfg
         self.key = decode_secret(cfg.secret.get_secret_value())
         self.store = store
         self.http = http
-        self.cursor_key = f"webhook:{index}:{cfg.url}"
+        # Keyed by URL: reordering or adding endpoints never moves another one's place.
+        self.cursor_key = f"webhook:{cfg.url}"
+        self.cursor = 0
         self.wake = asyncio.Event()
+
+    async def load_cursor(self) -> None:
+        """A new endpoint starts at the current end of the log; a known one where it was."""
+        text = await self.store.kv_get("webhooks", self.cursor_key)
+        if text is None:
+            self.cursor = await self.store.last_event_id()
+            await self.store.kv_set("webhooks", self.cursor_key, str(self.cursor))
+        else:
+            self.cursor = int(text)
 
     def wants(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.cfg.events)
 
     async def run(self) -> None:
-        cursor_text = await self.store.kv_get("webhooks", self.cursor_key)
-        cursor = int(cursor_text) if cursor_text else await self.store.last_event_id()
-        await self.store.kv_set("webhooks", self.cursor_key, str(cursor))
+        """Deliver forever; a store error is logged and retried, never the end of delivery."""
+        while True:
+            try:
+                await self._deliver()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook delivery loop failed; retrying", extra={"url": self.cfg.url})
+                await asyncio.sleep(5.0)
+
+    async def _deliver(self) -> None:
         failures = 0
         while True:
-            batch = await self.store.events_since(cursor, 100)
+            batch = await self.store.events_since(self.cursor, 100)
             if not batch:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -57,8 +74,8 @@ class _Endpoint:
                         failures += 1
                         await asyncio.sleep(backoff(failures, 1.0, 300.0))
                     failures = 0
-                cursor = event.id
-                await self.store.kv_set("webhooks", self.cursor_key, str(cursor))
+                self.cursor = event.id
+                await self.store.kv_set("webhooks", self.cursor_key, str(self.cursor))
 
     async def _post(self, event: Event) -> bool:
         body = event_json(event).encode()
@@ -85,11 +102,17 @@ class WebhookSender:
         self._endpoints: list[_Endpoint] = []
         self._tasks: list[asyncio.Task[None]] = []
 
-    def attach(self, bus: EventBus, http: aiohttp.ClientSession) -> None:
-        for i, cfg in enumerate(self.configs):
-            endpoint = _Endpoint(i, cfg, self.store, http)
+    async def start(self, bus: EventBus, http: aiohttp.ClientSession) -> None:
+        """Load every cursor, then deliver. Called before the gateway accepts anything, so
+        no event falls between a new endpoint's starting point and its first delivery."""
+        for cfg in self.configs:
+            endpoint = _Endpoint(cfg, self.store, http)
+            await endpoint.load_cursor()
             self._endpoints.append(endpoint)
-            self._tasks.append(asyncio.create_task(endpoint.run(), name=f"webhook-{i}"))
+        for endpoint in self._endpoints:
+            self._tasks.append(
+                asyncio.create_task(endpoint.run(), name=f"webhook {endpoint.cfg.url}")
+            )
         if self._endpoints:
             bus.listen(self._wake_all)
 

@@ -153,4 +153,17 @@ UPDATE outbox SET
                   ON c.id = m.conversation_id WHERE m.id = outbox.message_id)
 """,
     ),
+    (
+        4,
+        """
+CREATE TABLE early_receipts (
+    channel TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (channel, provider_message_id, status)
+)
+""",
+    ),
 ]

@@ -656,35 +656,54 @@ class SqliteStore(Store):
     async def apply_receipt(
         self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
     ) -> list[Event]:
-        def op(conn: sqlite3.Connection) -> list[Event]:
-            row = conn.execute(
-                "SELECT id, status FROM messages WHERE channel=? AND provider_message_id=? AND direction='out'",
-                (channel, provider_message_id),
-            ).fetchone()
-            if row is None:
-                return []
-            current = row[1]
-            if current == "failed" or (
-                status != "failed" and _STATUS_ORDER.get(status, 0) <= _STATUS_ORDER.get(current, 0)
-            ):
-                return []
-            conn.execute(
-                "UPDATE messages SET status=?, reason=?, updated_at=? WHERE id=?",
-                (status, reason, now, row[0]),
+        return await self._tx(
+            lambda conn: self._apply_receipt(
+                conn, channel, provider_message_id, status, reason, now
             )
-            m = self._get_msg(conn, row[0])
-            return self._events(
-                conn,
-                now,
-                [
-                    NewEvent(
-                        f"message.{status}",
-                        {"conversation_id": m.conversation_id, "message": m.to_api()},
-                    )
-                ],
-            )
+        )
 
-        return await self._tx(op)
+    def _apply_receipt(
+        self,
+        conn: sqlite3.Connection,
+        channel: str,
+        provider_message_id: str,
+        status: str,
+        reason: str | None,
+        now: float,
+    ) -> list[Event]:
+        row = conn.execute(
+            "SELECT id, status FROM messages WHERE channel=? AND provider_message_id=? AND direction='out'",
+            (channel, provider_message_id),
+        ).fetchone()
+        if row is None:
+            # The provider can answer before our send is recorded: keep it for outbox_record.
+            # (Receipts for ids we never sent stay here; they are small and never match.)
+            conn.execute(
+                "INSERT OR IGNORE INTO early_receipts(channel, provider_message_id, status, reason, at)"
+                " VALUES (?,?,?,?,?)",
+                (channel, provider_message_id, status, reason, now),
+            )
+            return []
+        current = row[1]
+        if current == "failed" or (
+            status != "failed" and _STATUS_ORDER.get(status, 0) <= _STATUS_ORDER.get(current, 0)
+        ):
+            return []
+        conn.execute(
+            "UPDATE messages SET status=?, reason=?, updated_at=? WHERE id=?",
+            (status, reason, now, row[0]),
+        )
+        m = self._get_msg(conn, row[0])
+        return self._events(
+            conn,
+            now,
+            [
+                NewEvent(
+                    f"message.{status}",
+                    {"conversation_id": m.conversation_id, "message": m.to_api()},
+                )
+            ],
+        )
 
     # --- outbox ----------------------------------------------------------------------------
     async def outbox_lease(self, now: float, limit: int, lease_seconds: float) -> list[OutboxItem]:
@@ -748,6 +767,7 @@ class SqliteStore(Store):
             ).fetchone()
             if row is None:
                 return []
+            early: list[tuple[str, str | None]] = []
             if result.status == "sent":
                 conn.execute("DELETE FROM outbox WHERE message_id=?", (message_id,))
                 conn.execute(
@@ -755,6 +775,7 @@ class SqliteStore(Store):
                     (result.provider_message_id, now, message_id),
                 )
                 kind = "message.sent"
+                early = self._early_receipts(conn, message_id, result.provider_message_id)
             elif result.status == "retry" and next_attempt_at is not None:
                 conn.execute(
                     "UPDATE outbox SET attempts=attempts+1, next_attempt_at=?, lease_until=NULL, last_error=?"
@@ -770,13 +791,39 @@ class SqliteStore(Store):
                 )
                 kind = "message.failed"
             m = self._get_msg(conn, message_id)
-            return self._events(
+            events = self._events(
                 conn,
                 now,
                 [NewEvent(kind, {"conversation_id": m.conversation_id, "message": m.to_api()})],
             )
+            for status, reason in early:
+                events += self._apply_receipt(
+                    conn, m.channel, result.provider_message_id or "", status, reason, now
+                )
+            return events
 
         return await self._tx(op)
+
+    @staticmethod
+    def _early_receipts(
+        conn: sqlite3.Connection, message_id: str, provider_message_id: str | None
+    ) -> list[tuple[str, str | None]]:
+        """Receipts that arrived before the send was recorded, oldest first; removed."""
+        if not provider_message_id:
+            return []
+        channel = conn.execute("SELECT channel FROM messages WHERE id=?", (message_id,)).fetchone()[
+            0
+        ]
+        rows = conn.execute(
+            "SELECT status, reason FROM early_receipts WHERE channel=? AND provider_message_id=?"
+            " ORDER BY at",
+            (channel, provider_message_id),
+        ).fetchall()
+        conn.execute(
+            "DELETE FROM early_receipts WHERE channel=? AND provider_message_id=?",
+            (channel, provider_message_id),
+        )
+        return [(str(r[0]), r[1]) for r in rows]
 
     async def outbox_next_due(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:

@@ -84,3 +84,16 @@ async def test_agent_cannot_reply_on_someone_elses_conversation(gateway_factory:
 async def _assigned(client: Any, conv_id: str) -> dict[str, Any] | None:
     _, conv = await client.call("GET", f"/v1/conversations/{conv_id}")
     return conv if conv["assignee"] else None
+
+
+def test_retry_after_is_honoured_within_max_delay() -> None:
+    from connectors.base import DeliveryResult
+    from gateway.config import OutboxConfig
+    from gateway.outbox import retry_delay
+
+    cfg = OutboxConfig(base_delay=1.0, max_delay=60.0)
+    assert retry_delay(3, DeliveryResult.retry("429", retry_after=7), cfg) == 7
+    assert retry_delay(3, DeliveryResult.retry("429", retry_after=float("inf")), cfg) == 60
+    assert retry_delay(3, DeliveryResult.retry("429", retry_after=1e9), cfg) == 60
+    assert retry_delay(3, DeliveryResult.retry("429", retry_after=-5), cfg) == 0
+    assert 2.0 <= retry_delay(3, DeliveryResult.retry("503"), cfg) <= 4.0

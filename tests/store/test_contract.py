@@ -330,3 +330,15 @@ async def test_replies_of_one_conversation_leave_in_order(store: Store) -> None:
     assert [i.message_id for i in await store.outbox_lease(1300, 10, 30)] == [first.id]
     await store.outbox_record(first.id, DeliveryResult.sent("p1"), None, 1301)
     assert [i.message_id for i in await store.outbox_lease(1302, 10, 30)] == [second.id]
+
+
+async def test_a_receipt_faster_than_the_send_record_is_kept(store: Store) -> None:
+    """A provider's status callback can beat our own bookkeeping of the send."""
+    conv = (await ingest(store, inbound("1"))).conversation
+    msg, _ = await store.add_outbound(OutboundRequest(conv.id, "hi", "agent", "alice", 1100))
+    await store.outbox_lease(1100, 10, 30)
+    assert await store.apply_receipt("mail", "prov-early", "delivered", None, 1101) == []
+    events = await store.outbox_record(msg.id, DeliveryResult.sent("prov-early"), None, 1102)
+    assert [e.type for e in events] == ["message.sent", "message.delivered"]
+    [stored] = [m for m in await store.messages(conv.id) if m.id == msg.id]
+    assert stored.status == "delivered"
