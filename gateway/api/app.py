@@ -201,6 +201,10 @@ async def reply(request: web.Request) -> web.Response:
     conv = await gw.store.get_conversation(request.match_info["id"])
     if principal.acting_agent and conv.assignee not in (None, principal.acting_agent):
         fail(403, "forbidden", f"the conversation is assigned to {conv.assignee}")
+    if conv.last_channel not in gw.connectors:
+        fail(
+            409, "channel_unavailable", f"channel {conv.last_channel!r} is not configured any more"
+        )
     message = await gw.send_reply(
         OutboundRequest(
             conversation_id=conv.id,

@@ -97,3 +97,15 @@ def test_retry_after_is_honoured_within_max_delay() -> None:
     assert retry_delay(3, DeliveryResult.retry("429", retry_after=1e9), cfg) == 60
     assert retry_delay(3, DeliveryResult.retry("429", retry_after=-5), cfg) == 0
     assert 2.0 <= retry_delay(3, DeliveryResult.retry("503"), cfg) <= 4.0
+
+
+async def test_reply_on_a_channel_no_longer_configured_is_refused(gateway_factory: Any) -> None:
+    gw, client = await gateway_factory()
+    _, body = await client.inbound("gone-1", "hello")
+    gw.connectors.pop("api")  # as after a restart with the channel removed from the config
+    status, err = await client.call(
+        "POST",
+        f"/v1/conversations/{body['conversation_id']}/messages",
+        json={"text": "hi", "agent": "alice"},
+    )
+    assert status == 409 and "api" in err["error"]["message"]
