@@ -67,7 +67,7 @@ class ChannelKV:
 
 def make_store(loaded: LoadedConfig) -> Store:
     cfg = loaded.config.store
-    return SqliteStore(cfg.path)
+    return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
 
 
 class Gateway:

@@ -67,6 +67,11 @@ class ServerConfig(Strict):
 class StoreConfig(Strict):
     backend: Literal["sqlite"] = "sqlite"
     path: str = "var/switchboard.db"
+    synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description="normal: a committed message survives a crash of the process; full: "
+        "also an OS crash or power loss, at the cost of an fsync per commit.",
+    )
 
 
 class TokenConfig(Strict):
@@ -173,7 +178,7 @@ class OutboxConfig(Strict):
 
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
-    store: StoreConfig = Field(default_factory=StoreConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
     auth: AuthConfig = Field(default_factory=AuthConfig)
     agents: list[AgentConfig] = Field(default_factory=list)
     channels: list[ChannelConfig] = Field(default_factory=list)

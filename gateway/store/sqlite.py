@@ -55,8 +55,10 @@ def _dumps(value: Any) -> str:
 
 class SqliteStore(Store):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous is NORMAL or FULL")
         self.path = str(path)
-        self.synchronous = synchronous
+        self.synchronous = synchronous.upper()
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._pending: list[tuple[IngestRequest, asyncio.Future[IngestOutcome]]] = []

@@ -185,3 +185,14 @@ def test_acknowledgement_template_and_channels_are_checked() -> None:
 def test_empty_variable_takes_the_default_like_a_shell() -> None:
     loaded = load_config_text(GOOD, env={"SWITCHBOARD_PORT": ""})
     assert loaded.config.server.port == 8080
+
+
+def test_store_durability_setting() -> None:
+    loaded = load_config_text(
+        GOOD.replace("  backend: sqlite\n", "  backend: sqlite\n  synchronous: full\n"), env={}
+    )
+    assert loaded.config.store.synchronous == "full"
+    found = problems(
+        GOOD.replace("  backend: sqlite\n", "  backend: sqlite\n  synchronous: sometimes\n")
+    )
+    assert any(p.startswith("store.synchronous") for p in found), found

@@ -26,3 +26,10 @@ async def test_a_failed_commit_leaves_the_store_usable(tmp_path: Path) -> None:
     await store.kv_set("ns", "k", "v")  # the next write works: nothing is left half-open
     assert await store.kv_get("ns", "k") == "v"
     await store.close()
+
+
+async def test_full_synchronous_is_applied(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "f.db", synchronous="full")
+    await store.open()
+    assert await store._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
+    await store.close()
