@@ -25,7 +25,8 @@ class Contact:
     id: str
     name: str | None
     attributes: dict[str, str]
-    identities: list[tuple[str, str]]
+    # (kind, address, verified): unverified rests only on what the customer typed.
+    identities: list[tuple[str, str, bool]]
     created_at: float
     merged_into: str | None = None
 
@@ -34,7 +35,7 @@ class Contact:
             "id": self.id,
             "name": self.name,
             "attributes": self.attributes,
-            "identities": [{"kind": k, "address": a} for k, a in self.identities],
+            "identities": [{"kind": k, "address": a, "verified": v} for k, a, v in self.identities],
             "created_at": iso(self.created_at),
             "merged_into": self.merged_into,
         }

@@ -166,4 +166,10 @@ CREATE TABLE early_receipts (
 )
 """,
     ),
+    (
+        5,
+        """
+ALTER TABLE identities ADD COLUMN verified INTEGER NOT NULL DEFAULT 1
+""",
+    ),
 ]

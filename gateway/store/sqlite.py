@@ -258,11 +258,16 @@ class SqliteStore(Store):
         if row is None:
             raise NotFound(f"contact {contact_id} not found")
         identities = conn.execute(
-            "SELECT kind, address FROM identities WHERE contact_id=? ORDER BY kind, address",
+            "SELECT kind, address, verified FROM identities WHERE contact_id=? ORDER BY kind, address",
             (contact_id,),
         ).fetchall()
         return Contact(
-            row[0], row[1], json.loads(row[2]), [tuple(i) for i in identities], row[3], row[4]
+            row[0],
+            row[1],
+            json.loads(row[2]),
+            [(str(i[0]), str(i[1]), bool(i[2])) for i in identities],
+            row[3],
+            row[4],
         )
 
     # --- ingest ----------------------------------------------------------------------------
@@ -360,10 +365,13 @@ class SqliteStore(Store):
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = self._contact_of(conn, identity)
+        # True when only something the customer typed (a pre-chat email) names the contact.
+        claimed = False
         for extra in msg.extra_identities:
             if contact_id is not None:
                 break
             contact_id = self._contact_of(conn, extra)
+            claimed = contact_id is not None
         if contact_id is None:
             contact_id = new_id("ct")
             conn.execute(
@@ -384,11 +392,13 @@ class SqliteStore(Store):
                     (msg.sender_name, _dumps(attributes), now, contact_id),
                 )
         # Link identities not yet known; one held by another contact stays there (merges
-        # are explicit, never implied by what a customer typed).
-        for ident in (identity, *msg.extra_identities):
+        # are explicit, never implied by what a customer typed). What rests only on a typed
+        # claim is recorded unverified, so agents see it before trusting the link.
+        links = [(identity, not claimed)] + [(extra, False) for extra in msg.extra_identities]
+        for ident, verified in links:
             conn.execute(
-                "INSERT OR IGNORE INTO identities(kind, address, contact_id) VALUES (?,?,?)",
-                (ident.kind, ident.address, contact_id),
+                "INSERT OR IGNORE INTO identities(kind, address, contact_id, verified) VALUES (?,?,?,?)",
+                (ident.kind, ident.address, contact_id, int(verified)),
             )
 
         # Conversation: thread keys first (same contact only), then the open one, then reopen.

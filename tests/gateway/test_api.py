@@ -214,10 +214,10 @@ async def test_contacts_lookup_and_normalisation(gateway_factory: Any) -> None:
     )
     s, b = await client.call("GET", "/v1/contacts?identity=phone:%2B442079460958")
     assert s == 200 and b["contacts"][0]["identities"] == [
-        {"kind": "phone", "address": "+442079460958"}
+        {"kind": "phone", "address": "+442079460958", "verified": True}
     ]
     s, b = await client.call("GET", f"/v1/contacts/{contact_id}")
-    assert b["identities"] == [{"kind": "email", "address": "dana@example.com"}]
+    assert b["identities"] == [{"kind": "email", "address": "dana@example.com", "verified": True}]
 
 
 async def test_waiting_conversation_assigned_when_agent_comes_online(
@@ -289,7 +289,7 @@ async def test_me_and_unencoded_plus_in_phone_lookup(gateway_factory: Any) -> No
         "GET", "/v1/contacts?identity=phone:+14155550123"
     )  # `+` as typed in curl
     assert s == 200 and b["contacts"][0]["identities"] == [
-        {"kind": "phone", "address": "+14155550123"}
+        {"kind": "phone", "address": "+14155550123", "verified": True}
     ]
 
 

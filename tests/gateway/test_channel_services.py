@@ -40,8 +40,11 @@ async def test_extra_identity_joins_the_existing_contact(gateway_factory: Any) -
         ),
     )
     _, found = await client.call("GET", "/v1/contacts?identity=webchat:v-123")
-    identities = {(i["kind"], i["address"]) for i in found["contacts"][0]["identities"]}
-    assert identities == {("email", "dana@example.com"), ("webchat", "v-123")}
+    identities = {
+        (i["kind"], i["address"], i["verified"]) for i in found["contacts"][0]["identities"]
+    }
+    # The chat visitor joined only on a typed email: agents see that link as unverified.
+    assert identities == {("email", "dana@example.com", True), ("webchat", "v-123", False)}
     history = await gw.history(Identity("webchat", "v-123"), 10)
     assert [m["text"] for m in history] == ["by mail", "now by chat"]
     assert history[-1]["conversation_id"] == result.conversation_id
