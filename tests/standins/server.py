@@ -64,3 +64,23 @@ class RestartableServer:
 
     async def close(self) -> None:
         await self.stop()
+
+
+class Standin:
+    """A provider stand-in's lifecycle: it serves on `self.server`, and can be stopped
+    (the provider is down) and started again on the same port."""
+
+    server: RestartableServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    async def close(self) -> None:
+        await self.server.close()

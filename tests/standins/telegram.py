@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .server import Recorded, RestartableServer
+from .server import Recorded, RestartableServer, Standin
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 BOT_ID = 123456789
@@ -58,7 +58,7 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-class TelegramStandin:
+class TelegramStandin(Standin):
     def __init__(self, token: str = TOKEN, port: int | None = None) -> None:
         self.token = token
         self.bot_user = {
@@ -92,20 +92,7 @@ class TelegramStandin:
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         return app
 
-    # -- lifecycle and knobs -------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def close(self) -> None:
-        await self.server.close()
-
+    # -- knobs ---------------------------------------------------------------------------
     def fail_next(
         self,
         method: str,

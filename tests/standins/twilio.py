@@ -30,7 +30,7 @@ from aiohttp import web
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-from .server import Recorded, RestartableServer
+from .server import Recorded, RestartableServer, Standin
 
 API = "/2010-04-01"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
@@ -70,7 +70,7 @@ def _valid_e164(value: str) -> bool:
         return False
 
 
-class TwilioStandin:
+class TwilioStandin(Standin):
     def __init__(
         self,
         account_sid: str = ACCOUNT_SID,
@@ -94,20 +94,7 @@ class TwilioStandin:
         app.router.add_get("/cdn/{media}", self._cdn)
         return app
 
-    # -- lifecycle and knobs -------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def close(self) -> None:
-        await self.server.close()
-
+    # -- knobs ---------------------------------------------------------------------------
     def fail_next(
         self,
         status: int,
