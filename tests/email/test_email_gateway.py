@@ -54,18 +54,6 @@ def email_config(
     return cfg
 
 
-async def conversations_of(client: Any, email: str) -> list[dict[str, Any]]:
-    status, body = await client.call("GET", f"/v1/contacts?identity=email:{email}")
-    if status != 200:
-        return []
-    _, page = await client.call("GET", f"/v1/conversations?contact={body['contacts'][0]['id']}")
-    return page["conversations"]
-
-
-async def full(client: Any, conv_id: str) -> dict[str, Any]:
-    return (await client.call("GET", f"/v1/conversations/{conv_id}"))[1]
-
-
 async def test_mail_in_reply_out_and_threading(
     gateway_factory: Any,
     tmp_path: Path,
@@ -83,14 +71,14 @@ async def test_mail_in_reply_out_and_threading(
             body="Please refund invoice 7.\n\nDana",
         )
     )
-    convs = await wait_for(lambda: conversations_of(client, CUSTOMER), timeout=15)
-    conv = await wait_for(lambda: _assigned(client, convs[0]["id"]))
+    convs = await wait_for(lambda: client.conversations_of(f"email:{CUSTOMER}"), timeout=15)
+    conv = await wait_for(lambda: client.assigned(convs[0]["id"]))
     assert (
         conv["subject"] == "Refund for invoice 7"
         and conv["queue"] == "billing"
         and conv["assignee"] == "alice"
     )
-    inbound = (await full(client, conv["id"]))["messages"][0]
+    inbound = (await client.conversation(conv["id"]))["messages"][0]
     assert inbound["raw"] and (await client.call("GET", inbound["raw"]))[0] == 200
 
     status, _ = await client.call(
@@ -131,30 +119,18 @@ async def test_mail_in_reply_out_and_threading(
     await mailbox.append(make_mail("still broken", sender=CUSTOMER, to=reply_to))
     reopened = await wait_for(lambda: _count(client, conv["id"], 4), timeout=15)
     assert reopened["status"] in ("open", "assigned")
-    assert len(await conversations_of(client, CUSTOMER)) == 1
+    assert len(await client.conversations_of(f"email:{CUSTOMER}")) == 1
 
     # Another customer forwarding our mail does not land in Dana's conversation.
     await mailbox.append(
         make_mail("Fwd: Refund", sender="eve@other.test", headers={"References": our_id})
     )
-    eve = await wait_for(lambda: conversations_of(client, "eve@other.test"), timeout=15)
+    eve = await wait_for(lambda: client.conversations_of("email:eve@other.test"), timeout=15)
     assert eve[0]["id"] != conv["id"]
 
 
-async def _assigned(client: Any, conv_id: str) -> dict[str, Any] | None:
-    conv = await full(client, conv_id)
-    return conv if conv["assignee"] else None
-
-
-async def _with_status(
-    client: Any, conv_id: str, msg_id: str, status: str
-) -> dict[str, Any] | None:
-    conv = await full(client, conv_id)
-    return next((m for m in conv["messages"] if m["id"] == msg_id and m["status"] == status), None)
-
-
 async def _count(client: Any, conv_id: str, n: int) -> dict[str, Any] | None:
-    conv = await full(client, conv_id)
+    conv = await client.conversation(conv_id)
     inbound = [m for m in conv["messages"] if m["direction"] == "in"]
     return conv if len(inbound) >= n else None
 
@@ -170,7 +146,7 @@ async def test_smtp_trouble_is_retried_and_delivered_once(
     cfg["outbox"]["max_attempts"] = 20
     _, client = await gateway_factory(cfg)
     await mailbox.append(make_mail("hello", sender=CUSTOMER))
-    convs = await wait_for(lambda: conversations_of(client, CUSTOMER), timeout=15)
+    convs = await wait_for(lambda: client.conversations_of(f"email:{CUSTOMER}"), timeout=15)
     smtp_server.reply = "451 4.3.0 mailbox busy, try later"
     _, msg = await client.call(
         "POST",
@@ -191,7 +167,7 @@ async def test_smtp_trouble_is_retried_and_delivered_once(
     )
 
     final = await wait_for(
-        lambda: _with_status(client, convs[0]["id"], msg["id"], "failed"), timeout=10
+        lambda: client.message_with_status(convs[0]["id"], msg["id"], "failed"), timeout=10
     )
     assert "550" in final["reason"] and "no such user" in final["reason"]
 
@@ -209,8 +185,8 @@ async def test_automated_mail_is_marked(
             "Out of office", sender="ooo@customer.test", headers={"Auto-Submitted": "auto-replied"}
         )
     )
-    convs = await wait_for(lambda: conversations_of(client, "ooo@customer.test"), timeout=15)
-    messages = (await full(client, convs[0]["id"]))["messages"]
+    convs = await wait_for(lambda: client.conversations_of("email:ooo@customer.test"), timeout=15)
+    messages = (await client.conversation(convs[0]["id"]))["messages"]
     assert messages[0]["automated"] is True
 
 
@@ -274,7 +250,7 @@ async def test_bounce_marks_the_reply_failed(
 ) -> None:
     _, client = await gateway_factory(email_config(tmp_path, dovecot, mailbox, smtp_server))
     await mailbox.append(make_mail("where is my order", sender=CUSTOMER))
-    convs = await wait_for(lambda: conversations_of(client, CUSTOMER), timeout=15)
+    convs = await wait_for(lambda: client.conversations_of(f"email:{CUSTOMER}"), timeout=15)
     _, msg = await client.call(
         "POST",
         f"/v1/conversations/{convs[0]['id']}/messages",
@@ -285,11 +261,11 @@ async def test_bounce_marks_the_reply_failed(
     await mailbox.append(bounce_for(sent_id, CUSTOMER))
 
     reply = await wait_for(
-        lambda: _with_status(client, convs[0]["id"], msg["id"], "failed"), timeout=15
+        lambda: client.message_with_status(convs[0]["id"], msg["id"], "failed"), timeout=15
     )
     assert "5.1.1" in reply["reason"]
     # The bounce is a receipt, not a customer message: nothing new in any conversation.
-    conv = await full(client, convs[0]["id"])
+    conv = await client.conversation(convs[0]["id"])
     assert [m["direction"] for m in conv["messages"]] == ["in", "out"]
 
 
@@ -328,11 +304,11 @@ async def test_acknowledgements_respect_loop_safety_and_the_cap(
         make_mail("Weekly deals", sender="news@shop.test", headers={"Precedence": "bulk"})
     )
     await mailbox.append(bounce_for("<unknown@mail.example.com>", "gone@customer.test"))
-    await wait_for(lambda: conversations_of(client, "news@shop.test"), timeout=15)
-    await wait_for(lambda: conversations_of(client, "ooo@customer.test"), timeout=15)
+    await wait_for(lambda: client.conversations_of("email:news@shop.test"), timeout=15)
+    await wait_for(lambda: client.conversations_of("email:ooo@customer.test"), timeout=15)
     # The cap: two acknowledgements per contact per hour, however many conversations.
     for i in range(3):
-        convs = await conversations_of(client, CUSTOMER)
+        convs = await client.conversations_of(f"email:{CUSTOMER}")
         await client.call("POST", f"/v1/conversations/{convs[0]['id']}/resolve")
         await mailbox.append(make_mail(f"another question {i}", sender=CUSTOMER))
         await wait_for(lambda i=i: _conversation_count(client, CUSTOMER, i + 2), timeout=15)
@@ -342,4 +318,4 @@ async def test_acknowledgements_respect_loop_safety_and_the_cap(
 
 
 async def _conversation_count(client: Any, email: str, n: int) -> bool:
-    return len(await conversations_of(client, email)) >= n
+    return len(await client.conversations_of(f"email:{email}")) >= n

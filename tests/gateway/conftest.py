@@ -126,6 +126,36 @@ class Client:
             except ValueError:
                 return resp.status, text
 
+    async def conversation(self, conv_id: str) -> dict[str, Any]:
+        """One conversation with its messages."""
+        status, body = await self.call("GET", f"/v1/conversations/{conv_id}")
+        assert status == 200, body
+        return dict(body)
+
+    async def assigned(self, conv_id: str) -> dict[str, Any] | None:
+        """The conversation once it has an assignee, else None (for `wait_for`)."""
+        conv = await self.conversation(conv_id)
+        return conv if conv["assignee"] else None
+
+    async def message_with_status(
+        self, conv_id: str, msg_id: str, status: str
+    ) -> dict[str, Any] | None:
+        """The message once it has `status`, else None (for `wait_for`)."""
+        conv = await self.conversation(conv_id)
+        return next(
+            (m for m in conv["messages"] if m["id"] == msg_id and m["status"] == status), None
+        )
+
+    async def conversations_of(self, identity: str) -> list[dict[str, Any]]:
+        """The conversations of the contact holding `identity` (`kind:address`), or []."""
+        status, body = await self.call("GET", "/v1/contacts", params={"identity": identity})
+        if status != 200:
+            return []
+        _, page = await self.call(
+            "GET", "/v1/conversations", params={"contact": body["contacts"][0]["id"]}
+        )
+        return list(page["conversations"])
+
     async def inbound(
         self, external_id: str, text: str, sender: str = "cust-1", **extra: Any
     ) -> tuple[int, Any]:

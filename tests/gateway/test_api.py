@@ -21,12 +21,6 @@ from tests.gateway.conftest import (
 )
 
 
-async def conversation(client: Any, conv_id: str) -> dict[str, Any]:
-    status, body = await client.call("GET", f"/v1/conversations/{conv_id}")
-    assert status == 200
-    return body
-
-
 async def test_message_in_routed_reply_out_signed(
     gateway_factory: Any, receiver: Receiver, tmp_path: Any
 ) -> None:
@@ -34,7 +28,7 @@ async def test_message_in_routed_reply_out_signed(
     status, body = await client.inbound("e1", "Please refund my invoice", from_={"name": "Dana"})
     assert status == 202 and body["duplicate"] is False
     conv_id = body["conversation_id"]
-    conv = await wait_for(lambda: _assigned(client, conv_id))
+    conv = await wait_for(lambda: client.assigned(conv_id))
     assert (
         conv["queue"] == "billing" and conv["assignee"] == "alice"
     )  # skills: alice 8 > carol offline
@@ -55,22 +49,10 @@ async def test_message_in_routed_reply_out_signed(
     }
     assert payload["sender"] == {"name": "Alice"}  # the display name, not the id
     assert headers["webhook-id"] == msg["id"]
-    final = await wait_for(lambda: _message_status(client, conv_id, msg["id"], "sent"))
+    final = await wait_for(lambda: client.message_with_status(conv_id, msg["id"], "sent"))
     assert final["provider_message_id"] == "rcv-1"
-    conv = await conversation(client, conv_id)
+    conv = await client.conversation(conv_id)
     assert conv["status"] == "pending" and conv["first_response_at"] is not None
-
-
-async def _assigned(client: Any, conv_id: str) -> dict[str, Any] | None:
-    conv = await conversation(client, conv_id)
-    return conv if conv["assignee"] else None
-
-
-async def _message_status(
-    client: Any, conv_id: str, msg_id: str, status: str
-) -> dict[str, Any] | None:
-    conv = await conversation(client, conv_id)
-    return next((m for m in conv["messages"] if m["id"] == msg_id and m["status"] == status), None)
 
 
 async def test_duplicate_external_id_same_answer_no_second_message(gateway_factory: Any) -> None:
@@ -80,7 +62,7 @@ async def test_duplicate_external_id_same_answer_no_second_message(gateway_facto
     assert first[0] == second[0] == 202
     assert second[1]["conversation_id"] == first[1]["conversation_id"]
     assert second[1]["message_id"] == first[1]["message_id"] and second[1]["duplicate"] is True
-    conv = await conversation(client, first[1]["conversation_id"])
+    conv = await client.conversation(first[1]["conversation_id"])
     assert [m["text"] for m in conv["messages"]] == ["hello"]
 
 
@@ -125,7 +107,7 @@ async def test_api_auth_and_roles(gateway_factory: Any) -> None:
     _, client = await gateway_factory()
     _, body = await client.inbound("r1", "hello")
     conv_id = body["conversation_id"]
-    conv = await wait_for(lambda: _assigned(client, conv_id))
+    conv = await wait_for(lambda: client.assigned(conv_id))
     owner = conv["assignee"]
     other = "bob" if owner == "alice" else "alice"
     assert (await client.call("GET", "/v1/conversations", token=None))[0] == 401
@@ -235,14 +217,14 @@ async def test_waiting_conversation_assigned_when_agent_comes_online(
     assert conv["status"] == "open" and conv["assignee"] is None
     # carol (capacity 1) comes online: the urgent VIP conversation goes first, though younger.
     await client.call("PUT", "/v1/agents/carol/presence", json={"status": "online"})
-    vip = await wait_for(lambda: _assigned(client, b2["conversation_id"]))
+    vip = await wait_for(lambda: client.assigned(b2["conversation_id"]))
     assert vip["assignee"] == "carol" and vip["priority"] == "urgent"
-    assert (await conversation(client, b1["conversation_id"]))["assignee"] is None
+    assert (await client.conversation(b1["conversation_id"]))["assignee"] is None
     # Capacity appears when carol resolves: the other one is assigned to her.
     await client.call(
         "POST", f"/v1/conversations/{b2['conversation_id']}/resolve", token=agent_token("carol")
     )
-    first = await wait_for(lambda: _assigned(client, b1["conversation_id"]))
+    first = await wait_for(lambda: client.assigned(b1["conversation_id"]))
     assert first["assignee"] == "carol"
 
 
@@ -296,7 +278,7 @@ async def test_me_and_unencoded_plus_in_phone_lookup(gateway_factory: Any) -> No
 async def test_agent_cannot_take_or_reopen_a_colleagues_conversation(gateway_factory: Any) -> None:
     _, client = await gateway_factory()
     _, body = await client.inbound("own-1", "hello")
-    conv = await wait_for(lambda: _assigned(client, body["conversation_id"]))
+    conv = await wait_for(lambda: client.assigned(body["conversation_id"]))
     owner = conv["assignee"]
     other = "bob" if owner == "alice" else "alice"
     s, _ = await client.call(

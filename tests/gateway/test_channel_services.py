@@ -74,7 +74,7 @@ async def test_typing_is_live_only_both_ways(gateway_factory: Any) -> None:
 
     gw.connectors["api"] = Spy("api", gw.loaded.channel_settings["api"], gw.connectors["api"].ctx)
     _, body = await client.inbound("t1", "hello", sender="cust-t")
-    conv = await wait_for(lambda: _assigned(client, body["conversation_id"]))
+    conv = await wait_for(lambda: client.assigned(body["conversation_id"]))
     last = await gw.store.last_event_id()
     ws = await client.http.ws_connect(f"{client.base}/v1/events?access_token={ADMIN}")
     await gw.ingestor.submit(CHAT, Typing(Identity("api", "cust-t"), True))
@@ -93,8 +93,3 @@ async def test_typing_is_live_only_both_ways(gateway_factory: Any) -> None:
     assert pushed == [(Identity("api", "cust-t"), conv["id"], True)]
     assert await gw.store.last_event_id() == last  # nothing stored
     await ws.close()
-
-
-async def _assigned(client: Any, conv_id: str) -> dict[str, Any] | None:
-    _, conv = await client.call("GET", f"/v1/conversations/{conv_id}")
-    return conv if conv["assignee"] else None

@@ -18,16 +18,11 @@ async def _reply(client: Any, text: str) -> tuple[str, str]:
     return conv_id, msg["id"]
 
 
-async def _message(client: Any, conv_id: str, msg_id: str) -> dict[str, Any]:
-    _, conv = await client.call("GET", f"/v1/conversations/{conv_id}")
-    return next(m for m in conv["messages"] if m["id"] == msg_id)
-
-
 async def test_retry_then_success(gateway_factory: Any, receiver: Receiver, tmp_path: Any) -> None:
     receiver.script = [500, 429, 503]
     _, client = await gateway_factory(base_config(tmp_path / "db.sqlite", receiver.url))
     conv_id, msg_id = await _reply(client, "persist")
-    await wait_for(lambda: _status_is(client, conv_id, msg_id, "sent"))
+    await wait_for(lambda: client.message_with_status(conv_id, msg_id, "sent"))
     assert len(receiver.requests) == 4
     assert {h["webhook-id"] for h, _ in receiver.requests} == {msg_id}  # same id on every attempt
     assert [b["attempt"] for b in receiver.bodies()] == [1, 2, 3, 4]
@@ -39,7 +34,7 @@ async def test_client_error_fails_with_reason_and_event(
     receiver.script = [422]
     gw, client = await gateway_factory(base_config(tmp_path / "db.sqlite", receiver.url))
     conv_id, msg_id = await _reply(client, "rejected")
-    msg = await wait_for(lambda: _status_is(client, conv_id, msg_id, "failed"))
+    msg = await wait_for(lambda: client.message_with_status(conv_id, msg_id, "failed"))
     assert "HTTP 422" in msg["reason"]
     assert len(receiver.requests) == 1
     events = [e for e in await gw.store.events_since(0, 1000) if e.type == "message.failed"]
@@ -51,13 +46,8 @@ async def test_gives_up_after_max_attempts(gateway_factory: Any, tmp_path: Any) 
         base_config(tmp_path / "db.sqlite", "http://127.0.0.1:9/closed")
     )
     conv_id, msg_id = await _reply(client, "nowhere")
-    msg = await wait_for(lambda: _status_is(client, conv_id, msg_id, "failed"), timeout=10)
+    msg = await wait_for(lambda: client.message_with_status(conv_id, msg_id, "failed"), timeout=10)
     assert msg["reason"].startswith("gave up after 4 attempts")
-
-
-async def _status_is(client: Any, conv_id: str, msg_id: str, status: str) -> dict[str, Any] | None:
-    msg = await _message(client, conv_id, msg_id)
-    return msg if msg["status"] == status else None
 
 
 def test_backoff_grows_with_jitter_and_cap() -> None:
@@ -70,7 +60,7 @@ def test_backoff_grows_with_jitter_and_cap() -> None:
 async def test_agent_cannot_reply_on_someone_elses_conversation(gateway_factory: Any) -> None:
     _, client = await gateway_factory()
     _, body = await client.inbound("x", "hello")
-    conv = await wait_for(lambda: _assigned(client, body["conversation_id"]))
+    conv = await wait_for(lambda: client.assigned(body["conversation_id"]))
     other = "bob" if conv["assignee"] == "alice" else "alice"
     s, _ = await client.call(
         "POST",
@@ -79,11 +69,6 @@ async def test_agent_cannot_reply_on_someone_elses_conversation(gateway_factory:
         json={"text": "hi"},
     )
     assert s == 403
-
-
-async def _assigned(client: Any, conv_id: str) -> dict[str, Any] | None:
-    _, conv = await client.call("GET", f"/v1/conversations/{conv_id}")
-    return conv if conv["assignee"] else None
 
 
 def test_retry_after_is_honoured_within_max_delay() -> None:

@@ -42,33 +42,10 @@ async def polling_gateway(
     return client
 
 
-async def full(client: Client, conv_id: str) -> dict[str, Any]:
-    status, conv = await client.call("GET", f"/v1/conversations/{conv_id}")
-    assert status == 200, conv
-    return dict(conv)
-
-
-async def conversations_of(client: Client, user_id: int) -> list[dict[str, Any]]:
-    status, body = await client.call(
-        "GET", "/v1/contacts", params={"identity": f"telegram:{user_id}"}
-    )
-    if status != 200:
-        return []
-    _, page = await client.call(
-        "GET", "/v1/conversations", params={"contact": body["contacts"][0]["id"]}
-    )
-    return list(page["conversations"])
-
-
-async def assigned(client: Client, conv_id: str) -> dict[str, Any] | None:
-    conv = await full(client, conv_id)
-    return conv if conv["assignee"] else None
-
-
 async def routed_conversation(client: Client, user_id: int = USER_ID) -> dict[str, Any]:
-    convs = await wait_for(lambda: conversations_of(client, user_id))
+    convs = await wait_for(lambda: client.conversations_of(f"telegram:{user_id}"))
     assert len(convs) == 1
-    return dict(await wait_for(lambda: assigned(client, convs[0]["id"])))
+    return dict(await wait_for(lambda: client.assigned(convs[0]["id"])))
 
 
 async def reply(client: Client, conv: dict[str, Any], text: str) -> dict[str, Any]:
@@ -85,7 +62,7 @@ async def reply(client: Client, conv: dict[str, Any], text: str) -> dict[str, An
 async def status_is(
     client: Client, conv_id: str, msg_id: str, *statuses: str
 ) -> dict[str, Any] | None:
-    conv = await full(client, conv_id)
+    conv = await client.conversation(conv_id)
     msg = next(m for m in conv["messages"] if m["id"] == msg_id)
     return msg if msg["status"] in statuses else None
 
@@ -98,7 +75,7 @@ async def test_polled_message_routed_and_reply_sent(
     conv = await routed_conversation(client)
     assert conv["channel"] == "tg" and conv["channel_kind"] == "telegram"
     assert conv["queue"] == "billing" and conv["assignee"] == "alice"
-    [inbound] = (await full(client, conv["id"]))["messages"]
+    [inbound] = (await client.conversation(conv["id"]))["messages"]
     assert inbound["text"] == "Hola, I need a refund for my order"
     assert inbound["external_id"] == f"{USER_ID}:{update['message']['message_id']}"
     status, contact = await client.call("GET", f"/v1/contacts/{conv['contact_id']}")
@@ -171,7 +148,7 @@ async def test_webhook_secret_is_required(
             url, data=body, headers={"Content-Type": "application/json", **headers}
         ) as resp:
             assert resp.status == 403
-    assert await conversations_of(client, USER_ID) == []
+    assert await client.conversations_of(f"telegram:{USER_ID}") == []
     status, page = await client.call("GET", "/v1/conversations")
     assert status == 200 and page["conversations"] == []
 
@@ -187,5 +164,5 @@ async def test_webhook_secret_is_required(
     ) as resp:
         assert resp.status == 200
     conv = await routed_conversation(client)
-    messages = (await full(client, conv["id"]))["messages"]
+    messages = (await client.conversation(conv["id"]))["messages"]
     assert [m["text"] for m in messages] == ["Is anyone there?"]

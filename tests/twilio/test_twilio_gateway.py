@@ -62,37 +62,16 @@ async def post_sms(
     return status, ctype, text, params
 
 
-async def full(client: Client, conv_id: str) -> dict[str, Any]:
-    status, conv = await client.call("GET", f"/v1/conversations/{conv_id}")
-    assert status == 200, conv
-    return dict(conv)
-
-
 async def all_conversations(client: Client) -> list[dict[str, Any]]:
     status, page = await client.call("GET", "/v1/conversations?limit=500")
     assert status == 200, page
     return list(page["conversations"])
 
 
-async def conversations_of(client: Client, phone: str) -> list[dict[str, Any]]:
-    status, body = await client.call("GET", "/v1/contacts", params={"identity": f"phone:{phone}"})
-    if status != 200:
-        return []
-    _, page = await client.call(
-        "GET", "/v1/conversations", params={"contact": body["contacts"][0]["id"]}
-    )
-    return list(page["conversations"])
-
-
-async def assigned(client: Client, conv_id: str) -> dict[str, Any] | None:
-    conv = await full(client, conv_id)
-    return conv if conv["assignee"] else None
-
-
 async def routed_conversation(client: Client) -> dict[str, Any]:
-    convs = await wait_for(lambda: conversations_of(client, CUSTOMER_NUMBER))
+    convs = await wait_for(lambda: client.conversations_of(f"phone:{CUSTOMER_NUMBER}"))
     assert len(convs) == 1
-    return dict(await wait_for(lambda: assigned(client, convs[0]["id"])))
+    return dict(await wait_for(lambda: client.assigned(convs[0]["id"])))
 
 
 async def reply(client: Client, conv: dict[str, Any], text: str) -> dict[str, Any]:
@@ -108,7 +87,7 @@ async def reply(client: Client, conv: dict[str, Any], text: str) -> dict[str, An
 
 
 async def message_in(client: Client, conv_id: str, msg_id: str) -> dict[str, Any]:
-    conv = await full(client, conv_id)
+    conv = await client.conversation(conv_id)
     return next(m for m in conv["messages"] if m["id"] == msg_id)
 
 
@@ -131,7 +110,7 @@ async def test_sms_in_routed_reply_out_and_delivered(
     conv = await routed_conversation(client)
     assert conv["channel"] == "sms" and conv["channel_kind"] == "twilio_sms"
     assert conv["queue"] == "billing" and conv["assignee"] == "alice"
-    [inbound] = (await full(client, conv["id"]))["messages"]
+    [inbound] = (await client.conversation(conv["id"]))["messages"]
     assert inbound["direction"] == "in"
     assert inbound["text"] == "I was charged twice, I need a refund"
     assert inbound["external_id"] == params["MessageSid"]
@@ -184,9 +163,9 @@ async def test_forged_replayed_malformed_and_oversized_webhooks(
     for _ in range(2):
         status, ctype, text = await twilio.post_webhook(client.http, url, first)
         assert (status, ctype, text) == (200, "text/xml", EMPTY_TWIML)
-    convs = await wait_for(lambda: conversations_of(client, CUSTOMER_NUMBER))
+    convs = await wait_for(lambda: client.conversations_of(f"phone:{CUSTOMER_NUMBER}"))
     assert len(convs) == 1
-    messages = (await full(client, convs[0]["id"]))["messages"]
+    messages = (await client.conversation(convs[0]["id"]))["messages"]
     assert [m["external_id"] for m in messages] == [first["MessageSid"]]
 
     # Malformed: a body that is not a form (bad UTF-8), and a signed form without From.
@@ -212,7 +191,7 @@ async def test_forged_replayed_malformed_and_oversized_webhooks(
 
     # Nothing extra stored, and the gateway is still up and accepting.
     assert len(await all_conversations(client)) == 1
-    messages = (await full(client, convs[0]["id"]))["messages"]
+    messages = (await client.conversation(convs[0]["id"]))["messages"]
     assert [m["external_id"] for m in messages] == [first["MessageSid"]]
     assert (await client.call("GET", "/healthz"))[0] == 200
     status, _, _, _ = await post_sms(client, twilio, "still there?")
@@ -221,7 +200,7 @@ async def test_forged_replayed_malformed_and_oversized_webhooks(
 
 
 async def _count_in(client: Client, conv_id: str, n: int) -> bool:
-    conv = await full(client, conv_id)
+    conv = await client.conversation(conv_id)
     return len([m for m in conv["messages"] if m["direction"] == "in"]) >= n
 
 
@@ -287,9 +266,9 @@ async def test_sms_and_whatsapp_from_one_number_are_one_contact(
     assert status == 200, found
     [contact] = found["contacts"]
     assert ("phone", CUSTOMER_NUMBER) in {(i["kind"], i["address"]) for i in contact["identities"]}
-    convs = await conversations_of(client, CUSTOMER_NUMBER)
+    convs = await client.conversations_of(f"phone:{CUSTOMER_NUMBER}")
     assert len(convs) == 1
-    conv = await wait_for(lambda: assigned(client, convs[0]["id"]))
+    conv = await wait_for(lambda: client.assigned(convs[0]["id"]))
     history = [(m["channel"], m["text"]) for m in conv["messages"]]
     assert history == [("sms", "Texting you about order 42"), ("wa", "Same here on WhatsApp")]
     assert conv["last_channel"] == "wa"
