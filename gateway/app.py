@@ -41,7 +41,7 @@ from gateway.registry import ConnectorRegistry, default_registry
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
 from gateway.webhooks import WebhookSender
-from router import MessageFacts, classify
+from router import MessageFacts, explain
 
 log = logging.getLogger("switchboard")
 
@@ -131,27 +131,11 @@ class Gateway:
         return message
 
     async def explain(self, facts: MessageFacts) -> dict[str, Any]:
-        """The routing decision for a message, changing nothing."""
-        cls = classify(self.config.routing, facts)
-        from router import PRIORITY_RANK, ConversationSnapshot, decide
-
-        queue = self.config.routing.queue(cls.queue)
+        """The routing decision for a message against the live agents, changing nothing."""
         snap = await self.store.routing_snapshot()
-        kind = facts.channel_type
-        agents = self.dispatcher.snapshots(snap, kind)
-        conv = ConversationSnapshot(
-            "(dry-run)",
-            cls.queue,
-            PRIORITY_RANK[cls.priority],
-            cls.required_skills,
-            kind,
-            self.clock(),
-        )
-        decision = (
-            decide(conv, queue, agents, snap.rr_last.get(cls.queue), self.clock())
-            if queue
-            else None
-        )
+        agents = self.dispatcher.snapshots(snap, facts.channel_type)
+        out = explain(self.config.routing, facts, agents, snap.rr_last, self.clock())
+        cls, decision = out.classification, out.decision
         return {
             "classification": {
                 "queue": cls.queue,

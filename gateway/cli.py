@@ -81,14 +81,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from router import (
-        PRIORITY_RANK,
-        AgentSnapshot,
-        ConversationSnapshot,
-        MessageFacts,
-        classify,
-        decide,
-    )
+    from router import AgentSnapshot, MessageFacts, explain
 
     loaded = _load(args.config)
     if loaded is None:
@@ -109,7 +102,6 @@ def cmd_route(args: argparse.Namespace) -> int:
             return 1
         attributes[key] = value
     facts = MessageFacts(channel.name, channel.type, args.text, args.subject, attributes)
-    cls = classify(cfg.routing, facts)
     online = set(args.online.split(",")) if args.online else None
     agents = [
         AgentSnapshot(
@@ -123,11 +115,8 @@ def cmd_route(args: argparse.Namespace) -> int:
         )
         for a in cfg.agents
     ]
-    queue = cfg.routing.queue(cls.queue)
-    conv = ConversationSnapshot(
-        "(dry-run)", cls.queue, PRIORITY_RANK[cls.priority], cls.required_skills, channel.type, 0.0
-    )
-    decision = decide(conv, queue, agents, None, 0.0) if queue else None
+    result = explain(cfg.routing, facts, agents, {}, 0.0)
+    cls, decision = result.classification, result.decision
     out: dict[str, Any] = {
         "queue": cls.queue,
         "priority": cls.priority,

@@ -15,6 +15,7 @@ from .config import (
     Strategy,
     TextMatch,
 )
+from .explain import Explanation, explain
 from .rules import Classification, MessageFacts, classify, explain_condition
 from .strategies import (
     AgentSnapshot,
@@ -35,6 +36,7 @@ __all__ = [
     "ConversationSnapshot",
     "Decision",
     "DefaultAction",
+    "Explanation",
     "MessageFacts",
     "Presence",
     "Priority",
@@ -45,6 +47,7 @@ __all__ = [
     "TextMatch",
     "classify",
     "decide",
+    "explain",
     "explain_condition",
     "order_waiting",
     "plan",
