@@ -278,19 +278,41 @@ def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
     return None
 
 
+def _data_path(loc: tuple[str | int, ...], data: Any, missing: bool) -> Loc:
+    """The part of a pydantic error location that exists in the user's data.
+
+    Pydantic adds schema tags for union members (`str`, `list[str]`, model names) that are
+    no key of the file; only keys and indexes found while walking the data are kept (and,
+    for a missing field, the name of the field)."""
+    out: list[str | int] = []
+    for n, part in enumerate(loc):
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if in_dict or in_list:
+            data = data[part]
+        elif not (missing and n == len(loc) - 1):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
 def _pydantic_problems(
-    exc: ValidationError, prefix: Loc, lines: dict[Loc, int]
+    exc: ValidationError, prefix: Loc, lines: dict[Loc, int], data: Any
 ) -> list[ConfigProblem]:
-    problems = []
+    """One problem per data path: the alternatives of a union are joined into one."""
+    by_path: dict[Loc, list[str]] = {}
     for err in exc.errors(include_url=False):
-        # Tagged/union internals add class names to the loc; keep only the data path.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p[:1].isupper()))
-        full = (*prefix, *loc)
-        message = err["msg"]
-        if err["type"] == "extra_forbidden":
-            message = "unknown key (not allowed here)"
-        problems.append(ConfigProblem(format_loc(full), message, _line_for(full, lines)))
-    return problems
+        path = (*prefix, *_data_path(err["loc"], data, err["type"] == "missing"))
+        message = (
+            "unknown key (not allowed here)" if err["type"] == "extra_forbidden" else err["msg"]
+        )
+        messages = by_path.setdefault(path, [])
+        if message not in messages:
+            messages.append(message)
+    return [
+        ConfigProblem(format_loc(path), "; or ".join(messages), _line_for(path, lines))
+        for path, messages in by_path.items()
+    ]
 
 
 def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
@@ -364,7 +386,7 @@ def load_config_text(
     try:
         cfg = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, (), lines))
+        problems.extend(_pydantic_problems(exc, (), lines, data))
 
     channel_settings: dict[str, ConnectorSettings] = {}
     raw_channels = data.get("channels") if isinstance(data.get("channels"), list) else []
@@ -383,7 +405,7 @@ def load_config_text(
                 settings
             )
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, ("channels", i), lines))
+            problems.extend(_pydantic_problems(exc, ("channels", i), lines, settings))
 
     if cfg is not None:
         problems.extend(

@@ -196,3 +196,25 @@ def test_store_durability_setting() -> None:
         GOOD.replace("  backend: sqlite\n", "  backend: sqlite\n  synchronous: sometimes\n")
     )
     assert any(p.startswith("store.synchronous") for p in found), found
+
+
+def test_paths_are_data_paths_whatever_the_keys_or_types() -> None:
+    # A user key starting with a capital letter stays in the path.
+    found = problems(
+        GOOD.replace("skills: {billing: 8, english: 9, french: 6}", "skills: {Billing: 11}")
+    )
+    assert any(p.startswith("agents[0].skills.Billing (line") for p in found), found
+    # A field accepting several types is one problem at the user's key, not one per type.
+    found = problems(
+        GOOD.replace("when: {contact: {segment: vip}}", "when: {contact: {segment: {x: 1}}}")
+    )
+    assert len(found) == 1 and found[0].startswith("routing.rules[0].when.contact.segment (line"), (
+        found
+    )
+    # A missing key is named.
+    found = problems(
+        GOOD.replace(
+            "  default: {queue: general, priority: normal}\n", "  default: {priority: normal}\n"
+        )
+    )
+    assert any(p.startswith("routing.default.queue") and "required" in p for p in found), found
