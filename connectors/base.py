@@ -2,7 +2,10 @@
 
 A connector speaks one provider's protocol. Inbound, it turns what the provider sends into
 `InboundMessage`s (or `DeliveryReceipt`s) and hands them to `ctx.submit`, acknowledging the
-provider only after `submit` returned (the message is durable by then). Outbound, the core's
+provider only after `submit` returned (the message is durable by then). What it cannot
+take it keeps with `ctx.quarantine` and then acknowledges; `submit` raising `Refused` means
+the core has quarantined it; any other exception means "not taken, try again later".
+Outbound, the core's
 outbox calls `send()`; expected provider failures come back as a `DeliveryResult`, never as
 an exception. A connector knows nothing about routing or storage.
 """
@@ -37,6 +40,36 @@ class NotReady(Exception):
 
 class AuthFailed(Exception):
     """The provider refused our credentials; the channel is stopped and reported on /readyz."""
+
+
+class Refused(Exception):
+    """Raised by `ctx.submit`: the core will never take this item as it is (it failed
+    validation, or kept failing). It is already kept in quarantine (`quarantine_id`), where
+    an admin can see, download and re-submit it, so the connector acknowledges the provider
+    (marks the mail, answers the webhook 2xx, advances the offset): asking again would loop.
+    """
+
+    def __init__(self, reason: str, quarantine_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.quarantine_id = quarantine_id
+
+
+class Unavailable(Exception):
+    """Raised by `ctx.submit`: the core cannot take anything right now (the store is down).
+    Do not acknowledge: the provider, or the connector's own poll, tries again later."""
+
+
+@dataclass(slots=True)
+class RawItem:
+    """Something a provider handed over, exactly as it came: what a connector quarantines
+    when it cannot turn it into a message, and what `Connector.parse_raw` reads again."""
+
+    content_type: str
+    data: bytes
+    # The provider's id of the item, when it could be read (Message-ID, MessageSid, update id).
+    external_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class ConnectorSettings(BaseModel):
@@ -171,11 +204,19 @@ class KeyValue(Protocol):
 
 
 Submit = Callable[[InboundMessage | DeliveryReceipt | Typing], Awaitable[SubmitResult]]
+# Keep an item the connector cannot take, with the reason; returns the quarantine id. Once it
+# returned the item is durable and the connector acknowledges the provider. This is how a
+# connector says "refuse this, permanently"; any exception it lets out means "try again".
+Quarantine = Callable[[RawItem, str], Awaitable[str]]
 # The customer's recent messages, both directions, oldest first, as the API renders them
 # (`id`, `direction`, `text`, `status`, `created_at`, `external_id`, `sender` ...).
 History = Callable[[Identity, int], Awaitable[list[dict[str, Any]]]]
 # What the channel may tell a customer before they write: {"agents_online": int}.
 Availability = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def _no_quarantine(item: RawItem, reason: str) -> str:
+    raise Unavailable("this gateway keeps no quarantine")
 
 
 async def _no_history(identity: Identity, limit: int) -> list[dict[str, Any]]:
@@ -203,6 +244,7 @@ class ConnectorContext:
     max_body_bytes: int = 1 << 20
     history: History = _no_history
     availability: Availability = _no_availability
+    quarantine: Quarantine = _no_quarantine
 
 
 class Connector(ABC):
@@ -228,6 +270,11 @@ class Connector(ABC):
     @abstractmethod
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Deliver one message. Expected provider failures are results, not exceptions."""
+
+    async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
+        """Read a quarantined provider item again (after a fix or a config change), for
+        `switchboard quarantine retry`. Raise `ValueError` when it still cannot be read."""
+        raise NotImplementedError(f"the {self.kind} connector cannot re-read raw items")
 
     async def typing(self, to: Identity, conversation_id: str, typing: bool) -> None:  # noqa: B027
         """Show the customer that an agent is typing (channels with `Capability.TYPING`)."""

@@ -31,12 +31,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
+NOISY = ("aiohttp.access", "aiosqlite", "httpx", "telegram", "twilio")
+
+
+def handler(stream: Any = None) -> logging.Handler:
+    """The production handler: JSON lines on `stream` (stderr by default)."""
+    out = logging.StreamHandler(stream or sys.stderr)
+    out.setFormatter(JsonFormatter())
+    return out
+
+
 def setup(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler()]
     root.setLevel(level.upper())
     # Library chatter stays below warning unless asked for.
-    for noisy in ("aiohttp.access", "aiosqlite", "httpx", "telegram", "twilio"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

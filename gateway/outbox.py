@@ -176,7 +176,7 @@ class Outbox:
                 "delivery attempt not sent",
                 extra={
                     "channel": item.channel,
-                    "message": item.message_id,
+                    "message_id": item.message_id,
                     "attempt": attempt,
                     "status": result.status,
                     "reason": result.reason,

@@ -1,0 +1,50 @@
+"""Suite-wide: every test runs with the production logging setup at `info`, and fails
+when any log call raised (a clashing `extra` key, a handler that could not format)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gateway import logs
+
+
+@pytest.fixture(autouse=True)
+def production_logging() -> Iterator[None]:
+    errors: list[str] = []
+    root = logging.getLogger()
+    handler = logs.handler()
+
+    def handle_error(record: logging.LogRecord) -> None:
+        errors.append(f"{record.name}: {record.msg!r}\n{traceback.format_exc()}")
+
+    handler.handleError = handle_error  # type: ignore[method-assign]
+    make_record = logging.Logger.makeRecord
+
+    def checked_make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        try:
+            return make_record(self, *args, **kwargs)
+        except Exception:
+            errors.append(f"{self.name}: {traceback.format_exc()}")
+            raise
+
+    saved = (root.level, {n: logging.getLogger(n).level for n in logs.NOISY})
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for name in logs.NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.Logger.makeRecord = checked_make_record  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        logging.Logger.makeRecord = make_record  # type: ignore[method-assign]
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        for name, level in saved[1].items():
+            logging.getLogger(name).setLevel(level)
+    if errors:
+        pytest.fail("a log call raised:\n" + "\n".join(errors), pytrace=False)
