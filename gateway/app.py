@@ -93,6 +93,7 @@ class Gateway:
             self.config.outbox,
             clock,
             agent_names={a.id: a.name for a in self.config.agents},
+            policies={c.name: c.outbox for c in self.config.channels},
         )
         self.ingestor = Ingestor(
             self.store,

@@ -102,12 +102,19 @@ class AgentConfig(Strict):
         return self.capacity.get(channel_kind, self.capacity.get("default", 3))
 
 
+# Keys of a `channels[]` entry that the core reads; every other key is the connector's.
+CORE_CHANNEL_KEYS = ("name", "type", "outbox")
+
+
 class ChannelConfig(BaseModel):
     """`name` and `type`; every other key belongs to the connector's settings model."""
 
     model_config = ConfigDict(extra="allow")
     name: Name
     type: str
+    outbox: RetryPolicy | None = Field(
+        None, description="This channel's retry horizon and attempt bound (core setting)."
+    )
 
     def settings_data(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -168,12 +175,53 @@ class ConversationsConfig(Strict):
         return parse_duration(value)
 
 
+class RetryPolicy(Strict):
+    """How long a reply keeps being retried: a time horizon, and optionally a count."""
+
+    retry_horizon: float | None = Field(
+        None,
+        description="Give up on a reply this long after it was queued (e.g. 12h); capped "
+        "exponential backoff with full jitter until then.",
+    )
+    max_attempts: int | None = Field(
+        None, ge=1, description="An extra bound: give up after this many attempts."
+    )
+
+    @field_validator("retry_horizon", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
 class OutboxConfig(Strict):
-    max_attempts: int = Field(8, ge=1)
+    retry_horizon: float = Field(
+        12 * 3600.0,
+        gt=0,
+        description="Give up on a reply this long after it was queued; a channel may override.",
+    )
+    max_attempts: int | None = Field(
+        None, ge=1, description="Optional extra bound on attempts; a channel may override."
+    )
     base_delay: float = Field(1.0, gt=0)
-    max_delay: float = Field(300.0, gt=0)
+    max_delay: float = Field(300.0, gt=0, description="The longest wait between two attempts.")
     send_timeout: float = Field(30.0, gt=0)
     concurrency: int = Field(16, ge=1)
+
+    @field_validator("retry_horizon", "base_delay", "max_delay", "send_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    def policy_for(self, channel: RetryPolicy | None) -> tuple[float, int | None]:
+        """(horizon, max attempts) for a channel: its own settings, else these."""
+        horizon = self.retry_horizon
+        attempts = self.max_attempts
+        if channel is not None:
+            if channel.retry_horizon is not None:
+                horizon = channel.retry_horizon
+            if channel.max_attempts is not None:
+                attempts = channel.max_attempts
+        return horizon, attempts
 
 
 class GatewayConfig(Strict):
@@ -399,7 +447,7 @@ def load_config_text(
             loc: Loc = ("channels", i, "type")
             problems.append(ConfigProblem(format_loc(loc), str(exc), _line_for(loc, lines)))
             continue
-        settings = {k: v for k, v in raw.items() if k not in ("name", "type")}
+        settings = {k: v for k, v in raw.items() if k not in CORE_CHANNEL_KEYS}
         try:
             channel_settings[str(raw.get("name"))] = connector.settings_model.model_validate(
                 settings

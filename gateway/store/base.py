@@ -98,6 +98,8 @@ class OutboxItem:
     thread_token: str | None
     automatic: bool
     sender_name: str | None
+    # When the reply was queued: the retry horizon counts from here.
+    queued_at: float = 0.0
 
 
 @dataclass(slots=True)

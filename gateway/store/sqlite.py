@@ -724,7 +724,7 @@ class SqliteStore(Store):
                 "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html,"
                 " COALESCE(m.subject, c.subject),"
                 " m.automated, COALESCE(o.to_kind, c.reply_kind), COALESCE(o.to_address, c.reply_address),"
-                " c.thread_token, m.sender_id"
+                " c.thread_token, m.sender_id, m.created_at"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
@@ -764,6 +764,7 @@ class SqliteStore(Store):
                         thread_token=r[10],
                         automatic=bool(r[7]),
                         sender_name=r[11],
+                        queued_at=r[12],
                     )
                 )
             return items
