@@ -254,6 +254,9 @@ class Connector(ABC):
     settings_model: ClassVar[type[ConnectorSettings]]
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT})
     identity_kind: ClassVar[str]
+    # True when the sender sees a refusal at once (a synchronous API answering 4xx): a
+    # message the core refuses is then not kept in quarantine.
+    refusals_reach_sender: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         """Mount HTTP routes here (`ctx.add_route`): the app is frozen once it starts."""

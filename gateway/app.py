@@ -19,12 +19,9 @@ from connectors.base import (
     Capability,
     Connector,
     ConnectorContext,
-    DeliveryReceipt,
     Identity,
-    InboundMessage,
     NotReady,
-    SubmitResult,
-    Typing,
+    RawItem,
 )
 from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
 from gateway.api.auth import Authenticator
@@ -37,6 +34,7 @@ from gateway.ingest import ChannelInfo, Ingestor
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
 from gateway.outbox import Outbox
+from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
@@ -105,6 +103,9 @@ class Gateway:
             acknowledger=Acknowledger(
                 self.config.conversations.acknowledgement, self.store, self.send_reply, clock
             ),
+        )
+        self.quarantine = QuarantineService(
+            self.store, self.bus, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
         self._states: dict[str, str] = {}
@@ -207,6 +208,15 @@ class Gateway:
     def channel_states(self) -> dict[str, str]:
         return dict(self._states)
 
+    async def channel_health(self) -> dict[str, str]:
+        """Each channel's state; a running channel with unreviewed quarantined items is
+        `degraded` (it works, but something it was handed is waiting for a person)."""
+        states = dict(self._states)
+        for name, count in (await self.quarantine.refresh_gauge()).items():
+            if states.get(name) == "running" and count:
+                states[name] = f"degraded: {count} quarantined"
+        return states
+
     def track(self, ws: web.WebSocketResponse) -> None:
         self._sockets.add(ws)
 
@@ -214,13 +224,11 @@ class Gateway:
         self._sockets.discard(ws)
 
     # --- lifecycle -------------------------------------------------------------------------
-    def _submit_for(
-        self, channel: ChannelInfo
-    ) -> Callable[[InboundMessage | DeliveryReceipt | Typing], Awaitable[SubmitResult]]:
-        async def submit(item: InboundMessage | DeliveryReceipt | Typing) -> SubmitResult:
-            return await self.ingestor.submit(channel, item)
+    def _quarantine_for(self, channel: str) -> Callable[[RawItem, str], Awaitable[str]]:
+        async def keep(item: RawItem, reason: str) -> str:
+            return await self.quarantine.keep(channel, item, reason)
 
-        return submit
+        return keep
 
     def _add_route(
         self,
@@ -237,7 +245,7 @@ class Gateway:
             cls = self.registry.get(channel.type)
             info = ChannelInfo(channel.name, cls.kind)
             ctx = ConnectorContext(
-                submit=self._submit_for(info),
+                submit=self.quarantine.submitter(info, cls.refusals_reach_sender),
                 http=self._http,
                 add_route=self._add_route,
                 kv=ChannelKV(self.store, f"channel:{channel.name}", self.clock),
@@ -249,6 +257,7 @@ class Gateway:
                 max_body_bytes=self.config.server.max_body_bytes,
                 history=self.history,
                 availability=self.availability,
+                quarantine=self._quarantine_for(channel.name),
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

@@ -35,6 +35,8 @@ from connectors.base import (
     Identity,
     InboundMessage,
     OutboundMessage,
+    Refused,
+    Unavailable,
 )
 from connectors.http import bearer_token, fail, read_json, validation_details
 
@@ -108,6 +110,7 @@ class ApiConnector(Connector):
     identity_kind: ClassVar[str] = "api"
     settings_model: ClassVar[type[ConnectorSettings]] = ApiSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT, Capability.SUBJECT})
+    refusals_reach_sender: ClassVar[bool] = True  # the caller gets the 422 itself
 
     settings: ApiSettings
 
@@ -149,8 +152,10 @@ class ApiConnector(Connector):
         )
         try:
             result = await self.ctx.submit(message)
-        except ValueError as exc:
-            fail(422, "rejected", str(exc))
+        except Refused as exc:
+            fail(422, "rejected", exc.reason)
+        except Unavailable as exc:
+            fail(503, "unavailable", f"the gateway cannot take messages right now: {exc}")
         return web.json_response(
             {
                 "conversation_id": result.conversation_id,

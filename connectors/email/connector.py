@@ -17,9 +17,13 @@ from connectors.base import (
     Connector,
     ConnectorContext,
     ConnectorSettings,
+    DeliveryReceipt,
     DeliveryResult,
+    InboundMessage,
     NotReady,
     OutboundMessage,
+    RawItem,
+    Refused,
 )
 from connectors.email.compose import ComposeError, build_message
 from connectors.email.imap import IMAP_ERRORS, FetchedMessage, ImapConnection, ImapError
@@ -29,6 +33,8 @@ from connectors.email.settings import EmailSettings
 # Backoff between reconnection attempts, and for a message whose submit failed.
 RECONNECT_MIN, RECONNECT_MAX = 1.0, 300.0
 RETRY_MAX = 900.0
+# Fetches of a UID that comes back empty before it is kept in quarantine.
+UNREADABLE_ATTEMPTS = 3
 _LOOP_ERRORS: tuple[type[Exception], ...] = (NotReady, ImapError, *IMAP_ERRORS)
 
 
@@ -296,20 +302,25 @@ class EmailConnector(Connector):
         await self.ctx.kv.set(self._kv_key, state.dump())
 
     async def _handle(self, m: FetchedMessage) -> bool:
-        """Hand one message to the core. True when it may be acknowledged (submitted, or
-        our own mail that is skipped); False when it stays unseen for a retry."""
+        """Hand one message to the core. True when it may be acknowledged (submitted, kept
+        in quarantine, or our own mail that is skipped); False when it stays unseen for a
+        retry (the core could not take anything just now)."""
         if not m.raw:
-            self.log.error(
-                "email %s: UID %d has no readable content; left unseen", self.name, m.uid
+            attempts = self._failed.get(m.uid, (0, 0.0))[0] + 1
+            if attempts < UNREADABLE_ATTEMPTS:
+                self.log.warning(
+                    "email %s: UID %d came with no content; left unseen", self.name, m.uid
+                )
+                self._retry_later(m.uid)
+                return False
+            return await self._quarantine(
+                m, f"the IMAP server returned no content for UID {m.uid} ({attempts} fetches)"
             )
-            self._retry_later(m.uid)
-            return False
-        parsed = parse_email(
-            m.raw,
-            max_attachment_bytes=self.cfg.max_attachment_bytes,
-            our_address=self.cfg.address,
-            message_id_domain=self.cfg.id_domain,
-        )
+        try:
+            parsed = self._parse(m.raw)
+        except Exception as exc:  # a mail our parser chokes on must not loop: keep it
+            self.log.exception("email %s: UID %d could not be parsed", self.name, m.uid)
+            return await self._quarantine(m, f"unreadable mail: {type(exc).__name__}: {exc}")
         if isinstance(parsed, ParsedEmail) and parsed.own:
             self.log.info(
                 "email %s: UID %d is our own mail (%s): skipped",
@@ -318,9 +329,18 @@ class EmailConnector(Connector):
                 parsed.external_id,
             )
             return True
-        event = to_event(parsed)
         try:
-            result = await self.ctx.submit(event)
+            result = await self.ctx.submit(to_event(parsed))
+        except Refused as exc:
+            self.log.warning(
+                "email %s: UID %d (%s) refused by the gateway and quarantined as %s: %s",
+                self.name,
+                m.uid,
+                parsed.external_id,
+                exc.quarantine_id,
+                exc.reason,
+            )
+            return True
         except Exception as exc:
             self.log.warning(
                 "email %s: submit of UID %d (%s) failed, left unseen: %r",
@@ -340,6 +360,39 @@ class EmailConnector(Connector):
             " (duplicate)" if result.duplicate else "",
         )
         return True
+
+    def _parse(self, raw: bytes) -> ParsedEmail | BounceReport:
+        return parse_email(
+            raw,
+            max_attachment_bytes=self.cfg.max_attachment_bytes,
+            our_address=self.cfg.address,
+            message_id_domain=self.cfg.id_domain,
+        )
+
+    async def _quarantine(self, m: FetchedMessage, reason: str) -> bool:
+        """Keep a mail the gateway cannot take; True (acknowledge it) once it is kept."""
+        item = RawItem(
+            "message/rfc822",
+            m.raw or b"",
+            metadata={"uid": m.uid, "mailbox": self.cfg.imap.mailbox},
+        )
+        try:
+            qid = await self.ctx.quarantine(item, reason)
+        except Exception as exc:
+            self.log.warning(
+                "email %s: UID %d could not be quarantined, left unseen: %r", self.name, m.uid, exc
+            )
+            self._retry_later(m.uid)
+            return False
+        self.log.warning("email %s: UID %d quarantined as %s", self.name, m.uid, qid)
+        return True
+
+    async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
+        """A quarantined mail read again (after a fix or a config change)."""
+        parsed = self._parse(item.data)
+        if isinstance(parsed, ParsedEmail) and parsed.own:
+            raise ValueError("this is mail the gateway sent itself; it is never ingested")
+        return to_event(parsed)
 
     async def _acknowledge(self, imap: ImapConnection, uids: list[int]) -> None:
         if self.cfg.imap.move_to:

@@ -45,6 +45,7 @@ from connectors.base import (
     Identity,
     InboundMessage,
     OutboundMessage,
+    Refused,
     Typing,
 )
 from connectors.http import fail
@@ -110,6 +111,7 @@ class WebchatConnector(Connector):
     identity_kind: ClassVar[str] = KIND
     settings_model: ClassVar[type[ConnectorSettings]] = WebchatSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT, Capability.TYPING})
+    refusals_reach_sender: ClassVar[bool] = True  # the widget shows the refusal at once
 
     settings: WebchatSettings
 
@@ -332,8 +334,8 @@ class WebchatConnector(Connector):
         )
         try:
             result = await self.ctx.submit(inbound)
-        except ValueError as exc:
-            await self._error(ws, "rejected", f"The message was refused: {exc}", client_id)
+        except Refused as exc:
+            await self._error(ws, "rejected", f"The message was refused: {exc.reason}", client_id)
             return
         except Exception:
             self.ctx.log.exception("webchat submit failed")

@@ -134,8 +134,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     gw = _gw(request)
     store_ok = await gw.store.ping()
-    channels = gw.channel_states()
-    ready = store_ok and all(state == "running" for state in channels.values())
+    channels = await gw.channel_health() if store_ok else gw.channel_states()
+    # A degraded channel still serves: it is not a reason to take this instance out.
+    ready = store_ok and all(
+        state == "running" or state.startswith("degraded") for state in channels.values()
+    )
     return web.json_response(
         {"ready": ready, "store": "ok" if store_ok else "down", "channels": channels},
         status=200 if ready else 503,
@@ -539,5 +542,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/routing/explain", explain)
     r.add_get("/v1/events", events)
     from gateway import console
+    from gateway.api import quarantine
 
+    quarantine.add_routes(app)
     console.add_routes(app)

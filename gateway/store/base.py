@@ -102,6 +102,44 @@ class OutboxItem:
     queued_at: float = 0.0
 
 
+QUARANTINE_STATUSES = ("new", "retried", "dismissed")
+
+
+@dataclass(slots=True)
+class QuarantinedItem:
+    """An inbound item the gateway could not take: kept as it came, with the reason.
+    `new` until someone acts: `retried` (it became message `message_id`) or `dismissed`."""
+
+    id: str
+    channel: str
+    content_type: str
+    size: int
+    external_id: str | None
+    reason: str
+    metadata: dict[str, Any]
+    status: str
+    retries: int
+    message_id: str | None
+    created_at: float
+    updated_at: float
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "content_type": self.content_type,
+            "size": self.size,
+            "external_id": self.external_id,
+            "reason": self.reason,
+            "metadata": self.metadata,
+            "status": self.status,
+            "retries": self.retries,
+            "message_id": self.message_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
 @dataclass(slots=True)
 class WaitingConversation:
     id: str
@@ -267,6 +305,50 @@ class Store(ABC):
 
     @abstractmethod
     async def last_event_id(self) -> int: ...
+
+    # --- quarantine ----------------------------------------------------------------------
+    @abstractmethod
+    async def quarantine_add(
+        self,
+        channel: str,
+        content_type: str,
+        data: bytes,
+        reason: str,
+        now: float,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[QuarantinedItem, list[Event]]:
+        """Keep an item the gateway could not take (status `new`), with a
+        `message.quarantined` event."""
+
+    @abstractmethod
+    async def quarantine_list(
+        self,
+        status: str | None = None,
+        channel: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[QuarantinedItem], str | None]:
+        """Newest first; the second value is the cursor of the next page."""
+
+    @abstractmethod
+    async def quarantine_get(self, item_id: str) -> tuple[QuarantinedItem, bytes]: ...
+
+    @abstractmethod
+    async def quarantine_settle(
+        self,
+        item_id: str,
+        status: str,
+        now: float,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> tuple[QuarantinedItem, list[Event]]:
+        """Record what became of an item: `retried` (with the message it became),
+        `dismissed`, or `new` again after a retry that failed (with the new reason)."""
+
+    @abstractmethod
+    async def quarantine_unreviewed(self) -> dict[str, int]:
+        """Items still `new`, counted per channel."""
 
     # --- connector key-value -------------------------------------------------------------
     @abstractmethod

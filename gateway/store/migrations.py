@@ -172,4 +172,24 @@ CREATE TABLE early_receipts (
 ALTER TABLE identities ADD COLUMN verified INTEGER NOT NULL DEFAULT 1
 """,
     ),
+    (
+        6,
+        """
+CREATE TABLE quarantine (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    external_id TEXT,
+    reason TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'new' CHECK (status IN ('new', 'retried', 'dismissed')),
+    retries INTEGER NOT NULL DEFAULT 0,
+    message_id TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX quarantine_status ON quarantine(status, channel)
+""",
+    ),
 ]

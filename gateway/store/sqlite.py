@@ -43,6 +43,7 @@ from gateway.store.base import (
     WaitingConversation,
 )
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite_quarantine import SqliteQuarantine
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteQuarantine, Store):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous is NORMAL or FULL")

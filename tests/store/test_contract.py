@@ -342,3 +342,32 @@ async def test_a_receipt_faster_than_the_send_record_is_kept(store: Store) -> No
     assert [e.type for e in events] == ["message.sent", "message.delivered"]
     [stored] = [m for m in await store.messages(conv.id) if m.id == msg.id]
     assert stored.status == "delivered"
+
+
+async def test_quarantine_keeps_items_until_someone_acts(store: Store) -> None:
+    first, events = await store.quarantine_add(
+        "mail", "message/rfc822", b"raw\x00bytes", "unreadable", 10.0, "<m@x>", {"uid": 7}
+    )
+    assert [e.type for e in events] == ["message.quarantined"]
+    assert events[0].data["quarantine"]["id"] == first.id
+    second, _ = await store.quarantine_add("sms", "application/json", b"{}", "refused", 11.0)
+    assert await store.quarantine_unreviewed() == {"mail": 1, "sms": 1}
+
+    item, data = await store.quarantine_get(first.id)
+    assert data == b"raw\x00bytes" and item.size == 9 and item.metadata == {"uid": 7}
+    page, cursor = await store.quarantine_list(limit=1)
+    assert [i.id for i in page] == [second.id] and cursor is not None  # newest first
+    page, cursor = await store.quarantine_list(limit=1, cursor=cursor)
+    assert [i.id for i in page] == [first.id] and cursor is None
+    assert [i.id for i in (await store.quarantine_list(channel="sms"))[0]] == [second.id]
+
+    failed, events = await store.quarantine_settle(first.id, "new", 12.0, reason="still bad")
+    assert (failed.status, failed.reason, failed.retries) == ("new", "still bad", 1)
+    assert [e.type for e in events] == ["quarantine.retry_failed"]
+    done, _ = await store.quarantine_settle(first.id, "retried", 13.0, message_id="msg_1")
+    assert (done.status, done.message_id, done.retries) == ("retried", "msg_1", 2)
+    await store.quarantine_settle(second.id, "dismissed", 14.0)
+    assert await store.quarantine_unreviewed() == {}
+    assert (await store.quarantine_list(status="new"))[0] == []
+    with pytest.raises(NotFound):
+        await store.quarantine_get("q_missing")
