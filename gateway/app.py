@@ -118,7 +118,7 @@ class Gateway:
             middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes
         )
         self.app[GATEWAY] = self
-        self.app[AUTH] = Authenticator(self.config.auth)
+        self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
         add_routes(self.app)
         self.port: int | None = None
 

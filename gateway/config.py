@@ -74,15 +74,38 @@ class StoreConfig(Strict):
     )
 
 
+Visibility = Literal["all", "queues", "assigned"]
+
+
 class TokenConfig(Strict):
     name: str
     token: SecretStr = Field(min_length=12)
     role: Literal["admin", "agent", "integration"]
     agent: str | None = Field(None, description="The agent an `agent` token acts as.")
+    visibility: Visibility | None = Field(
+        None, description="For an `agent` token: overrides `auth.visibility`."
+    )
+    acts_as_agents: bool = Field(
+        False,
+        description="For an `integration` token: may reply, assign and resolve in an agent's "
+        "name (a helpdesk relaying its agents). Otherwise it acts as itself.",
+    )
 
 
 class AuthConfig(Strict):
     tokens: list[TokenConfig] = Field(default_factory=list)
+    visibility: Visibility = Field(
+        "queues",
+        description="What an agent token sees and acts on: `all` conversations, those in the "
+        "agent's `queues` (and its own), or only those `assigned` to it. The event stream is "
+        "filtered the same way.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        min_length=12,
+        description="When set, GET /metrics needs `Authorization: Bearer <this>` (or an admin "
+        "token).",
+    )
 
 
 class AgentConfig(Strict):
@@ -227,7 +250,7 @@ class OutboxConfig(Strict):
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
-    auth: AuthConfig = Field(default_factory=AuthConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)  # type: ignore[arg-type]
     agents: list[AgentConfig] = Field(default_factory=list)
     channels: list[ChannelConfig] = Field(default_factory=list)
     routing: RoutingConfig

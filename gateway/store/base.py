@@ -28,6 +28,66 @@ class Conflict(StoreError):
     pass
 
 
+class Forbidden(StoreError):
+    """The caller sees the conversation but may not act on it (it is someone else's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a caller may see and act on, checked by the store inside each operation (so no
+    check-then-act race). `agent`: the caller acts as this agent and only on conversations
+    that are unassigned or its own. `queues`: the caller sees conversations in these queues
+    and those assigned to `agent`; None sees every queue. `Scope()` is unrestricted."""
+
+    agent: str | None = None
+    queues: frozenset[str] | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.agent is None and self.queues is None
+
+    def sees(self, conv: Conversation) -> bool:
+        if self.queues is None:
+            return True
+        return (self.agent is not None and conv.assignee == self.agent) or (
+            conv.queue in self.queues
+        )
+
+    def may_act(self, conv: Conversation) -> bool:
+        return self.sees(conv) and (self.agent is None or conv.assignee in (None, self.agent))
+
+    def where(
+        self, queue_col: str = "queue", assignee_col: str = "assignee"
+    ) -> tuple[str, list[str]]:
+        """The `sees` rule as an SQL condition with its arguments ("" when unrestricted)."""
+        if self.queues is None:
+            return "", []
+        marks = ",".join("?" * len(self.queues))
+        clauses, args = [], []
+        if self.queues:
+            clauses.append(f"{queue_col} IN ({marks})")
+            args.extend(sorted(self.queues))
+        if self.agent is not None:
+            clauses.append(f"{assignee_col} = ?")
+            args.append(self.agent)
+        return "(" + (" OR ".join(clauses) or "0") + ")", args
+
+
+UNRESTRICTED = Scope()
+
+
+def check_sees(scope: Scope | None, conv: Conversation) -> None:
+    """NotFound (not 403: existence is not revealed) when the scope does not see it."""
+    if scope is not None and not scope.sees(conv):
+        raise NotFound(f"conversation {conv.id} not found")
+
+
+def check_acts(scope: Scope | None, conv: Conversation) -> None:
+    check_sees(scope, conv)
+    if scope is not None and not scope.may_act(conv):
+        raise Forbidden(f"the conversation is assigned to {conv.assignee}")
+
+
 @dataclass(slots=True)
 class Classification:
     """Where a new conversation goes: the router's classification, as the store keeps it."""
@@ -80,8 +140,8 @@ class OutboundRequest:
     html: str | None = None
     subject: str | None = None
     automatic: bool = False
-    # The agent the caller acts as: the store refuses when the conversation is someone else's.
-    acting_agent: str | None = None
+    # What the caller may act on: the store refuses a conversation outside it.
+    scope: Scope | None = None
 
 
 @dataclass(slots=True)
@@ -179,6 +239,7 @@ class ConversationFilter:
     contact_id: str | None = None
     limit: int = 50
     cursor: str | None = None
+    scope: Scope | None = None
 
 
 class Store(ABC):
@@ -260,28 +321,36 @@ class Store(ABC):
     # --- lifecycle -----------------------------------------------------------------------
     @abstractmethod
     async def assign(
-        self, conversation_id: str, agent_id: str, capacity: int | None, by: str | None, now: float
+        self,
+        conversation_id: str,
+        agent_id: str,
+        capacity: int | None,
+        by: str | None,
+        now: float,
+        scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
         """Manual assignment; with `capacity` set, refuse (Conflict) when the agent is full."""
 
     @abstractmethod
     async def transfer(
-        self, conversation_id: str, queue: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]: ...
 
     @abstractmethod
     async def resolve(
-        self, conversation_id: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]: ...
 
     @abstractmethod
     async def reopen(
-        self, conversation_id: str, by: str | None, now: float
+        self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
     ) -> tuple[Conversation, list[Event]]: ...
 
-    # --- queries -------------------------------------------------------------------------
+    # --- queries (a scope hides what it does not see: NotFound) ---------------------------
     @abstractmethod
-    async def get_conversation(self, conversation_id: str) -> Conversation: ...
+    async def get_conversation(
+        self, conversation_id: str, scope: Scope | None = None
+    ) -> Conversation: ...
 
     @abstractmethod
     async def list_conversations(
@@ -289,16 +358,18 @@ class Store(ABC):
     ) -> tuple[list[Conversation], str | None]: ...
 
     @abstractmethod
-    async def messages(self, conversation_id: str) -> list[Message]: ...
+    async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]: ...
 
     @abstractmethod
-    async def get_contact(self, contact_id: str) -> Contact: ...
+    async def get_contact(self, contact_id: str, scope: Scope | None = None) -> Contact:
+        """With a scope: only a contact one of whose conversations the scope sees."""
 
     @abstractmethod
-    async def find_contact(self, identity: Identity) -> Contact: ...
+    async def find_contact(self, identity: Identity, scope: Scope | None = None) -> Contact: ...
 
     @abstractmethod
-    async def get_blob(self, blob_id: str) -> tuple[str, bytes]: ...
+    async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
+        """With a scope: only a blob of a message in a conversation the scope sees."""
 
     @abstractmethod
     async def events_since(self, since: int, limit: int) -> list[Event]: ...

@@ -39,8 +39,11 @@ from gateway.store.base import (
     OutboundRequest,
     OutboxItem,
     RoutingSnapshot,
+    Scope,
     Store,
     WaitingConversation,
+    check_acts,
+    check_sees,
 )
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite_quarantine import SqliteQuarantine
@@ -605,10 +608,9 @@ class SqliteStore(SqliteQuarantine, Store):
         self, conn: sqlite3.Connection, req: OutboundRequest
     ) -> tuple[Message, list[Event]]:
         conv = self._get_conv(conn, req.conversation_id)
+        check_acts(req.scope, conv)
         if conv.status == "closed":
             raise Conflict("the conversation is closed")
-        if req.acting_agent is not None and conv.assignee not in (None, req.acting_agent):
-            raise Conflict(f"the conversation is assigned to {conv.assignee}")
         if conv.reply_kind is None:
             raise Conflict("the conversation has no customer address to reply to")
         now = req.now
@@ -1010,9 +1012,11 @@ class SqliteStore(SqliteQuarantine, Store):
         conversation_id: str,
         mutate: Callable[[sqlite3.Connection, Conversation], NewEvent],
         now: float,
+        scope: Scope | None = None,
     ) -> Callable[[sqlite3.Connection], tuple[Conversation, list[Event]]]:
         def op(conn: sqlite3.Connection) -> tuple[Conversation, list[Event]]:
             conv = self._get_conv(conn, conversation_id)
+            check_acts(scope, conv)
             before = (conv.assignee, conv.status)
             event = mutate(conn, conv)
             self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
@@ -1036,7 +1040,13 @@ class SqliteStore(SqliteQuarantine, Store):
         return op
 
     async def assign(
-        self, conversation_id: str, agent_id: str, capacity: int | None, by: str | None, now: float
+        self,
+        conversation_id: str,
+        agent_id: str,
+        capacity: int | None,
+        by: str | None,
+        now: float,
+        scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
             if conv.status in ("resolved", "closed"):
@@ -1067,13 +1077,12 @@ class SqliteStore(SqliteQuarantine, Store):
                 },
             )
 
-        return await self._tx(self._change(conversation_id, mutate, now))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def transfer(
-        self, conversation_id: str, queue: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            self._check_actor(conv, acting_agent)
             if conv.status in ("resolved", "closed"):
                 raise Conflict(f"the conversation is {conv.status}; reopen it first")
             previous = conv.queue
@@ -1083,22 +1092,21 @@ class SqliteStore(SqliteQuarantine, Store):
                 {"conversation_id": conv.id, "from_queue": previous, "queue": queue, "by": by},
             )
 
-        return await self._tx(self._change(conversation_id, mutate, now))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def resolve(
-        self, conversation_id: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            self._check_actor(conv, acting_agent)
             if conv.status in ("resolved", "closed"):
                 raise Conflict(f"the conversation is already {conv.status}")
             conv.status, conv.resolved_at = "resolved", now
             return NewEvent("conversation.resolved", {"conversation_id": conv.id, "by": by})
 
-        return await self._tx(self._change(conversation_id, mutate, now))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def reopen(
-        self, conversation_id: str, by: str | None, now: float
+        self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
             if conv.status not in ("resolved", "closed"):
@@ -1111,16 +1119,18 @@ class SqliteStore(SqliteQuarantine, Store):
             )
             return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
 
-        return await self._tx(self._change(conversation_id, mutate, now))
-
-    @staticmethod
-    def _check_actor(conv: Conversation, acting_agent: str | None) -> None:
-        if acting_agent is not None and conv.assignee not in (None, acting_agent):
-            raise Conflict(f"the conversation is assigned to {conv.assignee}")
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     # --- queries ---------------------------------------------------------------------------
-    async def get_conversation(self, conversation_id: str) -> Conversation:
-        return await self._run(lambda conn: self._get_conv(conn, conversation_id))
+    async def get_conversation(
+        self, conversation_id: str, scope: Scope | None = None
+    ) -> Conversation:
+        def op(conn: sqlite3.Connection) -> Conversation:
+            conv = self._get_conv(conn, conversation_id)
+            check_sees(scope, conv)
+            return conv
+
+        return await self._run(op)
 
     async def list_conversations(
         self, flt: ConversationFilter
@@ -1140,6 +1150,11 @@ class SqliteStore(SqliteQuarantine, Store):
         if flt.cursor:
             where.append("id < ?")
             args.append(flt.cursor)
+        if flt.scope is not None:
+            clause, scope_args = flt.scope.where()
+            if clause:
+                where.append(clause)
+                args.extend(scope_args)
         sql = f"SELECT {self._CONV_COLS} FROM conversations"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -1154,9 +1169,9 @@ class SqliteStore(SqliteQuarantine, Store):
 
         return await self._run(op)
 
-    async def messages(self, conversation_id: str) -> list[Message]:
+    async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]:
         def op(conn: sqlite3.Connection) -> list[Message]:
-            self._get_conv(conn, conversation_id)
+            check_sees(scope, self._get_conv(conn, conversation_id))
             return [
                 self._msg(r)
                 for r in conn.execute(
@@ -1167,10 +1182,30 @@ class SqliteStore(SqliteQuarantine, Store):
 
         return await self._run(op)
 
-    async def get_contact(self, contact_id: str) -> Contact:
-        return await self._run(lambda conn: self._contact(conn, contact_id))
+    def _check_contact(
+        self, conn: sqlite3.Connection, contact_id: str, scope: Scope | None
+    ) -> None:
+        if scope is None:
+            return
+        clause, args = scope.where()
+        if not clause:
+            return
+        row = conn.execute(
+            f"SELECT 1 FROM conversations WHERE contact_id=? AND {clause} LIMIT 1",
+            (contact_id, *args),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"contact {contact_id} not found")
 
-    async def find_contact(self, identity: Identity) -> Contact:
+    async def get_contact(self, contact_id: str, scope: Scope | None = None) -> Contact:
+        def op(conn: sqlite3.Connection) -> Contact:
+            contact = self._contact(conn, contact_id)
+            self._check_contact(conn, contact.id, scope)
+            return contact
+
+        return await self._run(op)
+
+    async def find_contact(self, identity: Identity, scope: Scope | None = None) -> Contact:
         def op(conn: sqlite3.Connection) -> Contact:
             row = conn.execute(
                 "SELECT contact_id FROM identities WHERE kind=? AND address=?",
@@ -1178,12 +1213,31 @@ class SqliteStore(SqliteQuarantine, Store):
             ).fetchone()
             if row is None:
                 raise NotFound(f"no contact with identity {identity.kind}:{identity.address}")
-            return self._contact(conn, self._resolve_contact_id(conn, row[0]))
+            contact = self._contact(conn, self._resolve_contact_id(conn, row[0]))
+            try:
+                self._check_contact(conn, contact.id, scope)
+            except NotFound:
+                raise NotFound(
+                    f"no contact with identity {identity.kind}:{identity.address}"
+                ) from None
+            return contact
 
         return await self._run(op)
 
-    async def get_blob(self, blob_id: str) -> tuple[str, bytes]:
+    async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
         def op(conn: sqlite3.Connection) -> tuple[str, bytes]:
+            if scope is not None:
+                clause, args = scope.where("c.queue", "c.assignee")
+                if clause:
+                    # A blob is seen through a message of a conversation the scope sees.
+                    seen = conn.execute(
+                        "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                        f" WHERE (m.raw_blob = ? OR instr(m.attachments, ?) > 0) AND {clause}"
+                        " LIMIT 1",
+                        (blob_id, f'"{blob_id}"', *args),
+                    ).fetchone()
+                    if seen is None:
+                        raise NotFound(f"blob {blob_id} not found")
             row = conn.execute(
                 "SELECT content_type, data FROM blobs WHERE id=?", (blob_id,)
             ).fetchone()

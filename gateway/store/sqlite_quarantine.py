@@ -102,13 +102,13 @@ class SqliteQuarantine:
         if channel is not None:
             where.append("channel=?")
             args.append(channel)
-        if cursor is not None:
-            where.append("id<?")
+        if cursor is not None:  # keyset on insertion order (ids made in one ms may not sort)
+            where.append("rowid < (SELECT rowid FROM quarantine WHERE id=?)")
             args.append(cursor)
         sql = f"SELECT {_COLS} FROM quarantine"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
+        sql += " ORDER BY rowid DESC LIMIT ?"
         args.append(limit + 1)
 
         def op(conn: sqlite3.Connection) -> tuple[list[QuarantinedItem], str | None]:

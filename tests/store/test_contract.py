@@ -14,8 +14,10 @@ from gateway.store.base import (
     Claim,
     Classification,
     ConversationFilter,
+    Forbidden,
     IngestRequest,
     OutboundRequest,
+    Scope,
 )
 
 WEEK = 7 * 86400.0
@@ -172,9 +174,9 @@ async def test_lifecycle_rules(store: Store) -> None:
         await store.get_conversation("cv_missing")
     c, ev = await store.assign(conv.id, "alice", 2, "admin", 1100)
     assert c.assignee == "alice" and c.status == "assigned"
-    with pytest.raises(Conflict):
-        await store.resolve(conv.id, "bob", "bob", 1101)  # bob may not resolve alice's
-    c, ev = await store.transfer(conv.id, "billing", "alice", "alice", 1102)
+    with pytest.raises(Forbidden):  # bob may not resolve alice's
+        await store.resolve(conv.id, "bob", Scope(agent="bob"), 1101)
+    c, ev = await store.transfer(conv.id, "billing", "alice", Scope(agent="alice"), 1102)
     assert c.assignee is None and c.queue == "billing" and ev[0].type == "conversation.transferred"
     c, _ = await store.resolve(conv.id, "admin", None, 1103)
     assert c.status == "resolved" and c.resolved_at == 1103
@@ -371,3 +373,55 @@ async def test_quarantine_keeps_items_until_someone_acts(store: Store) -> None:
     assert (await store.quarantine_list(status="new"))[0] == []
     with pytest.raises(NotFound):
         await store.quarantine_get("q_missing")
+
+
+async def test_scope_hides_and_guards_inside_each_operation(store: Store) -> None:
+    """An agent's scope is checked by the operation itself: what it does not see is
+    NotFound (its existence not revealed), what is someone else's is Forbidden."""
+    general = (await ingest(store, inbound("g1", sender="g@example.com"))).conversation
+    billing = (
+        await store.ingest(
+            IngestRequest(
+                "mail",
+                "email",
+                inbound("b1", sender="b@example.com"),
+                classify_to(),  # type: ignore[arg-type]
+                1000.0,
+                WEEK,
+                blobs={"b_raw": ("message/rfc822", b"raw!")},
+                raw_blob="b_raw",
+            )
+        )
+    ).conversation
+    await store.transfer(billing.id, "billing", "admin", None, 1001)
+    bob = Scope(agent="bob", queues=frozenset({"general"}))
+    rows, _ = await store.list_conversations(ConversationFilter(scope=bob))
+    assert [c.id for c in rows] == [general.id]
+    for op in (
+        store.get_conversation(billing.id, bob),
+        store.messages(billing.id, bob),
+        store.resolve(billing.id, "bob", bob, 1002),
+        store.reopen(billing.id, "bob", 1002, bob),
+        store.transfer(billing.id, "general", "bob", bob, 1002),
+        store.assign(billing.id, "bob", None, "bob", 1002, bob),
+        store.get_contact(billing.contact_id, bob),
+        store.find_contact(Identity("email", "b@example.com"), bob),
+    ):
+        with pytest.raises(NotFound):
+            await op
+    [msg] = await store.messages(billing.id)
+    assert msg.raw_blob is not None
+    with pytest.raises(NotFound):
+        await store.get_blob(msg.raw_blob, bob)
+    assert (await store.get_blob(msg.raw_blob))[1] == b"raw!"
+
+    # Assigned to bob, a billing conversation becomes his to see; alice's stays hers.
+    await store.assign(billing.id, "bob", None, "admin", 1003)
+    assert (await store.get_conversation(billing.id, bob)).assignee == "bob"
+    assert (await store.get_blob(msg.raw_blob, bob))[1] == b"raw!"
+    await store.assign(general.id, "alice", None, "admin", 1004)
+    with pytest.raises(Forbidden):
+        await store.add_outbound(OutboundRequest(general.id, "hi", "agent", "bob", 1005, scope=bob))
+    only_mine = Scope(agent="bob", queues=frozenset())
+    rows, _ = await store.list_conversations(ConversationFilter(scope=only_mine))
+    assert [c.id for c in rows] == [billing.id]
