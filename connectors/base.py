@@ -274,6 +274,11 @@ class Connector(ABC):
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Deliver one message. Expected provider failures are results, not exceptions."""
 
+    def openapi(self) -> dict[str, Any]:
+        """OpenAPI for endpoints this channel serves to API clients (not a provider's own
+        webhooks): `{"paths": {...}, "schemas": {...}}`, refs as `#/components/schemas/X`."""
+        return {}
+
     async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
         """Read a quarantined provider item again (after a fix or a config change), for
         `switchboard quarantine retry`. Raise `ValueError` when it still cannot be read."""

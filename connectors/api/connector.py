@@ -165,6 +165,61 @@ class ApiConnector(Connector):
             status=202,
         )
 
+    def openapi(self) -> dict[str, Any]:
+        """The inbound endpoint, described from the model that validates it."""
+        schema = InboundPayload.model_json_schema(
+            by_alias=True, ref_template="#/components/schemas/ApiInbound{model}"
+        )
+        defs = {f"ApiInbound{k}": v for k, v in schema.pop("$defs", {}).items()}
+        error = {"$ref": "#/components/schemas/Error"}
+        errors = {
+            "400": "Malformed JSON or not UTF-8.",
+            "401": "Missing or wrong channel token.",
+            "413": "Body too large.",
+            "422": "Wrong fields, or a message the gateway refuses.",
+            "503": "The gateway cannot take messages right now; try again.",
+        }
+        accepted = {
+            "type": "object",
+            "properties": {
+                "conversation_id": {"type": ["string", "null"]},
+                "message_id": {"type": ["string", "null"]},
+                "duplicate": {"type": "boolean"},
+            },
+            "required": ["conversation_id", "message_id", "duplicate"],
+        }
+        operation = {
+            "summary": f"A customer message into the `{self.name}` channel",
+            "operationId": f"post_channel_{self.name}_messages",
+            "description": "Idempotent on `external_id`: the same id again gives the same "
+            "answer with `duplicate: true` and stores nothing new.",
+            "security": [{"bearer": []}],
+            "x-roles": ["channel token"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ApiInbound"}}
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "Stored (or already stored).",
+                    "content": {"application/json": {"schema": accepted}},
+                },
+                **{
+                    code: {
+                        "description": text,
+                        "content": {"application/json": {"schema": error}},
+                    }
+                    for code, text in errors.items()
+                },
+            },
+        }
+        return {
+            "paths": {f"/v1/channels/{self.name}/messages": {"post": operation}},
+            "schemas": {**defs, "ApiInbound": schema},
+        }
+
     def payload(self, message: OutboundMessage) -> bytes:
         body = {
             "type": "message.outbound",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -47,7 +47,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             413: "payload_too_large",
         }.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else "request body too large"
-        raise ApiError(exc.status, code, message) from None
+        err = ApiError(exc.status, code, message)
+        if "Allow" in exc.headers:  # a 405 says what is allowed (RFC 9110)
+            err.headers["Allow"] = exc.headers["Allow"]
+        raise err from None
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:
@@ -70,7 +73,8 @@ def _auth(request: web.Request, allow_query: bool = False) -> Principal:
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `true` is not a capacity of 1, "5" is not a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ReplyBody(Body):
@@ -98,7 +102,7 @@ class PresenceBody(Body):
 
 
 class CapacityBody(Body):
-    capacity: dict[str, int]
+    capacity: dict[str, Annotated[int, Field(ge=0)]]
 
 
 class ExplainBody(Body):
@@ -562,7 +566,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/routing/explain", explain)
     r.add_get("/v1/events", events)
     from gateway import console
-    from gateway.api import quarantine
+    from gateway.api import openapi, quarantine
 
+    r.add_get("/v1/openapi.json", openapi.openapi_json)
     quarantine.add_routes(app)
     console.add_routes(app)
