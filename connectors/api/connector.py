@@ -36,7 +36,7 @@ from connectors.base import (
     InboundMessage,
     OutboundMessage,
 )
-from connectors.http import bearer_token, fail, read_json, validation_details
+from connectors.http import bearer_token, fail, read_json, token_bytes, validation_details
 
 RETRYABLE = {408, 425, 429}
 
@@ -126,7 +126,7 @@ class ApiConnector(Connector):
         token = bearer_token(request)
         if token is None:
             fail(401, "unauthenticated", "missing bearer token for this channel")
-        if not hmac.compare_digest(token.encode(), self._token):
+        if not hmac.compare_digest(token_bytes(token), self._token):
             fail(401, "unauthenticated", "invalid token for this channel")
         data = await read_json(request, self.ctx.max_body_bytes)
         try:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from connectors.http import bearer_token, fail
+from connectors.http import bearer_token, fail, token_bytes
 from gateway.config import AuthConfig
 
 
@@ -31,7 +31,7 @@ class Authenticator:
         ]
 
     def lookup(self, token: str) -> Principal | None:
-        raw = token.encode()
+        raw = token_bytes(token)
         found = None
         for secret, principal in self._tokens:  # compare against all: constant time overall
             if hmac.compare_digest(raw, secret):
