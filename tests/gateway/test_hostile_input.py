@@ -73,7 +73,7 @@ async def hostile_gateway(
             "api_base_url": telegram.url,
             "mode": "webhook",
             "webhook_secret": WEBHOOK_SECRET,
-            "webhook_base_url": base,
+            "webhook_base_url": "https://support.example.com",
             "request_timeout": 3,
         },
     ]
