@@ -62,14 +62,24 @@ def clean_header(value: str) -> str:
 
 
 def _header_names(message: Message) -> list[list[str]]:
-    return [[k.lower() for k in part] for part in message.walk()]
+    """The header names of the message and of each MIME part we built, in order. An
+    attached message (message/rfc822) is the customer's content: not descended into."""
+    names = [[k.lower() for k in message]]
+    if message.get_content_maintype() == "multipart" and message.is_multipart():
+        for part in message.get_payload():
+            if isinstance(part, Message):
+                names += _header_names(part)
+    return names
 
 
 def _check_wire(msg: EmailMessage) -> None:
     """Raise `ComposeError` unless the message, as it goes on the wire, has exactly the
     header fields we set, in every MIME part: the last line of defence against a value
     that folds into a header of its own, whatever the standard library does."""
-    sent = message_from_bytes(msg.as_bytes(policy=SMTP), policy=SMTP)
+    try:
+        sent = message_from_bytes(msg.as_bytes(policy=SMTP), policy=SMTP)
+    except Exception as exc:  # e.g. an attachment type the email package cannot write
+        raise ComposeError(f"the message cannot be written: {type(exc).__name__}") from None
     if _header_names(sent) != _header_names(msg):
         raise ComposeError("a header value would have broken into another header line")
 

@@ -10,9 +10,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from email_support import Dovecot, Mailbox, SmtpServer
+from email_support import Dovecot, Mailbox, SmtpServer, make_settings
 from test_email_gateway import CUSTOMER, email_config
 
+from connectors.base import Attachment, ConnectorContext, Identity, OutboundMessage
+from connectors.email import EmailConnector
 from tests.gateway.conftest import agent_token, gateway_factory, wait_for
 
 __all__ = ["gateway_factory"]
@@ -98,3 +100,26 @@ async def test_no_customer_written_header_reaches_the_smtp_wire(
         subject = str(sent["Subject"])
         assert "Hi" in subject and "\r" not in subject and "\n" not in subject
         assert sent["Bcc"] is None and sent["X-Injected"] is None
+
+
+async def test_an_attached_message_is_not_mistaken_for_injected_headers(
+    smtp_server: SmtpServer, ctx: ConnectorContext
+) -> None:
+    # The wire check compares the headers we set, not those of an attached message.
+    conn = EmailConnector("support", make_settings(smtp_port=smtp_server.port), ctx)
+    forwarded = b"From: a@b.test\r\nSubject: the original\r\nX-Other: 1\r\n\r\nbody\r\n"
+    result = await conn.send(
+        OutboundMessage(
+            id="out-1",
+            conversation_id="c1",
+            to=Identity("email", CUSTOMER),
+            text="The mail you asked about is attached.",
+            subject="Your mail",
+            attachments=[Attachment("original.eml", "message/rfc822", len(forwarded), forwarded)],
+        )
+    )
+    assert result.status == "sent", result
+    (mail,) = smtp_server.received
+    assert mail.rcpt_tos == [CUSTOMER]
+    (att,) = list(mail.message.iter_attachments())
+    assert att.get_content_type() == "message/rfc822"
