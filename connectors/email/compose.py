@@ -98,6 +98,9 @@ def _address(addr: str, display_name: str | None = None) -> Address:
     addr = addr.strip()
     if _CONTROL_RE.search(addr) or any(c.isspace() for c in addr) or addr.count("@") != 1:
         raise ComposeError(f"invalid email address {addr!r}")
+    if "=?" in addr and _as_the_email_package_reads(addr) != addr:
+        # The email package would decode it into another address (or another header).
+        raise ComposeError(f"invalid email address {addr!r}: it holds an RFC 2047 encoded word")
     local, _, domain = addr.rpartition("@")
     if not local or not domain:
         raise ComposeError(f"invalid email address {addr!r}")

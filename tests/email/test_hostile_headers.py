@@ -123,3 +123,20 @@ async def test_an_attached_message_is_not_mistaken_for_injected_headers(
     assert mail.rcpt_tos == [CUSTOMER]
     (att,) = list(mail.message.iter_attachments())
     assert att.get_content_type() == "message/rfc822"
+
+
+async def test_a_recipient_address_holding_an_encoded_word_is_refused(
+    smtp_server: SmtpServer, ctx: ConnectorContext
+) -> None:
+    # The email package would decode it in the To header into a line break and a Bcc.
+    conn = EmailConnector("support", make_settings(smtp_port=smtp_server.port), ctx)
+    result = await conn.send(
+        OutboundMessage(
+            id="out-1",
+            conversation_id="c1",
+            to=Identity("email", "=?utf-8?q?a=0D=0ABcc:_evil=40attacker.test?=@customer.test"),
+            text="Hello",
+        )
+    )
+    assert result.status == "failed" and "encoded word" in (result.reason or ""), result
+    assert smtp_server.received == []
