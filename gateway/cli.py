@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.config import ConfigError, LoadedConfig, json_schema, load_config
+from gateway.config import (
+    ConfigError,
+    LoadedConfig,
+    json_schema,
+    load_config,
+    resolved_endpoint_problems,
+)
 
 DEFAULT_CONFIG = os.environ.get("SWITCHBOARD_CONFIG", "config/gateway.yaml")
 
@@ -62,6 +68,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
+        return 1
+    private = asyncio.run(resolved_endpoint_problems(loaded))
+    if private:
+        print(str(ConfigError(private, args.config)), file=sys.stderr)
         return 1
     cfg = loaded.config
     print(

@@ -7,6 +7,7 @@ key path and YAML line (`channels[2].imap.port (line 31): ...`), never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterable
@@ -21,10 +22,16 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
 from connectors.base import ConnectorSettings
+from connectors.egress import (
+    endpoint_url_problem,
+    resolved_private_problem,
+    static_private_problem,
+)
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from router.config import RoutingConfig
 
@@ -144,9 +151,25 @@ class ChannelConfig(BaseModel):
 
 
 class WebhookConfig(Strict):
-    url: str
+    # Declared before `url`, whose check reads it.
+    allow_private_networks: bool = Field(
+        False,
+        description="Allow a url on loopback, private or link-local addresses "
+        "(checked after DNS resolution, at every request).",
+    )
+    url: str = Field(description="http:// or https:// URL the events are POSTed to.")
     secret: SecretStr
     events: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("url")
+    @classmethod
+    def _endpoint(cls, value: str, info: ValidationInfo) -> str:
+        problem = endpoint_url_problem(value)
+        if problem is None and not info.data.get("allow_private_networks", False):
+            problem = static_private_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("secret")
     @classmethod
@@ -503,6 +526,35 @@ def load_config(
         ) from None
     loaded = load_config_text(text, env=env, registry=registry, source=str(path))
     return LoadedConfig(loaded.config, loaded.channel_settings, path)
+
+
+async def resolved_endpoint_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """The endpoints (webhooks, a channel's `outbound_url`) whose host name resolves, now,
+    only to loopback, private or link-local addresses without `allow_private_networks`:
+    the gateway would refuse every request to them. For `switchboard check`; the gateway
+    itself checks at every request, as names may resolve differently later."""
+    endpoints: list[tuple[Loc, str]] = []
+    for i, hook in enumerate(loaded.config.webhooks):
+        if not hook.allow_private_networks:
+            endpoints.append((("webhooks", i, "url"), hook.url))
+    for i, channel in enumerate(loaded.config.channels):
+        settings = loaded.channel_settings.get(channel.name)
+        url = getattr(settings, "outbound_url", None)
+        if isinstance(url, str) and not getattr(settings, "allow_private_networks", False):
+            endpoints.append((("channels", i, "outbound_url"), url))
+
+    async def problem(url: str) -> str | None:
+        try:
+            return await asyncio.wait_for(resolved_private_problem(url), 10)
+        except TimeoutError:
+            return None
+
+    found = await asyncio.gather(*(problem(url) for _, url in endpoints))
+    return [
+        ConfigProblem(format_loc(loc), message)
+        for (loc, _), message in zip(endpoints, found, strict=True)
+        if message
+    ]
 
 
 def json_schema() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -169,15 +170,22 @@ class Ingestor:
 
     @staticmethod
     def _attachment(att: Attachment, blobs: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+        # The name and type are the customer's: agents download the file under that name
+        # and the type goes back out as a Content-Type header. No NUL, no line breaks.
+        controls = r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+"
+        name = " ".join(re.sub(controls, " ", att.name or "").split()) or "attachment"
+        content_type = (att.content_type or "").strip()
+        if not re.fullmatch(r"[\x21-\x7e]+/[\x20-\x7e]{1,200}", content_type):
+            content_type = "application/octet-stream"
         meta: dict[str, Any] = {
-            "name": att.name,
-            "content_type": att.content_type,
+            "name": name,
+            "content_type": content_type,
             "size": att.size,
         }
         if att.url:
             meta["url"] = att.url
         if att.data is not None:
             bid = blob_id(att.data)
-            blobs[bid] = (att.content_type, att.data)
+            blobs[bid] = (content_type, att.data)
             meta["blob"] = bid
         return meta

@@ -230,6 +230,15 @@ class TwilioConnector(Connector):
 
     async def _attachment(self, url: str, content_type: str, index: int) -> Attachment:
         name = media_name(url, content_type, index)
+        if not self.rest.media_allowed(url):
+            # Fetching any URL a webhook names would let it read loopback or cloud
+            # metadata and hand the answer to agents as an attachment.
+            self.ctx.log.warning(
+                "twilio %s: media %s is not on Twilio's hosts; kept by reference, not fetched",
+                self.name,
+                url,
+            )
+            return Attachment(name=name, content_type=content_type, size=0, url=url)
         try:
             media = await self.rest.fetch_media(url, self.settings.max_media_bytes)
         except Exception as exc:  # kept by reference; the message itself must not be lost

@@ -48,7 +48,7 @@ from connectors.base import (
     Refused,
     Typing,
 )
-from connectors.http import fail
+from connectors.http import JsonTooComplex, MalformedJson, fail, loads_json, printable
 from connectors.webchat.settings import WebchatSettings
 from connectors.webchat.tokens import TokenSigner, new_visitor_id
 
@@ -175,11 +175,14 @@ class WebchatConnector(Connector):
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
+        if origin is not None and not origin.isascii():
+            # An origin is ASCII (RFC 6454 serialises IDNs as punycode): this is not a browser.
+            fail(403, "forbidden_origin", "the Origin header is not ASCII")
         if not self.origin_allowed(origin):
             fail(
                 403,
                 "forbidden_origin",
-                f"origin {origin or '(none)'} may not open this chat; "
+                f"origin {printable(origin or '(none)')[:200]} may not open this chat; "
                 f"add it to channels[{self.name}].allowed_origins",
             )
         if self._stopping:
@@ -194,7 +197,11 @@ class WebchatConnector(Connector):
         except TimeoutError:
             await ws.close(code=4408, message=b"handshake timeout: send a hello frame first")
             return ws
-        frame = _json(hello)
+        try:
+            frame = _json(hello)
+        except JsonTooComplex as exc:
+            await _close_hostile(ws, exc)
+            return ws
         if frame is None or frame.get("type") != "hello":
             if not ws.closed:
                 await ws.close(code=4400, message=b"the first frame must be a hello")
@@ -272,7 +279,11 @@ class WebchatConnector(Connector):
                 await self._error(ws, "flooding", "too many frames; slow down")
                 await ws.close(code=4429, message=b"too many frames")
                 break
-            frame = _json(msg)
+            try:
+                frame = _json(msg)
+            except JsonTooComplex as exc:
+                await _close_hostile(ws, exc)
+                break
             if frame is None:
                 await self._error(ws, "invalid_frame", "a frame must be a JSON object")
                 continue
@@ -574,10 +585,22 @@ class WebchatConnector(Connector):
 
 
 def _json(msg: Any) -> dict[str, Any] | None:
-    if getattr(msg, "type", None) != WSMsgType.TEXT:
+    """The frame's JSON object, or None when it is not one. Raises `JsonTooComplex` for a
+    frame nested too deeply or holding a number too long: a hostile client."""
+    if getattr(msg, "type", None) != WSMsgType.TEXT or not isinstance(msg.data, str):
         return None
     try:
-        data = json.loads(msg.data)
-    except (ValueError, TypeError):
+        data = loads_json(msg.data)
+    except JsonTooComplex:
+        raise
+    except MalformedJson:
         return None
     return data if isinstance(data, dict) else None
+
+
+async def _close_hostile(ws: web.WebSocketResponse, exc: JsonTooComplex) -> None:
+    """Close at once with 1007 (invalid frame payload data) and why, in at most the 123
+    bytes a close reason may have."""
+    reason = str(exc).encode()[:123]
+    with contextlib.suppress(Exception):
+        await ws.close(code=1007, message=reason)

@@ -11,7 +11,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.http import ApiError, fail, read_json, validation_details
+from connectors.http import ApiError, fail, printable, read_json, validation_details
 from gateway.api.auth import Authenticator, Principal, require
 from gateway.api.visibility import StreamFilter
 from gateway.identity import InvalidIdentity, parse_identity
@@ -59,6 +59,15 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         raise ApiError(403, "forbidden", str(exc)) from None
     except asyncio.CancelledError:
         raise
+    except (RecursionError, UnicodeError) as exc:
+        # What a client's malformed input leads to when a handler missed a check: nesting
+        # too deep for a recursive parser, bytes that are not UTF-8 (lone surrogates).
+        # The client's fault, so a 400; logged so that the missing check gets added.
+        log.warning(
+            "malformed input reached a handler",
+            extra={"path": printable(request.path), "error": type(exc).__name__},
+        )
+        raise ApiError(400, "bad_request", f"malformed request ({type(exc).__name__})") from None
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         raise ApiError(500, "internal", "internal error; see the gateway log") from None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from connectors.http import bearer_token, fail
+from connectors.http import bearer_token, fail, token_bytes
 from gateway.config import AgentConfig, AuthConfig, TokenConfig
 from gateway.store.base import Scope
 
@@ -68,13 +68,13 @@ class Authenticator:
         token = bearer_token(request)
         if token is None:
             return False
-        if hmac.compare_digest(token.encode(), self._metrics):
+        if hmac.compare_digest(token_bytes(token), self._metrics):
             return True
         principal = self.lookup(token)
         return principal is not None and principal.role == "admin"
 
     def lookup(self, token: str) -> Principal | None:
-        raw = token.encode()
+        raw = token_bytes(token)
         found = None
         for secret, principal in self._tokens:  # compare against all: constant time overall
             if hmac.compare_digest(raw, secret):

@@ -73,6 +73,7 @@ def base_config(
                 "type": "api",
                 "inbound_token": CHANNEL,
                 "outbound_url": outbound_url,
+                "allow_private_networks": True,  # the test receivers listen on loopback
                 "signing_secret": SECRET,
             },
         ],

@@ -33,8 +33,14 @@ __all__ = ["gateway_factory"]
 
 
 async def readyz(client: Client) -> dict[str, Any]:
-    status, body = await client.call("GET", "/readyz", token=None)
-    assert status == 200, body
+    """/readyz once every channel has started (they start in the background)."""
+
+    async def started() -> dict[str, Any] | None:
+        status, body = await client.call("GET", "/readyz", token=None)
+        return None if "starting" in body["channels"].values() else dict(body)
+
+    body = await wait_for(started)
+    assert body["ready"], body
     return dict(body)
 
 
