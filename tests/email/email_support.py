@@ -35,7 +35,31 @@ from connectors.base import (
 from connectors.email.settings import EmailSettings
 from tests.standins.context import MemoryKV
 
-CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "email"
+# Real-world mail kept in the repository (see tests/corpora/README.md for origin and licence).
+CORPORA = Path(__file__).resolve().parents[1] / "corpora" / "email"
+
+
+def corpus(pattern: str, *, under: str = "") -> list[Path]:
+    """The corpus files matching `pattern` (recursively), sorted; fails loudly when there
+    are none, so a missing corpus is an error at collection, never a silent skip."""
+    root = CORPORA / under
+    found = sorted(root.rglob(pattern))
+    if not found:
+        raise FileNotFoundError(
+            f"no {pattern!r} under {root}: the email corpora belong in the repository "
+            "(tests/corpora/README.md)"
+        )
+    return found
+
+
+def corpus_file(*parts: str) -> Path:
+    """One corpus file; fails loudly when it is missing."""
+    path = CORPORA.joinpath(*parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} is missing (tests/corpora/README.md)")
+    return path
+
+
 DOVECOT = "/usr/sbin/dovecot"
 USER, PASSWORD = "support", "s3cret-pass"
 ADDRESS = "support@example.com"

@@ -1,4 +1,5 @@
-"""Every real-world message of the shared corpora parses; what we assert comes from the files."""
+"""Every real-world message of the corpora in tests/corpora parses; what we assert comes
+from the files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from email.policy import SMTP
 from pathlib import Path
 
 import pytest
-from email_support import CORPORA
+from email_support import CORPORA, corpus, corpus_file
 
 from connectors.base import DeliveryReceipt
 from connectors.email.parse import (
@@ -21,10 +22,13 @@ from connectors.email.parse import (
     to_inbound,
 )
 
-ALL_EML = sorted(CORPORA.rglob("*.eml"))
-STANDARD = CORPORA / "talon" / "standard_replies"
-HTML_REPLIES = sorted((CORPORA / "talon" / "html_replies").glob("*.html"))
-MAILPARSER = CORPORA / "nodemailer-mailparser"
+# Collected at import: a missing corpus is a collection error, never an empty (skipped)
+# parametrisation.
+ALL_EML = corpus("*.eml")
+STANDARD = corpus_file("talon", "standard_replies", "sparrow.eml").parent
+HTML_REPLIES = corpus("*.html", under="talon/html_replies")
+MAILPARSER = corpus_file("nodemailer-mailparser", "delivery-status.eml").parent
+STANDARD_EML = corpus("*.eml", under="talon/standard_replies")
 
 
 def parse(path: Path, **kw: object) -> ParsedEmail | BounceReport:
@@ -71,9 +75,7 @@ def test_reply_text_matches_talon_expectation(name: str) -> None:
     assert "wrote:" in inbound.metadata["quoted"]  # the full text with the quote is kept
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.stem for p in STANDARD.glob("*.eml") if p.stem not in ("outlook",))
-)
+@pytest.mark.parametrize("name", [p.stem for p in STANDARD_EML if p.stem not in ("outlook",)])
 def test_standard_replies_keep_only_the_new_text(name: str) -> None:
     result = parse(STANDARD / f"{name}.eml")
     assert isinstance(result, ParsedEmail)
