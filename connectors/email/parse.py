@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
+from email.header import decode_header
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
@@ -199,25 +200,70 @@ def msgid_list(value: str | None) -> list[str]:
     return [f"<{m}>" for m in _MSGID_RE.findall(value)]
 
 
+_SURROGATES_RE = re.compile("[\udc80-\udcff]+")
+_EW_CHARSET_RE = re.compile(r"=\?([^?*]+)(?:\*[^?]*)?\?[bBqQ]\?")
+
+
+def _unescape_run(m: re.Match[str]) -> str:
+    data = bytes(ord(c) - 0xDC00 for c in m.group(0))
+    return _utf8_or_cp1252(data)
+
+
+def unsurrogate(text: str) -> str:
+    """Header text with the raw 8-bit bytes the parser kept as surrogate escapes (RFC 6532
+    UTF-8 addresses, or a sender's unlabelled legacy bytes) turned into real characters:
+    UTF-8 when they are UTF-8, else windows-1252. Without this, the text cannot even be
+    encoded to be stored."""
+    if not _SURROGATES_RE.search(text):
+        return text
+    return _SURROGATES_RE.sub(_unescape_run, text)
+
+
+def _raw_header(msg: Message, name: str) -> str | None:
+    try:
+        for k, v in msg.raw_items():
+            if k.lower() == name.lower():
+                return str(v)
+    except Exception:
+        return None
+    return None
+
+
+def _superset_words(raw: str) -> str | None:
+    """The header decoded again when one of its encoded-words names a charset that mail
+    clients read as a wider one (`=?gb2312?B?...?=` holding GBK text); else None."""
+    labels = _EW_CHARSET_RE.findall(raw)
+    if not any(_codec(label) not in ("", label.lower()) for label in labels):
+        return None
+    try:
+        chunks = decode_header(raw)
+    except Exception:
+        return None
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        else:
+            out.append(_decode_bytes(chunk, charset))
+    return "".join(out)
+
+
 def _header(msg: Message, name: str) -> str | None:
     """A header as text with encoded-words decoded; never raises."""
     try:
         value = msg.get(name)
     except Exception:
-        value = None
-        try:
-            for k, v in msg.raw_items():
-                if k.lower() == name.lower():
-                    value = v
-                    break
-        except Exception:
-            return None
+        value = _raw_header(msg, name)
     if value is None:
         return None
     try:
         text = str(value)
     except Exception:
         return None
+    raw = _raw_header(msg, name)
+    if raw and "=?" in raw:
+        text = _superset_words(raw) or text
+    text = unsurrogate(text)
     return " ".join(text.split()) if text else text
 
 
@@ -229,7 +275,7 @@ def _headers_all(msg: Message, name: str) -> list[str]:
     out: list[str] = []
     for v in values:
         try:
-            out.append(str(v))
+            out.append(unsurrogate(str(v)))
         except Exception:
             continue
     return out
@@ -244,13 +290,13 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
             if addrs:
                 for a in addrs:
                     if isinstance(a, Address) and a.addr_spec and a.addr_spec != "<>":
-                        out.append((a.display_name or "", a.addr_spec))
+                        out.append((unsurrogate(a.display_name or ""), unsurrogate(a.addr_spec)))
                 continue
         except Exception:
             pass
         for disp, addr in getaddresses([value]):
             if addr:
-                out.append((disp, addr))
+                out.append((unsurrogate(disp), unsurrogate(addr)))
     return out
 
 
@@ -273,25 +319,91 @@ def _charset(part: Message) -> str | None:
         return None
 
 
+# Charset labels that mail clients (and browsers: the WHATWG Encoding Standard's label
+# table, https://encoding.spec.whatwg.org/#names-and-labels) read as another, wider
+# encoding: senders label a superset's text with the subset's name. Only labels that Python
+# would read differently (or not at all) are listed; the others are looked up as they are.
+_SUPERSET_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("utf-8", ("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8")),
+    (
+        "cp1252",
+        (
+            *("ansi_x3.4-1968", "cp819", "csisolatin1", "ibm819", "iso-8859-1", "iso-ir-100"),
+            *("iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1"),
+            *("latin-1", "windows-1252", "x-cp1252"),
+        ),
+    ),
+    (
+        "cp1254",
+        (
+            *("csisolatin5", "iso-8859-9", "iso-ir-148", "iso8859-9", "iso88599", "iso_8859-9"),
+            *("iso_8859-9:1989", "l5", "latin5", "windows-1254", "x-cp1254"),
+        ),
+    ),
+    (
+        "cp874",
+        ("dos-874", "iso-8859-11", "iso8859-11", "iso885911", "tis-620", "windows-874"),
+    ),
+    *((f"cp125{n}", (f"windows-125{n}", f"x-cp125{n}")) for n in (0, 1, 3, 5, 6, 7, 8)),
+    (
+        "gb18030",
+        (
+            *("chinese", "csgb2312", "csiso58gb231280", "gb2312", "gb_2312", "gb_2312-80"),
+            *("gbk", "iso-ir-58", "x-gbk", "gb18030"),
+        ),
+    ),
+    ("big5hkscs", ("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5")),
+    (
+        "cp932",
+        (
+            *("csshiftjis", "ms932", "ms_kanji", "shift-jis", "shift_jis", "sjis"),
+            *("windows-31j", "x-sjis"),
+        ),
+    ),
+    (
+        "cp949",
+        (
+            *("cseuckr", "csksc56011987", "euc-kr", "iso-ir-149", "korean", "ks_c_5601-1987"),
+            *("ks_c_5601-1989", "ksc5601", "ksc_5601", "windows-949"),
+        ),
+    ),
+    ("iso8859-8", ("csiso88598i", "iso-8859-8-i", "logical", "iso-8859-8-e", "visual")),
+    ("iso8859-6", ("iso-8859-6-e", "iso-8859-6-i", "csiso88596e", "csiso88596i")),
+    ("koi8_u", ("koi8-ru", "koi8-u")),
+    ("mac_cyrillic", ("x-mac-cyrillic", "x-mac-ukrainian")),
+    ("mac_roman", ("csmacintosh", "mac", "macintosh", "x-mac-roman")),
+)
+SUPERSETS: dict[str, str] = {label: codec for codec, labels in _SUPERSET_GROUPS for label in labels}
+# No usable label: sniff (ASCII, else UTF-8, else windows-1252). us-ascii is here too: a
+# part labelled us-ascii with 8-bit bytes is nearly always UTF-8 or windows-1252 text.
+_UNLABELLED = frozenset(
+    ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "default", "7bit", "8bit")
+)
+
+
+def _codec(charset: str | None) -> str:
+    """The codec to read text labelled `charset` with ('' when unlabelled)."""
+    cs = (charset or "").strip().strip("\"'").lower()
+    if cs in _UNLABELLED:
+        return ""
+    return SUPERSETS.get(cs, cs)
+
+
 def _decode_bytes(data: bytes, charset: str | None) -> str:
-    cs = (charset or "").strip().strip('"').lower()
-    if cs in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "default", "7bit", "8bit"):
+    codec = _codec(charset)
+    if not codec:
         try:
             return data.decode("ascii")
         except UnicodeDecodeError:
-            cs = "utf-8"
-    if cs in ("iso-8859-1", "latin1", "latin-1", "iso8859-1", "iso_8859-1"):
-        cs = "cp1252"  # what senders labelling ISO-8859-1 actually mean (HTML5 does the same)
+            return _utf8_or_cp1252(data)
     try:
-        return data.decode(cs)
+        return data.decode(codec)
     except LookupError:
-        pass
+        return _utf8_or_cp1252(data)  # a label nobody knows: sniff
     except UnicodeDecodeError:
-        try:
-            return data.decode(cs, errors="replace") if cs != "utf-8" else _utf8_or_cp1252(data)
-        except LookupError:
-            pass
-    return _utf8_or_cp1252(data)
+        # a few bad bytes in a declared charset: replacement characters for those only,
+        # never the whole part re-read as something else
+        return data.decode(codec, errors="replace")
 
 
 def _utf8_or_cp1252(data: bytes) -> str:
@@ -321,7 +433,7 @@ def _filename(part: Message) -> str | None:
         except Exception:
             name = None
     if name:
-        name = " ".join(str(name).split())
+        name = " ".join(unsurrogate(str(name)).split())
     return name or None
 
 

@@ -1,0 +1,134 @@
+"""Mail shapes that real senders write, read by the parser: each one must give a message
+with sensible text (or, for a report about our own mail, a receipt), never an exception
+or mojibake."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from email_support import ADDRESS
+
+from connectors.base import InboundMessage
+from connectors.email.parse import BounceReport, ParsedEmail, parse_email, to_event
+from gateway.identity import normalize, normalize_email
+
+
+def parse(raw: bytes) -> ParsedEmail | BounceReport:
+    return parse_email(
+        raw,
+        max_attachment_bytes=10_000,
+        our_address=ADDRESS,
+        message_id_domain="mail.example.com",
+    )
+
+
+def inbound(raw: bytes) -> InboundMessage:
+    event = to_event(parse(raw))
+    assert isinstance(event, InboundMessage)
+    return event
+
+
+def storable(msg: InboundMessage) -> None:
+    """What the store writes must be valid UTF-8 (no lone surrogates anywhere)."""
+    for value in (msg.external_id, msg.sender.address, msg.sender_name or "", msg.text):
+        value.encode("utf-8")
+    json.dumps(msg.metadata, ensure_ascii=False).encode("utf-8")
+
+
+# -- 1. a From without a domain ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "address"), [("foo", "foo"), ("MAILER-DAEMON", "mailer-daemon")]
+)
+def test_domainless_from_is_the_contact_address(header: str, address: str) -> None:
+    msg = inbound(
+        f"From: {header}\r\nTo: {ADDRESS}\r\nSubject: cron output\r\n"
+        "Message-ID: <c1@host.local>\r\n\r\nbackup finished\r\n".encode()
+    )
+    assert msg.text == "backup finished"
+    assert normalize(msg.sender).address == address
+    assert normalize_email("  Foo ") == "foo"
+
+
+def test_email_identity_still_refuses_what_is_not_an_address() -> None:
+    for bad in ("", "   ", "@example.com", "foo@", "a\r\nBcc: x@y.z"):
+        with pytest.raises(ValueError):
+            normalize_email(bad)
+
+
+# -- 3. RFC 6532: raw UTF-8 in address headers -------------------------------------------
+
+
+def test_raw_utf8_addresses_are_read_as_utf8() -> None:
+    raw = (
+        "From: Jörg Müller <jörg@bücher.example>\r\n"
+        "To: 支援 <支援@example.com>, support@example.com\r\n"
+        "Cc: zoë@example.org\r\n"
+        "Subject: Grüße\r\n"
+        "Message-ID: <u8@bücher.example>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\nDie Bestellung fehlt.\r\n"
+    ).encode()
+    msg = inbound(raw)
+    storable(msg)
+    assert msg.sender.address == "jörg@bücher.example"
+    assert msg.sender_name == "Jörg Müller"
+    assert msg.metadata["to"] == ["支援@example.com", "support@example.com"]
+    assert msg.metadata["cc"] == ["zoë@example.org"]
+    assert msg.provider_message_id == "<u8@bücher.example>"
+    assert msg.subject == "Grüße" and msg.text == "Die Bestellung fehlt."
+
+
+def test_raw_8bit_address_that_is_not_utf8_is_still_storable() -> None:
+    raw = b"From: Ren\xe9 <ren\xe9@example.fr>\r\nSubject: x\r\n\r\nbonjour\r\n"
+    msg = inbound(raw)
+    storable(msg)
+    assert msg.sender.address == "rené@example.fr" and msg.sender_name == "René"
+
+
+# -- 5. charsets -------------------------------------------------------------------------
+
+
+def _mail(charset: str, body: bytes, subject: str = "charset") -> bytes:
+    return (
+        f"From: a@customer.test\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    ).encode() + body
+
+
+def test_utf8_part_with_a_few_invalid_bytes_keeps_its_utf8() -> None:
+    msg = inbound(_mail("utf-8", "Grüße aus Köln ".encode() + b"\xff\xfe" + " — café".encode()))
+    assert msg.text == "Grüße aus Köln \ufffd\ufffd — café"
+
+
+# (label as senders write it, text, the codec mail clients actually use for that label)
+SUPERSETS = [
+    ("gb2312", "我們的訂單", "gb18030"),  # 們, 訂, 單 are not in GB 2312
+    ("GBK", "订单 𠀀", "gb18030"),  # U+20000 only exists in GB 18030
+    ("iso-8859-1", "“quoted” – 5 €", "cp1252"),  # noqa: RUF001 - the dash is the point
+    ("us-ascii", "“smart quotes”", "cp1252"),
+    ("latin1", "naïve café €", "cp1252"),
+    ("ks_c_5601-1987", "똠방각하", "cp949"),  # 똠 is not in KS X 1001 (EUC-KR)
+    ("euc-kr", "똠얌꿍", "cp949"),
+    ("iso-8859-8-i", "שלום עולם", "iso8859-8"),
+    ("tis-620", "สวัสดี … €", "cp874"),  # … and € are windows-874 only
+    ("shift_jis", "①番の注文～", "cp932"),  # noqa: RUF001 - NEC specials, Windows wave dash
+    ("x-sjis", "ご注文", "cp932"),
+    ("big5", "香港 𨋢", "big5hkscs"),  # 𨋢 (lift) is HKSCS
+    ("iso-8859-9", "Sipariş € ‰", "cp1254"),
+]
+
+
+@pytest.mark.parametrize(("label", "text", "codec"), SUPERSETS, ids=[s[0] for s in SUPERSETS])
+def test_charset_labels_are_read_as_their_superset(label: str, text: str, codec: str) -> None:
+    msg = inbound(_mail(label, text.encode(codec)))
+    assert msg.text == text
+
+
+def test_encoded_word_subject_is_read_as_the_superset() -> None:
+    word = base64.b64encode("我們的訂單".encode("gb18030")).decode()
+    msg = inbound(_mail("gb2312", "好".encode("gb18030"), subject=f"=?gb2312?B?{word}?= 123"))
+    assert msg.subject == "我們的訂單 123"
