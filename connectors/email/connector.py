@@ -1,4 +1,17 @@
-"""The email channel: IMAP in (IDLE or polling, resumable by UID), SMTP out."""
+"""The email channel: IMAP in (IDLE or polling, resumable by UID), SMTP out.
+
+What the channel reads from its mailbox:
+
+- First start (no position saved for this mailbox yet): every message from the oldest
+  unseen one on, read or not, plus every message that arrives after the channel started,
+  whatever its flags: the UIDs from the UIDNEXT the server announced when the channel first
+  selected the mailbox. Read mail older than the oldest unseen message is history, left to
+  `switchboard email backfill`. Because UIDNEXT is taken before any search, a message that
+  lands while the first start looks around is never skipped.
+- Afterwards: every UID above the saved watermark, in UID order, resumed after a restart;
+  a UIDVALIDITY change resynchronises the whole mailbox (the core drops what it already
+  has as duplicates).
+"""
 
 from __future__ import annotations
 
@@ -117,6 +130,9 @@ class EmailConnector(Connector):
         # UIDs whose submit failed: uid -> (attempts, next attempt at, monotonic)
         self._failed: dict[int, tuple[int, float]] = {}
         self._wake = asyncio.Event()
+        # (UIDVALIDITY, UIDNEXT) when start() first selected the mailbox: where a first
+        # start's "arrived after the channel started" begins
+        self._started_at: tuple[int | None, int | None] = (None, None)
 
     @property
     def _kv_key(self) -> str:
@@ -129,6 +145,7 @@ class EmailConnector(Connector):
         imap = ImapConnection(self.cfg.imap)
         await imap.connect()  # NotReady / AuthFailed propagate to the core
         self._imap = imap
+        self._started_at = (imap.uidvalidity, imap.uidnext)
         if self.cfg.imap.move_to:
             try:
                 await imap.ensure_mailbox(self.cfg.imap.move_to)
@@ -221,13 +238,7 @@ class EmailConnector(Connector):
         state = self._state or MailboxState.load(await self.ctx.kv.get(self._kv_key))
         current = imap.uidvalidity
         if state is None:
-            # first start: begin with the oldest unread message (history: `email backfill`)
-            unseen = await imap.uid_search("UNSEEN")
-            if unseen:
-                start = unseen[0] - 1
-            else:
-                everything = await imap.uid_search("ALL")
-                start = everything[-1] if everything else 0
+            start = await self._first_start_watermark(imap)
             state = MailboxState(uidvalidity=current, uid=start)
             await self.ctx.kv.set(self._kv_key, state.dump())
             self.log.info("email %s: first start, reading from UID %d on", self.name, start + 1)
@@ -245,6 +256,21 @@ class EmailConnector(Connector):
             await self.ctx.kv.set(self._kv_key, state.dump())
         self._state = state
         return state
+
+    async def _first_start_watermark(self, imap: ImapConnection) -> int:
+        """The UID a first start reads after (the rule is in the module docstring)."""
+        validity, uidnext = self._started_at
+        if validity != imap.uidvalidity or uidnext is None:
+            validity, uidnext = imap.uidvalidity, imap.uidnext
+        if uidnext is not None:
+            arrived_after = uidnext - 1
+        else:
+            # a server without UIDNEXT: the highest UID now, searched before UNSEEN, so a
+            # message landing in between is above it
+            everything = await imap.uid_search("ALL")
+            arrived_after = everything[-1] if everything else 0
+        unseen = await imap.uid_search("UNSEEN")
+        return min(arrived_after, unseen[0] - 1) if unseen else arrived_after
 
     async def _sync(self, imap: ImapConnection) -> None:
         """Fetch and submit every message not handed to the core yet."""

@@ -124,7 +124,7 @@ class ImapConnection:
             raise NotReady(f"IMAP SELECT {mailbox!r} failed: {exc!r}") from exc
         if resp.result != "OK":
             raise NotReady(f"IMAP mailbox {mailbox!r} cannot be selected: {_text(resp.lines)}")
-        self.uidvalidity = None
+        self.uidvalidity = self.uidnext = None
         for line in resp.lines:
             if isinstance(line, bytes):
                 if m := _UIDVALIDITY_RE.search(line):
