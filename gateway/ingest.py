@@ -91,7 +91,13 @@ class Ingestor:
         if not msg.external_id or len(msg.external_id) > 512:
             raise RejectedMessage("external_id must be 1 to 512 characters")
         if len(msg.text) > self.max_text_chars:
-            raise RejectedMessage(f"text longer than {self.max_text_chars} characters")
+            # Stored cut and marked (the API shows `truncated` and `original_length`); the
+            # whole text stays downloadable: the raw message, else a text attachment.
+            msg.metadata.update(truncated=True, original_length=len(msg.text))
+            if msg.raw is None:
+                full = msg.text.encode("utf-8", "replace")
+                msg.attachments.append(Attachment("full-text.txt", "text/plain", len(full), full))
+            msg.text = msg.text[: self.max_text_chars]
         try:
             msg.sender = normalize(msg.sender)
             msg.extra_identities = [normalize(i) for i in msg.extra_identities]

@@ -128,6 +128,10 @@ class Message:
             "status": self.status,
             "reason": self.reason,
             "automated": self.automated,
+            # `text` was cut to the gateway's limit; the whole is in `raw` (or, without a
+            # raw message, in a `full-text.txt` attachment). Lengths are in characters.
+            "truncated": bool(self.metadata.get("truncated")),
+            "original_length": self.metadata.get("original_length"),
             "raw": f"/v1/blobs/{self.raw_blob}" if self.raw_blob else None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
