@@ -181,6 +181,28 @@ def raw_hash_id(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+# Longest Message-ID kept readable in an external id (the core takes up to 512 characters).
+_MAX_READABLE_ID = 400
+
+
+def external_id_of(message_id: str | None, sender: str | None, date: str | None, raw: bytes) -> str:
+    """The id the core dedupes a mail on: its Message-ID, qualified by who sent it and when.
+
+    Templates and broken mailers reuse one Message-ID for different mails, so the
+    Message-ID alone would drop another sender's mail as a redelivery. The same mail
+    delivered again (a resync, a backfill, a second copy through a list or a relay) keeps
+    its From and Date, so it keeps its id. Without a Message-ID, a hash of the bytes."""
+    if not message_id:
+        return raw_hash_id(raw)
+    who = (sender or "").strip().lower()
+    when = " ".join((date or "").split())
+    if len(message_id) > _MAX_READABLE_ID:
+        key = f"{message_id}\n{who}\n{when}".encode("utf-8", "replace")
+        return "sha256:" + hashlib.sha256(key).hexdigest()
+    digest = hashlib.sha256(f"{who}\n{when}".encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{message_id}#{digest}"
+
+
 def normalize_msgid(value: str | None) -> str | None:
     """`<id@host>` (angle brackets kept, surrounding noise removed), or None."""
     if not value:
@@ -1000,12 +1022,12 @@ def _is_bounce(msg: Message) -> bool:
         return False
 
 
-def _parse_bounce(msg: Message, raw: bytes, external_id: str) -> BounceReport:
-    report = BounceReport(external_id=external_id, raw=raw)
-    report.message_id = normalize_msgid(_header(msg, "Message-ID"))
+def _parse_bounce(msg: Message, raw: bytes, message_id: str | None, id_domain: str) -> BounceReport:
+    report = BounceReport(external_id="", raw=raw, message_id=message_id)
     report.subject = _header(msg, "Subject")
     from_ = _addresses(msg, "From")
     report.from_address = from_[0][1] if from_ else None
+    report.external_id = external_id_of(message_id, report.from_address, _header(msg, "Date"), raw)
     texts: list[str] = []
     for part in msg.walk():
         ctype = _content_type(part)
@@ -1091,16 +1113,19 @@ def parse_email(
         )
 
     message_id = normalize_msgid(_header(msg, "Message-ID"))
-    external_id = message_id or raw_hash_id(raw)
+    id_domain = (message_id_domain or our_address.rpartition("@")[2]).lower()
 
     if _is_bounce(msg):
-        return _parse_bounce(msg, raw, external_id)
+        return _parse_bounce(msg, raw, message_id, id_domain)
 
-    p = ParsedEmail(external_id=external_id, raw=raw, message_id=message_id)
+    p = ParsedEmail(external_id="", raw=raw, message_id=message_id)
     with contextlib.suppress(Exception):
         p.defects.extend(d.__class__.__name__ for d in getattr(msg, "defects", []))
 
     _read_headers(msg, p, our_address, message_id_domain)
+    p.external_id = external_id_of(
+        message_id, p.from_address or p.reply_to, _header(msg, "Date"), raw
+    )
 
     body = _Body()
     try:

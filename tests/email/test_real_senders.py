@@ -127,3 +127,39 @@ async def test_raw_utf8_addresses_make_a_readable_contact(
     assert conv["messages"][0]["text"] == "Wo bleibt meine Bestellung?"
     status, contact = await client.call("GET", f"/v1/contacts/{conv['contact_id']}")
     assert status == 200 and contact["name"] == "Jörg Müller"
+
+
+async def test_a_message_id_reused_by_another_sender_is_not_dropped(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    client = await start(gateway_factory, tmp_path, dovecot, mailbox, smtp_server)
+    shared = "<newsletter-template@mailer.example>"
+    alice = make_mail("my order", sender="alice@customer.test", message_id=shared, body="A here")
+    await mailbox.append(alice)
+    await mailbox.append(
+        make_mail("my order", sender="bob@other.test", message_id=shared, body="B here")
+    )
+    a = await only_conversation(client, "email:alice@customer.test")
+    b = await only_conversation(client, "email:bob@other.test")
+    assert [m["text"] for m in a["messages"]] == ["A here"]
+    assert [m["text"] for m in b["messages"]] == ["B here"]
+    # the same mail delivered again is still a redelivery: nothing new is stored. A later
+    # mail of Alice's (answering her own, by Message-ID) shows the redelivery was passed.
+    await mailbox.append(alice)
+    await mailbox.append(
+        make_mail("my order, again", sender="alice@customer.test", headers={"In-Reply-To": shared})
+    )
+    conv = await wait_for(lambda: _with_inbound(client, a["id"], 2), timeout=15)
+    await wait_for(lambda: seen(mailbox), timeout=10)  # every submit has returned
+    conv = await client.conversation(a["id"])
+    assert [m["subject"] for m in conv["messages"]] == ["my order", "my order, again"]
+    assert len(await client.conversations_of("email:bob@other.test")) == 1
+
+
+async def _with_inbound(client: Any, conv_id: str, n: int) -> dict[str, Any] | None:
+    conv = await client.conversation(conv_id)
+    return conv if len([m for m in conv["messages"] if m["direction"] == "in"]) >= n else None

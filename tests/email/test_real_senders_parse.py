@@ -8,7 +8,7 @@ import base64
 import json
 
 import pytest
-from email_support import ADDRESS
+from email_support import ADDRESS, make_mail
 
 from connectors.base import InboundMessage
 from connectors.email.parse import BounceReport, ParsedEmail, parse_email, to_event
@@ -132,3 +132,31 @@ def test_encoded_word_subject_is_read_as_the_superset() -> None:
     word = base64.b64encode("我們的訂單".encode("gb18030")).decode()
     msg = inbound(_mail("gb2312", "好".encode("gb18030"), subject=f"=?gb2312?B?{word}?= 123"))
     assert msg.subject == "我們的訂單 123"
+
+
+# -- 6. one Message-ID, several senders ----------------------------------------------------
+
+
+def test_message_id_reused_by_another_sender_is_another_message() -> None:
+    mid = "<template-1@mailer.example>"
+    alice = make_mail("order", sender="alice@customer.test", message_id=mid)
+    bob = make_mail("order", sender="bob@other.test", message_id=mid)
+    a, b = inbound(alice), inbound(bob)
+    assert a.external_id != b.external_id
+    # the same mail again (a redelivery, a backfill) has the same id
+    assert inbound(alice).external_id == a.external_id
+    # threading still goes by the Message-ID itself
+    assert a.provider_message_id == b.provider_message_id == mid
+    assert mid in a.external_id
+
+
+def test_redelivery_through_another_path_keeps_its_id() -> None:
+    mail = make_mail("hello", sender="alice@customer.test", message_id="<r1@customer.test>")
+    relayed = b"Received: from mx2.example.com by mx1.example.com\r\nDelivered-To: x\r\n" + mail
+    assert inbound(relayed).external_id == inbound(mail).external_id
+
+
+def test_absurdly_long_message_id_still_gives_a_storable_id() -> None:
+    mail = make_mail("x", message_id="<" + "a" * 2000 + "@customer.test>")
+    msg = inbound(mail)
+    assert 0 < len(msg.external_id) <= 512
