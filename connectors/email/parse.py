@@ -88,12 +88,24 @@ class BounceReport:
     original_message_id: str | None = None
     status: str | None = None
     diagnostic: str | None = None
+    # The Action of the recipient block that decides: "failed" when any recipient failed.
     action: str | None = None
     recipient: str | None = None
     text: str = ""
     from_address: str | None = None
     subject: str | None = None
+    # The report is about a message we sent (its original Message-ID is one of ours).
+    ours: bool = False
     defects: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """The delivery failed for good. `delayed`, `relayed` and `expanded` reports say
+        the message is still on its way (or went on where no report follows); a report
+        without an Action counts as failed only with a permanent (5.x.x) status."""
+        if self.action is not None:
+            return self.action == "failed"
+        return (self.status or "").startswith("5")
 
     @property
     def reason(self) -> str:
@@ -1042,6 +1054,7 @@ def _parse_bounce(msg: Message, raw: bytes, message_id: str | None, id_domain: s
         except Exception as exc:
             report.defects.append(f"{ctype}: {exc.__class__.__name__}")
     report.text = "\n".join(texts).strip()
+    report.ours = is_our_message_id(report.original_message_id, id_domain)
     return report
 
 
@@ -1055,7 +1068,17 @@ def _read_dsn(part: Message, report: BounceReport) -> None:
         for chunk in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
             if chunk.strip():
                 blocks.append(HeaderParser(policy=policy.compat32).parsestr(chunk.strip() + "\n"))
+    # one block per recipient (the first is the per-message block): the first failed
+    # recipient decides, else the first recipient with an Action
+    chosen: Message | None = None
     for block in blocks:
+        action = str(block.get("Action") or "").strip().lower()
+        if not action:
+            continue
+        if chosen is None or (action == "failed" and report.action != "failed"):
+            chosen = block
+            report.action = action
+    for block in ([chosen] if chosen is not None else []) + blocks:
         status = block.get("Status")
         if status and report.status is None:
             report.status = " ".join(str(status).split())
@@ -1064,9 +1087,6 @@ def _read_dsn(part: Message, report: BounceReport) -> None:
             d = " ".join(str(diag).split())
             d = re.sub(r"^(smtp|x-[\w-]+)\s*;\s*", "", d, flags=re.IGNORECASE)
             report.diagnostic = d
-        action = block.get("Action")
-        if action and report.action is None:
-            report.action = str(action).strip().lower()
         rcpt = block.get("Final-Recipient") or block.get("Original-Recipient")
         if rcpt and report.recipient is None:
             report.recipient = str(rcpt).split(";", 1)[-1].strip()
@@ -1279,30 +1299,58 @@ def to_inbound(p: ParsedEmail) -> InboundMessage:
 
 
 def bounce_to_inbound(b: BounceReport) -> InboundMessage:
-    """A bounce that names no message of ours: still shown, flagged as automated."""
+    """A delivery report that fails none of our messages (about mail we never sent, or
+    saying `delayed`, `relayed`, `expanded`): still shown, flagged as automated."""
+    metadata: dict[str, Any] = {
+        "automated_reasons": ["delivery status notification"],
+        "bounce": b.reason,
+    }
+    if b.action:
+        metadata["dsn_action"] = b.action
+    if b.original_message_id:
+        metadata["about"] = b.original_message_id
+    if b.recipient:
+        metadata["recipient"] = b.recipient
+    if b.defects:
+        metadata["defects"] = b.defects
+    # what an agent reads: the report's own words, then the machine-readable verdict
+    verdict = "Delivery status" + (f" for {b.recipient}" if b.recipient else "")
+    verdict += f": {b.action or 'unknown'}"
+    if b.status or b.diagnostic:
+        verdict += f" ({b.reason})"
+    text = "\n\n".join(t for t in (b.text, verdict) if t)
     return InboundMessage(
         external_id=b.external_id,
         sender=Identity("email", b.from_address or "mailer-daemon@invalid"),
-        text=b.text or b.reason,
+        text=text,
         subject=b.subject,
         provider_message_id=b.message_id,
         automated=True,
         raw=b.raw,
-        metadata={"automated_reasons": ["delivery status notification"], "bounce": b.reason},
+        metadata=metadata,
     )
 
 
 def to_event(
     parsed: ParsedEmail | BounceReport,
 ) -> InboundMessage | DeliveryReceipt:
-    """What to hand to `ctx.submit` for a parsed message (callers skip `own` mail first)."""
+    """What to hand to `ctx.submit` for a parsed message (callers skip `own` mail first).
+
+    A delivery report about one of our messages becomes a receipt (`failed` or
+    `delivered`); every other report becomes an automated message."""
     if isinstance(parsed, BounceReport):
-        if parsed.original_message_id:
-            return DeliveryReceipt(
-                provider_message_id=parsed.original_message_id,
-                status="failed",
-                reason=parsed.reason,
-            )
+        if parsed.ours and parsed.original_message_id:
+            if parsed.failed:
+                return DeliveryReceipt(
+                    provider_message_id=parsed.original_message_id,
+                    status="failed",
+                    reason=parsed.reason,
+                )
+            if parsed.action == "delivered":
+                return DeliveryReceipt(
+                    provider_message_id=parsed.original_message_id,
+                    status="delivered",
+                )
         return bounce_to_inbound(parsed)
     return to_inbound(parsed)
 

@@ -13,6 +13,7 @@ from email_support import (
     Mailbox,
     SmtpServer,
     corpus_file,
+    dsn,
     email_config,
     make_mail,
     seen,
@@ -127,6 +128,49 @@ async def test_raw_utf8_addresses_make_a_readable_contact(
     assert conv["messages"][0]["text"] == "Wo bleibt meine Bestellung?"
     status, contact = await client.call("GET", f"/v1/contacts/{conv['contact_id']}")
     assert status == 200 and contact["name"] == "Jörg Müller"
+
+
+async def test_reports_that_fail_nothing_are_shown_and_only_failed_fails_the_reply(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    client = await start(gateway_factory, tmp_path, dovecot, mailbox, smtp_server)
+    # a real bounce about a message this gateway never sent (Amazon SES, from the corpora)
+    ses = corpus_file("nodemailer-mailparser", "delivery-status.eml").read_bytes()
+    await mailbox.append(ses)
+    ses_msgs = (await only_conversation(client, "email:MAILER-DAEMON@amazonses.com"))["messages"]
+    assert [m["automated"] for m in ses_msgs] == [True]
+    assert "suppression list" in ses_msgs[0]["text"]
+
+    await mailbox.append(make_mail("where is my order", sender=CUSTOMER))
+    conv = await only_conversation(client, f"email:{CUSTOMER}")
+    _, reply = await client.call(
+        "POST",
+        f"/v1/conversations/{conv['id']}/messages",
+        json={"text": "on its way", "agent": "alice"},
+    )
+    await wait_for(lambda: client.message_with_status(conv["id"], reply["id"], "sent"), timeout=10)
+    sent_id = smtp_server.received[0].message["Message-ID"]
+
+    # "delayed": the MTA is still trying. Shown to the agents, the reply stays sent.
+    await mailbox.append(dsn(sent_id, (CUSTOMER, "delayed", "4.4.7")))
+    delayed = await only_conversation(client, "email:mailer-daemon")
+    assert [m["automated"] for m in delayed["messages"]] == [True]
+    again = await client.conversation(conv["id"])
+    assert [(m["direction"], m["status"]) for m in again["messages"]] == [
+        ("in", None),
+        ("out", "sent"),
+    ]
+    # "failed": now the reply is failed, with the reason; no new message anywhere
+    await mailbox.append(dsn(sent_id, (CUSTOMER, "failed", "5.1.1")))
+    failed = await wait_for(
+        lambda: client.message_with_status(conv["id"], reply["id"], "failed"), timeout=15
+    )
+    assert failed["reason"].startswith("5.1.1")
+    assert len((await only_conversation(client, "email:mailer-daemon"))["messages"]) == 1
 
 
 async def test_a_message_id_reused_by_another_sender_is_not_dropped(

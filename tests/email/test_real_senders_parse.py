@@ -8,10 +8,10 @@ import base64
 import json
 
 import pytest
-from email_support import ADDRESS, make_mail
+from email_support import ADDRESS, dsn, make_mail
 
-from connectors.base import InboundMessage
-from connectors.email.parse import BounceReport, ParsedEmail, parse_email, to_event
+from connectors.base import DeliveryReceipt, InboundMessage
+from connectors.email.parse import BounceReport, ParsedEmail, parse_email, to_event, to_inbound
 from gateway.identity import normalize, normalize_email
 
 
@@ -160,3 +160,58 @@ def test_absurdly_long_message_id_still_gives_a_storable_id() -> None:
     mail = make_mail("x", message_id="<" + "a" * 2000 + "@customer.test>")
     msg = inbound(mail)
     assert 0 < len(msg.external_id) <= 512
+
+
+# -- 4. delivery status notifications ------------------------------------------------------
+
+
+OURS = "<sb.0a1b2c@mail.example.com>"
+
+
+def test_bounce_about_mail_we_never_sent_is_a_visible_automated_message() -> None:
+    event = to_event(parse(dsn("<someone-else@elsewhere.test>", ("x@y.test", "failed", "5.1.1"))))
+    assert isinstance(event, InboundMessage)
+    assert event.automated and event.sender.address == "MAILER-DAEMON"
+    assert event.text == (
+        "This is a report about your message.\n\n"
+        "Delivery status for x@y.test: failed (5.1.1: 5.1.1 mailbox busy)"
+    )
+    assert event.metadata["bounce"].startswith("5.1.1")
+
+
+@pytest.mark.parametrize("action", ["delayed", "relayed", "expanded"])
+def test_a_dsn_that_is_not_a_failure_never_fails_our_reply(action: str) -> None:
+    event = to_event(parse(dsn(OURS, ("dana@customer.test", action, "4.4.7"))))
+    assert not (isinstance(event, DeliveryReceipt) and event.status == "failed")
+    assert isinstance(event, InboundMessage) and event.automated
+    assert event.metadata["dsn_action"] == action
+
+
+def test_failed_dsn_about_our_mail_fails_it_even_when_another_recipient_is_delayed() -> None:
+    event = to_event(
+        parse(
+            dsn(
+                OURS,
+                ("a@customer.test", "delayed", "4.4.7"),
+                ("b@customer.test", "failed", "5.1.1"),
+            )
+        )
+    )
+    assert isinstance(event, DeliveryReceipt)
+    assert (event.provider_message_id, event.status) == (OURS, "failed")
+    assert event.reason is not None and event.reason.startswith("5.1.1")
+
+
+def test_delivered_dsn_about_our_mail_is_a_delivered_receipt() -> None:
+    event = to_event(parse(dsn(OURS, ("dana@customer.test", "delivered", "2.0.0"))))
+    assert isinstance(event, DeliveryReceipt) and event.status == "delivered"
+
+
+def test_inbound_of_domainless_bounce_sender_is_storable() -> None:
+    parsed = parse(
+        make_mail("x", sender="MAILER-DAEMON", headers={"Auto-Submitted": "auto-replied"})
+    )
+    assert isinstance(parsed, ParsedEmail)
+    event = to_inbound(parsed)
+    storable(event)
+    assert event.automated
