@@ -1,7 +1,7 @@
 """Importing a mailbox's history: `switchboard email backfill --channel NAME --since DATE`.
 
-Idempotent: every message goes to the core with the same external id (its Message-ID, or a
-hash of its bytes), so a second run only finds duplicates. Nothing is flagged or moved and
+Idempotent: every message goes to the core with the same external id (its Message-ID
+qualified by sender and Date, or a hash of its bytes), so a second run only finds duplicates. Nothing is flagged or moved and
 the live connector's resume point is left alone.
 """
 
