@@ -222,6 +222,8 @@ class EmailConnector(Connector):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _wait_for_mail(self, imap: ImapConnection) -> None:
+        if imap.new_mail:
+            return  # announced while the last pass ran: IDLE would not hear of it again
         wait = self.cfg.imap.idle_timeout if self._use_idle(imap) else self.cfg.imap.poll_interval
         if self._failed:
             now = time.monotonic()
@@ -274,6 +276,7 @@ class EmailConnector(Connector):
 
     async def _sync(self, imap: ImapConnection) -> None:
         """Fetch and submit every message not handed to the core yet."""
+        imap.new_mail = False  # what is announced from here on is looked for next pass
         state = await self._load_state(imap)
         present = [u for u in await imap.uid_search("UID", f"{state.uid + 1}:*") if u > state.uid]
         for gone in set(self._failed) - set(present):

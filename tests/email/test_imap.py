@@ -301,3 +301,32 @@ async def test_first_start_reads_from_the_oldest_unseen_mail(
     finally:
         await conn.stop()
     assert core.subjects() == ["read after the unread one", "sentinel", "unread"]
+
+
+async def test_mail_landing_while_a_batch_is_acknowledged_is_not_left_for_later(
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    ctx: ConnectorContext,
+    core: FakeCore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mail that lands while the connector flags a batch \\Seen is announced with that
+    command's answer, not during the IDLE that follows: it must still be read at once,
+    not after the 25-minute IDLE timeout."""
+    await mailbox.append(make_mail("first"))
+    real_mark_seen = ImapConnection.mark_seen
+    landed: list[int] = []
+
+    async def mail_lands_then_mark(self: ImapConnection, uids: Any) -> None:
+        if not landed:
+            landed.append(await mailbox.append(make_mail("landed during the ack")))
+        await real_mark_seen(self, uids)
+
+    monkeypatch.setattr(ImapConnection, "mark_seen", mail_lands_then_mark)
+    conn = connector(dovecot, mailbox, ctx)
+    await conn.start()
+    try:
+        await core.wait_for(2, timeout=5)
+    finally:
+        await conn.stop()
+    assert core.subjects() == ["first", "landed during the ack"]
