@@ -324,14 +324,28 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
             if addrs:
                 for a in addrs:
                     if isinstance(a, Address) and a.addr_spec and a.addr_spec != "<>":
-                        out.append((unsurrogate(a.display_name or ""), unsurrogate(a.addr_spec)))
+                        out.append((a.display_name or "", a.addr_spec))
                 continue
         except Exception:
             pass
         for disp, addr in getaddresses([value]):
             if addr:
-                out.append((unsurrogate(disp), unsurrogate(addr)))
-    return out
+                out.append((disp, addr))
+    if any(_misdecoded(disp) for disp, _ in out):
+        # a display name in an encoded-word whose charset label names a subset
+        # (`=?gb2312?B?...?=` holding GBK): read the names again as the superset
+        raw = _raw_header(msg, name)
+        decoded = _superset_words(raw) if raw and "=?" in raw else None
+        again = [(d, a) for d, a in getaddresses([decoded]) if a] if decoded else []
+        if [unsurrogate(a) for _, a in again] == [unsurrogate(a) for _, a in out]:
+            out = [(d, a) for (d, _), (_, a) in zip(again, out, strict=True)]
+    return [(unsurrogate(d), unsurrogate(a)) for d, a in out]
+
+
+def _misdecoded(text: str) -> bool:
+    """What decoding with a too-narrow charset leaves: replacement characters, C1 controls,
+    or the parser's surrogate escapes."""
+    return any(c == "\ufffd" or "\x80" <= c <= "\x9f" or "\udc80" <= c <= "\udcff" for c in text)
 
 
 def _decode_payload(part: Message) -> tuple[bytes, str]:

@@ -134,6 +134,18 @@ def test_encoded_word_subject_is_read_as_the_superset() -> None:
     assert msg.subject == "我們的訂單 123"
 
 
+@pytest.mark.parametrize(
+    ("word", "name"),
+    [
+        ("=?gb2312?B?" + base64.b64encode("王們".encode("gb18030")).decode() + "?=", "王們"),
+        ("=?iso-8859-1?Q?=80uro_Fran=E7ois?=", "€uro François"),  # cp1252's € at 0x80
+    ],
+)
+def test_encoded_word_display_name_is_read_as_the_superset(word: str, name: str) -> None:
+    msg = inbound(f"From: {word} <who@example.cn>\r\nSubject: x\r\n\r\nhi\r\n".encode())
+    assert (msg.sender_name, msg.sender.address) == (name, "who@example.cn")
+
+
 # -- 6. one Message-ID, several senders ----------------------------------------------------
 
 
