@@ -69,6 +69,13 @@ class MessageOut(Out):
     status: str | None = Field(description="Outbound: queued, sent, delivered, read, failed.")
     reason: str | None
     automated: bool
+    truncated: bool = Field(
+        description="The text was cut to the gateway's limit; the whole is in `raw` (or, "
+        "without a raw message, a `full-text.txt` attachment)."
+    )
+    original_length: int | None = Field(
+        description="Length in characters of the text before it was cut; null when not cut."
+    )
     raw: str | None = Field(description="Link to the message as the provider sent it.")
     created_at: str
     updated_at: str
