@@ -36,7 +36,7 @@ async def readyz(client: Client) -> dict[str, Any]:
     """/readyz once every channel has started (they start in the background)."""
 
     async def started() -> dict[str, Any] | None:
-        status, body = await client.call("GET", "/readyz", token=None)
+        _, body = await client.call("GET", "/readyz", token=None)
         return None if "starting" in body["channels"].values() else dict(body)
 
     body = await wait_for(started)
