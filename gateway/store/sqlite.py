@@ -750,9 +750,10 @@ class SqliteStore(SqliteQuarantine, Store):
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
-                # Replies leave one conversation in order: none overtakes an earlier one.
+                # Replies leave one conversation in order: none overtakes an earlier one on
+                # the same channel (a code mailed on the side never holds up the chat).
                 " AND NOT EXISTS (SELECT 1 FROM outbox o2 JOIN messages m2 ON m2.id = o2.message_id"
-                " WHERE m2.conversation_id = m.conversation_id"
+                " WHERE m2.conversation_id = m.conversation_id AND m2.channel = m.channel"
                 " AND (m2.created_at < m.created_at OR (m2.created_at = m.created_at AND m2.id < m.id)))"
                 " ORDER BY o.next_attempt_at LIMIT ?",
                 (now, now, limit),

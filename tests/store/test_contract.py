@@ -383,6 +383,36 @@ async def test_replies_of_one_conversation_leave_in_order(store: Store) -> None:
     assert [i.message_id for i in await store.outbox_lease(1302, 10, 30)] == [second.id]
 
 
+async def test_a_message_sent_on_the_side_does_not_hold_up_the_replies(store: Store) -> None:
+    """A verification code mailed to a chat visitor's claimed address, stuck on a failing
+    mail server, must not keep the agent's chat replies waiting."""
+    conv = (await ingest(store, inbound("1"), channel="chat")).conversation
+    code, _ = await store.add_outbound(
+        OutboundRequest(
+            conv.id,
+            "code",
+            "bot",
+            None,
+            1100,
+            channel="mail",
+            to=Identity("email", "claimed@example.com"),
+            metadata={"verification": {}},
+        )
+    )
+    reply, _ = await store.add_outbound(OutboundRequest(conv.id, "hi", "agent", "alice", 1101))
+    leased = {i.message_id: i for i in await store.outbox_lease(1200, 10, 30)}
+    assert set(leased) == {code.id, reply.id}
+    assert (leased[code.id].channel, leased[code.id].to) == (
+        "mail",
+        Identity("email", "claimed@example.com"),
+    )
+    assert (leased[reply.id].channel, leased[reply.id].to) == (
+        "chat",
+        Identity("email", "a@example.com"),
+    )
+    assert code.to_api()["text"] != "code"  # shown redacted
+
+
 async def test_a_receipt_faster_than_the_send_record_is_kept(store: Store) -> None:
     """A provider's status callback can beat our own bookkeeping of the send."""
     conv = (await ingest(store, inbound("1"))).conversation
