@@ -334,7 +334,7 @@ class WebchatConnector(Connector):
             elif kind == "verify":
                 await self._on_verify(sock, frame)
             elif kind == "verify_resend":
-                await self._request_code(sock, resend=True)
+                await self._request_code(sock)
             elif kind == "ping":
                 await self._send(ws, {"type": "pong"})
             else:
@@ -420,7 +420,7 @@ class WebchatConnector(Connector):
                 "created_at": _now_iso(),
             }
             await self._push(visitor, echo, skip=sock)
-        if email and email != profile.get("verified") and email != profile.get("code_for"):
+        if email and email not in (profile.get("verified"), profile.get("asked_for")):
             await self._request_code(sock)
 
     async def _on_typing(self, sock: _Socket, frame: dict[str, Any]) -> None:
@@ -478,7 +478,7 @@ class WebchatConnector(Connector):
             self.ctx.log.exception("webchat profile not saved")
 
     # --- proving the pre-chat email ------------------------------------------------------
-    async def _request_code(self, sock: _Socket, resend: bool = False) -> None:
+    async def _request_code(self, sock: _Socket) -> None:
         """Ask the core to mail a code to the claimed address; tell every tab what came of
         it. Sent once the visitor has a conversation (after its first message), and again on
         request. The answer is the same whether or not a customer holds the address."""
@@ -499,9 +499,10 @@ class WebchatConnector(Connector):
             self.ctx.log.exception("webchat verification not started")
             await self._error(sock.ws, "unavailable", "The code could not be sent; try again.")
             return
-        if result.status == "sent" or not resend:
+        profile["asked_for"] = email  # asked once by itself; again only on request
+        if result.status == "sent":
             profile["code_for"] = email
-            await self._save_profile(visitor, profile)
+        await self._save_profile(visitor, profile)
         await self._push(visitor, _verification_frame(email, result))
 
     async def _on_verify(self, sock: _Socket, frame: dict[str, Any]) -> None:
@@ -694,7 +695,7 @@ class WebchatConnector(Connector):
         await self._send(ws, frame | extra)
 
 
-_PROFILE_KEYS = ("name", "email", "verified", "code_for")
+_PROFILE_KEYS = ("name", "email", "verified", "code_for", "asked_for")
 
 
 def _language(tag: Any) -> str:

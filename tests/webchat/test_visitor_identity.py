@@ -262,6 +262,23 @@ async def test_five_wrong_codes_lock_and_an_expired_code_fails(
     assert all(e.type != "contact.merged" for e in await chat.gw.store.events_since(0, 1000))
 
 
+async def test_without_an_email_channel_a_typed_address_stays_a_claim(chat: Chat) -> None:
+    await dana_writes(chat)
+    dana = await contact_of(chat, f"email:{DANA}")
+    ws, welcome, _, seen = await claim_dana(chat)
+    answer = await frames_until(ws, lambda f: f["type"] == "verification", seen)
+    assert answer == {"type": "verification", "status": "unavailable", "email": DANA}
+    # Asked once by itself, not on every message; a reload asks for no code.
+    await ws.send_json({"type": "message", "client_id": "c2", "text": "again"})
+    await frames_until(ws, lambda f: f["type"] == "ack", seen)
+    assert [f for f in await quiet_frames(ws, 0.5) if f["type"] == "verification"] == []
+    _, back = await chat.visitor(welcome["token"])
+    assert back["verification"] == {"status": "unverified", "email": DANA}
+    visitor = await contact_of(chat, f"webchat:{welcome['visitor_id']}")
+    assert visitor["id"] != dana["id"]
+    assert visitor["claims"] == [{"kind": "email", "address": DANA, "verified": False}]
+
+
 async def test_an_expired_token_and_a_token_from_another_site_are_refused(
     make_chat: MakeChat,
 ) -> None:
