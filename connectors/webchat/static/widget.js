@@ -357,6 +357,8 @@
     state.ready = false;
     if (state.welcomed) { setConn("Reconnecting\u2026"); }
     ws.onopen = function () {
+      // Another tab may hold a newer (renewed) token: tokens expire after a while unused.
+      state.token = local.getItem(KEY + ":token") || state.token;
       ws.send(JSON.stringify({ type: "hello", token: state.token || null,
         language: navigator.language || "" }));
     };
