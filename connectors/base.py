@@ -122,8 +122,9 @@ class InboundMessage:
     raw: bytes | None = None
     # The external id of an earlier message that this one edits (Telegram edits).
     edits: str | None = None
-    # Further identities the customer gave (a web chat pre-chat email): the message joins
-    # the contact that already holds one of them, and they are linked to that contact.
+    # Further identities the customer typed but the channel cannot vouch for (a web chat
+    # pre-chat email): kept as claims on the sender's own contact, never used to find a
+    # contact or conversation. `ctx.verify_start`/`verify_confirm` prove one.
     extra_identities: list[Identity] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
