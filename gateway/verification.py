@@ -81,12 +81,18 @@ class Verifier:
         self.clock = clock
         # One decision at a time: two sockets of one visitor must not share an attempt.
         self._lock = asyncio.Lock()
+        self._warned: set[str] = set()
 
     def email_channel(self, via: str | None) -> str | None:
         """The channel the code goes out on: `via` when it names an email channel, else the
         first email channel configured, else None (verification unavailable)."""
         if via is not None:
-            return via if self.channel_kinds.get(via) == "email" else None
+            if self.channel_kinds.get(via) == "email":
+                return via
+            if via not in self._warned:
+                self._warned.add(via)
+                log.warning("verify_via names no email channel", extra={"channel": via})
+            return None
         return next((n for n, k in self.channel_kinds.items() if k == "email"), None)
 
     async def _load(self, key: str) -> dict[str, Any] | None:

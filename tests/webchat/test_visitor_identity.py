@@ -21,7 +21,7 @@ from connectors.base import Identity
 from gateway.verification import CODE_TTL
 from tests.gateway.conftest import CHANNEL as API_TOKEN
 from tests.gateway.conftest import Receiver, agent_token, wait_for
-from tests.webchat.conftest import Chat, Outgoing, TestClock, receive
+from tests.webchat.conftest import Chat, Outgoing, TestClock, free_port, receive
 
 MakeChat = Callable[..., Awaitable[Chat]]
 DANA = "dana.smith@example.com"
@@ -277,6 +277,28 @@ async def test_without_an_email_channel_a_typed_address_stays_a_claim(chat: Chat
     visitor = await contact_of(chat, f"webchat:{welcome['visitor_id']}")
     assert visitor["id"] != dana["id"]
     assert visitor["claims"] == [{"kind": "email", "address": DANA, "verified": False}]
+
+
+async def test_verify_via_picks_the_email_channel_that_mails_the_code(
+    make_chat: MakeChat, outgoing: Outgoing
+) -> None:
+    sales = {**outgoing.channel(), "name": "sales", "address": "sales@shop.test"}
+    sales["smtp"] = {**sales["smtp"], "port": free_port()}  # nobody listens there
+    chat = await make_chat(channels=[sales, outgoing.channel()], verify_via="mail")
+    ws, _, conv_id, seen = await claim_dana(chat)
+    sent = await frames_until(ws, lambda f: f["type"] == "verification", seen)
+    assert sent["status"] == "sent"
+    await wait_for(lambda: outgoing.mails, timeout=10)
+    assert outgoing.mails[0].to == [DANA]
+    [code_mail] = [m for m in await chat.messages(conv_id) if m["direction"] == "out"]
+    assert code_mail["channel"] == "mail"
+
+
+async def test_verify_via_naming_no_email_channel_sends_nothing(make_chat: MakeChat) -> None:
+    chat = await make_chat(verify_via="sales")
+    ws, _, _, seen = await claim_dana(chat)
+    answer = await frames_until(ws, lambda f: f["type"] == "verification", seen)
+    assert answer["status"] == "unavailable"
 
 
 async def test_an_expired_token_and_a_token_from_another_site_are_refused(
