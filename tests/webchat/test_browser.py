@@ -267,6 +267,7 @@ async def test_prechat_email_is_only_a_claim_until_the_mailed_code_proves_it(
     await code_box.fill(wrong)
     await page.get_by_role("button", name="Confirm").click()
     await expect(form).to_contain_text("That code is not right (4 tries left).")
+    await page.screenshot(path=artifact("widget-code-form.png"))
     await code_box.fill(code)
     await page.get_by_role("button", name="Confirm").click()
     await expect(form).to_contain_text("Thank you: dana.smith@example.com is confirmed.")
