@@ -22,6 +22,9 @@ from connectors.base import (
     Identity,
     NotReady,
     RawItem,
+    VerificationResult,
+    VerifyConfirm,
+    VerifyStart,
 )
 from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
 from gateway.api.auth import Authenticator
@@ -38,6 +41,7 @@ from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
+from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
 
@@ -108,6 +112,13 @@ class Gateway:
             self.store, self.bus, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        self.verifier = Verifier(
+            self.store,
+            self.publish,
+            self.send_reply,
+            {c.name: self.registry.get(c.type).kind for c in self.config.channels},
+            clock,
+        )
         self._states: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sockets: set[web.WebSocketResponse] = set()
@@ -230,6 +241,19 @@ class Gateway:
 
         return keep
 
+    def _verification_for(self, channel: str) -> tuple[VerifyStart, VerifyConfirm]:
+        async def start(
+            claimant: Identity, claimed: Identity, language: str, via: str | None
+        ) -> VerificationResult:
+            return await self.verifier.start(
+                channel, normalize(claimant), normalize(claimed), language, via
+            )
+
+        async def confirm(claimant: Identity, code: str) -> VerificationResult:
+            return await self.verifier.confirm(channel, normalize(claimant), code)
+
+        return start, confirm
+
     def _add_route(
         self,
         method: str,
@@ -244,6 +268,7 @@ class Gateway:
         for channel in self.config.channels:
             cls = self.registry.get(channel.type)
             info = ChannelInfo(channel.name, cls.kind)
+            verify_start, verify_confirm = self._verification_for(channel.name)
             ctx = ConnectorContext(
                 submit=self.quarantine.submitter(info, cls.refusals_reach_sender),
                 http=self._http,
@@ -258,6 +283,9 @@ class Gateway:
                 history=self.history,
                 availability=self.availability,
                 quarantine=self._quarantine_for(channel.name),
+                verify_start=verify_start,
+                verify_confirm=verify_confirm,
+                clock=self.clock,
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

@@ -406,6 +406,19 @@ async def find_contact(request: web.Request) -> web.Response:
     return web.json_response({"contacts": [contact.to_api()]})
 
 
+async def unmerge_contact(request: web.Request) -> web.Response:
+    """Undo a merge (admin): the contact is on its own again, with the conversations the
+    merge moved, and what it had proved is again only a claim."""
+    principal = _auth(request)
+    require(principal, "admin")
+    gw = _gw(request)
+    contact_id = request.match_info["id"]
+    _, events = await gw.store.unmerge(contact_id, gw.clock())
+    gw.publish(events)
+    contact = await gw.store.get_contact(contact_id)
+    return web.json_response(contact.to_api())
+
+
 async def get_blob(request: web.Request) -> web.Response:
     principal = _auth(request)
     content_type, data = await _gw(request).store.get_blob(
@@ -571,6 +584,7 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/v1/agents/{id}/capacity", set_capacity)
     r.add_get("/v1/contacts", find_contact)
     r.add_get("/v1/contacts/{id}", get_contact)
+    r.add_post("/v1/contacts/{id}/unmerge", unmerge_contact)
     r.add_get("/v1/blobs/{id}", get_blob)
     r.add_post("/v1/routing/explain", explain)
     r.add_get("/v1/events", events)

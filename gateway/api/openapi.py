@@ -187,6 +187,16 @@ OPERATIONS: tuple[Op, ...] = (
         errors=(404,),
     ),
     Op("GET", "/v1/contacts/{id}", "One contact", ALL, out.ContactOut),
+    Op(
+        "POST",
+        "/v1/contacts/{id}/unmerge",
+        "Undo the latest merge of this contact into another",
+        ADMIN,
+        out.ContactOut,
+        errors=(409,),
+        description="The contact is on its own again with the conversations the merge "
+        "moved; what it had proved is again only a claim.",
+    ),
     Op("GET", "/v1/blobs/{id}", "An attachment or raw message", ALL, "application/octet-stream"),
     Op(
         "POST",

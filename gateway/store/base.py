@@ -142,6 +142,11 @@ class OutboundRequest:
     automatic: bool = False
     # What the caller may act on: the store refuses a conversation outside it.
     scope: Scope | None = None
+    # Send on this channel to this address instead of the conversation's reply channel and
+    # address (a verification code mailed to the address a chat visitor claims).
+    channel: str | None = None
+    to: Identity | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -366,6 +371,20 @@ class Store(ABC):
 
     @abstractmethod
     async def find_contact(self, identity: Identity, scope: Scope | None = None) -> Contact: ...
+
+    @abstractmethod
+    async def link_verified(
+        self, claimant: Identity, claimed: Identity, now: float
+    ) -> tuple[str, list[Event]]:
+        """The holder of `claimant` proved it owns `claimed`: its claim becomes a verified
+        identity. When another contact holds `claimed`, the claimant's contact is merged into
+        it (its conversations move along), recorded so `unmerge` can undo it. Returns the
+        contact the claimant now belongs to."""
+
+    @abstractmethod
+    async def unmerge(self, contact_id: str, now: float) -> tuple[str, list[Event]]:
+        """Undo the latest merge of `contact_id` into another contact: it is on its own
+        again, with the conversations the merge moved. Returns the contact it had joined."""
 
     @abstractmethod
     async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:

@@ -128,6 +128,7 @@ async def test_schemathesis_finds_no_5xx_and_no_answer_off_the_document(
                 ],
                 capture_output=True,
                 text=True,
+                cwd=tmp_path,  # its cache stays out of the repository
                 timeout=240,
                 check=False,
             )

@@ -291,22 +291,73 @@ async def test_load_counters_match_a_recount(store: Store) -> None:
 
 async def test_queued_reply_keeps_its_channel_and_recipient(store: Store) -> None:
     """A reply goes where the customer was when it was written, even if they switch channels."""
+    dana = Identity("email", "dana@example.com")
     conv = (await ingest(store, inbound("1", "dana@example.com"), channel="mail")).conversation
     await store.add_outbound(OutboundRequest(conv.id, "answer", "agent", "alice", 1100))
-    switched = await ingest(
+    visitor = Identity("webchat", "v-9")
+    chat = await ingest(
         store,
-        InboundMessage(
-            "chat-1",
-            Identity("webchat", "v-9"),
-            "hi from chat",
-            extra_identities=[Identity("email", "dana@example.com")],
-        ),
-        now=1200,
+        InboundMessage("chat-1", visitor, "hi from chat", extra_identities=[dana]),
+        now=1150,
         channel="chat",
+    )
+    assert chat.conversation.id != conv.id  # a typed address is only a claim
+    await store.link_verified(visitor, dana, 1160)  # ... until it is proven
+    await store.resolve(chat.conversation.id, "admin", None, 1170)
+    switched = await ingest(
+        store, InboundMessage("chat-2", visitor, "it's me"), now=1200, channel="chat"
     )
     assert switched.conversation.id == conv.id
     [item] = await store.outbox_lease(1300, 10, 30)
-    assert (item.channel, item.to) == ("mail", Identity("email", "dana@example.com"))
+    assert (item.channel, item.to) == ("mail", dana)
+
+
+async def test_a_typed_address_is_a_claim_until_proven_and_a_merge_can_be_undone(
+    store: Store,
+) -> None:
+    dana = Identity("email", "dana@example.com")
+    theirs = await ingest(store, inbound("1", "dana@example.com"))
+    visitor = Identity("webchat", "v-1")
+    claimed = await ingest(
+        store, InboundMessage("c1", visitor, "it's me", extra_identities=[dana]), now=1100
+    )
+    assert claimed.contact_id != theirs.contact_id
+    assert claimed.conversation.id != theirs.conversation.id
+    mine = await store.find_contact(visitor)
+    assert mine.identities == [("webchat", "v-1", True)] and mine.claims == [
+        ("email", dana.address)
+    ]
+    assert (await store.find_contact(dana)).claims == []
+
+    into, events = await store.link_verified(visitor, dana, 1200)
+    assert into == theirs.contact_id
+    assert [e.type for e in events] == ["contact.merged"]
+    assert events[0].data["merged_contact_id"] == claimed.contact_id
+    merged = await store.find_contact(visitor)
+    assert merged.id == theirs.contact_id and merged.claims == []
+    assert set(merged.identities) == {("email", dana.address, True), ("webchat", "v-1", True)}
+    rows, _ = await store.list_conversations(ConversationFilter(contact_id=theirs.contact_id))
+    assert {c.id for c in rows} == {theirs.conversation.id, claimed.conversation.id}
+
+    back, events = await store.unmerge(claimed.contact_id, 1300)
+    assert back == theirs.contact_id and [e.type for e in events] == ["contact.unmerged"]
+    alone = await store.find_contact(visitor)
+    assert alone.id == claimed.contact_id and alone.claims == [("email", dana.address)]
+    rows, _ = await store.list_conversations(ConversationFilter(contact_id=theirs.contact_id))
+    assert [c.id for c in rows] == [theirs.conversation.id]
+    with pytest.raises(Conflict):
+        await store.unmerge(claimed.contact_id, 1400)
+
+    # An address nobody holds becomes the claimant's own once proven.
+    other = Identity("webchat", "v-2")
+    await ingest(
+        store,
+        InboundMessage("c2", other, "hi", extra_identities=[Identity("email", "new@example.com")]),
+        now=1500,
+    )
+    owner, events = await store.link_verified(other, Identity("email", "new@example.com"), 1600)
+    assert [e.type for e in events] == ["contact.verified"]
+    assert (await store.find_contact(Identity("email", "new@example.com"))).id == owner
 
 
 async def test_old_thread_reply_joins_the_active_conversation(store: Store) -> None:
@@ -332,6 +383,36 @@ async def test_replies_of_one_conversation_leave_in_order(store: Store) -> None:
     assert [i.message_id for i in await store.outbox_lease(1300, 10, 30)] == [first.id]
     await store.outbox_record(first.id, DeliveryResult.sent("p1"), None, 1301)
     assert [i.message_id for i in await store.outbox_lease(1302, 10, 30)] == [second.id]
+
+
+async def test_a_message_sent_on_the_side_does_not_hold_up_the_replies(store: Store) -> None:
+    """A verification code mailed to a chat visitor's claimed address, stuck on a failing
+    mail server, must not keep the agent's chat replies waiting."""
+    conv = (await ingest(store, inbound("1"), channel="chat")).conversation
+    code, _ = await store.add_outbound(
+        OutboundRequest(
+            conv.id,
+            "code",
+            "bot",
+            None,
+            1100,
+            channel="mail",
+            to=Identity("email", "claimed@example.com"),
+            metadata={"verification": {}},
+        )
+    )
+    reply, _ = await store.add_outbound(OutboundRequest(conv.id, "hi", "agent", "alice", 1101))
+    leased = {i.message_id: i for i in await store.outbox_lease(1200, 10, 30)}
+    assert set(leased) == {code.id, reply.id}
+    assert (leased[code.id].channel, leased[code.id].to) == (
+        "mail",
+        Identity("email", "claimed@example.com"),
+    )
+    assert (leased[reply.id].channel, leased[reply.id].to) == (
+        "chat",
+        Identity("email", "a@example.com"),
+    )
+    assert code.to_api()["text"] != "code"  # shown redacted
 
 
 async def test_a_receipt_faster_than_the_send_record_is_kept(store: Store) -> None:
