@@ -307,3 +307,73 @@ async def test_two_thousand_chat_sockets_from_one_address_are_capped(tmp_path: P
                 await other.close()
             lines = daemon.log_lines(mark)
     assert len(lines) <= 8, lines
+
+
+# A server whose descriptors were nearly all taken by something else (a leak elsewhere in
+# the process): the guard alone cannot keep accept() from failing with EMFILE.
+_STARVED_SERVER = r"""
+import asyncio, os
+from aiohttp import web
+from gateway import logs
+from gateway.connections import ConnectionGuard, GuardedSite
+
+async def healthz(request):
+    return web.Response(text="ok")
+
+async def main():
+    logs.setup("INFO")
+    guard = ConnectionGuard(
+        header_timeout=30, idle_timeout=30, max_connections=4096, max_connections_per_client=1000
+    )
+    app = web.Application(middlewares=[guard.middleware])
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await GuardedSite(runner, guard, "127.0.0.1", 0).start()
+    hog = []
+    try:
+        while True:
+            hog.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    for fd in hog[-4:]:
+        os.close(fd)
+    print(guard.port, flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_out_of_descriptors_on_accept_is_logged_once_and_serving_goes_on(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STARVED_SERVER],
+        stdout=subprocess.PIPE,
+        stderr=log.open("wb"),
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        preexec_fn=_limit_files,
+    )
+    sockets: list[socket.socket] = []
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
+        port = int(line)
+        # 200 stalled heads against 4 free descriptors: accept() fails again and again.
+        sockets = list(await asyncio.gather(*(slow_client("127.0.0.2", port) for _ in range(200))))
+        await asyncio.sleep(0.5)
+        # The server makes room (the oldest stalled connections go) and keeps serving.
+        assert await healthz_latency(port) < 1.0
+        await asyncio.sleep(1.0)
+        assert proc.poll() is None
+    finally:
+        for s in sockets:
+            s.close()
+        proc.kill()
+        proc.wait(5)
+    lines = log.read_text().splitlines()
+    failures = [x for x in lines if "accept() failed" in x]
+    assert len(failures) == 1, lines[:5]
+    assert len(lines) <= 3, lines[:5]
