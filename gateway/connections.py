@@ -59,6 +59,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOG_INTERVAL = 60.0
 ACCEPT_BATCH = 64  # connections accepted per wake-up of a listening socket
 ACCEPT_RETRY = 0.1  # pause after accept() failed (out of descriptors), seconds
+ACCEPT_RETRY_EVICTED = 0.01  # the same, when stalled connections were closed to make room
+EVICT_ON_EXHAUSTION = 16  # stalled or idle connections closed when accept() runs out
 MAX_CLOSING = 64  # evicted connections whose descriptor is not released yet
 DEFAULT_BACKLOG = 1024
 
@@ -161,8 +163,10 @@ class _Guarded(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.guard._made(self, transport)
+        # aiohttp first: its handler task must be scheduled before a close the guard may
+        # order now (a connection evicted before its transport existed).
         self.inner.connection_made(transport)
+        self.guard._made(self, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.state is State.IDLE:
@@ -323,10 +327,15 @@ class ConnectionGuard:
         """Out of descriptors (or another accept error): make room by closing the oldest
         idle or stalled connection, and stop accepting for a moment instead of spinning
         on a listening socket that stays readable."""
+        evicted = 0
         if exc.errno in _OUT_OF_RESOURCES:
-            self._evict_one()
+            while evicted < EVICT_ON_EXHAUSTION and self._evict_one():
+                evicted += 1
         self._conditions.note(
-            "accept_failed", "failures", error=errno.errorcode.get(exc.errno or 0, str(exc))
+            "accept_failed",
+            "failures",
+            error=errno.errorcode.get(exc.errno or 0, str(exc)),
+            open_connections=len(self._conns),
         )
         loop = self._loop
         assert loop is not None
@@ -338,7 +347,9 @@ class ConnectionGuard:
             if listener.fileno() >= 0:
                 loop.add_reader(fd, self._accept, listener)
 
-        self._timers[f"accept-{fd}"] = loop.call_later(ACCEPT_RETRY, resume)
+        # Evicted descriptors are released within a loop iteration or two.
+        delay = ACCEPT_RETRY_EVICTED if evicted else ACCEPT_RETRY
+        self._timers[f"accept-{fd}"] = loop.call_later(delay, resume)
 
     def _admit(self, conn: socket.socket, addr: Any) -> None:
         conn.setblocking(False)
