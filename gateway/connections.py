@@ -47,10 +47,32 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Counter, Gauge
 
 from connectors.http import ApiError, client_key
+from gateway.metrics import METRICS
 
 log = logging.getLogger("switchboard.connections")
+
+OPEN = Gauge(
+    "switchboard_connections_open",
+    "Client connections open (accepted and not yet closed)",
+    registry=METRICS.registry,
+)
+DROPPED = Counter(
+    "switchboard_connections_dropped_total",
+    "Client connections refused or closed by the gateway: global_cap, client_cap, "
+    "replaced (at the global cap, for a newer one), header_timeout, out_of_descriptors "
+    "(closed to make room when accept() ran out); client_cap through a trusted proxy "
+    "counts requests",
+    ["reason"],
+    registry=METRICS.registry,
+)
+ACCEPT_FAILURES = Counter(
+    "switchboard_accept_failures_total",
+    "accept() calls that failed (out of file descriptors or memory)",
+    registry=METRICS.registry,
+)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ProtocolFactory = Callable[[], asyncio.Protocol]
@@ -328,9 +350,11 @@ class ConnectionGuard:
         idle or stalled connection, and stop accepting for a moment instead of spinning
         on a listening socket that stays readable."""
         evicted = 0
+        ACCEPT_FAILURES.inc()
         if exc.errno in _OUT_OF_RESOURCES:
             while evicted < EVICT_ON_EXHAUSTION and self._evict_one():
                 evicted += 1
+            DROPPED.labels("out_of_descriptors").inc(evicted)
         self._conditions.note(
             "accept_failed",
             "failures",
@@ -358,17 +382,21 @@ class ConnectionGuard:
         key = client_key(peer)
         if not trusted and self._per_client.get(key, 0) >= self.max_per_client:
             self._refuse(conn, _CLIENT_BUSY)
+            DROPPED.labels("client_cap").inc()
             self._conditions.note("client_cap", "refused", cap=self.max_per_client, client=key)
             return
         if len(self._conns) >= self.max_connections:
             if not self._evict_one():
                 self._refuse(conn, _BUSY)
+                DROPPED.labels("global_cap").inc()
                 self._conditions.note("global_cap", "refused", cap=self.max_connections)
                 return
+            DROPPED.labels("replaced").inc()
             self._conditions.note("global_cap", "replaced", cap=self.max_connections)
         assert self._factory is not None and self._loop is not None
         protocol = _Guarded(self, self._factory(), key, trusted)
         self._conns.add(protocol)
+        OPEN.inc()
         if not trusted:
             self._per_client[key] = self._per_client.get(key, 0) + 1
         self._enter(protocol, State.HEAD)
@@ -417,6 +445,7 @@ class ConnectionGuard:
         if conn not in self._conns:
             return
         self._conns.discard(conn)
+        OPEN.dec()
         if conn.state is State.CLOSING:
             self._closing -= 1
         if not conn.trusted:
@@ -475,8 +504,9 @@ class ConnectionGuard:
             if conn.transport is not None and conn.transport.get_write_buffer_size():
                 self._enter(conn, State.IDLE)  # the last response is still being sent
                 continue
-            self._close(conn, None)
+            self._close(conn, None)  # routine: not counted as dropped
         if timed_out:
+            DROPPED.labels("header_timeout").inc(timed_out)
             self._conditions.note(
                 "header_timeout", "closed", timed_out, header_timeout=self.header_timeout
             )
@@ -501,6 +531,7 @@ class ConnectionGuard:
                 request = request.clone(remote=client)
             key = client_key(client)
             if self._requests.get(key, 0) >= self.max_per_client:
+                DROPPED.labels("client_cap").inc()
                 self._conditions.note("client_cap", "refused", cap=self.max_per_client, client=key)
                 error = ApiError(
                     429, "too_many_connections", "too many open requests from your address"

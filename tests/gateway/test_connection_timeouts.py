@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway.conftest import ADMIN, base_config
+from tests.gateway.conftest import ADMIN, Client, base_config
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
@@ -33,12 +33,25 @@ async def until_closed(reader: asyncio.StreamReader) -> tuple[bytes, float]:
     return data, time.monotonic() - started
 
 
+async def dropped(client: Client) -> dict[str, float]:
+    """switchboard_connections_dropped_total by reason, from /metrics."""
+    status, text = await client.call("GET", "/metrics")
+    assert status == 200
+    prefix = 'switchboard_connections_dropped_total{reason="'
+    return {
+        line[len(prefix) :].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in str(text).splitlines()
+        if line.startswith(prefix)
+    }
+
+
 async def test_idle_and_stalled_connections_are_closed_after_their_timeouts(
     gateway_factory: Any, tmp_path: Path
 ) -> None:
     cfg = base_config(tmp_path / "db.sqlite")
     cfg["server"].update(header_timeout=0.5, idle_timeout="2s")
-    gw, _ = await gateway_factory(cfg)
+    gw, client = await gateway_factory(cfg)
+    before = await dropped(client)
 
     # A kept-alive connection is served, then closed once idle for idle_timeout.
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
@@ -67,6 +80,10 @@ async def test_idle_and_stalled_connections_are_closed_after_their_timeouts(
     answer, stalled = await until_closed(reader)
     assert answer.startswith(b"HTTP/1.1 408") and stalled < 1.3, (answer, stalled)
     writer.close()
+
+    # And an operator can see it on /metrics.
+    after = await dropped(client)
+    assert after.get("header_timeout", 0) - before.get("header_timeout", 0) >= 2, after
 
 
 async def test_event_streams_outlive_the_header_and_idle_timeouts(
