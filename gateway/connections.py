@@ -225,7 +225,6 @@ class ConnectionGuard:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         budget, self.nofile = fd_budget()
-        self.configured_max = max_connections
         self.max_connections = min(max_connections, budget)
         self.max_per_client = max_connections_per_client
         self.header_timeout = header_timeout
@@ -247,11 +246,7 @@ class ConnectionGuard:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None
 
-    # --- what callers read -------------------------------------------------------------
-    @property
-    def open_connections(self) -> int:
-        return len(self._conns)
-
+    # --- addresses ---------------------------------------------------------------------
     def is_trusted(self, address: str | None) -> bool:
         if not self.trusted_proxies or not address:
             return False
