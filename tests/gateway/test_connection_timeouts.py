@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.gateway.conftest import ADMIN, Client, base_config
+from tests.gateway.conftest import ADMIN, CHANNEL, Client, base_config
 
 HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 
@@ -195,3 +196,36 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_is_capped_not_the_pr
                 resp.close()
         await proxy.close()
         await direct.close()
+
+
+async def test_a_stalled_request_body_is_abandoned_but_a_slow_one_is_served(
+    gateway_factory: Any, tmp_path: Path, caplog: Any
+) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["server"].update(body_timeout=0.5)
+    gw, _ = await gateway_factory(cfg)
+    body = json.dumps(
+        {"external_id": "slow-1", "text": "a message typed slowly", "from": {"id": "c1"}}
+    ).encode()
+    head = (
+        f"POST /v1/channels/api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {CHANNEL}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    # A body that stops arriving: the connection is closed after body_timeout, quietly.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(head + body[:10])
+    rest, stalled = await until_closed(reader)
+    assert b" 202 " not in rest and 0.4 < stalled < 1.8, (rest, stalled)
+    writer.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.records
+
+    # A body that keeps arriving, slower in total than body_timeout, is served.
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(head)
+    for i in range(0, len(body), 8):
+        writer.write(body[i : i + 8])
+        await asyncio.sleep(0.15)
+    assert (await read_response(reader)).startswith(b"HTTP/1.1 202")
+    writer.close()
