@@ -118,6 +118,7 @@ class Gateway:
         server = self.config.server
         self.guard = ConnectionGuard(
             header_timeout=server.header_timeout,
+            body_timeout=server.body_timeout,
             idle_timeout=server.idle_timeout,
             max_connections=server.max_connections,
             max_connections_per_client=server.max_connections_per_client,

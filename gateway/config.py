@@ -78,6 +78,13 @@ class ServerConfig(Strict):
         "connecting (or from the first byte of a further request on a kept-alive "
         "connection); then the connection is closed (slowloris).",
     )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may stall (no byte arriving) before the request "
+        "is abandoned and its connection closed; a slow body that keeps coming is fine.",
+    )
     idle_timeout: float = Field(
         75.0, gt=0, le=3600, description="Seconds an idle kept-alive connection is kept open."
     )
@@ -102,7 +109,7 @@ class ServerConfig(Strict):
         "these networks); their own connections count only towards max_connections.",
     )
 
-    @field_validator("header_timeout", "idle_timeout", mode="before")
+    @field_validator("header_timeout", "body_timeout", "idle_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)

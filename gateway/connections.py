@@ -10,7 +10,9 @@ small protocol that keeps the connection's state:
 - `head`: just connected, or the first bytes of a further request arrived on a kept-alive
   connection. The head (request line and headers) must be complete within
   `header_timeout`; else the connection is closed (with a 408 if it sent anything).
-- `busy`: a request is being handled; a WebSocket or an event stream stays busy.
+- `busy`: a request is being handled; a WebSocket or an event stream stays busy. While
+  its body is still due, it must keep arriving: after `body_timeout` without a byte
+  the request is abandoned (its handler cancelled) and the connection closed.
 - `idle`: between requests; closed after `idle_timeout`.
 
 Caps apply at accept time, before anything is allocated for the connection:
@@ -46,7 +48,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from prometheus_client import Counter, Gauge
 
 from connectors.http import ApiError, client_key
@@ -62,7 +64,8 @@ OPEN = Gauge(
 DROPPED = Counter(
     "switchboard_connections_dropped_total",
     "Client connections refused or closed by the gateway: global_cap, client_cap, "
-    "replaced (at the global cap, for a newer one), header_timeout, out_of_descriptors "
+    "replaced (at the global cap, for a newer one), header_timeout, body_timeout, "
+    "out_of_descriptors "
     "(closed to make room when accept() ran out); client_cap through a trusted proxy "
     "counts requests",
     ["reason"],
@@ -114,6 +117,7 @@ _MESSAGES = {
     "global_cap": "connection cap reached: new connections refused or replacing stalled ones",
     "client_cap": "per-client connection cap reached: connections from one address refused",
     "header_timeout": "connections closed: request head not complete within header_timeout",
+    "body_timeout": "requests abandoned: request body stalled for body_timeout",
     "accept_failed": "accept() failed: out of file descriptors or memory; pausing accepts",
 }
 
@@ -155,7 +159,7 @@ class _Conditions:
         counts = self._counts.pop(kind, {})
         detail = self._detail.pop(kind, {})
         self._last[kind] = self._clock()
-        level = logging.INFO if kind == "header_timeout" else logging.WARNING
+        level = logging.INFO if kind.endswith("_timeout") else logging.WARNING
         log.log(level, _MESSAGES[kind], extra={**counts, **detail, "interval_s": self._interval})
 
 
@@ -169,7 +173,18 @@ class State(enum.Enum):
 class _Guarded(asyncio.Protocol):
     """One accepted connection: aiohttp's request handler, with its state kept."""
 
-    __slots__ = ("client", "guard", "inner", "partial", "state", "transport", "trusted")
+    __slots__ = (
+        "body",
+        "client",
+        "guard",
+        "handler",
+        "inner",
+        "last_rx",
+        "partial",
+        "state",
+        "transport",
+        "trusted",
+    )
 
     def __init__(
         self, guard: ConnectionGuard, inner: asyncio.Protocol, client: str, trusted: bool
@@ -181,6 +196,9 @@ class _Guarded(asyncio.Protocol):
         self.state = State.HEAD
         self.partial = False  # bytes of the current head arrived
         self.transport: asyncio.Transport | None = None
+        self.last_rx = guard._clock()  # when bytes last arrived
+        self.body: StreamReader | None = None  # a busy request's body, still due
+        self.handler: asyncio.Task[Any] | None = None  # that request's handler
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -191,6 +209,7 @@ class _Guarded(asyncio.Protocol):
         self.guard._made(self, transport)
 
     def data_received(self, data: bytes) -> None:
+        self.last_rx = self.guard._clock()
         if self.state is State.IDLE:
             self.guard._enter(self, State.HEAD)
         if self.state is State.HEAD:
@@ -220,6 +239,7 @@ class ConnectionGuard:
         header_timeout: float,
         idle_timeout: float,
         max_connections: int,
+        body_timeout: float = 30.0,
         max_connections_per_client: int,
         trusted_proxies: Sequence[Network] = (),
         clock: Callable[[], float] = time.monotonic,
@@ -228,6 +248,7 @@ class ConnectionGuard:
         self.max_connections = min(max_connections, budget)
         self.max_per_client = max_connections_per_client
         self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
         self.idle_timeout = idle_timeout
         self.trusted_proxies = tuple(trusted_proxies)
         self._clock = clock
@@ -237,6 +258,7 @@ class ConnectionGuard:
         self._requests: dict[str, int] = {}  # through a trusted proxy: per client
         self._heads: dict[_Guarded, float] = {}  # oldest first
         self._idle: dict[_Guarded, float] = {}  # oldest first
+        self._receiving: set[_Guarded] = set()  # busy, with a body still due
         self._by_transport: dict[asyncio.BaseTransport, _Guarded] = {}
         self._closing = 0
         self._listeners: list[socket.socket] = []
@@ -451,6 +473,7 @@ class ConnectionGuard:
                 self._per_client.pop(conn.client, None)
         self._heads.pop(conn, None)
         self._idle.pop(conn, None)
+        self._receiving.discard(conn)
         if conn.transport is not None:
             self._by_transport.pop(conn.transport, None)
 
@@ -480,7 +503,8 @@ class ConnectionGuard:
 
     def _schedule_sweep(self) -> None:
         assert self._loop is not None
-        tick = min(1.0, max(0.05, min(self.header_timeout, self.idle_timeout) / 4))
+        shortest = min(self.header_timeout, self.body_timeout, self.idle_timeout)
+        tick = min(1.0, max(0.05, shortest / 4))
         self._timers["sweep"] = self._loop.call_later(tick, self._sweep)
 
     def _sweep(self) -> None:
@@ -500,6 +524,12 @@ class ConnectionGuard:
                 self._enter(conn, State.IDLE)  # the last response is still being sent
                 continue
             self._close(conn, None)  # routine: not counted as dropped
+        stalled = self._abandon_stalled_bodies(now)
+        if stalled:
+            DROPPED.labels("body_timeout").inc(stalled)
+            self._conditions.note(
+                "body_timeout", "abandoned", stalled, body_timeout=self.body_timeout
+            )
         if timed_out:
             DROPPED.labels("header_timeout").inc(timed_out)
             self._conditions.note(
@@ -507,6 +537,28 @@ class ConnectionGuard:
             )
         self._conditions.flush()
         self._schedule_sweep()
+
+    def _abandon_stalled_bodies(self, now: float) -> int:
+        """Cancel the handlers of requests whose body stopped arriving and close their
+        connections. A body aiohttp stopped reading (its handler is not consuming it) is
+        not the client's stall."""
+        abandoned = 0
+        for conn in list(self._receiving):
+            if conn.body is None or conn.body.is_eof() or conn.state is not State.BUSY:
+                self._receiving.discard(conn)
+                continue
+            transport = conn.transport
+            if transport is None or not transport.is_reading():
+                conn.last_rx = now
+                continue
+            if now - conn.last_rx < self.body_timeout:
+                continue
+            self._receiving.discard(conn)
+            if conn.handler is not None:
+                conn.handler.cancel()
+            self._close(conn, None)
+            abandoned += 1
+        return abandoned
 
     # --- requests ----------------------------------------------------------------------
     @web.middleware
@@ -518,6 +570,9 @@ class ConnectionGuard:
         if conn is None:
             return await handler(request)
         self._enter(conn, State.BUSY)
+        if not request.content.is_eof():
+            conn.body, conn.handler = request.content, asyncio.current_task()
+            self._receiving.add(conn)
         try:
             if not conn.trusted:
                 return await handler(request)
@@ -543,6 +598,8 @@ class ConnectionGuard:
                 else:
                     del self._requests[key]
         finally:
+            conn.body = conn.handler = None
+            self._receiving.discard(conn)
             if conn.state is State.BUSY:
                 self._enter(conn, State.IDLE)
 
