@@ -6,6 +6,7 @@ traceback; bodies are read with a size limit and decoded strictly.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from itertools import accumulate
@@ -147,6 +148,23 @@ def token_bytes(token: str) -> bytes:
     """A token as bytes for a constant-time comparison that cannot raise: aiohttp keeps
     header bytes that are not UTF-8 as lone surrogates, which plain `encode()` refuses."""
     return token.encode("utf-8", "surrogatepass")
+
+
+def client_key(address: str | None) -> str:
+    """The key a client address is counted under for per-client caps: an IPv4 address as
+    it is, an IPv6 one by its /64 (what one subscriber usually gets), an IPv4-mapped IPv6
+    address as the IPv4 one."""
+    if not address:
+        return "-"
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def validation_details(errors: list[Any]) -> list[dict[str, str]]:

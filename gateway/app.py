@@ -30,6 +30,7 @@ from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
 from gateway.api.auth import Authenticator
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
+from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.identity import normalize
@@ -125,8 +126,18 @@ class Gateway:
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._stopped = False
+        server = self.config.server
+        self.guard = ConnectionGuard(
+            header_timeout=server.header_timeout,
+            body_timeout=server.body_timeout,
+            idle_timeout=server.idle_timeout,
+            max_connections=server.max_connections,
+            max_connections_per_client=server.max_connections_per_client,
+            trusted_proxies=server.trusted_proxies,
+        )
         self.app = web.Application(
-            middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes
+            middlewares=[self.guard.middleware, error_middleware],
+            client_max_size=server.max_body_bytes,
         )
         self.app[GATEWAY] = self
         self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
@@ -305,15 +316,29 @@ class Gateway:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
         await self.webhooks.start(self.bus, self._http)
+        server = self.config.server
         self._runner = web.AppRunner(
-            self.app, access_log=None, shutdown_timeout=self.config.server.shutdown_timeout
+            self.app,
+            access_log=None,
+            shutdown_timeout=server.shutdown_timeout,
+            keepalive_timeout=server.idle_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.config.server.port
+        # Connections are accepted by the guard: caps, header and idle timeouts, no log
+        # storm when the process runs out of descriptors (gateway/connections.py).
+        await GuardedSite(self._runner, self.guard, server.host, server.port).start()
+        self.port = self.guard.port
+        if "max_connections" in server.model_fields_set and (
+            self.guard.max_connections < server.max_connections
+        ):
+            log.warning(
+                "server.max_connections lowered to fit the open-file limit",
+                extra={
+                    "configured": server.max_connections,
+                    "effective": self.guard.max_connections,
+                    "nofile": self.guard.nofile,
+                },
+            )
         if not self.config.server.public_url:
             for connector in self.connectors.values():
                 connector.ctx.public_url = f"http://{self.config.server.host}:{self.port}"
@@ -327,6 +352,7 @@ class Gateway:
                 "host": self.config.server.host,
                 "port": self.port,
                 "channels": len(self.connectors),
+                "max_connections": self.guard.max_connections,
             },
         )
 

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     ValidationInfo,
@@ -69,6 +70,49 @@ class ServerConfig(Strict):
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
     shutdown_timeout: float = Field(10.0, ge=0)
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a complete request line and headers, from "
+        "connecting (or from the first byte of a further request on a kept-alive "
+        "connection); then the connection is closed (slowloris).",
+    )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may stall (no byte arriving) before the request "
+        "is abandoned and its connection closed; a slow body that keeps coming is fine.",
+    )
+    idle_timeout: float = Field(
+        75.0, gt=0, le=3600, description="Seconds an idle kept-alive connection is kept open."
+    )
+    max_connections: int = Field(
+        4096,
+        ge=16,
+        description="Open client connections at most, lowered to fit the process's open-file "
+        "limit with headroom. At the cap a new connection replaces the oldest idle one, "
+        "else the oldest one still sending its request head; else it gets 503.",
+    )
+    max_connections_per_client: int = Field(
+        100,
+        ge=1,
+        description="Open connections per client address (an IPv6 client by its /64); "
+        "through a trusted proxy, concurrent requests per X-Forwarded-For client. Over "
+        "it: 429.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of reverse proxies in front of the gateway. Only "
+        "their X-Forwarded-For is believed (the client is its rightmost address outside "
+        "these networks); their own connections count only towards max_connections.",
+    )
+
+    @field_validator("header_timeout", "body_timeout", "idle_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
 
 
 class StoreConfig(Strict):

@@ -38,7 +38,7 @@ import json
 import re
 import time
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from aiohttp import WSMsgType, web
 
@@ -55,7 +55,15 @@ from connectors.base import (
     Typing,
     VerificationResult,
 )
-from connectors.http import JsonTooComplex, MalformedJson, fail, loads_json, printable
+from connectors.http import (
+    ApiError,
+    JsonTooComplex,
+    MalformedJson,
+    client_key,
+    fail,
+    loads_json,
+    printable,
+)
 from connectors.webchat.settings import WebchatSettings
 from connectors.webchat.tokens import TokenSigner, VisitorToken, new_visitor_id, origin_tag
 
@@ -70,6 +78,7 @@ AVAILABILITY_INTERVAL = 5.0
 # A socket in use sends its visitor a renewed token at most this often.
 TOKEN_RENEW_INTERVAL = 60.0
 _CODE = re.compile(r"^\s*[0-9]{6}\s*$")
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 def _now_iso() -> str:
@@ -158,6 +167,10 @@ class WebchatConnector(Connector):
         self._agents_online: int | None = None
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
+        self._open_total = 0  # sockets open or opening, hello or not
+        self._open_by_address: dict[str, int] = {}
+        self._refusals = 0
+        self._refusals_logged = float("-inf")
         # A frame holds at most max_message_chars characters of up to 4 UTF-8 bytes, JSON
         # escaping aside; anything far larger is closed by aiohttp with 1009.
         self._max_frame = settings.max_message_chars * 6 + 4096
@@ -203,6 +216,42 @@ class WebchatConnector(Connector):
         return origin is not None and origin.rstrip("/").lower() in self._origins
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        """The visitor's socket, counted against the per-address and total caps from the
+        request on, before the hello: one over a cap is refused at once, before anything
+        is allocated for it."""
+        s = self.settings
+        address = client_key(request.remote)
+        if self._open_total >= s.max_sockets:
+            self._refused("the channel's max_sockets")
+            _refuse(503, "busy", "The chat is busy; try again in a moment.")
+        if self._open_by_address.get(address, 0) >= s.max_sockets_per_address:
+            self._refused("max_sockets_per_address")
+            _refuse(429, "too_many_connections", "Too many chat connections from your address.")
+        self._open_total += 1
+        self._open_by_address[address] = self._open_by_address.get(address, 0) + 1
+        try:
+            return await self._handle_ws(request)
+        finally:
+            self._open_total -= 1
+            left = self._open_by_address[address] - 1
+            if left:
+                self._open_by_address[address] = left
+            else:
+                del self._open_by_address[address]
+
+    def _refused(self, cap: str) -> None:
+        """Refusals are logged once per interval with their count, not one by one."""
+        self._refusals += 1
+        now = time.monotonic()
+        if now - self._refusals_logged >= REFUSAL_LOG_INTERVAL:
+            self.ctx.log.warning(
+                "chat sockets refused: %s reached (%d since the last such line)",
+                cap,
+                self._refusals,
+            )
+            self._refusals, self._refusals_logged = 0, now
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin is not None and not origin.isascii():
             # An origin is ASCII (RFC 6454 serialises IDNs as punycode): this is not a browser.
@@ -737,6 +786,12 @@ def _verification_frame(email: str, result: VerificationResult) -> dict[str, Any
     if result.retry_after is not None:
         frame["retry_after"] = max(1, int(result.retry_after + 0.999))
     return frame
+
+
+def _refuse(status: int, code: str, message: str) -> NoReturn:
+    error = ApiError(status, code, message)
+    error.headers["Retry-After"] = "10"
+    raise error
 
 
 def _json(msg: Any) -> dict[str, Any] | None:

@@ -33,6 +33,19 @@ class WebchatSettings(ConnectorSettings):
         10.0, gt=0, le=300, description="Seconds a new socket has to send its hello frame."
     )
     max_sockets_per_visitor: int = Field(10, ge=1, le=1000)
+    max_sockets_per_address: int = Field(
+        50,
+        ge=1,
+        le=100_000,
+        description="Open chat sockets per client address (an IPv6 client by its /64), "
+        "counted from the upgrade, before the hello; more get 429 at once.",
+    )
+    max_sockets: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Open chat sockets on this channel in all; more get 503 at once.",
+    )
     history_limit: int = Field(200, ge=0, le=2000, description="Messages restored on (re)connect.")
     heartbeat: float = Field(30.0, gt=0, description="Seconds between WebSocket pings.")
     token_ttl: float = Field(
