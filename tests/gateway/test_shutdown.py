@@ -10,15 +10,20 @@ the same turn of the event loop: a reply queued or an event published as SIGTERM
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from gateway.dispatch import Dispatcher
-from tests.gateway.conftest import SECRET, Receiver, base_config
+from tests.gateway.conftest import SECRET, Receiver, base_config, config_text, wait_for
+from tests.gateway.test_e2e_daemon import free_port
 
 STOP_WITHIN = 2.0
 
@@ -99,3 +104,94 @@ async def test_webhook_sender_stops_when_an_event_and_the_stop_coincide(
     gw.webhooks._wake_all(None)  # an event was published ...
     await stops_in_time(gw.webhooks.stop(), loop_task)  # ... as the gateway stops
     assert loop_task.done()
+
+
+async def test_gateway_stop_keeps_its_deadline_and_abandons_what_hangs(
+    gateway_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["server"]["shutdown_timeout"] = 1.0
+    gw, client = await gateway_factory(cfg)
+    _, body = await client.inbound("before-stop", "hello")
+    assert body["conversation_id"]
+    released = False
+
+    async def stubborn_stop() -> None:  # a channel whose stop ignores every cancellation
+        while not released:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue
+
+    gw.connectors["api"].stop = stubborn_stop
+    started = time.monotonic()
+    try:
+        await stops_in_time(gw.stop(), None)
+        took = time.monotonic() - started
+    finally:
+        released = True
+    assert took < 1.0 + 0.3, f"stop() took {took:.2f}s with shutdown_timeout 1s"
+    [warning] = [r for r in caplog.records if r.getMessage().startswith("shutdown deadline")]
+    assert getattr(warning, "abandoned", None) == ["channel api"]
+    # The steps after the stuck one still ran: routing and the outbox ended, store closed.
+    assert gw.dispatcher._task is None and gw.outbox._task is None
+    assert not await gw.store.ping()
+
+
+STUCK_DAEMON = """
+import asyncio, sys
+from connectors.api import ApiConnector
+from gateway.cli import main
+
+async def stop(self):  # a channel whose stop never ends and ignores every cancellation
+    while True:
+        try:
+            await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            pass
+
+ApiConnector.stop = stop
+sys.exit(main(["run", "-c", sys.argv[1]]))
+"""
+
+
+async def test_switchboard_run_exits_0_in_time_even_when_a_channel_never_stops(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["server"]["port"] = port
+    cfg["server"]["shutdown_timeout"] = 1.0
+    config = tmp_path / "gateway.yaml"
+    config.write_text(config_text(cfg))
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-c", STUCK_DAEMON, str(config)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                assert proc.returncode is None, log.read_text()
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_for(up, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 1.0 + 2.0)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert code == 0, log.read_text()
+    lines = log.read_text().splitlines()
+    abandoned = [line for line in lines if "shutdown deadline passed" in line]
+    assert len(abandoned) == 1 and "channel api" in abandoned[0], log.read_text()
