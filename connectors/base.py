@@ -13,6 +13,7 @@ an exception. A connector knows nothing about routing or storage.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -121,8 +122,9 @@ class InboundMessage:
     raw: bytes | None = None
     # The external id of an earlier message that this one edits (Telegram edits).
     edits: str | None = None
-    # Further identities the customer gave (a web chat pre-chat email): the message joins
-    # the contact that already holds one of them, and they are linked to that contact.
+    # Further identities the customer typed but the channel cannot vouch for (a web chat
+    # pre-chat email): kept as claims on the sender's own contact, never used to find a
+    # contact or conversation. `ctx.verify_start`/`verify_confirm` prove one.
     extra_identities: list[Identity] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -203,6 +205,24 @@ class KeyValue(Protocol):
         ...
 
 
+@dataclass(slots=True)
+class VerificationResult:
+    """The core's answer about proving a claimed address (a chat's pre-chat email).
+
+    `sent` (a code went out), `verified` (the code was right: the address is linked),
+    `wrong_code` (`attempts_left`), `locked` (too many wrong codes; `retry_after`), `expired`,
+    `none` (no code pending), `rate_limited` (`retry_after`), `unavailable` (no channel to
+    send a code through)."""
+
+    status: Literal[
+        "sent", "verified", "wrong_code", "locked", "expired", "none", "rate_limited", "unavailable"
+    ]
+    attempts_left: int | None = None
+    retry_after: float | None = None
+    expires_in: float | None = None
+    contact_id: str | None = None
+
+
 Submit = Callable[[InboundMessage | DeliveryReceipt | Typing], Awaitable[SubmitResult]]
 # Keep an item the connector cannot take, with the reason; returns the quarantine id. Once it
 # returned the item is durable and the connector acknowledges the provider. This is how a
@@ -213,6 +233,11 @@ Quarantine = Callable[[RawItem, str], Awaitable[str]]
 History = Callable[[Identity, int], Awaitable[list[dict[str, Any]]]]
 # What the channel may tell a customer before they write: {"agents_online": int}.
 Availability = Callable[[], Awaitable[dict[str, Any]]]
+# Mail a one-time code to an address the customer (first identity) claims (second), in a
+# language ("de"/"en"), through an email channel (the named one, else the first).
+VerifyStart = Callable[[Identity, Identity, str, str | None], Awaitable[VerificationResult]]
+# Check the code the customer typed: the claimed address is linked only when it is right.
+VerifyConfirm = Callable[[Identity, str], Awaitable[VerificationResult]]
 
 
 async def _no_quarantine(item: RawItem, reason: str) -> str:
@@ -225,6 +250,16 @@ async def _no_history(identity: Identity, limit: int) -> list[dict[str, Any]]:
 
 async def _no_availability() -> dict[str, Any]:
     return {"agents_online": 0}
+
+
+async def _no_verify_start(
+    claimant: Identity, claimed: Identity, language: str, via: str | None
+) -> VerificationResult:
+    return VerificationResult("unavailable")
+
+
+async def _no_verify_confirm(claimant: Identity, code: str) -> VerificationResult:
+    return VerificationResult("none")
 
 
 RouteAdder = Callable[[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], None]
@@ -245,6 +280,10 @@ class ConnectorContext:
     history: History = _no_history
     availability: Availability = _no_availability
     quarantine: Quarantine = _no_quarantine
+    verify_start: VerifyStart = _no_verify_start
+    verify_confirm: VerifyConfirm = _no_verify_confirm
+    # The core's clock (seconds since the epoch); tests inject one.
+    clock: Callable[[], float] = time.time
 
 
 class Connector(ABC):
@@ -254,6 +293,9 @@ class Connector(ABC):
     settings_model: ClassVar[type[ConnectorSettings]]
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT})
     identity_kind: ClassVar[str]
+    # True when the sender sees a refusal at once (a synchronous API answering 4xx): a
+    # message the core refuses is then not kept in quarantine.
+    refusals_reach_sender: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         """Mount HTTP routes here (`ctx.add_route`): the app is frozen once it starts."""
@@ -270,6 +312,11 @@ class Connector(ABC):
     @abstractmethod
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Deliver one message. Expected provider failures are results, not exceptions."""
+
+    def openapi(self) -> dict[str, Any]:
+        """OpenAPI for endpoints this channel serves to API clients (not a provider's own
+        webhooks): `{"paths": {...}, "schemas": {...}}`, refs as `#/components/schemas/X`."""
+        return {}
 
     async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
         """Read a quarantined provider item again (after a fix or a config change), for

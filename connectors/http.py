@@ -6,10 +6,24 @@ traceback; bodies are read with a size limit and decoded strictly.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+from itertools import accumulate
 from typing import Any, NoReturn
 
 from aiohttp import web
+
+# JSON from peers: nesting deeper than this, or an integer longer than this, is refused
+# before it can exhaust the parser's recursion or Python's int-string limit (4,300 digits).
+MAX_JSON_DEPTH = 64
+MAX_JSON_INT_DIGITS = 100
+
+
+def printable(text: str) -> str:
+    """`text` with the bytes a peer sent that are not UTF-8 (kept by aiohttp as lone
+    surrogates) replaced by U+FFFD, so it can be put in a response or a log line."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 class ApiError(web.HTTPException):
@@ -17,6 +31,7 @@ class ApiError(web.HTTPException):
 
     def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
         self.status_code = status
+        message = printable(message)
         body: dict[str, Any] = {"code": code, "message": message}
         if details is not None:
             body["details"] = details
@@ -52,27 +67,104 @@ def decode_utf8(body: bytes) -> str:
         fail(400, "invalid_encoding", f"request body is not valid UTF-8 (byte {exc.start})")
 
 
+class MalformedJson(ValueError):
+    """JSON a peer sent that is refused; the message says why, precisely."""
+
+
+class JsonTooComplex(MalformedJson):
+    """Well-formed, perhaps, but nested too deeply or with a number too long: hostile."""
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in `text` (brackets inside strings do
+    not count). Runs at C speed: no per-character Python code."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise JsonTooComplex(
+            f"a number with {len(digits.lstrip('-'))} digits "
+            f"(at most {MAX_JSON_INT_DIGITS} digits are accepted)"
+        )
+    return int(digits)
+
+
+def loads_json(data: str | bytes | bytearray) -> Any:
+    """Parse JSON a peer sent, bounded: raises `JsonTooComplex` when it is nested deeper
+    than `MAX_JSON_DEPTH` or holds an integer longer than `MAX_JSON_INT_DIGITS` digits,
+    `MalformedJson` when it is not UTF-8 or not JSON. Never `RecursionError`."""
+    if isinstance(data, bytes | bytearray):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedJson(f"not valid UTF-8 (byte {exc.start})") from None
+    else:
+        text = data
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise JsonTooComplex(
+            f"JSON nested {depth} levels deep (at most {MAX_JSON_DEPTH} are accepted)"
+        )
+    try:
+        return json.loads(text, parse_int=_bounded_int)
+    except JsonTooComplex:
+        raise
+    except json.JSONDecodeError as exc:
+        raise MalformedJson(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # belt and braces: never a traceback
+        raise MalformedJson(str(exc)) from None
+
+
 async def read_json(request: web.Request, max_bytes: int) -> Any:
-    """The parsed JSON body: 413 too large, 400 not UTF-8 / not JSON."""
+    """The parsed JSON body: 413 too large, 400 not UTF-8 / not JSON / nested too deeply
+    / a number too long."""
     text = decode_utf8(await read_body(request, max_bytes))
     if not text.strip():
         fail(400, "invalid_json", "request body is empty; a JSON object is expected")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail(
-            400,
-            "invalid_json",
-            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-        )
+        return loads_json(text)
+    except MalformedJson as exc:
+        fail(400, "invalid_json", f"malformed JSON: {exc}")
 
 
 def bearer_token(request: web.Request) -> str | None:
+    """The bearer token, or None when there is none. A token is compared as its bytes
+    (`token_bytes`): a header with bytes that are not UTF-8 is just a wrong token."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
+
+
+def token_bytes(token: str) -> bytes:
+    """A token as bytes for a constant-time comparison that cannot raise: aiohttp keeps
+    header bytes that are not UTF-8 as lone surrogates, which plain `encode()` refuses."""
+    return token.encode("utf-8", "surrogatepass")
+
+
+def client_key(address: str | None) -> str:
+    """The key a client address is counted under for per-client caps: an IPv4 address as
+    it is, an IPv6 one by its /64 (what one subscriber usually gets), an IPv4-mapped IPv6
+    address as the IPv4 one."""
+    if not address:
+        return "-"
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def validation_details(errors: list[Any]) -> list[dict[str, str]]:

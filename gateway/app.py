@@ -19,17 +19,18 @@ from connectors.base import (
     Capability,
     Connector,
     ConnectorContext,
-    DeliveryReceipt,
     Identity,
-    InboundMessage,
     NotReady,
-    SubmitResult,
-    Typing,
+    RawItem,
+    VerificationResult,
+    VerifyConfirm,
+    VerifyStart,
 )
 from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
 from gateway.api.auth import Authenticator
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
+from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.identity import normalize
@@ -37,9 +38,11 @@ from gateway.ingest import ChannelInfo, Ingestor
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
 from gateway.outbox import Outbox
+from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
+from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
 
@@ -99,6 +102,7 @@ class Gateway:
             self.config.outbox,
             clock,
             agent_names={a.id: a.name for a in self.config.agents},
+            policies={c.name: c.outbox for c in self.config.channels},
         )
         self.ingestor = Ingestor(
             self.store,
@@ -111,7 +115,17 @@ class Gateway:
                 self.config.conversations.acknowledgement, self.store, self.send_reply, clock
             ),
         )
+        self.quarantine = QuarantineService(
+            self.store, self.bus, clock, self.connectors, self.ingestor.submit
+        )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        self.verifier = Verifier(
+            self.store,
+            self.publish,
+            self.send_reply,
+            {c.name: self.registry.get(c.type).kind for c in self.config.channels},
+            clock,
+        )
         self._states: dict[str, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sockets: set[web.WebSocketResponse] = set()
@@ -119,11 +133,21 @@ class Gateway:
         self._runner: web.AppRunner | None = None
         self._stopped = False
         self.abandoned: list[str] = []  # what did not stop within the shutdown deadline
+        server = self.config.server
+        self.guard = ConnectionGuard(
+            header_timeout=server.header_timeout,
+            body_timeout=server.body_timeout,
+            idle_timeout=server.idle_timeout,
+            max_connections=server.max_connections,
+            max_connections_per_client=server.max_connections_per_client,
+            trusted_proxies=server.trusted_proxies,
+        )
         self.app = web.Application(
-            middlewares=[error_middleware], client_max_size=self.config.server.max_body_bytes
+            middlewares=[self.guard.middleware, error_middleware],
+            client_max_size=server.max_body_bytes,
         )
         self.app[GATEWAY] = self
-        self.app[AUTH] = Authenticator(self.config.auth)
+        self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
         add_routes(self.app)
         self.port: int | None = None
 
@@ -213,6 +237,15 @@ class Gateway:
     def channel_states(self) -> dict[str, str]:
         return dict(self._states)
 
+    async def channel_health(self) -> dict[str, str]:
+        """Each channel's state; a running channel with unreviewed quarantined items is
+        `degraded` (it works, but something it was handed is waiting for a person)."""
+        states = dict(self._states)
+        for name, count in (await self.quarantine.refresh_gauge()).items():
+            if states.get(name) == "running" and count:
+                states[name] = f"degraded: {count} quarantined"
+        return states
+
     def track(self, ws: web.WebSocketResponse) -> None:
         self._sockets.add(ws)
 
@@ -220,13 +253,24 @@ class Gateway:
         self._sockets.discard(ws)
 
     # --- lifecycle -------------------------------------------------------------------------
-    def _submit_for(
-        self, channel: ChannelInfo
-    ) -> Callable[[InboundMessage | DeliveryReceipt | Typing], Awaitable[SubmitResult]]:
-        async def submit(item: InboundMessage | DeliveryReceipt | Typing) -> SubmitResult:
-            return await self.ingestor.submit(channel, item)
+    def _quarantine_for(self, channel: str) -> Callable[[RawItem, str], Awaitable[str]]:
+        async def keep(item: RawItem, reason: str) -> str:
+            return await self.quarantine.keep(channel, item, reason)
 
-        return submit
+        return keep
+
+    def _verification_for(self, channel: str) -> tuple[VerifyStart, VerifyConfirm]:
+        async def start(
+            claimant: Identity, claimed: Identity, language: str, via: str | None
+        ) -> VerificationResult:
+            return await self.verifier.start(
+                channel, normalize(claimant), normalize(claimed), language, via
+            )
+
+        async def confirm(claimant: Identity, code: str) -> VerificationResult:
+            return await self.verifier.confirm(channel, normalize(claimant), code)
+
+        return start, confirm
 
     def _add_route(
         self,
@@ -242,8 +286,9 @@ class Gateway:
         for channel in self.config.channels:
             cls = self.registry.get(channel.type)
             info = ChannelInfo(channel.name, cls.kind)
+            verify_start, verify_confirm = self._verification_for(channel.name)
             ctx = ConnectorContext(
-                submit=self._submit_for(info),
+                submit=self.quarantine.submitter(info, cls.refusals_reach_sender),
                 http=self._http,
                 add_route=self._add_route,
                 kv=ChannelKV(self.store, f"channel:{channel.name}", self.clock),
@@ -255,6 +300,10 @@ class Gateway:
                 max_body_bytes=self.config.server.max_body_bytes,
                 history=self.history,
                 availability=self.availability,
+                quarantine=self._quarantine_for(channel.name),
+                verify_start=verify_start,
+                verify_confirm=verify_confirm,
+                clock=self.clock,
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx
@@ -274,15 +323,29 @@ class Gateway:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
         await self.webhooks.start(self.bus, self._http)
+        server = self.config.server
         self._runner = web.AppRunner(
-            self.app, access_log=None, shutdown_timeout=self.config.server.shutdown_timeout
+            self.app,
+            access_log=None,
+            shutdown_timeout=server.shutdown_timeout,
+            keepalive_timeout=server.idle_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.server.host, self.config.server.port)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.config.server.port
+        # Connections are accepted by the guard: caps, header and idle timeouts, no log
+        # storm when the process runs out of descriptors (gateway/connections.py).
+        await GuardedSite(self._runner, self.guard, server.host, server.port).start()
+        self.port = self.guard.port
+        if "max_connections" in server.model_fields_set and (
+            self.guard.max_connections < server.max_connections
+        ):
+            log.warning(
+                "server.max_connections lowered to fit the open-file limit",
+                extra={
+                    "configured": server.max_connections,
+                    "effective": self.guard.max_connections,
+                    "nofile": self.guard.nofile,
+                },
+            )
         if not self.config.server.public_url:
             for connector in self.connectors.values():
                 connector.ctx.public_url = f"http://{self.config.server.host}:{self.port}"
@@ -296,6 +359,7 @@ class Gateway:
                 "host": self.config.server.host,
                 "port": self.port,
                 "channels": len(self.connectors),
+                "max_connections": self.guard.max_connections,
             },
         )
 

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway import __version__
-from gateway.config import ConfigError, LoadedConfig, json_schema, load_config
+from gateway.config import (
+    ConfigError,
+    LoadedConfig,
+    json_schema,
+    load_config,
+    resolved_endpoint_problems,
+)
 
 DEFAULT_CONFIG = os.environ.get("SWITCHBOARD_CONFIG", "config/gateway.yaml")
 
@@ -94,6 +100,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
+        return 1
+    private = asyncio.run(resolved_endpoint_problems(loaded))
+    if private:
+        print(str(ConfigError(private, args.config)), file=sys.stderr)
         return 1
     cfg = loaded.config
     print(
@@ -228,9 +238,7 @@ def cmd_email_backfill(args: argparse.Namespace) -> int:
         await gateway.store.open()
         info = ChannelInfo(channel.name, EmailConnector.kind)
         try:
-            imported = await backfill(
-                settings, lambda item: gateway.ingestor.submit(info, item), since, progress
-            )
+            imported = await backfill(settings, gateway.quarantine.submitter(info), since, progress)
         except (NotReady, AuthFailed) as exc:
             print(f"\ncannot reach the mailbox: {exc}", file=sys.stderr)
             return 1
@@ -238,6 +246,91 @@ def cmd_email_backfill(args: argparse.Namespace) -> int:
             await gateway.store.close()
         print(f"\nimported {imported} new message(s) since {since}", file=sys.stderr)
         return 0
+
+    return asyncio.run(run())
+
+
+def _api_target(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The running gateway's base URL and an admin token: `--url`/`--token`, else
+    $SWITCHBOARD_URL/$SWITCHBOARD_TOKEN, else the config's server address and admin token."""
+    url, token = args.url or os.environ.get("SWITCHBOARD_URL"), args.token
+    token = token or os.environ.get("SWITCHBOARD_TOKEN")
+    if url is None or token is None:
+        loaded = _load(args.config)
+        if loaded is None:
+            return None
+        server = loaded.config.server
+        host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+        url = url or f"http://{host}:{server.port}"
+        admin = next((t for t in loaded.config.auth.tokens if t.role == "admin"), None)
+        if token is None and admin is not None:
+            token = admin.token.get_secret_value()
+    if token is None:
+        print("no admin token: pass --token or set SWITCHBOARD_TOKEN", file=sys.stderr)
+        return None
+    return url.rstrip("/"), token
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """Inbound items the gateway could not take, through the running gateway's API."""
+    import aiohttp
+
+    target = _api_target(args)
+    if target is None:
+        return 2
+    base, token = target
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def call(method: str, path: str, **kw: Any) -> tuple[int, bytes]:
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.request(method, base + path, **kw) as resp,
+        ):
+            return resp.status, await resp.read()
+
+    async def run() -> int:
+        action = args.quarantine_command
+        try:
+            if action == "list":
+                params = {"limit": str(args.limit)}
+                if not args.all:
+                    params["status"] = "new"
+                if args.channel:
+                    params["channel"] = args.channel
+                status, body = await call("GET", "/v1/quarantine", params=params)
+            elif action == "show":
+                status, body = await call("GET", f"/v1/quarantine/{args.id}")
+            elif action == "raw":
+                status, body = await call("GET", f"/v1/quarantine/{args.id}/raw")
+                if status == 200:
+                    out = Path(args.output) if args.output else None
+                    if out is None:
+                        sys.stdout.buffer.write(body)
+                    else:
+                        out.write_bytes(body)
+                        print(f"wrote {len(body)} bytes to {out}", file=sys.stderr)
+                    return 0
+            else:
+                status, body = await call("POST", f"/v1/quarantine/{args.id}/{action}")
+        except aiohttp.ClientError as exc:
+            print(f"cannot reach the gateway at {base}: {exc}", file=sys.stderr)
+            return 1
+        data = json.loads(body) if body else {}
+        if status >= 400 and "error" in data:
+            print(f"{status}: {data['error']['message']}", file=sys.stderr)
+            return 1
+        if args.json or action not in ("list",):
+            print(json.dumps(data, indent=2, ensure_ascii=False))
+        else:
+            items = data.get("items", [])
+            for item in items:
+                print(
+                    f"{item['id']}  {item['status']:<9} {item['channel']:<12} "
+                    f"{item['size']:>8} B  {item['reason'][:80]}"
+                )
+            if not items:
+                print("nothing in quarantine", file=sys.stderr)
+        return 0 if status < 400 else 1
 
     return asyncio.run(run())
 
@@ -282,6 +375,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channel", required=True)
     p.add_argument("--since", required=True, help="first day to import, YYYY-MM-DD")
     p.set_defaults(fn=cmd_email_backfill)
+
+    p = sub.add_parser("quarantine", help="inbound items the gateway could not take")
+    q_sub = p.add_subparsers(dest="quarantine_command", required=True)
+    for name, text in (
+        ("list", "unreviewed items (--all: every item)"),
+        ("show", "one item"),
+        ("raw", "download an item exactly as it came"),
+        ("retry", "read an item again with today's code and config, and ingest it"),
+        ("dismiss", "mark an item reviewed"),
+    ):
+        q = q_sub.add_parser(name, help=text)
+        q.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+        q.add_argument("--url", help="the gateway's base URL (default: from the config)")
+        q.add_argument("--token", help="an admin token (default: $SWITCHBOARD_TOKEN or config)")
+        q.add_argument("--json", action="store_true", help="print JSON")
+        if name == "list":
+            q.add_argument("--all", action="store_true")
+            q.add_argument("--channel")
+            q.add_argument("--limit", type=int, default=50)
+        else:
+            q.add_argument("id")
+        if name == "raw":
+            q.add_argument("-o", "--output", help="write to this file instead of stdout")
+        q.set_defaults(fn=cmd_quarantine)
 
     args = parser.parse_args(argv)
     return int(args.fn(args))

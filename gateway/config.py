@@ -7,6 +7,7 @@ key path and YAML line (`channels[2].imap.port (line 31): ...`), never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterable
@@ -19,12 +20,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
 from connectors.base import ConnectorSettings
+from connectors.egress import (
+    endpoint_url_problem,
+    resolved_private_problem,
+    static_private_problem,
+)
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from router.config import RoutingConfig
 
@@ -62,6 +70,49 @@ class ServerConfig(Strict):
     )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body.")
     shutdown_timeout: float = Field(10.0, ge=0)
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a client has to send a complete request line and headers, from "
+        "connecting (or from the first byte of a further request on a kept-alive "
+        "connection); then the connection is closed (slowloris).",
+    )
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may stall (no byte arriving) before the request "
+        "is abandoned and its connection closed; a slow body that keeps coming is fine.",
+    )
+    idle_timeout: float = Field(
+        75.0, gt=0, le=3600, description="Seconds an idle kept-alive connection is kept open."
+    )
+    max_connections: int = Field(
+        4096,
+        ge=16,
+        description="Open client connections at most, lowered to fit the process's open-file "
+        "limit with headroom. At the cap a new connection replaces the oldest idle one, "
+        "else the oldest one still sending its request head; else it gets 503.",
+    )
+    max_connections_per_client: int = Field(
+        100,
+        ge=1,
+        description="Open connections per client address (an IPv6 client by its /64); "
+        "through a trusted proxy, concurrent requests per X-Forwarded-For client. Over "
+        "it: 429.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Addresses or CIDRs of reverse proxies in front of the gateway. Only "
+        "their X-Forwarded-For is believed (the client is its rightmost address outside "
+        "these networks); their own connections count only towards max_connections.",
+    )
+
+    @field_validator("header_timeout", "body_timeout", "idle_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
 
 
 class StoreConfig(Strict):
@@ -74,15 +125,38 @@ class StoreConfig(Strict):
     )
 
 
+Visibility = Literal["all", "queues", "assigned"]
+
+
 class TokenConfig(Strict):
     name: str
     token: SecretStr = Field(min_length=12)
     role: Literal["admin", "agent", "integration"]
     agent: str | None = Field(None, description="The agent an `agent` token acts as.")
+    visibility: Visibility | None = Field(
+        None, description="For an `agent` token: overrides `auth.visibility`."
+    )
+    acts_as_agents: bool = Field(
+        False,
+        description="For an `integration` token: may reply, assign and resolve in an agent's "
+        "name (a helpdesk relaying its agents). Otherwise it acts as itself.",
+    )
 
 
 class AuthConfig(Strict):
     tokens: list[TokenConfig] = Field(default_factory=list)
+    visibility: Visibility = Field(
+        "queues",
+        description="What an agent token sees and acts on: `all` conversations, those in the "
+        "agent's `queues` (and its own), or only those `assigned` to it. The event stream is "
+        "filtered the same way.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        min_length=12,
+        description="When set, GET /metrics needs `Authorization: Bearer <this>` (or an admin "
+        "token).",
+    )
 
 
 class AgentConfig(Strict):
@@ -102,21 +176,44 @@ class AgentConfig(Strict):
         return self.capacity.get(channel_kind, self.capacity.get("default", 3))
 
 
+# Keys of a `channels[]` entry that the core reads; every other key is the connector's.
+CORE_CHANNEL_KEYS = ("name", "type", "outbox")
+
+
 class ChannelConfig(BaseModel):
     """`name` and `type`; every other key belongs to the connector's settings model."""
 
     model_config = ConfigDict(extra="allow")
     name: Name
     type: str
+    outbox: RetryPolicy | None = Field(
+        None, description="This channel's retry horizon and attempt bound (core setting)."
+    )
 
     def settings_data(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
 class WebhookConfig(Strict):
-    url: str
+    # Declared before `url`, whose check reads it.
+    allow_private_networks: bool = Field(
+        False,
+        description="Allow a url on loopback, private or link-local addresses "
+        "(checked after DNS resolution, at every request).",
+    )
+    url: str = Field(description="http:// or https:// URL the events are POSTed to.")
     secret: SecretStr
     events: list[str] = Field(default_factory=lambda: ["*"])
+
+    @field_validator("url")
+    @classmethod
+    def _endpoint(cls, value: str, info: ValidationInfo) -> str:
+        problem = endpoint_url_problem(value)
+        if problem is None and not info.data.get("allow_private_networks", False):
+            problem = static_private_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("secret")
     @classmethod
@@ -168,18 +265,59 @@ class ConversationsConfig(Strict):
         return parse_duration(value)
 
 
+class RetryPolicy(Strict):
+    """How long a reply keeps being retried: a time horizon, and optionally a count."""
+
+    retry_horizon: float | None = Field(
+        None,
+        description="Give up on a reply this long after it was queued (e.g. 12h); capped "
+        "exponential backoff with full jitter until then.",
+    )
+    max_attempts: int | None = Field(
+        None, ge=1, description="An extra bound: give up after this many attempts."
+    )
+
+    @field_validator("retry_horizon", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
 class OutboxConfig(Strict):
-    max_attempts: int = Field(8, ge=1)
+    retry_horizon: float = Field(
+        12 * 3600.0,
+        gt=0,
+        description="Give up on a reply this long after it was queued; a channel may override.",
+    )
+    max_attempts: int | None = Field(
+        None, ge=1, description="Optional extra bound on attempts; a channel may override."
+    )
     base_delay: float = Field(1.0, gt=0)
-    max_delay: float = Field(300.0, gt=0)
+    max_delay: float = Field(300.0, gt=0, description="The longest wait between two attempts.")
     send_timeout: float = Field(30.0, gt=0)
     concurrency: int = Field(16, ge=1)
+
+    @field_validator("retry_horizon", "base_delay", "max_delay", "send_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    def policy_for(self, channel: RetryPolicy | None) -> tuple[float, int | None]:
+        """(horizon, max attempts) for a channel: its own settings, else these."""
+        horizon = self.retry_horizon
+        attempts = self.max_attempts
+        if channel is not None:
+            if channel.retry_horizon is not None:
+                horizon = channel.retry_horizon
+            if channel.max_attempts is not None:
+                attempts = channel.max_attempts
+        return horizon, attempts
 
 
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
-    auth: AuthConfig = Field(default_factory=AuthConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)  # type: ignore[arg-type]
     agents: list[AgentConfig] = Field(default_factory=list)
     channels: list[ChannelConfig] = Field(default_factory=list)
     routing: RoutingConfig
@@ -399,7 +537,7 @@ def load_config_text(
             loc: Loc = ("channels", i, "type")
             problems.append(ConfigProblem(format_loc(loc), str(exc), _line_for(loc, lines)))
             continue
-        settings = {k: v for k, v in raw.items() if k not in ("name", "type")}
+        settings = {k: v for k, v in raw.items() if k not in CORE_CHANNEL_KEYS}
         try:
             channel_settings[str(raw.get("name"))] = connector.settings_model.model_validate(
                 settings
@@ -432,6 +570,35 @@ def load_config(
         ) from None
     loaded = load_config_text(text, env=env, registry=registry, source=str(path))
     return LoadedConfig(loaded.config, loaded.channel_settings, path)
+
+
+async def resolved_endpoint_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
+    """The endpoints (webhooks, a channel's `outbound_url`) whose host name resolves, now,
+    only to loopback, private or link-local addresses without `allow_private_networks`:
+    the gateway would refuse every request to them. For `switchboard check`; the gateway
+    itself checks at every request, as names may resolve differently later."""
+    endpoints: list[tuple[Loc, str]] = []
+    for i, hook in enumerate(loaded.config.webhooks):
+        if not hook.allow_private_networks:
+            endpoints.append((("webhooks", i, "url"), hook.url))
+    for i, channel in enumerate(loaded.config.channels):
+        settings = loaded.channel_settings.get(channel.name)
+        url = getattr(settings, "outbound_url", None)
+        if isinstance(url, str) and not getattr(settings, "allow_private_networks", False):
+            endpoints.append((("channels", i, "outbound_url"), url))
+
+    async def problem(url: str) -> str | None:
+        try:
+            return await asyncio.wait_for(resolved_private_problem(url), 10)
+        except TimeoutError:
+            return None
+
+    found = await asyncio.gather(*(problem(url) for _, url in endpoints))
+    return [
+        ConfigProblem(format_loc(loc), message)
+        for (loc, _), message in zip(endpoints, found, strict=True)
+        if message
+    ]
 
 
 def json_schema() -> dict[str, Any]:

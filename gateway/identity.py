@@ -26,8 +26,16 @@ def normalize_phone(raw: str, default_region: str | None = None) -> str:
 
 
 def normalize_email(raw: str) -> str:
+    """Trimmed and lower-cased. An address without a domain (`foo`, `MAILER-DAEMON`: local
+    mail, cron jobs, some bounces) is kept as written: it is the only name that sender has.
+    Refused: nothing at all, control characters, an `@` with nothing on one side."""
     text = raw.strip().lower()
-    if text.count("@") != 1 or text.startswith("@") or text.endswith("@"):
+    if (
+        not text
+        or any(ord(c) < 32 or ord(c) == 127 for c in text)
+        or text.startswith("@")
+        or text.endswith("@")
+    ):
         raise InvalidIdentity(f"not an email address: {raw!r}")
     return text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -90,7 +91,13 @@ class Ingestor:
         if not msg.external_id or len(msg.external_id) > 512:
             raise RejectedMessage("external_id must be 1 to 512 characters")
         if len(msg.text) > self.max_text_chars:
-            raise RejectedMessage(f"text longer than {self.max_text_chars} characters")
+            # Stored cut and marked (the API shows `truncated` and `original_length`); the
+            # whole text stays downloadable: the raw message, else a text attachment.
+            msg.metadata.update(truncated=True, original_length=len(msg.text))
+            if msg.raw is None:
+                full = msg.text.encode("utf-8", "replace")
+                msg.attachments.append(Attachment("full-text.txt", "text/plain", len(full), full))
+            msg.text = msg.text[: self.max_text_chars]
         try:
             msg.sender = normalize(msg.sender)
             msg.extra_identities = [normalize(i) for i in msg.extra_identities]
@@ -169,15 +176,22 @@ class Ingestor:
 
     @staticmethod
     def _attachment(att: Attachment, blobs: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+        # The name and type are the customer's: agents download the file under that name
+        # and the type goes back out as a Content-Type header. No NUL, no line breaks.
+        controls = r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+"
+        name = " ".join(re.sub(controls, " ", att.name or "").split()) or "attachment"
+        content_type = (att.content_type or "").strip()
+        if not re.fullmatch(r"[\x21-\x7e]+/[\x20-\x7e]{1,200}", content_type):
+            content_type = "application/octet-stream"
         meta: dict[str, Any] = {
-            "name": att.name,
-            "content_type": att.content_type,
+            "name": name,
+            "content_type": content_type,
             "size": att.size,
         }
         if att.url:
             meta["url"] = att.url
         if att.data is not None:
             bid = blob_id(att.data)
-            blobs[bid] = (att.content_type, att.data)
+            blobs[bid] = (content_type, att.data)
             meta["blob"] = bid
         return meta

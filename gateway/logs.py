@@ -41,7 +41,32 @@ def handler(stream: Any = None) -> logging.Handler:
     return out
 
 
+class ClientFaults(logging.Filter):
+    """aiohttp logs a malformed request (a NUL in a header, a broken request line) as an
+    error with a traceback; it is the client's fault and already answered 400, so a hostile
+    client must not fill the log with it. Kept at debug, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.msg = f"malformed request refused: {exc.message}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
+def install_filters() -> None:
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientFaults) for f in server.filters):
+        server.addFilter(ClientFaults())
+
+
 def setup(level: str = "INFO") -> None:
+    install_filters()
     root = logging.getLogger()
     root.handlers[:] = [handler()]
     root.setLevel(level.upper())

@@ -45,6 +45,18 @@ class Metrics:
         self.outbox_send_seconds = Histogram(
             "switchboard_outbox_send_seconds", "Time of one send() call", ["channel"], registry=r
         )
+        self.quarantined = Counter(
+            "switchboard_inbound_quarantined_total",
+            "Inbound items the gateway could not take, kept in quarantine",
+            ["channel"],
+            registry=r,
+        )
+        self.quarantine_unreviewed = Gauge(
+            "switchboard_quarantine_unreviewed",
+            "Quarantined inbound items nobody has re-submitted or dismissed yet",
+            ["channel"],
+            registry=r,
+        )
         self.channel_up = Gauge(
             "switchboard_channel_up", "1 when the channel is running", ["channel"], registry=r
         )

@@ -14,6 +14,10 @@ ACTIVE_STATUSES: tuple[str, ...] = ("open", "assigned", "pending")
 LOAD_STATUSES: tuple[str, ...] = ("assigned", "pending")
 Presence = Literal["online", "away", "offline"]
 PRIORITIES = ("low", "normal", "high", "urgent")
+# What the API, the console and the event stream show instead of a verification mail: the
+# code proves an address, so nobody but its owner may read it (not even an agent, who could
+# be talked into reading it out).
+REDACTED_CODE = "[verification code sent; not shown]"
 
 
 def priority_name(rank: int) -> str:
@@ -29,6 +33,9 @@ class Contact:
     identities: list[tuple[str, str, bool]]
     created_at: float
     merged_into: str | None = None
+    # (kind, address) the customer typed but has not proven (a chat's pre-chat email): shown
+    # to agents, never used to find a contact, a conversation or a reply address.
+    claims: list[tuple[str, str]] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -36,6 +43,7 @@ class Contact:
             "name": self.name,
             "attributes": self.attributes,
             "identities": [{"kind": k, "address": a, "verified": v} for k, a, v in self.identities],
+            "claims": [{"kind": k, "address": a, "verified": False} for k, a in self.claims],
             "created_at": iso(self.created_at),
             "merged_into": self.merged_into,
         }
@@ -119,7 +127,7 @@ class Message:
             "direction": self.direction,
             "channel": self.channel,
             "sender": {"type": self.sender_type, "id": self.sender_id},
-            "text": self.text,
+            "text": self.text if "verification" not in self.metadata else REDACTED_CODE,
             "html": self.html,
             "subject": self.subject,
             "attachments": self.attachments,
@@ -128,6 +136,10 @@ class Message:
             "status": self.status,
             "reason": self.reason,
             "automated": self.automated,
+            # `text` was cut to the gateway's limit; the whole is in `raw` (or, without a
+            # raw message, in a `full-text.txt` attachment). Lengths are in characters.
+            "truncated": bool(self.metadata.get("truncated")),
+            "original_length": self.metadata.get("original_length"),
             "raw": f"/v1/blobs/{self.raw_blob}" if self.raw_blob else None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),

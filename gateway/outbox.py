@@ -2,9 +2,10 @@
 
 Every outbound message is persisted (status `queued`) before anything is sent. A worker
 leases due entries, hands each to its channel's connector, and records the result:
-`sent`; `retry` with exponential backoff and full jitter, honouring `retry_after`; or,
-after the last attempt or on `failed`, the message is failed with its reason and a
-`message.failed` event. Leases make in-flight work survive a crash: an entry whose
+`sent`; `retry` with capped exponential backoff and full jitter, honouring `retry_after`,
+until the channel's retry horizon (hours by default, counted from when the reply was
+queued; optionally also a number of attempts) runs out; or, then or on `failed`, the
+message is failed with its reason and a `message.failed` event. Leases make in-flight work survive a crash: an entry whose
 worker died becomes due again.
 """
 
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from connectors.base import Capability, Connector, DeliveryResult, OutboundMessage
-from gateway.config import OutboxConfig
+from gateway.config import OutboxConfig, RetryPolicy
 from gateway.events import EventBus
 from gateway.metrics import METRICS
 from gateway.store.base import OutboxItem, Store
@@ -30,9 +31,10 @@ log = logging.getLogger("switchboard.outbox")
 def backoff(
     attempt: int, base: float, cap: float, rng: Callable[[], float] = random.random
 ) -> float:
-    """Delay before attempt `attempt + 1`: full jitter over min(cap, base·2^(attempt-1))."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return float(ceiling / 2 + rng() * ceiling / 2)
+    """Delay before attempt `attempt + 1`: full jitter, uniform over
+    [0, min(cap, base·2^(attempt-1))] (spreads a recovering provider's load best)."""
+    ceiling = min(cap, base * (2 ** min(max(0, attempt - 1), 60)))
+    return float(rng() * ceiling)
 
 
 def retry_delay(attempt: int, result: DeliveryResult, config: OutboxConfig) -> float:
@@ -79,8 +81,10 @@ class Outbox:
         clock: Callable[[], float] = time.time,
         lease_seconds: float | None = None,
         agent_names: Mapping[str, str] | None = None,
+        policies: Mapping[str, RetryPolicy | None] | None = None,
     ) -> None:
         self.agent_names = dict(agent_names or {})
+        self.policies = dict(policies or {})
         self.store = store
         self.bus = bus
         self.connectors = connectors
@@ -185,12 +189,7 @@ class Outbox:
             METRICS.outbox_send_seconds.labels(item.channel).observe(time.perf_counter() - started)
         next_at: float | None = None
         if result.status == "retry":
-            if attempt >= self.config.max_attempts:
-                result = DeliveryResult.failed(
-                    f"gave up after {attempt} attempts: {result.reason or 'retry'}"
-                )
-            else:
-                next_at = self.clock() + retry_delay(attempt, result, self.config)
+            result, next_at = self._next_attempt(item, attempt, result)
         METRICS.messages_out.labels(item.channel, result.status).inc()
         if result.status != "sent":
             log.info(
@@ -205,3 +204,24 @@ class Outbox:
             )
         events = await self.store.outbox_record(item.message_id, result, next_at, self.clock())
         self.bus.publish(events)
+
+    def _next_attempt(
+        self, item: OutboxItem, attempt: int, result: DeliveryResult
+    ) -> tuple[DeliveryResult, float | None]:
+        """When to try again, or the final `failed` once the horizon or the count is spent.
+        The last attempt is placed at the horizon itself, not skipped."""
+        horizon, max_attempts = self.config.policy_for(self.policies.get(item.channel))
+        now = self.clock()
+        deadline = item.queued_at + horizon
+        reason = result.reason or "retry"
+        if max_attempts is not None and attempt >= max_attempts:
+            return DeliveryResult.failed(f"gave up after {attempt} attempts: {reason}"), None
+        if now >= deadline:
+            hours = horizon / 3600
+            return (
+                DeliveryResult.failed(
+                    f"gave up after {attempt} attempts over {hours:g} h: {reason}"
+                ),
+                None,
+            )
+        return result, min(now + retry_delay(attempt, result, self.config), deadline)

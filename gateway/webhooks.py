@@ -15,6 +15,7 @@ import logging
 
 import aiohttp
 
+from connectors import egress
 from connectors.api.signing import decode_secret, headers
 from gateway.config import WebhookConfig
 from gateway.events import EventBus
@@ -92,8 +93,29 @@ class _Endpoint:
         body = event_json(event).encode()
         hdrs = headers(self.key, f"evt_{event.id}", body) | {"Content-Type": "application/json"}
         try:
+            # Resolved and checked now, then sent to the address checked (SSRF guard).
+            target = await egress.target(
+                self.cfg.url, allow_private=self.cfg.allow_private_networks
+            )
+        except egress.RefusedTarget as exc:
+            log.warning(
+                "webhook refused: not a public address",
+                extra={"url": self.cfg.url, "error": str(exc)},
+            )
+            return False
+        except OSError as exc:
+            log.warning(
+                "webhook unreachable", extra={"url": self.cfg.url, "error": type(exc).__name__}
+            )
+            return False
+        try:
             async with self.http.post(
-                self.cfg.url, data=body, headers=hdrs, timeout=aiohttp.ClientTimeout(total=10)
+                target.url,
+                data=body,
+                headers=hdrs | target.headers,
+                server_hostname=target.server_hostname,
+                allow_redirects=False,  # a redirect could point anywhere
+                timeout=aiohttp.ClientTimeout(total=10),
             ) as r:
                 if 200 <= r.status < 300:
                     return True

@@ -32,6 +32,7 @@ def production_logging() -> Iterator[None]:
             errors.append(f"{self.name}: {traceback.format_exc()}")
             raise
 
+    logs.install_filters()
     saved = (root.level, {n: logging.getLogger(n).level for n in logs.NOISY})
     root.addHandler(handler)
     root.setLevel(logging.INFO)

@@ -21,10 +21,12 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from connectors import egress
 from connectors.api.signing import decode_secret, headers
 from connectors.base import (
     Capability,
@@ -35,8 +37,10 @@ from connectors.base import (
     Identity,
     InboundMessage,
     OutboundMessage,
+    Refused,
+    Unavailable,
 )
-from connectors.http import bearer_token, fail, read_json, validation_details
+from connectors.http import bearer_token, fail, read_json, token_bytes, validation_details
 
 RETRYABLE = {408, 425, 429}
 
@@ -45,7 +49,13 @@ class ApiSettings(ConnectorSettings):
     inbound_token: SecretStr = Field(
         min_length=12, description="Bearer token senders must present."
     )
-    outbound_url: str | None = Field(None, description="Where replies are POSTed.")
+    # Declared before `outbound_url`, whose check reads it.
+    allow_private_networks: bool = Field(
+        False,
+        description="Allow an outbound_url on loopback, private or link-local addresses "
+        "(checked after DNS resolution, at every request).",
+    )
+    outbound_url: str | None = Field(None, description="Where replies are POSTed (http/https).")
     signing_secret: SecretStr | None = Field(
         None, description="whsec_… key for outbound signatures."
     )
@@ -60,9 +70,14 @@ class ApiSettings(ConnectorSettings):
 
     @field_validator("outbound_url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("outbound_url must be an http:// or https:// URL")
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        problem = egress.endpoint_url_problem(value)
+        if problem is None and not info.data.get("allow_private_networks", False):
+            problem = egress.static_private_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -108,6 +123,7 @@ class ApiConnector(Connector):
     identity_kind: ClassVar[str] = "api"
     settings_model: ClassVar[type[ConnectorSettings]] = ApiSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT, Capability.SUBJECT})
+    refusals_reach_sender: ClassVar[bool] = True  # the caller gets the 422 itself
 
     settings: ApiSettings
 
@@ -126,7 +142,7 @@ class ApiConnector(Connector):
         token = bearer_token(request)
         if token is None:
             fail(401, "unauthenticated", "missing bearer token for this channel")
-        if not hmac.compare_digest(token.encode(), self._token):
+        if not hmac.compare_digest(token_bytes(token), self._token):
             fail(401, "unauthenticated", "invalid token for this channel")
         data = await read_json(request, self.ctx.max_body_bytes)
         try:
@@ -149,8 +165,10 @@ class ApiConnector(Connector):
         )
         try:
             result = await self.ctx.submit(message)
-        except ValueError as exc:
-            fail(422, "rejected", str(exc))
+        except Refused as exc:
+            fail(422, "rejected", exc.reason)
+        except Unavailable as exc:
+            fail(503, "unavailable", f"the gateway cannot take messages right now: {exc}")
         return web.json_response(
             {
                 "conversation_id": result.conversation_id,
@@ -159,6 +177,61 @@ class ApiConnector(Connector):
             },
             status=202,
         )
+
+    def openapi(self) -> dict[str, Any]:
+        """The inbound endpoint, described from the model that validates it."""
+        schema = InboundPayload.model_json_schema(
+            by_alias=True, ref_template="#/components/schemas/ApiInbound{model}"
+        )
+        defs = {f"ApiInbound{k}": v for k, v in schema.pop("$defs", {}).items()}
+        error = {"$ref": "#/components/schemas/Error"}
+        errors = {
+            "400": "Malformed JSON or not UTF-8.",
+            "401": "Missing or wrong channel token.",
+            "413": "Body too large.",
+            "422": "Wrong fields, or a message the gateway refuses.",
+            "503": "The gateway cannot take messages right now; try again.",
+        }
+        accepted = {
+            "type": "object",
+            "properties": {
+                "conversation_id": {"type": ["string", "null"]},
+                "message_id": {"type": ["string", "null"]},
+                "duplicate": {"type": "boolean"},
+            },
+            "required": ["conversation_id", "message_id", "duplicate"],
+        }
+        operation = {
+            "summary": f"A customer message into the `{self.name}` channel",
+            "operationId": f"post_channel_{self.name}_messages",
+            "description": "Idempotent on `external_id`: the same id again gives the same "
+            "answer with `duplicate: true` and stores nothing new.",
+            "security": [{"bearer": []}],
+            "x-roles": ["channel token"],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ApiInbound"}}
+                },
+            },
+            "responses": {
+                "202": {
+                    "description": "Stored (or already stored).",
+                    "content": {"application/json": {"schema": accepted}},
+                },
+                **{
+                    code: {
+                        "description": text,
+                        "content": {"application/json": {"schema": error}},
+                    }
+                    for code, text in errors.items()
+                },
+            },
+        }
+        return {
+            "paths": {f"/v1/channels/{self.name}/messages": {"post": operation}},
+            "schemas": {**defs, "ApiInbound": schema},
+        }
 
     def payload(self, message: OutboundMessage) -> bytes:
         body = {
@@ -181,10 +254,19 @@ class ApiConnector(Connector):
         body = self.payload(message)
         hdrs = headers(self._key, message.id, body) | {"Content-Type": "application/json"}
         try:
+            # Resolved and checked now, then sent to the address checked (SSRF guard).
+            target = await egress.target(url, allow_private=self.settings.allow_private_networks)
+        except egress.RefusedTarget as exc:
+            return DeliveryResult.failed(f"outbound_url refused: {exc}")
+        except OSError as exc:
+            return DeliveryResult.retry(f"cannot resolve outbound_url: {exc}")
+        try:
             async with self.ctx.http.post(
-                url,
+                target.url,
                 data=body,
-                headers=hdrs,
+                headers=hdrs | target.headers,
+                server_hostname=target.server_hostname,
+                allow_redirects=False,  # a redirect could point anywhere
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             ) as resp:
                 text = (await resp.text(errors="replace"))[:300]

@@ -1,7 +1,7 @@
 """Importing a mailbox's history: `switchboard email backfill --channel NAME --since DATE`.
 
-Idempotent: every message goes to the core with the same external id (its Message-ID, or a
-hash of its bytes), so a second run only finds duplicates. Nothing is flagged or moved and
+Idempotent: every message goes to the core with the same external id (its Message-ID
+qualified by sender and Date, or a hash of its bytes), so a second run only finds duplicates. Nothing is flagged or moved and
 the live connector's resume point is left alone.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from connectors.base import Submit
+from connectors.base import Refused, Submit
 from connectors.email.imap import ImapConnection
 from connectors.email.parse import ParsedEmail, parse_email, to_event
 from connectors.email.settings import EmailSettings
@@ -49,9 +49,13 @@ async def backfill(
                     message_id_domain=settings.id_domain,
                 )
                 if m.raw and not (isinstance(parsed, ParsedEmail) and parsed.own):
-                    result = await submit(to_event(parsed))
-                    if not result.duplicate:
-                        imported += 1
+                    try:
+                        result = await submit(to_event(parsed))
+                    except Refused:  # kept in quarantine by the core: on to the next
+                        pass
+                    else:
+                        if not result.duplicate:
+                            imported += 1
                 done += 1
                 progress(done, total)
     finally:

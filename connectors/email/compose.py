@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from email import message_from_bytes
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.policy import SMTP
 from email.utils import format_datetime
 
@@ -14,7 +15,10 @@ from connectors.base import OutboundMessage
 from connectors.email.parse import OUR_MESSAGE_ID_PREFIX, normalize_msgid
 from connectors.email.settings import EmailSettings
 
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]+")
+# C0 and C1 controls but TAB (whitespace, collapsed below), DEL, line/paragraph separators.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+")
+# How many times a value may decode to another encoded word before it is kept literal.
+_MAX_DECODINGS = 5
 _REPLY_PREFIX_RE = re.compile(
     r"^\s*((re|aw|sv|vs|antw|odp|ynt|atb|rif|r)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
 )
@@ -27,10 +31,57 @@ class ComposeError(ValueError):
     """The message cannot be built (e.g. an invalid recipient): a permanent failure."""
 
 
-def clean_header(value: str) -> str:
-    """A header value that can never break into a new header line: CR, LF and other
-    control characters become single spaces."""
+def _strip_controls(value: str) -> str:
+    # Lone surrogates (undecodable bytes kept by a decoder) cannot be encoded: U+FFFD.
+    value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return " ".join(_CONTROL_RE.sub(" ", value).split())
+
+
+def _as_the_email_package_reads(value: str) -> str:
+    """The text the email package makes of `value` when it is set as a header: it
+    decodes RFC 2047 encoded words, and an encoded word may hold CR LF."""
+    try:
+        return str(SMTP.header_factory("subject", value))
+    except Exception:  # it cannot read it: make sure it reads nothing into it either
+        return value.replace("=?", "= ?")
+
+
+def clean_header(value: str) -> str:
+    """A header value that can never break into a new header line, on any Python: CR, LF,
+    NUL and other control characters become single spaces, after every decoding step
+    the email package will apply (an encoded word decoding to another encoded word
+    with CR LF in it), until the value reads as itself."""
+    for _ in range(_MAX_DECODINGS):
+        cleaned = _strip_controls(value)
+        decoded = _as_the_email_package_reads(cleaned)
+        if decoded == cleaned:
+            return cleaned
+        value = decoded
+    # Still decoding to more encoded words: keep the text literal, never decoded again.
+    return _strip_controls(value).replace("=?", "= ?")
+
+
+def _header_names(message: Message) -> list[list[str]]:
+    """The header names of the message and of each MIME part we built, in order. An
+    attached message (message/rfc822) is the customer's content: not descended into."""
+    names = [[k.lower() for k in message]]
+    if message.get_content_maintype() == "multipart" and message.is_multipart():
+        for part in message.get_payload():
+            if isinstance(part, Message):
+                names += _header_names(part)
+    return names
+
+
+def _check_wire(msg: EmailMessage) -> None:
+    """Raise `ComposeError` unless the message, as it goes on the wire, has exactly the
+    header fields we set, in every MIME part: the last line of defence against a value
+    that folds into a header of its own, whatever the standard library does."""
+    try:
+        sent = message_from_bytes(msg.as_bytes(policy=SMTP), policy=SMTP)
+    except Exception as exc:  # e.g. an attachment type the email package cannot write
+        raise ComposeError(f"the message cannot be written: {type(exc).__name__}") from None
+    if _header_names(sent) != _header_names(msg):
+        raise ComposeError("a header value would have broken into another header line")
 
 
 def new_message_id(domain: str) -> str:
@@ -47,6 +98,9 @@ def _address(addr: str, display_name: str | None = None) -> Address:
     addr = addr.strip()
     if _CONTROL_RE.search(addr) or any(c.isspace() for c in addr) or addr.count("@") != 1:
         raise ComposeError(f"invalid email address {addr!r}")
+    if "=?" in addr and _as_the_email_package_reads(addr) != addr:
+        # The email package would decode it into another address (or another header).
+        raise ComposeError(f"invalid email address {addr!r}: it holds an RFC 2047 encoded word")
     local, _, domain = addr.rpartition("@")
     if not local or not domain:
         raise ComposeError(f"invalid email address {addr!r}")
@@ -133,4 +187,5 @@ def build_message(
             subtype=subtype,
             filename=clean_header(att.name) or "attachment",
         )
+    _check_wire(msg)
     return msg, mid

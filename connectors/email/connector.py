@@ -1,4 +1,17 @@
-"""The email channel: IMAP in (IDLE or polling, resumable by UID), SMTP out."""
+"""The email channel: IMAP in (IDLE or polling, resumable by UID), SMTP out.
+
+What the channel reads from its mailbox:
+
+- First start (no position saved for this mailbox yet): every message from the oldest
+  unseen one on, read or not, plus every message that arrives after the channel started,
+  whatever its flags: the UIDs from the UIDNEXT the server announced when the channel first
+  selected the mailbox. Read mail older than the oldest unseen message is history, left to
+  `switchboard email backfill`. Because UIDNEXT is taken before any search, a message that
+  lands while the first start looks around is never skipped.
+- Afterwards: every UID above the saved watermark, in UID order, resumed after a restart;
+  a UIDVALIDITY change resynchronises the whole mailbox (the core drops what it already
+  has as duplicates).
+"""
 
 from __future__ import annotations
 
@@ -17,9 +30,13 @@ from connectors.base import (
     Connector,
     ConnectorContext,
     ConnectorSettings,
+    DeliveryReceipt,
     DeliveryResult,
+    InboundMessage,
     NotReady,
     OutboundMessage,
+    RawItem,
+    Refused,
 )
 from connectors.email.compose import ComposeError, build_message
 from connectors.email.imap import IMAP_ERRORS, FetchedMessage, ImapConnection, ImapError
@@ -29,6 +46,8 @@ from connectors.email.settings import EmailSettings
 # Backoff between reconnection attempts, and for a message whose submit failed.
 RECONNECT_MIN, RECONNECT_MAX = 1.0, 300.0
 RETRY_MAX = 900.0
+# Fetches of a UID that comes back empty before it is kept in quarantine.
+UNREADABLE_ATTEMPTS = 3
 _LOOP_ERRORS: tuple[type[Exception], ...] = (NotReady, ImapError, *IMAP_ERRORS)
 
 
@@ -111,6 +130,9 @@ class EmailConnector(Connector):
         # UIDs whose submit failed: uid -> (attempts, next attempt at, monotonic)
         self._failed: dict[int, tuple[int, float]] = {}
         self._wake = asyncio.Event()
+        # (UIDVALIDITY, UIDNEXT) when start() first selected the mailbox: where a first
+        # start's "arrived after the channel started" begins
+        self._started_at: tuple[int | None, int | None] = (None, None)
 
     @property
     def _kv_key(self) -> str:
@@ -123,6 +145,7 @@ class EmailConnector(Connector):
         imap = ImapConnection(self.cfg.imap)
         await imap.connect()  # NotReady / AuthFailed propagate to the core
         self._imap = imap
+        self._started_at = (imap.uidvalidity, imap.uidnext)
         if self.cfg.imap.move_to:
             try:
                 await imap.ensure_mailbox(self.cfg.imap.move_to)
@@ -202,6 +225,8 @@ class EmailConnector(Connector):
                 await self._stopping.wait()
 
     async def _wait_for_mail(self, imap: ImapConnection) -> None:
+        if imap.new_mail:
+            return  # announced while the last pass ran: IDLE would not hear of it again
         wait = self.cfg.imap.idle_timeout if self._use_idle(imap) else self.cfg.imap.poll_interval
         if self._failed:
             now = time.monotonic()
@@ -218,13 +243,7 @@ class EmailConnector(Connector):
         state = self._state or MailboxState.load(await self.ctx.kv.get(self._kv_key))
         current = imap.uidvalidity
         if state is None:
-            # first start: begin with the oldest unread message (history: `email backfill`)
-            unseen = await imap.uid_search("UNSEEN")
-            if unseen:
-                start = unseen[0] - 1
-            else:
-                everything = await imap.uid_search("ALL")
-                start = everything[-1] if everything else 0
+            start = await self._first_start_watermark(imap)
             state = MailboxState(uidvalidity=current, uid=start)
             await self.ctx.kv.set(self._kv_key, state.dump())
             self.log.info("email %s: first start, reading from UID %d on", self.name, start + 1)
@@ -243,8 +262,24 @@ class EmailConnector(Connector):
         self._state = state
         return state
 
+    async def _first_start_watermark(self, imap: ImapConnection) -> int:
+        """The UID a first start reads after (the rule is in the module docstring)."""
+        validity, uidnext = self._started_at
+        if validity != imap.uidvalidity or uidnext is None:
+            validity, uidnext = imap.uidvalidity, imap.uidnext
+        if uidnext is not None:
+            arrived_after = uidnext - 1
+        else:
+            # a server without UIDNEXT: the highest UID now, searched before UNSEEN, so a
+            # message landing in between is above it
+            everything = await imap.uid_search("ALL")
+            arrived_after = everything[-1] if everything else 0
+        unseen = await imap.uid_search("UNSEEN")
+        return min(arrived_after, unseen[0] - 1) if unseen else arrived_after
+
     async def _sync(self, imap: ImapConnection) -> None:
         """Fetch and submit every message not handed to the core yet."""
+        imap.new_mail = False  # what is announced from here on is looked for next pass
         state = await self._load_state(imap)
         present = [u for u in await imap.uid_search("UID", f"{state.uid + 1}:*") if u > state.uid]
         for gone in set(self._failed) - set(present):
@@ -299,20 +334,25 @@ class EmailConnector(Connector):
         await self.ctx.kv.set(self._kv_key, state.dump())
 
     async def _handle(self, m: FetchedMessage) -> bool:
-        """Hand one message to the core. True when it may be acknowledged (submitted, or
-        our own mail that is skipped); False when it stays unseen for a retry."""
+        """Hand one message to the core. True when it may be acknowledged (submitted, kept
+        in quarantine, or our own mail that is skipped); False when it stays unseen for a
+        retry (the core could not take anything just now)."""
         if not m.raw:
-            self.log.error(
-                "email %s: UID %d has no readable content; left unseen", self.name, m.uid
+            attempts = self._failed.get(m.uid, (0, 0.0))[0] + 1
+            if attempts < UNREADABLE_ATTEMPTS:
+                self.log.warning(
+                    "email %s: UID %d came with no content; left unseen", self.name, m.uid
+                )
+                self._retry_later(m.uid)
+                return False
+            return await self._quarantine(
+                m, f"the IMAP server returned no content for UID {m.uid} ({attempts} fetches)"
             )
-            self._retry_later(m.uid)
-            return False
-        parsed = parse_email(
-            m.raw,
-            max_attachment_bytes=self.cfg.max_attachment_bytes,
-            our_address=self.cfg.address,
-            message_id_domain=self.cfg.id_domain,
-        )
+        try:
+            parsed = self._parse(m.raw)
+        except Exception as exc:  # a mail our parser chokes on must not loop: keep it
+            self.log.exception("email %s: UID %d could not be parsed", self.name, m.uid)
+            return await self._quarantine(m, f"unreadable mail: {type(exc).__name__}: {exc}")
         if isinstance(parsed, ParsedEmail) and parsed.own:
             self.log.info(
                 "email %s: UID %d is our own mail (%s): skipped",
@@ -321,9 +361,18 @@ class EmailConnector(Connector):
                 parsed.external_id,
             )
             return True
-        event = to_event(parsed)
         try:
-            result = await self.ctx.submit(event)
+            result = await self.ctx.submit(to_event(parsed))
+        except Refused as exc:
+            self.log.warning(
+                "email %s: UID %d (%s) refused by the gateway and quarantined as %s: %s",
+                self.name,
+                m.uid,
+                parsed.external_id,
+                exc.quarantine_id,
+                exc.reason,
+            )
+            return True
         except Exception as exc:
             self.log.warning(
                 "email %s: submit of UID %d (%s) failed, left unseen: %r",
@@ -343,6 +392,39 @@ class EmailConnector(Connector):
             " (duplicate)" if result.duplicate else "",
         )
         return True
+
+    def _parse(self, raw: bytes) -> ParsedEmail | BounceReport:
+        return parse_email(
+            raw,
+            max_attachment_bytes=self.cfg.max_attachment_bytes,
+            our_address=self.cfg.address,
+            message_id_domain=self.cfg.id_domain,
+        )
+
+    async def _quarantine(self, m: FetchedMessage, reason: str) -> bool:
+        """Keep a mail the gateway cannot take; True (acknowledge it) once it is kept."""
+        item = RawItem(
+            "message/rfc822",
+            m.raw or b"",
+            metadata={"uid": m.uid, "mailbox": self.cfg.imap.mailbox},
+        )
+        try:
+            qid = await self.ctx.quarantine(item, reason)
+        except Exception as exc:
+            self.log.warning(
+                "email %s: UID %d could not be quarantined, left unseen: %r", self.name, m.uid, exc
+            )
+            self._retry_later(m.uid)
+            return False
+        self.log.warning("email %s: UID %d quarantined as %s", self.name, m.uid, qid)
+        return True
+
+    async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
+        """A quarantined mail read again (after a fix or a config change)."""
+        parsed = self._parse(item.data)
+        if isinstance(parsed, ParsedEmail) and parsed.own:
+            raise ValueError("this is mail the gateway sent itself; it is never ingested")
+        return to_event(parsed)
 
     async def _acknowledge(self, imap: ImapConnection, uids: list[int]) -> None:
         if self.cfg.imap.move_to:

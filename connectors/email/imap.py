@@ -21,6 +21,7 @@ _FETCH_START_RE = re.compile(rb"^\d+ FETCH \(")
 _UID_RE = re.compile(rb"UID (\d+)")
 _FLAGS_RE = re.compile(rb"FLAGS \(([^)]*)\)")
 _CHANGE_RE = re.compile(rb"^\d+ (EXISTS|RECENT|EXPUNGE)|^\d+ FETCH|^VANISHED")
+_EXISTS_RE = re.compile(rb"^(\* )?\d+ EXISTS")
 
 # What a connection or protocol problem looks like from aioimaplib.
 IMAP_ERRORS: tuple[type[Exception], ...] = (
@@ -56,6 +57,11 @@ class ImapConnection:
         self.uidvalidity: int | None = None
         self.uidnext: int | None = None
         self.lost = asyncio.Event()
+        # The server announced new mail (an untagged EXISTS) since this was last cleared.
+        # aioimaplib drops an EXISTS that comes during a UID command or between commands,
+        # and the server tells a session only once: without this, mail landing while we
+        # acknowledge a batch would wait for the next IDLE timeout.
+        self.new_mail = False
 
     # -- connection -------------------------------------------------------------------
 
@@ -73,6 +79,7 @@ class ImapConnection:
             else:
                 self.client = aioimaplib.IMAP4(host=s.host, port=s.port, timeout=s.timeout)
             self.client.protocol.conn_lost_cb = self._on_lost
+            self._watch_new_mail(self.client.protocol)
             await self.client.wait_hello_from_server()
             if s.starttls:
                 await self._starttls()
@@ -117,6 +124,17 @@ class ImapConnection:
     def _on_lost(self, exc: Exception | None) -> None:
         self.lost.set()
 
+    def _watch_new_mail(self, protocol: Any) -> None:
+        """Note every untagged EXISTS, before aioimaplib routes (or drops) it."""
+        route = protocol._untagged_response
+
+        def noting(line: bytes) -> Any:
+            if _EXISTS_RE.match(line):
+                self.new_mail = True
+            return route(line)
+
+        protocol._untagged_response = noting
+
     async def select(self, mailbox: str) -> None:
         try:
             resp = await self.client.select(_quote(mailbox))
@@ -124,7 +142,7 @@ class ImapConnection:
             raise NotReady(f"IMAP SELECT {mailbox!r} failed: {exc!r}") from exc
         if resp.result != "OK":
             raise NotReady(f"IMAP mailbox {mailbox!r} cannot be selected: {_text(resp.lines)}")
-        self.uidvalidity = None
+        self.uidvalidity = self.uidnext = None
         for line in resp.lines:
             if isinstance(line, bytes):
                 if m := _UIDVALIDITY_RE.search(line):

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
+from email.header import decode_header
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
@@ -87,12 +88,24 @@ class BounceReport:
     original_message_id: str | None = None
     status: str | None = None
     diagnostic: str | None = None
+    # The Action of the recipient block that decides: "failed" when any recipient failed.
     action: str | None = None
     recipient: str | None = None
     text: str = ""
     from_address: str | None = None
     subject: str | None = None
+    # The report is about a message we sent (its original Message-ID is one of ours).
+    ours: bool = False
     defects: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """The delivery failed for good. `delayed`, `relayed` and `expanded` reports say
+        the message is still on its way (or went on where no report follows); a report
+        without an Action counts as failed only with a permanent (5.x.x) status."""
+        if self.action is not None:
+            return self.action == "failed"
+        return (self.status or "").startswith("5")
 
     @property
     def reason(self) -> str:
@@ -180,6 +193,28 @@ def raw_hash_id(raw: bytes) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+# Longest Message-ID kept readable in an external id (the core takes up to 512 characters).
+_MAX_READABLE_ID = 400
+
+
+def external_id_of(message_id: str | None, sender: str | None, date: str | None, raw: bytes) -> str:
+    """The id the core dedupes a mail on: its Message-ID, qualified by who sent it and when.
+
+    Templates and broken mailers reuse one Message-ID for different mails, so the
+    Message-ID alone would drop another sender's mail as a redelivery. The same mail
+    delivered again (a resync, a backfill, a second copy through a list or a relay) keeps
+    its From and Date, so it keeps its id. Without a Message-ID, a hash of the bytes."""
+    if not message_id:
+        return raw_hash_id(raw)
+    who = (sender or "").strip().lower()
+    when = " ".join((date or "").split())
+    if len(message_id) > _MAX_READABLE_ID:
+        key = f"{message_id}\n{who}\n{when}".encode("utf-8", "replace")
+        return "sha256:" + hashlib.sha256(key).hexdigest()
+    digest = hashlib.sha256(f"{who}\n{when}".encode("utf-8", "replace")).hexdigest()[:16]
+    return f"{message_id}#{digest}"
+
+
 def normalize_msgid(value: str | None) -> str | None:
     """`<id@host>` (angle brackets kept, surrounding noise removed), or None."""
     if not value:
@@ -199,25 +234,70 @@ def msgid_list(value: str | None) -> list[str]:
     return [f"<{m}>" for m in _MSGID_RE.findall(value)]
 
 
+_SURROGATES_RE = re.compile("[\udc80-\udcff]+")
+_EW_CHARSET_RE = re.compile(r"=\?([^?*]+)(?:\*[^?]*)?\?[bBqQ]\?")
+
+
+def _unescape_run(m: re.Match[str]) -> str:
+    data = bytes(ord(c) - 0xDC00 for c in m.group(0))
+    return _utf8_or_cp1252(data)
+
+
+def unsurrogate(text: str) -> str:
+    """Header text with the raw 8-bit bytes the parser kept as surrogate escapes (RFC 6532
+    UTF-8 addresses, or a sender's unlabelled legacy bytes) turned into real characters:
+    UTF-8 when they are UTF-8, else windows-1252. Without this, the text cannot even be
+    encoded to be stored."""
+    if not _SURROGATES_RE.search(text):
+        return text
+    return _SURROGATES_RE.sub(_unescape_run, text)
+
+
+def _raw_header(msg: Message, name: str) -> str | None:
+    try:
+        for k, v in msg.raw_items():
+            if k.lower() == name.lower():
+                return str(v)
+    except Exception:
+        return None
+    return None
+
+
+def _superset_words(raw: str) -> str | None:
+    """The header decoded again when one of its encoded-words names a charset that mail
+    clients read as a wider one (`=?gb2312?B?...?=` holding GBK text); else None."""
+    labels = _EW_CHARSET_RE.findall(raw)
+    if not any(_codec(label) not in ("", label.lower()) for label in labels):
+        return None
+    try:
+        chunks = decode_header(raw)
+    except Exception:
+        return None
+    out: list[str] = []
+    for chunk, charset in chunks:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        else:
+            out.append(_decode_bytes(chunk, charset))
+    return "".join(out)
+
+
 def _header(msg: Message, name: str) -> str | None:
     """A header as text with encoded-words decoded; never raises."""
     try:
         value = msg.get(name)
     except Exception:
-        value = None
-        try:
-            for k, v in msg.raw_items():
-                if k.lower() == name.lower():
-                    value = v
-                    break
-        except Exception:
-            return None
+        value = _raw_header(msg, name)
     if value is None:
         return None
     try:
         text = str(value)
     except Exception:
         return None
+    raw = _raw_header(msg, name)
+    if raw and "=?" in raw:
+        text = _superset_words(raw) or text
+    text = unsurrogate(text)
     return " ".join(text.split()) if text else text
 
 
@@ -229,7 +309,7 @@ def _headers_all(msg: Message, name: str) -> list[str]:
     out: list[str] = []
     for v in values:
         try:
-            out.append(str(v))
+            out.append(unsurrogate(str(v)))
         except Exception:
             continue
     return out
@@ -251,7 +331,21 @@ def _addresses(msg: Message, name: str) -> list[tuple[str, str]]:
         for disp, addr in getaddresses([value]):
             if addr:
                 out.append((disp, addr))
-    return out
+    if any(_misdecoded(disp) for disp, _ in out):
+        # a display name in an encoded-word whose charset label names a subset
+        # (`=?gb2312?B?...?=` holding GBK): read the names again as the superset
+        raw = _raw_header(msg, name)
+        decoded = _superset_words(raw) if raw and "=?" in raw else None
+        again = [(d, a) for d, a in getaddresses([decoded]) if a] if decoded else []
+        if [unsurrogate(a) for _, a in again] == [unsurrogate(a) for _, a in out]:
+            out = [(d, a) for (d, _), (_, a) in zip(again, out, strict=True)]
+    return [(unsurrogate(d), unsurrogate(a)) for d, a in out]
+
+
+def _misdecoded(text: str) -> bool:
+    """What decoding with a too-narrow charset leaves: replacement characters, C1 controls,
+    or the parser's surrogate escapes."""
+    return any(c == "\ufffd" or "\x80" <= c <= "\x9f" or "\udc80" <= c <= "\udcff" for c in text)
 
 
 def _decode_payload(part: Message) -> tuple[bytes, str]:
@@ -273,25 +367,91 @@ def _charset(part: Message) -> str | None:
         return None
 
 
+# Charset labels that mail clients (and browsers: the WHATWG Encoding Standard's label
+# table, https://encoding.spec.whatwg.org/#names-and-labels) read as another, wider
+# encoding: senders label a superset's text with the subset's name. Only labels that Python
+# would read differently (or not at all) are listed; the others are looked up as they are.
+_SUPERSET_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("utf-8", ("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8")),
+    (
+        "cp1252",
+        (
+            *("ansi_x3.4-1968", "cp819", "csisolatin1", "ibm819", "iso-8859-1", "iso-ir-100"),
+            *("iso8859-1", "iso88591", "iso_8859-1", "iso_8859-1:1987", "l1", "latin1"),
+            *("latin-1", "windows-1252", "x-cp1252"),
+        ),
+    ),
+    (
+        "cp1254",
+        (
+            *("csisolatin5", "iso-8859-9", "iso-ir-148", "iso8859-9", "iso88599", "iso_8859-9"),
+            *("iso_8859-9:1989", "l5", "latin5", "windows-1254", "x-cp1254"),
+        ),
+    ),
+    (
+        "cp874",
+        ("dos-874", "iso-8859-11", "iso8859-11", "iso885911", "tis-620", "windows-874"),
+    ),
+    *((f"cp125{n}", (f"windows-125{n}", f"x-cp125{n}")) for n in (0, 1, 3, 5, 6, 7, 8)),
+    (
+        "gb18030",
+        (
+            *("chinese", "csgb2312", "csiso58gb231280", "gb2312", "gb_2312", "gb_2312-80"),
+            *("gbk", "iso-ir-58", "x-gbk", "gb18030"),
+        ),
+    ),
+    ("big5hkscs", ("big5", "big5-hkscs", "cn-big5", "csbig5", "x-x-big5")),
+    (
+        "cp932",
+        (
+            *("csshiftjis", "ms932", "ms_kanji", "shift-jis", "shift_jis", "sjis"),
+            *("windows-31j", "x-sjis"),
+        ),
+    ),
+    (
+        "cp949",
+        (
+            *("cseuckr", "csksc56011987", "euc-kr", "iso-ir-149", "korean", "ks_c_5601-1987"),
+            *("ks_c_5601-1989", "ksc5601", "ksc_5601", "windows-949"),
+        ),
+    ),
+    ("iso8859-8", ("csiso88598i", "iso-8859-8-i", "logical", "iso-8859-8-e", "visual")),
+    ("iso8859-6", ("iso-8859-6-e", "iso-8859-6-i", "csiso88596e", "csiso88596i")),
+    ("koi8_u", ("koi8-ru", "koi8-u")),
+    ("mac_cyrillic", ("x-mac-cyrillic", "x-mac-ukrainian")),
+    ("mac_roman", ("csmacintosh", "mac", "macintosh", "x-mac-roman")),
+)
+SUPERSETS: dict[str, str] = {label: codec for codec, labels in _SUPERSET_GROUPS for label in labels}
+# No usable label: sniff (ASCII, else UTF-8, else windows-1252). us-ascii is here too: a
+# part labelled us-ascii with 8-bit bytes is nearly always UTF-8 or windows-1252 text.
+_UNLABELLED = frozenset(
+    ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "default", "7bit", "8bit")
+)
+
+
+def _codec(charset: str | None) -> str:
+    """The codec to read text labelled `charset` with ('' when unlabelled)."""
+    cs = (charset or "").strip().strip("\"'").lower()
+    if cs in _UNLABELLED:
+        return ""
+    return SUPERSETS.get(cs, cs)
+
+
 def _decode_bytes(data: bytes, charset: str | None) -> str:
-    cs = (charset or "").strip().strip('"').lower()
-    if cs in ("", "us-ascii", "ascii", "unknown-8bit", "x-unknown", "default", "7bit", "8bit"):
+    codec = _codec(charset)
+    if not codec:
         try:
             return data.decode("ascii")
         except UnicodeDecodeError:
-            cs = "utf-8"
-    if cs in ("iso-8859-1", "latin1", "latin-1", "iso8859-1", "iso_8859-1"):
-        cs = "cp1252"  # what senders labelling ISO-8859-1 actually mean (HTML5 does the same)
+            return _utf8_or_cp1252(data)
     try:
-        return data.decode(cs)
+        return data.decode(codec)
     except LookupError:
-        pass
+        return _utf8_or_cp1252(data)  # a label nobody knows: sniff
     except UnicodeDecodeError:
-        try:
-            return data.decode(cs, errors="replace") if cs != "utf-8" else _utf8_or_cp1252(data)
-        except LookupError:
-            pass
-    return _utf8_or_cp1252(data)
+        # a few bad bytes in a declared charset: replacement characters for those only,
+        # never the whole part re-read as something else
+        return data.decode(codec, errors="replace")
 
 
 def _utf8_or_cp1252(data: bytes) -> str:
@@ -321,7 +481,7 @@ def _filename(part: Message) -> str | None:
         except Exception:
             name = None
     if name:
-        name = " ".join(str(name).split())
+        name = " ".join(unsurrogate(str(name)).split())
     return name or None
 
 
@@ -888,12 +1048,12 @@ def _is_bounce(msg: Message) -> bool:
         return False
 
 
-def _parse_bounce(msg: Message, raw: bytes, external_id: str) -> BounceReport:
-    report = BounceReport(external_id=external_id, raw=raw)
-    report.message_id = normalize_msgid(_header(msg, "Message-ID"))
+def _parse_bounce(msg: Message, raw: bytes, message_id: str | None, id_domain: str) -> BounceReport:
+    report = BounceReport(external_id="", raw=raw, message_id=message_id)
     report.subject = _header(msg, "Subject")
     from_ = _addresses(msg, "From")
     report.from_address = from_[0][1] if from_ else None
+    report.external_id = external_id_of(message_id, report.from_address, _header(msg, "Date"), raw)
     texts: list[str] = []
     for part in msg.walk():
         ctype = _content_type(part)
@@ -908,6 +1068,7 @@ def _parse_bounce(msg: Message, raw: bytes, external_id: str) -> BounceReport:
         except Exception as exc:
             report.defects.append(f"{ctype}: {exc.__class__.__name__}")
     report.text = "\n".join(texts).strip()
+    report.ours = is_our_message_id(report.original_message_id, id_domain)
     return report
 
 
@@ -921,7 +1082,17 @@ def _read_dsn(part: Message, report: BounceReport) -> None:
         for chunk in re.split(r"\n\s*\n", text.replace("\r\n", "\n")):
             if chunk.strip():
                 blocks.append(HeaderParser(policy=policy.compat32).parsestr(chunk.strip() + "\n"))
+    # one block per recipient (the first is the per-message block): the first failed
+    # recipient decides, else the first recipient with an Action
+    chosen: Message | None = None
     for block in blocks:
+        action = str(block.get("Action") or "").strip().lower()
+        if not action:
+            continue
+        if chosen is None or (action == "failed" and report.action != "failed"):
+            chosen = block
+            report.action = action
+    for block in ([chosen] if chosen is not None else []) + blocks:
         status = block.get("Status")
         if status and report.status is None:
             report.status = " ".join(str(status).split())
@@ -930,9 +1101,6 @@ def _read_dsn(part: Message, report: BounceReport) -> None:
             d = " ".join(str(diag).split())
             d = re.sub(r"^(smtp|x-[\w-]+)\s*;\s*", "", d, flags=re.IGNORECASE)
             report.diagnostic = d
-        action = block.get("Action")
-        if action and report.action is None:
-            report.action = str(action).strip().lower()
         rcpt = block.get("Final-Recipient") or block.get("Original-Recipient")
         if rcpt and report.recipient is None:
             report.recipient = str(rcpt).split(";", 1)[-1].strip()
@@ -979,16 +1147,19 @@ def parse_email(
         )
 
     message_id = normalize_msgid(_header(msg, "Message-ID"))
-    external_id = message_id or raw_hash_id(raw)
+    id_domain = (message_id_domain or our_address.rpartition("@")[2]).lower()
 
     if _is_bounce(msg):
-        return _parse_bounce(msg, raw, external_id)
+        return _parse_bounce(msg, raw, message_id, id_domain)
 
-    p = ParsedEmail(external_id=external_id, raw=raw, message_id=message_id)
+    p = ParsedEmail(external_id="", raw=raw, message_id=message_id)
     with contextlib.suppress(Exception):
         p.defects.extend(d.__class__.__name__ for d in getattr(msg, "defects", []))
 
     _read_headers(msg, p, our_address, message_id_domain)
+    p.external_id = external_id_of(
+        message_id, p.from_address or p.reply_to, _header(msg, "Date"), raw
+    )
 
     body = _Body()
     try:
@@ -1142,30 +1313,58 @@ def to_inbound(p: ParsedEmail) -> InboundMessage:
 
 
 def bounce_to_inbound(b: BounceReport) -> InboundMessage:
-    """A bounce that names no message of ours: still shown, flagged as automated."""
+    """A delivery report that fails none of our messages (about mail we never sent, or
+    saying `delayed`, `relayed`, `expanded`): still shown, flagged as automated."""
+    metadata: dict[str, Any] = {
+        "automated_reasons": ["delivery status notification"],
+        "bounce": b.reason,
+    }
+    if b.action:
+        metadata["dsn_action"] = b.action
+    if b.original_message_id:
+        metadata["about"] = b.original_message_id
+    if b.recipient:
+        metadata["recipient"] = b.recipient
+    if b.defects:
+        metadata["defects"] = b.defects
+    # what an agent reads: the report's own words, then the machine-readable verdict
+    verdict = "Delivery status" + (f" for {b.recipient}" if b.recipient else "")
+    verdict += f": {b.action or 'unknown'}"
+    if b.status or b.diagnostic:
+        verdict += f" ({b.reason})"
+    text = "\n\n".join(t for t in (b.text, verdict) if t)
     return InboundMessage(
         external_id=b.external_id,
         sender=Identity("email", b.from_address or "mailer-daemon@invalid"),
-        text=b.text or b.reason,
+        text=text,
         subject=b.subject,
         provider_message_id=b.message_id,
         automated=True,
         raw=b.raw,
-        metadata={"automated_reasons": ["delivery status notification"], "bounce": b.reason},
+        metadata=metadata,
     )
 
 
 def to_event(
     parsed: ParsedEmail | BounceReport,
 ) -> InboundMessage | DeliveryReceipt:
-    """What to hand to `ctx.submit` for a parsed message (callers skip `own` mail first)."""
+    """What to hand to `ctx.submit` for a parsed message (callers skip `own` mail first).
+
+    A delivery report about one of our messages becomes a receipt (`failed` or
+    `delivered`); every other report becomes an automated message."""
     if isinstance(parsed, BounceReport):
-        if parsed.original_message_id:
-            return DeliveryReceipt(
-                provider_message_id=parsed.original_message_id,
-                status="failed",
-                reason=parsed.reason,
-            )
+        if parsed.ours and parsed.original_message_id:
+            if parsed.failed:
+                return DeliveryReceipt(
+                    provider_message_id=parsed.original_message_id,
+                    status="failed",
+                    reason=parsed.reason,
+                )
+            if parsed.action == "delivered":
+                return DeliveryReceipt(
+                    provider_message_id=parsed.original_message_id,
+                    status="delivered",
+                )
         return bounce_to_inbound(parsed)
     return to_inbound(parsed)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dtm
+import json
 import warnings
 from typing import ClassVar
 
@@ -35,9 +36,13 @@ from connectors.base import (
     Connector,
     ConnectorContext,
     ConnectorSettings,
+    DeliveryReceipt,
     DeliveryResult,
+    InboundMessage,
     NotReady,
     OutboundMessage,
+    RawItem,
+    Refused,
 )
 from connectors.http import Rejected
 
@@ -203,16 +208,53 @@ class TelegramConnector(Connector):
                 await self.ctx.kv.set(LAST_UPDATE_KEY, str(update_id))
 
     async def _submit_update(self, update: Update) -> None:
-        """Normalise and submit one update; raises if the core could not take it."""
-        message = await to_inbound(
+        """Normalise and submit one update. Returns once it is stored, skipped, or kept in
+        quarantine (so the offset may advance); raises if the core could not take it now."""
+        try:
+            message = await self._normalise(update)
+        except Exception as exc:  # an update our code chokes on must not block the chat
+            self.ctx.log.exception(
+                "telegram %s: update %s could not be read", self.name, update.update_id
+            )
+            item = RawItem(
+                "application/json",
+                json.dumps(update.to_dict(), ensure_ascii=False).encode(),
+                str(update.update_id),
+            )
+            qid = await self.ctx.quarantine(item, f"unreadable update: {type(exc).__name__}: {exc}")
+            self.ctx.log.warning(
+                "telegram %s: update %s quarantined as %s", self.name, update.update_id, qid
+            )
+            return
+        if message is None:
+            return
+        try:
+            await self.ctx.submit(message)
+        except Refused as exc:
+            self.ctx.log.warning(
+                "telegram %s: update %s refused by the gateway, quarantined as %s: %s",
+                self.name,
+                update.update_id,
+                exc.quarantine_id,
+                exc.reason,
+            )
+
+    async def _normalise(self, update: Update) -> InboundMessage | None:
+        return await to_inbound(
             update,
             self.bot,
             max_file_bytes=self.settings.max_file_bytes,
             private_chats_only=self.settings.private_chats_only,
             log=self.ctx.log,
         )
-        if message is not None:
-            await self.ctx.submit(message)
+
+    async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
+        """A quarantined update read again."""
+        update = Update.de_json(json.loads(item.data), self.bot)
+        message = await self._normalise(update)
+        if message is None:
+            raise ValueError("this update carries nothing the gateway takes")
+        return message
 
     async def _pause(self, seconds: float) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation

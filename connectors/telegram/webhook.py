@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
 from aiohttp import web
 
-from connectors.http import Rejected
+from connectors.http import MalformedJson, Rejected, loads_json, token_bytes
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
@@ -17,7 +16,7 @@ def secret_matches(request: web.Request, secret: str) -> bool:
     given = request.headers.get(SECRET_HEADER)
     if given is None:
         return False
-    return hmac.compare_digest(given.encode("utf-8"), secret.encode("utf-8"))
+    return hmac.compare_digest(token_bytes(given), secret.encode("utf-8"))
 
 
 async def read_update(request: web.Request, *, secret: str, limit: int) -> dict[str, Any]:
@@ -32,9 +31,9 @@ async def read_update(request: web.Request, *, secret: str, limit: int) -> dict[
         if len(body) > limit:
             raise Rejected(413, f"body larger than {limit} bytes")
     try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise Rejected(400, f"malformed JSON: {exc}") from exc
+        data = loads_json(body)
+    except MalformedJson as exc:
+        raise Rejected(400, f"malformed JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         raise Rejected(400, "not a Telegram update")
     return data

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from typing import ClassVar
+from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDict
@@ -21,10 +22,13 @@ from connectors.base import (
     Connector,
     ConnectorContext,
     ConnectorSettings,
+    DeliveryReceipt,
     DeliveryResult,
     Identity,
     InboundMessage,
     OutboundMessage,
+    RawItem,
+    Refused,
 )
 from connectors.http import Rejected
 
@@ -38,6 +42,7 @@ from .webhook import (
     media_items,
     media_name,
     message_sid,
+    parse_form,
     require,
     twiml_response,
     verified_params,
@@ -121,8 +126,7 @@ class TwilioConnector(Connector):
     async def _on_inbound(self, request: web.Request) -> web.StreamResponse:
         try:
             params = await self._params(request)
-            message = await self._inbound_message(params)
-        except Rejected as rejected:
+        except Rejected as rejected:  # not proven to come from Twilio: nothing is kept
             self.ctx.log.warning(
                 "twilio %s inbound webhook refused (%s): %s",
                 self.name,
@@ -131,7 +135,22 @@ class TwilioConnector(Connector):
             )
             return rejected.response()
         try:
+            message = await self._inbound_message(params)
+        except Rejected as rejected:
+            # Signed by Twilio but not a message we can read: keep it, answer 200 so that
+            # Twilio does not redeliver something that will never be readable.
+            return await self._quarantine(params, f"unreadable webhook: {rejected.reason}")
+        try:
             result = await self.ctx.submit(message)
+        except Refused as exc:
+            self.ctx.log.warning(
+                "twilio %s: %s refused by the gateway, quarantined as %s: %s",
+                self.name,
+                message.external_id,
+                exc.quarantine_id,
+                exc.reason,
+            )
+            return twiml_response()
         except Exception:
             self.ctx.log.exception("twilio %s: could not submit %s", self.name, message.external_id)
             return Rejected(503, "temporarily unable to accept the message").response()
@@ -141,6 +160,26 @@ class TwilioConnector(Connector):
             except Exception:  # the message is stored; only the window bookkeeping failed
                 self.ctx.log.exception("twilio %s: could not record the inbound time", self.name)
         return twiml_response()
+
+    async def _quarantine(self, params: MultiDict[str], reason: str) -> web.StreamResponse:
+        body = urlencode(list(params.items())).encode()
+        sid = params.get("MessageSid") or params.get("SmsMessageSid") or None
+        try:
+            qid = await self.ctx.quarantine(
+                RawItem("application/x-www-form-urlencoded", body, sid), reason
+            )
+        except Exception:
+            self.ctx.log.exception("twilio %s: could not quarantine a webhook", self.name)
+            return Rejected(503, "temporarily unable to accept the message").response()
+        self.ctx.log.warning("twilio %s: webhook quarantined as %s: %s", self.name, qid, reason)
+        return twiml_response()
+
+    async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
+        """A quarantined inbound webhook read again (its parameters, form-encoded)."""
+        try:
+            return await self._inbound_message(parse_form(item.data))
+        except Rejected as rejected:
+            raise ValueError(rejected.reason) from None
 
     async def _on_status(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -191,6 +230,15 @@ class TwilioConnector(Connector):
 
     async def _attachment(self, url: str, content_type: str, index: int) -> Attachment:
         name = media_name(url, content_type, index)
+        if not self.rest.media_allowed(url):
+            # Fetching any URL a webhook names would let it read loopback or cloud
+            # metadata and hand the answer to agents as an attachment.
+            self.ctx.log.warning(
+                "twilio %s: media %s is not on Twilio's hosts; kept by reference, not fetched",
+                self.name,
+                url,
+            )
+            return Attachment(name=name, content_type=content_type, size=0, url=url)
         try:
             media = await self.rest.fetch_media(url, self.settings.max_media_bytes)
         except Exception as exc:  # kept by reference; the message itself must not be lost

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from yarl import URL
 
 from connectors.base import AuthFailed, DeliveryResult, NotReady
 
@@ -23,6 +24,17 @@ from .errors import describe_error
 
 API_VERSION = "2010-04-01"
 RETRY_STATUSES = frozenset({408, 429})
+DEFAULT_API_BASE_URL = "https://api.twilio.com"
+# Where Twilio serves inbound media (on the default API base URL): the API itself, which
+# redirects, and its media CDN, also as the bucket path on S3 it redirects to.
+TWILIO_MEDIA_HOSTS = frozenset({"api.twilio.com", "media.twiliocdn.com", "mms.twiliocdn.com"})
+TWILIO_MEDIA_S3 = ("s3-external-1.amazonaws.com", "/media.twiliocdn.com/")
+MAX_MEDIA_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class MediaRefused(Exception):
+    """A media URL (or a redirect) on a host that is not Twilio's: not fetched."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -118,24 +130,53 @@ class TwilioRestClient:
             return DeliveryResult.retry(reason, retry_after=retry_after)
         return DeliveryResult.failed(reason)
 
+    def media_allowed(self, url: str) -> bool:
+        """Whether media at `url` may be fetched: only from the configured API base URL's
+        origin, and on the default base URL from Twilio's documented media hosts. Any
+        other URL in a webhook (loopback, a cloud metadata address ...) is not fetched."""
+        if _origin(url) == _origin(self._base):
+            return True
+        if self._base != DEFAULT_API_BASE_URL:
+            return False
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme.lower() != "https" or parts.port not in (None, 443):
+            return False
+        s3_host, s3_path = TWILIO_MEDIA_S3
+        return host in TWILIO_MEDIA_HOSTS or (host == s3_host and parts.path.startswith(s3_path))
+
     async def fetch_media(self, url: str, max_bytes: int) -> Media:
         """Download inbound media; over `max_bytes` only its type and size are kept.
-        Credentials go only to the Twilio API's own origin (it redirects to a CDN)."""
-        headers = self._auth if _origin(url) == _origin(self._base) else None
-        # aiohttp drops the Authorization header when redirected to another origin.
-        async with self._session.get(url, headers=headers, timeout=self._timeout) as resp:
-            resp.raise_for_status()
-            content_type = resp.headers.get("Content-Type", "application/octet-stream")
-            content_type = content_type.split(";")[0].strip() or "application/octet-stream"
-            declared = resp.content_length
-            if declared is not None and declared > max_bytes:
-                return Media(content_type, declared, None)
-            data = bytearray()
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                data.extend(chunk)
-                if len(data) > max_bytes:
-                    return Media(content_type, declared or len(data), None)
-            return Media(content_type, len(data), bytes(data))
+        Credentials go only to the Twilio API's own origin (it redirects to a CDN), and
+        every hop, redirects included, must be `media_allowed` (else `MediaRefused`)."""
+        for _ in range(MAX_MEDIA_REDIRECTS + 1):
+            if not self.media_allowed(url):
+                raise MediaRefused(f"media on a host that is not Twilio's: {url}")
+            headers = self._auth if _origin(url) == _origin(self._base) else None
+            async with self._session.get(
+                url, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                location = resp.headers.get("Location")
+                if resp.status in _REDIRECTS and location:
+                    url = str(resp.url.join(URL(location)))
+                    continue
+                return await self._read_media(resp, max_bytes)
+        raise MediaRefused(f"more than {MAX_MEDIA_REDIRECTS} redirects fetching media")
+
+    @staticmethod
+    async def _read_media(resp: aiohttp.ClientResponse, max_bytes: int) -> Media:
+        resp.raise_for_status()
+        content_type = resp.headers.get("Content-Type", "application/octet-stream")
+        content_type = content_type.split(";")[0].strip() or "application/octet-stream"
+        declared = resp.content_length
+        if declared is not None and declared > max_bytes:
+            return Media(content_type, declared, None)
+        data = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            data.extend(chunk)
+            if len(data) > max_bytes:
+                return Media(content_type, declared or len(data), None)
+        return Media(content_type, len(data), bytes(data))
 
 
 def _error_text(body: bytes, status: int | None = None) -> str:
@@ -152,4 +193,4 @@ def _error_text(body: bytes, status: int | None = None) -> str:
     return f"twilio HTTP {status}: {snippet}" if status else snippet or "no detail"
 
 
-__all__ = ["Media", "TwilioRestClient", "parse_retry_after"]
+__all__ = ["Media", "MediaRefused", "TwilioRestClient", "parse_retry_after"]

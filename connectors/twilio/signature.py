@@ -36,7 +36,8 @@ def signed_url(base_url: str, raw_path: str, raw_query: str) -> str:
 
 
 def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+    # `b` comes from a header: bytes that are not UTF-8 arrive as lone surrogates.
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8", "surrogatepass"))
 
 
 class SignatureVerifier:

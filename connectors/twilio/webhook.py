@@ -13,7 +13,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from connectors.base import DeliveryReceipt
-from connectors.http import Rejected
+from connectors.http import MalformedJson, Rejected, loads_json
 
 from .errors import error_reason
 from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, SignatureVerifier, signed_url
@@ -76,9 +76,9 @@ async def verified_params(
         if not verifier.verify(url, text, signature, settings_header):
             raise Rejected(403, "invalid X-Twilio-Signature")
         try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise Rejected(400, f"malformed JSON body: {exc}") from exc
+            data = loads_json(text)
+        except MalformedJson as exc:
+            raise Rejected(400, f"malformed JSON body: {exc}") from None
         if not isinstance(data, dict):
             raise Rejected(400, "JSON body is not an object")
         params: MultiDict[str] = MultiDict(

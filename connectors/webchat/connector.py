@@ -8,16 +8,22 @@ Routes (mounted at construction):
   within `handshake_timeout` seconds (else the socket is closed with 4408).
 
 Protocol (JSON text frames). Client → gateway:
-  `{"type": "hello", "token": str | null}` — first frame; a missing or tampered token
-      gets a fresh visitor. Answered by `welcome` (token, history, availability ...).
+  `{"type": "hello", "token": str | null, "language": str?}` — first frame; a missing,
+      tampered or expired token, or one minted for another origin, gets a fresh visitor
+      (`renewed`, `renewed_reason`). Answered by `welcome` (a renewed token, history ...).
   `{"type": "message", "client_id": str, "text": str}` — idempotent on `client_id`: a
       resend after a reconnect is acknowledged again and stored once.
   `{"type": "typing", "typing": bool}`
-  `{"type": "profile", "name": str?, "email": str?}` — the optional pre-chat form.
+  `{"type": "profile", "name": str?, "email": str?}` — the optional pre-chat form. The
+      email is only a claim: the visitor stays its own contact ("claims to be ...") until it
+      proves the address with the code mailed to it after its first message.
+  `{"type": "verify", "code": str}` — that code; `{"type": "verify_resend"}` — a new one.
 Gateway → client:
   `welcome`, `ack` {client_id, message_id, status: "sent"}, `message` (an agent reply, or
   the visitor's own message sent from another tab), `typing` {typing} (an agent),
-  `availability` {agents_online}, `profile`, `error` {code, message, client_id?}.
+  `availability` {agents_online}, `profile`, `token` {token} (renewed while in use),
+  `verification` {status, email, attempts_left?, retry_after?}, `error` {code, message,
+  client_id?}.
 
 A visitor's token, profile and sockets are the visitor's only state here; messages live
 in the core, and `ctx.history` restores them on every (re)connect, in every tab.
@@ -32,7 +38,7 @@ import json
 import re
 import time
 from importlib import resources
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from aiohttp import WSMsgType, web
 
@@ -45,11 +51,21 @@ from connectors.base import (
     Identity,
     InboundMessage,
     OutboundMessage,
+    Refused,
     Typing,
+    VerificationResult,
 )
-from connectors.http import fail
+from connectors.http import (
+    ApiError,
+    JsonTooComplex,
+    MalformedJson,
+    client_key,
+    fail,
+    loads_json,
+    printable,
+)
 from connectors.webchat.settings import WebchatSettings
-from connectors.webchat.tokens import TokenSigner, new_visitor_id
+from connectors.webchat.tokens import TokenSigner, VisitorToken, new_visitor_id, origin_tag
 
 KIND = "webchat"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -59,6 +75,10 @@ _FRAME_BURST = 40.0
 _FRAME_RATE = 10.0
 _SEND_TIMEOUT = 5.0
 AVAILABILITY_INTERVAL = 5.0
+# A socket in use sends its visitor a renewed token at most this often.
+TOKEN_RENEW_INTERVAL = 60.0
+_CODE = re.compile(r"^\s*[0-9]{6}\s*$")
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 def _now_iso() -> str:
@@ -86,12 +106,31 @@ def _widget_source() -> bytes:
 class _Socket:
     """One open widget socket: its visitor and a small frame budget."""
 
-    __slots__ = ("allowance", "checked", "origin", "visitor", "ws")
+    __slots__ = (
+        "allowance",
+        "checked",
+        "issued_at",
+        "language",
+        "origin",
+        "renewed_at",
+        "visitor",
+        "ws",
+    )
 
-    def __init__(self, ws: web.WebSocketResponse, visitor: str, origin: str | None) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        visitor: str,
+        origin: str | None,
+        issued_at: int = 0,
+        language: str = "en",
+    ) -> None:
         self.ws = ws
         self.visitor = visitor
         self.origin = origin
+        self.issued_at = issued_at
+        self.language = language
+        self.renewed_at = time.monotonic()
         self.allowance = _FRAME_BURST
         self.checked = time.monotonic()
 
@@ -110,6 +149,7 @@ class WebchatConnector(Connector):
     identity_kind: ClassVar[str] = KIND
     settings_model: ClassVar[type[ConnectorSettings]] = WebchatSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT, Capability.TYPING})
+    refusals_reach_sender: ClassVar[bool] = True  # the widget shows the refusal at once
 
     settings: WebchatSettings
 
@@ -127,6 +167,10 @@ class WebchatConnector(Connector):
         self._agents_online: int | None = None
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
+        self._open_total = 0  # sockets open or opening, hello or not
+        self._open_by_address: dict[str, int] = {}
+        self._refusals = 0
+        self._refusals_logged = float("-inf")
         # A frame holds at most max_message_chars characters of up to 4 UTF-8 bytes, JSON
         # escaping aside; anything far larger is closed by aiohttp with 1009.
         self._max_frame = settings.max_message_chars * 6 + 4096
@@ -172,12 +216,51 @@ class WebchatConnector(Connector):
         return origin is not None and origin.rstrip("/").lower() in self._origins
 
     async def handle_ws(self, request: web.Request) -> web.StreamResponse:
+        """The visitor's socket, counted against the per-address and total caps from the
+        request on, before the hello: one over a cap is refused at once, before anything
+        is allocated for it."""
+        s = self.settings
+        address = client_key(request.remote)
+        if self._open_total >= s.max_sockets:
+            self._refused("the channel's max_sockets")
+            _refuse(503, "busy", "The chat is busy; try again in a moment.")
+        if self._open_by_address.get(address, 0) >= s.max_sockets_per_address:
+            self._refused("max_sockets_per_address")
+            _refuse(429, "too_many_connections", "Too many chat connections from your address.")
+        self._open_total += 1
+        self._open_by_address[address] = self._open_by_address.get(address, 0) + 1
+        try:
+            return await self._handle_ws(request)
+        finally:
+            self._open_total -= 1
+            left = self._open_by_address[address] - 1
+            if left:
+                self._open_by_address[address] = left
+            else:
+                del self._open_by_address[address]
+
+    def _refused(self, cap: str) -> None:
+        """Refusals are logged once per interval with their count, not one by one."""
+        self._refusals += 1
+        now = time.monotonic()
+        if now - self._refusals_logged >= REFUSAL_LOG_INTERVAL:
+            self.ctx.log.warning(
+                "chat sockets refused: %s reached (%d since the last such line)",
+                cap,
+                self._refusals,
+            )
+            self._refusals, self._refusals_logged = 0, now
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
+        if origin is not None and not origin.isascii():
+            # An origin is ASCII (RFC 6454 serialises IDNs as punycode): this is not a browser.
+            fail(403, "forbidden_origin", "the Origin header is not ASCII")
         if not self.origin_allowed(origin):
             fail(
                 403,
                 "forbidden_origin",
-                f"origin {origin or '(none)'} may not open this chat; "
+                f"origin {printable(origin or '(none)')[:200]} may not open this chat; "
                 f"add it to channels[{self.name}].allowed_origins",
             )
         if self._stopping:
@@ -192,12 +275,16 @@ class WebchatConnector(Connector):
         except TimeoutError:
             await ws.close(code=4408, message=b"handshake timeout: send a hello frame first")
             return ws
-        frame = _json(hello)
+        try:
+            frame = _json(hello)
+        except JsonTooComplex as exc:
+            await _close_hostile(ws, exc)
+            return ws
         if frame is None or frame.get("type") != "hello":
             if not ws.closed:
                 await ws.close(code=4400, message=b"the first frame must be a hello")
             return ws
-        visitor, token, renewed = self._identify(frame.get("token"))
+        visitor, token, issued_at, refused = self._identify(frame.get("token"), origin)
         group = self._sockets.setdefault(visitor, set())
         if len(group) >= s.max_sockets_per_visitor:
             if not group:
@@ -212,10 +299,10 @@ class WebchatConnector(Connector):
             )
             await ws.close(code=4429, message=b"too many connections for this visitor")
             return ws
-        sock = _Socket(ws, visitor, origin)
+        sock = _Socket(ws, visitor, origin, issued_at, _language(frame.get("language")))
         group.add(sock)
         try:
-            await self._welcome(sock, token, renewed)
+            await self._welcome(sock, token, refused)
             await self._serve(sock)
         finally:
             group.discard(sock)
@@ -226,32 +313,51 @@ class WebchatConnector(Connector):
                     await self._forward_typing(visitor, False)
         return ws
 
-    def _identify(self, token: Any) -> tuple[str, str, bool]:
-        """(visitor id, token, renewed): a token that does not verify mints a new visitor."""
-        verified = self._signer.verify(token)
-        if verified is not None:
-            return verified[0], str(token), False
+    def _identify(self, token: Any, origin: str | None) -> tuple[str, str, int, str | None]:
+        """(visitor id, renewed token, issued_at, why the given token was refused). A token
+        that does not verify, was minted for another origin or has expired (`token_ttl`
+        after its last use) is refused: the socket gets a new visitor. A valid one is
+        renewed: each use slides its expiry."""
+        now = int(self.ctx.clock())
+        parsed = self._signer.verify(token)
+        refused: str | None = None
+        if parsed is None:
+            refused = None if token is None else "invalid"
+        elif parsed.origin_tag != origin_tag(origin):
+            refused = "origin"
+        elif now - parsed.seen_at > self.settings.token_ttl or parsed.seen_at > now + 300:
+            refused = "expired"
+        else:
+            return self._renew(parsed, origin, now)
+        if refused is not None:
+            self.ctx.log.debug("webchat token refused", extra={"reason": refused})
         visitor = new_visitor_id()
-        return visitor, self._signer.mint(visitor), token is not None
+        return visitor, self._signer.mint(visitor, now, origin, now), now, refused
 
-    async def _welcome(self, sock: _Socket, token: str, renewed: bool) -> None:
+    def _renew(
+        self, parsed: VisitorToken, origin: str | None, now: int
+    ) -> tuple[str, str, int, str | None]:
+        token = self._signer.mint(parsed.visitor_id, parsed.issued_at, origin, now)
+        return parsed.visitor_id, token, parsed.issued_at, None
+
+    async def _welcome(self, sock: _Socket, token: str, refused: str | None) -> None:
         s = self.settings
         visitor = sock.visitor
-        issued = self._signer.verify(token)
-        issued_at = issued[1] if issued else int(time.time())
         profile = await self._profile(visitor)
-        history = await self._history(visitor, issued_at)
+        history = await self._history(visitor, sock.issued_at)
         await self._send(
             sock.ws,
             {
                 "type": "welcome",
                 "visitor_id": visitor,
                 "token": token,
-                "renewed": renewed,
+                "renewed": refused is not None,
+                "renewed_reason": refused,
                 "title": s.title,
                 "greeting": s.greeting,
                 "prechat": s.prechat_form,
-                "profile": profile or None,
+                "profile": _public_profile(profile) or None,
+                "verification": _verification_state(profile),
                 "max_message_chars": s.max_message_chars,
                 "agents_online": await self._availability(),
                 "history": history,
@@ -270,7 +376,11 @@ class WebchatConnector(Connector):
                 await self._error(ws, "flooding", "too many frames; slow down")
                 await ws.close(code=4429, message=b"too many frames")
                 break
-            frame = _json(msg)
+            try:
+                frame = _json(msg)
+            except JsonTooComplex as exc:
+                await _close_hostile(ws, exc)
+                break
             if frame is None:
                 await self._error(ws, "invalid_frame", "a frame must be a JSON object")
                 continue
@@ -281,6 +391,10 @@ class WebchatConnector(Connector):
                 await self._on_typing(sock, frame)
             elif kind == "profile":
                 await self._on_profile(sock, frame)
+            elif kind == "verify":
+                await self._on_verify(sock, frame)
+            elif kind == "verify_resend":
+                await self._request_code(sock)
             elif kind == "ping":
                 await self._send(ws, {"type": "pong"})
             else:
@@ -332,8 +446,8 @@ class WebchatConnector(Connector):
         )
         try:
             result = await self.ctx.submit(inbound)
-        except ValueError as exc:
-            await self._error(ws, "rejected", f"The message was refused: {exc}", client_id)
+        except Refused as exc:
+            await self._error(ws, "rejected", f"The message was refused: {exc.reason}", client_id)
             return
         except Exception:
             self.ctx.log.exception("webchat submit failed")
@@ -343,6 +457,7 @@ class WebchatConnector(Connector):
             return
         if self._typing.pop(visitor, None) is not None:
             await self._forward_typing(visitor, False)
+        await self._renew_in_use(sock)
         await self._send(
             ws,
             {
@@ -365,6 +480,8 @@ class WebchatConnector(Connector):
                 "created_at": _now_iso(),
             }
             await self._push(visitor, echo, skip=sock)
+        if email and email not in (profile.get("verified"), profile.get("asked_for")):
+            await self._request_code(sock)
 
     async def _on_typing(self, sock: _Socket, frame: dict[str, Any]) -> None:
         typing = frame.get("typing") is True
@@ -405,14 +522,81 @@ class WebchatConnector(Connector):
                 return
             if email.strip():
                 profile["email"] = email.strip().lower()
-        current = dict(self._profiles.get(sock.visitor) or {})
+        current = dict(await self._profile(sock.visitor))
         current.update(profile)
-        self._profiles[sock.visitor] = current
+        await self._save_profile(sock.visitor, current)
+        await self._push(sock.visitor, {"type": "profile", "profile": _public_profile(current)})
+        state = _verification_state(current)
+        if state is not None:
+            await self._push(sock.visitor, {"type": "verification", **state})
+
+    async def _save_profile(self, visitor: str, profile: dict[str, str]) -> None:
+        self._profiles[visitor] = profile
         try:
-            await self.ctx.kv.set(f"profile:{sock.visitor}", json.dumps(current))
+            await self.ctx.kv.set(f"profile:{visitor}", json.dumps(profile))
         except Exception:
             self.ctx.log.exception("webchat profile not saved")
-        await self._push(sock.visitor, {"type": "profile", "profile": current})
+
+    # --- proving the pre-chat email ------------------------------------------------------
+    async def _request_code(self, sock: _Socket) -> None:
+        """Ask the core to mail a code to the claimed address; tell every tab what came of
+        it. Sent once the visitor has a conversation (after its first message), and again on
+        request. The answer is the same whether or not a customer holds the address."""
+        visitor = sock.visitor
+        profile = dict(await self._profile(visitor))
+        email = profile.get("email")
+        if not email or email == profile.get("verified"):
+            await self._error(sock.ws, "invalid_frame", "There is no address to confirm.")
+            return
+        try:
+            result = await self.ctx.verify_start(
+                Identity(KIND, visitor),
+                Identity("email", email),
+                sock.language,
+                self.settings.verify_via,
+            )
+        except Exception:
+            self.ctx.log.exception("webchat verification not started")
+            await self._error(sock.ws, "unavailable", "The code could not be sent; try again.")
+            return
+        profile["asked_for"] = email  # asked once by itself; again only on request
+        if result.status == "sent":
+            profile["code_for"] = email
+        await self._save_profile(visitor, profile)
+        await self._push(visitor, _verification_frame(email, result))
+
+    async def _on_verify(self, sock: _Socket, frame: dict[str, Any]) -> None:
+        visitor = sock.visitor
+        code = frame.get("code")
+        profile = dict(await self._profile(visitor))
+        email = profile.get("code_for")
+        if not isinstance(code, str) or not _CODE.match(code) or not email:
+            await self._error(sock.ws, "invalid_code", "Type the 6-digit code from the email.")
+            return
+        try:
+            result = await self.ctx.verify_confirm(Identity(KIND, visitor), code)
+        except Exception:
+            self.ctx.log.exception("webchat verification failed")
+            await self._error(sock.ws, "unavailable", "The code could not be checked; try again.")
+            return
+        if result.status == "verified":
+            profile["verified"] = email
+            profile.pop("code_for", None)
+            await self._save_profile(visitor, profile)
+        elif result.status in ("expired", "none"):
+            profile.pop("code_for", None)
+            await self._save_profile(visitor, profile)
+        await self._push(visitor, _verification_frame(email, result))
+
+    async def _renew_in_use(self, sock: _Socket) -> None:
+        """Sliding expiry for a long-open socket: its visitor's token is renewed as it is used."""
+        now = time.monotonic()
+        if now - sock.renewed_at < TOKEN_RENEW_INTERVAL:
+            return
+        sock.renewed_at = now
+        at = int(self.ctx.clock())
+        token = self._signer.mint(sock.visitor, sock.issued_at, sock.origin, at)
+        await self._send(sock.ws, {"type": "token", "token": token})
 
     # --- state ---------------------------------------------------------------------------
     async def _profile(self, visitor: str) -> dict[str, str]:
@@ -425,7 +609,7 @@ class WebchatConnector(Connector):
             if raw:
                 loaded = json.loads(raw)
                 if isinstance(loaded, dict):
-                    profile = {k: str(v) for k, v in loaded.items() if k in ("name", "email")}
+                    profile = {k: str(v) for k, v in loaded.items() if k in _PROFILE_KEYS}
         except Exception:
             self.ctx.log.exception("webchat profile not loaded")
         self._profiles[visitor] = profile
@@ -572,11 +756,62 @@ class WebchatConnector(Connector):
         await self._send(ws, frame | extra)
 
 
+_PROFILE_KEYS = ("name", "email", "verified", "code_for", "asked_for")
+
+
+def _language(tag: Any) -> str:
+    """The browser's language as the gateway writes to the visitor: German or English."""
+    return "de" if isinstance(tag, str) and tag.strip().lower()[:2] == "de" else "en"
+
+
+def _public_profile(profile: dict[str, str]) -> dict[str, str]:
+    """What the visitor typed, as the widget shows it back."""
+    return {k: v for k, v in profile.items() if k in ("name", "email")}
+
+
+def _verification_state(profile: dict[str, str]) -> dict[str, Any] | None:
+    email = profile.get("email")
+    if not email:
+        return None
+    if email == profile.get("verified"):
+        return {"status": "verified", "email": email}
+    if email == profile.get("code_for"):
+        return {"status": "pending", "email": email}
+    return {"status": "unverified", "email": email}
+
+
+def _verification_frame(email: str, result: VerificationResult) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "verification", "status": result.status, "email": email}
+    if result.attempts_left is not None:
+        frame["attempts_left"] = result.attempts_left
+    if result.retry_after is not None:
+        frame["retry_after"] = max(1, int(result.retry_after + 0.999))
+    return frame
+
+
+def _refuse(status: int, code: str, message: str) -> NoReturn:
+    error = ApiError(status, code, message)
+    error.headers["Retry-After"] = "10"
+    raise error
+
+
 def _json(msg: Any) -> dict[str, Any] | None:
-    if getattr(msg, "type", None) != WSMsgType.TEXT:
+    """The frame's JSON object, or None when it is not one. Raises `JsonTooComplex` for a
+    frame nested too deeply or holding a number too long: a hostile client."""
+    if getattr(msg, "type", None) != WSMsgType.TEXT or not isinstance(msg.data, str):
         return None
     try:
-        data = json.loads(msg.data)
-    except (ValueError, TypeError):
+        data = loads_json(msg.data)
+    except JsonTooComplex:
+        raise
+    except MalformedJson:
         return None
     return data if isinstance(data, dict) else None
+
+
+async def _close_hostile(ws: web.WebSocketResponse, exc: JsonTooComplex) -> None:
+    """Close at once with 1007 (invalid frame payload data) and why, in at most the 123
+    bytes a close reason may have."""
+    reason = str(exc).encode()[:123]
+    with contextlib.suppress(Exception):
+        await ws.close(code=1007, message=reason)

@@ -33,8 +33,50 @@ class WebchatSettings(ConnectorSettings):
         10.0, gt=0, le=300, description="Seconds a new socket has to send its hello frame."
     )
     max_sockets_per_visitor: int = Field(10, ge=1, le=1000)
+    max_sockets_per_address: int = Field(
+        50,
+        ge=1,
+        le=100_000,
+        description="Open chat sockets per client address (an IPv6 client by its /64), "
+        "counted from the upgrade, before the hello; more get 429 at once.",
+    )
+    max_sockets: int = Field(
+        2000,
+        ge=1,
+        le=1_000_000,
+        description="Open chat sockets on this channel in all; more get 503 at once.",
+    )
     history_limit: int = Field(200, ge=0, le=2000, description="Messages restored on (re)connect.")
     heartbeat: float = Field(30.0, gt=0, description="Seconds between WebSocket pings.")
+    token_ttl: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description=(
+            "A visitor token expires this long after its last use (each use renews it):"
+            " seconds, or a number with s/m/h/d, e.g. 30d."
+        ),
+    )
+    verify_via: str | None = Field(
+        None,
+        description=(
+            "The email channel that mails the code proving a pre-chat email address;"
+            " default: the first email channel. Without one, a typed address stays a claim."
+        ),
+    )
+
+    @field_validator("token_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+            try:
+                if text and text[-1] in units:
+                    return float(text[:-1]) * units[text[-1]]
+                return float(text)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a duration: write 3600, 12h or 30d") from None
+        return value
 
     @field_validator("allowed_origins")
     @classmethod

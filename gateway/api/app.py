@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.http import ApiError, fail, read_json, validation_details
+from connectors.http import ApiError, fail, printable, read_json, validation_details
 from gateway.api.auth import Authenticator, Principal, require
+from gateway.api.visibility import StreamFilter
 from gateway.identity import InvalidIdentity, parse_identity
 from gateway.metrics import METRICS
 from gateway.model import Event, event_json
-from gateway.store.base import Conflict, ConversationFilter, NotFound, OutboundRequest
+from gateway.store.base import Conflict, ConversationFilter, Forbidden, NotFound, OutboundRequest
 from router import MessageFacts
 
 if TYPE_CHECKING:
@@ -46,13 +47,27 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             413: "payload_too_large",
         }.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else "request body too large"
-        raise ApiError(exc.status, code, message) from None
+        err = ApiError(exc.status, code, message)
+        if "Allow" in exc.headers:  # a 405 says what is allowed (RFC 9110)
+            err.headers["Allow"] = exc.headers["Allow"]
+        raise err from None
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     except Conflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
+    except Forbidden as exc:
+        raise ApiError(403, "forbidden", str(exc)) from None
     except asyncio.CancelledError:
         raise
+    except (RecursionError, UnicodeError) as exc:
+        # What a client's malformed input leads to when a handler missed a check: nesting
+        # too deep for a recursive parser, bytes that are not UTF-8 (lone surrogates).
+        # The client's fault, so a 400; logged so that the missing check gets added.
+        log.warning(
+            "malformed input reached a handler",
+            extra={"path": printable(request.path), "error": type(exc).__name__},
+        )
+        raise ApiError(400, "bad_request", f"malformed request ({type(exc).__name__})") from None
     except Exception:
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         raise ApiError(500, "internal", "internal error; see the gateway log") from None
@@ -67,7 +82,8 @@ def _auth(request: web.Request, allow_query: bool = False) -> Principal:
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `true` is not a capacity of 1, "5" is not a number.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ReplyBody(Body):
@@ -95,7 +111,7 @@ class PresenceBody(Body):
 
 
 class CapacityBody(Body):
-    capacity: dict[str, int]
+    capacity: dict[str, Annotated[int, Field(ge=0)]]
 
 
 class ExplainBody(Body):
@@ -134,8 +150,11 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     gw = _gw(request)
     store_ok = await gw.store.ping()
-    channels = gw.channel_states()
-    ready = store_ok and all(state == "running" for state in channels.values())
+    channels = await gw.channel_health() if store_ok else gw.channel_states()
+    # A degraded channel still serves: it is not a reason to take this instance out.
+    ready = store_ok and all(
+        state == "running" or state.startswith("degraded") for state in channels.values()
+    )
     return web.json_response(
         {"ready": ready, "store": "ok" if store_ok else "down", "channels": channels},
         status=200 if ready else 503,
@@ -143,6 +162,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    if not request.app[AUTH].metrics_allowed(request):
+        fail(401, "unauthenticated", "GET /metrics needs the metrics token (auth.metrics_token)")
     body = generate_latest(METRICS.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -162,7 +183,7 @@ def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int
 
 
 async def list_conversations(request: web.Request) -> web.Response:
-    _auth(request)
+    principal = _auth(request)
     q = request.query
     status = q.get("status")
     if status is not None and status not in ("open", "assigned", "pending", "resolved", "closed"):
@@ -175,16 +196,17 @@ async def list_conversations(request: web.Request) -> web.Response:
         contact_id=q.get("contact"),
         limit=_int(request, "limit", 50, 1, 500),
         cursor=q.get("cursor"),
+        scope=principal.scope,
     )
     rows, cursor = await _gw(request).store.list_conversations(flt)
     return web.json_response({"conversations": [c.to_api() for c in rows], "next_cursor": cursor})
 
 
 async def get_conversation(request: web.Request) -> web.Response:
-    _auth(request)
+    principal = _auth(request)
     gw = _gw(request)
-    conv = await gw.store.get_conversation(request.match_info["id"])
-    messages = await gw.store.messages(conv.id)
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
+    messages = await gw.store.messages(conv.id, principal.scope)
     return web.json_response(conv.to_api() | {"messages": [m.to_api() for m in messages]})
 
 
@@ -195,12 +217,17 @@ async def reply(request: web.Request) -> web.Response:
     gw = _gw(request)
     if principal.role == "agent" and body.agent not in (None, principal.agent):
         fail(403, "forbidden", "an agent token replies only as its own agent")
+    if principal.role == "integration" and body.agent is not None and not principal.acts_as_agents:
+        fail(
+            403,
+            "forbidden",
+            "this integration token replies as itself; give it `acts_as_agents: true` to "
+            "reply in an agent's name",
+        )
     agent = principal.agent if principal.role == "agent" else body.agent
     if agent is not None and gw.config.agent(agent) is None:
         fail(422, "validation_error", f"unknown agent {agent!r}")
-    conv = await gw.store.get_conversation(request.match_info["id"])
-    if principal.acting_agent and conv.assignee not in (None, principal.acting_agent):
-        fail(403, "forbidden", f"the conversation is assigned to {conv.assignee}")
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
     if conv.last_channel not in gw.connectors:
         fail(
             409, "channel_unavailable", f"channel {conv.last_channel!r} is not configured any more"
@@ -214,7 +241,7 @@ async def reply(request: web.Request) -> web.Response:
             sender_type="agent",
             sender_id=agent or principal.name,
             now=gw.clock(),
-            acting_agent=principal.acting_agent,
+            scope=principal.scope,
         )
     )
     return web.json_response(message.to_api(), status=202)
@@ -231,8 +258,7 @@ async def assign(request: web.Request) -> web.Response:
     agent_cfg = gw.config.agent(body.agent)
     if agent_cfg is None:
         fail(404, "not_found", f"agent {body.agent} not found")
-    conv = await gw.store.get_conversation(request.match_info["id"])
-    _own(principal, conv.assignee)
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
     capacity = None
     if not body.force:
         states = {s.id: s for s in await gw.store.agent_states()}
@@ -242,7 +268,9 @@ async def assign(request: web.Request) -> web.Response:
             if state
             else agent_cfg.capacity_for(conv.channel_kind)
         )
-    conv, events = await gw.store.assign(conv.id, body.agent, capacity, principal.name, gw.clock())
+    conv, events = await gw.store.assign(
+        conv.id, body.agent, capacity, principal.name, gw.clock(), principal.scope
+    )
     gw.publish(events)
     gw.dispatcher.poke()
     return web.json_response(conv.to_api())
@@ -254,28 +282,19 @@ async def transfer(request: web.Request) -> web.Response:
     gw = _gw(request)
     if gw.config.routing.queue(body.queue) is None:
         fail(422, "validation_error", f"unknown queue {body.queue!r}")
-    conv = await gw.store.get_conversation(request.match_info["id"])
-    _own(principal, conv.assignee)
     conv, events = await gw.store.transfer(
-        conv.id, body.queue, principal.name, principal.acting_agent, gw.clock()
+        request.match_info["id"], body.queue, principal.name, principal.scope, gw.clock()
     )
     gw.publish(events)
     gw.dispatcher.poke()
     return web.json_response(conv.to_api())
 
 
-def _own(principal: Principal, assignee: str | None) -> None:
-    if principal.acting_agent and assignee not in (None, principal.acting_agent):
-        fail(403, "forbidden", f"the conversation is assigned to {assignee}")
-
-
 async def resolve(request: web.Request) -> web.Response:
     principal = _auth(request)
     gw = _gw(request)
-    conv = await gw.store.get_conversation(request.match_info["id"])
-    _own(principal, conv.assignee)
     conv, events = await gw.store.resolve(
-        conv.id, principal.name, principal.acting_agent, gw.clock()
+        request.match_info["id"], principal.name, principal.scope, gw.clock()
     )
     gw.publish(events)
     gw.dispatcher.poke()
@@ -285,8 +304,9 @@ async def resolve(request: web.Request) -> web.Response:
 async def reopen(request: web.Request) -> web.Response:
     principal = _auth(request)
     gw = _gw(request)
-    _own(principal, (await gw.store.get_conversation(request.match_info["id"])).assignee)
-    conv, events = await gw.store.reopen(request.match_info["id"], principal.name, gw.clock())
+    conv, events = await gw.store.reopen(
+        request.match_info["id"], principal.name, gw.clock(), principal.scope
+    )
     gw.publish(events)
     gw.dispatcher.poke()
     return web.json_response(conv.to_api())
@@ -297,8 +317,9 @@ async def typing(request: web.Request) -> web.Response:
     principal = _auth(request)
     body = await _body(request, TypingBody)
     gw = _gw(request)
-    conv = await gw.store.get_conversation(request.match_info["id"])
-    _own(principal, conv.assignee)
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
+    if principal.scope is not None and not principal.scope.may_act(conv):
+        fail(403, "forbidden", f"the conversation is assigned to {conv.assignee}")
     await gw.agent_typing(conv, principal.agent or principal.name, body.typing)
     return web.json_response({"ok": True}, status=202)
 
@@ -367,13 +388,13 @@ async def set_capacity(request: web.Request) -> web.Response:
 
 # --- contacts --------------------------------------------------------------------------------
 async def get_contact(request: web.Request) -> web.Response:
-    _auth(request)
-    contact = await _gw(request).store.get_contact(request.match_info["id"])
+    principal = _auth(request)
+    contact = await _gw(request).store.get_contact(request.match_info["id"], principal.scope)
     return web.json_response(contact.to_api())
 
 
 async def find_contact(request: web.Request) -> web.Response:
-    _auth(request)
+    principal = _auth(request)
     raw = request.query.get("identity")
     if not raw:
         fail(400, "invalid_parameter", "give ?identity=kind:address, e.g. email:a@b.c")
@@ -381,13 +402,28 @@ async def find_contact(request: web.Request) -> web.Response:
         identity = parse_identity(raw)
     except InvalidIdentity as exc:
         fail(400, "invalid_parameter", str(exc))
-    contact = await _gw(request).store.find_contact(identity)
+    contact = await _gw(request).store.find_contact(identity, principal.scope)
     return web.json_response({"contacts": [contact.to_api()]})
 
 
+async def unmerge_contact(request: web.Request) -> web.Response:
+    """Undo a merge (admin): the contact is on its own again, with the conversations the
+    merge moved, and what it had proved is again only a claim."""
+    principal = _auth(request)
+    require(principal, "admin")
+    gw = _gw(request)
+    contact_id = request.match_info["id"]
+    _, events = await gw.store.unmerge(contact_id, gw.clock())
+    gw.publish(events)
+    contact = await gw.store.get_contact(contact_id)
+    return web.json_response(contact.to_api())
+
+
 async def get_blob(request: web.Request) -> web.Response:
-    _auth(request)
-    content_type, data = await _gw(request).store.get_blob(request.match_info["id"])
+    principal = _auth(request)
+    content_type, data = await _gw(request).store.get_blob(
+        request.match_info["id"], principal.scope
+    )
     return web.Response(
         body=data,
         headers={
@@ -426,8 +462,19 @@ def _since(request: web.Request) -> int | None:
     return value
 
 
-async def _replay_then_live(gw: Gateway, since: int | None, emit: Any) -> None:
-    """Send stored events after `since`, then live ones, without gap or repeat."""
+async def _replay_then_live(
+    gw: Gateway, since: int | None, emit: Any, principal: Principal | None = None
+) -> None:
+    """Send stored events after `since`, then live ones, without gap or repeat; only those
+    the principal may see."""
+    if principal is not None and (principal.scope is not None or principal.role != "admin"):
+        shown = StreamFilter(gw.store, principal)
+
+        async def filtered(event: Event) -> None:
+            if await shown.allows(event):
+                await emit(event)
+
+        return await _replay_then_live(gw, since, filtered)
     with gw.bus.subscribe() as sub:
         last = since if since is not None else await gw.store.last_event_id()
         while since is not None:
@@ -451,11 +498,11 @@ async def _replay_then_live(gw: Gateway, since: int | None, emit: Any) -> None:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    _auth(request, allow_query=True)
+    principal = _auth(request, allow_query=True)
     gw = _gw(request)
     since = _since(request)
     if "text/event-stream" in request.headers.get("Accept", ""):
-        return await _sse(request, gw, since)
+        return await _sse(request, gw, since, principal)
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     if not ws.can_prepare(request).ok:
         fail(400, "websocket_required", "open a WebSocket, or ask for Accept: text/event-stream")
@@ -464,7 +511,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     async def emit(event: Event) -> None:
         await ws.send_str(event_json(event))
 
-    pump = asyncio.create_task(_replay_then_live(gw, since, emit))
+    pump = asyncio.create_task(_replay_then_live(gw, since, emit, principal))
     gw.track(ws)
     try:
         reader = asyncio.create_task(_drain(ws))
@@ -486,7 +533,9 @@ async def _drain(ws: web.WebSocketResponse) -> None:
             return
 
 
-async def _sse(request: web.Request, gw: Gateway, since: int | None) -> web.StreamResponse:
+async def _sse(
+    request: web.Request, gw: Gateway, since: int | None, principal: Principal
+) -> web.StreamResponse:
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -501,7 +550,7 @@ async def _sse(request: web.Request, gw: Gateway, since: int | None) -> web.Stre
         head = f"id: {event.id}\n" if event.durable else ""
         await resp.write(f"{head}event: {event.type}\ndata: {data}\n\n".encode())
 
-    pump = asyncio.create_task(_replay_then_live(gw, since, emit))
+    pump = asyncio.create_task(_replay_then_live(gw, since, emit, principal))
     try:
         while not pump.done():
             await asyncio.wait({pump}, timeout=15)
@@ -535,9 +584,13 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/v1/agents/{id}/capacity", set_capacity)
     r.add_get("/v1/contacts", find_contact)
     r.add_get("/v1/contacts/{id}", get_contact)
+    r.add_post("/v1/contacts/{id}/unmerge", unmerge_contact)
     r.add_get("/v1/blobs/{id}", get_blob)
     r.add_post("/v1/routing/explain", explain)
     r.add_get("/v1/events", events)
     from gateway import console
+    from gateway.api import openapi, quarantine
 
+    r.add_get("/v1/openapi.json", openapi.openapi_json)
+    quarantine.add_routes(app)
     console.add_routes(app)

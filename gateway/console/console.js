@@ -296,7 +296,9 @@
   function renderConversation(conv, contact, earlier) {
     $("conv-title").textContent = contactLabel(contact);
     const ids = contact ? (contact.identities || [])
-      .map((i) => i.kind + ": " + i.address + (i.verified === false ? " (unverified)" : "")).join(", ") : "";
+      .map((i) => i.kind + ": " + i.address + (i.verified === false ? " (unverified)" : ""))
+      .concat((contact.claims || []).map((c) => "claims to be " + c.address + " (unverified)"))
+      .join(", ") : "";
     $("conv-meta").textContent = [
       conv.status, "queue " + conv.queue, conv.assignee ? "assigned to " + conv.assignee : "unassigned",
       "via " + conv.last_channel, ids,

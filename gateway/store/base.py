@@ -28,6 +28,66 @@ class Conflict(StoreError):
     pass
 
 
+class Forbidden(StoreError):
+    """The caller sees the conversation but may not act on it (it is someone else's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a caller may see and act on, checked by the store inside each operation (so no
+    check-then-act race). `agent`: the caller acts as this agent and only on conversations
+    that are unassigned or its own. `queues`: the caller sees conversations in these queues
+    and those assigned to `agent`; None sees every queue. `Scope()` is unrestricted."""
+
+    agent: str | None = None
+    queues: frozenset[str] | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.agent is None and self.queues is None
+
+    def sees(self, conv: Conversation) -> bool:
+        if self.queues is None:
+            return True
+        return (self.agent is not None and conv.assignee == self.agent) or (
+            conv.queue in self.queues
+        )
+
+    def may_act(self, conv: Conversation) -> bool:
+        return self.sees(conv) and (self.agent is None or conv.assignee in (None, self.agent))
+
+    def where(
+        self, queue_col: str = "queue", assignee_col: str = "assignee"
+    ) -> tuple[str, list[str]]:
+        """The `sees` rule as an SQL condition with its arguments ("" when unrestricted)."""
+        if self.queues is None:
+            return "", []
+        marks = ",".join("?" * len(self.queues))
+        clauses, args = [], []
+        if self.queues:
+            clauses.append(f"{queue_col} IN ({marks})")
+            args.extend(sorted(self.queues))
+        if self.agent is not None:
+            clauses.append(f"{assignee_col} = ?")
+            args.append(self.agent)
+        return "(" + (" OR ".join(clauses) or "0") + ")", args
+
+
+UNRESTRICTED = Scope()
+
+
+def check_sees(scope: Scope | None, conv: Conversation) -> None:
+    """NotFound (not 403: existence is not revealed) when the scope does not see it."""
+    if scope is not None and not scope.sees(conv):
+        raise NotFound(f"conversation {conv.id} not found")
+
+
+def check_acts(scope: Scope | None, conv: Conversation) -> None:
+    check_sees(scope, conv)
+    if scope is not None and not scope.may_act(conv):
+        raise Forbidden(f"the conversation is assigned to {conv.assignee}")
+
+
 @dataclass(slots=True)
 class Classification:
     """Where a new conversation goes: the router's classification, as the store keeps it."""
@@ -80,8 +140,13 @@ class OutboundRequest:
     html: str | None = None
     subject: str | None = None
     automatic: bool = False
-    # The agent the caller acts as: the store refuses when the conversation is someone else's.
-    acting_agent: str | None = None
+    # What the caller may act on: the store refuses a conversation outside it.
+    scope: Scope | None = None
+    # Send on this channel to this address instead of the conversation's reply channel and
+    # address (a verification code mailed to the address a chat visitor claims).
+    channel: str | None = None
+    to: Identity | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -98,6 +163,46 @@ class OutboxItem:
     thread_token: str | None
     automatic: bool
     sender_name: str | None
+    # When the reply was queued: the retry horizon counts from here.
+    queued_at: float = 0.0
+
+
+QUARANTINE_STATUSES = ("new", "retried", "dismissed")
+
+
+@dataclass(slots=True)
+class QuarantinedItem:
+    """An inbound item the gateway could not take: kept as it came, with the reason.
+    `new` until someone acts: `retried` (it became message `message_id`) or `dismissed`."""
+
+    id: str
+    channel: str
+    content_type: str
+    size: int
+    external_id: str | None
+    reason: str
+    metadata: dict[str, Any]
+    status: str
+    retries: int
+    message_id: str | None
+    created_at: float
+    updated_at: float
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "content_type": self.content_type,
+            "size": self.size,
+            "external_id": self.external_id,
+            "reason": self.reason,
+            "metadata": self.metadata,
+            "status": self.status,
+            "retries": self.retries,
+            "message_id": self.message_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 @dataclass(slots=True)
@@ -139,6 +244,7 @@ class ConversationFilter:
     contact_id: str | None = None
     limit: int = 50
     cursor: str | None = None
+    scope: Scope | None = None
 
 
 class Store(ABC):
@@ -220,28 +326,36 @@ class Store(ABC):
     # --- lifecycle -----------------------------------------------------------------------
     @abstractmethod
     async def assign(
-        self, conversation_id: str, agent_id: str, capacity: int | None, by: str | None, now: float
+        self,
+        conversation_id: str,
+        agent_id: str,
+        capacity: int | None,
+        by: str | None,
+        now: float,
+        scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
         """Manual assignment; with `capacity` set, refuse (Conflict) when the agent is full."""
 
     @abstractmethod
     async def transfer(
-        self, conversation_id: str, queue: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]: ...
 
     @abstractmethod
     async def resolve(
-        self, conversation_id: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]: ...
 
     @abstractmethod
     async def reopen(
-        self, conversation_id: str, by: str | None, now: float
+        self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
     ) -> tuple[Conversation, list[Event]]: ...
 
-    # --- queries -------------------------------------------------------------------------
+    # --- queries (a scope hides what it does not see: NotFound) ---------------------------
     @abstractmethod
-    async def get_conversation(self, conversation_id: str) -> Conversation: ...
+    async def get_conversation(
+        self, conversation_id: str, scope: Scope | None = None
+    ) -> Conversation: ...
 
     @abstractmethod
     async def list_conversations(
@@ -249,22 +363,82 @@ class Store(ABC):
     ) -> tuple[list[Conversation], str | None]: ...
 
     @abstractmethod
-    async def messages(self, conversation_id: str) -> list[Message]: ...
+    async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]: ...
 
     @abstractmethod
-    async def get_contact(self, contact_id: str) -> Contact: ...
+    async def get_contact(self, contact_id: str, scope: Scope | None = None) -> Contact:
+        """With a scope: only a contact one of whose conversations the scope sees."""
 
     @abstractmethod
-    async def find_contact(self, identity: Identity) -> Contact: ...
+    async def find_contact(self, identity: Identity, scope: Scope | None = None) -> Contact: ...
 
     @abstractmethod
-    async def get_blob(self, blob_id: str) -> tuple[str, bytes]: ...
+    async def link_verified(
+        self, claimant: Identity, claimed: Identity, now: float
+    ) -> tuple[str, list[Event]]:
+        """The holder of `claimant` proved it owns `claimed`: its claim becomes a verified
+        identity. When another contact holds `claimed`, the claimant's contact is merged into
+        it (its conversations move along), recorded so `unmerge` can undo it. Returns the
+        contact the claimant now belongs to."""
+
+    @abstractmethod
+    async def unmerge(self, contact_id: str, now: float) -> tuple[str, list[Event]]:
+        """Undo the latest merge of `contact_id` into another contact: it is on its own
+        again, with the conversations the merge moved. Returns the contact it had joined."""
+
+    @abstractmethod
+    async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
+        """With a scope: only a blob of a message in a conversation the scope sees."""
 
     @abstractmethod
     async def events_since(self, since: int, limit: int) -> list[Event]: ...
 
     @abstractmethod
     async def last_event_id(self) -> int: ...
+
+    # --- quarantine ----------------------------------------------------------------------
+    @abstractmethod
+    async def quarantine_add(
+        self,
+        channel: str,
+        content_type: str,
+        data: bytes,
+        reason: str,
+        now: float,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[QuarantinedItem, list[Event]]:
+        """Keep an item the gateway could not take (status `new`), with a
+        `message.quarantined` event."""
+
+    @abstractmethod
+    async def quarantine_list(
+        self,
+        status: str | None = None,
+        channel: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[QuarantinedItem], str | None]:
+        """Newest first; the second value is the cursor of the next page."""
+
+    @abstractmethod
+    async def quarantine_get(self, item_id: str) -> tuple[QuarantinedItem, bytes]: ...
+
+    @abstractmethod
+    async def quarantine_settle(
+        self,
+        item_id: str,
+        status: str,
+        now: float,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> tuple[QuarantinedItem, list[Event]]:
+        """Record what became of an item: `retried` (with the message it became),
+        `dismissed`, or `new` again after a retry that failed (with the new reason)."""
+
+    @abstractmethod
+    async def quarantine_unreviewed(self) -> dict[str, int]:
+        """Items still `new`, counted per channel."""
 
     # --- connector key-value -------------------------------------------------------------
     @abstractmethod

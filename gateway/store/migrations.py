@@ -172,4 +172,70 @@ CREATE TABLE early_receipts (
 ALTER TABLE identities ADD COLUMN verified INTEGER NOT NULL DEFAULT 1
 """,
     ),
+    (
+        6,
+        """
+CREATE TABLE quarantine (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    external_id TEXT,
+    reason TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'new' CHECK (status IN ('new', 'retried', 'dismissed')),
+    retries INTEGER NOT NULL DEFAULT 0,
+    message_id TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX quarantine_status ON quarantine(status, channel)
+""",
+    ),
+    (
+        7,
+        """
+CREATE TABLE claims (
+    contact_id TEXT NOT NULL REFERENCES contacts(id),
+    kind TEXT NOT NULL,
+    address TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (contact_id, kind, address)
+);
+CREATE TABLE merges (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL REFERENCES contacts(id),
+    target TEXT NOT NULL REFERENCES contacts(id),
+    identity_kind TEXT NOT NULL,
+    identity_address TEXT NOT NULL,
+    conversations TEXT NOT NULL,
+    at REAL NOT NULL,
+    undone_at REAL
+);
+CREATE INDEX merges_source ON merges(source);
+-- Before claims existed, a typed email was linked as an unverified identity, and a chat
+-- visitor who typed a known email was linked (unverified) to that customer. A typed address
+-- becomes a claim of the contact it was typed for; a visitor linked only by a claim loses
+-- the link and is a contact of its own again when it next writes.
+INSERT OR IGNORE INTO claims(contact_id, kind, address, channel, created_at)
+    SELECT contact_id, kind, address, '', 0 FROM identities WHERE verified = 0 AND kind = 'email';
+-- A conversation a claimant re-pointed at itself answers its own customer again.
+UPDATE conversations SET
+    last_channel = channel,
+    reply_kind = COALESCE(
+        (SELECT i.kind FROM identities i WHERE i.contact_id = conversations.contact_id
+         AND i.verified = 1 AND i.kind = conversations.channel_kind ORDER BY i.address LIMIT 1),
+        (SELECT i.kind FROM identities i WHERE i.contact_id = conversations.contact_id
+         AND i.verified = 1 ORDER BY i.kind, i.address LIMIT 1)),
+    reply_address = COALESCE(
+        (SELECT i.address FROM identities i WHERE i.contact_id = conversations.contact_id
+         AND i.verified = 1 AND i.kind = conversations.channel_kind ORDER BY i.address LIMIT 1),
+        (SELECT i.address FROM identities i WHERE i.contact_id = conversations.contact_id
+         AND i.verified = 1 ORDER BY i.kind, i.address LIMIT 1))
+WHERE EXISTS (SELECT 1 FROM identities u WHERE u.verified = 0 AND u.kind = conversations.reply_kind
+              AND u.address = conversations.reply_address);
+DELETE FROM identities WHERE verified = 0
+""",
+    ),
 ]

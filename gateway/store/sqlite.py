@@ -39,10 +39,14 @@ from gateway.store.base import (
     OutboundRequest,
     OutboxItem,
     RoutingSnapshot,
+    Scope,
     Store,
     WaitingConversation,
+    check_acts,
+    check_sees,
 )
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite_quarantine import SqliteQuarantine
 
 T = TypeVar("T")
 
@@ -53,7 +57,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteQuarantine, Store):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous is NORMAL or FULL")
@@ -257,8 +261,14 @@ class SqliteStore(Store):
         ).fetchone()
         if row is None:
             raise NotFound(f"contact {contact_id} not found")
+        # A contact shows the identities of the contacts merged into it.
         identities = conn.execute(
-            "SELECT kind, address, verified FROM identities WHERE contact_id=? ORDER BY kind, address",
+            "SELECT kind, address, verified FROM identities WHERE contact_id=? OR contact_id IN"
+            " (SELECT id FROM contacts WHERE merged_into=?) ORDER BY kind, address",
+            (contact_id, contact_id),
+        ).fetchall()
+        claims = conn.execute(
+            "SELECT kind, address FROM claims WHERE contact_id=? ORDER BY created_at, kind, address",
             (contact_id,),
         ).fetchall()
         return Contact(
@@ -268,6 +278,7 @@ class SqliteStore(Store):
             [(str(i[0]), str(i[1]), bool(i[2])) for i in identities],
             row[3],
             row[4],
+            claims=[(str(c[0]), str(c[1])) for c in claims],
         )
 
     # --- ingest ----------------------------------------------------------------------------
@@ -361,17 +372,13 @@ class SqliteStore(Store):
                     self._get_conv(conn, updated.conversation_id), updated, None, events
                 )
 
-        # Contact: the sender's identity, else one of the extra identities it gave.
+        # Contact: the sender's identity only. Extra identities are what the customer typed
+        # (a chat's pre-chat email): a claim, kept on the sender's own contact for agents to
+        # see, never a way into another contact, its conversations or its replies, until the
+        # customer proves it (`link_verified`).
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = self._contact_of(conn, identity)
-        # True when only something the customer typed (a pre-chat email) names the contact.
-        claimed = False
-        for extra in msg.extra_identities:
-            if contact_id is not None:
-                break
-            contact_id = self._contact_of(conn, extra)
-            claimed = contact_id is not None
         if contact_id is None:
             contact_id = new_id("ct")
             conn.execute(
@@ -380,6 +387,10 @@ class SqliteStore(Store):
             )
             attributes = dict(msg.contact_attributes)
             new_events.append(NewEvent("contact.created", {"contact_id": contact_id}))
+            conn.execute(
+                "INSERT INTO identities(kind, address, contact_id, verified) VALUES (?,?,?,1)",
+                (identity.kind, identity.address, contact_id),
+            )
         else:
             crow = conn.execute(
                 "SELECT name, attributes FROM contacts WHERE id=?", (contact_id,)
@@ -391,15 +402,25 @@ class SqliteStore(Store):
                     "UPDATE contacts SET name=COALESCE(name, ?), attributes=?, updated_at=? WHERE id=?",
                     (msg.sender_name, _dumps(attributes), now, contact_id),
                 )
-        # Link identities not yet known; one held by another contact stays there (merges
-        # are explicit, never implied by what a customer typed). What rests only on a typed
-        # claim is recorded unverified, so agents see it before trusting the link.
-        links = [(identity, not claimed)] + [(extra, False) for extra in msg.extra_identities]
-        for ident, verified in links:
-            conn.execute(
-                "INSERT OR IGNORE INTO identities(kind, address, contact_id, verified) VALUES (?,?,?,?)",
-                (ident.kind, ident.address, contact_id, int(verified)),
+        for extra in msg.extra_identities:
+            if extra == identity or self._contact_of(conn, extra) == contact_id:
+                continue  # already this contact's own, proven identity
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO claims(contact_id, kind, address, channel, created_at)"
+                " VALUES (?,?,?,?,?)",
+                (contact_id, extra.kind, extra.address, req.channel, now),
             )
+            if cur.rowcount:
+                new_events.append(
+                    NewEvent(
+                        "contact.claimed",
+                        {
+                            "contact_id": contact_id,
+                            "claim": {"kind": extra.kind, "address": extra.address},
+                            "verified": False,
+                        },
+                    )
+                )
 
         # Conversation: thread keys first (same contact only), then the open one, then reopen.
         conv: Conversation | None = None
@@ -604,10 +625,9 @@ class SqliteStore(Store):
         self, conn: sqlite3.Connection, req: OutboundRequest
     ) -> tuple[Message, list[Event]]:
         conv = self._get_conv(conn, req.conversation_id)
+        check_acts(req.scope, conv)
         if conv.status == "closed":
             raise Conflict("the conversation is closed")
-        if req.acting_agent is not None and conv.assignee not in (None, req.acting_agent):
-            raise Conflict(f"the conversation is assigned to {conv.assignee}")
         if conv.reply_kind is None:
             raise Conflict("the conversation has no customer address to reply to")
         now = req.now
@@ -615,7 +635,7 @@ class SqliteStore(Store):
             id=new_id("msg"),
             conversation_id=conv.id,
             direction="out",
-            channel=conv.last_channel,
+            channel=req.channel or conv.last_channel,
             sender_type=req.sender_type,  # type: ignore[arg-type]
             sender_id=req.sender_id,
             text=req.text,
@@ -625,12 +645,16 @@ class SqliteStore(Store):
             subject=req.subject,
             status="queued",
             automated=req.automatic,
+            metadata=dict(req.metadata),
         )
         self._insert_message(conn, message)
+        to_kind, to_address = (
+            (req.to.kind, req.to.address) if req.to else (conv.reply_kind, conv.reply_address)
+        )
         conn.execute(
             "INSERT INTO outbox(message_id, channel, attempts, next_attempt_at, to_kind, to_address)"
             " VALUES (?,?,0,?,?,?)",
-            (message.id, message.channel, now, conv.reply_kind, conv.reply_address),
+            (message.id, message.channel, now, to_kind, to_address),
         )
         status = conv.status
         first = conv.first_response_at
@@ -724,13 +748,14 @@ class SqliteStore(Store):
                 "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html,"
                 " COALESCE(m.subject, c.subject),"
                 " m.automated, COALESCE(o.to_kind, c.reply_kind), COALESCE(o.to_address, c.reply_address),"
-                " c.thread_token, m.sender_id"
+                " c.thread_token, m.sender_id, m.created_at"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
-                # Replies leave one conversation in order: none overtakes an earlier one.
+                # Replies leave one conversation in order: none overtakes an earlier one on
+                # the same channel (a code mailed on the side never holds up the chat).
                 " AND NOT EXISTS (SELECT 1 FROM outbox o2 JOIN messages m2 ON m2.id = o2.message_id"
-                " WHERE m2.conversation_id = m.conversation_id"
+                " WHERE m2.conversation_id = m.conversation_id AND m2.channel = m.channel"
                 " AND (m2.created_at < m.created_at OR (m2.created_at = m.created_at AND m2.id < m.id)))"
                 " ORDER BY o.next_attempt_at LIMIT ?",
                 (now, now, limit),
@@ -764,6 +789,7 @@ class SqliteStore(Store):
                         thread_token=r[10],
                         automatic=bool(r[7]),
                         sender_name=r[11],
+                        queued_at=r[12],
                     )
                 )
             return items
@@ -1008,9 +1034,11 @@ class SqliteStore(Store):
         conversation_id: str,
         mutate: Callable[[sqlite3.Connection, Conversation], NewEvent],
         now: float,
+        scope: Scope | None = None,
     ) -> Callable[[sqlite3.Connection], tuple[Conversation, list[Event]]]:
         def op(conn: sqlite3.Connection) -> tuple[Conversation, list[Event]]:
             conv = self._get_conv(conn, conversation_id)
+            check_acts(scope, conv)
             before = (conv.assignee, conv.status)
             event = mutate(conn, conv)
             self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
@@ -1034,7 +1062,13 @@ class SqliteStore(Store):
         return op
 
     async def assign(
-        self, conversation_id: str, agent_id: str, capacity: int | None, by: str | None, now: float
+        self,
+        conversation_id: str,
+        agent_id: str,
+        capacity: int | None,
+        by: str | None,
+        now: float,
+        scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
             if conv.status in ("resolved", "closed"):
@@ -1065,13 +1099,12 @@ class SqliteStore(Store):
                 },
             )
 
-        return await self._tx(self._change(conversation_id, mutate, now))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def transfer(
-        self, conversation_id: str, queue: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            self._check_actor(conv, acting_agent)
             if conv.status in ("resolved", "closed"):
                 raise Conflict(f"the conversation is {conv.status}; reopen it first")
             previous = conv.queue
@@ -1081,22 +1114,21 @@ class SqliteStore(Store):
                 {"conversation_id": conv.id, "from_queue": previous, "queue": queue, "by": by},
             )
 
-        return await self._tx(self._change(conversation_id, mutate, now))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def resolve(
-        self, conversation_id: str, by: str | None, acting_agent: str | None, now: float
+        self, conversation_id: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            self._check_actor(conv, acting_agent)
             if conv.status in ("resolved", "closed"):
                 raise Conflict(f"the conversation is already {conv.status}")
             conv.status, conv.resolved_at = "resolved", now
             return NewEvent("conversation.resolved", {"conversation_id": conv.id, "by": by})
 
-        return await self._tx(self._change(conversation_id, mutate, now))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def reopen(
-        self, conversation_id: str, by: str | None, now: float
+        self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
             if conv.status not in ("resolved", "closed"):
@@ -1109,16 +1141,18 @@ class SqliteStore(Store):
             )
             return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
 
-        return await self._tx(self._change(conversation_id, mutate, now))
-
-    @staticmethod
-    def _check_actor(conv: Conversation, acting_agent: str | None) -> None:
-        if acting_agent is not None and conv.assignee not in (None, acting_agent):
-            raise Conflict(f"the conversation is assigned to {conv.assignee}")
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     # --- queries ---------------------------------------------------------------------------
-    async def get_conversation(self, conversation_id: str) -> Conversation:
-        return await self._run(lambda conn: self._get_conv(conn, conversation_id))
+    async def get_conversation(
+        self, conversation_id: str, scope: Scope | None = None
+    ) -> Conversation:
+        def op(conn: sqlite3.Connection) -> Conversation:
+            conv = self._get_conv(conn, conversation_id)
+            check_sees(scope, conv)
+            return conv
+
+        return await self._run(op)
 
     async def list_conversations(
         self, flt: ConversationFilter
@@ -1138,6 +1172,11 @@ class SqliteStore(Store):
         if flt.cursor:
             where.append("id < ?")
             args.append(flt.cursor)
+        if flt.scope is not None:
+            clause, scope_args = flt.scope.where()
+            if clause:
+                where.append(clause)
+                args.extend(scope_args)
         sql = f"SELECT {self._CONV_COLS} FROM conversations"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -1152,9 +1191,9 @@ class SqliteStore(Store):
 
         return await self._run(op)
 
-    async def messages(self, conversation_id: str) -> list[Message]:
+    async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]:
         def op(conn: sqlite3.Connection) -> list[Message]:
-            self._get_conv(conn, conversation_id)
+            check_sees(scope, self._get_conv(conn, conversation_id))
             return [
                 self._msg(r)
                 for r in conn.execute(
@@ -1165,10 +1204,30 @@ class SqliteStore(Store):
 
         return await self._run(op)
 
-    async def get_contact(self, contact_id: str) -> Contact:
-        return await self._run(lambda conn: self._contact(conn, contact_id))
+    def _check_contact(
+        self, conn: sqlite3.Connection, contact_id: str, scope: Scope | None
+    ) -> None:
+        if scope is None:
+            return
+        clause, args = scope.where()
+        if not clause:
+            return
+        row = conn.execute(
+            f"SELECT 1 FROM conversations WHERE contact_id=? AND {clause} LIMIT 1",
+            (contact_id, *args),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"contact {contact_id} not found")
 
-    async def find_contact(self, identity: Identity) -> Contact:
+    async def get_contact(self, contact_id: str, scope: Scope | None = None) -> Contact:
+        def op(conn: sqlite3.Connection) -> Contact:
+            contact = self._contact(conn, contact_id)
+            self._check_contact(conn, contact.id, scope)
+            return contact
+
+        return await self._run(op)
+
+    async def find_contact(self, identity: Identity, scope: Scope | None = None) -> Contact:
         def op(conn: sqlite3.Connection) -> Contact:
             row = conn.execute(
                 "SELECT contact_id FROM identities WHERE kind=? AND address=?",
@@ -1176,12 +1235,125 @@ class SqliteStore(Store):
             ).fetchone()
             if row is None:
                 raise NotFound(f"no contact with identity {identity.kind}:{identity.address}")
-            return self._contact(conn, self._resolve_contact_id(conn, row[0]))
+            contact = self._contact(conn, self._resolve_contact_id(conn, row[0]))
+            try:
+                self._check_contact(conn, contact.id, scope)
+            except NotFound:
+                raise NotFound(
+                    f"no contact with identity {identity.kind}:{identity.address}"
+                ) from None
+            return contact
 
         return await self._run(op)
 
-    async def get_blob(self, blob_id: str) -> tuple[str, bytes]:
+    async def link_verified(
+        self, claimant: Identity, claimed: Identity, now: float
+    ) -> tuple[str, list[Event]]:
+        def op(conn: sqlite3.Connection) -> tuple[str, list[Event]]:
+            source = self._contact_of(conn, claimant)
+            if source is None:
+                raise NotFound(f"no contact with identity {claimant.kind}:{claimant.address}")
+            conn.execute(
+                "DELETE FROM claims WHERE contact_id=? AND kind=? AND address=?",
+                (source, claimed.kind, claimed.address),
+            )
+            holder = self._contact_of(conn, claimed)
+            ident = {"kind": claimed.kind, "address": claimed.address}
+            if holder is None or holder == source:
+                conn.execute(
+                    "INSERT INTO identities(kind, address, contact_id, verified) VALUES (?,?,?,1)"
+                    " ON CONFLICT(kind, address) DO UPDATE SET verified=1",
+                    (claimed.kind, claimed.address, source),
+                )
+                event = NewEvent("contact.verified", {"contact_id": source, "identity": ident})
+                return source, self._events(conn, now, [event])
+            moved = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM conversations WHERE contact_id=? ORDER BY created_at", (source,)
+                )
+            ]
+            conn.execute(
+                "UPDATE conversations SET contact_id=? WHERE contact_id=?", (holder, source)
+            )
+            conn.execute(
+                "UPDATE contacts SET merged_into=?, updated_at=? WHERE id=?", (holder, now, source)
+            )
+            merge_id = new_id("mg")
+            conn.execute(
+                "INSERT INTO merges(id, source, target, identity_kind, identity_address,"
+                " conversations, at) VALUES (?,?,?,?,?,?,?)",
+                (merge_id, source, holder, claimed.kind, claimed.address, _dumps(moved), now),
+            )
+            event = NewEvent(
+                "contact.merged",
+                {
+                    "merge_id": merge_id,
+                    "contact_id": holder,
+                    "merged_contact_id": source,
+                    "by": "verification",
+                    "identity": ident,
+                    "conversations": moved,
+                },
+            )
+            return holder, self._events(conn, now, [event])
+
+        return await self._tx(op)
+
+    async def unmerge(self, contact_id: str, now: float) -> tuple[str, list[Event]]:
+        def op(conn: sqlite3.Connection) -> tuple[str, list[Event]]:
+            row = conn.execute(
+                "SELECT id, target, conversations, identity_kind, identity_address FROM merges"
+                " WHERE source=? AND undone_at IS NULL"
+                " ORDER BY at DESC LIMIT 1",
+                (contact_id,),
+            ).fetchone()
+            if row is None:
+                self._contact(conn, contact_id)  # NotFound for an unknown id
+                raise Conflict(f"contact {contact_id} is not merged into another contact")
+            merge_id, target, moved = str(row[0]), str(row[1]), json.loads(row[2])
+            conn.execute(
+                "UPDATE contacts SET merged_into=NULL, updated_at=? WHERE id=?", (now, contact_id)
+            )
+            for conv_id in moved:
+                conn.execute(
+                    "UPDATE conversations SET contact_id=? WHERE id=? AND contact_id=?",
+                    (contact_id, conv_id, target),
+                )
+            conn.execute("UPDATE merges SET undone_at=? WHERE id=?", (now, merge_id))
+            # What it proved is again only what it claims, as before the merge.
+            conn.execute(
+                "INSERT OR IGNORE INTO claims(contact_id, kind, address, channel, created_at)"
+                " VALUES (?,?,?,'',?)",
+                (contact_id, row[3], row[4], now),
+            )
+            event = NewEvent(
+                "contact.unmerged",
+                {
+                    "merge_id": merge_id,
+                    "contact_id": target,
+                    "unmerged_contact_id": contact_id,
+                    "conversations": moved,
+                },
+            )
+            return target, self._events(conn, now, [event])
+
+        return await self._tx(op)
+
+    async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
         def op(conn: sqlite3.Connection) -> tuple[str, bytes]:
+            if scope is not None:
+                clause, args = scope.where("c.queue", "c.assignee")
+                if clause:
+                    # A blob is seen through a message of a conversation the scope sees.
+                    seen = conn.execute(
+                        "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                        f" WHERE (m.raw_blob = ? OR instr(m.attachments, ?) > 0) AND {clause}"
+                        " LIMIT 1",
+                        (blob_id, f'"{blob_id}"', *args),
+                    ).fetchone()
+                    if seen is None:
+                        raise NotFound(f"blob {blob_id} not found")
             row = conn.execute(
                 "SELECT content_type, data FROM blobs WHERE id=?", (blob_id,)
             ).fetchone()

@@ -33,9 +33,34 @@ from connectors.base import (
     SubmitResult,
 )
 from connectors.email.settings import EmailSettings
+from tests.gateway.conftest import base_config
 from tests.standins.context import MemoryKV
 
-CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "email"
+# Real-world mail kept in the repository (see tests/corpora/README.md for origin and licence).
+CORPORA = Path(__file__).resolve().parents[1] / "corpora" / "email"
+
+
+def corpus(pattern: str, *, under: str = "") -> list[Path]:
+    """The corpus files matching `pattern` (recursively), sorted; fails loudly when there
+    are none, so a missing corpus is an error at collection, never a silent skip."""
+    root = CORPORA / under
+    found = sorted(root.rglob(pattern))
+    if not found:
+        raise FileNotFoundError(
+            f"no {pattern!r} under {root}: the email corpora belong in the repository "
+            "(tests/corpora/README.md)"
+        )
+    return found
+
+
+def corpus_file(*parts: str) -> Path:
+    """One corpus file; fails loudly when it is missing."""
+    path = CORPORA.joinpath(*parts)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {path} is missing (tests/corpora/README.md)")
+    return path
+
+
 DOVECOT = "/usr/sbin/dovecot"
 USER, PASSWORD = "support", "s3cret-pass"
 ADDRESS = "support@example.com"
@@ -201,6 +226,15 @@ class Mailbox:
         assert resp.result == "OK", resp
 
 
+async def seen(mailbox: Mailbox, *uids: int) -> dict[int, set[str]] | None:
+    """The mailbox's flags once every one of `uids` (every message, without uids) is
+    \\Seen, else None (for `wait_for`). The connector flags a batch only after every
+    submit of it returned, so this is how a test knows the core has had its say."""
+    flags = await mailbox.flags()
+    wanted = uids or tuple(flags)
+    return flags if wanted and all("\\Seen" in flags.get(u, set()) for u in wanted) else None
+
+
 @pytest.fixture
 async def mailbox(dovecot: Dovecot) -> AsyncIterator[Mailbox]:
     box = await Mailbox(dovecot, f"t{uuid.uuid4().hex[:10]}").open()
@@ -234,6 +268,8 @@ class SmtpServer:
     received: list[CapturedMail] = field(default_factory=list)
     # answer every DATA with this (e.g. "451 4.3.0 try later"); None accepts
     reply: str | None = None
+    # DATA commands answered with `reply` instead of accepting
+    refused: int = 0
 
 
 class _Handler:
@@ -242,6 +278,7 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         if self.server.reply:
+            self.server.refused += 1
             return self.server.reply
         data = envelope.original_content or b""
         self.server.received.append(
@@ -384,3 +421,58 @@ def make_mail(
         msg[k] = v
     msg.set_content(body)
     return msg.as_bytes(policy=policy.SMTP)
+
+
+def email_config(
+    tmp_path: Path, dovecot: Dovecot, mailbox: Mailbox, smtp: SmtpServer
+) -> dict[str, Any]:
+    """A gateway config with one email channel `mail` on the test Dovecot and SMTP server."""
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["channels"].append(
+        {
+            "name": "mail",
+            "type": "email",
+            "address": "support@example.com",
+            "from_name": "Example Support",
+            "message_id_domain": "mail.example.com",
+            "imap": {
+                "host": dovecot.host,
+                "port": dovecot.port,
+                "username": dovecot.user,
+                "password": dovecot.password,
+                "tls": False,
+                "mailbox": mailbox.name,
+                "poll_interval": 0.2,
+                "retry_interval": 0.2,
+                "timeout": 5,
+            },
+            "smtp": {
+                "host": smtp.host,
+                "port": smtp.port,
+                "tls": False,
+                "starttls": False,
+                "timeout": 3,
+            },
+        }
+    )
+    return cfg
+
+
+def dsn(original_id: str, *actions: tuple[str, str, str], message_id: str | None = None) -> bytes:
+    """A delivery status notification (RFC 3464) from a domainless MAILER-DAEMON, about
+    `original_id`, with one block per (recipient, action, status)."""
+    blocks = "".join(
+        f"\r\nFinal-Recipient: rfc822; {rcpt}\r\nAction: {action}\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: smtp; {status} mailbox busy\r\n"
+        for rcpt, action, status in actions
+    )
+    return (
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON\r\nTo: support@example.com\r\n"
+        "Subject: Delivery Status Notification\r\n"
+        f"Message-ID: {message_id or f'<{uuid.uuid4().hex}@mx.customer.test>'}\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n--B\r\nContent-Type: text/plain\r\n\r\nThis is a report about your message.\r\n"
+        "\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n"
+        f"{blocks}\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: support@example.com\r\nMessage-ID: {original_id}\r\n\r\n--B--\r\n"
+    ).encode()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
+from typing import Any
 
 import pytest
 from email_support import (
@@ -14,16 +15,24 @@ from email_support import (
     free_port,
     make_mail,
     make_settings,
+    seen,
 )
 
 from connectors.base import AuthFailed, ConnectorContext, NotReady
 from connectors.email import EmailConnector
+from connectors.email.imap import ImapConnection
+from tests.gateway.conftest import wait_for
 
 
 def connector(
     dovecot: Dovecot, mailbox: Mailbox, ctx: ConnectorContext, **kw: object
 ) -> EmailConnector:
     return EmailConnector("support", make_settings(server=dovecot, mailbox=mailbox.name, **kw), ctx)
+
+
+async def started(kv: MemoryKV, mailbox: Mailbox) -> bool:
+    """The connector has made its first pass (its position is saved)."""
+    return await kv.get(f"imap:{mailbox.name}") is not None
 
 
 async def test_mail_before_start_and_while_running_via_idle(
@@ -38,7 +47,7 @@ async def test_mail_before_start_and_while_running_via_idle(
         assert core.subjects() == ["before start 1", "before start 2"]
         assert conn._imap is not None and conn._imap.has("IDLE")
         # a message arriving while we IDLE is pushed, long before the 25-minute re-IDLE
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: seen(mailbox), timeout=5)  # first pass done: idling
         await mailbox.append(make_mail("while running"))
         await core.wait_for(3, timeout=5)
         assert "while running" in core.subjects()
@@ -68,14 +77,17 @@ async def test_restart_resumes_without_duplicates_or_gaps(
     await conn2.start()
     try:
         await core.wait_for(5)
-        await asyncio.sleep(0.5)  # would a second pass submit anything again?
+        # would a later pass submit anything again? It would do so before this one
+        await mailbox.append(make_mail("later"))
+        await core.wait_for(6)
     finally:
         await conn2.stop()
-    assert len(core.calls) == 5, [c.subject for c in core.calls]  # type: ignore[union-attr]
+    assert len(core.calls) == 6, [c.subject for c in core.calls]  # type: ignore[union-attr]
     assert core.subjects() == [
         "first batch 0",
         "first batch 1",
         "first batch 2",
+        "later",
         "while down 1",
         "while down 2",
     ]
@@ -92,11 +104,9 @@ async def test_seen_only_after_submit_and_failed_submit_is_retried(
     await conn.start()
     try:
         await core.wait_for(2)
-        await asyncio.sleep(0.3)
+        flags = await wait_for(lambda: seen(mailbox, ok_uid, after_uid), timeout=5)
     finally:
         await conn.stop()
-    flags = await mailbox.flags()
-    assert "\\Seen" in flags[ok_uid] and "\\Seen" in flags[after_uid]
     assert "\\Seen" not in flags[bad_uid], "a message the core did not take must stay unseen"
     assert sum(1 for c in core.calls if c.subject == "fragile one") >= 1  # type: ignore[union-attr]
 
@@ -106,14 +116,13 @@ async def test_seen_only_after_submit_and_failed_submit_is_retried(
     await conn2.start()
     try:
         await core.wait_for(3)
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: seen(mailbox, bad_uid), timeout=5)
     finally:
         await conn2.stop()
     assert core.subjects() == ["after it", "fine", "fragile one"]
     # the ones that went through the first time were not fetched and submitted again
     assert sum(1 for c in core.calls if c.subject == "fine") == 1  # type: ignore[union-attr]
     assert sum(1 for c in core.calls if c.subject == "after it") == 1  # type: ignore[union-attr]
-    assert "\\Seen" in (await mailbox.flags())[bad_uid]
 
 
 async def test_failed_submit_retried_while_running(
@@ -124,16 +133,13 @@ async def test_failed_submit_retried_while_running(
     conn = connector(dovecot, mailbox, ctx)
     await conn.start()
     try:
-        for _ in range(50):
-            if core.calls:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: core.calls, timeout=5)  # the submit was tried, and failed
         assert "\\Seen" not in (await mailbox.flags())[uid]
         core.fail_for.clear()
         await core.wait_for(1, timeout=5)  # retried after imap.retry_interval
+        await wait_for(lambda: seen(mailbox, uid), timeout=5)
     finally:
         await conn.stop()
-    assert "\\Seen" in (await mailbox.flags())[uid]
 
 
 async def test_uidvalidity_change_resyncs_without_loss(
@@ -155,13 +161,12 @@ async def test_uidvalidity_change_resyncs_without_loss(
     await conn2.start()
     try:
         await core.wait_for(3)
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: seen(mailbox), timeout=5)
     finally:
         await conn2.stop()
     assert core.subjects() == ["new after restore", "old 0", "old 1"]
     # the old ones were offered again and the core recognised them by external_id
     assert len(core.calls) == 5
-    assert all("\\Seen" in f for f in (await mailbox.flags()).values())
 
 
 async def test_move_to_folder(
@@ -173,20 +178,24 @@ async def test_move_to_folder(
     await conn.start()
     try:
         await core.wait_for(1)
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: _moved(mailbox, done), timeout=5)
     finally:
         await conn.stop()
     assert await mailbox.flags() == {}
     assert len(await mailbox.flags(done)) == 1
 
 
+async def _moved(mailbox: Mailbox, folder: str) -> bool:
+    return len(await mailbox.flags(folder)) == 1
+
+
 async def test_polling_without_idle(
-    dovecot: Dovecot, mailbox: Mailbox, ctx: ConnectorContext, core: FakeCore
+    dovecot: Dovecot, mailbox: Mailbox, ctx: ConnectorContext, core: FakeCore, kv: MemoryKV
 ) -> None:
     conn = connector(dovecot, mailbox, ctx, imap={"idle": False, "poll_interval": 0.2})
     await conn.start()
     try:
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: started(kv, mailbox), timeout=5)  # a later poll finds it
         await mailbox.append(make_mail("polled"))
         await core.wait_for(1, timeout=5)
     finally:
@@ -204,7 +213,7 @@ async def test_own_mail_is_skipped_and_marked_seen(
     await conn.start()
     try:
         await core.wait_for(1)
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: seen(mailbox), timeout=5)  # the whole batch was handled
     finally:
         await conn.stop()
     assert core.subjects() == ["customer"]
@@ -231,9 +240,93 @@ async def test_unparseable_bytes_still_submitted(
     await conn.start()
     try:
         await core.wait_for(1)
+        await wait_for(lambda: seen(mailbox, uid), timeout=5)
     finally:
         await conn.stop()
     (msg,) = core.stored.values()
     assert msg.external_id.startswith("sha256:")
     assert msg.raw == junk
-    assert "\\Seen" in (await mailbox.flags())[uid]
+
+
+async def test_first_start_takes_mail_that_lands_while_it_looks_around(
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    ctx: ConnectorContext,
+    core: FakeCore,
+    kv: MemoryKV,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race of a first start, made to happen on purpose: a mail lands right after the
+    connector's first IMAP search, and a person reads it in webmail at once."""
+    history = await mailbox.append(make_mail("read long ago"), flags="\\Seen")
+    landed: list[int] = []
+    real_search = ImapConnection.uid_search
+
+    async def search_then_mail_lands(self: ImapConnection, *criteria: str) -> list[int]:
+        result = await real_search(self, *criteria)
+        if not landed:
+            landed.append(await mailbox.append(make_mail("landed mid-start"), flags="\\Seen"))
+            await self.noop()  # the server has told this session about it
+        return result
+
+    monkeypatch.setattr(ImapConnection, "uid_search", search_then_mail_lands)
+    conn = connector(dovecot, mailbox, ctx)
+    await conn.start()
+    try:
+        await core.wait_for(1, timeout=5)
+        # and later mail, of course
+        await mailbox.append(make_mail("after start"))
+        await core.wait_for(2, timeout=5)
+    finally:
+        await conn.stop()
+    assert landed and landed[0] > history
+    # read mail from before the start is history (for `switchboard email backfill`)
+    assert core.subjects() == ["after start", "landed mid-start"]
+    state: dict[str, Any] = json.loads(await kv.get(f"imap:{mailbox.name}") or "{}")
+    assert state["uid"] >= landed[0]
+
+
+async def test_first_start_reads_from_the_oldest_unseen_mail(
+    dovecot: Dovecot, mailbox: Mailbox, ctx: ConnectorContext, core: FakeCore
+) -> None:
+    await mailbox.append(make_mail("old and read"), flags="\\Seen")
+    await mailbox.append(make_mail("unread"))
+    await mailbox.append(make_mail("read after the unread one"), flags="\\Seen")
+    conn = connector(dovecot, mailbox, ctx)
+    await conn.start()
+    try:
+        await core.wait_for(2, timeout=5)
+        await mailbox.append(make_mail("sentinel"))  # anything older would come first
+        await core.wait_for(3, timeout=5)
+    finally:
+        await conn.stop()
+    assert core.subjects() == ["read after the unread one", "sentinel", "unread"]
+
+
+async def test_mail_landing_while_a_batch_is_acknowledged_is_not_left_for_later(
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    ctx: ConnectorContext,
+    core: FakeCore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mail that lands while the connector flags a batch \\Seen is announced with that
+    command's answer, not during the IDLE that follows: it must still be read at once,
+    not after the 25-minute IDLE timeout."""
+    await mailbox.append(make_mail("first"))
+    real_mark_seen = ImapConnection.mark_seen
+    landed: list[int] = []
+
+    async def mail_lands_then_mark(self: ImapConnection, uids: Any) -> None:
+        if not landed:
+            landed.append(await mailbox.append(make_mail("landed during the ack")))
+        await real_mark_seen(self, uids)
+
+    monkeypatch.setattr(ImapConnection, "mark_seen", mail_lands_then_mark)
+    conn = connector(dovecot, mailbox, ctx)
+    await conn.start()
+    try:
+        await core.wait_for(2, timeout=5)
+    finally:
+        await conn.stop()
+    assert core.subjects() == ["first", "landed during the ack"]

@@ -65,7 +65,8 @@ def test_threading_fields() -> None:
     msg = to_inbound(parsed(raw))
     assert msg.thread_refs == ["<m2@example.com>", "<m1@example.com>", "<m0@example.com>"]
     assert msg.thread_token == "K7"
-    assert msg.provider_message_id == msg.external_id == "<m3@customer.test>"
+    assert msg.provider_message_id == "<m3@customer.test>"
+    assert msg.external_id.startswith("<m3@customer.test>#")  # qualified by sender and date
     plus = to_inbound(parsed(make_mail("Re: x [#K7]", to="support+Z9@example.com")))
     assert plus.thread_token == "Z9"  # the plus-address wins over the subject tag
 

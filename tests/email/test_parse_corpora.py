@@ -1,4 +1,5 @@
-"""Every real-world message of the shared corpora parses; what we assert comes from the files."""
+"""Every real-world message of the corpora in tests/corpora parses; what we assert comes
+from the files."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from email.policy import SMTP
 from pathlib import Path
 
 import pytest
-from email_support import CORPORA
+from email_support import CORPORA, corpus, corpus_file
 
-from connectors.base import DeliveryReceipt
+from connectors.base import DeliveryReceipt, InboundMessage
 from connectors.email.parse import (
     BounceReport,
     ParsedEmail,
@@ -21,10 +22,13 @@ from connectors.email.parse import (
     to_inbound,
 )
 
-ALL_EML = sorted(CORPORA.rglob("*.eml"))
-STANDARD = CORPORA / "talon" / "standard_replies"
-HTML_REPLIES = sorted((CORPORA / "talon" / "html_replies").glob("*.html"))
-MAILPARSER = CORPORA / "nodemailer-mailparser"
+# Collected at import: a missing corpus is a collection error, never an empty (skipped)
+# parametrisation.
+ALL_EML = corpus("*.eml")
+STANDARD = corpus_file("talon", "standard_replies", "sparrow.eml").parent
+HTML_REPLIES = corpus("*.html", under="talon/html_replies")
+MAILPARSER = corpus_file("nodemailer-mailparser", "delivery-status.eml").parent
+STANDARD_EML = corpus("*.eml", under="talon/standard_replies")
 
 
 def parse(path: Path, **kw: object) -> ParsedEmail | BounceReport:
@@ -55,7 +59,10 @@ def test_every_file_parses(path: Path) -> None:
         # something readable came out: text or at least an attachment
         assert msg.text or msg.attachments, f"{path.name}: nothing readable"
     else:
-        assert isinstance(event, DeliveryReceipt)
+        # a delivery report: a receipt when it is about our mail, else a visible message
+        assert isinstance(event, DeliveryReceipt | InboundMessage)
+        if isinstance(event, InboundMessage):
+            assert event.automated and event.text, f"{path.name}: nothing readable"
 
 
 @pytest.mark.parametrize("name", ["sparrow", "iphone"])
@@ -71,9 +78,7 @@ def test_reply_text_matches_talon_expectation(name: str) -> None:
     assert "wrote:" in inbound.metadata["quoted"]  # the full text with the quote is kept
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.stem for p in STANDARD.glob("*.eml") if p.stem not in ("outlook",))
-)
+@pytest.mark.parametrize("name", [p.stem for p in STANDARD_EML if p.stem not in ("outlook",)])
 def test_standard_replies_keep_only_the_new_text(name: str) -> None:
     result = parse(STANDARD / f"{name}.eml")
     assert isinstance(result, ParsedEmail)
@@ -163,17 +168,19 @@ def test_multipart_mixed_and_nested_keep_every_inline_text(name: str) -> None:
         assert result.html is not None and "<p>The footer</p>" in result.html
 
 
-def test_delivery_status_bounce_becomes_failed_receipt() -> None:
+def test_delivery_status_bounce_about_mail_we_never_sent_is_shown() -> None:
+    # Amazon SES reports on <xxxxx@email.amazonses.com>: not one of our Message-IDs, so no
+    # reply of ours can be failed by it; it is kept as an automated message with its reason
     result = parse(MAILPARSER / "delivery-status.eml")
     assert isinstance(result, BounceReport)
     assert result.original_message_id == "<xxxxx@email.amazonses.com>"
-    assert result.status == "5.1.1"
+    assert (result.status, result.action, result.ours) == ("5.1.1", "failed", False)
     event = to_event(result)
-    assert isinstance(event, DeliveryReceipt)
-    assert event.status == "failed"
-    assert event.provider_message_id == "<xxxxx@email.amazonses.com>"
-    assert event.reason is not None and event.reason.startswith("5.1.1")
-    assert "suppression list" in event.reason
+    assert isinstance(event, InboundMessage)
+    assert event.automated and event.sender.address == "MAILER-DAEMON@amazonses.com"
+    assert event.metadata["bounce"].startswith("5.1.1")
+    assert "suppression list" in event.metadata["bounce"]
+    assert event.metadata["about"] == "<xxxxx@email.amazonses.com>"
 
 
 def test_bounce_with_text_rfc822_headers_part() -> None:
@@ -188,7 +195,12 @@ def test_bounce_with_text_rfc822_headers_part() -> None:
         b"--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         b"From: support@example.com\r\nMessage-ID: <sb.123@mail.example.com>\r\n\r\n--B--\r\n"
     )
-    result = parse_email(raw, max_attachment_bytes=1000, our_address="support@example.com")
+    result = parse_email(
+        raw,
+        max_attachment_bytes=1000,
+        our_address="support@example.com",
+        message_id_domain="mail.example.com",
+    )
     assert isinstance(result, BounceReport)
     event = to_event(result)
     assert isinstance(event, DeliveryReceipt)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def base_config(
                 "type": "api",
                 "inbound_token": CHANNEL,
                 "outbound_url": outbound_url,
+                "allow_private_networks": True,  # the test receivers listen on loopback
                 "signing_secret": SECRET,
             },
         ],
@@ -173,9 +175,11 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     started: list[Gateway] = []
     sessions: list[aiohttp.ClientSession] = []
 
-    async def make(cfg: dict[str, Any] | None = None) -> tuple[Gateway, Client]:
+    async def make(
+        cfg: dict[str, Any] | None = None, clock: Callable[[], float] = time.time
+    ) -> tuple[Gateway, Client]:
         loaded = load_config_text(config_text(cfg or base_config(tmp_path / "db.sqlite")))
-        gw = Gateway(loaded)
+        gw = Gateway(loaded, clock=clock)
         await gw.start()
         started.append(gw)
         http = aiohttp.ClientSession()

@@ -22,9 +22,9 @@ from tests.gateway.conftest import ADMIN, agent_token, wait_for
 CHAT = ChannelInfo("api", "api")
 
 
-async def test_extra_identity_joins_the_existing_contact(gateway_factory: Any) -> None:
+async def test_extra_identity_is_a_claim_not_a_way_into_the_contact(gateway_factory: Any) -> None:
     gw, client = await gateway_factory()
-    await client.call(
+    _, by_mail = await client.call(
         "POST",
         "/v1/channels/api/messages",
         token="test-channel-token",
@@ -39,14 +39,18 @@ async def test_extra_identity_joins_the_existing_contact(gateway_factory: Any) -
             extra_identities=[Identity("email", "Dana@Example.com")],
         ),
     )
+    assert result.conversation_id != by_mail["conversation_id"]
     _, found = await client.call("GET", "/v1/contacts?identity=webchat:v-123")
-    identities = {
-        (i["kind"], i["address"], i["verified"]) for i in found["contacts"][0]["identities"]
-    }
-    # The chat visitor joined only on a typed email: agents see that link as unverified.
-    assert identities == {("email", "dana@example.com", True), ("webchat", "v-123", False)}
+    [visitor] = found["contacts"]
+    # The chat visitor only typed the address: agents see the claim, nothing is linked.
+    assert [(i["kind"], i["address"], i["verified"]) for i in visitor["identities"]] == [
+        ("webchat", "v-123", True)
+    ]
+    assert visitor["claims"] == [
+        {"kind": "email", "address": "dana@example.com", "verified": False}
+    ]
     history = await gw.history(Identity("webchat", "v-123"), 10)
-    assert [m["text"] for m in history] == ["by mail", "now by chat"]
+    assert [m["text"] for m in history] == ["now by chat"]
     assert history[-1]["conversation_id"] == result.conversation_id
 
 

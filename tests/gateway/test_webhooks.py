@@ -13,7 +13,14 @@ from tests.gateway.conftest import SECRET, Receiver, base_config, wait_for
 
 def hook_config(tmp_path: Path, url: str, events: list[str] | None = None) -> dict[str, Any]:
     cfg = base_config(tmp_path / "db.sqlite")
-    cfg["webhooks"] = [{"url": url, "secret": SECRET, **({"events": events} if events else {})}]
+    cfg["webhooks"] = [
+        {
+            "url": url,
+            "secret": SECRET,
+            "allow_private_networks": True,  # the receiver listens on loopback
+            **({"events": events} if events else {}),
+        }
+    ]
     return cfg
 
 
@@ -80,7 +87,7 @@ async def test_adding_a_webhook_before_another_keeps_its_backlog(
     # Another endpoint is added in front of ours; ours keeps its place in the log.
     other = Receiver()
     await other.start()
-    cfg["webhooks"].insert(0, {"url": other.url, "secret": SECRET})
+    cfg["webhooks"].insert(0, {"url": other.url, "secret": SECRET, "allow_private_networks": True})
     _, client2 = await gateway_factory(cfg)
     await client2.inbound("b", "two", sender="c2")
     await wait_for(

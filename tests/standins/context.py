@@ -22,6 +22,8 @@ from connectors.base import (
     ConnectorContext,
     DeliveryReceipt,
     InboundMessage,
+    RawItem,
+    Refused,
     SubmitResult,
     Typing,
 )
@@ -64,6 +66,8 @@ class FakeGateway:
     - `messages`: stored inbound messages (one per external_id), `receipts`: receipts,
       `submits`: every submit call in order (duplicates and failures included).
     - `fail_submits = n`: the next n submits raise (the store is down).
+    - `quarantined`: (item, reason) kept with `ctx.quarantine`; `refuse = {external ids}`:
+      submits of these raise `Refused` as the core does for a message it will never take.
     """
 
     def __init__(self, public_url: str | None = None, max_body_bytes: int = 1 << 20) -> None:
@@ -78,6 +82,8 @@ class FakeGateway:
         self.typing: list[Typing] = []
         self.fail_submits = 0
         self.submit_delay = 0.0
+        self.quarantined: list[tuple[RawItem, str]] = []
+        self.refuse: set[str] = set()
         self.kv = MemoryKV()
         self.session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -97,8 +103,13 @@ class FakeGateway:
                 log=logging.getLogger("test.connector"),
                 public_url=self._public_url if self._public_url is not None else self.url,
                 max_body_bytes=self._max_body,
+                quarantine=self.quarantine,
             )
         return self._ctx
+
+    async def quarantine(self, item: RawItem, reason: str) -> str:
+        self.quarantined.append((item, reason))
+        return f"q_{len(self.quarantined)}"
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         if self._runner is not None:
@@ -118,6 +129,9 @@ class FakeGateway:
         if isinstance(event, DeliveryReceipt):
             self.receipts.append(event)
             return SubmitResult(conversation_id=None, message_id=None)
+        if event.external_id in self.refuse:
+            qid = await self.quarantine(RawItem("application/json", b"{}"), "refused")
+            raise Refused("refused (injected)", qid)
         if event.external_id in self.messages:
             return SubmitResult(
                 "conv-1", self.messages[event.external_id].metadata.get("_id"), True

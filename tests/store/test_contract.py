@@ -14,8 +14,10 @@ from gateway.store.base import (
     Claim,
     Classification,
     ConversationFilter,
+    Forbidden,
     IngestRequest,
     OutboundRequest,
+    Scope,
 )
 
 WEEK = 7 * 86400.0
@@ -172,9 +174,9 @@ async def test_lifecycle_rules(store: Store) -> None:
         await store.get_conversation("cv_missing")
     c, ev = await store.assign(conv.id, "alice", 2, "admin", 1100)
     assert c.assignee == "alice" and c.status == "assigned"
-    with pytest.raises(Conflict):
-        await store.resolve(conv.id, "bob", "bob", 1101)  # bob may not resolve alice's
-    c, ev = await store.transfer(conv.id, "billing", "alice", "alice", 1102)
+    with pytest.raises(Forbidden):  # bob may not resolve alice's
+        await store.resolve(conv.id, "bob", Scope(agent="bob"), 1101)
+    c, ev = await store.transfer(conv.id, "billing", "alice", Scope(agent="alice"), 1102)
     assert c.assignee is None and c.queue == "billing" and ev[0].type == "conversation.transferred"
     c, _ = await store.resolve(conv.id, "admin", None, 1103)
     assert c.status == "resolved" and c.resolved_at == 1103
@@ -289,22 +291,73 @@ async def test_load_counters_match_a_recount(store: Store) -> None:
 
 async def test_queued_reply_keeps_its_channel_and_recipient(store: Store) -> None:
     """A reply goes where the customer was when it was written, even if they switch channels."""
+    dana = Identity("email", "dana@example.com")
     conv = (await ingest(store, inbound("1", "dana@example.com"), channel="mail")).conversation
     await store.add_outbound(OutboundRequest(conv.id, "answer", "agent", "alice", 1100))
-    switched = await ingest(
+    visitor = Identity("webchat", "v-9")
+    chat = await ingest(
         store,
-        InboundMessage(
-            "chat-1",
-            Identity("webchat", "v-9"),
-            "hi from chat",
-            extra_identities=[Identity("email", "dana@example.com")],
-        ),
-        now=1200,
+        InboundMessage("chat-1", visitor, "hi from chat", extra_identities=[dana]),
+        now=1150,
         channel="chat",
+    )
+    assert chat.conversation.id != conv.id  # a typed address is only a claim
+    await store.link_verified(visitor, dana, 1160)  # ... until it is proven
+    await store.resolve(chat.conversation.id, "admin", None, 1170)
+    switched = await ingest(
+        store, InboundMessage("chat-2", visitor, "it's me"), now=1200, channel="chat"
     )
     assert switched.conversation.id == conv.id
     [item] = await store.outbox_lease(1300, 10, 30)
-    assert (item.channel, item.to) == ("mail", Identity("email", "dana@example.com"))
+    assert (item.channel, item.to) == ("mail", dana)
+
+
+async def test_a_typed_address_is_a_claim_until_proven_and_a_merge_can_be_undone(
+    store: Store,
+) -> None:
+    dana = Identity("email", "dana@example.com")
+    theirs = await ingest(store, inbound("1", "dana@example.com"))
+    visitor = Identity("webchat", "v-1")
+    claimed = await ingest(
+        store, InboundMessage("c1", visitor, "it's me", extra_identities=[dana]), now=1100
+    )
+    assert claimed.contact_id != theirs.contact_id
+    assert claimed.conversation.id != theirs.conversation.id
+    mine = await store.find_contact(visitor)
+    assert mine.identities == [("webchat", "v-1", True)] and mine.claims == [
+        ("email", dana.address)
+    ]
+    assert (await store.find_contact(dana)).claims == []
+
+    into, events = await store.link_verified(visitor, dana, 1200)
+    assert into == theirs.contact_id
+    assert [e.type for e in events] == ["contact.merged"]
+    assert events[0].data["merged_contact_id"] == claimed.contact_id
+    merged = await store.find_contact(visitor)
+    assert merged.id == theirs.contact_id and merged.claims == []
+    assert set(merged.identities) == {("email", dana.address, True), ("webchat", "v-1", True)}
+    rows, _ = await store.list_conversations(ConversationFilter(contact_id=theirs.contact_id))
+    assert {c.id for c in rows} == {theirs.conversation.id, claimed.conversation.id}
+
+    back, events = await store.unmerge(claimed.contact_id, 1300)
+    assert back == theirs.contact_id and [e.type for e in events] == ["contact.unmerged"]
+    alone = await store.find_contact(visitor)
+    assert alone.id == claimed.contact_id and alone.claims == [("email", dana.address)]
+    rows, _ = await store.list_conversations(ConversationFilter(contact_id=theirs.contact_id))
+    assert [c.id for c in rows] == [theirs.conversation.id]
+    with pytest.raises(Conflict):
+        await store.unmerge(claimed.contact_id, 1400)
+
+    # An address nobody holds becomes the claimant's own once proven.
+    other = Identity("webchat", "v-2")
+    await ingest(
+        store,
+        InboundMessage("c2", other, "hi", extra_identities=[Identity("email", "new@example.com")]),
+        now=1500,
+    )
+    owner, events = await store.link_verified(other, Identity("email", "new@example.com"), 1600)
+    assert [e.type for e in events] == ["contact.verified"]
+    assert (await store.find_contact(Identity("email", "new@example.com"))).id == owner
 
 
 async def test_old_thread_reply_joins_the_active_conversation(store: Store) -> None:
@@ -332,6 +385,36 @@ async def test_replies_of_one_conversation_leave_in_order(store: Store) -> None:
     assert [i.message_id for i in await store.outbox_lease(1302, 10, 30)] == [second.id]
 
 
+async def test_a_message_sent_on_the_side_does_not_hold_up_the_replies(store: Store) -> None:
+    """A verification code mailed to a chat visitor's claimed address, stuck on a failing
+    mail server, must not keep the agent's chat replies waiting."""
+    conv = (await ingest(store, inbound("1"), channel="chat")).conversation
+    code, _ = await store.add_outbound(
+        OutboundRequest(
+            conv.id,
+            "code",
+            "bot",
+            None,
+            1100,
+            channel="mail",
+            to=Identity("email", "claimed@example.com"),
+            metadata={"verification": {}},
+        )
+    )
+    reply, _ = await store.add_outbound(OutboundRequest(conv.id, "hi", "agent", "alice", 1101))
+    leased = {i.message_id: i for i in await store.outbox_lease(1200, 10, 30)}
+    assert set(leased) == {code.id, reply.id}
+    assert (leased[code.id].channel, leased[code.id].to) == (
+        "mail",
+        Identity("email", "claimed@example.com"),
+    )
+    assert (leased[reply.id].channel, leased[reply.id].to) == (
+        "chat",
+        Identity("email", "a@example.com"),
+    )
+    assert code.to_api()["text"] != "code"  # shown redacted
+
+
 async def test_a_receipt_faster_than_the_send_record_is_kept(store: Store) -> None:
     """A provider's status callback can beat our own bookkeeping of the send."""
     conv = (await ingest(store, inbound("1"))).conversation
@@ -342,3 +425,84 @@ async def test_a_receipt_faster_than_the_send_record_is_kept(store: Store) -> No
     assert [e.type for e in events] == ["message.sent", "message.delivered"]
     [stored] = [m for m in await store.messages(conv.id) if m.id == msg.id]
     assert stored.status == "delivered"
+
+
+async def test_quarantine_keeps_items_until_someone_acts(store: Store) -> None:
+    first, events = await store.quarantine_add(
+        "mail", "message/rfc822", b"raw\x00bytes", "unreadable", 10.0, "<m@x>", {"uid": 7}
+    )
+    assert [e.type for e in events] == ["message.quarantined"]
+    assert events[0].data["quarantine"]["id"] == first.id
+    second, _ = await store.quarantine_add("sms", "application/json", b"{}", "refused", 11.0)
+    assert await store.quarantine_unreviewed() == {"mail": 1, "sms": 1}
+
+    item, data = await store.quarantine_get(first.id)
+    assert data == b"raw\x00bytes" and item.size == 9 and item.metadata == {"uid": 7}
+    page, cursor = await store.quarantine_list(limit=1)
+    assert [i.id for i in page] == [second.id] and cursor is not None  # newest first
+    page, cursor = await store.quarantine_list(limit=1, cursor=cursor)
+    assert [i.id for i in page] == [first.id] and cursor is None
+    assert [i.id for i in (await store.quarantine_list(channel="sms"))[0]] == [second.id]
+
+    failed, events = await store.quarantine_settle(first.id, "new", 12.0, reason="still bad")
+    assert (failed.status, failed.reason, failed.retries) == ("new", "still bad", 1)
+    assert [e.type for e in events] == ["quarantine.retry_failed"]
+    done, _ = await store.quarantine_settle(first.id, "retried", 13.0, message_id="msg_1")
+    assert (done.status, done.message_id, done.retries) == ("retried", "msg_1", 2)
+    await store.quarantine_settle(second.id, "dismissed", 14.0)
+    assert await store.quarantine_unreviewed() == {}
+    assert (await store.quarantine_list(status="new"))[0] == []
+    with pytest.raises(NotFound):
+        await store.quarantine_get("q_missing")
+
+
+async def test_scope_hides_and_guards_inside_each_operation(store: Store) -> None:
+    """An agent's scope is checked by the operation itself: what it does not see is
+    NotFound (its existence not revealed), what is someone else's is Forbidden."""
+    general = (await ingest(store, inbound("g1", sender="g@example.com"))).conversation
+    billing = (
+        await store.ingest(
+            IngestRequest(
+                "mail",
+                "email",
+                inbound("b1", sender="b@example.com"),
+                classify_to(),  # type: ignore[arg-type]
+                1000.0,
+                WEEK,
+                blobs={"b_raw": ("message/rfc822", b"raw!")},
+                raw_blob="b_raw",
+            )
+        )
+    ).conversation
+    await store.transfer(billing.id, "billing", "admin", None, 1001)
+    bob = Scope(agent="bob", queues=frozenset({"general"}))
+    rows, _ = await store.list_conversations(ConversationFilter(scope=bob))
+    assert [c.id for c in rows] == [general.id]
+    for op in (
+        store.get_conversation(billing.id, bob),
+        store.messages(billing.id, bob),
+        store.resolve(billing.id, "bob", bob, 1002),
+        store.reopen(billing.id, "bob", 1002, bob),
+        store.transfer(billing.id, "general", "bob", bob, 1002),
+        store.assign(billing.id, "bob", None, "bob", 1002, bob),
+        store.get_contact(billing.contact_id, bob),
+        store.find_contact(Identity("email", "b@example.com"), bob),
+    ):
+        with pytest.raises(NotFound):
+            await op
+    [msg] = await store.messages(billing.id)
+    assert msg.raw_blob is not None
+    with pytest.raises(NotFound):
+        await store.get_blob(msg.raw_blob, bob)
+    assert (await store.get_blob(msg.raw_blob))[1] == b"raw!"
+
+    # Assigned to bob, a billing conversation becomes his to see; alice's stays hers.
+    await store.assign(billing.id, "bob", None, "admin", 1003)
+    assert (await store.get_conversation(billing.id, bob)).assignee == "bob"
+    assert (await store.get_blob(msg.raw_blob, bob))[1] == b"raw!"
+    await store.assign(general.id, "alice", None, "admin", 1004)
+    with pytest.raises(Forbidden):
+        await store.add_outbound(OutboundRequest(general.id, "hi", "agent", "bob", 1005, scope=bob))
+    only_mine = Scope(agent="bob", queues=frozenset())
+    rows, _ = await store.list_conversations(ConversationFilter(scope=only_mine))
+    assert [c.id for c in rows] == [billing.id]

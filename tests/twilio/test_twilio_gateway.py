@@ -190,10 +190,16 @@ async def test_forged_replayed_malformed_and_oversized_webhooks(
         },
     ) as resp:
         assert resp.status == 400
+    # Signed by Twilio but unreadable (no From): kept in quarantine and answered 200, so
+    # Twilio does not redeliver what will never be readable.
     no_from = twilio.inbound_params(CUSTOMER_NUMBER, CHANNEL_NUMBER, "hi")
     no_from.pop("From")
     status, _, _ = await twilio.post_webhook(client.http, url, no_from)
-    assert status == 400
+    assert status == 200
+    _, kept = await client.call("GET", "/v1/quarantine")
+    assert [(i["channel"], i["external_id"], i["reason"]) for i in kept["items"]] == [
+        ("sms", no_from["MessageSid"], "unreadable webhook: missing From")
+    ]
 
     # Oversized: over server.max_body_bytes (64 KiB in base_config), even if signed.
     huge = twilio.inbound_params(CUSTOMER_NUMBER, CHANNEL_NUMBER, "x" * 70_000)

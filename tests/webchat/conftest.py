@@ -5,14 +5,19 @@ Playwright."""
 from __future__ import annotations
 
 import json
+import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiosmtpd.controller import Controller
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 import connectors.webchat.connector as webchat_module
@@ -23,6 +28,7 @@ from tests.gateway.conftest import (  # noqa: F401 - fixtures re-exported for th
     agent_token,
     base_config,
     gateway_factory,
+    receiver,
     wait_for,
 )
 
@@ -126,6 +132,85 @@ def fast_availability(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(webchat_module, "AVAILABILITY_INTERVAL", 0.3)
 
 
+@dataclass
+class Mail:
+    to: list[str]
+    message: EmailMessage
+
+    @property
+    def text(self) -> str:
+        body = self.message.get_body(preferencelist=("plain",))
+        return "" if body is None else str(body.get_content())
+
+    def code(self) -> str:
+        found = re.search(r"\b([0-9]{6})\b", self.text)
+        assert found, self.text
+        return found.group(1)
+
+
+class Outgoing:
+    """A real SMTP server (aiosmtpd) standing in for the relay of the gateway's email channel."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.mails: list[Mail] = []
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = message_from_bytes(envelope.original_content or b"", policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.mails.append(Mail(list(envelope.rcpt_tos), msg))
+        return "250 OK"
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def channel(self) -> dict[str, Any]:
+        """An email channel sending here; its mailbox (IMAP) is not reachable, which only
+        keeps it from reading mail."""
+        return {
+            "name": "mail",
+            "type": "email",
+            "address": "support@shop.test",
+            "from_name": "Test Shop",
+            "imap": {
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "username": "support",
+                "password": "unused",
+                "tls": False,
+                "retry_interval": 30,
+            },
+            "smtp": {"host": "127.0.0.1", "port": self.port, "tls": False, "starttls": False},
+        }
+
+
+@pytest.fixture
+def outgoing() -> Iterator[Outgoing]:
+    server = Outgoing()
+    server.start()
+    yield server
+    server.stop()
+
+
+class TestClock:
+    """Wall time plus whatever the test skips ahead: the gateway's injected clock."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @pytest.fixture
 async def make_chat(
     gateway_factory: Callable[..., Awaitable[tuple[Gateway, Client]]],  # noqa: F811
@@ -133,9 +218,19 @@ async def make_chat(
 ) -> AsyncIterator[Callable[..., Awaitable[Chat]]]:
     sessions: list[aiohttp.ClientSession] = []
 
-    async def make(**settings: Any) -> Chat:
+    async def make(
+        *,
+        channels: list[dict[str, Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+        outbound_url: str | None = None,
+        **settings: Any,
+    ) -> Chat:
         port = free_port()
-        gw, client = await gateway_factory(webchat_config(tmp_path / "db.sqlite", port, **settings))
+        cfg = webchat_config(tmp_path / "db.sqlite", port, **settings)
+        cfg["channels"].extend(channels or [])
+        if outbound_url is not None:
+            cfg["channels"][0]["outbound_url"] = outbound_url
+        gw, client = await gateway_factory(cfg, clock=clock)
         http = aiohttp.ClientSession()
         sessions.append(http)
         base = f"http://127.0.0.1:{port}"

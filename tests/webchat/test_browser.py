@@ -8,7 +8,15 @@ from playwright.async_api import Browser, expect
 
 from connectors.webchat import WebchatConnector
 from tests.gateway.conftest import ADMIN, agent_token, wait_for
-from tests.webchat.conftest import Chat, Console, PageWatch, Widget, artifact, new_page
+from tests.webchat.conftest import (
+    Chat,
+    Console,
+    Outgoing,
+    PageWatch,
+    Widget,
+    artifact,
+    new_page,
+)
 
 XSS_IMG = '<img src=x onerror="window.__pwned=1">'
 XSS_SCRIPT = "<script>window.__pwned=1</script>"
@@ -192,9 +200,13 @@ async def test_markup_is_shown_as_text_on_both_sides(
     await agent_ctx.close()
 
 
-async def test_prechat_email_joins_the_existing_contact(
-    chat: Chat, browser: Browser, watch: PageWatch
+async def test_prechat_email_is_only_a_claim_until_the_mailed_code_proves_it(
+    make_chat: Callable[..., Awaitable[Chat]],
+    outgoing: Outgoing,
+    browser: Browser,
+    watch: PageWatch,
 ) -> None:
+    chat = await make_chat(channels=[outgoing.channel()])
     email = "Dana.Smith@Example.com"
     status, body = await chat.api.call(
         "POST",
@@ -209,7 +221,8 @@ async def test_prechat_email_joins_the_existing_contact(
     assert status == 202, body
     api_conv = body["conversation_id"]
 
-    ctx = await browser.new_context()
+    # A German browser: the code mail is written in German.
+    ctx = await browser.new_context(locale="de-DE")
     page = await new_page(ctx, watch)
     await page.goto(chat.base + "/")
     widget = Widget(page)
@@ -222,36 +235,48 @@ async def test_prechat_email_joins_the_existing_contact(
     await expect(widget.message("Following up on my invoice in the chat")).to_have_attribute(
         "data-state", "sent"
     )
-    # The widget never shows what the contact wrote elsewhere: typing an address must not
-    # reveal someone's email conversations.
+    form = page.locator("form.verify")
+    await expect(form).to_contain_text("We emailed a code to dana.smith@example.com")
+    # Typing an address reveals nothing of its owner, and joins nothing of theirs.
     assert "My invoice is wrong (sent through the API)" not in await widget.texts()
+    assert [m["channel"] for m in await chat.messages(api_conv)] == ["api"]
+    convs = await chat.conversations()
+    [visitor_conv] = [c for c in convs if c["id"] != api_conv]
 
-    status, body = await chat.api.call("GET", "/v1/contacts?identity=email:dana.smith@example.com")
-    assert status == 200, body
-    contacts = body["contacts"]
-    assert len(contacts) == 1
-    kinds = {i["kind"] for i in contacts[0]["identities"]}
-    assert kinds >= {"email", "webchat"}, contacts[0]["identities"]
-    messages = await chat.messages(api_conv)
-    assert [(m["channel"], m["text"]) for m in messages] == [
-        ("api", "My invoice is wrong (sent through the API)"),
-        ("webchat", "Following up on my invoice in the chat"),
-    ]
-
-    # The console shows that one history, with each message's channel.
-    conv = await wait_for(lambda: _assigned(chat, api_conv), timeout=10)
+    # The agent sees a separate customer who claims the address, unverified.
+    conv = await wait_for(lambda: _assigned(chat, visitor_conv["id"]), timeout=10)
     agent_ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
     console_page = await new_page(agent_ctx, watch)
     console = Console(console_page)
-    await console.sign_in(chat.base, agent_token(conv["assignee"]))
-    await console.open(api_conv)
-    await expect(
-        console.message("My invoice is wrong (sent through the API)").locator(".channel")
-    ).to_have_text("api")
-    await expect(
-        console.message("Following up on my invoice in the chat").locator(".channel")
-    ).to_have_text("webchat")
-    await console_page.screenshot(path=artifact("console-cross-channel.png"))
+    await console.sign_in(chat.base, agent_token(str(conv["assignee"])))
+    await console.open(visitor_conv["id"])
+    await expect(console_page.locator("#conv-meta")).to_contain_text(
+        "claims to be dana.smith@example.com (unverified)"
+    )
+    await expect(console.message("Following up on my invoice in the chat")).to_be_visible()
+    await expect(console.message("My invoice is wrong (sent through the API)")).to_have_count(0)
+    await console_page.screenshot(path=artifact("console-claimed-email.png"))
+
+    await wait_for(lambda: outgoing.mails, timeout=10)
+    [mail] = outgoing.mails
+    assert mail.to == ["dana.smith@example.com"]
+    assert mail.message["Subject"].startswith("Ihr Bestätigungscode")
+    code = mail.code()
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    code_box = page.get_by_label("Confirmation code")
+    await code_box.fill(wrong)
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(form).to_contain_text("That code is not right (4 tries left).")
+    await page.screenshot(path=artifact("widget-code-form.png"))
+    await code_box.fill(code)
+    await page.get_by_role("button", name="Confirm").click()
+    await expect(form).to_contain_text("Thank you: dana.smith@example.com is confirmed.")
+    await page.screenshot(path=artifact("widget-email-confirmed.png"))
+    status, body = await chat.api.call("GET", "/v1/contacts?identity=email:dana.smith@example.com")
+    assert status == 200, body
+    [contact] = body["contacts"]
+    assert {i["kind"] for i in contact["identities"]} == {"email", "webchat"}
+    assert contact["claims"] == []
     assert watch.problems() == []
     await ctx.close()
     await agent_ctx.close()

@@ -116,7 +116,15 @@
     ".prechat input{font:inherit;font-weight:400;border:1px solid #c4c9d6;border-radius:8px;padding:7px 9px}",
     ".row{display:flex;gap:8px;justify-content:flex-end}",
     ".secondary{background:#fff;color:#2447d5;border:1px solid #2447d5;border-radius:10px;padding:9px 14px;font:inherit;cursor:pointer}",
-    ".error{margin:0;padding:6px 14px;font-size:13px;color:#a01919;background:#fdf0f0}"
+    ".error{margin:0;padding:6px 14px;font-size:13px;color:#a01919;background:#fdf0f0}",
+    ".verify{padding:10px 14px;display:flex;flex-direction:column;gap:6px;border-top:1px solid #e3e6ee;background:#f3f6ff}",
+    ".verify p{margin:0;font-size:13px}",
+    ".verify .line{display:flex;gap:8px;align-items:center}",
+    ".verify input{font:inherit;width:8em;letter-spacing:.2em;border:1px solid #c4c9d6;border-radius:8px;padding:6px 8px}",
+    ".verify .note{color:#3b4357}",
+    ".verify .ok{color:#16652c;font-weight:600}",
+    ".verify .bad{color:#a01919}",
+    ".link{background:none;border:0;color:#2447d5;text-decoration:underline;font:inherit;font-size:13px;cursor:pointer;padding:0}"
   ].join("\n");
 
   // --- state -------------------------------------------------------------------------------
@@ -208,6 +216,25 @@
   prechat.appendChild(prechatRow);
   show(prechat, false);
 
+  // Proving the pre-chat email: the code mailed to it, typed here.
+  var verify = el("form", { className: "verify", "aria-label": "Confirm the address", novalidate: true });
+  var verifyText = el("p", { className: "note", role: "status" });
+  var verifyLine = el("div", { className: "line" });
+  var codeLabel = el("label", { className: "sr", "for": "sbw-code" }, "Confirmation code");
+  var codeInput = el("input", { id: "sbw-code", type: "text", name: "code", inputmode: "numeric",
+    autocomplete: "one-time-code", maxlength: "6", pattern: "[0-9]{6}", placeholder: "123456" });
+  var codeBtn = el("button", { type: "submit", className: "primary" }, "Confirm");
+  verifyLine.appendChild(codeLabel);
+  verifyLine.appendChild(codeInput);
+  verifyLine.appendChild(codeBtn);
+  var verifyResult = el("p", { role: "alert" });
+  var resendBtn = el("button", { type: "button", className: "link" }, "Send a new code");
+  verify.appendChild(verifyText);
+  verify.appendChild(verifyLine);
+  verify.appendChild(verifyResult);
+  verify.appendChild(resendBtn);
+  show(verify, false);
+
   var composer = el("form", { className: "composer", "aria-label": "Write a message" });
   var inputId = "sbw-input";
   composer.appendChild(el("label", { className: "sr", "for": inputId }, "Your message"));
@@ -226,6 +253,7 @@
   panel.appendChild(typing);
   panel.appendChild(errorBox);
   panel.appendChild(prechat);
+  panel.appendChild(verify);
   panel.appendChild(composer);
   root.appendChild(panel);
   root.appendChild(bubble);
@@ -329,7 +357,10 @@
     state.ready = false;
     if (state.welcomed) { setConn("Reconnecting\u2026"); }
     ws.onopen = function () {
-      ws.send(JSON.stringify({ type: "hello", token: state.token || null }));
+      // Another tab may hold a newer (renewed) token: tokens expire after a while unused.
+      state.token = local.getItem(KEY + ":token") || state.token;
+      ws.send(JSON.stringify({ type: "hello", token: state.token || null,
+        language: navigator.language || "" }));
     };
     ws.onmessage = function (ev) {
       var frame;
@@ -388,6 +419,8 @@
         updateForms();
         break;
       case "error": onError(f); break;
+      case "token": saveToken(f.token); break;
+      case "verification": onVerification(f); break;
       default: break;
     }
   }
@@ -397,10 +430,7 @@
     state.attempt = 0;
     state.welcomed = true;
     setConn("");
-    if (f.token && f.token !== state.token) {
-      state.token = f.token;
-      try { local.setItem(KEY + ":token", f.token); } catch (e) { /* ignore */ }
-    }
+    saveToken(f.token);
     if (f.renewed) {
       // The old token was not accepted: this is a new visitor; forget what the old one saw.
       state.profile = null;
@@ -416,6 +446,8 @@
       // The pre-chat form was filled before the socket was ready: send it before any message.
       send({ type: "profile", name: state.profile.name || "", email: state.profile.email || "" });
     }
+    onVerification(f.verification ? { status: f.verification.status, email: f.verification.email, welcome: true }
+      : { status: "none" });
     show(banner, !f.agents_online);
     if (f.greeting && !items.greeting) {
       upsert("greeting", { direction: "out", text: f.greeting, greeting: true });
@@ -462,6 +494,71 @@
 
   function onMessage(f) { renderServerMessage(f, false); }
 
+  function saveToken(token) {
+    if (!token || token === state.token) { return; }
+    state.token = token;
+    try { local.setItem(KEY + ":token", token); } catch (e) { /* ignore */ }
+  }
+
+  function minutes(seconds) { return Math.max(1, Math.ceil((seconds || 60) / 60)); }
+
+  function verifyNote(text, cls) {
+    verifyResult.textContent = text || "";
+    verifyResult.className = cls || "";
+    show(verifyResult, !!text);
+  }
+
+  // The email typed in the pre-chat form is only a claim until the visitor types the code
+  // mailed to it. Nothing about the address's owner is ever shown here.
+  function onVerification(f) {
+    var email = f.email || "";
+    var form = true;
+    codeInput.disabled = false;
+    codeBtn.disabled = false;
+    show(resendBtn, true);
+    switch (f.status) {
+      case "sent":
+        verifyText.textContent = "We emailed a code to " + email + ". Type it here to confirm the address is yours.";
+        verifyNote("");
+        codeInput.value = "";
+        break;
+      case "pending":
+        verifyText.textContent = "Type the code we emailed to " + email + " to confirm the address is yours.";
+        verifyNote("");
+        break;
+      case "wrong_code":
+        verifyNote("That code is not right (" + f.attempts_left + (f.attempts_left === 1 ? " try" : " tries") + " left).", "bad");
+        codeInput.select();
+        break;
+      case "locked":
+        verifyText.textContent = "We could not confirm " + email + ".";
+        verifyNote("Too many wrong codes. Try again in " + minutes(f.retry_after) + " min.", "bad");
+        codeInput.disabled = true;
+        codeBtn.disabled = true;
+        show(resendBtn, false);
+        break;
+      case "expired":
+        verifyNote("The code has expired. Ask for a new one.", "bad");
+        codeInput.disabled = true;
+        codeBtn.disabled = true;
+        break;
+      case "rate_limited":
+        verifyNote("We sent several codes already. Try again in " + minutes(f.retry_after) + " min.", "bad");
+        break;
+      case "verified":
+        verifyText.textContent = "";
+        verifyNote(f.welcome ? "" : "Thank you: " + email + " is confirmed.", "ok");
+        show(verifyLine, false);
+        show(resendBtn, false);
+        form = !f.welcome;
+        break;
+      default:  // "unverified", "none", "unavailable": nothing to type
+        form = false;
+    }
+    if (f.status !== "verified") { show(verifyLine, true); }
+    show(verify, form);
+  }
+
   function dropPending(clientId) {
     if (!clientId) { return; }
     var before = state.pending.length;
@@ -488,6 +585,10 @@
       }
       upsert("c:" + f.client_id, { state: "failed", reason: f.message || f.code });
       dropPending(f.client_id);  // refused, not lost: "Retry" sends it again
+      return;
+    }
+    if (f.code === "invalid_code") {
+      verifyNote(f.message || "Type the 6-digit code from the email.", "bad");
       return;
     }
     if (f.code === "invalid_profile") {
@@ -613,6 +714,19 @@
     }
     updateForms();
     input.focus();
+  });
+  verify.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var code = codeInput.value.replace(/\s+/g, "");
+    if (!/^[0-9]{6}$/.test(code)) {
+      verifyNote("Type the 6-digit code from the email.", "bad");
+      codeInput.focus();
+      return;
+    }
+    if (!send({ type: "verify", code: code })) { verifyNote("You are offline; try again in a moment.", "bad"); }
+  });
+  resendBtn.addEventListener("click", function () {
+    if (send({ type: "verify_resend" })) { verifyNote("Sending a new code\u2026"); }
   });
   skipBtn.addEventListener("click", function () {
     state.prechatDone = true;

@@ -1,0 +1,402 @@
+"""`GET /v1/openapi.json`: the OpenAPI 3.1 document of the API, generated at run time.
+
+Request bodies are the very pydantic models the handlers validate with; responses are the
+models in `gateway.api.schemas`; every operation names the roles that may call it
+(`x-roles`) and every error answer is the one envelope. Connectors with HTTP endpoints of
+their own for API clients (the `api` channel's inbound) add theirs through
+`Connector.openapi()`. A test checks that every route the app serves is in the document,
+and the suite fuzzes the running daemon against it (schemathesis).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from gateway import __version__
+from gateway.api import app as handlers
+from gateway.api import schemas as out
+
+ALL = ("admin", "agent", "integration")
+ADMIN = ("admin",)
+
+_ERRORS = {
+    400: "Malformed request: not JSON, not UTF-8, a bad query parameter.",
+    401: "Missing or invalid bearer token.",
+    403: "The token's role or scope does not allow this.",
+    404: "No such id (or not visible to this token).",
+    409: "The state does not allow this now.",
+    413: "Body larger than server.max_body_bytes.",
+    422: "Well-formed, but the fields are wrong (`details` names each).",
+    503: "Not ready (store down, or a dependency).",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    description: str
+    schema: dict[str, Any]
+    required: bool = False
+
+
+def q(name: str, description: str, required: bool = False, **schema: Any) -> Param:
+    return Param(name, description, {"type": "string", **schema}, required)
+
+
+LIMIT = Param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 500})
+CURSOR = q("cursor", "`next_cursor` of the previous page.")
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    method: str
+    path: str
+    summary: str
+    roles: tuple[str, ...]  # () = no token needed
+    response: type[BaseModel] | str | None  # a str is a non-JSON media type
+    ok: int = 200
+    body: type[BaseModel] | None = None
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()
+    description: str = ""
+
+
+CONV = "/v1/conversations/{id}"
+OPERATIONS: tuple[Op, ...] = (
+    Op("GET", "/healthz", "Liveness", (), out.Health),
+    Op(
+        "GET",
+        "/readyz",
+        "Readiness of the store and each channel",
+        (),
+        out.Readiness,
+        errors=(503,),
+        description="503 with the same body when the store is down or a channel is not "
+        "running; a channel with quarantined items is `degraded` but ready.",
+    ),
+    Op(
+        "GET",
+        "/metrics",
+        "Prometheus exposition",
+        (),
+        "text/plain",
+        errors=(401,),
+        description="Needs `auth.metrics_token` (or an admin token) when one is configured.",
+    ),
+    Op("GET", "/v1/openapi.json", "This document", (), "application/json"),
+    Op("GET", "/v1/me", "Who the token is", ALL, out.Me),
+    Op(
+        "GET",
+        "/v1/conversations",
+        "Conversations, newest first",
+        ALL,
+        out.ConversationPage,
+        query=(
+            q("status", "", enum=["open", "assigned", "pending", "resolved", "closed"]),
+            q("queue", ""),
+            q("assignee", "An agent id."),
+            q("channel", "The channel last used."),
+            q("contact", "A contact id."),
+            LIMIT,
+            CURSOR,
+        ),
+        description="An agent token sees only what its scope (`auth.visibility`) sees.",
+    ),
+    Op("GET", CONV, "One conversation with its messages", ALL, out.ConversationWithMessages),
+    Op(
+        "POST",
+        f"{CONV}/messages",
+        "Reply through the outbox",
+        ALL,
+        out.MessageOut,
+        ok=202,
+        body=handlers.ReplyBody,
+        errors=(409,),
+        description="An agent replies as itself, on unassigned or its own conversations; an "
+        "integration gives `agent` only with `acts_as_agents`.",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/assign",
+        "Assign to an agent",
+        ALL,
+        out.ConversationOut,
+        body=handlers.AssignBody,
+        errors=(409,),
+        description="Capacity is enforced unless an admin sets `force`; an agent assigns "
+        "only to itself.",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/transfer",
+        "Back to routing in another queue",
+        ALL,
+        out.ConversationOut,
+        body=handlers.TransferBody,
+        errors=(409,),
+    ),
+    Op("POST", f"{CONV}/resolve", "Resolve", ALL, out.ConversationOut, errors=(409,)),
+    Op("POST", f"{CONV}/reopen", "Reopen", ALL, out.ConversationOut, errors=(409,)),
+    Op(
+        "POST",
+        f"{CONV}/typing",
+        "An agent is typing",
+        ALL,
+        out.Accepted,
+        ok=202,
+        body=handlers.TypingBody,
+    ),
+    Op("GET", "/v1/agents", "Agents with presence and load", ALL, out.AgentList),
+    Op(
+        "PUT",
+        "/v1/agents/{id}/presence",
+        "Set presence",
+        ("admin", "agent"),
+        out.PresenceOut,
+        body=handlers.PresenceBody,
+    ),
+    Op(
+        "PUT",
+        "/v1/agents/{id}/capacity",
+        "Set capacity",
+        ADMIN,
+        out.CapacityOut,
+        body=handlers.CapacityBody,
+    ),
+    Op(
+        "GET",
+        "/v1/contacts",
+        "Find the contact holding an identity",
+        ALL,
+        out.ContactList,
+        query=(
+            q(
+                "identity",
+                "kind:address, e.g. email:a@b.c or phone:+14155550123",
+                required=True,
+                pattern=r"^[a-z]+:.+",
+            ),
+        ),
+        errors=(404,),
+    ),
+    Op("GET", "/v1/contacts/{id}", "One contact", ALL, out.ContactOut),
+    Op(
+        "POST",
+        "/v1/contacts/{id}/unmerge",
+        "Undo the latest merge of this contact into another",
+        ADMIN,
+        out.ContactOut,
+        errors=(409,),
+        description="The contact is on its own again with the conversations the merge "
+        "moved; what it had proved is again only a claim.",
+    ),
+    Op("GET", "/v1/blobs/{id}", "An attachment or raw message", ALL, "application/octet-stream"),
+    Op(
+        "POST",
+        "/v1/routing/explain",
+        "The routing decision for a message, changing nothing",
+        ALL,
+        out.Explanation,
+        body=handlers.ExplainBody,
+    ),
+    Op(
+        "GET",
+        "/v1/events",
+        "The event stream (WebSocket; SSE with Accept: text/event-stream)",
+        ALL,
+        "text/event-stream",
+        query=(Param("since", "Resume after this event id.", {"type": "integer", "minimum": 0}),),
+        description="Events `{id, type, at, data}` in id order; `?access_token=` for browsers.",
+    ),
+    Op(
+        "GET",
+        "/v1/quarantine",
+        "Inbound items the gateway could not take",
+        ADMIN,
+        out.QuarantinePage,
+        query=(
+            q("status", "", enum=["new", "retried", "dismissed"]),
+            q("channel", ""),
+            LIMIT,
+            CURSOR,
+        ),
+    ),
+    Op("GET", "/v1/quarantine/{id}", "One quarantined item", ADMIN, out.QuarantinedOut),
+    Op(
+        "GET",
+        "/v1/quarantine/{id}/raw",
+        "The item as the provider sent it",
+        ADMIN,
+        "application/octet-stream",
+    ),
+    Op(
+        "POST",
+        "/v1/quarantine/{id}/retry",
+        "Read it again and ingest it",
+        ADMIN,
+        out.QuarantinedOut,
+        errors=(409, 422),
+        description="200 `retried` with its message id; 422 with the new reason when it "
+        "still cannot be taken.",
+    ),
+    Op(
+        "POST",
+        "/v1/quarantine/{id}/dismiss",
+        "Mark it reviewed",
+        ADMIN,
+        out.QuarantinedOut,
+        errors=(409,),
+    ),
+)
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (out.Error,)
+
+
+def _media(response: type[BaseModel] | str | None) -> dict[str, Any]:
+    if response is None:
+        return {}
+    if isinstance(response, str):
+        schema: dict[str, Any] = (
+            {"type": "object"} if response == "application/json" else {"type": "string"}
+        )
+        return {"content": {response: {"schema": schema}}}
+    return {"content": {"application/json": {"schema": _ref(response)}}}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {"description": _ERRORS[status], **_media(out.Error)}
+
+
+def _operation(op: Op) -> dict[str, Any]:
+    params = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for n in re.findall(r"{(\w+)}", op.path)
+    ]
+    params += [
+        {"name": p.name, "in": "query", "required": p.required, "schema": p.schema}
+        | ({"description": p.description} if p.description else {})
+        for p in op.query
+    ]
+    statuses = {400, *op.errors}
+    if op.roles:
+        statuses |= {401}
+        if set(op.roles) != set(ALL):
+            statuses |= {403}
+        statuses |= {403} if op.method != "GET" else set()
+    if params and any(p["in"] == "path" for p in params):
+        statuses |= {404}
+    if op.body is not None:
+        statuses |= {413, 422}
+    responses: dict[str, Any] = {
+        str(op.ok): {"description": op.summary, **_media(op.response)},
+    }
+    for status in sorted(statuses):
+        if str(status) not in responses:
+            responses[str(status)] = _error(status)
+    doc: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": _operation_id(op),
+        "responses": responses,
+        "x-roles": list(op.roles),
+        "security": [{"bearer": []}] if op.roles else [],
+    }
+    if op.description:
+        doc["description"] = op.description
+    if params:
+        doc["parameters"] = params
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(op.body)}},
+        }
+    return doc
+
+
+def _operation_id(op: Op) -> str:
+    words = re.sub(r"[{}]", "", op.path).strip("/").replace("/", "_").replace(".", "_")
+    return f"{op.method.lower()}_{words}"
+
+
+def _components(models: Iterable[tuple[type[BaseModel], str]]) -> dict[str, Any]:
+    _, defs = models_json_schema(
+        [(m, mode) for m, mode in models],  # type: ignore[misc]
+        ref_template="#/components/schemas/{model}",
+    )
+    return dict(defs.get("$defs", {}))
+
+
+def document(extras: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The whole document; `extras` are the connectors' contributions
+    (`{"paths": ..., "schemas": ...}`, see `Connector.openapi`)."""
+    paths: dict[str, dict[str, Any]] = {}
+    bodies: list[tuple[type[BaseModel], str]] = []
+    answers: list[tuple[type[BaseModel], str]] = [(m, "serialization") for m in RESPONSE_MODELS]
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+        if op.body is not None:
+            bodies.append((op.body, "validation"))
+        if isinstance(op.response, type):
+            answers.append((op.response, "serialization"))
+    extra_schemas: dict[str, Any] = {}
+    for extra in extras:
+        for path, methods in extra.get("paths", {}).items():
+            paths.setdefault(path, {}).update(methods)
+        extra_schemas.update(extra.get("schemas", {}))
+    unique: list[tuple[type[BaseModel], str]] = []
+    for model, mode in [*bodies, *answers]:
+        if all(model is not m for m, _ in unique):
+            unique.append((model, mode))
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchboard",
+            "version": __version__,
+            "description": "The omnichannel conversation gateway's HTTP API. Every error is "
+            '`{"error": {"code", "message", "details"?}}`.',
+        },
+        "paths": paths,
+        "components": {
+            "schemas": _components(unique) | extra_schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from `auth.tokens` (roles admin, agent, "
+                    "integration), or a channel's own token for its inbound endpoint.",
+                }
+            },
+        },
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    gw = request.app[handlers.GATEWAY]
+    doc = request.app.get(_DOC)
+    if doc is None:
+        doc = document(c.openapi() for c in gw.connectors.values())
+        request.app[_DOC] = doc
+    return web.json_response(doc)
+
+
+_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+
+
+def error_statuses(doc: dict[str, Any]) -> set[int]:
+    """Every status any operation documents (for tests)."""
+    return {
+        int(code)
+        for item in doc["paths"].values()
+        for operation in item.values()
+        for code in operation["responses"]
+    }

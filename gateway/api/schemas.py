@@ -1,0 +1,205 @@
+"""What the API answers, as models: the OpenAPI document's response schemas.
+
+The handlers render with the model's `to_api()`; these models describe that shape. They
+are not a second truth kept by hand: the suite validates real answers against the document
+(schemathesis against the running daemon), so a field that changes here or there fails CI.
+Extra fields are allowed (additions are compatible).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorBody(Out):
+    code: str = Field(description="Machine-readable: invalid_json, unauthenticated, forbidden ...")
+    message: str
+    details: list[dict[str, Any]] | None = Field(
+        None, description="For 422: one entry per wrong field, `{field, message}`."
+    )
+
+
+class Error(Out):
+    """Every error, whatever the status."""
+
+    error: ErrorBody
+
+
+class Health(Out):
+    status: Literal["ok"]
+
+
+class Readiness(Out):
+    ready: bool
+    store: Literal["ok", "down"]
+    channels: dict[str, str] = Field(
+        description="running, degraded: N quarantined, starting, not_ready: ..., auth_failed: ..."
+    )
+
+
+class Me(Out):
+    name: str
+    role: Literal["admin", "agent", "integration"]
+    agent: str | None
+
+
+class Sender(Out):
+    type: Literal["contact", "agent", "bot", "system"]
+    id: str | None
+
+
+class MessageOut(Out):
+    id: str
+    conversation_id: str
+    direction: Literal["in", "out"]
+    channel: str
+    sender: Sender
+    text: str
+    html: str | None
+    subject: str | None
+    attachments: list[dict[str, Any]]
+    external_id: str | None
+    provider_message_id: str | None
+    status: str | None = Field(description="Outbound: queued, sent, delivered, read, failed.")
+    reason: str | None
+    automated: bool
+    truncated: bool = Field(
+        description="The text was cut to the gateway's limit; the whole is in `raw` (or, "
+        "without a raw message, a `full-text.txt` attachment)."
+    )
+    original_length: int | None = Field(
+        description="Length in characters of the text before it was cut; null when not cut."
+    )
+    raw: str | None = Field(description="Link to the message as the provider sent it.")
+    created_at: str
+    updated_at: str
+
+
+class ConversationOut(Out):
+    id: str
+    contact_id: str
+    channel: str
+    channel_kind: str
+    last_channel: str
+    status: Literal["open", "assigned", "pending", "resolved", "closed"]
+    queue: str
+    assignee: str | None
+    priority: Literal["low", "normal", "high", "urgent"]
+    required_skills: dict[str, int]
+    tags: list[str]
+    subject: str | None
+    routing: dict[str, Any] = Field(description="The rule, strategy and reasons of routing.")
+    created_at: str
+    updated_at: str
+    assigned_at: str | None
+    first_response_at: str | None
+    resolved_at: str | None
+    last_inbound_at: str | None
+
+
+class ConversationWithMessages(ConversationOut):
+    messages: list[MessageOut]
+
+
+class ConversationPage(Out):
+    conversations: list[ConversationOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
+
+
+class IdentityOut(Out):
+    kind: str
+    address: str
+    verified: bool
+
+
+class ContactOut(Out):
+    id: str
+    name: str | None
+    attributes: dict[str, str]
+    identities: list[IdentityOut]
+    created_at: str
+    merged_into: str | None
+
+
+class ContactList(Out):
+    contacts: list[ContactOut]
+
+
+class AgentOut(Out):
+    id: str
+    name: str
+    presence: Literal["online", "away", "offline"]
+    skills: dict[str, int]
+    queues: list[str]
+    capacity: dict[str, int]
+    load: dict[str, int]
+
+
+class AgentList(Out):
+    agents: list[AgentOut]
+
+
+class PresenceOut(Out):
+    id: str
+    presence: Literal["online", "away", "offline"]
+
+
+class CapacityOut(Out):
+    id: str
+    capacity: dict[str, int]
+
+
+class Accepted(Out):
+    ok: bool
+
+
+class Classification(Out):
+    queue: str
+    priority: str
+    required_skills: dict[str, int]
+    tags: list[str]
+    rule: str | None
+    reasons: list[str]
+
+
+class DecisionOut(Out):
+    agent: str | None
+    strategy: str | None
+    reasons: list[str]
+
+
+class Explanation(Out):
+    classification: Classification
+    decision: DecisionOut | None
+
+
+class QuarantinedOut(Out):
+    id: str
+    channel: str
+    content_type: str
+    size: int
+    external_id: str | None
+    reason: str
+    metadata: dict[str, Any]
+    status: Literal["new", "retried", "dismissed"]
+    retries: int
+    message_id: str | None
+    created_at: float
+    updated_at: float
+
+
+class QuarantinePage(Out):
+    items: list[QuarantinedOut]
+    next_cursor: str | None
+
+
+class InboundAccepted(Out):
+    conversation_id: str | None
+    message_id: str | None
+    duplicate: bool
