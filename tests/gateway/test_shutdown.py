@@ -95,7 +95,7 @@ async def test_webhook_sender_stops_when_an_event_and_the_stop_coincide(
     gateway_factory: Any, receiver: Receiver, tmp_path: Path
 ) -> None:
     cfg = base_config(tmp_path / "db.sqlite")
-    cfg["webhooks"] = [{"url": receiver.url, "secret": SECRET}]
+    cfg["webhooks"] = [{"url": receiver.url, "secret": SECRET, "allow_private_networks": True}]
     gw, _ = await gateway_factory(cfg)
     idle = asyncio.Event()
     signal_after(gw.store, "events_since", idle)
