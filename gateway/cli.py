@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -59,21 +60,30 @@ async def _run(loaded: LoadedConfig) -> tuple[int, bool]:
 
 def _serve(loaded: LoadedConfig) -> tuple[int, bool]:
     """Run the daemon on its own event loop. Unlike `asyncio.run`, which waits without
-    end for every task left over to finish its cancellation, leftovers get a short grace
-    (none when the gateway already abandoned something) and are then left behind."""
+    end for every task left over to finish its cancellation (and for the executor's
+    threads), the clean-up after the gateway stopped gets half a second in all; what is
+    still running then is left behind."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         code, clean = loop.run_until_complete(_run(loaded))
-        leftovers = asyncio.all_tasks(loop)
-        for task in leftovers:
-            task.cancel()
-        if leftovers and clean:
-            _, pending = loop.run_until_complete(asyncio.wait(leftovers, timeout=1.0))
-            clean = not pending
         if clean:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            grace = loop.time() + 0.5
+
+            def finish(work: Awaitable[Any]) -> bool:
+                task = asyncio.ensure_future(work, loop=loop)
+                wait = asyncio.wait({task}, timeout=max(0.0, grace - loop.time()))
+                done, _ = loop.run_until_complete(wait)
+                return bool(done)
+
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            clean = (
+                (not leftovers or finish(asyncio.gather(*leftovers, return_exceptions=True)))
+                and finish(loop.shutdown_asyncgens())
+                and finish(loop.shutdown_default_executor())
+            )
     finally:
         asyncio.set_event_loop(None)
         loop.close()
