@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.dispatch import Dispatcher
 from tests.gateway.conftest import SECRET, Receiver, base_config, config_text, wait_for
@@ -195,3 +196,46 @@ async def test_switchboard_run_exits_0_in_time_even_when_a_channel_never_stops(
     lines = log.read_text().splitlines()
     abandoned = [line for line in lines if "shutdown deadline passed" in line]
     assert len(abandoned) == 1 and "channel api" in abandoned[0], log.read_text()
+
+
+async def test_a_send_cut_short_by_the_deadline_is_sent_after_the_restart(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """The receiver holds the first delivery open past the shutdown deadline: stop still
+    ends in time, and the reply is not lost: the next start delivers it (same id)."""
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.headers["webhook-id"])
+        if len(seen) == 1:
+            await release.wait()  # the first attempt hangs
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/outbound", handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/outbound"  # type: ignore[union-attr]
+    try:
+        cfg = base_config(tmp_path / "db.sqlite", url)
+        cfg["server"]["shutdown_timeout"] = 1.0
+        gw, client = await gateway_factory(cfg)
+        _, body = await client.inbound("cut-1", "hello")
+        conv_id = body["conversation_id"]
+        status, msg = await client.call(
+            "POST", f"/v1/conversations/{conv_id}/messages", json={"text": "hi", "agent": "alice"}
+        )
+        assert status == 202
+        await wait_for(lambda: seen)
+        started = time.monotonic()
+        await stops_in_time(gw.stop(), None)
+        assert time.monotonic() - started < 1.3
+        _, client2 = await gateway_factory(cfg)
+        await wait_for(lambda: client2.message_with_status(conv_id, msg["id"], "sent"))
+        assert seen == [msg["id"], msg["id"]]
+    finally:
+        release.set()
+        await runner.cleanup()
