@@ -68,6 +68,12 @@ class ChannelKV:
         return await self._store.kv_lease(self._ns, key, holder, ttl, self._clock())
 
 
+async def _close_quietly(ws: web.WebSocketResponse) -> None:
+    """Close an event stream socket; a client already gone is no error."""
+    with contextlib.suppress(Exception):
+        await ws.close(code=1001, message=b"server shutting down")
+
+
 def make_store(loaded: LoadedConfig) -> Store:
     cfg = loaded.config.store
     return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
@@ -126,6 +132,7 @@ class Gateway:
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._stopped = False
+        self.abandoned: list[str] = []  # what did not stop within the shutdown deadline
         server = self.config.server
         self.guard = ConnectionGuard(
             header_timeout=server.header_timeout,
@@ -363,7 +370,7 @@ class Gateway:
 
     async def _start_channel(self, name: str, connector: Connector) -> None:
         delay = 1.0
-        while True:
+        while not self._stopped:  # not only the cancellation: Python 3.11 can lose it
             try:
                 await connector.start()
             except NotReady as exc:
@@ -389,32 +396,67 @@ class Gateway:
     async def stop(self) -> None:
         """Graceful, in order: stop accepting connections; end the event streams; stop the
         channels (no new inbound); let in-flight requests finish; stop routing and let
-        in-flight sends finish; close the store. A second call does nothing."""
+        in-flight sends finish; close the store. A second call does nothing.
+
+        All of it within `server.shutdown_timeout`: a step still running at its latest end
+        is cancelled and abandoned (logged once, listed in `abandoned`), and the steps after
+        it still run. The steps that wait for others (channels, in-flight requests,
+        in-flight sends) end by 40%, 70% and 100% of the budget less a reserve, so one stuck
+        channel cannot take all the time of the sends; the reserve is kept for the quick
+        steps that must happen whatever came before (stopping the loops, closing the store)."""
         if self._stopped:
             return
         self._stopped = True
         log.info("switchboard stopping")
+        loop = asyncio.get_running_loop()
         timeout = self.config.server.shutdown_timeout
+        start = loop.time()
+        deadline = start + timeout
+        budget = timeout - min(1.0, timeout / 4)
+        channels_by, requests_by, sends_by = (start + budget * f for f in (0.4, 0.7, 1.0))
+
+        def left(until: float) -> float:
+            return max(0.0, until - loop.time())
+
+        async def step(name: str, work: Awaitable[Any], until: float = deadline) -> None:
+            """Run one step until `until` at most; abandon it after that."""
+            task = asyncio.ensure_future(work)
+            await asyncio.wait({task}, timeout=left(until))
+            if not task.done():
+                task.cancel()
+                self.abandoned.append(name)
+            elif not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("shutdown step failed", extra={"step": name}, exc_info=exc)
+
         if self._runner is not None:
             for site in list(self._runner.sites):
-                await site.stop()
+                await step("listening socket", site.stop())
         self.bus.close()
-        for ws in list(self._sockets):
-            with contextlib.suppress(Exception):
-                await ws.close(code=1001, message=b"server shutting down")
+        await asyncio.gather(
+            *(step("event stream", _close_quietly(ws), channels_by) for ws in list(self._sockets))
+        )
         for task in list(self._tasks):
             task.cancel()
-        for name, connector in self.connectors.items():
-            try:
-                await asyncio.wait_for(connector.stop(), timeout)
-            except Exception:
-                log.exception("channel did not stop cleanly", extra={"channel": name})
+        await asyncio.gather(
+            *(
+                step(f"channel {name}", connector.stop(), channels_by)
+                for name, connector in self.connectors.items()
+            )
+        )
         if self._runner is not None:
-            await self._runner.cleanup()  # waits for in-flight handlers, up to the timeout
-        await self.dispatcher.stop()
-        await self.outbox.stop(timeout)
-        await self.webhooks.stop()
+            # Waits for in-flight handlers, then cancels them: shorten the runner's own
+            # timeout (set when it was made) to what is left, so it cancels them in time.
+            self._runner._shutdown_timeout = max(0.0, left(requests_by) - 0.1)
+            await step("in-flight requests", self._runner.cleanup(), requests_by)
+        await step("routing", self.dispatcher.stop(left(deadline)))
+        await step("outbox", self.outbox.stop(left(sends_by)))
+        await step("webhooks", self.webhooks.stop(left(deadline)))
         if self._http is not None:
-            await self._http.close()
-        await self.store.close()
+            await step("HTTP client", self._http.close())
+        await step("store", self.store.close())
+        if self.abandoned:
+            log.warning(
+                "shutdown deadline passed: abandoned what had not stopped",
+                extra={"abandoned": self.abandoned, "shutdown_timeout": timeout},
+            )
         log.info("switchboard stopped")

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ def _load(path: str) -> LoadedConfig | None:
         return None
 
 
-async def _run(loaded: LoadedConfig) -> int:
+async def _run(loaded: LoadedConfig) -> tuple[int, bool]:
+    """Serve until SIGTERM/SIGINT, then stop. The exit code, and whether everything
+    stopped (False: something was abandoned at the shutdown deadline)."""
     from gateway.app import Gateway
 
     gateway = Gateway(loaded)
@@ -44,7 +47,7 @@ async def _run(loaded: LoadedConfig) -> int:
     except OSError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         await gateway.stop()
-        return 1
+        return 1, not gateway.abandoned
     print(
         f"switchboard {__version__} listening on http://{loaded.config.server.host}:{gateway.port}",
         file=sys.stderr,
@@ -52,7 +55,39 @@ async def _run(loaded: LoadedConfig) -> int:
     )
     await stop.wait()
     await gateway.stop()
-    return 0
+    return 0, not gateway.abandoned
+
+
+def _serve(loaded: LoadedConfig) -> tuple[int, bool]:
+    """Run the daemon on its own event loop. Unlike `asyncio.run`, which waits without
+    end for every task left over to finish its cancellation (and for the executor's
+    threads), the clean-up after the gateway stopped gets half a second in all; what is
+    still running then is left behind."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        code, clean = loop.run_until_complete(_run(loaded))
+        if clean:
+            grace = loop.time() + 0.5
+
+            def finish(work: Awaitable[Any]) -> bool:
+                task = asyncio.ensure_future(work, loop=loop)
+                wait = asyncio.wait({task}, timeout=max(0.0, grace - loop.time()))
+                done, _ = loop.run_until_complete(wait)
+                return bool(done)
+
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            clean = (
+                (not leftovers or finish(asyncio.gather(*leftovers, return_exceptions=True)))
+                and finish(loop.shutdown_asyncgens())
+                and finish(loop.shutdown_default_executor())
+            )
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return code, clean
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -62,7 +97,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args.config)
     if loaded is None:
         return 2
-    return asyncio.run(_run(loaded))
+    code, clean = _serve(loaded)
+    if not clean:
+        # Something did not stop by the deadline (logged): exit now rather than wait for
+        # it at interpreter exit (a store thread never closed would keep the process).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ class Dispatcher:
         self.clock = clock
         self.safety_interval = safety_interval
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._queues = {q.name: q for q in config.routing.queues}
         self._agents = {a.id: a for a in config.agents}
@@ -46,20 +47,31 @@ class Dispatcher:
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="dispatcher")
         self.poke()
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop routing. The loop ends on its flag as well as on the cancellation (which
+        Python 3.11 can lose), and is waited for at most `timeout` seconds."""
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=timeout)
+            if not task.done():
+                log.warning("dispatcher did not stop; abandoned")
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when it is
+            # cancelled just as the wake arrives, and the cancellation is lost.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.safety_interval)
+                async with asyncio.timeout(self.safety_interval):
+                    await self._wake.wait()
+            if self._stopping:
+                break
             self._wake.clear()
             try:
                 retry = await self.run_pass()

@@ -92,6 +92,7 @@ class Outbox:
         self.clock = clock
         self.lease_seconds = lease_seconds or config.send_timeout + 30
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(config.concurrency)
@@ -100,22 +101,37 @@ class Outbox:
         self._wake.set()
 
     async def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._loop(), name="outbox")
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop leasing new work and let in-flight sends finish (up to `timeout`)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Stop leasing new work and let in-flight sends finish, all within `timeout`:
+        sends still running then are cancelled (their leases expire and they are sent
+        again after a restart).
+
+        The loop stops on its flag as well as on the cancellation, and is waited for with
+        a bound: on Python 3.11 a cancellation can be lost inside `asyncio.wait_for` and
+        elsewhere, and a stop must not depend on it arriving."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=timeout)
+            if not task.done():
+                log.warning("outbox loop did not stop; abandoned")
         if self._inflight:
-            _, pending = await asyncio.wait(self._inflight, timeout=timeout)
-            for task in pending:
-                task.cancel()
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, pending = await asyncio.wait(set(self._inflight), timeout=left)
+            for send in pending:
+                send.cancel()
+            if pending:
+                # a cancelled send ends at its next await; do not wait on one that does not
+                await asyncio.wait(pending, timeout=0.1)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 free = self.config.concurrency - len(self._inflight)
                 items = (
@@ -137,9 +153,14 @@ class Outbox:
             except Exception:
                 log.exception("outbox loop failed")
                 wait = 1.0
+            if self._stopping:
+                break
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when it is
+            # cancelled just as the wake arrives, and the cancellation is lost.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await self._wake.wait()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)

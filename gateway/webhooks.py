@@ -36,6 +36,7 @@ class _Endpoint:
         self.cursor_key = f"webhook:{cfg.url}"
         self.cursor = 0
         self.wake = asyncio.Event()
+        self.stopping = False
 
     async def load_cursor(self) -> None:
         """A new endpoint starts at the current end of the log; a known one where it was."""
@@ -50,8 +51,9 @@ class _Endpoint:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.cfg.events)
 
     async def run(self) -> None:
-        """Deliver forever; a store error is logged and retried, never the end of delivery."""
-        while True:
+        """Deliver until stopped; a store error is logged and retried, never the end of
+        delivery. Every wait also checks `stopping`: Python 3.11 can lose a cancellation."""
+        while not self.stopping:
             try:
                 await self._deliver()
             except asyncio.CancelledError:
@@ -62,21 +64,30 @@ class _Endpoint:
 
     async def _deliver(self) -> None:
         failures = 0
-        while True:
+        while not self.stopping:
             batch = await self.store.events_since(self.cursor, 100)
             if not batch:
                 self.wake.clear()
+                if self.stopping:
+                    return
+                # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when it
+                # is cancelled just as the wake arrives, and the cancellation is lost.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await self.wake.wait()
                 continue
             for event in batch:
                 if self.wants(event.type):
                     while not await self._post(event):
+                        if self.stopping:
+                            return
                         failures += 1
                         await asyncio.sleep(backoff(failures, 1.0, 300.0))
                     failures = 0
                 self.cursor = event.id
                 await self.store.kv_set("webhooks", self.cursor_key, str(self.cursor))
+                if self.stopping:
+                    return
 
     async def _post(self, event: Event) -> bool:
         body = event_json(event).encode()
@@ -142,10 +153,16 @@ class WebhookSender:
         for endpoint in self._endpoints:
             endpoint.wake.set()
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop delivering (the cursors stay where they are). Each loop ends on its flag
+        as well as on the cancellation, and they are waited for at most `timeout`."""
+        for endpoint in self._endpoints:
+            endpoint.stopping = True
+            endpoint.wake.set()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            if pending:
+                log.warning("webhook delivery did not stop; abandoned")

@@ -168,11 +168,12 @@ class EmailConnector(Connector):
         self._stopping.set()
         task, self._task = self._task, None
         if task is not None:
-            try:
-                await asyncio.wait_for(task, timeout=self.cfg.imap.timeout + 10)
-            except (TimeoutError, asyncio.CancelledError):
+            # asyncio.wait, not wait_for: a loop that does not end on time is cancelled
+            # and left, never waited on for ever (3.11 can lose a cancellation)
+            await asyncio.wait({task}, timeout=self.cfg.imap.timeout + 10)
+            if not task.done():
                 task.cancel()
-            except Exception as exc:
+            elif not task.cancelled() and (exc := task.exception()) is not None:
                 self.log.warning("email %s: receive loop ended with %r", self.name, exc)
         if self._imap is not None:
             await self._imap.close()
@@ -218,8 +219,10 @@ class EmailConnector(Connector):
             await imap.close()
 
     async def _sleep(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _wait_for_mail(self, imap: ImapConnection) -> None:
         if imap.new_mail:

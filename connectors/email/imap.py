@@ -289,7 +289,8 @@ class ImapConnection:
             if not self.lost.is_set() and client.has_pending_idle():
                 client.idle_done()
                 with contextlib.suppress(*IMAP_ERRORS):
-                    await asyncio.wait_for(idle_task, self.settings.timeout)
+                    async with asyncio.timeout(self.settings.timeout):  # not wait_for (3.11)
+                        await idle_task
             else:
                 idle_task.cancel()
         if self.lost.is_set():

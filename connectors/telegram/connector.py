@@ -257,8 +257,10 @@ class TelegramConnector(Connector):
         return message
 
     async def _pause(self, seconds: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _poll(self) -> None:
         backoff = self.retry_initial

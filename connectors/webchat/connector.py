@@ -687,7 +687,7 @@ class WebchatConnector(Connector):
             del self._sent_at[visitor]
 
     async def _poll_availability(self) -> None:
-        while True:
+        while not self._stopping:  # not only the cancellation: Python 3.11 can lose it
             await asyncio.sleep(AVAILABILITY_INTERVAL)
             self._forget_idle_senders()
             online = await self._fetch_availability()
@@ -736,7 +736,8 @@ class WebchatConnector(Connector):
         if ws.closed:
             return False
         try:
-            await asyncio.wait_for(ws.send_str(data), _SEND_TIMEOUT)
+            async with asyncio.timeout(_SEND_TIMEOUT):  # not wait_for: 3.11 can lose a cancel
+                await ws.send_str(data)
         except (ConnectionError, TimeoutError, RuntimeError):
             return False
         return True

@@ -320,7 +320,10 @@ async def test_stop_refuses_new_work_and_ends_open_streams(gateway_factory: Any)
     gw, client = await gateway_factory()
     connector = gw.connectors["api"]
 
+    channel_stopping = asyncio.Event()
+
     async def slow_stop() -> None:  # a channel that takes a while to stop, like IMAP logout
+        channel_stopping.set()
         await asyncio.sleep(1.0)
 
     connector.stop = slow_stop  # type: ignore[method-assign]
@@ -328,7 +331,7 @@ async def test_stop_refuses_new_work_and_ends_open_streams(gateway_factory: Any)
     async with client.http.get(f"{client.base}/v1/events", headers=headers) as stream:
         started = asyncio.get_running_loop().time()
         stopping = asyncio.create_task(gw.stop())
-        await asyncio.sleep(0.3)  # the channel is stopping: nothing new may be accepted
+        await asyncio.wait_for(channel_stopping.wait(), 5)  # nothing new may be accepted now
         with pytest.raises(aiohttp.ClientConnectionError):
             async with aiohttp.ClientSession() as fresh:
                 await fresh.post(f"{client.base}/v1/channels/api/messages", json={})

@@ -142,8 +142,13 @@ async def test_newcomer_flow_with_sigkill_and_restart(tmp_path: Path) -> None:
         await daemon.start()
         async with aiohttp.ClientSession() as http:
             # 4. Every queued reply is delivered, signed, exactly once.
-            await wait_for(lambda: len(receiver.requests) >= 3, timeout=20)
-            await asyncio.sleep(0.5)
+            async def all_sent() -> bool:
+                # `sent` is recorded only once the receiver answered: no attempt follows it
+                async with http.get(f"{base}/v1/conversations/{conv_id}", headers=auth) as r:
+                    messages = (await r.json())["messages"]
+                return all(m["status"] == "sent" for m in messages if m["id"] in replies)
+
+            await wait_for(all_sent, timeout=20)
             ids = [h["webhook-id"] for h, _ in receiver.requests]
             assert sorted(ids) == sorted(replies), "each reply delivered once"
             for headers, raw in receiver.requests:

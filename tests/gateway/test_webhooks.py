@@ -3,7 +3,6 @@ verified with the reference Standard Webhooks library, resuming across restarts.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +45,16 @@ async def test_events_arrive_signed_in_order_and_survive_failures_and_restarts(
 
     # Stopped, events happen, started again with the same store: they are delivered.
     await gw.stop()
-    _, client2 = await gateway_factory(cfg)
+    gw2, client2 = await gateway_factory(cfg)
     before = len(receiver.requests)
     await client2.inbound("w2", "again", sender="c2")
     await wait_for(lambda: len(receiver.requests) >= before + 3, timeout=10)
-    await asyncio.sleep(0.3)
+
+    async def caught_up() -> bool:  # every event delivered: nothing more is on its way
+        cursor = await gw2.store.kv_get("webhooks", f"webhook:{receiver.url}")
+        return cursor == str(await gw2.store.last_event_id())
+
+    await wait_for(caught_up, timeout=10)
     delivered = [
         standardwebhooks.Webhook(SECRET).verify(raw, h)["id"] for h, raw in receiver.requests[1:]
     ]

@@ -4,7 +4,6 @@ webhooks, provider trouble, and one contact across SMS and WhatsApp."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +88,18 @@ async def reply(client: Client, conv: dict[str, Any], text: str) -> dict[str, An
 async def message_in(client: Client, conv_id: str, msg_id: str) -> dict[str, Any]:
     conv = await client.conversation(conv_id)
     return next(m for m in conv["messages"] if m["id"] == msg_id)
+
+
+async def sms_retries(client: Client) -> float:
+    """Delivery attempts on the SMS channel that ended in `retry`, from /metrics."""
+    status, text = await client.call("GET", "/metrics")
+    assert status == 200, text
+    key = 'switchboard_messages_sent_total{channel="sms",status="retry"}'
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(key))
+
+
+async def retried(client: Client, at_least: float) -> bool:
+    return await sms_retries(client) >= at_least
 
 
 async def status_is(
@@ -224,7 +235,7 @@ async def test_429_then_500_then_success_is_delivered_once(
     assert len(creates) == 3  # 429, 500, 201
     # Retry-After honoured: the second attempt waited ~0.2 s after the 429.
     assert creates[1].at - creates[0].at >= 0.15
-    await asyncio.sleep(0.3)
+    # `sent` is recorded only after Twilio answered 201: no further attempt can follow.
     [created] = twilio.messages
     assert created["body"] == "Hi! How can I help?" and created["to"] == CUSTOMER_NUMBER
     assert sent["provider_message_id"] == created["sid"]
@@ -238,14 +249,15 @@ async def test_twilio_down_for_a_while_then_delivered_once(
     await post_sms(client, twilio, "my router is blinking red")
     conv = await routed_conversation(client)
     await twilio.stop()
+    before = await sms_retries(client)
     out = await reply(client, conv, "Please unplug it for 10 seconds.")
-    await asyncio.sleep(1.0)
+    await wait_for(lambda: retried(client, before + 3), timeout=10)  # three attempts failed
     msg = await message_in(client, conv["id"], out["id"])
     assert msg["status"] == "queued", msg  # still trying, not failed
     assert twilio.messages == []
     await twilio.start()
     await wait_for(lambda: status_is(client, conv["id"], out["id"], "sent"), timeout=10)
-    await asyncio.sleep(0.5)
+    # `sent` is recorded only after Twilio answered 201: no further attempt can follow.
     [created] = twilio.messages
     assert created["body"] == "Please unplug it for 10 seconds."
     assert (await message_in(client, conv["id"], out["id"]))["status"] == "sent"
