@@ -5,12 +5,32 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from gateway import logs
+from tests.standins.telegram import TelegramStandin
+from tests.standins.twilio import TwilioStandin
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioStandin]:
+    """Twilio's REST API, served locally (reached through the connector's base URL)."""
+    standin = TwilioStandin()
+    await standin.start()
+    yield standin
+    await standin.close()
+
+
+@pytest.fixture
+async def telegram() -> AsyncIterator[TelegramStandin]:
+    """Telegram's Bot API, served locally (reached through the connector's base URL)."""
+    standin = TelegramStandin()
+    await standin.start()
+    yield standin
+    await standin.close()
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from tests.gateway.conftest import base_config, config_text, wait_for
-from tests.gateway.test_e2e_daemon import free_port
+from tests.gateway.test_e2e_daemon import Daemon, free_port
 
 NOFILE = 1024
 HEADER_TIMEOUT = 3.0
@@ -53,35 +53,18 @@ def _limit_files() -> None:  # runs in the child between fork and exec
     resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
 
 
-class LimitedDaemon:
+class LimitedDaemon(Daemon):
     """`switchboard run` in a child process whose open-file limit is 1,024."""
 
     def __init__(self, tmp: Path, cfg: dict[str, Any]) -> None:
-        self.port = int(cfg["server"]["port"])
-        self.config = tmp / "gateway.yaml"
-        self.config.write_text(config_text(cfg))
-        self.log = tmp / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        config = tmp / "gateway.yaml"
+        config.write_text(config_text(cfg))
+        super().__init__(
+            config, int(cfg["server"]["port"]), tmp / "daemon.log", preexec_fn=_limit_files
+        )
 
     async def __aenter__(self) -> LimitedDaemon:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-            preexec_fn=_limit_files,
-        )
-        async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=20)
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

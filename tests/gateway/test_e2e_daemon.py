@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,18 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    """`switchboard run` as a child process; `start()` returns once /healthz answers.
+    `preexec_fn` runs in the child before exec (e.g. to lower its open-file limit)."""
+
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        log: Path,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.config, self.port, self.log = config, port, log
+        self.preexec_fn = preexec_fn
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
@@ -44,6 +55,7 @@ class Daemon:
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("ab"),
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            preexec_fn=self.preexec_fn,
         )
         async with aiohttp.ClientSession() as http:
 

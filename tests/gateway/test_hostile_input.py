@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-import pytest
 
 from tests.gateway.conftest import ADMIN, CHANNEL, Client, base_config, gateway_factory
 from tests.standins.server import free_port
@@ -24,22 +22,6 @@ __all__ = ["gateway_factory"]
 DEEP = ("[" * 5000 + "]" * 5000).encode()
 DEEP_OBJECT = ('{"a":' * 5000 + "1" + "}" * 5000).encode()
 HUGE_INT = '{"external_id": "x", "text": "hi", "from": {"id": "c"}, "n": ' + "9" * 5000 + "}"
-
-
-@pytest.fixture
-async def telegram() -> AsyncIterator[TelegramStandin]:
-    standin = TelegramStandin()
-    await standin.start()
-    yield standin
-    await standin.close()
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[TwilioStandin]:
-    standin = TwilioStandin()
-    await standin.start()
-    yield standin
-    await standin.close()
 
 
 async def hostile_gateway(

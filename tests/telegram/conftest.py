@@ -11,14 +11,6 @@ from tests.standins.telegram import WEBHOOK_SECRET, TelegramStandin
 
 
 @pytest.fixture
-async def telegram() -> AsyncIterator[TelegramStandin]:
-    standin = TelegramStandin()
-    await standin.start()
-    yield standin
-    await standin.close()
-
-
-@pytest.fixture
 async def make_bot(telegram: TelegramStandin) -> AsyncIterator[ChannelFactory]:
     """Build (and by default start) a Telegram channel on a FakeGateway."""
     made: list[tuple[TelegramConnector, FakeGateway, bool]] = []

@@ -17,14 +17,6 @@ from tests.standins.twilio import CHANNEL_NUMBER, TwilioStandin
 
 
 @pytest.fixture
-async def twilio() -> AsyncIterator[TwilioStandin]:
-    standin = TwilioStandin()
-    await standin.start()
-    yield standin
-    await standin.close()
-
-
-@pytest.fixture
 async def make_channel(twilio: TwilioStandin) -> AsyncIterator[ChannelFactory]:
     """Build a started SMS or WhatsApp channel on a FakeGateway serving its webhooks."""
     gateways: list[FakeGateway] = []
