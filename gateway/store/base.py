@@ -229,6 +229,7 @@ class Claim:
     conversation_id: str
     agent_id: str
     channel_kind: str
+    # The capacity the router's snapshot showed; the store checks the current one.
     capacity: int
     queue: str
     strategy: str
@@ -310,7 +311,8 @@ class Store(ABC):
     @abstractmethod
     async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:
         """Assign each conversation if it is still waiting, the agent still online and
-        under capacity: a compare-and-set per claim. Returns the claimed conversation ids."""
+        under the capacity the agent has when the claim commits (not `Claim.capacity`, the
+        one the plan saw): a compare-and-set per claim. Returns the claimed conversation ids."""
 
     @abstractmethod
     async def set_presence(self, agent_id: str, presence: str, now: float) -> list[Event]: ...

@@ -958,11 +958,16 @@ class SqliteStore(SqliteQuarantine, Store):
             new: list[NewEvent] = []
             for c in claims:
                 agent = conn.execute(
-                    "SELECT presence FROM agents WHERE id=?", (c.agent_id,)
+                    "SELECT presence, capacity FROM agents WHERE id=?", (c.agent_id,)
                 ).fetchone()
                 if agent is None or agent[0] != "online":
                     continue
-                if self._load(conn, c.agent_id, c.channel_kind) >= c.capacity:
+                # The capacity as it is now, inside this transaction: an admin may have
+                # lowered it since the router's snapshot (`c.capacity`) was taken.
+                capacity = AgentState(c.agent_id, agent[0], json.loads(agent[1]))
+                if self._load(conn, c.agent_id, c.channel_kind) >= capacity.capacity_for(
+                    c.channel_kind
+                ):
                     continue
                 cur = conn.execute(
                     "UPDATE conversations SET assignee=?, status='assigned', assigned_at=?, updated_at=?"

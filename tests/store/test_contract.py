@@ -121,6 +121,23 @@ async def test_claim_is_compare_and_set_and_respects_capacity(store: Store) -> N
     assert snap.rr_last == {"general": "alice"}
 
 
+async def test_claim_checks_capacity_as_it_is_at_commit(store: Store) -> None:
+    # The router planned with alice at 0/2; an admin lowers her capacity to 1 before the
+    # claim commits: only one conversation may be hers, whatever the plan believed.
+    convs = [
+        (await ingest(store, inbound(str(i), f"d{i}@example.com"), now=1000 + i)).conversation.id
+        for i in range(2)
+    ]
+    await store.set_capacity("alice", {"default": 1}, 1500)
+    claims = [Claim(c, "alice", "email", 2, "general", "round_robin", []) for c in convs]
+    claimed, _ = await store.claim(claims, 2000)
+    assert claimed == convs[:1]
+    # A capacity per channel kind wins over the default.
+    await store.set_capacity("alice", {"default": 5, "email": 1}, 2100)
+    again, _ = await store.claim(claims[1:], 2200)
+    assert again == []
+
+
 async def test_concurrent_claims_never_exceed_capacity(store: Store) -> None:
     ids = [
         (await ingest(store, inbound(str(i), f"k{i}@example.com"))).conversation.id
