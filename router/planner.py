@@ -1,0 +1,241 @@
+"""Incremental routing: a pool of the agents with free capacity, indexed by queue and skill (pure).
+
+`plan` in `strategies` explains every decision against every agent; this module decides
+the same assignments at a cost that follows the candidates, not the backlog or the team:
+
+- only agents that are online and under capacity enter the pool, indexed per queue (and
+  per skill within the queue); an agent that fills up leaves every queue it serves;
+- each strategy has its own index per queue: ids in order for `round_robin`, a heap for
+  `least_busy`/`skills` (by load ratio) and for `longest_idle`, so a conversation without
+  required skills is decided in O(log agents); one with required skills looks only at the
+  queue's free agents that have the rarest of those skills;
+- once a queue (or a queue and a set of required skills) has no candidate left, every later
+  conversation of that group is skipped in O(1): capacity only shrinks during a pass.
+
+A decision carries the reason for the chosen agent plus counts of the excluded ones; the
+per-agent explanation is `strategies.decide` (`router.explain`), computed on demand.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import heapq
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .config import QueueConfig
+from .strategies import (
+    AgentSnapshot,
+    ConversationSnapshot,
+    Decision,
+    _idle_key,
+    _least_busy_key,
+    _pick,
+    chosen_reason,
+    order_waiting,
+)
+
+
+def _is_free(agent: AgentSnapshot) -> bool:
+    return agent.presence == "online" and agent.load < agent.capacity
+
+
+class _QueuePool:
+    """The free agents of one queue, indexed for its strategy."""
+
+    __slots__ = ("by_skill", "free", "full", "heap", "ids", "members", "strategy", "unavailable")
+
+    def __init__(self, strategy: str) -> None:
+        self.strategy = strategy
+        self.members = 0  # every agent of the queue in the snapshot
+        self.unavailable = 0  # offline or away
+        self.full = 0  # online, at capacity (grows during a pass)
+        self.free: set[str] = set()
+        self.ids: list[str] = []  # sorted free ids (round_robin)
+        self.heap: list[tuple[Any, ...]] = []  # (key..., id) with lazy deletion
+        self.by_skill: dict[str, set[str]] = {}
+
+    def key(self, agent: AgentSnapshot) -> tuple[Any, ...]:
+        if self.strategy == "longest_idle":
+            return (_idle_key(agent), agent.id)
+        return _least_busy_key(agent)  # least_busy, and skills without requirements
+
+    def add(self, agent: AgentSnapshot) -> None:
+        self.free.add(agent.id)
+        for skill in agent.skills:
+            self.by_skill.setdefault(skill, set()).add(agent.id)
+        if self.strategy == "round_robin":
+            bisect.insort(self.ids, agent.id)
+        else:
+            heapq.heappush(self.heap, self.key(agent))
+
+    def remove(self, agent: AgentSnapshot) -> None:
+        self.free.discard(agent.id)
+        for skill in agent.skills:
+            self.by_skill.get(skill, set()).discard(agent.id)
+        if self.strategy == "round_robin":
+            i = bisect.bisect_left(self.ids, agent.id)
+            if i < len(self.ids) and self.ids[i] == agent.id:
+                del self.ids[i]
+        # heap entries of an agent that left are dropped lazily
+
+    def changed(self, agent: AgentSnapshot) -> None:
+        """The agent's load or idle time changed; it is still free."""
+        if self.strategy != "round_robin":
+            heapq.heappush(self.heap, self.key(agent))
+
+
+class Planner:
+    """Decide waiting conversations one at a time against a working copy of the agents.
+
+    Every assignment is applied (load + 1, `last_assigned_at = now`, the queue's
+    round-robin cursor), so later decisions see it, exactly as `plan` does. The inputs
+    are not modified. One planner serves one channel kind (capacity is per kind).
+    """
+
+    def __init__(
+        self,
+        queues: Mapping[str, QueueConfig],
+        agents: Iterable[AgentSnapshot],
+        rr_last: Mapping[str, str],
+        now: float,
+    ) -> None:
+        self.queues = queues
+        self.now = now
+        self.cursors = dict(rr_last)
+        self.agents: dict[str, AgentSnapshot] = {}
+        self.pools = {name: _QueuePool(q.strategy) for name, q in queues.items()}
+        self._dead: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
+        for agent in agents:
+            free = _is_free(agent)
+            if free:
+                self.agents[agent.id] = agent
+            for name in agent.queues:
+                pool = self.pools.get(name)
+                if pool is None:
+                    continue
+                pool.members += 1
+                if agent.presence != "online":
+                    pool.unavailable += 1
+                elif not free:
+                    pool.full += 1
+                else:
+                    pool.add(agent)
+
+    def has_free(self, queue: str) -> bool:
+        """Whether some agent of `queue` can still take a conversation."""
+        pool = self.pools.get(queue)
+        return pool is not None and bool(pool.free)
+
+    def free_queues(self) -> set[str]:
+        """The queues with at least one agent under capacity."""
+        return {name for name, pool in self.pools.items() if pool.free}
+
+    def assign(self, conv: ConversationSnapshot) -> Decision | None:
+        """The agent `conv` gets, applied to the working state; None when it waits."""
+        pool = self.pools.get(conv.queue)
+        if pool is None or not pool.free:
+            return None
+        required = conv.required_skills
+        group = (conv.queue, tuple(sorted(required.items())))
+        if required and group in self._dead:
+            return None
+        cursor = self.cursors.get(conv.queue)
+        eligible = 0
+        if required:
+            candidates = self._with_skills(pool, required)
+            if not candidates:
+                self._dead.add(group)
+                return None
+            eligible = len(candidates)
+            chosen = _pick(pool.strategy, candidates, required, cursor)
+        else:
+            eligible = len(pool.free)
+            chosen = self._top(pool, cursor)
+        reasons = []
+        excluded = self._excluded(pool, len(pool.free) - eligible)
+        if excluded:
+            reasons.append(excluded)
+        reasons.append(chosen_reason(chosen, pool.strategy, cursor, required, self.now))
+        self._apply(chosen, conv.queue)
+        return Decision(conv.id, chosen.id, conv.queue, pool.strategy, reasons)
+
+    def _with_skills(self, pool: _QueuePool, required: Mapping[str, int]) -> list[AgentSnapshot]:
+        sets = []
+        for skill in required:
+            having = pool.by_skill.get(skill)
+            if not having:
+                return []
+            sets.append(having)
+        rarest = min(sets, key=len)
+        out = []
+        for agent_id in rarest:
+            agent = self.agents[agent_id]
+            if all(agent.skills.get(s, 0) >= level for s, level in required.items()):
+                out.append(agent)
+        return out
+
+    def _top(self, pool: _QueuePool, cursor: str | None) -> AgentSnapshot:
+        if pool.strategy == "round_robin":
+            i = bisect.bisect_right(pool.ids, cursor) if cursor is not None else 0
+            return self.agents[pool.ids[i if i < len(pool.ids) else 0]]
+        heap = pool.heap
+        while True:
+            entry = heap[0]
+            agent = self.agents.get(entry[-1])
+            if agent is not None and agent.id in pool.free and pool.key(agent) == entry:
+                return agent
+            heapq.heappop(heap)  # stale: the agent left or its key changed
+
+    @staticmethod
+    def _excluded(pool: _QueuePool, lacking: int) -> str:
+        parts = []
+        if pool.unavailable:
+            parts.append(f"{pool.unavailable} offline or away")
+        if pool.full:
+            parts.append(f"{pool.full} at capacity")
+        if lacking:
+            parts.append(f"{lacking} lacking skills")
+        if not parts:
+            return ""
+        total = pool.unavailable + pool.full + lacking
+        return f"{total} of {pool.members} agents of the queue excluded: {', '.join(parts)}"
+
+    def _apply(self, chosen: AgentSnapshot, queue: str) -> None:
+        agent = dataclasses.replace(chosen, load=chosen.load + 1, last_assigned_at=self.now)
+        self.cursors[queue] = agent.id
+        full = not _is_free(agent)
+        if full:
+            del self.agents[agent.id]
+        else:
+            self.agents[agent.id] = agent
+        for name in agent.queues:
+            pool = self.pools.get(name)
+            if pool is None:
+                continue
+            if full:
+                pool.remove(agent)
+                pool.full += 1
+            else:
+                pool.changed(agent)
+
+
+def plan_assignments(
+    waiting: Iterable[ConversationSnapshot],
+    queues: Mapping[str, QueueConfig],
+    agents: Iterable[AgentSnapshot],
+    rr_last: Mapping[str, str],
+    now: float,
+) -> list[Decision]:
+    """The assignments `plan` would make, in `order_waiting` order, without explaining the
+    conversations that wait: only decisions with an agent are returned."""
+    planner = Planner(queues, agents, rr_last, now)
+    out = []
+    for conv in order_waiting(waiting):
+        if not planner.has_free(conv.queue):
+            continue
+        decision = planner.assign(conv)
+        if decision is not None:
+            out.append(decision)
+    return out
