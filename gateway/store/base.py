@@ -225,6 +225,24 @@ class RoutingSnapshot:
 
 
 @dataclass(slots=True)
+class RoutingState:
+    """What a routing pass reads before it reads any waiting conversation."""
+
+    agents: list[AgentState]
+    # (agent id, channel kind) → conversations occupying capacity
+    loads: dict[tuple[str, str], int]
+    rr_last: dict[str, str]
+    # The (channel kind, queue) pairs with at least one conversation waiting.
+    waiting_groups: list[tuple[str, str]]
+    # How many conversations wait, when asked for (it costs a scan of the waiting index).
+    waiting_count: int | None = None
+
+
+# Keyset position in a queue's waiting order: (priority, created_at, id).
+WaitingKey = tuple[int, float, str]
+
+
+@dataclass(slots=True)
 class Claim:
     conversation_id: str
     agent_id: str
@@ -307,6 +325,18 @@ class Store(ABC):
 
     @abstractmethod
     async def routing_snapshot(self) -> RoutingSnapshot: ...
+
+    @abstractmethod
+    async def routing_state(self, count_waiting: bool = False) -> RoutingState:
+        """Agents, loads, round-robin cursors and which (kind, queue) pairs have waiting
+        conversations, at a cost that does not grow with the number waiting."""
+
+    @abstractmethod
+    async def waiting_page(
+        self, channel_kind: str, queue: str, after: WaitingKey | None, limit: int
+    ) -> list[WaitingConversation]:
+        """Up to `limit` waiting conversations of one kind and queue, highest priority then
+        oldest then id first, starting after the keyset position `after`."""
 
     @abstractmethod
     async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:

@@ -39,9 +39,11 @@ from gateway.store.base import (
     OutboundRequest,
     OutboxItem,
     RoutingSnapshot,
+    RoutingState,
     Scope,
     Store,
     WaitingConversation,
+    WaitingKey,
     check_acts,
     check_sees,
 )
@@ -907,6 +909,66 @@ class SqliteStore(SqliteQuarantine, Store):
             }
             rr = dict(conn.execute("SELECT queue, agent_id FROM queue_cursors").fetchall())
             return RoutingSnapshot(waiting, agents, loads, rr)
+
+        return await self._run(op)
+
+    async def routing_state(self, count_waiting: bool = False) -> RoutingState:
+        def op(conn: sqlite3.Connection) -> RoutingState:
+            loads = {
+                (r[0], r[1]): r[2]
+                for r in conn.execute(
+                    "SELECT agent_id, channel_kind, n FROM agent_load WHERE n > 0"
+                )
+            }
+            rr = dict(conn.execute("SELECT queue, agent_id FROM queue_cursors").fetchall())
+            # The distinct (kind, queue) pairs by skipping along conversations_routable:
+            # one index seek per pair, however many conversations wait in each.
+            groups: list[tuple[str, str]] = []
+            row = conn.execute(
+                "SELECT channel_kind, queue FROM conversations INDEXED BY conversations_routable"
+                " WHERE status='open' AND assignee IS NULL"
+                " ORDER BY channel_kind, queue LIMIT 1"
+            ).fetchone()
+            while row is not None:
+                groups.append((row[0], row[1]))
+                row = conn.execute(
+                    "SELECT channel_kind, queue FROM conversations INDEXED BY conversations_routable"
+                    " WHERE status='open' AND assignee IS NULL"
+                    " AND (channel_kind > ?1 OR (channel_kind = ?1 AND queue > ?2))"
+                    " ORDER BY channel_kind, queue LIMIT 1",
+                    row,
+                ).fetchone()
+            count = None
+            if count_waiting:
+                count = conn.execute(
+                    "SELECT count(*) FROM conversations WHERE status='open' AND assignee IS NULL"
+                ).fetchone()[0]
+            return RoutingState(self._agent_states(conn), loads, rr, groups, count)
+
+        return await self._run(op)
+
+    async def waiting_page(
+        self, channel_kind: str, queue: str, after: WaitingKey | None, limit: int
+    ) -> list[WaitingConversation]:
+        def op(conn: sqlite3.Connection) -> list[WaitingConversation]:
+            sql = (
+                "SELECT id, queue, priority, required_skills, channel_kind, created_at"
+                " FROM conversations INDEXED BY conversations_routable"
+                " WHERE status='open' AND assignee IS NULL AND channel_kind=? AND queue=?"
+            )
+            args: list[Any] = [channel_kind, queue]
+            if after is not None:
+                sql += (
+                    " AND (priority < ?3 OR (priority = ?3 AND"
+                    " (created_at > ?4 OR (created_at = ?4 AND id > ?5))))"
+                )
+                args += list(after)
+            sql += " ORDER BY priority DESC, created_at, id LIMIT ?"
+            args.append(limit)
+            return [
+                WaitingConversation(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
+                for r in conn.execute(sql, args)
+            ]
 
         return await self._run(op)
 

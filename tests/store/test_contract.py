@@ -138,6 +138,43 @@ async def test_claim_checks_capacity_as_it_is_at_commit(store: Store) -> None:
     assert again == []
 
 
+async def test_waiting_is_read_by_queue_in_routing_order_a_page_at_a_time(store: Store) -> None:
+    async def open_in(queue: str, priority: int, ext: str, now: float) -> str:
+        out = await store.ingest(
+            IngestRequest(
+                "mail",
+                "email",
+                inbound(ext, f"{ext}@example.com"),
+                classify_to(queue, priority),
+                now,
+                WEEK,  # type: ignore[arg-type]
+            )
+        )
+        return out.conversation.id
+
+    normal_old = await open_in("general", 1, "n1", 1000)
+    urgent_new = await open_in("general", 3, "u1", 3000)
+    normal_new = await open_in("general", 1, "n2", 2000)
+    billing = await open_in("billing", 1, "b1", 500)
+    state = await store.routing_state(count_waiting=True)
+    assert state.waiting_groups == [("email", "billing"), ("email", "general")]
+    assert state.waiting_count == 4
+    assert state.loads == {} and {a.id for a in state.agents} == {"alice", "bob"}
+    page = await store.waiting_page("email", "general", None, 2)
+    assert [w.id for w in page] == [urgent_new, normal_old]
+    last = page[-1]
+    rest = await store.waiting_page(
+        "email", "general", (last.priority, last.created_at, last.id), 10
+    )
+    assert [w.id for w in rest] == [normal_new]
+    assert [w.id for w in await store.waiting_page("sms", "general", None, 10)] == []
+    await store.claim([Claim(billing, "alice", "email", 2, "billing", "rr", [])], 4000)
+    state = await store.routing_state()
+    assert state.waiting_groups == [("email", "general")]
+    assert state.waiting_count is None
+    assert state.loads == {("alice", "email"): 1} and state.rr_last == {"billing": "alice"}
+
+
 async def test_concurrent_claims_never_exceed_capacity(store: Store) -> None:
     ids = [
         (await ingest(store, inbound(str(i), f"k{i}@example.com"))).conversation.id
