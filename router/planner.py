@@ -41,49 +41,117 @@ def _is_free(agent: AgentSnapshot) -> bool:
     return agent.presence == "online" and agent.load < agent.capacity
 
 
-class _QueuePool:
-    """The free agents of one queue, indexed for its strategy."""
+class _Index:
+    """A set of free agents ordered for one strategy: ids in order (round robin) or a heap
+    of keys with lazy deletion (an entry is current when its key is the agent's key)."""
 
-    __slots__ = ("by_skill", "free", "full", "heap", "ids", "members", "strategy", "unavailable")
+    __slots__ = ("heap", "ids", "members")
+
+    def __init__(self) -> None:
+        self.members: set[str] = set()
+        self.ids: list[str] = []
+        self.heap: list[tuple[Any, ...]] = []
+
+
+class _QueuePool:
+    """The free agents of one queue, indexed for its strategy, whole and per skill level."""
+
+    __slots__ = (
+        "by_level",
+        "by_skill",
+        "full",
+        "main",
+        "max_level",
+        "members",
+        "strategy",
+        "unavailable",
+    )
 
     def __init__(self, strategy: str) -> None:
         self.strategy = strategy
         self.members = 0  # every agent of the queue in the snapshot
         self.unavailable = 0  # offline or away
         self.full = 0  # online, at capacity (grows during a pass)
-        self.free: set[str] = set()
-        self.ids: list[str] = []  # sorted free ids (round_robin)
-        self.heap: list[tuple[Any, ...]] = []  # (key..., id) with lazy deletion
+        self.main = _Index()
+        # (skill, level) → the free agents with exactly that level: a single required skill
+        # at level L is answered from the (at most ten) indexes of levels L..10.
+        self.by_level: dict[tuple[str, int], _Index] = {}
         self.by_skill: dict[str, set[str]] = {}
+        self.max_level = 10  # skill levels are 1-10 in the config; higher ones still count
+
+    @property
+    def free(self) -> set[str]:
+        return self.main.members
 
     def key(self, agent: AgentSnapshot) -> tuple[Any, ...]:
         if self.strategy == "longest_idle":
             return (_idle_key(agent), agent.id)
-        return _least_busy_key(agent)  # least_busy, and skills without requirements
+        return _least_busy_key(agent)  # least_busy; skills orders each level by it too
+
+    def _indexes(self, agent: AgentSnapshot) -> list[_Index]:
+        out = [self.main]
+        for skill, level in agent.skills.items():
+            index = self.by_level.get((skill, level))
+            if index is None:
+                index = self.by_level[(skill, level)] = _Index()
+                self.max_level = max(self.max_level, level)
+            out.append(index)
+        return out
 
     def add(self, agent: AgentSnapshot) -> None:
-        self.free.add(agent.id)
         for skill in agent.skills:
             self.by_skill.setdefault(skill, set()).add(agent.id)
-        if self.strategy == "round_robin":
-            bisect.insort(self.ids, agent.id)
-        else:
-            heapq.heappush(self.heap, self.key(agent))
+        key = self.key(agent)
+        for index in self._indexes(agent):
+            index.members.add(agent.id)
+            if self.strategy == "round_robin":
+                bisect.insort(index.ids, agent.id)
+            else:
+                heapq.heappush(index.heap, key)
 
     def remove(self, agent: AgentSnapshot) -> None:
-        self.free.discard(agent.id)
         for skill in agent.skills:
             self.by_skill.get(skill, set()).discard(agent.id)
-        if self.strategy == "round_robin":
-            i = bisect.bisect_left(self.ids, agent.id)
-            if i < len(self.ids) and self.ids[i] == agent.id:
-                del self.ids[i]
-        # heap entries of an agent that left are dropped lazily
+        for index in self._indexes(agent):
+            index.members.discard(agent.id)
+            if self.strategy == "round_robin":
+                i = bisect.bisect_left(index.ids, agent.id)
+                if i < len(index.ids) and index.ids[i] == agent.id:
+                    del index.ids[i]
+            # heap entries of an agent that left are dropped lazily
 
     def changed(self, agent: AgentSnapshot) -> None:
         """The agent's load or idle time changed; it is still free."""
         if self.strategy != "round_robin":
-            heapq.heappush(self.heap, self.key(agent))
+            key = self.key(agent)
+            for index in self._indexes(agent):
+                heapq.heappush(index.heap, key)
+
+    def head(self, index: _Index, agents: Mapping[str, AgentSnapshot]) -> AgentSnapshot | None:
+        """The first agent of a heap index (not round robin), or None when it is empty."""
+        heap = index.heap
+        while heap:
+            entry = heap[0]
+            agent = agents.get(entry[-1])
+            if agent is not None and agent.id in index.members and self.key(agent) == entry:
+                return agent
+            heapq.heappop(heap)  # stale: the agent left or its key changed
+        return None
+
+    def next_id(self, indexes: list[_Index], cursor: str | None) -> str | None:
+        """Round robin over the union of `indexes`: the first id after `cursor`, wrapping."""
+        after: str | None = None
+        first: str | None = None
+        for index in indexes:
+            if not index.ids:
+                continue
+            if first is None or index.ids[0] < first:
+                first = index.ids[0]
+            if cursor is not None:
+                i = bisect.bisect_right(index.ids, cursor)
+                if i < len(index.ids) and (after is None or index.ids[i] < after):
+                    after = index.ids[i]
+        return after if after is not None else first
 
 
 class Planner:
@@ -142,8 +210,14 @@ class Planner:
         if required and group in self._dead:
             return None
         cursor = self.cursors.get(conv.queue)
-        eligible = 0
-        if required:
+        if len(required) == 1:
+            [(skill, level)] = required.items()
+            picked = self._one_skill(pool, skill, level, cursor)
+            if picked is None:
+                self._dead.add(group)
+                return None
+            chosen, eligible = picked
+        elif required:
             candidates = self._with_skills(pool, required)
             if not candidates:
                 self._dead.add(group)
@@ -178,15 +252,40 @@ class Planner:
 
     def _top(self, pool: _QueuePool, cursor: str | None) -> AgentSnapshot:
         if pool.strategy == "round_robin":
-            i = bisect.bisect_right(pool.ids, cursor) if cursor is not None else 0
-            return self.agents[pool.ids[i if i < len(pool.ids) else 0]]
-        heap = pool.heap
-        while True:
-            entry = heap[0]
-            agent = self.agents.get(entry[-1])
-            if agent is not None and agent.id in pool.free and pool.key(agent) == entry:
-                return agent
-            heapq.heappop(heap)  # stale: the agent left or its key changed
+            agent_id = pool.next_id([pool.main], cursor)
+            assert agent_id is not None  # the pool has a free agent
+            return self.agents[agent_id]
+        agent = pool.head(pool.main, self.agents)
+        assert agent is not None
+        return agent
+
+    def _one_skill(
+        self, pool: _QueuePool, skill: str, level: int, cursor: str | None
+    ) -> tuple[AgentSnapshot, int] | None:
+        """The pick among the free agents with `skill` >= `level`, and how many there are."""
+        indexes = [
+            index
+            for lv in range(level, pool.max_level + 1)
+            if (index := pool.by_level.get((skill, lv))) is not None and index.members
+        ]
+        if not indexes:
+            return None
+        eligible = sum(len(index.members) for index in indexes)
+        if pool.strategy == "round_robin":
+            agent_id = pool.next_id(indexes, cursor)
+            assert agent_id is not None
+            return self.agents[agent_id], eligible
+        if pool.strategy == "skills":
+            # The score is the one skill's level: the highest level wins, then least busy.
+            for index in reversed(indexes):
+                head = pool.head(index, self.agents)
+                if head is not None:
+                    return head, eligible
+            return None
+        heads = [h for index in indexes if (h := pool.head(index, self.agents)) is not None]
+        if not heads:
+            return None
+        return min(heads, key=pool.key), eligible
 
     @staticmethod
     def _excluded(pool: _QueuePool, lacking: int) -> str:
