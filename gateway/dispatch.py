@@ -2,15 +2,17 @@
 
 A pass costs what the free capacity can take, not what waits:
 
-1. It reads the agents, their loads and which (channel kind, queue) pairs have waiting
-   conversations — never the waiting conversations themselves. With no agent under
+1. It reads the agents, their loads and which groups (channel kind, queue, required
+   skills) have waiting conversations — never the waiting conversations themselves. With no agent under
    capacity in any of those queues (the backlog case) the pass ends there.
-2. For each kind, `router.Planner` indexes the agents with free capacity; the waiting
-   conversations of the queues they serve are read a page at a time per queue, most
-   urgent and oldest first, merged in routing order, and decided one by one until those
-   queues have no free agent left (or nothing more waits).
+2. For each kind, `router.Planner` indexes the agents with free capacity. Waiting
+   conversations are grouped by queue and required skills (the store keeps them in that
+   order); only the groups some free agent can take are read, a page at a time per group,
+   most urgent and oldest first, merged in routing order, and decided one by one until no
+   free agent can take any of them (or nothing more waits). A backlog that needs a skill
+   nobody free has is never read.
 3. Decisions are claimed in slices; the loop yields between slices so a pass never holds
-   the event loop for long (`SLICE_SECONDS` of planning at most). The store's
+   the event loop for long (`SLICE_SECONDS` of planning at a time). The store's
    compare-and-set refuses a claim the world has moved past (assigned elsewhere, agent
    away, capacity lowered), and then the pass is run again on fresh state.
 
@@ -34,7 +36,14 @@ from gateway.config import GatewayConfig
 from gateway.events import EventBus
 from gateway.metrics import METRICS
 from gateway.model import AgentState
-from gateway.store.base import Claim, RoutingSnapshot, Store, WaitingConversation, WaitingKey
+from gateway.store.base import (
+    Claim,
+    RoutingSnapshot,
+    Store,
+    WaitingConversation,
+    WaitingGroup,
+    WaitingKey,
+)
 from router import AgentSnapshot, ConversationSnapshot, Planner
 
 log = logging.getLogger("switchboard.dispatch")
@@ -138,41 +147,46 @@ class Dispatcher:
             METRICS.waiting.set(0)
             return False
         now = self.clock()
-        by_kind: dict[str, list[str]] = defaultdict(list)
-        for kind, queue in state.waiting_groups:
-            by_kind[kind].append(queue)
-        for kind, queues in by_kind.items():
+        by_kind: dict[str, list[WaitingGroup]] = defaultdict(list)
+        for group in state.waiting_groups:
+            by_kind[group.channel_kind].append(group)
+        for kind, groups in by_kind.items():
             agents = self._agent_snapshots(state.agents, state.loads, kind)
             planner = Planner(self._queues, agents, state.rr_last, now)
-            live = [q for q in queues if planner.has_free(q)]
+            live = [g for g in groups if planner.can_take(g.queue, g.required_skills)]
             if live and await self._route(kind, live, planner, now):
                 return True
         return False
 
-    async def _route(self, kind: str, queues: list[str], planner: Planner, now: float) -> bool:
-        """Decide and claim the waiting conversations of `kind` in `queues` while any of
-        those queues has a free agent; True when a claim was refused (state moved on)."""
-        streams = {q: _Stream() for q in queues}
+    async def _route(
+        self, kind: str, groups: list[WaitingGroup], planner: Planner, now: float
+    ) -> bool:
+        """Decide and claim the waiting conversations of `groups` while some free agent can
+        take them; True when a claim was refused (the state moved on)."""
+        streams = {g: _Stream() for g in groups}
         claims: list[Claim] = []
         capacity = {a.id: a.capacity for a in planner.agents.values()}
         slice_started = time.perf_counter()
         while True:
-            for queue in list(streams):
-                stream = streams[queue]
-                if planner.has_free(queue) and not stream.buf and not stream.done:
-                    page = await self.store.waiting_page(kind, queue, stream.after, PAGE_SIZE)
+            for group in list(streams):
+                stream = streams[group]
+                if not planner.can_take(group.queue, group.required_skills):
+                    del streams[group]
+                    continue
+                if not stream.buf and not stream.done:
+                    page = await self.store.waiting_page(group, stream.after, PAGE_SIZE)
                     stream.buf.extend(page)
                     stream.done = len(page) < PAGE_SIZE
                     if page:
                         last = page[-1]
                         stream.after = (last.priority, last.created_at, last.id)
                     slice_started = time.perf_counter()  # the page read yielded
-                if not planner.has_free(queue) or not stream.buf:
-                    del streams[queue]
+                if not stream.buf:
+                    del streams[group]
             if not streams:
                 break
-            queue = min(streams, key=lambda q: _order(streams[q].buf[0]))
-            w = streams[queue].buf.popleft()
+            group = min(streams, key=lambda g: _order(streams[g].buf[0]))
+            w = streams[group].buf.popleft()
             decision = planner.assign(
                 ConversationSnapshot(
                     w.id, w.queue, w.priority, w.required_skills, w.channel_kind, w.created_at

@@ -196,6 +196,23 @@ class Planner:
         pool = self.pools.get(queue)
         return pool is not None and bool(pool.free)
 
+    def can_take(self, queue: str, required: Mapping[str, int]) -> bool:
+        """Whether some free agent of `queue` has every skill in `required` (at its level)."""
+        pool = self.pools.get(queue)
+        if pool is None or not pool.free:
+            return False
+        if not required:
+            return True
+        if (queue, tuple(sorted(required.items()))) in self._dead:
+            return False
+        if len(required) == 1:
+            [(skill, level)] = required.items()
+            return any(
+                (index := pool.by_level.get((skill, lv))) is not None and index.members
+                for lv in range(level, pool.max_level + 1)
+            )
+        return bool(self._with_skills(pool, required))
+
     def free_queues(self) -> set[str]:
         """The queues with at least one agent under capacity."""
         return {name for name, pool in self.pools.items() if pool.free}

@@ -224,6 +224,18 @@ class RoutingSnapshot:
     rr_last: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingGroup:
+    """Waiting conversations that any agent can take or none can: one channel kind, one
+    queue, one set of required skills."""
+
+    channel_kind: str
+    queue: str
+    required_skills: dict[str, int] = field(hash=False, compare=False)
+    # The required skills as stored (the group's key in the store).
+    skills_key: str = ""
+
+
 @dataclass(slots=True)
 class RoutingState:
     """What a routing pass reads before it reads any waiting conversation."""
@@ -232,8 +244,8 @@ class RoutingState:
     # (agent id, channel kind) → conversations occupying capacity
     loads: dict[tuple[str, str], int]
     rr_last: dict[str, str]
-    # The (channel kind, queue) pairs with at least one conversation waiting.
-    waiting_groups: list[tuple[str, str]]
+    # The groups with at least one conversation waiting, in order of their keys.
+    waiting_groups: list[WaitingGroup]
     # How many conversations wait, when asked for (it costs a scan of the waiting index).
     waiting_count: int | None = None
 
@@ -328,15 +340,16 @@ class Store(ABC):
 
     @abstractmethod
     async def routing_state(self, count_waiting: bool = False) -> RoutingState:
-        """Agents, loads, round-robin cursors and which (kind, queue) pairs have waiting
-        conversations, at a cost that does not grow with the number waiting."""
+        """Agents, loads, round-robin cursors and which groups (kind, queue, required
+        skills) have waiting conversations, at a cost that does not grow with the number
+        waiting."""
 
     @abstractmethod
     async def waiting_page(
-        self, channel_kind: str, queue: str, after: WaitingKey | None, limit: int
+        self, group: WaitingGroup, after: WaitingKey | None, limit: int
     ) -> list[WaitingConversation]:
-        """Up to `limit` waiting conversations of one kind and queue, highest priority then
-        oldest then id first, starting after the keyset position `after`."""
+        """Up to `limit` waiting conversations of one group, highest priority then oldest
+        then id first, starting after the keyset position `after`."""
 
     @abstractmethod
     async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:

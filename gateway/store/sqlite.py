@@ -43,6 +43,7 @@ from gateway.store.base import (
     Scope,
     Store,
     WaitingConversation,
+    WaitingGroup,
     WaitingKey,
     check_acts,
     check_sees,
@@ -921,21 +922,20 @@ class SqliteStore(SqliteQuarantine, Store):
                 )
             }
             rr = dict(conn.execute("SELECT queue, agent_id FROM queue_cursors").fetchall())
-            # The distinct (kind, queue) pairs by skipping along conversations_routable:
-            # one index seek per pair, however many conversations wait in each.
-            groups: list[tuple[str, str]] = []
-            row = conn.execute(
-                "SELECT channel_kind, queue FROM conversations INDEXED BY conversations_routable"
-                " WHERE status='open' AND assignee IS NULL"
-                " ORDER BY channel_kind, queue LIMIT 1"
-            ).fetchone()
+            # The distinct groups by skipping along conversations_routable: one index
+            # seek per group, however many conversations wait in each.
+            groups: list[WaitingGroup] = []
+            select = (
+                "SELECT channel_kind, queue, required_skills FROM conversations"
+                " INDEXED BY conversations_routable WHERE status='open' AND assignee IS NULL"
+            )
+            order = " ORDER BY channel_kind, queue, required_skills LIMIT 1"
+            row = conn.execute(select + order).fetchone()
             while row is not None:
-                groups.append((row[0], row[1]))
+                groups.append(WaitingGroup(row[0], row[1], json.loads(row[2]), row[2]))
                 row = conn.execute(
-                    "SELECT channel_kind, queue FROM conversations INDEXED BY conversations_routable"
-                    " WHERE status='open' AND assignee IS NULL"
-                    " AND (channel_kind > ?1 OR (channel_kind = ?1 AND queue > ?2))"
-                    " ORDER BY channel_kind, queue LIMIT 1",
+                    select + " AND (channel_kind > ?1 OR (channel_kind = ?1 AND (queue > ?2"
+                    " OR (queue = ?2 AND required_skills > ?3))))" + order,
                     row,
                 ).fetchone()
             count = None
@@ -948,19 +948,20 @@ class SqliteStore(SqliteQuarantine, Store):
         return await self._run(op)
 
     async def waiting_page(
-        self, channel_kind: str, queue: str, after: WaitingKey | None, limit: int
+        self, group: WaitingGroup, after: WaitingKey | None, limit: int
     ) -> list[WaitingConversation]:
         def op(conn: sqlite3.Connection) -> list[WaitingConversation]:
             sql = (
                 "SELECT id, queue, priority, required_skills, channel_kind, created_at"
                 " FROM conversations INDEXED BY conversations_routable"
-                " WHERE status='open' AND assignee IS NULL AND channel_kind=? AND queue=?"
+                " WHERE status='open' AND assignee IS NULL"
+                " AND channel_kind=? AND queue=? AND required_skills=?"
             )
-            args: list[Any] = [channel_kind, queue]
+            args: list[Any] = [group.channel_kind, group.queue, group.skills_key]
             if after is not None:
                 sql += (
-                    " AND (priority < ?3 OR (priority = ?3 AND"
-                    " (created_at > ?4 OR (created_at = ?4 AND id > ?5))))"
+                    " AND (priority < ?4 OR (priority = ?4 AND"
+                    " (created_at > ?5 OR (created_at = ?5 AND id > ?6))))"
                 )
                 args += list(after)
             sql += " ORDER BY priority DESC, created_at, id LIMIT ?"

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from gateway.dispatch import PAGE_SIZE, Dispatcher
-from gateway.store.base import WaitingConversation, WaitingKey
+from gateway.store.base import WaitingConversation, WaitingGroup, WaitingKey
 from tests.gateway.conftest import base_config
 
 
@@ -17,6 +17,8 @@ async def test_a_backlog_costs_nothing_while_every_agent_is_full(
     cfg = base_config(tmp_path / "db.sqlite")
     for agent in cfg["agents"]:
         agent["capacity"] = {"default": 0}
+    # Bob serves billing too, but lacks the billing skill its conversations require.
+    cfg["agents"][1]["queues"] = ["general", "billing"]
     gw, client = await gateway_factory(cfg)
     await gw.dispatcher.stop()  # this test runs the passes itself
     results = await asyncio.gather(
@@ -31,9 +33,9 @@ async def test_a_backlog_costs_nothing_while_every_agent_is_full(
     real_page = gw.store.waiting_page
 
     async def counting_page(
-        kind: str, queue: str, after: WaitingKey | None, limit: int
+        group: WaitingGroup, after: WaitingKey | None, limit: int
     ) -> list[WaitingConversation]:
-        page = await real_page(kind, queue, after, limit)
+        page = await real_page(group, after, limit)
         rows_read.append(len(page))
         return page
 
@@ -42,8 +44,9 @@ async def test_a_backlog_costs_nothing_while_every_agent_is_full(
     assert await dispatcher.run_pass() is False
     assert rows_read == []  # nobody can take one: no waiting conversation is even read
 
-    # Bob (general only) gets room for two: the two oldest general conversations are his,
-    # and the pass reads one page of general (of 384 waiting there), nothing of billing.
+    # Bob gets room for two: the two oldest general conversations are his, and the pass
+    # reads one page of general (of 384 waiting there), nothing of the billing backlog
+    # that he cannot take.
     await client.call("PUT", "/v1/agents/bob/capacity", json={"capacity": {"default": 2}})
     assert await dispatcher.run_pass() is False
     assert rows_read == [PAGE_SIZE]

@@ -155,3 +155,15 @@ def test_a_group_without_candidates_is_skipped_for_the_rest_of_the_pass() -> Non
     waiting.append(conv("ok", skills={"de": 1}, created=99.0))
     decisions = plan_assignments(waiting, queues, agents, {}, NOW)
     assert [(d.conversation_id, d.agent_id) for d in decisions] == [("ok", "a")]
+
+
+def test_can_take_says_whether_a_free_agent_has_the_skills() -> None:
+    queues = {"q": QueueConfig(name="q", strategy="least_busy")}
+    agents = [agent("a", skills={"de": 4, "tech": 2}), agent("b", skills={"fr": 9}, load=3)]
+    planner = Planner(queues, agents, {}, NOW)
+    assert planner.can_take("q", {})
+    assert planner.can_take("q", {"de": 4}) and not planner.can_take("q", {"de": 5})
+    assert planner.can_take("q", {"de": 1, "tech": 2})
+    assert not planner.can_take("q", {"de": 1, "tech": 3})
+    assert not planner.can_take("q", {"fr": 1})  # b has it but is full
+    assert not planner.can_take("nope", {})

@@ -34,8 +34,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await backend.close()
 
 
-def classify_to(queue: str = "general", priority: int = 1) -> object:
-    return lambda attrs: Classification(queue, priority, {}, [], None, ["test"])
+def classify_to(
+    queue: str = "general", priority: int = 1, skills: dict[str, int] | None = None
+) -> object:
+    return lambda attrs: Classification(queue, priority, skills or {}, [], None, ["test"])
 
 
 def inbound(
@@ -139,13 +141,15 @@ async def test_claim_checks_capacity_as_it_is_at_commit(store: Store) -> None:
 
 
 async def test_waiting_is_read_by_queue_in_routing_order_a_page_at_a_time(store: Store) -> None:
-    async def open_in(queue: str, priority: int, ext: str, now: float) -> str:
+    async def open_in(
+        queue: str, priority: int, ext: str, now: float, skills: dict[str, int] | None = None
+    ) -> str:
         out = await store.ingest(
             IngestRequest(
                 "mail",
                 "email",
                 inbound(ext, f"{ext}@example.com"),
-                classify_to(queue, priority),
+                classify_to(queue, priority, skills or {}),
                 now,
                 WEEK,  # type: ignore[arg-type]
             )
@@ -156,21 +160,27 @@ async def test_waiting_is_read_by_queue_in_routing_order_a_page_at_a_time(store:
     urgent_new = await open_in("general", 3, "u1", 3000)
     normal_new = await open_in("general", 1, "n2", 2000)
     billing = await open_in("billing", 1, "b1", 500)
+    skilled = await open_in("general", 1, "s1", 100, {"de": 3})
     state = await store.routing_state(count_waiting=True)
-    assert state.waiting_groups == [("email", "billing"), ("email", "general")]
-    assert state.waiting_count == 4
+    groups = {(g.channel_kind, g.queue, str(g.required_skills)): g for g in state.waiting_groups}
+    assert sorted(groups) == [
+        ("email", "billing", "{}"),
+        ("email", "general", "{'de': 3}"),
+        ("email", "general", "{}"),
+    ]
+    assert state.waiting_count == 5
     assert state.loads == {} and {a.id for a in state.agents} == {"alice", "bob"}
-    page = await store.waiting_page("email", "general", None, 2)
+    general = groups[("email", "general", "{}")]
+    page = await store.waiting_page(general, None, 2)
     assert [w.id for w in page] == [urgent_new, normal_old]
     last = page[-1]
-    rest = await store.waiting_page(
-        "email", "general", (last.priority, last.created_at, last.id), 10
-    )
+    rest = await store.waiting_page(general, (last.priority, last.created_at, last.id), 10)
     assert [w.id for w in rest] == [normal_new]
-    assert [w.id for w in await store.waiting_page("sms", "general", None, 10)] == []
+    page = await store.waiting_page(groups[("email", "general", "{'de': 3}")], None, 10)
+    assert [(w.id, w.required_skills) for w in page] == [(skilled, {"de": 3})]
     await store.claim([Claim(billing, "alice", "email", 2, "billing", "rr", [])], 4000)
     state = await store.routing_state()
-    assert state.waiting_groups == [("email", "general")]
+    assert [g.queue for g in state.waiting_groups] == ["general", "general"]
     assert state.waiting_count is None
     assert state.loads == {("alice", "email"): 1} and state.rr_last == {"billing": "alice"}
 
