@@ -140,7 +140,7 @@ class Dispatcher:
 
     async def run_pass(self, count_waiting: bool = False) -> bool:
         """One routing pass; True when a claim lost a race and another pass is due."""
-        state = await self.store.routing_state(count_waiting)
+        state = await self.store.routing_state(count_waiting, HEAD_SIZE)
         if state.waiting_count is not None:
             METRICS.waiting.set(state.waiting_count)
         if not state.waiting_groups:
@@ -154,16 +154,21 @@ class Dispatcher:
             agents = self._agent_snapshots(state.agents, state.loads, kind)
             planner = Planner(self._queues, agents, state.rr_last, now)
             live = [g for g in groups if planner.can_take(g.queue, g.required_skills)]
-            if live and await self._route(kind, live, planner, now):
+            if live and await self._route(kind, live, planner, now, state.heads):
                 return True
         return False
 
     async def _route(
-        self, kind: str, groups: list[WaitingGroup], planner: Planner, now: float
+        self,
+        kind: str,
+        groups: list[WaitingGroup],
+        planner: Planner,
+        now: float,
+        heads: dict[WaitingGroup, list[WaitingConversation]],
     ) -> bool:
         """Decide and claim the waiting conversations of `groups` while some free agent can
         take them; True when a claim was refused (the state moved on)."""
-        streams = {g: _Stream() for g in groups}
+        streams = {g: _Stream.starting_with(heads.get(g)) for g in groups}
         claims: list[Claim] = []
         capacity = {a.id: a.capacity for a in planner.agents.values()}
         slice_started = time.perf_counter()
@@ -230,6 +235,9 @@ class Dispatcher:
 
 # Waiting conversations read per page and claims per slice.
 PAGE_SIZE = 256
+# Waiting conversations of each group read with the routing state: most passes (a new
+# conversation, one freed slot) need nothing more, so they cost two store calls.
+HEAD_SIZE = 16
 # Planning on the event loop between two awaits, at most (a decision is ~10-50 µs).
 SLICE_SECONDS = 0.005
 
@@ -246,3 +254,15 @@ class _Stream:
     buf: deque[WaitingConversation] = field(default_factory=deque)
     after: WaitingKey | None = None
     done: bool = False
+
+    @classmethod
+    def starting_with(cls, head: list[WaitingConversation] | None) -> _Stream:
+        """A stream whose first page (`HEAD_SIZE` long at most) was read already."""
+        if head is None:
+            return cls()
+        last = head[-1] if head else None
+        return cls(
+            deque(head),
+            None if last is None else (last.priority, last.created_at, last.id),
+            len(head) < HEAD_SIZE,
+        )

@@ -248,6 +248,9 @@ class RoutingState:
     waiting_groups: list[WaitingGroup]
     # How many conversations wait, when asked for (it costs a scan of the waiting index).
     waiting_count: int | None = None
+    # The first conversations of each group (up to `head` of them, in routing order), so
+    # that a pass usually needs no further read: what a page would start with.
+    heads: dict[WaitingGroup, list[WaitingConversation]] = field(default_factory=dict)
 
 
 # Keyset position in a queue's waiting order: (priority, created_at, id).
@@ -339,10 +342,10 @@ class Store(ABC):
     async def routing_snapshot(self) -> RoutingSnapshot: ...
 
     @abstractmethod
-    async def routing_state(self, count_waiting: bool = False) -> RoutingState:
-        """Agents, loads, round-robin cursors and which groups (kind, queue, required
-        skills) have waiting conversations, at a cost that does not grow with the number
-        waiting."""
+    async def routing_state(self, count_waiting: bool = False, head: int = 0) -> RoutingState:
+        """Agents, loads, round-robin cursors, which groups (kind, queue, required skills)
+        have waiting conversations and the first `head` of each, at a cost that does not
+        grow with the number waiting."""
 
     @abstractmethod
     async def waiting_page(

@@ -913,7 +913,7 @@ class SqliteStore(SqliteQuarantine, Store):
 
         return await self._run(op)
 
-    async def routing_state(self, count_waiting: bool = False) -> RoutingState:
+    async def routing_state(self, count_waiting: bool = False, head: int = 0) -> RoutingState:
         def op(conn: sqlite3.Connection) -> RoutingState:
             loads = {
                 (r[0], r[1]): r[2]
@@ -931,8 +931,12 @@ class SqliteStore(SqliteQuarantine, Store):
             )
             order = " ORDER BY channel_kind, queue, required_skills LIMIT 1"
             row = conn.execute(select + order).fetchone()
+            heads: dict[WaitingGroup, list[WaitingConversation]] = {}
             while row is not None:
-                groups.append(WaitingGroup(row[0], row[1], json.loads(row[2]), row[2]))
+                group = WaitingGroup(row[0], row[1], json.loads(row[2]), row[2])
+                groups.append(group)
+                if head:
+                    heads[group] = self._waiting_page(conn, group, None, head)
                 row = conn.execute(
                     select + " AND (channel_kind > ?1 OR (channel_kind = ?1 AND (queue > ?2"
                     " OR (queue = ?2 AND required_skills > ?3))))" + order,
@@ -943,35 +947,38 @@ class SqliteStore(SqliteQuarantine, Store):
                 count = conn.execute(
                     "SELECT count(*) FROM conversations WHERE status='open' AND assignee IS NULL"
                 ).fetchone()[0]
-            return RoutingState(self._agent_states(conn), loads, rr, groups, count)
+            return RoutingState(self._agent_states(conn), loads, rr, groups, count, heads)
 
         return await self._run(op)
 
     async def waiting_page(
         self, group: WaitingGroup, after: WaitingKey | None, limit: int
     ) -> list[WaitingConversation]:
-        def op(conn: sqlite3.Connection) -> list[WaitingConversation]:
-            sql = (
-                "SELECT id, queue, priority, required_skills, channel_kind, created_at"
-                " FROM conversations INDEXED BY conversations_routable"
-                " WHERE status='open' AND assignee IS NULL"
-                " AND channel_kind=? AND queue=? AND required_skills=?"
-            )
-            args: list[Any] = [group.channel_kind, group.queue, group.skills_key]
-            if after is not None:
-                sql += (
-                    " AND (priority < ?4 OR (priority = ?4 AND"
-                    " (created_at > ?5 OR (created_at = ?5 AND id > ?6))))"
-                )
-                args += list(after)
-            sql += " ORDER BY priority DESC, created_at, id LIMIT ?"
-            args.append(limit)
-            return [
-                WaitingConversation(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
-                for r in conn.execute(sql, args)
-            ]
+        return await self._run(lambda conn: self._waiting_page(conn, group, after, limit))
 
-        return await self._run(op)
+    @staticmethod
+    def _waiting_page(
+        conn: sqlite3.Connection, group: WaitingGroup, after: WaitingKey | None, limit: int
+    ) -> list[WaitingConversation]:
+        sql = (
+            "SELECT id, queue, priority, required_skills, channel_kind, created_at"
+            " FROM conversations INDEXED BY conversations_routable"
+            " WHERE status='open' AND assignee IS NULL"
+            " AND channel_kind=? AND queue=? AND required_skills=?"
+        )
+        args: list[Any] = [group.channel_kind, group.queue, group.skills_key]
+        if after is not None:
+            sql += (
+                " AND (priority < ?4 OR (priority = ?4 AND"
+                " (created_at > ?5 OR (created_at = ?5 AND id > ?6))))"
+            )
+            args += list(after)
+        sql += " ORDER BY priority DESC, created_at, id LIMIT ?"
+        args.append(limit)
+        return [
+            WaitingConversation(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
+            for r in conn.execute(sql, args)
+        ]
 
     @staticmethod
     def _agent_states(conn: sqlite3.Connection) -> list[AgentState]:

@@ -169,6 +169,10 @@ async def test_waiting_is_read_by_queue_in_routing_order_a_page_at_a_time(store:
         ("email", "general", "{}"),
     ]
     assert state.waiting_count == 5
+    assert state.heads == {}  # asked for none
+    heads = (await store.routing_state(head=2)).heads
+    assert [w.id for w in heads[groups[("email", "general", "{}")]]] == [urgent_new, normal_old]
+    assert [w.id for w in heads[groups[("email", "billing", "{}")]]] == [billing]
     assert state.loads == {} and {a.id for a in state.agents} == {"alice", "bob"}
     general = groups[("email", "general", "{}")]
     page = await store.waiting_page(general, None, 2)
