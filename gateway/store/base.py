@@ -382,7 +382,9 @@ class Store(ABC):
         now: float,
         scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
-        """Manual assignment; with `capacity` set, refuse (Conflict) when the agent is full."""
+        """Manual assignment; with `capacity` set, refuse (Conflict) when the agent is full
+        against it or against the capacity the agent has when the assignment commits,
+        whichever is lower."""
 
     @abstractmethod
     async def transfer(

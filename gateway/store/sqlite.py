@@ -1148,16 +1148,19 @@ class SqliteStore(SqliteQuarantine, Store):
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
             if conv.status in ("resolved", "closed"):
                 raise Conflict(f"the conversation is {conv.status}; reopen it first")
-            if conn.execute("SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None:
+            row = conn.execute(
+                "SELECT presence, capacity FROM agents WHERE id=?", (agent_id,)
+            ).fetchone()
+            if row is None:
                 raise NotFound(f"agent {agent_id} not found")
-            if (
-                capacity is not None
-                and conv.assignee != agent_id
-                and self._load(conn, agent_id, conv.channel_kind) >= capacity
-            ):
-                raise Conflict(
-                    f"agent {agent_id} is at capacity ({capacity}) for {conv.channel_kind}"
-                )
+            if capacity is not None and conv.assignee != agent_id:
+                # The caller read `capacity` earlier; an admin may have lowered it since.
+                stored = AgentState(agent_id, row[0], json.loads(row[1]))
+                limit = min(capacity, stored.capacity_for(conv.channel_kind))
+                if self._load(conn, agent_id, conv.channel_kind) >= limit:
+                    raise Conflict(
+                        f"agent {agent_id} is at capacity ({limit}) for {conv.channel_kind}"
+                    )
             conv.assignee, conv.assigned_at = agent_id, now
             if conv.status == "open":
                 conv.status = "assigned"

@@ -189,6 +189,22 @@ async def test_waiting_is_read_by_queue_in_routing_order_a_page_at_a_time(store:
     assert state.loads == {("alice", "email"): 1} and state.rr_last == {"billing": "alice"}
 
 
+async def test_manual_assignment_checks_capacity_as_it_is_at_commit(store: Store) -> None:
+    # The API read alice's capacity (2) before an admin lowered it to 1: the assignment that
+    # would make her 2/1 is refused.
+    convs = [
+        (await ingest(store, inbound(str(i), f"m{i}@example.com"), now=1000 + i)).conversation.id
+        for i in range(2)
+    ]
+    await store.assign(convs[0], "alice", 2, "admin", 1100)
+    await store.set_capacity("alice", {"default": 1}, 1150)
+    with pytest.raises(Conflict):
+        await store.assign(convs[1], "alice", 2, "admin", 1200)
+    # Forced (no capacity given), it is still possible.
+    c, _ = await store.assign(convs[1], "alice", None, "admin", 1300)
+    assert c.assignee == "alice"
+
+
 async def test_concurrent_claims_never_exceed_capacity(store: Store) -> None:
     ids = [
         (await ingest(store, inbound(str(i), f"k{i}@example.com"))).conversation.id
