@@ -39,6 +39,7 @@ from gateway.model import AgentState
 from gateway.store.base import (
     Claim,
     RoutingSnapshot,
+    RoutingState,
     Store,
     WaitingConversation,
     WaitingGroup,
@@ -112,7 +113,9 @@ class Dispatcher:
             if retry:
                 self._wake.set()
 
-    def snapshots(self, snap: RoutingSnapshot, channel_kind: str) -> list[AgentSnapshot]:
+    def snapshots(
+        self, snap: RoutingSnapshot | RoutingState, channel_kind: str
+    ) -> list[AgentSnapshot]:
         """The agents as the router sees them for one channel kind."""
         return self._agent_snapshots(snap.agents, snap.loads, channel_kind)
 

@@ -173,7 +173,9 @@ def plan(
     rr_last: Mapping[str, str],
     now: float,
 ) -> list[Decision]:
-    """Decide every waiting conversation in `order_waiting` order.
+    """Decide and explain every waiting conversation in `order_waiting` order, each against
+    every agent: the reference `router.Planner` is checked against. The dispatcher uses the
+    Planner, whose cost follows the candidates instead.
 
     Each assignment is applied to a working copy of the snapshot (load + 1,
     last_assigned_at = now, round-robin cursor) so later decisions see it. Returns one
