@@ -7,8 +7,10 @@ the same assignments at a cost that follows the candidates, not the backlog or t
   per skill within the queue); an agent that fills up leaves every queue it serves;
 - each strategy has its own index per queue: ids in order for `round_robin`, a heap for
   `least_busy`/`skills` (by load ratio) and for `longest_idle`, so a conversation without
-  required skills is decided in O(log agents); one with required skills looks only at the
-  queue's free agents that have the rarest of those skills;
+  required skills is decided in O(log agents), one requiring a skill at a level from the
+  (at most ten) per-level indexes of that skill; a set of several required skills gets its
+  own index the first time a pass meets it, built from the free agents having the rarest
+  of them, so later conversations needing the same set cost O(log agents) too;
 - once a queue (or a queue and a set of required skills) has no candidate left, every later
   conversation of that group is skipped in O(1): capacity only shrinks during a pass.
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .config import QueueConfig
@@ -31,7 +33,7 @@ from .strategies import (
     Decision,
     _idle_key,
     _least_busy_key,
-    _pick,
+    _skill_score,
     chosen_reason,
     order_waiting,
 )
@@ -45,12 +47,14 @@ class _Index:
     """A set of free agents ordered for one strategy: ids in order (round robin) or a heap
     of keys with lazy deletion (an entry is current when its key is the agent's key)."""
 
-    __slots__ = ("heap", "ids", "members")
+    __slots__ = ("heap", "ids", "key", "members")
 
-    def __init__(self) -> None:
+    def __init__(self, key: Callable[[AgentSnapshot], tuple[Any, ...]] | None = None) -> None:
         self.members: set[str] = set()
         self.ids: list[str] = []
         self.heap: list[tuple[Any, ...]] = []
+        # The order of the heap when it is not the queue's (skills over several skills).
+        self.key = key
 
 
 class _QueuePool:
@@ -58,6 +62,7 @@ class _QueuePool:
 
     __slots__ = (
         "by_level",
+        "by_required",
         "by_skill",
         "full",
         "main",
@@ -77,6 +82,8 @@ class _QueuePool:
         # at level L is answered from the (at most ten) indexes of levels L..10.
         self.by_level: dict[tuple[str, int], _Index] = {}
         self.by_skill: dict[str, set[str]] = {}
+        # Several required skills → the free agents having all of them, built on first use.
+        self.by_required: dict[tuple[tuple[str, int], ...], _Index] = {}
         self.max_level = 10  # skill levels are 1-10 in the config; higher ones still count
 
     @property
@@ -96,17 +103,28 @@ class _QueuePool:
                 index = self.by_level[(skill, level)] = _Index()
                 self.max_level = max(self.max_level, level)
             out.append(index)
+        if self.by_required:
+            out.extend(i for i in self.by_required.values() if agent.id in i.members)
         return out
+
+    def insert(self, index: _Index, agent: AgentSnapshot) -> None:
+        index.members.add(agent.id)
+        if self.strategy == "round_robin":
+            bisect.insort(index.ids, agent.id)
+        else:
+            heapq.heappush(index.heap, (index.key or self.key)(agent))
 
     def add(self, agent: AgentSnapshot) -> None:
         for skill in agent.skills:
             self.by_skill.setdefault(skill, set()).add(agent.id)
-        key = self.key(agent)
-        for index in self._indexes(agent):
-            index.members.add(agent.id)
-            if self.strategy == "round_robin":
+        if self.strategy == "round_robin":
+            for index in self._indexes(agent):
+                index.members.add(agent.id)
                 bisect.insort(index.ids, agent.id)
-            else:
+        else:
+            key = self.key(agent)
+            for index in self._indexes(agent):
+                index.members.add(agent.id)
                 heapq.heappush(index.heap, key)
 
     def remove(self, agent: AgentSnapshot) -> None:
@@ -125,7 +143,7 @@ class _QueuePool:
         if self.strategy != "round_robin":
             key = self.key(agent)
             for index in self._indexes(agent):
-                heapq.heappush(index.heap, key)
+                heapq.heappush(index.heap, key if index.key is None else index.key(agent))
 
     def head(self, index: _Index, agents: Mapping[str, AgentSnapshot]) -> AgentSnapshot | None:
         """The first agent of a heap index (not round robin), or None when it is empty."""
@@ -133,7 +151,8 @@ class _QueuePool:
         while heap:
             entry = heap[0]
             agent = agents.get(entry[-1])
-            if agent is not None and agent.id in index.members and self.key(agent) == entry:
+            key = index.key or self.key
+            if agent is not None and agent.id in index.members and key(agent) == entry:
                 return agent
             heapq.heappop(heap)  # stale: the agent left or its key changed
         return None
@@ -211,7 +230,7 @@ class Planner:
                 (index := pool.by_level.get((skill, lv))) is not None and index.members
                 for lv in range(level, pool.max_level + 1)
             )
-        return bool(self._with_skills(pool, required))
+        return bool(self._required_index(pool, required).members)
 
     def free_queues(self) -> set[str]:
         """The queues with at least one agent under capacity."""
@@ -235,12 +254,19 @@ class Planner:
                 return None
             chosen, eligible = picked
         elif required:
-            candidates = self._with_skills(pool, required)
-            if not candidates:
+            index = self._required_index(pool, required)
+            if not index.members:
                 self._dead.add(group)
                 return None
-            eligible = len(candidates)
-            chosen = _pick(pool.strategy, candidates, required, cursor)
+            eligible = len(index.members)
+            if pool.strategy == "round_robin":
+                agent_id = pool.next_id([index], cursor)
+                assert agent_id is not None
+                chosen = self.agents[agent_id]
+            else:
+                head = pool.head(index, self.agents)
+                assert head is not None
+                chosen = head
         else:
             eligible = len(pool.free)
             chosen = self._top(pool, cursor)
@@ -251,6 +277,25 @@ class Planner:
         reasons.append(chosen_reason(chosen, pool.strategy, cursor, required, self.now))
         self._apply(chosen, conv.queue)
         return Decision(conv.id, chosen.id, conv.queue, pool.strategy, reasons)
+
+    def _required_index(self, pool: _QueuePool, required: Mapping[str, int]) -> _Index:
+        """The free agents of `pool` having every skill of `required`, in the queue's order
+        (for `skills`: the sum of those skills' levels, then least busy); built once per
+        pass from the agents having the rarest of them, then kept up to date."""
+        signature = tuple(sorted(required.items()))
+        index = pool.by_required.get(signature)
+        if index is None:
+            key = None
+            if pool.strategy == "skills":
+                wanted = dict(required)
+
+                def key(agent: AgentSnapshot) -> tuple[Any, ...]:
+                    return (-_skill_score(agent, wanted), *_least_busy_key(agent))
+
+            index = pool.by_required[signature] = _Index(key)
+            for agent in self._with_skills(pool, required):
+                pool.insert(index, agent)
+        return index
 
     def _with_skills(self, pool: _QueuePool, required: Mapping[str, int]) -> list[AgentSnapshot]:
         sets = []
