@@ -212,7 +212,7 @@ class Dispatcher:
                         decision.reasons,
                     )
                 )
-            if len(claims) >= PAGE_SIZE or time.perf_counter() - slice_started > SLICE_SECONDS:
+            if len(claims) >= CLAIM_SLICE or time.perf_counter() - slice_started > SLICE_SECONDS:
                 if claims:
                     if await self._claim(claims, now):
                         return True
@@ -236,8 +236,11 @@ class Dispatcher:
         return len(claimed) < len(claims)
 
 
-# Waiting conversations read per page and claims per slice.
+# Waiting conversations read per page.
 PAGE_SIZE = 256
+# Claims committed at once: the store thread encodes their events while holding the GIL,
+# which the event loop then waits for, so a slice is kept small.
+CLAIM_SLICE = 64
 # Waiting conversations of each group read with the routing state: most passes (a new
 # conversation, one freed slot) need nothing more, so they cost two store calls.
 HEAD_SIZE = 16
