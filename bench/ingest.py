@@ -9,6 +9,13 @@ then prints the throughput ratio (gateway / bare). A second phase offers a fixed
 (default 1,000 messages/s, open loop) to the gateway and reports p50/p99 POST→assigned.
 
     python -m bench.ingest --messages 5000 --concurrency 50 --rate 1000
+
+With `--backlog N` it measures routing under backlog instead, in one run: the ingest rate
+of a gateway whose agents take every conversation (the backlog stays empty), then of a
+fresh gateway whose agents are all full (capacity 1 each) with N conversations waiting,
+and prints the ratio (target >= 0.8).
+
+    python -m bench.ingest --backlog 10000 --messages 3000
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def gateway_config(port: int, db: Path, agents: int) -> dict[str, Any]:
+def gateway_config(port: int, db: Path, agents: int, capacity: int = 1_000_000) -> dict[str, Any]:
     ids = [f"agent{i}" for i in range(agents)]
     return {
         "server": {"host": "127.0.0.1", "port": port},
@@ -83,7 +90,7 @@ def gateway_config(port: int, db: Path, agents: int) -> dict[str, Any]:
             {
                 "id": a,
                 "name": a,
-                "capacity": {"default": 1_000_000},
+                "capacity": {"default": capacity},
                 "queues": ["general"],
                 "presence": "online",
             }
@@ -201,6 +208,82 @@ async def load(
     }
 
 
+async def serve(tmpdir: Path, name: str, cfg: dict[str, Any], port: int) -> subprocess.Popen[bytes]:
+    config = tmpdir / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SWITCHBOARD_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run", "-c", str(config)], env=env
+    )
+    await wait_up(port, proc)
+    return proc
+
+
+async def waiting_and_load(port: int) -> tuple[int, int, int]:
+    """(conversations open and unassigned, total load, total capacity) via the API."""
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.get(f"http://127.0.0.1:{port}/v1/agents") as r:
+            agents = (await r.json())["agents"]
+        waiting = 0
+        cursor = None
+        while True:
+            url = f"http://127.0.0.1:{port}/v1/conversations?status=open&limit=500"
+            async with http.get(url + (f"&cursor={cursor}" if cursor else "")) as r:
+                page = await r.json()
+            waiting += sum(c["assignee"] is None for c in page["conversations"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    load = sum(sum(a["load"].values()) for a in agents)
+    capacity = sum(a["capacity"]["default"] for a in agents)
+    return waiting, load, capacity
+
+
+async def backlog_run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        port = free_port()
+        empty = await serve(
+            tmpdir, "empty", gateway_config(port, tmpdir / "e.db", args.agents), port
+        )
+        try:
+            await load(port, 500, args.concurrency, "warm")
+            e = await load(port, args.messages, args.concurrency, "run")
+        finally:
+            empty.terminate()
+            empty.wait(20)
+        port = free_port()
+        cfg = gateway_config(port, tmpdir / "b.db", args.agents, capacity=1)
+        full = await serve(tmpdir, "backlog", cfg, port)
+        try:
+            pre = await load(port, args.backlog + args.agents, args.concurrency, "pre")
+            waiting, used, capacity = await waiting_and_load(port)
+            b = await load(port, args.messages, args.concurrency, "run")
+        finally:
+            full.terminate()
+            full.wait(20)
+    print(
+        f"# bench/ingest.py --backlog {args.backlog} --messages {args.messages}"
+        f" --concurrency {args.concurrency} --agents {args.agents}"
+    )
+    print(
+        f"empty backlog (every conversation assigned): {e['rate']:8.0f} msg/s"
+        f"   POST p50 {e['post_p50']:6.1f} ms  p99 {e['post_p99']:6.1f} ms"
+    )
+    print(
+        f"building the backlog ({args.backlog + args.agents} messages)   : {pre['rate']:8.0f} msg/s"
+        f"   POST p50 {pre['post_p50']:6.1f} ms  p99 {pre['post_p99']:6.1f} ms"
+    )
+    print(
+        f"{waiting} waiting, agents full ({used}/{capacity}) : {b['rate']:8.0f} msg/s"
+        f"   POST p50 {b['post_p50']:6.1f} ms  p99 {b['post_p99']:6.1f} ms"
+    )
+    print(
+        f"ratio backlog/empty                        : {b['rate'] / e['rate']:8.2f}   (target >= 0.8)"
+    )
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -210,7 +293,13 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0, help="offered rate of the latency phase")
     ap.add_argument("--rate-seconds", type=float, default=5.0)
     ap.add_argument("--agents", type=int, default=10)
+    ap.add_argument(
+        "--backlog", type=int, default=0, help="measure ingest with this many waiting instead"
+    )
     args = ap.parse_args()
+    if args.backlog:
+        await backlog_run(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)

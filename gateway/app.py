@@ -163,7 +163,7 @@ class Gateway:
 
     async def explain(self, facts: MessageFacts) -> dict[str, Any]:
         """The routing decision for a message against the live agents, changing nothing."""
-        snap = await self.store.routing_snapshot()
+        snap = await self.store.routing_state()  # agents and loads, not the backlog
         agents = self.dispatcher.snapshots(snap, facts.channel_type)
         out = explain(self.config.routing, facts, agents, snap.rr_last, self.clock())
         cls, decision = out.classification, out.decision

@@ -1,9 +1,25 @@
-"""Routing dispatch: turn the router's pure plan into atomic claims in the store.
+"""Routing dispatch: turn the router's decisions into atomic claims in the store.
 
-One pass reads a snapshot (waiting conversations, agents with presence, load and last
-assignment), asks `router.plan` for decisions, and claims them; the store's
-compare-and-set refuses any claim the world has moved past, and the pass runs again.
-Passes are serialised and coalesced: a poke during a pass schedules exactly one more.
+A pass costs what the free capacity can take, not what waits:
+
+1. It reads the agents, their loads and which groups (channel kind, queue, required
+   skills) have waiting conversations — never the waiting conversations themselves. With no agent under
+   capacity in any of those queues (the backlog case) the pass ends there.
+2. For each kind, `router.Planner` indexes the agents with free capacity. Waiting
+   conversations are grouped by queue and required skills (the store keeps them in that
+   order); only the groups some free agent can take are read, a page at a time per group,
+   most urgent and oldest first, merged in routing order, and decided one by one until no
+   free agent can take any of them (or nothing more waits). A backlog that needs a skill
+   nobody free has is never read.
+3. Decisions are claimed in slices; the loop yields between slices so a pass never holds
+   the event loop for long (`SLICE_SECONDS` of planning at a time). The store's
+   compare-and-set refuses a claim the world has moved past (assigned elsewhere, agent
+   away, capacity lowered), and then the pass is run again on fresh state.
+
+So a new conversation is matched against the agents with free capacity in its queue, and
+capacity that frees up is matched against the oldest, most urgent conversations of the
+queues of the agents that have it. Passes are serialised and coalesced: a poke during a
+pass schedules exactly one more; a safety pass runs every `safety_interval` anyway.
 """
 
 from __future__ import annotations
@@ -11,14 +27,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
-from collections.abc import Callable
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
 from gateway.events import EventBus
 from gateway.metrics import METRICS
-from gateway.store.base import Claim, RoutingSnapshot, Store
-from router import AgentSnapshot, ConversationSnapshot, Decision, plan
+from gateway.model import AgentState
+from gateway.store.base import (
+    Claim,
+    RoutingSnapshot,
+    RoutingState,
+    Store,
+    WaitingConversation,
+    WaitingGroup,
+    WaitingKey,
+)
+from router import AgentSnapshot, ConversationSnapshot, Planner
 
 log = logging.getLogger("switchboard.dispatch")
 
@@ -67,14 +94,16 @@ class Dispatcher:
         while not self._stopping:
             # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when it is
             # cancelled just as the wake arrives, and the cancellation is lost.
+            safety = True
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.safety_interval):
                     await self._wake.wait()
+                    safety = False
             if self._stopping:
                 break
             self._wake.clear()
             try:
-                retry = await self.run_pass()
+                retry = await self.run_pass(count_waiting=safety)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -84,9 +113,17 @@ class Dispatcher:
             if retry:
                 self._wake.set()
 
-    def snapshots(self, snap: RoutingSnapshot, channel_kind: str) -> list[AgentSnapshot]:
+    def snapshots(
+        self, snap: RoutingSnapshot | RoutingState, channel_kind: str
+    ) -> list[AgentSnapshot]:
+        """The agents as the router sees them for one channel kind."""
+        return self._agent_snapshots(snap.agents, snap.loads, channel_kind)
+
+    def _agent_snapshots(
+        self, agents: Iterable[AgentState], loads: dict[tuple[str, str], int], channel_kind: str
+    ) -> list[AgentSnapshot]:
         out = []
-        for state in snap.agents:
+        for state in agents:
             cfg = self._agents.get(state.id)
             if cfg is None:
                 continue  # an agent removed from the config keeps its history, gets no work
@@ -98,49 +135,140 @@ class Dispatcher:
                     queues=frozenset(cfg.queues),
                     skills=cfg.skills,
                     capacity=state.capacity_for(channel_kind),
-                    load=snap.loads.get((state.id, channel_kind), 0),
+                    load=loads.get((state.id, channel_kind), 0),
                     last_assigned_at=state.last_assigned_at,
                 )
             )
         return out
 
-    def decisions(self, snap: RoutingSnapshot, now: float) -> list[tuple[Decision, str, int]]:
-        """The plan for a snapshot: (decision, channel kind, capacity) per waiting conversation."""
-        by_kind: dict[str, list[ConversationSnapshot]] = defaultdict(list)
-        for w in snap.waiting:
-            by_kind[w.channel_kind].append(
+    async def run_pass(self, count_waiting: bool = False) -> bool:
+        """One routing pass; True when a claim lost a race and another pass is due."""
+        state = await self.store.routing_state(count_waiting, HEAD_SIZE)
+        if state.waiting_count is not None:
+            METRICS.waiting.set(state.waiting_count)
+        if not state.waiting_groups:
+            METRICS.waiting.set(0)
+            return False
+        now = self.clock()
+        by_kind: dict[str, list[WaitingGroup]] = defaultdict(list)
+        for group in state.waiting_groups:
+            by_kind[group.channel_kind].append(group)
+        for kind, groups in by_kind.items():
+            agents = self._agent_snapshots(state.agents, state.loads, kind)
+            planner = Planner(self._queues, agents, state.rr_last, now)
+            live = [g for g in groups if planner.can_take(g.queue, g.required_skills)]
+            if live and await self._route(kind, live, planner, now, state.heads):
+                return True
+        return False
+
+    async def _route(
+        self,
+        kind: str,
+        groups: list[WaitingGroup],
+        planner: Planner,
+        now: float,
+        heads: dict[WaitingGroup, list[WaitingConversation]],
+    ) -> bool:
+        """Decide and claim the waiting conversations of `groups` while some free agent can
+        take them; True when a claim was refused (the state moved on)."""
+        streams = {g: _Stream.starting_with(heads.get(g)) for g in groups}
+        claims: list[Claim] = []
+        capacity = {a.id: a.capacity for a in planner.agents.values()}
+        slice_started = time.perf_counter()
+        while True:
+            for group in list(streams):
+                stream = streams[group]
+                if not planner.can_take(group.queue, group.required_skills):
+                    del streams[group]
+                    continue
+                if not stream.buf and not stream.done:
+                    page = await self.store.waiting_page(group, stream.after, PAGE_SIZE)
+                    stream.buf.extend(page)
+                    stream.done = len(page) < PAGE_SIZE
+                    if page:
+                        last = page[-1]
+                        stream.after = (last.priority, last.created_at, last.id)
+                    slice_started = time.perf_counter()  # the page read yielded
+                if not stream.buf:
+                    del streams[group]
+            if not streams:
+                break
+            group = min(streams, key=lambda g: _order(streams[g].buf[0]))
+            w = streams[group].buf.popleft()
+            decision = planner.assign(
                 ConversationSnapshot(
                     w.id, w.queue, w.priority, w.required_skills, w.channel_kind, w.created_at
                 )
             )
-        out = []
-        for kind, waiting in by_kind.items():
-            agents = self.snapshots(snap, kind)
-            capacity = {a.id: a.capacity for a in agents}
-            for d in plan(waiting, self._queues, agents, snap.rr_last, now):
-                out.append((d, kind, capacity.get(d.agent_id or "", 0)))
-        return out
+            if decision is not None and decision.agent_id is not None:
+                claims.append(
+                    Claim(
+                        decision.conversation_id,
+                        decision.agent_id,
+                        kind,
+                        capacity.get(decision.agent_id, 0),
+                        decision.queue,
+                        decision.strategy or "",
+                        decision.reasons,
+                    )
+                )
+            if len(claims) >= CLAIM_SLICE or time.perf_counter() - slice_started > SLICE_SECONDS:
+                if claims:
+                    if await self._claim(claims, now):
+                        return True
+                    claims = []
+                else:
+                    await asyncio.sleep(0)
+                slice_started = time.perf_counter()
+        return bool(claims) and await self._claim(claims, now)
 
-    async def run_pass(self) -> bool:
-        """One routing pass; True when a claim lost a race and another pass is due."""
-        snap = await self.store.routing_snapshot()
-        METRICS.waiting.set(len(snap.waiting))
-        if not snap.waiting:
-            return False
-        now = self.clock()
-        claims = [
-            Claim(d.conversation_id, d.agent_id, kind, cap, d.queue, d.strategy or "", d.reasons)
-            for d, kind, cap in self.decisions(snap, now)
-            if d.agent_id is not None
-        ]
-        if not claims:
-            return False
+    async def _claim(self, claims: list[Claim], now: float) -> bool:
+        """Claim a slice of decisions; True when some claim was refused."""
         claimed, events = await self.store.claim(claims, now)
         self.bus.publish(events)
+        done = set(claimed)
         for claim in claims:
-            if claim.conversation_id in claimed:
+            if claim.conversation_id in done:
                 METRICS.assignments.labels(claim.queue).inc()
-        METRICS.waiting.set(len(snap.waiting) - len(claimed))
+        METRICS.waiting.dec(len(claimed))
         if not claimed:
             await asyncio.sleep(0.05)  # lost every race: let the winners' changes land
         return len(claimed) < len(claims)
+
+
+# Waiting conversations read per page.
+PAGE_SIZE = 256
+# Claims committed at once: the store thread encodes their events while holding the GIL,
+# which the event loop then waits for, so a slice is kept small.
+CLAIM_SLICE = 64
+# Waiting conversations of each group read with the routing state: most passes (a new
+# conversation, one freed slot) need nothing more, so they cost two store calls.
+HEAD_SIZE = 16
+# Planning on the event loop between two awaits, at most (a decision is ~10-50 µs).
+SLICE_SECONDS = 0.005
+
+
+def _order(w: WaitingConversation) -> tuple[int, float, str]:
+    """Routing order: highest priority, then oldest, then id (as `router.order_waiting`)."""
+    return (-w.priority, w.created_at, w.id)
+
+
+@dataclass
+class _Stream:
+    """One queue's waiting conversations, read a page at a time."""
+
+    buf: deque[WaitingConversation] = field(default_factory=deque)
+    after: WaitingKey | None = None
+    done: bool = False
+
+    @classmethod
+    def starting_with(cls, head: list[WaitingConversation] | None) -> _Stream:
+        """A stream whose first page (`HEAD_SIZE` long at most) was read already."""
+        if head is None:
+            return cls()
+        last = head[-1] if head else None
+        return cls(
+            deque(head),
+            None if last is None else (last.priority, last.created_at, last.id),
+            len(head) < HEAD_SIZE,
+        )

@@ -16,6 +16,7 @@ from .config import (
     TextMatch,
 )
 from .explain import Explanation, explain
+from .planner import Planner, plan_assignments
 from .rules import Classification, MessageFacts, classify, explain_condition
 from .strategies import (
     AgentSnapshot,
@@ -38,6 +39,7 @@ __all__ = [
     "DefaultAction",
     "Explanation",
     "MessageFacts",
+    "Planner",
     "Presence",
     "Priority",
     "QueueConfig",
@@ -51,4 +53,5 @@ __all__ = [
     "explain_condition",
     "order_waiting",
     "plan",
+    "plan_assignments",
 ]

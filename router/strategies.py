@@ -139,6 +139,18 @@ def decide(
         reasons.append(f"no eligible agent in queue {queue.name!r}; conversation waits")
         return Decision(conv.id, None, queue.name, strategy, reasons)
     chosen = _pick(strategy, eligible, required, rr_last)
+    reasons.append(chosen_reason(chosen, strategy, rr_last, required, now))
+    return Decision(conv.id, chosen.id, queue.name, strategy, reasons)
+
+
+def chosen_reason(
+    chosen: AgentSnapshot,
+    strategy: str,
+    rr_last: str | None,
+    required: Mapping[str, int],
+    now: float,
+) -> str:
+    """Why `chosen` got the conversation, e.g. `alice chosen by skills; skill score 8; load 1/3`."""
     detail = f"load {chosen.load}/{chosen.capacity}"
     if strategy == "round_robin" and rr_last is not None:
         detail += f"; previous {rr_last}"
@@ -146,8 +158,7 @@ def decide(
         detail += f"; {_idle_text(chosen, now)}"
     elif strategy == "skills":
         detail = f"skill score {_skill_score(chosen, required)}; {detail}"
-    reasons.append(f"{chosen.id} chosen by {strategy}; {detail}")
-    return Decision(conv.id, chosen.id, queue.name, strategy, reasons)
+    return f"{chosen.id} chosen by {strategy}; {detail}"
 
 
 def order_waiting(convs: Iterable[ConversationSnapshot]) -> list[ConversationSnapshot]:
@@ -162,7 +173,9 @@ def plan(
     rr_last: Mapping[str, str],
     now: float,
 ) -> list[Decision]:
-    """Decide every waiting conversation in `order_waiting` order.
+    """Decide and explain every waiting conversation in `order_waiting` order, each against
+    every agent: the reference `router.Planner` is checked against. The dispatcher uses the
+    Planner, whose cost follows the candidates instead.
 
     Each assignment is applied to a working copy of the snapshot (load + 1,
     last_assigned_at = now, round-robin cursor) so later decisions see it. Returns one

@@ -328,7 +328,7 @@ async def typing(request: web.Request) -> web.Response:
 async def list_agents(request: web.Request) -> web.Response:
     _auth(request)
     gw = _gw(request)
-    snap = await gw.store.routing_snapshot()
+    snap = await gw.store.routing_state()  # agents and loads, not the backlog
     out = []
     for state in snap.agents:
         cfg = gw.config.agent(state.id)

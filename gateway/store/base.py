@@ -224,11 +224,45 @@ class RoutingSnapshot:
     rr_last: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class WaitingGroup:
+    """Waiting conversations that any agent can take or none can: one channel kind, one
+    queue, one set of required skills."""
+
+    channel_kind: str
+    queue: str
+    required_skills: dict[str, int] = field(hash=False, compare=False)
+    # The required skills as stored (the group's key in the store).
+    skills_key: str = ""
+
+
+@dataclass(slots=True)
+class RoutingState:
+    """What a routing pass reads before it reads any waiting conversation."""
+
+    agents: list[AgentState]
+    # (agent id, channel kind) → conversations occupying capacity
+    loads: dict[tuple[str, str], int]
+    rr_last: dict[str, str]
+    # The groups with at least one conversation waiting, in order of their keys.
+    waiting_groups: list[WaitingGroup]
+    # How many conversations wait, when asked for (it costs a scan of the waiting index).
+    waiting_count: int | None = None
+    # The first conversations of each group (up to `head` of them, in routing order), so
+    # that a pass usually needs no further read: what a page would start with.
+    heads: dict[WaitingGroup, list[WaitingConversation]] = field(default_factory=dict)
+
+
+# Keyset position in a queue's waiting order: (priority, created_at, id).
+WaitingKey = tuple[int, float, str]
+
+
 @dataclass(slots=True)
 class Claim:
     conversation_id: str
     agent_id: str
     channel_kind: str
+    # The capacity the router's snapshot showed; the store checks the current one.
     capacity: int
     queue: str
     strategy: str
@@ -308,9 +342,23 @@ class Store(ABC):
     async def routing_snapshot(self) -> RoutingSnapshot: ...
 
     @abstractmethod
+    async def routing_state(self, count_waiting: bool = False, head: int = 0) -> RoutingState:
+        """Agents, loads, round-robin cursors, which groups (kind, queue, required skills)
+        have waiting conversations and the first `head` of each, at a cost that does not
+        grow with the number waiting."""
+
+    @abstractmethod
+    async def waiting_page(
+        self, group: WaitingGroup, after: WaitingKey | None, limit: int
+    ) -> list[WaitingConversation]:
+        """Up to `limit` waiting conversations of one group, highest priority then oldest
+        then id first, starting after the keyset position `after`."""
+
+    @abstractmethod
     async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:
         """Assign each conversation if it is still waiting, the agent still online and
-        under capacity: a compare-and-set per claim. Returns the claimed conversation ids."""
+        under the capacity the agent has when the claim commits (not `Claim.capacity`, the
+        one the plan saw): a compare-and-set per claim. Returns the claimed conversation ids."""
 
     @abstractmethod
     async def set_presence(self, agent_id: str, presence: str, now: float) -> list[Event]: ...
@@ -334,7 +382,9 @@ class Store(ABC):
         now: float,
         scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
-        """Manual assignment; with `capacity` set, refuse (Conflict) when the agent is full."""
+        """Manual assignment; with `capacity` set, refuse (Conflict) when the agent is full
+        against it or against the capacity the agent has when the assignment commits,
+        whichever is lower."""
 
     @abstractmethod
     async def transfer(

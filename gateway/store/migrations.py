@@ -238,4 +238,15 @@ WHERE EXISTS (SELECT 1 FROM identities u WHERE u.verified = 0 AND u.kind = conve
 DELETE FROM identities WHERE verified = 0
 """,
     ),
+    (
+        8,
+        """
+-- Routing reads the waiting conversations of one channel kind, queue and set of required
+-- skills, most urgent and oldest first, a page at a time: this index makes that a range
+-- read, and listing the groups one seek per group, whatever the backlog.
+CREATE INDEX conversations_routable
+    ON conversations(channel_kind, queue, required_skills, priority DESC, created_at, id)
+    WHERE status = 'open' AND assignee IS NULL
+""",
+    ),
 ]

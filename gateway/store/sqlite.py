@@ -39,9 +39,12 @@ from gateway.store.base import (
     OutboundRequest,
     OutboxItem,
     RoutingSnapshot,
+    RoutingState,
     Scope,
     Store,
     WaitingConversation,
+    WaitingGroup,
+    WaitingKey,
     check_acts,
     check_sees,
 )
@@ -910,6 +913,73 @@ class SqliteStore(SqliteQuarantine, Store):
 
         return await self._run(op)
 
+    async def routing_state(self, count_waiting: bool = False, head: int = 0) -> RoutingState:
+        def op(conn: sqlite3.Connection) -> RoutingState:
+            loads = {
+                (r[0], r[1]): r[2]
+                for r in conn.execute(
+                    "SELECT agent_id, channel_kind, n FROM agent_load WHERE n > 0"
+                )
+            }
+            rr = dict(conn.execute("SELECT queue, agent_id FROM queue_cursors").fetchall())
+            # The distinct groups by skipping along conversations_routable: one index
+            # seek per group, however many conversations wait in each.
+            groups: list[WaitingGroup] = []
+            select = (
+                "SELECT channel_kind, queue, required_skills FROM conversations"
+                " INDEXED BY conversations_routable WHERE status='open' AND assignee IS NULL"
+            )
+            order = " ORDER BY channel_kind, queue, required_skills LIMIT 1"
+            row = conn.execute(select + order).fetchone()
+            heads: dict[WaitingGroup, list[WaitingConversation]] = {}
+            while row is not None:
+                group = WaitingGroup(row[0], row[1], json.loads(row[2]), row[2])
+                groups.append(group)
+                if head:
+                    heads[group] = self._waiting_page(conn, group, None, head)
+                row = conn.execute(
+                    select + " AND (channel_kind > ?1 OR (channel_kind = ?1 AND (queue > ?2"
+                    " OR (queue = ?2 AND required_skills > ?3))))" + order,
+                    row,
+                ).fetchone()
+            count = None
+            if count_waiting:
+                count = conn.execute(
+                    "SELECT count(*) FROM conversations WHERE status='open' AND assignee IS NULL"
+                ).fetchone()[0]
+            return RoutingState(self._agent_states(conn), loads, rr, groups, count, heads)
+
+        return await self._run(op)
+
+    async def waiting_page(
+        self, group: WaitingGroup, after: WaitingKey | None, limit: int
+    ) -> list[WaitingConversation]:
+        return await self._run(lambda conn: self._waiting_page(conn, group, after, limit))
+
+    @staticmethod
+    def _waiting_page(
+        conn: sqlite3.Connection, group: WaitingGroup, after: WaitingKey | None, limit: int
+    ) -> list[WaitingConversation]:
+        sql = (
+            "SELECT id, queue, priority, required_skills, channel_kind, created_at"
+            " FROM conversations INDEXED BY conversations_routable"
+            " WHERE status='open' AND assignee IS NULL"
+            " AND channel_kind=? AND queue=? AND required_skills=?"
+        )
+        args: list[Any] = [group.channel_kind, group.queue, group.skills_key]
+        if after is not None:
+            sql += (
+                " AND (priority < ?4 OR (priority = ?4 AND"
+                " (created_at > ?5 OR (created_at = ?5 AND id > ?6))))"
+            )
+            args += list(after)
+        sql += " ORDER BY priority DESC, created_at, id LIMIT ?"
+        args.append(limit)
+        return [
+            WaitingConversation(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
+            for r in conn.execute(sql, args)
+        ]
+
     @staticmethod
     def _agent_states(conn: sqlite3.Connection) -> list[AgentState]:
         return [
@@ -958,11 +1028,16 @@ class SqliteStore(SqliteQuarantine, Store):
             new: list[NewEvent] = []
             for c in claims:
                 agent = conn.execute(
-                    "SELECT presence FROM agents WHERE id=?", (c.agent_id,)
+                    "SELECT presence, capacity FROM agents WHERE id=?", (c.agent_id,)
                 ).fetchone()
                 if agent is None or agent[0] != "online":
                     continue
-                if self._load(conn, c.agent_id, c.channel_kind) >= c.capacity:
+                # The capacity as it is now, inside this transaction: an admin may have
+                # lowered it since the router's snapshot (`c.capacity`) was taken.
+                capacity = AgentState(c.agent_id, agent[0], json.loads(agent[1]))
+                if self._load(conn, c.agent_id, c.channel_kind) >= capacity.capacity_for(
+                    c.channel_kind
+                ):
                     continue
                 cur = conn.execute(
                     "UPDATE conversations SET assignee=?, status='assigned', assigned_at=?, updated_at=?"
@@ -1073,16 +1148,19 @@ class SqliteStore(SqliteQuarantine, Store):
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
             if conv.status in ("resolved", "closed"):
                 raise Conflict(f"the conversation is {conv.status}; reopen it first")
-            if conn.execute("SELECT 1 FROM agents WHERE id=?", (agent_id,)).fetchone() is None:
+            row = conn.execute(
+                "SELECT presence, capacity FROM agents WHERE id=?", (agent_id,)
+            ).fetchone()
+            if row is None:
                 raise NotFound(f"agent {agent_id} not found")
-            if (
-                capacity is not None
-                and conv.assignee != agent_id
-                and self._load(conn, agent_id, conv.channel_kind) >= capacity
-            ):
-                raise Conflict(
-                    f"agent {agent_id} is at capacity ({capacity}) for {conv.channel_kind}"
-                )
+            if capacity is not None and conv.assignee != agent_id:
+                # The caller read `capacity` earlier; an admin may have lowered it since.
+                stored = AgentState(agent_id, row[0], json.loads(row[1]))
+                limit = min(capacity, stored.capacity_for(conv.channel_kind))
+                if self._load(conn, agent_id, conv.channel_kind) >= limit:
+                    raise Conflict(
+                        f"agent {agent_id} is at capacity ({limit}) for {conv.channel_kind}"
+                    )
             conv.assignee, conv.assigned_at = agent_id, now
             if conv.status == "open":
                 conv.status = "assigned"

@@ -34,8 +34,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await backend.close()
 
 
-def classify_to(queue: str = "general", priority: int = 1) -> object:
-    return lambda attrs: Classification(queue, priority, {}, [], None, ["test"])
+def classify_to(
+    queue: str = "general", priority: int = 1, skills: dict[str, int] | None = None
+) -> object:
+    return lambda attrs: Classification(queue, priority, skills or {}, [], None, ["test"])
 
 
 def inbound(
@@ -119,6 +121,88 @@ async def test_claim_is_compare_and_set_and_respects_capacity(store: Store) -> N
     assert [w.id for w in snap.waiting] == [convs[2]]
     assert snap.loads[("alice", "email")] == 2
     assert snap.rr_last == {"general": "alice"}
+
+
+async def test_claim_checks_capacity_as_it_is_at_commit(store: Store) -> None:
+    # The router planned with alice at 0/2; an admin lowers her capacity to 1 before the
+    # claim commits: only one conversation may be hers, whatever the plan believed.
+    convs = [
+        (await ingest(store, inbound(str(i), f"d{i}@example.com"), now=1000 + i)).conversation.id
+        for i in range(2)
+    ]
+    await store.set_capacity("alice", {"default": 1}, 1500)
+    claims = [Claim(c, "alice", "email", 2, "general", "round_robin", []) for c in convs]
+    claimed, _ = await store.claim(claims, 2000)
+    assert claimed == convs[:1]
+    # A capacity per channel kind wins over the default.
+    await store.set_capacity("alice", {"default": 5, "email": 1}, 2100)
+    again, _ = await store.claim(claims[1:], 2200)
+    assert again == []
+
+
+async def test_waiting_is_read_by_queue_in_routing_order_a_page_at_a_time(store: Store) -> None:
+    async def open_in(
+        queue: str, priority: int, ext: str, now: float, skills: dict[str, int] | None = None
+    ) -> str:
+        out = await store.ingest(
+            IngestRequest(
+                "mail",
+                "email",
+                inbound(ext, f"{ext}@example.com"),
+                classify_to(queue, priority, skills or {}),
+                now,
+                WEEK,  # type: ignore[arg-type]
+            )
+        )
+        return out.conversation.id
+
+    normal_old = await open_in("general", 1, "n1", 1000)
+    urgent_new = await open_in("general", 3, "u1", 3000)
+    normal_new = await open_in("general", 1, "n2", 2000)
+    billing = await open_in("billing", 1, "b1", 500)
+    skilled = await open_in("general", 1, "s1", 100, {"de": 3})
+    state = await store.routing_state(count_waiting=True)
+    groups = {(g.channel_kind, g.queue, str(g.required_skills)): g for g in state.waiting_groups}
+    assert sorted(groups) == [
+        ("email", "billing", "{}"),
+        ("email", "general", "{'de': 3}"),
+        ("email", "general", "{}"),
+    ]
+    assert state.waiting_count == 5
+    assert state.heads == {}  # asked for none
+    heads = (await store.routing_state(head=2)).heads
+    assert [w.id for w in heads[groups[("email", "general", "{}")]]] == [urgent_new, normal_old]
+    assert [w.id for w in heads[groups[("email", "billing", "{}")]]] == [billing]
+    assert state.loads == {} and {a.id for a in state.agents} == {"alice", "bob"}
+    general = groups[("email", "general", "{}")]
+    page = await store.waiting_page(general, None, 2)
+    assert [w.id for w in page] == [urgent_new, normal_old]
+    last = page[-1]
+    rest = await store.waiting_page(general, (last.priority, last.created_at, last.id), 10)
+    assert [w.id for w in rest] == [normal_new]
+    page = await store.waiting_page(groups[("email", "general", "{'de': 3}")], None, 10)
+    assert [(w.id, w.required_skills) for w in page] == [(skilled, {"de": 3})]
+    await store.claim([Claim(billing, "alice", "email", 2, "billing", "rr", [])], 4000)
+    state = await store.routing_state()
+    assert [g.queue for g in state.waiting_groups] == ["general", "general"]
+    assert state.waiting_count is None
+    assert state.loads == {("alice", "email"): 1} and state.rr_last == {"billing": "alice"}
+
+
+async def test_manual_assignment_checks_capacity_as_it_is_at_commit(store: Store) -> None:
+    # The API read alice's capacity (2) before an admin lowered it to 1: the assignment that
+    # would make her 2/1 is refused.
+    convs = [
+        (await ingest(store, inbound(str(i), f"m{i}@example.com"), now=1000 + i)).conversation.id
+        for i in range(2)
+    ]
+    await store.assign(convs[0], "alice", 2, "admin", 1100)
+    await store.set_capacity("alice", {"default": 1}, 1150)
+    with pytest.raises(Conflict):
+        await store.assign(convs[1], "alice", 2, "admin", 1200)
+    # Forced (no capacity given), it is still possible.
+    c, _ = await store.assign(convs[1], "alice", None, "admin", 1300)
+    assert c.assignee == "alice"
 
 
 async def test_concurrent_claims_never_exceed_capacity(store: Store) -> None:
