@@ -353,6 +353,7 @@ class Gateway:
             self._spawn(self._start_channel(name, connector))
         await self.dispatcher.start()
         await self.outbox.start()
+        self._spawn(self._prune_events())
         log.info(
             "switchboard started",
             extra={
@@ -362,6 +363,30 @@ class Gateway:
                 "max_connections": self.guard.max_connections,
             },
         )
+
+    async def prune_events(self) -> int:
+        """Remove the events older than `events.retention` (and beyond `max_events`)."""
+        cfg = self.config.events
+        removed = await self.store.prune_events(self.clock() - cfg.retention, cfg.max_events)
+        if removed:
+            log.info(
+                "old events pruned",
+                extra={
+                    "count": removed,
+                    "pruned_through": await self.store.events_pruned_through(),
+                },
+            )
+        return removed
+
+    async def _prune_events(self) -> None:
+        while not self._stopped:  # not only the cancellation: Python 3.11 can lose it
+            try:
+                await self.prune_events()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning old events failed; retrying later")
+            await asyncio.sleep(self.config.events.prune_interval)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

@@ -238,4 +238,11 @@ WHERE EXISTS (SELECT 1 FROM identities u WHERE u.verified = 0 AND u.kind = conve
 DELETE FROM identities WHERE verified = 0
 """,
     ),
+    (
+        8,
+        """
+-- Retention removes the events committed before a cutoff (gateway/eventlog.py).
+CREATE INDEX events_at ON events(at)
+""",
+    ),
 ]

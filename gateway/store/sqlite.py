@@ -1380,6 +1380,47 @@ class SqliteStore(SqliteQuarantine, Store):
             lambda conn: int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
         )
 
+    @staticmethod
+    def _pruned_through(conn: sqlite3.Connection) -> int:
+        row = conn.execute(
+            "SELECT value FROM kv WHERE namespace='events' AND key='pruned_through'"
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def events_pruned_through(self) -> int:
+        return await self._run(self._pruned_through)
+
+    async def prune_events(self, older_than: float, keep: int | None) -> int:
+        batch = 5_000  # rows per transaction: writers wait at most one short delete
+
+        def op(conn: sqlite3.Connection) -> int:
+            # The newest event committed before the cutoff, found on the `at` index; ids
+            # are in commit order, so everything up to it goes (a prefix of the log).
+            row = conn.execute("SELECT MAX(id) FROM events WHERE at < ?", (older_than,)).fetchone()
+            upto = int(row[0] or 0)
+            if keep is not None:
+                last = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
+                upto = max(upto, last - keep)
+            first = conn.execute("SELECT MIN(id) FROM events").fetchone()[0]
+            if first is None or upto < first:
+                return 0
+            upto = min(upto, int(first) + batch - 1)
+            removed = conn.execute("DELETE FROM events WHERE id <= ?", (upto,)).rowcount
+            if upto > self._pruned_through(conn):
+                conn.execute(
+                    "INSERT INTO kv(namespace, key, value) VALUES ('events','pruned_through',?)"
+                    " ON CONFLICT(namespace, key) DO UPDATE SET value=excluded.value",
+                    (str(upto),),
+                )
+            return int(removed)
+
+        total = 0
+        while True:
+            removed = await self._tx(op)
+            total += removed
+            if removed < batch:
+                return total
+
     # --- kv --------------------------------------------------------------------------------
     async def kv_get(self, namespace: str, key: str) -> str | None:
         def op(conn: sqlite3.Connection) -> str | None:
