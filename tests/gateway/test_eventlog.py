@@ -1,0 +1,200 @@
+"""The event log is the truth: every stream reads it from its cursor, woken by the bus,
+so an event committed by another writer (another process on the same database) is never
+skipped, an event is never sent twice, and a cursor that fell off the pruned log is told
+so."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.store import SqliteStore
+from tests.gateway.conftest import ADMIN, SECRET, Receiver, base_config, wait_for
+
+
+async def _read_sse(resp: aiohttp.ClientResponse, n: int) -> list[dict[str, Any]]:
+    """The next `n` stored events of an SSE stream (comments and live-only ones skipped)."""
+    out: list[dict[str, Any]] = []
+    while len(out) < n:
+        chunk = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 10)
+        lines = chunk.decode().strip().split("\n")
+        data = [ln[len("data: ") :] for ln in lines if ln.startswith("data: ")]
+        if data:
+            event = json.loads(data[0])
+            if event["id"] is not None:
+                out.append(event)
+    return out
+
+
+async def test_stream_shows_an_event_committed_by_another_writer(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """Another writer on the same database (a second instance, a CLI) commits an event this
+    process never published: the live stream still shows it, in order, once."""
+    gw, client = await gateway_factory(base_config(tmp_path / "db.sqlite"))
+    other = SqliteStore(tmp_path / "db.sqlite")
+    await other.open()
+    try:
+        headers = {"Authorization": f"Bearer {ADMIN}", "Accept": "text/event-stream"}
+        async with client.http.get(f"{client.base}/v1/events", headers=headers) as resp:
+            assert resp.status == 200
+            await asyncio.sleep(0.2)  # the stream is live
+            await other.set_presence("bob", "away", gw.clock())  # not on this bus
+            await client.call("PUT", "/v1/agents/alice/presence", json={"status": "away"})
+            got = await _read_sse(resp, 2)
+        assert [(e["type"], e["data"]["agent"]) for e in got] == [
+            ("agent.presence", "bob"),
+            ("agent.presence", "alice"),
+        ]
+        assert got[1]["id"] == got[0]["id"] + 1
+    finally:
+        await other.close()
+
+
+async def test_stream_that_falls_behind_is_not_cut_off(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """A consumer that lags far behind the live events still gets every one, from the log."""
+    gw, client = await gateway_factory(base_config(tmp_path / "db.sqlite"))
+    headers = {"Authorization": f"Bearer {ADMIN}", "Accept": "text/event-stream"}
+    async with client.http.get(f"{client.base}/v1/events", headers=headers) as resp:
+        await asyncio.sleep(0.2)
+        first = await gw.store.last_event_id()
+        for i in range(30):  # many more events than the stream reads before it is woken
+            gw.publish(await gw.store.set_presence("bob", ("away", "online")[i % 2], gw.clock()))
+        got = await _read_sse(resp, 30)
+    assert [e["id"] for e in got] == list(range(first + 1, first + 31))
+
+
+def _draw_id(path: Path) -> tuple[sqlite3.Connection, int]:
+    """A second writer that draws its event id before committing (as a PostgreSQL
+    sequence does): the id is taken now, the event commits later."""
+    late = sqlite3.connect(path, isolation_level=None)
+    late.execute("BEGIN IMMEDIATE")
+    row = late.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+    drawn = (0 if row is None else int(row[0])) + 1
+    late.execute("INSERT OR REPLACE INTO sqlite_sequence(name, seq) VALUES ('events', ?)", (drawn,))
+    late.execute("COMMIT")
+    return late, drawn
+
+
+def _commit_late(late: sqlite3.Connection, drawn: int, at: float) -> None:
+    late.execute(
+        "INSERT INTO events(id, type, at, data) VALUES (?, 'agent.presence', ?, ?)",
+        (drawn, at, json.dumps({"agent": "carol", "status": "away"})),
+    )
+    late.close()
+
+
+async def test_stream_delivers_a_late_commit_with_a_lower_id_in_order(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """Another writer draws id N, this gateway commits N+1 and publishes it, then the other
+    writer commits N. The stream shows N then N+1, once each."""
+    gw, client = await gateway_factory(base_config(tmp_path / "db.sqlite"))
+    headers = {"Authorization": f"Bearer {ADMIN}", "Accept": "text/event-stream"}
+    async with client.http.get(f"{client.base}/v1/events", headers=headers) as resp:
+        await asyncio.sleep(0.2)
+        late, drawn = _draw_id(tmp_path / "db.sqlite")
+        await client.call("PUT", "/v1/agents/alice/presence", json={"status": "away"})
+        await asyncio.sleep(0.3)  # the stream was woken, and holds N+1 back
+        _commit_late(late, drawn, gw.clock())
+        await client.call("PUT", "/v1/agents/bob/presence", json={"status": "away"})
+        got = await _read_sse(resp, 3)
+    assert [(e["id"], e["data"]["agent"]) for e in got] == [
+        (drawn, "carol"),
+        (drawn + 1, "alice"),
+        (drawn + 2, "bob"),
+    ]
+
+
+async def test_webhook_delivers_a_late_commit_with_a_lower_id_in_order(
+    gateway_factory: Any, receiver: Receiver, tmp_path: Path
+) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["webhooks"] = [
+        {
+            "url": receiver.url,
+            "secret": SECRET,
+            "allow_private_networks": True,
+            "events": ["agent.*"],
+        }
+    ]
+    gw, client = await gateway_factory(cfg)
+    late, drawn = _draw_id(tmp_path / "db.sqlite")
+    await client.call("PUT", "/v1/agents/alice/presence", json={"status": "away"})
+    await asyncio.sleep(0.3)
+    _commit_late(late, drawn, gw.clock())
+    await client.call("PUT", "/v1/agents/bob/presence", json={"status": "away"})
+    await wait_for(lambda: len(receiver.bodies()) >= 3, timeout=10)
+    await asyncio.sleep(0.2)  # nothing more comes
+    assert [(b["id"], b["data"]["agent"]) for b in receiver.bodies()] == [
+        (drawn, "carol"),
+        (drawn + 1, "alice"),
+        (drawn + 2, "bob"),
+    ]
+
+
+async def test_a_cursor_older_than_the_log_gets_410_with_the_oldest_id(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["events"] = {"max_events": 3}
+    gw, client = await gateway_factory(cfg)
+    for i in range(6):
+        await client.call(
+            "PUT", "/v1/agents/bob/presence", json={"status": ("away", "online")[i % 2]}
+        )
+    assert await gw.prune_events() > 0
+    last = await gw.store.last_event_id()
+    oldest = last - 2
+    sse = {"Authorization": f"Bearer {ADMIN}", "Accept": "text/event-stream"}
+    for query, extra in [(f"?since={oldest - 2}", {}), ("?since=0", {"Last-Event-ID": "1"})]:
+        async with client.http.get(f"{client.base}/v1/events{query}", headers=sse | extra) as resp:
+            body = await resp.json()
+        assert resp.status == 410, body
+        assert body["error"]["code"] == "cursor_expired"
+        assert body["error"]["details"] == {"oldest_id": oldest}
+    # Right before the oldest kept event is still a place to resume from.
+    async with client.http.get(f"{client.base}/v1/events?since={oldest - 1}", headers=sse) as resp:
+        assert resp.status == 200
+        got = await _read_sse(resp, 3)
+    assert [e["id"] for e in got] == [oldest, oldest + 1, oldest + 2]
+
+
+async def test_a_webhook_whose_cursor_fell_off_resumes_at_the_oldest_and_says_so_once(
+    gateway_factory: Any, receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["webhooks"] = [
+        {
+            "url": receiver.url,
+            "secret": SECRET,
+            "allow_private_networks": True,
+            "events": ["agent.*"],
+        }
+    ]
+    gw, _ = await gateway_factory(cfg)
+    await gw.stop()
+    # While the gateway is down, another writer adds events and retention prunes some.
+    other = SqliteStore(tmp_path / "db.sqlite")
+    await other.open()
+    for i in range(6):
+        await other.set_presence("bob", ("away", "online")[i % 2], time.time())
+    await other.prune_events(0.0, 2)
+    kept = [e.id for e in await other.events_since(0, 100)]
+    await other.close()
+    await gateway_factory(cfg)
+    await wait_for(lambda: len(receiver.bodies()) >= 2, timeout=10)
+    await asyncio.sleep(0.2)
+    assert [b["id"] for b in receiver.bodies()] == kept
+    fell = [r for r in caplog.records if "fell behind the event log" in r.getMessage()]
+    assert len(fell) == 1 and fell[0].levelno == logging.WARNING
