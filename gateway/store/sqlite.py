@@ -552,7 +552,8 @@ class SqliteStore(SqliteQuarantine, Store):
         new_events.append(
             NewEvent(
                 "message.received",
-                {"conversation_id": conv.id, "contact_id": contact_id, "message": message.to_api()},
+                # Ids only: the message is in `messages`; `events_since` puts it back.
+                {"conversation_id": conv.id, "contact_id": contact_id, "message_id": message.id},
             )
         )
         events = self._events(conn, now, new_events)
@@ -673,7 +674,7 @@ class SqliteStore(SqliteQuarantine, Store):
         events = self._events(
             conn,
             now,
-            [NewEvent("message.queued", {"conversation_id": conv.id, "message": message.to_api()})],
+            [NewEvent("message.queued", {"conversation_id": conv.id, "message_id": message.id})],
         )
         return message, events
 
@@ -1365,15 +1366,50 @@ class SqliteStore(SqliteQuarantine, Store):
 
     async def events_since(self, since: int, limit: int) -> list[Event]:
         def op(conn: sqlite3.Connection) -> list[Event]:
-            return [
+            events = [
                 Event(r[0], r[1], r[2], json.loads(r[3]), r[3])
                 for r in conn.execute(
                     "SELECT id, type, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
                     (since, limit),
                 )
             ]
+            self._with_messages(conn, events)
+            return events
 
         return await self._run(op)
+
+    # Events stored with a `message_id` whose consumers get the whole message (the public
+    # shape of the stream and webhooks), and what the message was when the event happened.
+    _WITH_MESSAGE: dict[str, dict[str, Any]] = {
+        "message.received": {},
+        "message.queued": {"status": "queued", "provider_message_id": None, "reason": None},
+    }
+
+    def _with_messages(self, conn: sqlite3.Connection, events: list[Event]) -> None:
+        """Put the message back into events stored with its id only (the log keeps ids and
+        what changed; the message itself is in `messages`)."""
+        slim = [e for e in events if e.type in self._WITH_MESSAGE and "message_id" in e.data]
+        if not slim:
+            return
+        ids = sorted({str(e.data["message_id"]) for e in slim})
+        found: dict[str, Message] = {}
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            marks = ",".join("?" * len(part))
+            for row in conn.execute(
+                f"SELECT {self._MSG_COLS} FROM messages WHERE id IN ({marks})", part
+            ):
+                found[row[0]] = self._msg(row)
+        for event in slim:
+            message = found.get(str(event.data["message_id"]))
+            if message is None:
+                continue  # gone (not expected): the ids are all there is
+            shown = message.to_api() | self._WITH_MESSAGE[event.type]
+            if self._WITH_MESSAGE[event.type]:
+                shown["updated_at"] = shown["created_at"]
+            data = {k: v for k, v in event.data.items() if k != "message_id"}
+            event.data = data | {"message": shown}
+            event.data_json = None
 
     async def last_event_id(self) -> int:
         return await self._run(

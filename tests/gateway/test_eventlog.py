@@ -198,3 +198,41 @@ async def test_a_webhook_whose_cursor_fell_off_resumes_at_the_oldest_and_says_so
     assert [b["id"] for b in receiver.bodies()] == kept
     fell = [r for r in caplog.records if "fell behind the event log" in r.getMessage()]
     assert len(fell) == 1 and fell[0].levelno == logging.WARNING
+
+
+async def test_the_log_keeps_ids_and_the_stream_still_shows_whole_messages(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """`message.received` and `message.queued` are stored with the message's id only (the
+    message is in the messages table); the stream shows them as before, message and all,
+    as it was when the event happened."""
+    _, client = await gateway_factory(base_config(tmp_path / "db.sqlite"))
+    text = "Please refund my invoice " * 40
+    _, body = await client.inbound("slim-1", text)
+    conv_id = body["conversation_id"]
+    _, reply = await client.call(
+        "POST", f"/v1/conversations/{conv_id}/messages", json={"text": "On its way"}
+    )
+    # the reply is attempted (the test's outbound URL refuses it): its status moves on
+    await wait_for(lambda: client.message_with_status(conv_id, reply["id"], "failed"), 15)
+    sse = {"Authorization": f"Bearer {ADMIN}", "Accept": "text/event-stream"}
+    async with client.http.get(f"{client.base}/v1/events?since=0", headers=sse) as resp:
+        got = await _read_sse(resp, 5)
+    by_type = {e["type"]: e["data"] for e in got}
+    received, queued = by_type["message.received"], by_type["message.queued"]
+    assert received["conversation_id"] == conv_id and received["contact_id"]
+    assert received["message"]["id"] == body["message_id"]
+    assert received["message"]["text"] == text and received["message"]["direction"] == "in"
+    assert queued["conversation_id"] == conv_id
+    assert queued["message"] == reply  # as the reply was answered: queued, not failed
+    stored = sqlite3.connect(tmp_path / "db.sqlite")
+    try:
+        sizes = dict(
+            stored.execute(
+                "SELECT type, LENGTH(data) FROM events WHERE type IN "
+                "('message.received', 'message.queued')"
+            ).fetchall()
+        )
+    finally:
+        stored.close()
+    assert sizes["message.received"] < 200 and sizes["message.queued"] < 200
