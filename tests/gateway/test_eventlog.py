@@ -236,3 +236,26 @@ async def test_the_log_keeps_ids_and_the_stream_still_shows_whole_messages(
     finally:
         stored.close()
     assert sizes["message.received"] < 200 and sizes["message.queued"] < 200
+
+
+async def test_events_older_than_the_retention_are_pruned_when_the_gateway_starts(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["events"] = {"retention": "30d"}
+    start = time.time()
+    gw, client = await gateway_factory(cfg, clock=lambda: start)
+    await client.inbound("old-1", "hello")
+    old = await gw.store.last_event_id()
+    await gw.stop()
+    later = start + 31 * 86400
+    gw2, client2 = await gateway_factory(cfg, clock=lambda: later)
+    await wait_for(lambda: _pruned(gw2, old), timeout=10)
+    await client2.inbound("new-1", "hello again", sender="cust-2")
+    kept = await gw2.store.events_since(0, 100)
+    assert kept and all(e.id > old for e in kept)
+    assert {e.type for e in kept} >= {"message.received", "conversation.created"}
+
+
+async def _pruned(gw: Any, through: int) -> bool:
+    return bool(await gw.store.events_pruned_through() >= through)
