@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -259,3 +260,37 @@ async def test_events_older_than_the_retention_are_pruned_when_the_gateway_start
 
 async def _pruned(gw: Any, through: int) -> bool:
     return bool(await gw.store.events_pruned_through() >= through)
+
+
+WRITER = """
+import asyncio, sys
+from gateway.store import SqliteStore
+
+async def main() -> None:
+    store = SqliteStore(sys.argv[1])
+    await store.open()
+    for i in range(20):
+        await store.set_presence("bob", ("away", "online")[i % 2], 0.0)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_stream_follows_a_writer_in_another_process(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    """Another process writes to the same database; nothing is published on this process's
+    bus, and the open stream still shows every event, in order, once."""
+    gw, client = await gateway_factory(base_config(tmp_path / "db.sqlite"))
+    first = await gw.store.last_event_id()
+    sse = {"Authorization": f"Bearer {ADMIN}", "Accept": "text/event-stream"}
+    async with client.http.get(f"{client.base}/v1/events", headers=sse) as resp:
+        await asyncio.sleep(0.2)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, str(tmp_path / "db.sqlite")
+        )
+        assert await proc.wait() == 0
+        got = await _read_sse(resp, 20)
+    assert [e["id"] for e in got] == list(range(first + 1, first + 21))
+    assert [e["data"]["status"] for e in got] == ["away", "online"] * 10
