@@ -79,6 +79,20 @@ def make_store(loaded: LoadedConfig) -> Store:
     return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
 
 
+# Events after which a routing pass may assign something: a conversation waits, or an
+# agent may have room (a manual assignment can free the previous assignee).
+ROUTING_EVENTS = frozenset(
+    {
+        "conversation.created",
+        "conversation.reopened",
+        "conversation.transferred",
+        "conversation.resolved",
+        "agent.presence",
+        "agent.capacity",
+    }
+)
+
+
 class Gateway:
     def __init__(
         self,
@@ -94,6 +108,7 @@ class Gateway:
         self.store: Store = make_store(loaded)
         self.bus = EventBus()
         self.dispatcher = Dispatcher(self.store, self.bus, self.config, clock)
+        self.bus.listen(self._wake_routing)
         self.connectors: dict[str, Connector] = {}
         self.outbox = Outbox(
             self.store,
@@ -154,6 +169,14 @@ class Gateway:
     # --- services for the API --------------------------------------------------------------
     def publish(self, events: list[Event]) -> None:
         self.bus.publish(events)
+
+    def _wake_routing(self, event: Event) -> None:
+        """Routing runs when a committed event may have made work or capacity appear: no
+        handler wakes the dispatcher by hand. (Its own assignments do not wake it again.)"""
+        if event.type in ROUTING_EVENTS or (
+            event.type == "conversation.assigned" and event.data.get("by") != "router"
+        ):
+            self.dispatcher.poke()
 
     async def send_reply(self, request: OutboundRequest) -> Message:
         message, events = await self.store.add_outbound(request)

@@ -276,7 +276,6 @@ async def assign(request: web.Request) -> web.Response:
         conv.id, body.agent, capacity, principal.name, gw.clock(), principal.scope
     )
     gw.publish(events)
-    gw.dispatcher.poke()
     return web.json_response(conv.to_api())
 
 
@@ -290,7 +289,6 @@ async def transfer(request: web.Request) -> web.Response:
         request.match_info["id"], body.queue, principal.name, principal.scope, gw.clock()
     )
     gw.publish(events)
-    gw.dispatcher.poke()
     return web.json_response(conv.to_api())
 
 
@@ -301,7 +299,6 @@ async def resolve(request: web.Request) -> web.Response:
         request.match_info["id"], principal.name, principal.scope, gw.clock()
     )
     gw.publish(events)
-    gw.dispatcher.poke()
     return web.json_response(conv.to_api())
 
 
@@ -312,7 +309,6 @@ async def reopen(request: web.Request) -> web.Response:
         request.match_info["id"], principal.name, gw.clock(), principal.scope
     )
     gw.publish(events)
-    gw.dispatcher.poke()
     return web.json_response(conv.to_api())
 
 
@@ -373,7 +369,6 @@ async def set_presence(request: web.Request) -> web.Response:
     body = await _body(request, PresenceBody)
     gw = _gw(request)
     gw.publish(await gw.store.set_presence(agent_id, body.status, gw.clock()))
-    gw.dispatcher.poke()
     return web.json_response({"id": agent_id, "presence": body.status})
 
 
@@ -386,7 +381,6 @@ async def set_capacity(request: web.Request) -> web.Response:
         fail(422, "validation_error", "capacity values must be >= 0")
     gw = _gw(request)
     gw.publish(await gw.store.set_capacity(agent_id, body.capacity, gw.clock()))
-    gw.dispatcher.poke()
     return web.json_response({"id": agent_id, "capacity": body.capacity})
 
 
