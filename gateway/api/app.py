@@ -492,9 +492,9 @@ async def _replay_then_live(
                 await emit(event)
             for event in live:
                 await emit(event)
-            if len(batch) == 500:
+            if len(batch) == 500 and not sub.closed:
                 live = []
-                continue  # more to replay: no waiting
+                continue  # more to replay: no waiting (unless the gateway is stopping)
             live = await sub.wait(GAP_POLL if reader.holding else POLL_INTERVAL)
 
 
