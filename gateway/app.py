@@ -79,6 +79,20 @@ def make_store(loaded: LoadedConfig) -> Store:
     return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
 
 
+# Events after which a routing pass may assign something: a conversation waits, or an
+# agent may have room (a manual assignment can free the previous assignee).
+ROUTING_EVENTS = frozenset(
+    {
+        "conversation.created",
+        "conversation.reopened",
+        "conversation.transferred",
+        "conversation.resolved",
+        "agent.presence",
+        "agent.capacity",
+    }
+)
+
+
 class Gateway:
     def __init__(
         self,
@@ -94,6 +108,7 @@ class Gateway:
         self.store: Store = make_store(loaded)
         self.bus = EventBus()
         self.dispatcher = Dispatcher(self.store, self.bus, self.config, clock)
+        self.bus.listen(self._wake_routing)
         self.connectors: dict[str, Connector] = {}
         self.outbox = Outbox(
             self.store,
@@ -154,6 +169,14 @@ class Gateway:
     # --- services for the API --------------------------------------------------------------
     def publish(self, events: list[Event]) -> None:
         self.bus.publish(events)
+
+    def _wake_routing(self, event: Event) -> None:
+        """Routing runs when a committed event may have made work or capacity appear: no
+        handler wakes the dispatcher by hand. (Its own assignments do not wake it again.)"""
+        if event.type in ROUTING_EVENTS or (
+            event.type == "conversation.assigned" and event.data.get("by") != "router"
+        ):
+            self.dispatcher.poke()
 
     async def send_reply(self, request: OutboundRequest) -> Message:
         message, events = await self.store.add_outbound(request)
@@ -353,6 +376,7 @@ class Gateway:
             self._spawn(self._start_channel(name, connector))
         await self.dispatcher.start()
         await self.outbox.start()
+        self._spawn(self._prune_events())
         log.info(
             "switchboard started",
             extra={
@@ -362,6 +386,30 @@ class Gateway:
                 "max_connections": self.guard.max_connections,
             },
         )
+
+    async def prune_events(self) -> int:
+        """Remove the events older than `events.retention` (and beyond `max_events`)."""
+        cfg = self.config.events
+        removed = await self.store.prune_events(self.clock() - cfg.retention, cfg.max_events)
+        if removed:
+            log.info(
+                "old events pruned",
+                extra={
+                    "count": removed,
+                    "pruned_through": await self.store.events_pruned_through(),
+                },
+            )
+        return removed
+
+    async def _prune_events(self) -> None:
+        while not self._stopped:  # not only the cancellation: Python 3.11 can lose it
+            try:
+                await self.prune_events()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("pruning old events failed; retrying later")
+            await asyncio.sleep(self.config.events.prune_interval)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

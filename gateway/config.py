@@ -314,6 +314,27 @@ class OutboxConfig(Strict):
         return horizon, attempts
 
 
+class EventsConfig(Strict):
+    """How long the event log keeps events (consumers resume from it with `?since=`)."""
+
+    retention: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="Events committed longer ago than this are pruned (e.g. 30d, 12h).",
+    )
+    max_events: int | None = Field(
+        None, ge=1, description="An extra bound: keep at most this many of the newest events."
+    )
+    prune_interval: float = Field(
+        600.0, gt=0, description="How often old events are pruned (and once at start)."
+    )
+
+    @field_validator("retention", "prune_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
@@ -324,6 +345,7 @@ class GatewayConfig(Strict):
     conversations: ConversationsConfig = Field(default_factory=ConversationsConfig)  # type: ignore[arg-type]
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)  # type: ignore[arg-type]
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    events: EventsConfig = Field(default_factory=EventsConfig)  # type: ignore[arg-type]
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)

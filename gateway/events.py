@@ -1,7 +1,10 @@
-"""In-process fan-out of committed events to live subscribers.
+"""In-process wake-ups for readers of the event log, and live-only events.
 
-Events are durable in the store first; the bus only wakes subscribers. A subscriber that
-falls too far behind is dropped (its queue overflows) and resumes with `?since=`.
+Events are durable in the store first, and every consumer reads them from the store's log
+from its own cursor (gateway/eventlog.py). The bus only wakes those readers: a stored
+event published here is a hint that the log grew, never the thing a reader delivers. The
+exception is live-only events (typing indicators, id 0), which are never stored: they
+travel on the bus, and a reader too slow to take them loses the oldest ones.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from gateway.model import Event
@@ -17,14 +21,29 @@ log = logging.getLogger("switchboard.events")
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, max_live: int) -> None:
         self._bus = bus
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
-        self.overflowed = False
+        self._wake = asyncio.Event()
+        self._live: deque[Event] = deque(maxlen=max_live)
+        self.closed = False
 
-    async def get(self) -> Event | None:
-        """The next event, or None once the subscription was dropped or closed."""
-        return await self.queue.get()
+    def _notify(self, live: list[Event]) -> None:
+        self._live.extend(live)
+        self._wake.set()
+
+    async def wait(self, timeout: float | None = None) -> list[Event] | None:
+        """Wait until the log may have grown (or `timeout` passed); the live-only events
+        that came meanwhile, or None once the bus closed."""
+        if not self._wake.is_set() and not self.closed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+        self._wake.clear()
+        if self.closed:
+            return None
+        live = list(self._live)
+        self._live.clear()
+        return live
 
     def close(self) -> None:
         self._bus._subs.discard(self)
@@ -42,39 +61,37 @@ class EventBus:
         self._subs: set[Subscription] = set()
         self._listeners: list[Callable[[Event], None]] = []
 
-    def subscribe(self, maxsize: int = 10_000) -> Subscription:
-        sub = Subscription(self, maxsize)
+    def subscribe(self, max_live: int = 1_000) -> Subscription:
+        sub = Subscription(self, max_live)
         if self._closed:
-            sub.queue.put_nowait(None)  # shutting down: the stream ends at once
+            sub.closed = True  # shutting down: the stream ends at once
         else:
             self._subs.add(sub)
         return sub
 
     def listen(self, fn: Callable[[Event], None]) -> None:
-        """Call `fn` synchronously for every published event (metrics, webhooks)."""
+        """Call `fn` synchronously for every published event (metrics, wake-ups)."""
         self._listeners.append(fn)
 
     def publish(self, events: Iterable[Event]) -> None:
+        live: list[Event] = []
+        any_event = False
         for event in events:
+            any_event = True
+            if not event.durable:
+                live.append(event)
             for fn in self._listeners:
                 try:
                     fn(event)
                 except Exception:
                     log.exception("event listener failed", extra={"event_type": event.type})
+        if any_event:
             for sub in list(self._subs):
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    sub.overflowed = True
-                    self._subs.discard(sub)
-                    # Make room for the end marker so the reader wakes up and stops.
-                    while not sub.queue.empty():
-                        sub.queue.get_nowait()
-                    sub.queue.put_nowait(None)
+                sub._notify(live)
 
     def close(self) -> None:
         self._closed = True
         for sub in list(self._subs):
             self._subs.discard(sub)
-            with contextlib.suppress(asyncio.QueueFull):
-                sub.queue.put_nowait(None)
+            sub.closed = True
+            sub._wake.set()

@@ -1,7 +1,7 @@
 """Signed event webhooks for a helpdesk running beside the gateway.
 
 Each configured endpoint has a cursor into the durable event log (kept in the store).
-A worker POSTs the events after the cursor in order, signed with Standard Webhooks
+A worker reads the log from the cursor (gateway/eventlog.py), POSTs the events in order, signed with Standard Webhooks
 (`webhook-id: evt_<event id>`, stable across retries), and advances the cursor only
 after a 2xx — so delivery is ordered and at-least-once, and survives restarts.
 """
@@ -18,6 +18,7 @@ import aiohttp
 from connectors import egress
 from connectors.api.signing import decode_secret, headers
 from gateway.config import WebhookConfig
+from gateway.eventlog import POLL_INTERVAL, CursorExpired, LogReader
 from gateway.events import EventBus
 from gateway.model import Event, event_json
 from gateway.outbox import backoff
@@ -62,18 +63,34 @@ class _Endpoint:
                 log.exception("webhook delivery loop failed; retrying", extra={"url": self.cfg.url})
                 await asyncio.sleep(5.0)
 
+    async def _read(self, reader: LogReader) -> list[Event]:
+        """The next events after the cursor; a cursor that fell off the pruned log resumes
+        at the oldest event kept, and says so once."""
+        try:
+            return await reader.read(100)
+        except CursorExpired as exc:
+            log.warning(
+                "webhook endpoint fell behind the event log's retention; events were lost "
+                "to it, resuming at the oldest kept",
+                extra={"url": self.cfg.url, "cursor": exc.cursor, "oldest_id": exc.oldest},
+            )
+            self.cursor = reader.cursor = exc.oldest - 1
+            await self.store.kv_set("webhooks", self.cursor_key, str(self.cursor))
+            return await reader.read(100)
+
     async def _deliver(self) -> None:
         failures = 0
+        reader = LogReader(self.store, self.cursor)
         while not self.stopping:
-            batch = await self.store.events_since(self.cursor, 100)
+            self.wake.clear()
+            batch = await self._read(reader)
             if not batch:
-                self.wake.clear()
                 if self.stopping:
                     return
                 # asyncio.timeout, not wait_for: on 3.11 wait_for returns normally when it
                 # is cancelled just as the wake arrives, and the cancellation is lost.
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5.0):
+                    async with asyncio.timeout(0.05 if reader.holding else POLL_INTERVAL):
                         await self.wake.wait()
                 continue
             for event in batch:

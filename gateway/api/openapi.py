@@ -32,6 +32,8 @@ _ERRORS = {
     403: "The token's role or scope does not allow this.",
     404: "No such id (or not visible to this token).",
     409: "The state does not allow this now.",
+    410: "The events after this cursor were pruned (`details.oldest_id` is where the log "
+    "starts now).",
     413: "Body larger than server.max_body_bytes.",
     422: "Well-formed, but the fields are wrong (`details` names each).",
     503: "Not ready (store down, or a dependency).",
@@ -213,6 +215,7 @@ OPERATIONS: tuple[Op, ...] = (
         ALL,
         "text/event-stream",
         query=(Param("since", "Resume after this event id.", {"type": "integer", "minimum": 0}),),
+        errors=(410,),
         description="Events `{id, type, at, data}` in id order; `?access_token=` for browsers.",
     ),
     Op(

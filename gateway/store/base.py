@@ -446,6 +446,17 @@ class Store(ABC):
     @abstractmethod
     async def last_event_id(self) -> int: ...
 
+    @abstractmethod
+    async def events_pruned_through(self) -> int:
+        """The highest id retention has removed (0 when nothing was): a cursor below it
+        has lost events."""
+
+    @abstractmethod
+    async def prune_events(self, older_than: float, keep: int | None) -> int:
+        """Remove the oldest events: those committed before `older_than` and, with
+        `keep`, all but the newest `keep`. Always a prefix of the log, so one watermark
+        (`events_pruned_through`) says what is gone. Returns how many were removed."""
+
     # --- quarantine ----------------------------------------------------------------------
     @abstractmethod
     async def quarantine_add(

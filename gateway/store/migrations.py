@@ -249,4 +249,11 @@ CREATE INDEX conversations_routable
     WHERE status = 'open' AND assignee IS NULL
 """,
     ),
+    (
+        9,
+        """
+-- Retention removes the events committed before a cutoff (gateway/eventlog.py).
+CREATE INDEX events_at ON events(at)
+""",
+    ),
 ]
