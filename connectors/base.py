@@ -12,6 +12,7 @@ an exception. A connector knows nothing about routing or storage.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -286,6 +287,46 @@ class ConnectorContext:
     clock: Callable[[], float] = time.time
 
 
+class OfflineChannel(Protocol):
+    """One configured channel as a command-line tool sees it: the core's store is open and
+    `submit` ingests like the running gateway would, but no connector is started."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def settings(self) -> ConnectorSettings: ...
+    @property
+    def submit(self) -> Submit: ...
+
+
+class CliHost(Protocol):
+    """What the core's command line gives a connector's commands."""
+
+    @property
+    def default_config(self) -> str: ...
+
+    def with_channel(
+        self, config: str, channel: str, kind: str, work: Callable[[OfflineChannel], Awaitable[int]]
+    ) -> int:
+        """Load `config`, find the channel `channel` of type `kind`, open the store and run
+        `work` on it; returns its exit code (1, with a message, when the channel is missing)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CliCommand:
+    """`switchboard <group> <name> ...`, contributed by a connector class (`cli_commands`)."""
+
+    group: str
+    group_help: str
+    name: str
+    help: str
+    # Declare the command's arguments on its own parser.
+    arguments: Callable[[argparse.ArgumentParser], None]
+    # Run it; returns the process exit code.
+    run: Callable[[argparse.Namespace, CliHost], int]
+
+
 class Connector(ABC):
     """Base class of every channel connector."""
 
@@ -322,6 +363,12 @@ class Connector(ABC):
         """Read a quarantined provider item again (after a fix or a config change), for
         `switchboard quarantine retry`. Raise `ValueError` when it still cannot be read."""
         raise NotImplementedError(f"the {self.kind} connector cannot re-read raw items")
+
+    @classmethod
+    def cli_commands(cls) -> list[CliCommand]:
+        """Commands this channel kind adds to `switchboard` (found through the connector
+        registry, so a third-party channel can add its own)."""
+        return []
 
     async def typing(self, to: Identity, conversation_id: str, typing: bool) -> None:  # noqa: B027
         """Show the customer that an agent is typing (channels with `Capability.TYPING`)."""

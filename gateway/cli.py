@@ -8,10 +8,12 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connectors.base import CliCommand, ConnectorSettings, OfflineChannel, Submit
 from gateway import __version__
 from gateway.config import (
     ConfigError,
@@ -20,6 +22,7 @@ from gateway.config import (
     load_config,
     resolved_endpoint_problems,
 )
+from gateway.registry import UnknownConnector, default_registry
 
 DEFAULT_CONFIG = os.environ.get("SWITCHBOARD_CONFIG", "config/gateway.yaml")
 
@@ -187,7 +190,7 @@ def cmd_webhook_listen(args: argparse.Namespace) -> int:
     """A small receiver for trying the gateway out: verifies signatures, prints payloads."""
     from aiohttp import web
 
-    from connectors.api.signing import InvalidSignature, decode_secret, verify
+    from connectors.signing import InvalidSignature, decode_secret, verify
 
     key = decode_secret(args.secret)
 
@@ -209,55 +212,77 @@ def cmd_webhook_listen(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_email_backfill(args: argparse.Namespace) -> int:
-    """Import a mailbox's history idempotently: mail the gateway has is skipped."""
-    from datetime import date
+@dataclass(frozen=True, slots=True)
+class _OfflineChannel:
+    name: str
+    settings: ConnectorSettings
+    submit: Submit
 
-    from connectors.base import AuthFailed, NotReady
-    from connectors.email import EmailConnector, EmailSettings, backfill
-    from gateway.app import Gateway
-    from gateway.ingest import ChannelInfo
 
-    loaded = _load(args.config)
-    if loaded is None:
-        return 1
-    channel = next((c for c in loaded.config.channels if c.name == args.channel), None)
-    if channel is None or channel.type != EmailConnector.kind:
-        print(f"no email channel named {args.channel!r} in {args.config}", file=sys.stderr)
-        return 1
-    try:
-        since = date.fromisoformat(args.since)
-    except ValueError:
-        print(f"--since takes a date like 2026-01-31, got {args.since!r}", file=sys.stderr)
-        return 1
-    settings = loaded.channel_settings[channel.name]
-    assert isinstance(settings, EmailSettings)
+class _CliHost:
+    """What connector-contributed commands get from the core (connectors.base.CliHost)."""
 
-    def progress(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // total if total else width
-        print(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+    default_config = DEFAULT_CONFIG
 
-    async def run() -> int:
-        gateway = Gateway(loaded)
-        await gateway.store.open()
-        info = ChannelInfo(channel.name, EmailConnector.kind)
-        try:
-            imported = await backfill(settings, gateway.quarantine.submitter(info), since, progress)
-        except (NotReady, AuthFailed) as exc:
-            print(f"\ncannot reach the mailbox: {exc}", file=sys.stderr)
+    def with_channel(
+        self, config: str, channel: str, kind: str, work: Callable[[OfflineChannel], Awaitable[int]]
+    ) -> int:
+        from gateway.app import Gateway
+        from gateway.ingest import ChannelInfo
+
+        loaded = _load(config)
+        if loaded is None:
             return 1
-        finally:
-            await gateway.store.close()
-        print(f"\nimported {imported} new message(s) since {since}", file=sys.stderr)
-        return 0
+        found = next((c for c in loaded.config.channels if c.name == channel), None)
+        if found is None or found.type != kind:
+            print(f"no {kind} channel named {channel!r} in {config}", file=sys.stderr)
+            return 1
+        settings = loaded.channel_settings[found.name]
 
-    return asyncio.run(run())
+        async def run() -> int:
+            gateway = Gateway(loaded)
+            await gateway.store.open()
+            try:
+                submit = gateway.quarantine.submitter(ChannelInfo(found.name, kind))
+                return await work(_OfflineChannel(found.name, settings, submit))
+            finally:
+                await gateway.store.close()
+
+        return asyncio.run(run())
+
+
+def _connector_commands() -> list[CliCommand]:
+    """Commands contributed by the channel kinds the registry knows (built in or through
+    the `switchboard.connectors` entry points); a kind that cannot be loaded adds none."""
+    registry = default_registry()
+    commands: dict[tuple[str, str], CliCommand] = {}
+    for kind in registry.kinds():
+        try:
+            cls = registry.get(kind)
+        except UnknownConnector:
+            continue
+        for command in cls.cli_commands():
+            commands.setdefault((command.group, command.name), command)
+    return list(commands.values())
+
+
+AddParser = Callable[..., argparse.ArgumentParser]
+
+
+def _add_connector_commands(add_parser: AddParser) -> None:
+    """`switchboard <group> <name>` for every connector-contributed command."""
+    groups: dict[str, AddParser] = {}
+    host = _CliHost()
+    for command in _connector_commands():
+        add = groups.get(command.group)
+        if add is None:
+            g = add_parser(command.group, help=command.group_help)
+            add = g.add_subparsers(dest=f"{command.group}_command", required=True).add_parser
+            groups[command.group] = add
+        p = add(command.name, help=command.help)
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+        command.arguments(p)
+        p.set_defaults(fn=lambda args, run=command.run: run(args, host))
 
 
 def _api_target(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -378,13 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--secret", required=True)
     p.set_defaults(fn=cmd_webhook_listen)
 
-    p = sub.add_parser("email", help="email channel tools")
-    email_sub = p.add_subparsers(dest="email_command", required=True)
-    p = email_sub.add_parser("backfill", help="import a mailbox's history idempotently")
-    p.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    p.add_argument("--channel", required=True)
-    p.add_argument("--since", required=True, help="first day to import, YYYY-MM-DD")
-    p.set_defaults(fn=cmd_email_backfill)
+    _add_connector_commands(sub.add_parser)
 
     p = sub.add_parser("quarantine", help="inbound items the gateway could not take")
     q_sub = p.add_subparsers(dest="quarantine_command", required=True)

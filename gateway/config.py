@@ -218,7 +218,7 @@ class WebhookConfig(Strict):
     @field_validator("secret")
     @classmethod
     def _whsec(cls, value: SecretStr) -> SecretStr:
-        from connectors.api.signing import decode_secret
+        from connectors.signing import decode_secret
 
         decode_secret(value.get_secret_value())
         return value

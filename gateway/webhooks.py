@@ -16,7 +16,7 @@ import logging
 import aiohttp
 
 from connectors import egress
-from connectors.api.signing import decode_secret, headers
+from connectors.signing import decode_secret, headers
 from gateway.config import WebhookConfig
 from gateway.eventlog import POLL_INTERVAL, CursorExpired, LogReader
 from gateway.events import EventBus

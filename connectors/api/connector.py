@@ -27,7 +27,6 @@ from pydantic import (
 )
 
 from connectors import egress
-from connectors.api.signing import decode_secret, headers
 from connectors.base import (
     Capability,
     Connector,
@@ -41,6 +40,7 @@ from connectors.base import (
     Unavailable,
 )
 from connectors.http import bearer_token, fail, read_json, token_bytes, validation_details
+from connectors.signing import decode_secret, headers
 
 RETRYABLE = {408, 425, 429}
 

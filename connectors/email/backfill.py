@@ -7,10 +7,20 @@ the live connector's resume point is left alone.
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Callable
 from datetime import date
 
-from connectors.base import Refused, Submit
+from connectors.base import (
+    AuthFailed,
+    CliCommand,
+    CliHost,
+    NotReady,
+    OfflineChannel,
+    Refused,
+    Submit,
+)
 from connectors.email.imap import ImapConnection
 from connectors.email.parse import ParsedEmail, parse_email, to_event
 from connectors.email.settings import EmailSettings
@@ -61,3 +71,51 @@ async def backfill(
     finally:
         await imap.close()
     return imported
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--channel", required=True)
+    parser.add_argument("--since", required=True, help="first day to import, YYYY-MM-DD")
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total if total else width
+    print(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _run(args: argparse.Namespace, host: CliHost) -> int:
+    """Import a mailbox's history idempotently: mail the gateway has is skipped."""
+    try:
+        since = date.fromisoformat(args.since)
+    except ValueError:
+        print(f"--since takes a date like 2026-01-31, got {args.since!r}", file=sys.stderr)
+        return 1
+
+    async def work(channel: OfflineChannel) -> int:
+        settings = channel.settings
+        assert isinstance(settings, EmailSettings)
+        try:
+            imported = await backfill(settings, channel.submit, since, _progress)
+        except (NotReady, AuthFailed) as exc:
+            print(f"\ncannot reach the mailbox: {exc}", file=sys.stderr)
+            return 1
+        print(f"\nimported {imported} new message(s) since {since}", file=sys.stderr)
+        return 0
+
+    return host.with_channel(args.config, args.channel, "email", work)
+
+
+BACKFILL_COMMAND = CliCommand(
+    group="email",
+    group_help="email channel tools",
+    name="backfill",
+    help="import a mailbox's history idempotently",
+    arguments=_arguments,
+    run=_run,
+)

@@ -27,6 +27,7 @@ import aiosmtplib
 from connectors.base import (
     AuthFailed,
     Capability,
+    CliCommand,
     Connector,
     ConnectorContext,
     ConnectorSettings,
@@ -38,6 +39,7 @@ from connectors.base import (
     RawItem,
     Refused,
 )
+from connectors.email.backfill import BACKFILL_COMMAND
 from connectors.email.compose import ComposeError, build_message
 from connectors.email.imap import IMAP_ERRORS, FetchedMessage, ImapConnection, ImapError
 from connectors.email.parse import BounceReport, ParsedEmail, parse_email, to_event
@@ -117,6 +119,10 @@ class EmailConnector(Connector):
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.TEXT, Capability.HTML, Capability.ATTACHMENTS, Capability.SUBJECT}
     )
+
+    @classmethod
+    def cli_commands(cls) -> list[CliCommand]:
+        return [BACKFILL_COMMAND]
 
     def __init__(self, name: str, settings: ConnectorSettings, ctx: ConnectorContext) -> None:
         super().__init__(name, settings, ctx)

@@ -1,4 +1,5 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com/).
+"""Standard Webhooks signatures (https://www.standardwebhooks.com/), shared: the api connector
+signs its outbound POSTs with them and the core signs its event webhooks.
 
 `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">` keyed with the
 base64 part of a `whsec_` secret.
