@@ -40,6 +40,7 @@ from gateway.model import Conversation, Event, Message, ephemeral
 from gateway.outbox import Outbox
 from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
+from gateway.services import Services
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
 from gateway.verification import Verifier
@@ -119,25 +120,31 @@ class Gateway:
             agent_names={a.id: a.name for a in self.config.agents},
             policies={c.name: c.outbox for c in self.config.channels},
         )
-        self.ingestor = Ingestor(
+        # The one commit path: every change of state commits, publishes, wakes (services.py).
+        self.services = Services(
             self.store,
             self.bus,
+            clock,
+            wake_outbox=self.outbox.poke,
+            wake_routing=self.dispatcher.poke,
+        )
+        self.ingestor = Ingestor(
+            self.store,
+            self.services,
             self.config.routing,
             self.config.conversations.reopen_window,
-            self.dispatcher.poke,
             clock,
             acknowledger=Acknowledger(
-                self.config.conversations.acknowledgement, self.store, self.send_reply, clock
+                self.config.conversations.acknowledgement, self.store, self.services.reply, clock
             ),
         )
         self.quarantine = QuarantineService(
-            self.store, self.bus, clock, self.connectors, self.ingestor.submit
+            self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
         self.verifier = Verifier(
             self.store,
-            self.publish,
-            self.send_reply,
+            self.services,
             {c.name: self.registry.get(c.type).kind for c in self.config.channels},
             clock,
         )
@@ -168,7 +175,9 @@ class Gateway:
 
     # --- services for the API --------------------------------------------------------------
     def publish(self, events: list[Event]) -> None:
-        self.bus.publish(events)
+        """Events the store has committed (for tools and tests; the core commits through
+        `self.services`)."""
+        self.services.committed(events)
 
     def _wake_routing(self, event: Event) -> None:
         """Routing runs when a committed event may have made work or capacity appear: no
@@ -179,10 +188,7 @@ class Gateway:
             self.dispatcher.poke()
 
     async def send_reply(self, request: OutboundRequest) -> Message:
-        message, events = await self.store.add_outbound(request)
-        self.publish(events)
-        self.outbox.poke()
-        return message
+        return await self.services.reply(request)
 
     async def explain(self, facts: MessageFacts) -> dict[str, Any]:
         """The routing decision for a message against the live agents, changing nothing."""
@@ -209,7 +215,7 @@ class Gateway:
         }
 
     async def agent_typing(self, conv: Conversation, who: str, typing: bool) -> None:
-        self.publish(
+        self.services.announce(
             [
                 ephemeral(
                     "conversation.typing",

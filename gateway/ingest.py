@@ -1,7 +1,8 @@
 """The ingest pipeline behind every connector's `submit()`.
 
-normalise identity → (store, atomically) dedupe on (channel, external id), resolve the
-contact, thread or open a conversation, persist, append events → publish → poke routing.
+normalise identity → (one unit of work, gateway/services.py: the store, atomically, dedupes
+on (channel, external id), resolves the contact, threads or opens a conversation, persists,
+appends events → publish → wake routing).
 The caller gets its answer only after the message is durable.
 """
 
@@ -16,10 +17,10 @@ from typing import Any
 
 from connectors.base import Attachment, DeliveryReceipt, InboundMessage, SubmitResult, Typing
 from gateway.autoreply import Acknowledger
-from gateway.events import EventBus
 from gateway.identity import normalize
 from gateway.metrics import METRICS
 from gateway.model import ACTIVE_STATUSES, ephemeral
+from gateway.services import Services
 from gateway.store.base import Classification, ConversationFilter, IngestRequest, NotFound, Store
 from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
 
@@ -45,20 +46,18 @@ class Ingestor:
     def __init__(
         self,
         store: Store,
-        bus: EventBus,
+        services: Services,
         routing: RoutingConfig,
         reopen_window: float,
-        on_waiting: Callable[[], None],
         clock: Callable[[], float],
         max_text_chars: int = 100_000,
         acknowledger: Acknowledger | None = None,
     ) -> None:
         self.acknowledger = acknowledger
         self.store = store
-        self.bus = bus
+        self.services = services
         self.routing = routing
         self.reopen_window = reopen_window
-        self.on_waiting = on_waiting
         self.clock = clock
         self.max_text_chars = max_text_chars
 
@@ -80,10 +79,9 @@ class Ingestor:
         if isinstance(item, Typing):
             return await self._typing(channel, item)
         if isinstance(item, DeliveryReceipt):
-            events = await self.store.apply_receipt(
-                channel.name, item.provider_message_id, item.status, item.reason, self.clock()
+            events = await self.services.apply_receipt(
+                channel.name, item.provider_message_id, item.status, item.reason
             )
-            self.bus.publish(events)
             return SubmitResult(None, None, duplicate=not events)
         return await self._message(channel, item)
 
@@ -111,7 +109,7 @@ class Ingestor:
         if msg.raw is not None:
             raw_blob = blob_id(msg.raw)
             blobs[raw_blob] = ("message/rfc822", msg.raw)
-        outcome = await self.store.ingest(
+        outcome = await self.services.ingest(
             IngestRequest(
                 channel=channel.name,
                 channel_kind=channel.kind,
@@ -124,7 +122,6 @@ class Ingestor:
                 raw_blob=raw_blob,
             )
         )
-        self.bus.publish(outcome.events)
         conv, message = outcome.conversation, outcome.message
         if outcome.duplicate:
             METRICS.duplicates.labels(channel.name).inc()
@@ -137,8 +134,6 @@ class Ingestor:
                         await self.acknowledger.on_new_conversation(conv, message, msg.sender_name)
                     except Exception:  # the customer's message is stored; never fail it
                         log.exception("acknowledgement failed", extra={"conversation": conv.id})
-            if conv is not None and conv.status == "open" and conv.assignee is None:
-                self.on_waiting()
         log.debug(
             "ingested",
             extra={
@@ -163,7 +158,7 @@ class Ingestor:
         conv = next((c for c in rows if c.status in ACTIVE_STATUSES), None)
         if conv is None:
             return SubmitResult(None, None)
-        self.bus.publish(
+        self.services.announce(
             [
                 ephemeral(
                     "conversation.typing",

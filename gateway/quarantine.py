@@ -37,9 +37,9 @@ from connectors.base import (
     Typing,
     Unavailable,
 )
-from gateway.events import EventBus
 from gateway.ingest import ChannelInfo, RejectedMessage
 from gateway.metrics import METRICS
+from gateway.services import Services
 from gateway.store.base import Conflict, QuarantinedItem, Store
 
 log = logging.getLogger("switchboard.quarantine")
@@ -102,14 +102,14 @@ class QuarantineService:
     def __init__(
         self,
         store: Store,
-        bus: EventBus,
+        services: Services,
         clock: Callable[[], float],
         connectors: Mapping[str, Connector],
         ingest: Ingest,
         max_failures: int = 3,
     ) -> None:
         self.store = store
-        self.bus = bus
+        self.services = services
         self.clock = clock
         self.connectors = connectors
         self.ingest = ingest
@@ -123,19 +123,17 @@ class QuarantineService:
         """Store an item as it came; returns its id. Raises `Unavailable` when even that
         fails (the store is down): the connector must then not acknowledge."""
         try:
-            kept, events = await self.store.quarantine_add(
+            kept = await self.services.quarantine_add(
                 channel,
                 item.content_type,
                 item.data,
                 reason[:2000],
-                self.clock(),
                 external_id=item.external_id,
                 metadata=item.metadata,
             )
         except Exception as exc:
             log.exception("could not quarantine an item", extra={"channel": channel})
             raise Unavailable(f"the item could not be kept: {type(exc).__name__}") from exc
-        self.bus.publish(events)
         METRICS.quarantined.labels(channel).inc()
         await self.refresh_gauge()
         log.warning(
@@ -224,15 +222,8 @@ class QuarantineService:
             raise Conflict(str(exc)) from None
         except Exception as exc:
             reason = f"retry failed: {type(exc).__name__}: {exc}"
-            settled, events = await self.store.quarantine_settle(
-                item_id, "new", self.clock(), reason=reason[:2000]
-            )
-            self.bus.publish(events)
-            return settled
-        settled, events = await self.store.quarantine_settle(
-            item_id, "retried", self.clock(), message_id=message_id
-        )
-        self.bus.publish(events)
+            return await self.services.quarantine_settle(item_id, "new", reason=reason[:2000])
+        settled = await self.services.quarantine_settle(item_id, "retried", message_id=message_id)
         await self.refresh_gauge()
         log.info("quarantined item re-submitted", extra={"quarantine_id": item_id})
         return settled
@@ -241,8 +232,7 @@ class QuarantineService:
         item, _ = await self.store.quarantine_get(item_id)
         if item.status == "retried":
             raise Conflict(f"quarantined item {item_id} was already re-submitted")
-        settled, events = await self.store.quarantine_settle(item_id, "dismissed", self.clock())
-        self.bus.publish(events)
+        settled = await self.services.quarantine_settle(item_id, "dismissed")
         await self.refresh_gauge()
         return settled
 

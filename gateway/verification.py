@@ -18,11 +18,12 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from connectors.base import Identity, VerificationResult
-from gateway.model import ACTIVE_STATUSES, Event, Message
+from gateway.model import ACTIVE_STATUSES
+from gateway.services import Services
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 
 log = logging.getLogger("switchboard.verification")
@@ -69,14 +70,13 @@ class Verifier:
     def __init__(
         self,
         store: Store,
-        publish: Callable[[list[Event]], None],
-        send: Callable[[OutboundRequest], Awaitable[Message]],
+        services: Services,
         channel_kinds: dict[str, str],
         clock: Callable[[], float],
     ) -> None:
         self.store = store
-        self.publish = publish
-        self.send = send
+        self.services = services
+        self.send = services.reply
         self.channel_kinds = channel_kinds
         self.clock = clock
         # One decision at a time: two sockets of one visitor must not share an attempt.
@@ -213,9 +213,8 @@ class Verifier:
                 return VerificationResult("wrong_code", attempts_left=MAX_ATTEMPTS - attempts)
             await self.store.kv_delete(NAMESPACE, key)
             kind, address = rec["claimed"]
-            contact_id, events = await self.store.link_verified(
+            contact_id = await self.services.link_verified(
                 claimant, Identity(str(kind), str(address)), now
             )
-            self.publish(events)
             log.info("claimed address verified", extra={"contact": contact_id})
             return VerificationResult("verified", contact_id=contact_id)

@@ -236,7 +236,7 @@ async def reply(request: web.Request) -> web.Response:
         fail(
             409, "channel_unavailable", f"channel {conv.last_channel!r} is not configured any more"
         )
-    message = await gw.send_reply(
+    message = await gw.services.reply(
         OutboundRequest(
             conversation_id=conv.id,
             text=body.text,
@@ -272,10 +272,7 @@ async def assign(request: web.Request) -> web.Response:
             if state
             else agent_cfg.capacity_for(conv.channel_kind)
         )
-    conv, events = await gw.store.assign(
-        conv.id, body.agent, capacity, principal.name, gw.clock(), principal.scope
-    )
-    gw.publish(events)
+    conv = await gw.services.assign(conv.id, body.agent, capacity, principal.name, principal.scope)
     return web.json_response(conv.to_api())
 
 
@@ -285,30 +282,23 @@ async def transfer(request: web.Request) -> web.Response:
     gw = _gw(request)
     if gw.config.routing.queue(body.queue) is None:
         fail(422, "validation_error", f"unknown queue {body.queue!r}")
-    conv, events = await gw.store.transfer(
-        request.match_info["id"], body.queue, principal.name, principal.scope, gw.clock()
+    conv = await gw.services.transfer(
+        request.match_info["id"], body.queue, principal.name, principal.scope
     )
-    gw.publish(events)
     return web.json_response(conv.to_api())
 
 
 async def resolve(request: web.Request) -> web.Response:
     principal = _auth(request)
     gw = _gw(request)
-    conv, events = await gw.store.resolve(
-        request.match_info["id"], principal.name, principal.scope, gw.clock()
-    )
-    gw.publish(events)
+    conv = await gw.services.resolve(request.match_info["id"], principal.name, principal.scope)
     return web.json_response(conv.to_api())
 
 
 async def reopen(request: web.Request) -> web.Response:
     principal = _auth(request)
     gw = _gw(request)
-    conv, events = await gw.store.reopen(
-        request.match_info["id"], principal.name, gw.clock(), principal.scope
-    )
-    gw.publish(events)
+    conv = await gw.services.reopen(request.match_info["id"], principal.name, principal.scope)
     return web.json_response(conv.to_api())
 
 
@@ -368,7 +358,7 @@ async def set_presence(request: web.Request) -> web.Response:
     agent_id = _agent_target(request, principal)
     body = await _body(request, PresenceBody)
     gw = _gw(request)
-    gw.publish(await gw.store.set_presence(agent_id, body.status, gw.clock()))
+    await gw.services.set_presence(agent_id, body.status)
     return web.json_response({"id": agent_id, "presence": body.status})
 
 
@@ -380,7 +370,7 @@ async def set_capacity(request: web.Request) -> web.Response:
     if any(v < 0 for v in body.capacity.values()):
         fail(422, "validation_error", "capacity values must be >= 0")
     gw = _gw(request)
-    gw.publish(await gw.store.set_capacity(agent_id, body.capacity, gw.clock()))
+    await gw.services.set_capacity(agent_id, body.capacity)
     return web.json_response({"id": agent_id, "capacity": body.capacity})
 
 
@@ -411,8 +401,7 @@ async def unmerge_contact(request: web.Request) -> web.Response:
     require(principal, "admin")
     gw = _gw(request)
     contact_id = request.match_info["id"]
-    _, events = await gw.store.unmerge(contact_id, gw.clock())
-    gw.publish(events)
+    await gw.services.unmerge(contact_id)
     contact = await gw.store.get_contact(contact_id)
     return web.json_response(contact.to_api())
 

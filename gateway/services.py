@@ -1,0 +1,177 @@
+"""The one commit path (DESIGN §1, rule 1): every change of state goes through here.
+
+Each method is one unit of work: the store commits the change and appends its events in
+one transaction, then the committed events are published on the bus (which wakes the
+event-log readers — streams, webhooks — and routing, through its listener), then whoever
+waits beyond the bus is woken (the outbox, for a new reply; routing, for a message that
+waits). API handlers, ingest, the acknowledger, quarantine review and verification call
+these methods and never publish or poke by hand. Reads go to the store directly.
+
+The background loops that own their own work — the dispatcher's claims and the outbox's
+delivery results — publish what they commit themselves: they are the ones woken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from connectors.base import Identity
+from gateway.events import EventBus
+from gateway.model import Conversation, Event, Message
+from gateway.store.base import (
+    IngestOutcome,
+    IngestRequest,
+    OutboundRequest,
+    QuarantinedItem,
+    Scope,
+    Store,
+)
+
+
+def _nothing() -> None:
+    pass
+
+
+class Services:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        clock: Callable[[], float],
+        wake_outbox: Callable[[], None] = _nothing,
+        wake_routing: Callable[[], None] = _nothing,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.wake_outbox = wake_outbox
+        self.wake_routing = wake_routing
+
+    def committed(self, events: Iterable[Event]) -> None:
+        """Publish events the store has committed: the bus wakes every reader of the log
+        (and routing, for the events that may let it assign)."""
+        self.bus.publish(events)
+
+    def announce(self, events: Iterable[Event]) -> None:
+        """Live-only events (typing): nothing is stored, the bus carries them."""
+        self.bus.publish(events)
+
+    # --- messages --------------------------------------------------------------------------
+    async def ingest(self, request: IngestRequest) -> IngestOutcome:
+        outcome = await self.store.ingest(request)
+        self.committed(outcome.events)
+        conv = outcome.conversation
+        if (
+            not outcome.duplicate
+            and conv is not None
+            and conv.status == "open"
+            and conv.assignee is None
+        ):
+            self.wake_routing()
+        return outcome
+
+    async def apply_receipt(
+        self, channel: str, provider_message_id: str, status: str, reason: str | None
+    ) -> list[Event]:
+        events = await self.store.apply_receipt(
+            channel, provider_message_id, status, reason, self.clock()
+        )
+        self.committed(events)
+        return events
+
+    async def reply(self, request: OutboundRequest) -> Message:
+        """Queue a reply (agent, acknowledgement, verification code) and wake the outbox."""
+        message, events = await self.store.add_outbound(request)
+        self.committed(events)
+        self.wake_outbox()
+        return message
+
+    # --- conversations ---------------------------------------------------------------------
+    async def assign(
+        self,
+        conversation_id: str,
+        agent_id: str,
+        capacity: int | None,
+        by: str | None,
+        scope: Scope | None = None,
+    ) -> Conversation:
+        conv, events = await self.store.assign(
+            conversation_id, agent_id, capacity, by, self.clock(), scope
+        )
+        self.committed(events)
+        return conv
+
+    async def transfer(
+        self, conversation_id: str, queue: str, by: str | None, scope: Scope | None = None
+    ) -> Conversation:
+        conv, events = await self.store.transfer(conversation_id, queue, by, scope, self.clock())
+        self.committed(events)
+        return conv
+
+    async def resolve(
+        self, conversation_id: str, by: str | None, scope: Scope | None = None
+    ) -> Conversation:
+        conv, events = await self.store.resolve(conversation_id, by, scope, self.clock())
+        self.committed(events)
+        return conv
+
+    async def reopen(
+        self, conversation_id: str, by: str | None, scope: Scope | None = None
+    ) -> Conversation:
+        conv, events = await self.store.reopen(conversation_id, by, self.clock(), scope)
+        self.committed(events)
+        return conv
+
+    # --- agents ----------------------------------------------------------------------------
+    async def set_presence(self, agent_id: str, presence: str) -> None:
+        self.committed(await self.store.set_presence(agent_id, presence, self.clock()))
+
+    async def set_capacity(self, agent_id: str, capacity: dict[str, int]) -> None:
+        self.committed(await self.store.set_capacity(agent_id, capacity, self.clock()))
+
+    # --- contacts --------------------------------------------------------------------------
+    async def link_verified(self, claimant: Identity, claimed: Identity, now: float) -> str:
+        contact_id, events = await self.store.link_verified(claimant, claimed, now)
+        self.committed(events)
+        return contact_id
+
+    async def unmerge(self, contact_id: str) -> str:
+        restored, events = await self.store.unmerge(contact_id, self.clock())
+        self.committed(events)
+        return restored
+
+    # --- quarantine ------------------------------------------------------------------------
+    async def quarantine_add(
+        self,
+        channel: str,
+        content_type: str,
+        data: bytes,
+        reason: str,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> QuarantinedItem:
+        kept, events = await self.store.quarantine_add(
+            channel,
+            content_type,
+            data,
+            reason,
+            self.clock(),
+            external_id=external_id,
+            metadata=metadata,
+        )
+        self.committed(events)
+        return kept
+
+    async def quarantine_settle(
+        self,
+        item_id: str,
+        status: str,
+        reason: str | None = None,
+        message_id: str | None = None,
+    ) -> QuarantinedItem:
+        settled, events = await self.store.quarantine_settle(
+            item_id, status, self.clock(), reason=reason, message_id=message_id
+        )
+        self.committed(events)
+        return settled
