@@ -26,8 +26,10 @@ from connectors.base import (
     VerifyConfirm,
     VerifyStart,
 )
-from gateway.api.app import AUTH, GATEWAY, add_routes, error_middleware
 from gateway.api.auth import Authenticator
+from gateway.api.common import AUTH, GATEWAY
+from gateway.api.errors import error_middleware
+from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite

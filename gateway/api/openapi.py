@@ -20,8 +20,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from gateway import __version__
-from gateway.api import app as handlers
+from gateway.api import agents, conversations, routing
 from gateway.api import schemas as out
+from gateway.api.common import GATEWAY
 
 ALL = ("admin", "agent", "integration")
 ADMIN = ("admin",)
@@ -119,7 +120,7 @@ OPERATIONS: tuple[Op, ...] = (
         ALL,
         out.MessageOut,
         ok=202,
-        body=handlers.ReplyBody,
+        body=conversations.ReplyBody,
         errors=(409,),
         description="An agent replies as itself, on unassigned or its own conversations; an "
         "integration gives `agent` only with `acts_as_agents`.",
@@ -130,7 +131,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Assign to an agent",
         ALL,
         out.ConversationOut,
-        body=handlers.AssignBody,
+        body=conversations.AssignBody,
         errors=(409,),
         description="Capacity is enforced unless an admin sets `force`; an agent assigns "
         "only to itself.",
@@ -141,7 +142,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Back to routing in another queue",
         ALL,
         out.ConversationOut,
-        body=handlers.TransferBody,
+        body=conversations.TransferBody,
         errors=(409,),
     ),
     Op("POST", f"{CONV}/resolve", "Resolve", ALL, out.ConversationOut, errors=(409,)),
@@ -153,7 +154,7 @@ OPERATIONS: tuple[Op, ...] = (
         ALL,
         out.Accepted,
         ok=202,
-        body=handlers.TypingBody,
+        body=conversations.TypingBody,
     ),
     Op("GET", "/v1/agents", "Agents with presence and load", ALL, out.AgentList),
     Op(
@@ -162,7 +163,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Set presence",
         ("admin", "agent"),
         out.PresenceOut,
-        body=handlers.PresenceBody,
+        body=agents.PresenceBody,
     ),
     Op(
         "PUT",
@@ -170,7 +171,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Set capacity",
         ADMIN,
         out.CapacityOut,
-        body=handlers.CapacityBody,
+        body=agents.CapacityBody,
     ),
     Op(
         "GET",
@@ -206,7 +207,7 @@ OPERATIONS: tuple[Op, ...] = (
         "The routing decision for a message, changing nothing",
         ALL,
         out.Explanation,
-        body=handlers.ExplainBody,
+        body=routing.ExplainBody,
     ),
     Op(
         "GET",
@@ -384,7 +385,7 @@ def document(extras: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    gw = request.app[handlers.GATEWAY]
+    gw = request.app[GATEWAY]
     doc = request.app.get(_DOC)
     if doc is None:
         doc = document(c.openapi() for c in gw.connectors.values())

@@ -12,13 +12,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from connectors.http import fail
-from gateway.api.app import GATEWAY, _auth, _int
 from gateway.api.auth import require
+from gateway.api.common import GATEWAY, authenticate, int_param
 from gateway.store.base import QUARANTINE_STATUSES
 
 
 def _admin(request: web.Request) -> None:
-    require(_auth(request), "admin")
+    require(authenticate(request), "admin")
 
 
 async def list_items(request: web.Request) -> web.Response:
@@ -29,7 +29,7 @@ async def list_items(request: web.Request) -> web.Response:
     items, cursor = await request.app[GATEWAY].store.quarantine_list(
         status=status,
         channel=request.query.get("channel"),
-        limit=_int(request, "limit", 50, 1, 500),
+        limit=int_param(request, "limit", 50, 1, 500),
         cursor=request.query.get("cursor"),
     )
     return web.json_response({"items": [i.to_api() for i in items], "next_cursor": cursor})

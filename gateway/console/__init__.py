@@ -68,7 +68,7 @@ async def console_asset(request: web.Request) -> web.Response:
 
 
 def _webchat_channel(request: web.Request) -> str | None:
-    from gateway.api.app import GATEWAY
+    from gateway.api.common import GATEWAY
 
     gw = request.app.get(GATEWAY)
     if gw is None:

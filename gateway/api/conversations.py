@@ -1,0 +1,175 @@
+"""`/v1/conversations`: list, read, reply, assign, transfer, resolve, reopen, typing; and
+`/v1/blobs` (the attachments of their messages). Changes go through `gw.services`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import Field
+
+from connectors.http import fail
+from gateway.api.auth import require
+from gateway.api.common import Body, authenticate, gateway_of, int_param, read_body
+from gateway.store.base import ConversationFilter, OutboundRequest
+
+
+class ReplyBody(Body):
+    text: str = Field(min_length=1, max_length=100_000)
+    html: str | None = Field(None, max_length=1_000_000)
+    subject: str | None = Field(None, max_length=998)
+    agent: str | None = None
+
+
+class AssignBody(Body):
+    agent: str
+    force: bool = False
+
+
+class TransferBody(Body):
+    queue: str
+
+
+class TypingBody(Body):
+    typing: bool = True
+
+
+async def list_conversations(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    q = request.query
+    status = q.get("status")
+    if status is not None and status not in ("open", "assigned", "pending", "resolved", "closed"):
+        fail(400, "invalid_parameter", "status must be open, assigned, pending, resolved or closed")
+    flt = ConversationFilter(
+        status=status,
+        queue=q.get("queue"),
+        assignee=q.get("assignee"),
+        channel=q.get("channel"),
+        contact_id=q.get("contact"),
+        limit=int_param(request, "limit", 50, 1, 500),
+        cursor=q.get("cursor"),
+        scope=principal.scope,
+    )
+    rows, cursor = await gateway_of(request).store.list_conversations(flt)
+    return web.json_response({"conversations": [c.to_api() for c in rows], "next_cursor": cursor})
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    gw = gateway_of(request)
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
+    messages = await gw.store.messages(conv.id, principal.scope)
+    return web.json_response(conv.to_api() | {"messages": [m.to_api() for m in messages]})
+
+
+async def reply(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    require(principal, "admin", "agent", "integration")
+    body = await read_body(request, ReplyBody)
+    gw = gateway_of(request)
+    if principal.role == "agent" and body.agent not in (None, principal.agent):
+        fail(403, "forbidden", "an agent token replies only as its own agent")
+    if principal.role == "integration" and body.agent is not None and not principal.acts_as_agents:
+        fail(
+            403,
+            "forbidden",
+            "this integration token replies as itself; give it `acts_as_agents: true` to "
+            "reply in an agent's name",
+        )
+    agent = principal.agent if principal.role == "agent" else body.agent
+    if agent is not None and gw.config.agent(agent) is None:
+        fail(422, "validation_error", f"unknown agent {agent!r}")
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
+    if conv.last_channel not in gw.connectors:
+        fail(
+            409, "channel_unavailable", f"channel {conv.last_channel!r} is not configured any more"
+        )
+    message = await gw.services.reply(
+        OutboundRequest(
+            conversation_id=conv.id,
+            text=body.text,
+            html=body.html,
+            subject=body.subject,
+            sender_type="agent",
+            sender_id=agent or principal.name,
+            now=gw.clock(),
+            scope=principal.scope,
+        )
+    )
+    return web.json_response(message.to_api(), status=202)
+
+
+async def assign(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    body = await read_body(request, AssignBody)
+    gw = gateway_of(request)
+    if principal.role == "agent" and body.agent != principal.agent:
+        fail(403, "forbidden", "an agent token assigns only to its own agent")
+    if body.force and principal.role != "admin":
+        fail(403, "forbidden", "only an admin may force an assignment over capacity")
+    agent_cfg = gw.config.agent(body.agent)
+    if agent_cfg is None:
+        fail(404, "not_found", f"agent {body.agent} not found")
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
+    capacity = None
+    if not body.force:
+        states = {s.id: s for s in await gw.store.agent_states()}
+        state = states.get(body.agent)
+        capacity = (
+            state.capacity_for(conv.channel_kind)
+            if state
+            else agent_cfg.capacity_for(conv.channel_kind)
+        )
+    conv = await gw.services.assign(conv.id, body.agent, capacity, principal.name, principal.scope)
+    return web.json_response(conv.to_api())
+
+
+async def transfer(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    body = await read_body(request, TransferBody)
+    gw = gateway_of(request)
+    if gw.config.routing.queue(body.queue) is None:
+        fail(422, "validation_error", f"unknown queue {body.queue!r}")
+    conv = await gw.services.transfer(
+        request.match_info["id"], body.queue, principal.name, principal.scope
+    )
+    return web.json_response(conv.to_api())
+
+
+async def resolve(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    gw = gateway_of(request)
+    conv = await gw.services.resolve(request.match_info["id"], principal.name, principal.scope)
+    return web.json_response(conv.to_api())
+
+
+async def reopen(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    gw = gateway_of(request)
+    conv = await gw.services.reopen(request.match_info["id"], principal.name, principal.scope)
+    return web.json_response(conv.to_api())
+
+
+async def typing(request: web.Request) -> web.Response:
+    """An agent is typing: shown to the customer where the channel can, and on the stream."""
+    principal = authenticate(request)
+    body = await read_body(request, TypingBody)
+    gw = gateway_of(request)
+    conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
+    if principal.scope is not None and not principal.scope.may_act(conv):
+        fail(403, "forbidden", f"the conversation is assigned to {conv.assignee}")
+    await gw.agent_typing(conv, principal.agent or principal.name, body.typing)
+    return web.json_response({"ok": True}, status=202)
+
+
+async def get_blob(request: web.Request) -> web.Response:
+    principal = authenticate(request)
+    content_type, data = await gateway_of(request).store.get_blob(
+        request.match_info["id"], principal.scope
+    )
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": "attachment",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -1,0 +1,35 @@
+"""`/healthz`, `/readyz` and `/metrics`: is this instance alive, ready, and how it does."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from connectors.http import fail
+from gateway.api.common import AUTH, gateway_of
+from gateway.metrics import METRICS
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    gw = gateway_of(request)
+    store_ok = await gw.store.ping()
+    channels = await gw.channel_health() if store_ok else gw.channel_states()
+    # A degraded channel still serves: it is not a reason to take this instance out.
+    ready = store_ok and all(
+        state == "running" or state.startswith("degraded") for state in channels.values()
+    )
+    return web.json_response(
+        {"ready": ready, "store": "ok" if store_ok else "down", "channels": channels},
+        status=200 if ready else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    if not request.app[AUTH].metrics_allowed(request):
+        fail(401, "unauthenticated", "GET /metrics needs the metrics token (auth.metrics_token)")
+    body = generate_latest(METRICS.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
