@@ -449,6 +449,27 @@ class Gateway:
             METRICS.channel_up.labels(name).set(1)
             return
 
+    async def _drain_requests(self, within: float) -> None:
+        """Let in-flight handlers finish, cancel those still running, and clean the runner
+        up, all within `within` seconds. The runner's own shutdown timeout was fixed when it
+        was made; the low-level server's public `shutdown(timeout)` takes the time that is
+        left now, after which the runner's cleanup finds no connection left to wait for.
+
+        aiohttp spends `timeout` twice: waiting for the handler, then again for it to end
+        once cancelled; and it rounds a timeout over 5 s up to a whole second. So each phase
+        gets half of what is left, less that rounding."""
+        runner = self._runner
+        if runner is None:
+            return
+        server = runner.server
+        if server is not None:
+            await asyncio.sleep(0)  # requests accepted before the sites stopped get going
+            phase = max(0.0, within - 0.1) / 2
+            if phase > 5:
+                phase -= 1.0
+            await server.shutdown(phase)
+        await runner.cleanup()
+
     async def stop(self) -> None:
         """Graceful, in order: stop accepting connections; end the event streams; stop the
         channels (no new inbound); let in-flight requests finish; stop routing and let
@@ -500,10 +521,7 @@ class Gateway:
             )
         )
         if self._runner is not None:
-            # Waits for in-flight handlers, then cancels them: shorten the runner's own
-            # timeout (set when it was made) to what is left, so it cancels them in time.
-            self._runner._shutdown_timeout = max(0.0, left(requests_by) - 0.1)
-            await step("in-flight requests", self._runner.cleanup(), requests_by)
+            await step("in-flight requests", self._drain_requests(left(requests_by)), requests_by)
         await step("routing", self.dispatcher.stop(left(deadline)))
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))

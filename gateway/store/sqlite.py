@@ -100,8 +100,11 @@ class SqliteStore(SqliteQuarantine, Store):
         db = self._db
         if db is None:
             raise RuntimeError("store is not open")
-        # aiosqlite's documented way to run work on its thread is per statement; a whole
-        # operation goes through its internal executor so it costs one hop.
+        # The one use of a private aiosqlite API in the code, kept to this line on purpose.
+        # aiosqlite has no public way to run a whole function on its connection's thread
+        # (its public API is per statement, one thread hop each); a store operation is many
+        # statements and must cost one hop. The public replacement is to own the thread: a
+        # single-worker executor holding a plain sqlite3 connection (open/close/_run only).
         return await db._execute(fn, db._conn)  # type: ignore[no-untyped-call,no-any-return]
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -10,6 +10,7 @@ the same turn of the event loop: a reply queued or an event published as SIGTERM
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -137,6 +138,41 @@ async def test_gateway_stop_keeps_its_deadline_and_abandons_what_hangs(
     # The steps after the stuck one still ran: routing and the outbox ended, store closed.
     assert gw.dispatcher._task is None and gw.outbox._task is None
     assert not await gw.store.ping()
+
+
+async def test_a_request_still_running_at_its_deadline_is_cancelled_in_time(
+    gateway_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.api import health
+
+    started_handling, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        started_handling.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return web.json_response({})
+
+    monkeypatch.setattr(health, "healthz", slow)
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["server"]["shutdown_timeout"] = 2.0
+    gw, _ = await gateway_factory(cfg)
+    async with aiohttp.ClientSession() as http:
+        request = asyncio.ensure_future(http.get(f"http://127.0.0.1:{gw.port}/healthz"))
+        await asyncio.wait_for(started_handling.wait(), 5)
+        began = time.monotonic()
+        await stops_in_time(gw.stop(), None)
+        took = time.monotonic() - began
+        request.cancel()
+        with contextlib.suppress(BaseException):
+            await request
+    assert cancelled.is_set(), "the handler was never cancelled"
+    # the requests' share of the budget (70% of 2 s less the reserve), not the runner's 2 s
+    assert took < 1.5, f"stop() took {took:.2f}s"
+    assert "in-flight requests" not in gw.abandoned
 
 
 STUCK_DAEMON = """
