@@ -110,7 +110,11 @@ class Gateway:
         self.instance = uuid.uuid4().hex[:12]
         self.store: Store = make_store(loaded)
         self.bus = EventBus()
-        self.dispatcher = Dispatcher(self.store, self.bus, self.config, clock)
+        # The one commit path: every change of state commits, publishes, wakes (services.py).
+        self.services = Services(self.store, self.bus, clock)
+        self.dispatcher = Dispatcher(
+            self.store, self.bus, self.config, clock, services=self.services
+        )
         self.bus.listen(self._wake_routing)
         self.connectors: dict[str, Connector] = {}
         self.outbox = Outbox(
@@ -121,15 +125,10 @@ class Gateway:
             clock,
             agent_names={a.id: a.name for a in self.config.agents},
             policies={c.name: c.outbox for c in self.config.channels},
+            services=self.services,
         )
-        # The one commit path: every change of state commits, publishes, wakes (services.py).
-        self.services = Services(
-            self.store,
-            self.bus,
-            clock,
-            wake_outbox=self.outbox.poke,
-            wake_routing=self.dispatcher.poke,
-        )
+        self.services.wake_outbox = self.outbox.poke
+        self.services.wake_routing = self.dispatcher.poke
         self.ingestor = Ingestor(
             self.store,
             self.services,

@@ -36,6 +36,7 @@ from gateway.config import GatewayConfig
 from gateway.events import EventBus
 from gateway.metrics import METRICS
 from gateway.model import AgentState
+from gateway.services import Services
 from gateway.store.base import (
     Claim,
     RoutingSnapshot,
@@ -58,9 +59,11 @@ class Dispatcher:
         config: GatewayConfig,
         clock: Callable[[], float],
         safety_interval: float = 5.0,
+        services: Services | None = None,
     ) -> None:
         self.store = store
-        self.bus = bus
+        # Claims commit through the one commit path (the gateway's, else one on `bus`).
+        self.services = services or Services(store, bus, clock)
         self.config = config
         self.clock = clock
         self.safety_interval = safety_interval
@@ -224,8 +227,7 @@ class Dispatcher:
 
     async def _claim(self, claims: list[Claim], now: float) -> bool:
         """Claim a slice of decisions; True when some claim was refused."""
-        claimed, events = await self.store.claim(claims, now)
-        self.bus.publish(events)
+        claimed = await self.services.claim(claims, now)
         done = set(claimed)
         for claim in claims:
             if claim.conversation_id in done:

@@ -23,6 +23,7 @@ from connectors.base import Capability, Connector, DeliveryResult, OutboundMessa
 from gateway.config import OutboxConfig, RetryPolicy
 from gateway.events import EventBus
 from gateway.metrics import METRICS
+from gateway.services import Services
 from gateway.store.base import OutboxItem, Store
 
 log = logging.getLogger("switchboard.outbox")
@@ -82,11 +83,13 @@ class Outbox:
         lease_seconds: float | None = None,
         agent_names: Mapping[str, str] | None = None,
         policies: Mapping[str, RetryPolicy | None] | None = None,
+        services: Services | None = None,
     ) -> None:
         self.agent_names = dict(agent_names or {})
         self.policies = dict(policies or {})
         self.store = store
-        self.bus = bus
+        # Results commit through the one commit path (the gateway's, else one on `bus`).
+        self.services = services or Services(store, bus, clock)
         self.connectors = connectors
         self.config = config
         self.clock = clock
@@ -202,8 +205,7 @@ class Outbox:
                     "reason": result.reason,
                 },
             )
-        events = await self.store.outbox_record(item.message_id, result, next_at, self.clock())
-        self.bus.publish(events)
+        await self.services.outbox_record(item.message_id, result, next_at)
 
     def _next_attempt(
         self, item: OutboxItem, attempt: int, result: DeliveryResult

@@ -7,8 +7,8 @@ waits beyond the bus is woken (the outbox, for a new reply; routing, for a messa
 waits). API handlers, ingest, the acknowledger, quarantine review and verification call
 these methods and never publish or poke by hand. Reads go to the store directly.
 
-The background loops that own their own work — the dispatcher's claims and the outbox's
-delivery results — publish what they commit themselves: they are the ones woken.
+The background loops commit through here too: the dispatcher's claims and the outbox's
+delivery results.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from connectors.base import Identity
+from connectors.base import DeliveryResult, Identity
 from gateway.events import EventBus
 from gateway.model import Conversation, Event, Message
 from gateway.store.base import (
+    Claim,
     IngestOutcome,
     IngestRequest,
     OutboundRequest,
@@ -87,7 +88,21 @@ class Services:
         self.wake_outbox()
         return message
 
+    async def outbox_record(
+        self, message_id: str, result: DeliveryResult, next_attempt_at: float | None
+    ) -> list[Event]:
+        """A delivery attempt's result (the outbox loop)."""
+        events = await self.store.outbox_record(message_id, result, next_attempt_at, self.clock())
+        self.committed(events)
+        return events
+
     # --- conversations ---------------------------------------------------------------------
+    async def claim(self, claims: list[Claim], now: float) -> list[str]:
+        """Claim routing decisions (the dispatcher); the ids of the conversations assigned."""
+        claimed, events = await self.store.claim(claims, now)
+        self.committed(events)
+        return claimed
+
     async def assign(
         self,
         conversation_id: str,

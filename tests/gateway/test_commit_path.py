@@ -11,7 +11,8 @@ CHANGES = (
     "ingest|add_outbound|apply_receipt|assign|transfer|resolve|reopen|set_presence|"
     "set_capacity|link_verified|unmerge|quarantine_add|quarantine_settle|claim"
 )
-BY_HAND = re.compile(rf"\bstore\.({CHANGES})\(|\.publish\(|\.poke\(")
+# (a loop waking itself, `self.poke()`, is no hand-made wake-up of another)
+BY_HAND = re.compile(rf"\bstore\.({CHANGES})\(|\.publish\(|(?<!self)\.poke\(")
 ROOT = Path(gateway.__file__).parent
 
 
@@ -24,6 +25,8 @@ def test_no_handler_commits_publishes_or_wakes_by_hand() -> None:
             ROOT / "quarantine.py",
             ROOT / "verification.py",
             ROOT / "autoreply.py",
+            ROOT / "dispatch.py",
+            ROOT / "outbox.py",
         ]
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if BY_HAND.search(line)
