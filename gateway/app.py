@@ -463,6 +463,7 @@ class Gateway:
         server = runner.server
         if server is not None:
             await asyncio.sleep(0)  # requests accepted before the sites stopped get going
+            server.pre_shutdown()  # idle keep-alive connections close now (aiohttp >= 3.9)
             phase = max(0.0, within - 0.1) / 2
             if phase > 5:
                 phase -= 1.0
