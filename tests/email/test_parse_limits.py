@@ -1,0 +1,108 @@
+"""Issue 9: what one mail may cost to read. Parsing happens in worker processes with a CPU
+and a memory limit; a mail over them is quarantined (never left unseen to be read again
+for ever) while the rest of its batch is stored; and the channel leaves no worker process
+behind when it stops."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from email_support import (
+    Dovecot,
+    FakeCore,
+    Mailbox,
+    SmtpServer,
+    email_config,
+    make_mail,
+    make_settings,
+    many_parts_mail,
+    seen,
+)
+
+from connectors.base import ConnectorContext
+from connectors.email import EmailConnector
+from tests.gateway.conftest import gateway_factory, wait_for
+from tests.test_procpool import alive
+
+__all__ = ["gateway_factory"]
+
+
+async def test_a_mail_over_the_cpu_limit_is_quarantined_and_its_batch_goes_on(
+    gateway_factory: Any,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    mailbox: Mailbox,
+    smtp_server: SmtpServer,
+) -> None:
+    cfg = email_config(tmp_path, dovecot, mailbox, smtp_server)
+    cfg["channels"][-1]["parse"] = {"workers": 2, "cpu_seconds": 0.5}
+    _, client = await gateway_factory(cfg)
+    before = await mailbox.append(make_mail("First question", sender="ann@customer.test"))
+    # ~1 MB of 30,000 tiny parts: the standard library alone needs about 2 s of CPU
+    costly = many_parts_mail(30_000)
+    costly_uid = await mailbox.append(costly)
+    after = await mailbox.append(make_mail("Second question", sender="bea@customer.test"))
+
+    async def items() -> list[dict[str, Any]]:
+        _, page = await client.call("GET", "/v1/quarantine?channel=mail")
+        return list(page["items"])
+
+    [item] = await wait_for(items, timeout=30)
+    assert item["reason"] == "mail too costly to read: the parser used more than 0.5 s of CPU time"
+    assert item["size"] == len(costly)
+    # the others of the batch are stored, and every mail is acknowledged
+    for who in ("ann", "bea"):
+        await wait_for(lambda who=who: client.conversations_of(f"email:{who}@customer.test"), 15)
+    await wait_for(lambda: seen(mailbox, before, costly_uid, after), 15)
+    _, ready = await client.call("GET", "/readyz", token=None)
+    assert ready["channels"]["mail"] == "degraded: 1 quarantined"
+
+    # read again from quarantine: the same workers, the same limit
+    status, body = await client.call("POST", f"/v1/quarantine/{item['id']}/retry")
+    assert status == 422 and body["status"] == "new", body
+    assert body["reason"] == (
+        "retry failed: ValueError: mail too costly to read: "
+        "the parser used more than 0.5 s of CPU time"
+    )
+
+
+async def test_stop_leaves_no_parser_process(
+    dovecot: Dovecot, mailbox: Mailbox, core: FakeCore, ctx: ConnectorContext
+) -> None:
+    conn = EmailConnector(
+        "support",
+        make_settings(server=dovecot, mailbox=mailbox.name, parse={"workers": 2}),
+        ctx,
+    )
+    for i in range(4):
+        await mailbox.append(make_mail(f"question {i}", message_id=f"<{uuid.uuid4().hex}@x>"))
+    await conn.start()
+    try:
+        await core.wait_for(4, timeout=30)
+        workers = conn._parser.pool.pids
+        assert workers and all(alive(p) for p in workers) and os.getpid() not in workers
+    finally:
+        await conn.stop()
+    assert not any(alive(p) for p in workers)
+    assert children_running("connectors.procpool") == []
+
+
+def children_running(marker: str) -> list[int]:
+    """Processes whose parent is this one and whose command line holds `marker`."""
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read().rsplit(") ", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and stat[0] != "Z" and marker.encode() in cmdline:
+            found.append(int(entry))
+    return found
