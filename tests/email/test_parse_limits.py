@@ -106,3 +106,22 @@ def children_running(marker: str) -> list[int]:
         if int(stat[1]) == os.getpid() and stat[0] != "Z" and marker.encode() in cmdline:
             found.append(int(entry))
     return found
+
+
+async def test_mail_reaches_the_core_in_mailbox_order_whatever_parses_first(
+    dovecot: Dovecot, mailbox: Mailbox, core: FakeCore, ctx: ConnectorContext
+) -> None:
+    # the first mail takes the parser about a second, the next ones a millisecond: with
+    # two workers they are parsed side by side, but threading sees them in order
+    await mailbox.append(many_parts_mail(15_000, sender="first@customer.test"))
+    for i in range(3):
+        await mailbox.append(make_mail(f"later {i}", sender="later@customer.test"))
+    conn = EmailConnector(
+        "support", make_settings(server=dovecot, mailbox=mailbox.name, parse={"workers": 2}), ctx
+    )
+    await conn.start()
+    try:
+        await core.wait_for(4, timeout=30)
+    finally:
+        await conn.stop()
+    assert [m.subject for m in core.calls] == ["Many parts", "later 0", "later 1", "later 2"]
