@@ -151,7 +151,8 @@ class WorkerPool:
         async with self._slots:
             worker = self._idle.pop() if self._idle else await self._spawn()
             try:
-                reply = await asyncio.wait_for(worker.call(request), self.wall_seconds)
+                async with asyncio.timeout(self.wall_seconds):
+                    reply = await worker.call(request)
             except TimeoutError:
                 worker.kill()
                 await self._forget(worker)
