@@ -107,7 +107,7 @@ async def baseline(
     return n / elapsed
 
 
-def config(server: Dovecot, name: str, db: Path, workers: int) -> dict[str, Any]:
+def config(server: Dovecot, name: str, db: Path, workers: int, batch: int) -> dict[str, Any]:
     return {
         "server": {"host": "127.0.0.1", "port": 0},
         "store": {"path": str(db)},
@@ -133,6 +133,7 @@ def config(server: Dovecot, name: str, db: Path, workers: int) -> dict[str, Any]
                     "tls": False,
                     "mailbox": name,
                     "poll_interval": 0.2,
+                    "batch_size": batch,
                 },
                 "smtp": {"host": "127.0.0.1", "port": 1, "tls": False},
                 "parse": {"workers": workers},
@@ -143,9 +144,11 @@ def config(server: Dovecot, name: str, db: Path, workers: int) -> dict[str, Any]
 
 
 async def gateway_ingest(
-    server: Dovecot, name: str, n: int, tmp: Path, workers: int
+    server: Dovecot, name: str, n: int, tmp: Path, workers: int, batch: int
 ) -> tuple[float, float, float, LoopLag]:
-    gw = Gateway(load_config_text(yaml.safe_dump(config(server, name, tmp / "gw.db", workers))))
+    gw = Gateway(
+        load_config_text(yaml.safe_dump(config(server, name, tmp / "gw.db", workers, batch)))
+    )
     done = asyncio.Event()
     count = 0
     first: float | None = None
@@ -181,7 +184,12 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--messages", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=20, help="fetch batch (the connector's default)")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        default=20,
+        help="UID FETCH batch, both sides (default: the connector's default)",
+    )
     ap.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parse workers (both sides)"
     )
@@ -202,11 +210,11 @@ async def main() -> None:
             )
             pooled = await baseline(server, "bench", args.messages, args.batch, pool)
         gateway, steady, first, lag = await gateway_ingest(
-            server, "bench", args.messages, Path(tmp), args.workers
+            server, "bench", args.messages, Path(tmp), args.workers, args.batch
         )
     best = max(inline, pooled)
     w = args.workers
-    print(f"# python -m bench.email --messages {args.messages} --workers {w}")
+    print(f"# python -m bench.email --messages {args.messages} --workers {w} --batch {args.batch}")
     print(f"baseline: fetch + stdlib parse, inline       : {inline:8.0f} msg/s")
     print(f"baseline: fetch + stdlib parse, {w} processes : {pooled:8.0f} msg/s")
     print(f"gateway: IMAP, parse pool, store, route, Seen : {gateway:8.0f} msg/s")

@@ -37,6 +37,7 @@ import resource
 import signal
 import struct
 import sys
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,24 +79,43 @@ def _signal_name(code: int) -> str:
         return f"signal {code}"
 
 
+class _Job:
+    __slots__ = ("future", "request", "tries")
+
+    def __init__(self, request: bytes, future: asyncio.Future[Any]) -> None:
+        self.request = request
+        self.future = future
+        self.tries = 0
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
 class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         assert proc.stdin is not None and proc.stdout is not None
         self.stdin = proc.stdin
         self.stdout = proc.stdout
+        # sent, answered in this order
+        self.jobs: deque[_Job] = deque()
+        self.wake = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    async def call(self, request: bytes) -> Any:
-        self.stdin.write(_LEN.pack(len(request)) + request)
-        await self.stdin.drain()
-        head = await self.stdout.readexactly(_LEN.size)
-        (size,) = _LEN.unpack(head)
+    def send(self, job: _Job) -> None:
+        self.jobs.append(job)
+        self.stdin.write(_LEN.pack(len(job.request)) + job.request)
+        self.wake.set()
+
+    async def receive(self) -> Any:
+        (size,) = _LEN.unpack(await self.stdout.readexactly(_LEN.size))
         if size > MAX_FRAME:
-            raise PoolUnavailable(f"worker {self.pid} sent a frame of {size} bytes")
+            raise ConnectionError(f"worker {self.pid} sent a frame of {size} bytes")
         return pickle.loads(await self.stdout.readexactly(size))
 
     def kill(self) -> None:
@@ -112,8 +132,20 @@ class _Worker:
             return await self.proc.wait()
 
 
+class _Dead(Exception):
+    """The worker is gone (or must go); `error` is what its current task gets."""
+
+    def __init__(self, error: PoolError | None, head_pending: bool = True) -> None:
+        self.error = error
+        self.head_pending = head_pending
+
+
 class WorkerPool:
-    """Up to `workers` processes running `target` ("module:function") one task each."""
+    """Up to `workers` processes running `target` ("module:function").
+
+    Tasks are pipelined: a worker holds up to `depth` tasks (the next request is already in
+    its pipe when it answers one), answered in order. When a worker dies, the task it was
+    running gets the reason and the tasks queued behind it go to another worker."""
 
     def __init__(
         self,
@@ -123,6 +155,7 @@ class WorkerPool:
         cpu_seconds: float,
         memory_mb: int,
         wall_seconds: float | None = None,
+        depth: int = 4,
         name: str = "pool",
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
@@ -133,55 +166,139 @@ class WorkerPool:
         self.cpu_seconds = cpu_seconds
         self.memory_mb = memory_mb
         self.wall_seconds = wall_seconds if wall_seconds is not None else 3 * cpu_seconds + 5
+        self.depth = max(1, depth)
         self.name = name
         self.log = log or logging.getLogger("switchboard.procpool")
-        self._idle: list[_Worker] = []
-        self._all: set[_Worker] = set()
-        self._slots = asyncio.Semaphore(workers)
-        self._starting = 0
+        self._workers: list[_Worker] = []
+        self._queue: deque[_Job] = deque()
+        self._spawning = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def pids(self) -> list[int]:
         """The process ids of the workers alive now (for tests and diagnostics)."""
-        return sorted(w.pid for w in self._all)
+        return sorted(w.pid for w in self._workers)
 
     async def run(self, *args: Any) -> Any:
         """`target(*args)` in a worker; its result. Raises a `PoolError` (see the module)."""
         request = pickle.dumps((self.cpu_seconds, args), protocol=pickle.HIGHEST_PROTOCOL)
-        async with self._slots:
-            worker = self._idle.pop() if self._idle else await self._spawn()
-            try:
-                async with asyncio.timeout(self.wall_seconds):
-                    reply = await worker.call(request)
-            except TimeoutError:
-                worker.kill()
-                await self._forget(worker)
-                raise LimitExceeded(
-                    f"took longer than {self.wall_seconds:g} s (wall clock); the worker was stopped"
-                ) from None
-            except asyncio.CancelledError:
-                # its answer would come to nobody: the worker goes with the task
-                worker.kill()
-                await asyncio.shield(self._forget(worker))
-                raise
-            except (asyncio.IncompleteReadError, ConnectionError, PoolUnavailable) as exc:
-                code = await self._forget(worker)
-                raise self._death(code, exc) from None
-            except BaseException:
-                worker.kill()
-                await self._forget(worker)
-                raise
-            status = reply[0]
-            if status == "ok":
-                self._idle.append(worker)
-                return reply[1]
-            if status == "memory":
-                await self._forget(worker)
-                raise LimitExceeded(f"needed more than {self.memory_mb} MB of memory")
-            self._idle.append(worker)
-            raise TaskFailed(str(reply[1]), str(reply[2]))
+        job = _Job(request, asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        self._pump()
+        # cancelled: a queued job is skipped, a sent one's answer is dropped
+        return await job.future
 
-    def _death(self, code: int | None, exc: BaseException) -> PoolError:
+    def _pump(self) -> None:
+        """Hand queued tasks to workers with room; start workers while there are fewer
+        than `size` and tasks wait."""
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+        if (
+            self._queue
+            and len(self._workers) + self._spawning < self.size
+            and all(w.jobs for w in self._workers)
+        ):
+            self._spawning += 1
+            self._background(self._start_worker())
+        while self._queue:
+            job = self._queue[0]
+            if job.future.done():
+                self._queue.popleft()
+                continue
+            # while workers are starting, each running one takes a single task, so the
+            # first batch spreads over all of them
+            room = 1 if self._spawning else self.depth
+            free = [w for w in self._workers if len(w.jobs) < room]
+            if not free:
+                return
+            worker = min(free, key=lambda w: len(w.jobs))
+            self._queue.popleft()
+            try:
+                worker.send(job)
+            except (ConnectionError, RuntimeError, OSError):
+                worker.jobs.pop()
+                self._queue.appendleft(job)
+                worker.kill()  # its reader finds it dead and requeues the rest
+                return
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _start_worker(self) -> None:
+        try:
+            worker = await self._spawn()
+        except PoolUnavailable as exc:
+            self._spawning -= 1
+            if not self._workers and not self._spawning:
+                while self._queue:
+                    self._queue.popleft().fail(exc)
+            return
+        self._spawning -= 1
+        self._workers.append(worker)
+        worker.reader = asyncio.get_running_loop().create_task(self._read(worker))
+        self._pump()
+
+    async def _read(self, worker: _Worker) -> None:
+        """Answer the worker's tasks in order; when it dies, settle the one it ran and
+        requeue the others."""
+        try:
+            while True:
+                if not worker.jobs:
+                    worker.wake.clear()
+                    await worker.wake.wait()
+                    continue
+                try:
+                    async with asyncio.timeout(self.wall_seconds):
+                        reply = await worker.receive()
+                except TimeoutError:
+                    raise _Dead(
+                        LimitExceeded(
+                            f"took longer than {self.wall_seconds:g} s (wall clock); "
+                            "the worker was stopped"
+                        )
+                    ) from None
+                except (asyncio.IncompleteReadError, ConnectionError, pickle.PickleError):
+                    raise _Dead(None) from None
+                job = worker.jobs.popleft()
+                status = reply[0]
+                if status == "memory":
+                    job.fail(LimitExceeded(f"needed more than {self.memory_mb} MB of memory"))
+                    raise _Dead(None, head_pending=False)
+                if not job.future.done():
+                    if status == "ok":
+                        job.future.set_result(reply[1])
+                    else:
+                        job.future.set_exception(TaskFailed(str(reply[1]), str(reply[2])))
+                self._pump()
+        except _Dead as dead:
+            with contextlib.suppress(ValueError):
+                self._workers.remove(worker)  # no further task goes to it
+            worker.kill()
+            code = await worker.reap()
+            if dead.head_pending and worker.jobs:
+                head = worker.jobs.popleft()
+                head.fail(dead.error or self._death(code))
+            self._drop(worker)
+        except asyncio.CancelledError:
+            worker.kill()
+            raise
+
+    def _drop(self, worker: _Worker) -> None:
+        """Forget a dead worker; its unanswered tasks go back to the queue, in order."""
+        with contextlib.suppress(ValueError):
+            self._workers.remove(worker)
+        for job in reversed(worker.jobs):
+            job.tries += 1
+            if job.tries > 3:
+                job.fail(PoolUnavailable("the worker processes keep dying"))
+            else:
+                self._queue.appendleft(job)
+        worker.jobs.clear()
+        self._pump()
+
+    def _death(self, code: int | None) -> PoolError:
         if code == -signal.SIGXCPU:
             return LimitExceeded(f"used more than {self.cpu_seconds:g} s of CPU time")
         if code == _EXIT_MEMORY:
@@ -190,18 +307,11 @@ class WorkerPool:
             # SIGKILL from outside is usually the kernel's out-of-memory killer; SIGSEGV or
             # SIGABRT a library that could not allocate under the memory limit
             return LimitExceeded(f"the worker process died ({_signal_name(-code)})")
-        return PoolUnavailable(f"the worker process ended (exit {code}): {exc!r}")
-
-    async def _forget(self, worker: _Worker) -> int | None:
-        self._all.discard(worker)
-        with contextlib.suppress(ValueError):
-            self._idle.remove(worker)
-        return await worker.reap()
+        return PoolUnavailable(f"the worker process ended (exit {code})")
 
     async def _spawn(self) -> _Worker:
         env = dict(os.environ)
-        root = _ROOT
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         env.pop("PYTHONSTARTUP", None)
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -218,21 +328,33 @@ class WorkerPool:
             )
         except OSError as exc:
             raise PoolUnavailable(f"cannot start a worker process: {exc!r}") from exc
-        worker = _Worker(proc)
-        self._all.add(worker)
-        return worker
+        return _Worker(proc)
 
     async def close(self) -> None:
-        """Stop every worker now (tasks under way fail). Workers are started again on the
-        next `run`, so call this last."""
-        workers, self._idle = list(self._all), []
-        self._all.clear()
+        """Stop every worker now (tasks under way or queued fail). Workers are started
+        again on the next `run`, so call this last."""
+        closed = PoolUnavailable("the worker pool was closed")
+        # workers still starting first (a cancelled start kills its process)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        workers, self._workers = self._workers, []
         for w in workers:
-            with contextlib.suppress(Exception):
-                w.stdin.close()
+            if w.reader is not None:
+                w.reader.cancel()
             w.kill()
         for w in workers:
+            if w.reader is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await w.reader
             await w.reap()
+            for job in w.jobs:
+                job.fail(closed)
+            w.jobs.clear()
+        while self._queue:
+            self._queue.popleft().fail(closed)
 
 
 # --------------------------------------------------------------------------------------

@@ -94,3 +94,18 @@ async def test_close_leaves_no_process_behind(pool: WorkerPool) -> None:
         await busy
     assert not any(alive(p) for p in pids)
     assert pool.pids == []
+
+
+async def test_tasks_queued_behind_a_killed_one_are_run_by_its_replacement() -> None:
+    # one worker, four tasks sent to it at once: the first goes over its CPU time
+    spin = WorkerPool("tests.pool_targets:spin", workers=1, cpu_seconds=1, memory_mb=200)
+    try:
+        results = await asyncio.gather(
+            spin.run(30.0), spin.run(0.01), spin.run(0.01), spin.run(0.01),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert isinstance(results[0], LimitExceeded)
+        assert results[1:] == ["done"] * 3
+        assert len(spin.pids) == 1
+    finally:
+        await spin.close()
