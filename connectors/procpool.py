@@ -10,9 +10,11 @@ Limits, enforced by the kernel inside the worker:
 - memory: RLIMIT_AS (address space) set once when the worker starts; a task that runs out
   gets MemoryError, and the worker reports it and exits (a fresh one replaces it);
 - CPU: before each task the soft RLIMIT_CPU is set to the CPU time the worker used so far
-  plus the task's allowance; a task that goes over is killed by SIGXCPU, wherever it is
-  (also inside C code);
-- wall clock, as a backstop: a worker that has not answered after `wall_seconds` is killed.
+  plus the task's allowance (rounded up to a whole second); when a task goes over, the
+  kernel's SIGXCPU makes the worker report it and exit;
+- wall clock, as a backstop (a task stuck inside C code, which a signal handler cannot
+  interrupt; a machine too loaded to run it): a worker that has not answered a task
+  `wall_seconds` after starting it is killed.
 
 A task that hits a limit raises `LimitExceeded`; the function's own exception comes back
 as `TaskFailed`; a worker that could not be started raises `PoolUnavailable` (nothing to
@@ -47,8 +49,9 @@ _LEN = struct.Struct(">I")
 _ROOT = str(Path(__file__).resolve().parents[1])
 # The longest frame either side accepts (a mail and its parsed form fit well below).
 MAX_FRAME = 1 << 30
-# Exit status of a worker that ran out of memory (it reports it first when it can).
+# Exit status of a worker that ran out of memory or CPU time (it reports it first).
 _EXIT_MEMORY = 3
+_EXIT_CPU = 4
 
 
 class PoolError(Exception):
@@ -155,7 +158,7 @@ class WorkerPool:
         cpu_seconds: float,
         memory_mb: int,
         wall_seconds: float | None = None,
-        depth: int = 4,
+        depth: int = 16,
         name: str = "pool",
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
@@ -266,6 +269,9 @@ class WorkerPool:
                 if status == "memory":
                     job.fail(LimitExceeded(f"needed more than {self.memory_mb} MB of memory"))
                     raise _Dead(None, head_pending=False)
+                if status == "cpu":
+                    job.fail(self._death(-signal.SIGXCPU))
+                    raise _Dead(None, head_pending=False)
                 if not job.future.done():
                     if status == "ok":
                         job.future.set_result(reply[1])
@@ -299,7 +305,7 @@ class WorkerPool:
         self._pump()
 
     def _death(self, code: int | None) -> PoolError:
-        if code == -signal.SIGXCPU:
+        if code in (-signal.SIGXCPU, _EXIT_CPU):
             return LimitExceeded(f"used more than {self.cpu_seconds:g} s of CPU time")
         if code == _EXIT_MEMORY:
             return LimitExceeded(f"needed more than {self.memory_mb} MB of memory")
@@ -393,7 +399,6 @@ def _allow_cpu(seconds: float) -> None:
 def worker_main(target: str, memory_mb: int) -> None:
     """Serve tasks from stdin until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the daemon's to handle
-    signal.signal(signal.SIGXCPU, signal.SIG_DFL)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     module, _, attr = target.partition(":")
     fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
@@ -401,6 +406,15 @@ def worker_main(target: str, memory_mb: int) -> None:
     inp = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+
+    def over_cpu(signum: int, frame: Any) -> None:
+        # the parent learns why through the pipe, whoever reaps this process; a task stuck
+        # in C code never gets here and is killed by the parent's wall-clock deadline
+        with contextlib.suppress(BaseException):
+            _write_frame(out, ("cpu",))
+        os._exit(_EXIT_CPU)
+
+    signal.signal(signal.SIGXCPU, over_cpu)
     limit = memory_mb * 1024 * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
