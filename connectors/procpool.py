@@ -283,9 +283,16 @@ class WorkerPool:
                 self._workers.remove(worker)  # no further task goes to it
             worker.kill()
             code = await worker.reap()
+            reason = dead.error or self._death(code)
             if dead.head_pending and worker.jobs:
-                head = worker.jobs.popleft()
-                head.fail(dead.error or self._death(code))
+                worker.jobs.popleft().fail(reason)
+            self.log.info(
+                "%s: worker %d ended (%s); %d queued task(s) go to another",
+                self.name,
+                worker.pid,
+                reason,
+                len(worker.jobs),
+            )
             self._drop(worker)
         except asyncio.CancelledError:
             worker.kill()
