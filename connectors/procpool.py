@@ -127,12 +127,21 @@ class _Worker:
                 self.proc.kill()
 
     async def reap(self) -> int | None:
-        """Wait for the process to end (it was killed or is dying); its return code."""
+        """Wait for the process to end (it was killed or is dying) and close its pipes;
+        its return code."""
         try:
-            return await asyncio.wait_for(self.proc.wait(), 5)
-        except TimeoutError:
-            self.kill()
-            return await self.proc.wait()
+            try:
+                async with asyncio.timeout(5):
+                    return await self.proc.wait()
+            except TimeoutError:
+                self.kill()
+                return await self.proc.wait()
+        finally:
+            # the pipes' transport (asyncio.subprocess.Process has no public close), also
+            # when cancelled: else the garbage collector closes it, maybe after the loop
+            transport = getattr(self.proc, "_transport", None)
+            if transport is not None:
+                transport.close()
 
 
 class _Dead(Exception):
@@ -176,6 +185,8 @@ class WorkerPool:
         self._queue: deque[_Job] = deque()
         self._spawning = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # every worker's reader, until its worker is reaped (also one that is dying)
+        self._readers: set[asyncio.Task[None]] = set()
 
     @property
     def pids(self) -> list[int]:
@@ -241,6 +252,8 @@ class WorkerPool:
         self._spawning -= 1
         self._workers.append(worker)
         worker.reader = asyncio.get_running_loop().create_task(self._read(worker))
+        self._readers.add(worker.reader)
+        worker.reader.add_done_callback(self._readers.discard)
         self._pump()
 
     async def _read(self, worker: _Worker) -> None:
@@ -325,7 +338,8 @@ class WorkerPool:
     async def _spawn(self) -> _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
-        env.pop("PYTHONSTARTUP", None)
+        for name in ("PYTHONSTARTUP", "PYTHONTRACEMALLOC", "PYTHONASYNCIODEBUG"):
+            env.pop(name, None)
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -366,6 +380,10 @@ class WorkerPool:
             for job in w.jobs:
                 job.fail(closed)
             w.jobs.clear()
+        # workers that died just before: their readers are reaping them
+        for reader in list(self._readers):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
         while self._queue:
             self._queue.popleft().fail(closed)
 

@@ -21,6 +21,24 @@ def alive(pid: int) -> bool:
         return False
 
 
+def children_running(marker: str) -> list[int]:
+    """Processes whose parent is this one and whose command line holds `marker`."""
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read().rsplit(") ", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and stat[0] != "Z" and marker.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
 @pytest.fixture
 async def pool() -> AsyncIterator[WorkerPool]:
     p = WorkerPool("tests.pool_targets:pid", workers=2, cpu_seconds=1, memory_mb=200)
@@ -109,3 +127,11 @@ async def test_tasks_queued_behind_a_killed_one_are_run_by_its_replacement() -> 
         assert len(spin.pids) == 1
     finally:
         await spin.close()
+
+
+async def test_close_right_after_a_worker_died_leaves_nothing_behind() -> None:
+    spin = WorkerPool("tests.pool_targets:spin", workers=2, cpu_seconds=1, memory_mb=200)
+    results = await asyncio.gather(spin.run(30.0), spin.run(0.01), return_exceptions=True)
+    assert isinstance(results[0], LimitExceeded) and results[1] == "done"
+    await spin.close()  # the dead worker's reaping may still be under way
+    assert children_running("connectors.procpool") == []

@@ -25,7 +25,7 @@ from email_support import (
 from connectors.base import ConnectorContext
 from connectors.email import EmailConnector
 from tests.gateway.conftest import gateway_factory, wait_for
-from tests.test_procpool import alive
+from tests.test_procpool import alive, children_running
 
 __all__ = ["gateway_factory"]
 
@@ -88,24 +88,6 @@ async def test_stop_leaves_no_parser_process(
         await conn.stop()
     assert not any(alive(p) for p in workers)
     assert children_running("connectors.procpool") == []
-
-
-def children_running(marker: str) -> list[int]:
-    """Processes whose parent is this one and whose command line holds `marker`."""
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read().rsplit(") ", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if int(stat[1]) == os.getpid() and stat[0] != "Z" and marker.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 async def test_mail_reaches_the_core_in_mailbox_order_whatever_parses_first(
