@@ -5,11 +5,13 @@ behind when it stops."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from email_support import (
     Dovecot,
     FakeCore,
@@ -24,6 +26,7 @@ from email_support import (
 
 from connectors.base import ConnectorContext
 from connectors.email import EmailConnector
+from connectors.email.imap import FetchedMessage
 from tests.gateway.conftest import gateway_factory, wait_for
 from tests.test_procpool import alive, children_running
 
@@ -107,3 +110,32 @@ async def test_mail_reaches_the_core_in_mailbox_order_whatever_parses_first(
     finally:
         await conn.stop()
     assert [m.subject for m in core.calls] == ["Many parts", "later 0", "later 1", "later 2"]
+
+
+async def test_a_mail_cancelled_in_line_does_not_stop_the_one_before(
+    core: FakeCore, ctx: ConnectorContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # at stop, a mail waiting for the one before it to be handed over is cancelled: the
+    # one before still goes to the core
+    conn = EmailConnector("support", make_settings(), ctx)
+    slow = asyncio.Event()
+    real = EmailConnector._parse
+
+    async def parse(self: EmailConnector, raw: bytes) -> Any:
+        if b"first" in raw:
+            await slow.wait()
+        return await real(self, raw)
+
+    monkeypatch.setattr(EmailConnector, "_parse", parse)
+    try:
+        first = asyncio.create_task(conn._handle(FetchedMessage(1, make_mail("first"), ())))
+        second = asyncio.create_task(conn._handle(FetchedMessage(2, make_mail("second"), ())))
+        await wait_for(lambda: conn._parser.pool.pids, timeout=15)  # the second is parsed
+        await asyncio.sleep(0.5)
+        second.cancel()
+        slow.set()
+        assert await first is True
+        assert core.subjects() == ["first"]
+        assert second.cancelled()
+    finally:
+        await conn.stop()
