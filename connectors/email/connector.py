@@ -386,8 +386,11 @@ class EmailConnector(Connector):
             reason = str(exc) if isinstance(exc, TaskFailed) else f"{type(exc).__name__}: {exc}"
             return await self._quarantine(m, f"unreadable mail: {reason}")
         if before is not None and not before.done():
-            await before  # the mail before this one is handed over first
-        mine.set_result(None)
+            # the mail before this one is handed over first (shielded: being cancelled here
+            # must not cancel the other mail's turn)
+            await asyncio.shield(before)
+        if not mine.done():
+            mine.set_result(None)
         if isinstance(parsed, ParsedEmail) and parsed.own:
             self.log.info(
                 "email %s: UID %d is our own mail (%s): skipped",
