@@ -248,7 +248,13 @@ def cmd_email_backfill(args: argparse.Namespace) -> int:
         await gateway.store.open()
         info = ChannelInfo(channel.name, EmailConnector.kind)
         try:
-            imported = await backfill(settings, gateway.quarantine.submitter(info), since, progress)
+            imported = await backfill(
+                settings,
+                gateway.quarantine.submitter(info),
+                since,
+                progress,
+                quarantine=lambda item, reason: gateway.quarantine.keep(channel.name, item, reason),
+            )
         except (NotReady, AuthFailed) as exc:
             print(f"\ncannot reach the mailbox: {exc}", file=sys.stderr)
             return 1
