@@ -84,6 +84,9 @@ class SqliteStore(SqliteQuarantine, Store):
         await self._db.execute(f"PRAGMA synchronous={self.synchronous}")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        # Statement journals (and the savepoints of a group commit) stay in memory: on disk
+        # each message's savepoint wrote ~89 KB to a temp file (bench/temp_writes.py).
+        await self._db.execute("PRAGMA temp_store=MEMORY")
         await self._run(self._migrate)
 
     async def close(self) -> None:
