@@ -293,8 +293,10 @@ class SqliteStore(SqliteQuarantine, Store):
     # --- ingest ----------------------------------------------------------------------------
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
         """Group commit: ingests that arrive while a transaction is in flight share the next
-        one, each in its own savepoint. A caller's answer comes after the COMMIT that holds
-        its message, so durability is unchanged; the commit cost is shared."""
+        one. A caller's answer comes after the COMMIT that holds its message, so durability
+        is unchanged; the commit cost is shared. A batch first runs without savepoints (no
+        journal to keep); if one of its ingests fails, the transaction rolls back and the
+        batch runs again with each ingest in its own savepoint, so only that one fails."""
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if self._flusher is None or self._flusher.done():
@@ -308,7 +310,12 @@ class SqliteStore(SqliteQuarantine, Store):
                 self._pending[self.batch_limit :],
             )
 
-            def op(
+            def whole(
+                conn: sqlite3.Connection, batch: list[tuple[IngestRequest, Any]] = batch
+            ) -> list[IngestOutcome | Exception]:
+                return [self._ingest(conn, request) for request, _ in batch]
+
+            def each(
                 conn: sqlite3.Connection, batch: list[tuple[IngestRequest, Any]] = batch
             ) -> list[IngestOutcome | Exception]:
                 results: list[IngestOutcome | Exception] = []
@@ -322,10 +329,17 @@ class SqliteStore(SqliteQuarantine, Store):
                     conn.execute("RELEASE ingest")
                 return results
 
+            outcomes: list[IngestOutcome | Exception]
             try:
-                outcomes = await self._tx(op)
+                outcomes = await self._tx(whole)
             except Exception as exc:
-                outcomes = [exc] * len(batch)
+                # Nothing of the batch is stored. One ingest alone: that is its answer.
+                outcomes = [exc]
+                if len(batch) > 1:
+                    try:
+                        outcomes = await self._tx(each)
+                    except Exception as again:
+                        outcomes = [again] * len(batch)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
