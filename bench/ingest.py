@@ -169,7 +169,9 @@ def pct(values: list[float], q: float) -> float:
 def gateway_config(port: int, db: Path, agents: int, capacity: int = 1_000_000) -> dict[str, Any]:
     ids = [f"agent{i}" for i in range(agents)]
     return {
-        "server": {"host": "127.0.0.1", "port": port},
+        # One client address opens every connection: an open-loop client behind a stall
+        # opens more than the default per-client cap of 100.
+        "server": {"host": "127.0.0.1", "port": port, "max_connections_per_client": 10_000},
         "store": {"path": str(db)},
         "auth": {"tokens": [{"name": "admin", "role": "admin", "token": ADMIN}]},
         "agents": [
