@@ -1256,6 +1256,21 @@ class SqliteStore(SqliteQuarantine, Store):
     async def list_conversations(
         self, flt: ConversationFilter
     ) -> tuple[list[Conversation], str | None]:
+        sql, args = self.list_query(flt)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[Conversation], str | None]:
+            rows = [self._conv(r) for r in conn.execute(sql, args).fetchall()]
+            more = len(rows) > flt.limit
+            rows = rows[: flt.limit]
+            return rows, (rows[-1].id if more and rows else None)
+
+        return await self._run(op)
+
+    @classmethod
+    def list_query(cls, flt: ConversationFilter) -> tuple[str, list[str | int]]:
+        """The SQL of a page of `list_conversations`, with its arguments: newest first by
+        id, the next page from a cursor (`id < cursor`). Each filter has an index on
+        (column, id) (migration 10): a page is a range read, in order."""
         where: list[str] = []
         args: list[str | int] = []
         for col, value in (
@@ -1276,19 +1291,12 @@ class SqliteStore(SqliteQuarantine, Store):
             if clause:
                 where.append(clause)
                 args.extend(scope_args)
-        sql = f"SELECT {self._CONV_COLS} FROM conversations"
+        sql = f"SELECT {cls._CONV_COLS} FROM conversations"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(flt.limit + 1)
-
-        def op(conn: sqlite3.Connection) -> tuple[list[Conversation], str | None]:
-            rows = [self._conv(r) for r in conn.execute(sql, args).fetchall()]
-            more = len(rows) > flt.limit
-            rows = rows[: flt.limit]
-            return rows, (rows[-1].id if more and rows else None)
-
-        return await self._run(op)
+        return sql, args
 
     async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]:
         def op(conn: sqlite3.Connection) -> list[Message]:
