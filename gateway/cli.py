@@ -20,6 +20,7 @@ from gateway.config import (
     load_config,
     resolved_endpoint_problems,
 )
+from gateway.eventloop import new_event_loop
 
 DEFAULT_CONFIG = os.environ.get("SWITCHBOARD_CONFIG", "config/gateway.yaml")
 
@@ -63,7 +64,7 @@ def _serve(loaded: LoadedConfig) -> tuple[int, bool]:
     end for every task left over to finish its cancellation (and for the executor's
     threads), the clean-up after the gateway stopped gets half a second in all; what is
     still running then is left behind."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()  # uvloop when installed (gateway/eventloop.py)
     asyncio.set_event_loop(loop)
     try:
         code, clean = loop.run_until_complete(_run(loaded))
