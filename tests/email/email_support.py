@@ -212,6 +212,10 @@ class Mailbox:
         for line in resp.lines:
             if isinstance(line, bytes) and re.match(rb"^\d+ FETCH", line):
                 text = line.decode()
+                if "UID " not in text:
+                    # an unsolicited flag update (the gateway's session changed it): the
+                    # answer to our own FETCH, with the UID, follows for the same message
+                    continue
                 uid = int(text.split("UID ", 1)[1].split()[0].rstrip(")"))
                 flags = text.split("FLAGS (", 1)[1].split(")", 1)[0].split()
                 out[uid] = set(flags)
