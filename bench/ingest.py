@@ -10,6 +10,14 @@ then prints the throughput ratio (gateway / bare). A second phase offers a fixed
 
     python -m bench.ingest --messages 5000 --concurrency 50 --rate 1000
 
+With `--wrk SECONDS` the throughput of both servers is measured with wrk (a C load
+generator, so the client's own Python does not share the gateway's 2 cores), each POST a
+new customer, back to back in the same run; the fixed-rate latency phase stays in Python
+(it needs the event stream). wrk comes from Debian (`apt-get install -y wrk`); the bench
+installs it when it is missing and it may (root), else it says so and stops.
+
+    python -m bench.ingest --wrk 10 --concurrency 50 --rate 1000
+
 With `--backlog N` it measures routing under backlog instead, in one run: the ingest rate
 of a gateway whose agents take every conversation (the backlog stays empty), then of a
 fresh gateway whose agents are all full (capacity 1 each) with N conversations waiting,
@@ -24,6 +32,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -67,6 +77,82 @@ asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
 """
 
 
+# Every request a new external id and a new customer (a new conversation, routed): wrk's
+# threads each get their own prefix.
+WRK_SCRIPT = r"""
+local counter = 0
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  prefix = args[1] .. "-" .. tid
+end
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{"external_id":"%s-%d","text":"hello %d","from":{"id":"%s-cust-%d"}}',
+    prefix, counter, counter, prefix, counter)
+  return wrk.format("POST", "/v1/channels/api/messages",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer TOKEN"}, body)
+end
+""".replace("TOKEN", TOKEN)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (apt-get install -y wrk)...", file=sys.stderr)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=False)
+        found = shutil.which("wrk")
+        if found:
+            return found
+    raise SystemExit("wrk is needed for --wrk: run `apt-get install -y wrk` (Debian) as root")
+
+
+def run_wrk(
+    wrk: str, port: int, seconds: float, concurrency: int, prefix: str, script: Path
+) -> dict[str, Any]:
+    """wrk against the inbound endpoint: requests/s, latency p50/p99, non-2xx answers."""
+    out = subprocess.run(
+        [
+            wrk,
+            "-t2",
+            f"-c{concurrency}",
+            f"-d{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/v1/channels/api/messages",
+            "--",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if m is None:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {
+        "rate": float(rps.group(1)) if rps else float("nan"),
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "errors": errors.group(0) if errors else "",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +169,9 @@ def pct(values: list[float], q: float) -> float:
 def gateway_config(port: int, db: Path, agents: int, capacity: int = 1_000_000) -> dict[str, Any]:
     ids = [f"agent{i}" for i in range(agents)]
     return {
-        "server": {"host": "127.0.0.1", "port": port},
+        # One client address opens every connection: an open-loop client behind a stall
+        # opens more than the default per-client cap of 100.
+        "server": {"host": "127.0.0.1", "port": port, "max_connections_per_client": 10_000},
         "store": {"path": str(db)},
         "auth": {"tokens": [{"name": "admin", "role": "admin", "token": ADMIN}]},
         "agents": [
@@ -296,7 +384,15 @@ async def main() -> None:
     ap.add_argument(
         "--backlog", type=int, default=0, help="measure ingest with this many waiting instead"
     )
+    ap.add_argument(
+        "--wrk",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="measure throughput with wrk for this long per server (instead of --messages)",
+    )
     args = ap.parse_args()
+    wrk = ensure_wrk() if args.wrk else None
     if args.backlog:
         await backlog_run(args)
         return
@@ -319,8 +415,14 @@ async def main() -> None:
             # Warm-up, then measure both.
             await load(bare_port, 500, args.concurrency, "warm")
             await load(gw_port, 500, args.concurrency, "warm", watch_events=True)
-            b = await load(bare_port, args.messages, args.concurrency, "bare")
-            g = await load(gw_port, args.messages, args.concurrency, "run", watch_events=True)
+            if wrk is not None:
+                script = tmpdir / "post.lua"
+                script.write_text(WRK_SCRIPT)
+                b = run_wrk(wrk, bare_port, args.wrk, args.concurrency, "bare", script)
+                g = run_wrk(wrk, gw_port, args.wrk, args.concurrency, "run", script)
+            else:
+                b = await load(bare_port, args.messages, args.concurrency, "bare")
+                g = await load(gw_port, args.messages, args.concurrency, "run", watch_events=True)
             offered = int(args.rate * args.rate_seconds)
             fixed = await load(
                 gw_port, offered, args.concurrency, "rate", rate=args.rate, watch_events=True
@@ -330,6 +432,23 @@ async def main() -> None:
                 proc.terminate()
                 proc.wait(20)
 
+    if wrk is not None:
+        print(
+            f"# bench/ingest.py --wrk {args.wrk:g} --concurrency {args.concurrency}"
+            f" --rate {args.rate:g} --rate-seconds {args.rate_seconds:g}"
+        )
+        for label, r in (("bare aiohttp + 1 SQLite insert", b), ("gateway", g)):
+            print(
+                f"{label:<31}: {r['rate']:8.0f} msg/s   POST p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms"
+                f"   (wrk -t2 -c{args.concurrency}; non-2xx {r['non2xx']}) {r['errors']}"
+            )
+        print(f"ratio gateway/bare             : {g['rate'] / b['rate']:8.2f}   (target >= 0.5)")
+        print(
+            f"gateway at {args.rate:.0f} msg/s offered    : {fixed['rate']:8.0f} msg/s achieved  "
+            f"POST→assigned p50 {fixed['assigned_p50']:6.1f} ms  p99 {fixed['assigned_p99']:6.1f} ms (target < 50)  "
+            f"({fixed['assigned']}/{offered} assigned)"
+        )
+        return
     print(
         f"# bench/ingest.py --messages {args.messages} --concurrency {args.concurrency} --rate {args.rate:g}"
     )

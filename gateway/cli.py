@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connectors.base import CliCommand, ConnectorSettings, OfflineChannel, Submit
+from connectors.base import (
+    CliCommand,
+    ConnectorSettings,
+    OfflineChannel,
+    Quarantine,
+    RawItem,
+    Submit,
+)
 from gateway import __version__
 from gateway.config import (
     ConfigError,
@@ -22,6 +29,7 @@ from gateway.config import (
     load_config,
     resolved_endpoint_problems,
 )
+from gateway.eventloop import new_event_loop
 from gateway.registry import UnknownConnector, default_registry
 
 DEFAULT_CONFIG = os.environ.get("SWITCHBOARD_CONFIG", "config/gateway.yaml")
@@ -66,7 +74,7 @@ def _serve(loaded: LoadedConfig) -> tuple[int, bool]:
     end for every task left over to finish its cancellation (and for the executor's
     threads), the clean-up after the gateway stopped gets half a second in all; what is
     still running then is left behind."""
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()  # uvloop when installed (gateway/eventloop.py)
     asyncio.set_event_loop(loop)
     try:
         code, clean = loop.run_until_complete(_run(loaded))
@@ -217,6 +225,7 @@ class _OfflineChannel:
     name: str
     settings: ConnectorSettings
     submit: Submit
+    quarantine: Quarantine
 
 
 class _CliHost:
@@ -244,7 +253,11 @@ class _CliHost:
             await gateway.store.open()
             try:
                 submit = gateway.quarantine.submitter(ChannelInfo(found.name, kind))
-                return await work(_OfflineChannel(found.name, settings, submit))
+
+                async def quarantine(item: RawItem, reason: str) -> str:
+                    return await gateway.quarantine.keep(found.name, item, reason)
+
+                return await work(_OfflineChannel(found.name, settings, submit, quarantine))
             finally:
                 await gateway.store.close()
 

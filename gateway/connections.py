@@ -46,7 +46,7 @@ import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import StreamReader, web
 from prometheus_client import Counter, Gauge
@@ -201,8 +201,9 @@ class _Guarded(asyncio.Protocol):
         self.handler: asyncio.Task[Any] | None = None  # that request's handler
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport: asyncio's subclasses asyncio.Transport, uvloop's only has
+        # its methods.
+        self.transport = cast(asyncio.Transport, transport)
         # aiohttp first: its handler task must be scheduled before a close the guard may
         # order now (a connection evicted before its transport existed).
         self.inner.connection_made(transport)

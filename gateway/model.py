@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 from gateway.clock import iso
 
 ConversationStatus = Literal["open", "assigned", "pending", "resolved", "closed"]
@@ -18,6 +20,26 @@ PRIORITIES = ("low", "normal", "high", "urgent")
 # code proves an address, so nobody but its owner may read it (not even an agent, who could
 # be talked into reading it out).
 REDACTED_CODE = "[verification code sent; not shown]"
+
+
+def dumps(value: Any) -> str:
+    """`value` as compact JSON, non-ASCII kept as is: what `json.dumps(value,
+    separators=(",", ":"), ensure_ascii=False)` gives, encoded in C (orjson). What orjson
+    refuses (an integer beyond 64 bits, a lone surrogate, NaN) takes the standard library's
+    path, so the result, or the error, is the same as before."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, UnicodeDecodeError):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON this gateway stored, decoded in C (orjson); what orjson refuses and the standard
+    library reads (an integer beyond 64 bits, NaN) takes the standard library's path."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def priority_name(rank: int) -> str:
@@ -183,12 +205,26 @@ class Event:
 def event_json(event: Event) -> str:
     """The event as the stream and webhooks send it, encoding `data` at most once."""
     if event.data_json is None:
-        event.data_json = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False)
+        event.data_json = dumps(event.data)
     ident = str(event.id) if event.durable else "null"
     return (
-        f'{{"id":{ident},"type":{json.dumps(event.type)},"at":"{iso(event.at)}",'
+        f'{{"id":{ident},"type":{_type_json(event.type)},"at":"{iso(event.at)}",'
         f'"data":{event.data_json}}}'
     )
+
+
+_TYPE_JSON: dict[str, str] = {}
+
+
+def _type_json(type_: str) -> str:
+    """An event type as a JSON string (ASCII-escaped, as `json.dumps` gives it); the few
+    types there are, encoded once each."""
+    encoded = _TYPE_JSON.get(type_)
+    if encoded is None:
+        encoded = json.dumps(type_)
+        if len(_TYPE_JSON) < 1024:
+            _TYPE_JSON[type_] = encoded
+    return encoded
 
 
 def ephemeral(type_: str, data: dict[str, Any], at: float) -> Event:

@@ -42,7 +42,8 @@ from connectors.base import (
 from connectors.email.backfill import BACKFILL_COMMAND
 from connectors.email.compose import ComposeError, build_message
 from connectors.email.imap import IMAP_ERRORS, FetchedMessage, ImapConnection, ImapError
-from connectors.email.parse import BounceReport, ParsedEmail, parse_email, to_event
+from connectors.email.parse import BounceReport, ParsedEmail, to_event
+from connectors.email.parsepool import LimitExceeded, MailParser, PoolUnavailable, TaskFailed
 from connectors.email.settings import EmailSettings
 
 # Backoff between reconnection attempts, and for a message whose submit failed.
@@ -139,6 +140,11 @@ class EmailConnector(Connector):
         # (UIDVALIDITY, UIDNEXT) when start() first selected the mailbox: where a first
         # start's "arrived after the channel started" begins
         self._started_at: tuple[int | None, int | None] = (None, None)
+        # Mail is parsed in worker processes (off the event loop, with CPU and memory limits)
+        self._parser = MailParser(self.cfg, name, ctx.log)
+        # Submits go to the core in the order the mails were handed to `_handle` (UID
+        # order), whatever order their parses finish in: each waits for the one before.
+        self._turn: asyncio.Future[None] | None = None
 
     @property
     def _kv_key(self) -> str:
@@ -184,6 +190,7 @@ class EmailConnector(Connector):
         if self._imap is not None:
             await self._imap.close()
             self._imap = None
+        await self._parser.close()
         self.log.info("email %s: stopped", self.name)
 
     def _use_idle(self, imap: ImapConnection) -> bool:
@@ -343,6 +350,17 @@ class EmailConnector(Connector):
         """Hand one message to the core. True when it may be acknowledged (submitted, kept
         in quarantine, or our own mail that is skipped); False when it stays unseen for a
         retry (the core could not take anything just now)."""
+        before, mine = self._turn, asyncio.get_running_loop().create_future()
+        self._turn = mine
+        try:
+            return await self._handle_in_turn(m, before, mine)
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+    async def _handle_in_turn(
+        self, m: FetchedMessage, before: asyncio.Future[None] | None, mine: asyncio.Future[None]
+    ) -> bool:
         if not m.raw:
             attempts = self._failed.get(m.uid, (0, 0.0))[0] + 1
             if attempts < UNREADABLE_ATTEMPTS:
@@ -355,10 +373,30 @@ class EmailConnector(Connector):
                 m, f"the IMAP server returned no content for UID {m.uid} ({attempts} fetches)"
             )
         try:
-            parsed = self._parse(m.raw)
+            parsed = await self._parse(m.raw)
+        except PoolUnavailable as exc:  # nothing to do with this mail: read it again later
+            self.log.warning("email %s: UID %d not parsed, left unseen: %s", self.name, m.uid, exc)
+            self._retry_later(m.uid)
+            return False
+        except LimitExceeded as exc:  # a mail too costly to read must not loop: keep it
+            self.log.warning(
+                "email %s: UID %d (%d bytes) is too costly to parse: %s",
+                self.name,
+                m.uid,
+                len(m.raw),
+                exc,
+            )
+            return await self._quarantine(m, f"mail too costly to read: the parser {exc}")
         except Exception as exc:  # a mail our parser chokes on must not loop: keep it
-            self.log.exception("email %s: UID %d could not be parsed", self.name, m.uid)
-            return await self._quarantine(m, f"unreadable mail: {type(exc).__name__}: {exc}")
+            self.log.warning("email %s: UID %d could not be parsed: %r", self.name, m.uid, exc)
+            reason = str(exc) if isinstance(exc, TaskFailed) else f"{type(exc).__name__}: {exc}"
+            return await self._quarantine(m, f"unreadable mail: {reason}")
+        if before is not None and not before.done():
+            # the mail before this one is handed over first (shielded: being cancelled here
+            # must not cancel the other mail's turn)
+            await asyncio.shield(before)
+        if not mine.done():
+            mine.set_result(None)
         if isinstance(parsed, ParsedEmail) and parsed.own:
             self.log.info(
                 "email %s: UID %d is our own mail (%s): skipped",
@@ -399,13 +437,8 @@ class EmailConnector(Connector):
         )
         return True
 
-    def _parse(self, raw: bytes) -> ParsedEmail | BounceReport:
-        return parse_email(
-            raw,
-            max_attachment_bytes=self.cfg.max_attachment_bytes,
-            our_address=self.cfg.address,
-            message_id_domain=self.cfg.id_domain,
-        )
+    async def _parse(self, raw: bytes) -> ParsedEmail | BounceReport:
+        return await self._parser.parse(raw)
 
     async def _quarantine(self, m: FetchedMessage, reason: str) -> bool:
         """Keep a mail the gateway cannot take; True (acknowledge it) once it is kept."""
@@ -426,8 +459,12 @@ class EmailConnector(Connector):
         return True
 
     async def parse_raw(self, item: RawItem) -> InboundMessage | DeliveryReceipt:
-        """A quarantined mail read again (after a fix or a config change)."""
-        parsed = self._parse(item.data)
+        """A quarantined mail read again (after a fix or a config change), in the same
+        worker processes and with the same limits as live mail."""
+        try:
+            parsed = await self._parse(item.data)
+        except LimitExceeded as exc:
+            raise ValueError(f"mail too costly to read: the parser {exc}") from None
         if isinstance(parsed, ParsedEmail) and parsed.own:
             raise ValueError("this is mail the gateway sent itself; it is never ingested")
         return to_event(parsed)

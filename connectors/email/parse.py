@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html as html_lib
+import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,176 @@ OUR_MESSAGE_ID_PREFIX = "sb."
 _MSGID_RE = re.compile(r"<([^<>\s]+@[^<>\s]+|[^<>\s]+)>")
 _TOKEN_CHARS = r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,63}"
 _SUBJECT_TAG_RE = re.compile(r"\[#(" + _TOKEN_CHARS + r")\]")
+
+# What is read of one mail, at most (a hostile mail must not cost seconds of CPU or
+# hundreds of MB before a limit bites; the raw message is kept whole either way):
+# - addresses per address header: the first MAX_ADDRESSES (the standard library's
+#   address-list parser is superlinear); the total is recorded (`address_counts`);
+MAX_ADDRESSES = 1000
+# - the top-level header block: fields past MAX_HEADER_BYTES are dropped, except the ones
+#   the gateway reads (From, Subject, Content-Type ...), each once and up to 64 KiB;
+MAX_HEADER_BYTES = 256 * 1024
+_MAX_KEPT_FIELD = 64 * 1024
+# - MIME parts walked (text, HTML and attachments), and MIME nesting depth;
+MAX_PARTS = 500
+MAX_DEPTH = 50
+# - HTML: the first MAX_HTML_BYTES of the HTML body, elements nested deeper than
+#   MAX_HTML_DEPTH are flattened (their text is kept), before text extraction and
+#   sanitising (both superlinear in nesting);
+MAX_HTML_BYTES = 1024 * 1024
+MAX_HTML_DEPTH = 100
+# - thread references (In-Reply-To and References): the first and the latest, 200 in all.
+MAX_REFS = 200
+# Header blocks this small are parsed as they are (nothing in them can be costly).
+_SMALL_HEADER = 8 * 1024
+
+_ADDRESS_FIELDS = frozenset(
+    {
+        *("from", "to", "cc", "bcc", "reply-to", "sender", "delivered-to", "x-original-to"),
+        *("resent-from", "resent-to", "resent-cc", "resent-bcc", "resent-sender"),
+        *("return-path", "disposition-notification-to", "mail-followup-to", "mail-reply-to"),
+        *("errors-to", "return-receipt-to", "x-original-from", "envelope-to"),
+    }
+)
+_ESSENTIAL_FIELDS = frozenset(
+    {
+        *("from", "to", "cc", "reply-to", "sender", "subject", "date", "message-id"),
+        *("in-reply-to", "references", "mime-version", "content-type"),
+        *("content-transfer-encoding", "content-disposition", "auto-submitted"),
+        *("precedence", "list-id", "list-unsubscribe", "return-path", "x-loop"),
+        *("x-auto-response-suppress", "delivered-to", "x-original-to"),
+    }
+)
+# Tokens that hide commas from an address list: quoted strings, comments, <angle addrs>.
+_ADDR_TOKEN_RE = re.compile(rb'"(?:[^"\\]|\\.)*"?|\((?:[^()\\]|\\.)*\)?|<[^<>]*>?|,')
+
+
+def _cut_addresses(value: bytes, keep: int) -> tuple[bytes, int]:
+    """(the field value cut after its first `keep` addresses, how many it holds), in one
+    linear pass that only finds the top-level commas."""
+    count = 0
+    start = 0
+    cut: int | None = None
+    for m in _ADDR_TOKEN_RE.finditer(value):
+        if m.group() != b",":
+            continue
+        if value[start : m.start()].strip():
+            count += 1
+            if count == keep and cut is None:
+                cut = m.start()
+        start = m.end()
+    if value[start:].strip():
+        count += 1
+    if cut is None or count <= keep:
+        return value, count
+    return value[:cut], count
+
+
+def cap_headers(raw: bytes) -> tuple[bytes, dict[str, int], list[str]]:
+    """The message with its top-level header block capped (see MAX_ADDRESSES and
+    MAX_HEADER_BYTES): (bytes to parse, {header: addresses it held} for the headers cut,
+    notes for the agent). A message with a small header block comes back as it is."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    end = min(ends) if ends else len(raw)
+    if end <= _SMALL_HEADER:
+        return raw, {}, []
+    head, rest = raw[:end], raw[end:]
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\n"):
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    counts: dict[str, int] = {}
+    kept: list[bytes] = []
+    seen: set[str] = set()
+    dropped = 0
+    size = 0
+    cut_refs = False
+    for lines in fields:
+        field = b"\n".join(lines)
+        name_b, colon, value = field.partition(b":")
+        name = name_b.strip().lower().decode("latin-1")
+        if colon and name in _ADDRESS_FIELDS and len(value) > 4 * MAX_ADDRESSES:
+            value, n = _cut_addresses(value, MAX_ADDRESSES)
+            if n > MAX_ADDRESSES:
+                counts[name] = counts.get(name, 0) + n
+                field = name_b + b":" + value
+        if colon and name in ("references", "in-reply-to") and len(field) > _MAX_KEPT_FIELD:
+            # threading needs the root (first) and the latest (last) ids: keep both ends
+            head = value[: value.rfind(b">", 0, 4096) + 1]
+            tail = value[len(value) - _MAX_KEPT_FIELD // 2 :]
+            field = name_b + b": " + head + b" " + tail[tail.find(b"<") :]
+            cut_refs = True
+        if size + len(field) > MAX_HEADER_BYTES and not (
+            name in _ESSENTIAL_FIELDS and name not in seen and len(field) <= _MAX_KEPT_FIELD
+        ):
+            dropped += 1
+            continue
+        seen.add(name)
+        size += len(field) + 1
+        kept.append(field)
+    notes = [
+        f"{name.title()}: {n} addresses, only the first {MAX_ADDRESSES} were read"
+        for name, n in counts.items()
+    ]
+    if dropped:
+        notes.append(
+            f"the header block is over {MAX_HEADER_BYTES} bytes: {dropped} header fields "
+            "were not read"
+        )
+    if not counts and not dropped and not cut_refs:
+        return raw, {}, []
+    return b"\n".join(kept) + rest, counts, notes
+
+
+_HTML_TAG_RE = re.compile(r"<(/?)([A-Za-z][^\s/>]*)[^>]*?(/?)>|<!--.*?-->", re.DOTALL)
+# Elements that do not nest: void ones, and those whose end tag is optional (a page full of
+# unclosed <p> or <li> is not deep).
+_FLAT_TAGS = frozenset(
+    (
+        *("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param"),
+        *("source", "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option"),
+        *("thead", "tbody", "tfoot", "colgroup", "optgroup", "rt", "rp"),
+    )
+)
+
+
+def cap_html(html: str) -> tuple[str, list[str]]:
+    """HTML cut to MAX_HTML_BYTES (at a tag's start) with elements nested deeper than
+    MAX_HTML_DEPTH flattened (their tags removed, their text kept); notes when cut."""
+    notes: list[str] = []
+    if len(html) > MAX_HTML_BYTES:
+        cut = html.rfind("<", 0, MAX_HTML_BYTES)
+        html = html[: cut if cut > MAX_HTML_BYTES // 2 else MAX_HTML_BYTES]
+        notes.append(f"the HTML is over {MAX_HTML_BYTES} characters: only the first were read")
+    if html.count("<") <= MAX_HTML_DEPTH:
+        return html, notes
+    out: list[str] = []
+    depth = 0
+    pos = 0
+    flattened = 0
+    for m in _HTML_TAG_RE.finditer(html):
+        closing, tag, self_closing = m.group(1), (m.group(2) or "").lower(), m.group(3)
+        if not tag or tag in _FLAT_TAGS or self_closing:
+            continue
+        if closing:
+            depth = max(0, depth - 1)
+            drop = depth >= MAX_HTML_DEPTH
+        else:
+            drop = depth >= MAX_HTML_DEPTH
+            depth += 1
+        if drop:
+            out.append(html[pos : m.start()])
+            pos = m.end()
+            flattened += 1
+    if not flattened:
+        return html, notes
+    out.append(html[pos:])
+    notes.append(
+        f"HTML nested deeper than {MAX_HTML_DEPTH} elements: {flattened} tags were flattened"
+    )
+    return "".join(out), notes
 
 
 # --------------------------------------------------------------------------------------
@@ -76,6 +247,9 @@ class ParsedEmail:
     own: bool = False
     notes: list[str] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    # Address headers holding more than MAX_ADDRESSES: header name -> how many (the first
+    # MAX_ADDRESSES are in `to`/`cc`).
+    address_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -863,6 +1037,8 @@ class _Body:
     from_html: bool = False
     attachments: list[Attachment] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # MIME parts walked so far (MAX_PARTS at most)
+    parts: int = 0
 
 
 def _is_attachment(part: Message) -> bool:
@@ -906,8 +1082,15 @@ def _guess_ext(ctype: str) -> str:
 
 
 def _walk(part: Message, body: _Body, limit: int, *, want_text: bool, depth: int = 0) -> None:
-    if depth > 50:
-        body.notes.append("MIME nesting deeper than 50 levels was not read")
+    if depth > MAX_DEPTH:
+        body.notes.append(f"MIME nesting deeper than {MAX_DEPTH} levels was not read")
+        return
+    body.parts += 1
+    if body.parts > MAX_PARTS:
+        if body.parts == MAX_PARTS + 1:
+            body.notes.append(
+                f"the mail has more than {MAX_PARTS} MIME parts: the rest was not read"
+            )
         return
     ctype = _content_type(part)
     if part.is_multipart() and ctype != "message/rfc822":
@@ -937,6 +1120,8 @@ def _walk(part: Message, body: _Body, limit: int, *, want_text: bool, depth: int
         return
     _, text = _decode_payload(part)
     if ctype == "text/html":
+        text, notes = cap_html(text)
+        body.notes.extend(notes)
         body.html_chunks.append(text)
         body.text_chunks.append(html_to_text(text))
         if not body.text_chunks[:-1]:
@@ -960,7 +1145,7 @@ def _choose_alternative(children: list[Message], prefer: str = "plain") -> Messa
 
 def _collect_html(part: Message, body: _Body, depth: int) -> None:
     """The HTML alternative of a text/plain body (for the sanitised `html` field only)."""
-    if depth > 50:
+    if depth > MAX_DEPTH or len(body.html_chunks) >= MAX_PARTS:
         return
     if part.is_multipart() and _content_type(part) != "message/rfc822":
         try:
@@ -974,7 +1159,9 @@ def _collect_html(part: Message, body: _Body, depth: int) -> None:
                 _collect_html(c, body, depth + 1)
         return
     if _content_type(part) == "text/html" and not _is_attachment(part):
-        body.html_chunks.append(_decode_payload(part)[1])
+        html, notes = cap_html(_decode_payload(part)[1])
+        body.notes.extend(notes)
+        body.html_chunks.append(html)
 
 
 # --------------------------------------------------------------------------------------
@@ -1055,7 +1242,7 @@ def _parse_bounce(msg: Message, raw: bytes, message_id: str | None, id_domain: s
     report.from_address = from_[0][1] if from_ else None
     report.external_id = external_id_of(message_id, report.from_address, _header(msg, "Date"), raw)
     texts: list[str] = []
-    for part in msg.walk():
+    for part in itertools.islice(msg.walk(), MAX_PARTS):
         ctype = _content_type(part)
         try:
             if ctype == "message/delivery-status":
@@ -1134,9 +1321,10 @@ def parse_email(
     message_id_domain: str | None = None,
 ) -> ParsedEmail | BounceReport:
     """Parse one message. Never raises; see `ParsedEmail.defects` for what went wrong."""
+    to_parse, address_counts, cap_notes = cap_headers(raw)
     try:
-        msg: Message = BytesParser(policy=_PARSE_POLICY).parsebytes(raw)
-    except Exception as exc:  # pragma: no cover - the parser is very lenient
+        msg: Message = BytesParser(policy=_PARSE_POLICY).parsebytes(to_parse)
+    except Exception as exc:  # e.g. RecursionError: multiparts nested a thousand deep
         text = _utf8_or_cp1252(raw)
         return ParsedEmail(
             external_id=raw_hash_id(raw),
@@ -1144,6 +1332,8 @@ def parse_email(
             text=text,
             full_text=text,
             defects=[f"unparseable: {exc.__class__.__name__}"],
+            notes=cap_notes,
+            address_counts=address_counts,
         )
 
     message_id = normalize_msgid(_header(msg, "Message-ID"))
@@ -1153,6 +1343,8 @@ def parse_email(
         return _parse_bounce(msg, raw, message_id, id_domain)
 
     p = ParsedEmail(external_id="", raw=raw, message_id=message_id)
+    p.address_counts = address_counts
+    p.notes.extend(cap_notes)
     with contextlib.suppress(Exception):
         p.defects.extend(d.__class__.__name__ for d in getattr(msg, "defects", []))
 
@@ -1231,13 +1423,16 @@ def _read_headers(
         except Exception:
             p.defects.append("unreadable Date")
 
-    refs: list[str] = []
+    refs: dict[str, None] = {}
     for name in ("In-Reply-To", "References"):
         for value in _headers_all(msg, name):
-            for mid in msgid_list(value):
-                if mid not in refs:
-                    refs.append(mid)
-    p.thread_refs = refs
+            refs.update(dict.fromkeys(msgid_list(value)))
+    ids = list(refs)
+    if len(ids) > MAX_REFS:
+        # the thread's root and the latest messages are what threading can match
+        ids = ids[:10] + ids[-(MAX_REFS - 10) :]
+        p.notes.append(f"{len(refs)} thread references: only {MAX_REFS} were read")
+    p.thread_refs = ids
 
     token: str | None = None
     for name in ("To", "Cc", "Delivered-To", "X-Original-To"):
@@ -1288,6 +1483,8 @@ def to_inbound(p: ParsedEmail) -> InboundMessage:
         metadata["automated_reasons"] = p.automated_reasons
     if p.notes:
         metadata["notes"] = p.notes
+    if p.address_counts:
+        metadata["address_counts"] = p.address_counts
     if p.defects:
         metadata["defects"] = p.defects
     sender = p.from_address or p.reply_to

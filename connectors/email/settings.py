@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.base import ConnectorSettings
@@ -59,6 +61,22 @@ class SmtpSettings(_Strict):
         return self
 
 
+class ParseSettings(_Strict):
+    """Mail is parsed in worker processes, never on the event loop: one hostile mail costs
+    at most this much, then it is quarantined."""
+
+    # Worker processes per channel (default: the machine's CPU count).
+    workers: int | None = Field(default=None, ge=1, le=64)
+    # CPU seconds one mail may take to parse.
+    cpu_seconds: float = Field(default=10.0, gt=0, le=600)
+    # Address space of a worker process, in MB (the interpreter itself takes ~100 MB).
+    memory_mb: int = Field(default=512, ge=192, le=65536)
+
+    @property
+    def pool_size(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
 class EmailSettings(ConnectorSettings):
     imap: ImapSettings
     smtp: SmtpSettings
@@ -69,6 +87,7 @@ class EmailSettings(ConnectorSettings):
     # Domain part of the Message-IDs we generate (recognises our own mail coming back).
     message_id_domain: str | None = None
     max_attachment_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
+    parse: ParseSettings = Field(default_factory=ParseSettings)
 
     @field_validator("address", "reply_to")
     @classmethod

@@ -256,4 +256,17 @@ CREATE INDEX conversations_routable
 CREATE INDEX events_at ON events(at)
 """,
     ),
+    (
+        10,
+        """
+-- `GET /v1/conversations` filters on one of these columns and pages newest first by id
+-- (`id < cursor ORDER BY id DESC`): each index makes a filtered page a range read in
+-- order, with no scan (a channel filter read the whole table) and no sort.
+CREATE INDEX conversations_list_status ON conversations(status, id);
+CREATE INDEX conversations_list_queue ON conversations(queue, id);
+CREATE INDEX conversations_list_assignee ON conversations(assignee, id);
+CREATE INDEX conversations_list_channel ON conversations(last_channel, id);
+CREATE INDEX conversations_list_contact ON conversations(contact_id, id)
+""",
+    ),
 ]

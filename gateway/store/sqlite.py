@@ -9,7 +9,6 @@ other operation — in this process and in any other process using the same file
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,8 @@ from gateway.model import (
     Event,
     Message,
     NewEvent,
+    dumps,
+    loads,
 )
 from gateway.store.base import (
     Claim,
@@ -56,8 +57,10 @@ T = TypeVar("T")
 _STATUS_ORDER = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# JSON columns and event data are encoded and decoded in C (orjson), with the standard
+# library's answer for what orjson refuses: see `gateway.model.dumps`.
+_dumps = dumps
+_loads = loads
 
 
 class SqliteStore(SqliteQuarantine, Store):
@@ -81,6 +84,9 @@ class SqliteStore(SqliteQuarantine, Store):
         await self._db.execute(f"PRAGMA synchronous={self.synchronous}")
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
+        # Statement journals (and the savepoints of a group commit) stay in memory: on disk
+        # each message's savepoint wrote ~89 KB to a temp file (bench/temp_writes.py).
+        await self._db.execute("PRAGMA temp_store=MEMORY")
         await self._run(self._migrate)
 
     async def close(self) -> None:
@@ -182,13 +188,13 @@ class SqliteStore(SqliteQuarantine, Store):
             created_at=row[8],
             updated_at=row[9],
             assignee=row[10],
-            required_skills=json.loads(row[11]),
-            tags=json.loads(row[12]),
+            required_skills=_loads(row[11]),
+            tags=_loads(row[12]),
             subject=row[13],
             thread_token=row[14],
             reply_kind=row[15],
             reply_address=row[16],
-            routing=json.loads(row[17]),
+            routing=_loads(row[17]),
             assigned_at=row[18],
             first_response_at=row[19],
             resolved_at=row[20],
@@ -223,13 +229,13 @@ class SqliteStore(SqliteQuarantine, Store):
             updated_at=row[8],
             html=row[9],
             subject=row[10],
-            attachments=json.loads(row[11]),
+            attachments=_loads(row[11]),
             external_id=row[12],
             provider_message_id=row[13],
             status=row[14],
             reason=row[15],
             automated=bool(row[16]),
-            metadata=json.loads(row[17]),
+            metadata=_loads(row[17]),
             raw_blob=row[18],
         )
 
@@ -280,7 +286,7 @@ class SqliteStore(SqliteQuarantine, Store):
         return Contact(
             row[0],
             row[1],
-            json.loads(row[2]),
+            _loads(row[2]),
             [(str(i[0]), str(i[1]), bool(i[2])) for i in identities],
             row[3],
             row[4],
@@ -290,8 +296,10 @@ class SqliteStore(SqliteQuarantine, Store):
     # --- ingest ----------------------------------------------------------------------------
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
         """Group commit: ingests that arrive while a transaction is in flight share the next
-        one, each in its own savepoint. A caller's answer comes after the COMMIT that holds
-        its message, so durability is unchanged; the commit cost is shared."""
+        one. A caller's answer comes after the COMMIT that holds its message, so durability
+        is unchanged; the commit cost is shared. A batch first runs without savepoints (no
+        journal to keep); if one of its ingests fails, the transaction rolls back and the
+        batch runs again with each ingest in its own savepoint, so only that one fails."""
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if self._flusher is None or self._flusher.done():
@@ -305,7 +313,12 @@ class SqliteStore(SqliteQuarantine, Store):
                 self._pending[self.batch_limit :],
             )
 
-            def op(
+            def whole(
+                conn: sqlite3.Connection, batch: list[tuple[IngestRequest, Any]] = batch
+            ) -> list[IngestOutcome | Exception]:
+                return [self._ingest(conn, request) for request, _ in batch]
+
+            def each(
                 conn: sqlite3.Connection, batch: list[tuple[IngestRequest, Any]] = batch
             ) -> list[IngestOutcome | Exception]:
                 results: list[IngestOutcome | Exception] = []
@@ -319,10 +332,17 @@ class SqliteStore(SqliteQuarantine, Store):
                     conn.execute("RELEASE ingest")
                 return results
 
+            outcomes: list[IngestOutcome | Exception]
             try:
-                outcomes = await self._tx(op)
+                outcomes = await self._tx(whole)
             except Exception as exc:
-                outcomes = [exc] * len(batch)
+                # Nothing of the batch is stored. One ingest alone: that is its answer.
+                outcomes = [exc]
+                if len(batch) > 1:
+                    try:
+                        outcomes = await self._tx(each)
+                    except Exception as again:
+                        outcomes = [again] * len(batch)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
@@ -401,7 +421,7 @@ class SqliteStore(SqliteQuarantine, Store):
             crow = conn.execute(
                 "SELECT name, attributes FROM contacts WHERE id=?", (contact_id,)
             ).fetchone()
-            attributes = json.loads(crow[1])
+            attributes = _loads(crow[1])
             if msg.contact_attributes or (msg.sender_name and not crow[0]):
                 attributes.update(msg.contact_attributes)
                 conn.execute(
@@ -899,7 +919,7 @@ class SqliteStore(SqliteQuarantine, Store):
     async def routing_snapshot(self) -> RoutingSnapshot:
         def op(conn: sqlite3.Connection) -> RoutingSnapshot:
             waiting = [
-                WaitingConversation(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
+                WaitingConversation(r[0], r[1], r[2], _loads(r[3]), r[4], r[5])
                 for r in conn.execute(
                     "SELECT id, queue, priority, required_skills, channel_kind, created_at FROM conversations"
                     " WHERE status='open' AND assignee IS NULL"
@@ -937,7 +957,7 @@ class SqliteStore(SqliteQuarantine, Store):
             row = conn.execute(select + order).fetchone()
             heads: dict[WaitingGroup, list[WaitingConversation]] = {}
             while row is not None:
-                group = WaitingGroup(row[0], row[1], json.loads(row[2]), row[2])
+                group = WaitingGroup(row[0], row[1], _loads(row[2]), row[2])
                 groups.append(group)
                 if head:
                     heads[group] = self._waiting_page(conn, group, None, head)
@@ -980,14 +1000,14 @@ class SqliteStore(SqliteQuarantine, Store):
         sql += " ORDER BY priority DESC, created_at, id LIMIT ?"
         args.append(limit)
         return [
-            WaitingConversation(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5])
+            WaitingConversation(r[0], r[1], r[2], _loads(r[3]), r[4], r[5])
             for r in conn.execute(sql, args)
         ]
 
     @staticmethod
     def _agent_states(conn: sqlite3.Connection) -> list[AgentState]:
         return [
-            AgentState(r[0], r[1], json.loads(r[2]), r[3])
+            AgentState(r[0], r[1], _loads(r[2]), r[3])
             for r in conn.execute(
                 "SELECT id, presence, capacity, last_assigned_at FROM agents ORDER BY id"
             )
@@ -1038,7 +1058,7 @@ class SqliteStore(SqliteQuarantine, Store):
                     continue
                 # The capacity as it is now, inside this transaction: an admin may have
                 # lowered it since the router's snapshot (`c.capacity`) was taken.
-                capacity = AgentState(c.agent_id, agent[0], json.loads(agent[1]))
+                capacity = AgentState(c.agent_id, agent[0], _loads(agent[1]))
                 if self._load(conn, c.agent_id, c.channel_kind) >= capacity.capacity_for(
                     c.channel_kind
                 ):
@@ -1058,7 +1078,7 @@ class SqliteStore(SqliteQuarantine, Store):
                     (c.queue, c.agent_id),
                 )
                 done.append(c.conversation_id)
-                routing = json.loads(
+                routing = _loads(
                     conn.execute(
                         "SELECT routing FROM conversations WHERE id=?", (c.conversation_id,)
                     ).fetchone()[0]
@@ -1159,7 +1179,7 @@ class SqliteStore(SqliteQuarantine, Store):
                 raise NotFound(f"agent {agent_id} not found")
             if capacity is not None and conv.assignee != agent_id:
                 # The caller read `capacity` earlier; an admin may have lowered it since.
-                stored = AgentState(agent_id, row[0], json.loads(row[1]))
+                stored = AgentState(agent_id, row[0], _loads(row[1]))
                 limit = min(capacity, stored.capacity_for(conv.channel_kind))
                 if self._load(conn, agent_id, conv.channel_kind) >= limit:
                     raise Conflict(
@@ -1239,6 +1259,21 @@ class SqliteStore(SqliteQuarantine, Store):
     async def list_conversations(
         self, flt: ConversationFilter
     ) -> tuple[list[Conversation], str | None]:
+        sql, args = self.list_query(flt)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[Conversation], str | None]:
+            rows = [self._conv(r) for r in conn.execute(sql, args).fetchall()]
+            more = len(rows) > flt.limit
+            rows = rows[: flt.limit]
+            return rows, (rows[-1].id if more and rows else None)
+
+        return await self._run(op)
+
+    @classmethod
+    def list_query(cls, flt: ConversationFilter) -> tuple[str, list[str | int]]:
+        """The SQL of a page of `list_conversations`, with its arguments: newest first by
+        id, the next page from a cursor (`id < cursor`). Each filter has an index on
+        (column, id) (migration 10): a page is a range read, in order."""
         where: list[str] = []
         args: list[str | int] = []
         for col, value in (
@@ -1259,19 +1294,12 @@ class SqliteStore(SqliteQuarantine, Store):
             if clause:
                 where.append(clause)
                 args.extend(scope_args)
-        sql = f"SELECT {self._CONV_COLS} FROM conversations"
+        sql = f"SELECT {cls._CONV_COLS} FROM conversations"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(flt.limit + 1)
-
-        def op(conn: sqlite3.Connection) -> tuple[list[Conversation], str | None]:
-            rows = [self._conv(r) for r in conn.execute(sql, args).fetchall()]
-            more = len(rows) > flt.limit
-            rows = rows[: flt.limit]
-            return rows, (rows[-1].id if more and rows else None)
-
-        return await self._run(op)
+        return sql, args
 
     async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]:
         def op(conn: sqlite3.Connection) -> list[Message]:
@@ -1393,7 +1421,7 @@ class SqliteStore(SqliteQuarantine, Store):
             if row is None:
                 self._contact(conn, contact_id)  # NotFound for an unknown id
                 raise Conflict(f"contact {contact_id} is not merged into another contact")
-            merge_id, target, moved = str(row[0]), str(row[1]), json.loads(row[2])
+            merge_id, target, moved = str(row[0]), str(row[1]), _loads(row[2])
             conn.execute(
                 "UPDATE contacts SET merged_into=NULL, updated_at=? WHERE id=?", (now, contact_id)
             )
@@ -1448,7 +1476,7 @@ class SqliteStore(SqliteQuarantine, Store):
     async def events_since(self, since: int, limit: int) -> list[Event]:
         def op(conn: sqlite3.Connection) -> list[Event]:
             events = [
-                Event(r[0], r[1], r[2], json.loads(r[3]), r[3])
+                Event(r[0], r[1], r[2], _loads(r[3]), r[3])
                 for r in conn.execute(
                     "SELECT id, type, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
                     (since, limit),

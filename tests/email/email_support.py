@@ -212,6 +212,10 @@ class Mailbox:
         for line in resp.lines:
             if isinstance(line, bytes) and re.match(rb"^\d+ FETCH", line):
                 text = line.decode()
+                if "UID " not in text:
+                    # an unsolicited flag update (the gateway's session changed it): the
+                    # answer to our own FETCH, with the UID, follows for the same message
+                    continue
                 uid = int(text.split("UID ", 1)[1].split()[0].rstrip(")"))
                 flags = text.split("FLAGS (", 1)[1].split(")", 1)[0].split()
                 out[uid] = set(flags)
@@ -475,4 +479,50 @@ def dsn(original_id: str, *actions: tuple[str, str, str], message_id: str | None
         "\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n"
         f"{blocks}\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
         f"From: support@example.com\r\nMessage-ID: {original_id}\r\n\r\n--B--\r\n"
+    ).encode()
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile mail (issue 9): cheap to send, costly to read
+
+
+def many_cc_mail(n: int = 50_000, *, sender: str = "Eve <eve@customer.test>") -> bytes:
+    """A mail whose Cc lists `n` addresses (50,000 make ~1.4 MB of header)."""
+    cc = ",\r\n ".join(f"user{i}@example{i % 97}.test" for i in range(n))
+    return (
+        f"From: {sender}\r\nTo: {ADDRESS}\r\nCc: {cc}\r\nSubject: Cc to everyone\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@customer.test>\r\n"
+        "Date: Mon, 02 Apr 2012 18:22:10 +0000\r\n\r\n"
+        "Please forward this to everyone.\r\n"
+    ).encode()
+
+
+def deep_html_mail(depth: int = 50_000, *, sender: str = "Deb <deb@customer.test>") -> bytes:
+    """An HTML-only mail whose text sits `depth` <div>s deep (50,000 make ~0.55 MB)."""
+    html = (
+        "<html><body><p>Hello, my invoice is wrong.</p>"
+        + "<div>" * depth
+        + "deep down"
+        + "</div>" * depth
+        + "</body></html>"
+    )
+    return (
+        f"From: {sender}\r\nTo: {ADDRESS}\r\nSubject: Deep HTML\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@customer.test>\r\n"
+        "Date: Mon, 02 Apr 2012 18:22:10 +0000\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n\r\n"
+        f"{html}\r\n"
+    ).encode()
+
+
+def many_parts_mail(parts: int, *, sender: str = "Pat <pat@customer.test>") -> bytes:
+    """A multipart/mixed mail of `parts` tiny text parts (30,000 make ~1 MB and take the
+    standard library's parser about two seconds of CPU)."""
+    body = "".join("--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(parts))
+    return (
+        f"From: {sender}\r\nTo: {ADDRESS}\r\nSubject: Many parts\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@customer.test>\r\n"
+        "Date: Mon, 02 Apr 2012 18:22:10 +0000\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        f"{body}--b--\r\n"
     ).encode()

@@ -30,10 +30,10 @@ async def test_unparseable_mail_is_quarantined_acknowledged_and_resubmitted(
 ) -> None:
     real = EmailConnector._parse
 
-    def choking(self: EmailConnector, raw: bytes) -> Any:
+    async def choking(self: EmailConnector, raw: bytes) -> Any:
         if b"X-Trigger: parser-bug" in raw:
             raise RecursionError("maximum recursion depth exceeded")
-        return real(self, raw)
+        return await real(self, raw)
 
     monkeypatch.setattr(EmailConnector, "_parse", choking)
     _, client = await gateway_factory(email_config(tmp_path, dovecot, mailbox, smtp_server))

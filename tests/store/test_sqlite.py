@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import SqliteStore
+from gateway.store.base import ConversationFilter
 
 
 async def test_a_failed_commit_leaves_the_store_usable(tmp_path: Path) -> None:
@@ -33,3 +34,46 @@ async def test_full_synchronous_is_applied(tmp_path: Path) -> None:
     await store.open()
     assert await store._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
     await store.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "index"),
+    [
+        ("status", "conversations_list_status"),
+        ("queue", "conversations_list_queue"),
+        ("assignee", "conversations_list_assignee"),
+        ("channel", "conversations_list_channel"),
+        ("contact_id", "conversations_list_contact"),
+    ],
+)
+@pytest.mark.parametrize("cursor", [None, "cv_0123456789"])
+async def test_each_conversation_filter_reads_an_index_in_order(
+    tmp_path: Path, field: str, index: str, cursor: str | None
+) -> None:
+    """`GET /v1/conversations?{field}=…` is a range read of its index, newest first: no
+    scan of the table, no sort, on the first page and on a page after a cursor."""
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    await store.close()
+    sql, args = SqliteStore.list_query(
+        ConversationFilter(**{field: "x"}, cursor=cursor, limit=50)  # type: ignore[arg-type]
+    )
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        plan = [str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
+    assert len(plan) == 1, plan
+    assert plan[0].startswith(f"SEARCH conversations USING INDEX {index} "), plan
+    assert "TEMP B-TREE" not in " ".join(plan), plan
+
+
+async def test_an_unfiltered_conversation_page_reads_the_primary_key_in_order(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "q.db")
+    await store.open()
+    await store.close()
+    for cursor in (None, "cv_0123456789"):
+        sql, args = SqliteStore.list_query(ConversationFilter(cursor=cursor, limit=50))
+        with sqlite3.connect(tmp_path / "q.db") as conn:
+            plan = " ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "USING INDEX sqlite_autoindex_conversations_1" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
