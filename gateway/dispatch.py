@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
+from gateway.eventloop import stop_tasks
 from gateway.events import EventBus
 from gateway.metrics import METRICS
 from gateway.model import AgentState
@@ -87,11 +88,7 @@ class Dispatcher:
         self._stopping = True
         self._wake.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=timeout)
-            if not task.done():
-                log.warning("dispatcher did not stop; abandoned")
+        await stop_tasks([task] if task else [], timeout, "dispatcher")
 
     async def _loop(self) -> None:
         while not self._stopping:

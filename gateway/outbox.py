@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 
 from connectors.base import Capability, Connector, DeliveryResult, OutboundMessage
 from gateway.config import OutboxConfig, RetryPolicy
+from gateway.eventloop import stop_tasks
 from gateway.events import EventBus
 from gateway.metrics import METRICS
 from gateway.services import Services
@@ -119,11 +120,7 @@ class Outbox:
         self._stopping = True
         self._wake.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task}, timeout=timeout)
-            if not task.done():
-                log.warning("outbox loop did not stop; abandoned")
+        await stop_tasks([task] if task else [], timeout, "outbox loop")
         if self._inflight:
             left = max(0.0, deadline - asyncio.get_running_loop().time())
             _, pending = await asyncio.wait(set(self._inflight), timeout=left)

@@ -19,6 +19,7 @@ from connectors import egress
 from connectors.signing import decode_secret, headers
 from gateway.config import WebhookConfig
 from gateway.eventlog import POLL_INTERVAL, CursorExpired, LogReader
+from gateway.eventloop import stop_tasks
 from gateway.events import EventBus
 from gateway.model import Event, event_json
 from gateway.outbox import backoff
@@ -177,9 +178,4 @@ class WebhookSender:
             endpoint.stopping = True
             endpoint.wake.set()
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            if pending:
-                log.warning("webhook delivery did not stop; abandoned")
+        await stop_tasks(tasks, timeout, "webhook delivery")
