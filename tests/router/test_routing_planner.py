@@ -14,42 +14,9 @@ from router import (
     plan,
     plan_assignments,
 )
+from tests.router.snapshots import NOW, agent, conv
 
-NOW = 10_000.0
 STRATEGIES: list[Strategy] = ["round_robin", "least_busy", "longest_idle", "skills"]
-
-
-def agent(
-    id: str,
-    *,
-    presence: str = "online",
-    queues: tuple[str, ...] = ("q",),
-    skills: dict[str, int] | None = None,
-    capacity: int = 3,
-    load: int = 0,
-    last: float | None = None,
-) -> AgentSnapshot:
-    return AgentSnapshot(
-        id,
-        id.title(),
-        presence,
-        frozenset(queues),
-        skills or {},
-        capacity,
-        load,
-        last,  # type: ignore[arg-type]
-    )
-
-
-def conv(
-    id: str,
-    *,
-    queue: str = "q",
-    priority: str = "normal",
-    skills: dict[str, int] | None = None,
-    created: float = 0.0,
-) -> ConversationSnapshot:
-    return ConversationSnapshot(id, queue, PRIORITY_RANK[priority], skills or {}, "email", created)
 
 
 def scenario(
