@@ -119,8 +119,10 @@ class InboundMessage:
     # it automatically.
     automated: bool = False
     sent_at: datetime | None = None
-    # The message as the provider sent it (an email's RFC 5322 bytes), kept retrievable.
+    # The message as the provider sent it (an email's RFC 5322 bytes), kept retrievable,
+    # and its media type.
     raw: bytes | None = None
+    raw_type: str = "application/octet-stream"
     # The external id of an earlier message that this one edits (Telegram edits).
     edits: str | None = None
     # Further identities the customer typed but the channel cannot vouch for (a web chat

@@ -108,7 +108,7 @@ class Ingestor:
         raw_blob = None
         if msg.raw is not None:
             raw_blob = blob_id(msg.raw)
-            blobs[raw_blob] = ("message/rfc822", msg.raw)
+            blobs[raw_blob] = (msg.raw_type, msg.raw)
         outcome = await self.services.ingest(
             IngestRequest(
                 channel=channel.name,

@@ -147,18 +147,10 @@ class QuarantineService:
         gave it (re-read by the connector on retry), else the normalised message."""
         metadata = {"sender": f"{msg.sender.kind}:{msg.sender.address}"[:300]}
         if msg.raw is not None:
-            raw = RawItem(self._raw_type(channel), msg.raw, msg.external_id, metadata)
+            raw = RawItem(msg.raw_type, msg.raw, msg.external_id, metadata)
         else:
             raw = RawItem(INBOUND_JSON, encode_inbound(msg), msg.external_id, metadata)
         return await self.keep(channel, raw, reason)
-
-    def _raw_type(self, channel: str) -> str:
-        info = self.channels.get(channel)
-        return (
-            "message/rfc822"
-            if info is not None and info.kind == "email"
-            else "application/octet-stream"
-        )
 
     # --- the submit every connector gets ---------------------------------------------------
     def submitter(

@@ -1505,6 +1505,7 @@ def to_inbound(p: ParsedEmail) -> InboundMessage:
         automated=p.automated,
         sent_at=p.date,
         raw=p.raw,
+        raw_type="message/rfc822",
         metadata=metadata,
     )
 
@@ -1538,6 +1539,7 @@ def bounce_to_inbound(b: BounceReport) -> InboundMessage:
         provider_message_id=b.message_id,
         automated=True,
         raw=b.raw,
+        raw_type="message/rfc822",
         metadata=metadata,
     )
 
