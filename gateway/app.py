@@ -26,6 +26,7 @@ from connectors.base import (
     VerifyConfirm,
     VerifyStart,
 )
+from gateway.api import openapi
 from gateway.api.auth import Authenticator
 from gateway.api.common import AUTH, GATEWAY
 from gateway.api.errors import error_middleware
@@ -352,6 +353,7 @@ class Gateway:
         )
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
+        openapi.mount(self.app, self.connectors.values())
         await self.webhooks.start(self.bus, self._http)
         server = self.config.server
         self._runner = web.AppRunner(

@@ -19,10 +19,10 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from connectors.base import Connector
 from gateway import __version__
 from gateway.api import agents, conversations, routing
 from gateway.api import schemas as out
-from gateway.api.common import GATEWAY
 
 ALL = ("admin", "agent", "integration")
 ADMIN = ("admin",)
@@ -384,23 +384,14 @@ def document(extras: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     }
 
 
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+
+
+def mount(app: web.Application, connectors: Iterable[Connector]) -> None:
+    """Build the document once, with the connectors' contributions, before the app is
+    frozen (the gateway calls this at start)."""
+    app[OPENAPI] = document(c.openapi() for c in connectors)
+
+
 async def openapi_json(request: web.Request) -> web.Response:
-    gw = request.app[GATEWAY]
-    doc = request.app.get(_DOC)
-    if doc is None:
-        doc = document(c.openapi() for c in gw.connectors.values())
-        request.app[_DOC] = doc
-    return web.json_response(doc)
-
-
-_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
-
-
-def error_statuses(doc: dict[str, Any]) -> set[int]:
-    """Every status any operation documents (for tests)."""
-    return {
-        int(code)
-        for item in doc["paths"].values()
-        for operation in item.values()
-        for code in operation["responses"]
-    }
+    return web.json_response(request.app[OPENAPI])
