@@ -34,6 +34,7 @@ from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
+from gateway.deadlines import Deadlines
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.identity import normalize
@@ -117,6 +118,9 @@ class Gateway:
             self.store, self.bus, self.config, clock, services=self.services
         )
         self.bus.listen(self._wake_routing)
+        # Time-driven work (SLAs, escalation, offers, surveys) registers its sources here.
+        self.deadlines = Deadlines(clock, self.config.timers.max_sleep)
+        self.bus.listen(lambda event: self.deadlines.on_event(event.type))
         self.connectors: dict[str, Connector] = {}
         self.outbox = Outbox(
             self.store,
@@ -385,6 +389,7 @@ class Gateway:
             self._spawn(self._start_channel(name, connector))
         await self.dispatcher.start()
         await self.outbox.start()
+        await self.deadlines.start()
         self._spawn(self._prune_events())
         log.info(
             "switchboard started",
@@ -525,6 +530,7 @@ class Gateway:
         if self._runner is not None:
             await step("in-flight requests", self._drain_requests(left(requests_by)), requests_by)
         await step("routing", self.dispatcher.stop(left(deadline)))
+        await step("deadlines", self.deadlines.stop(left(deadline)))
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
         if self._http is not None:

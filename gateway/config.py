@@ -335,6 +335,22 @@ class EventsConfig(Strict):
         return parse_duration(value)
 
 
+class TimersConfig(Strict):
+    max_sleep: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Time-driven work (SLAs, escalation, offers, surveys) is looked at least this "
+            "often, so a wall clock that jumps is noticed within this bound."
+        ),
+    )
+
+    @field_validator("max_sleep", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
@@ -346,6 +362,7 @@ class GatewayConfig(Strict):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)  # type: ignore[arg-type]
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     events: EventsConfig = Field(default_factory=EventsConfig)  # type: ignore[arg-type]
+    timers: TimersConfig = Field(default_factory=TimersConfig)  # type: ignore[arg-type]
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)
