@@ -4,8 +4,9 @@ The rule, in order:
 
 1. A conversation the message's thread keys point at (quoted Message-IDs, then the thread
    token) — only one of the sender's own contact, never a closed one: the message joins it
-   if it is active, reopens it if it was resolved within the reopen window, and ignores
-   it if it was resolved before the window.
+   if it is active, reopens it if it was resolved within the reopen window — unless the
+   contact has an active conversation (a contact has one active conversation at most, a
+   constraint of the schema) — and ignores it otherwise.
 2. Otherwise the contact's active conversation (open, assigned or pending), the most
    recently updated one.
 3. Otherwise the contact's conversation resolved within the reopen window, the most
@@ -69,10 +70,6 @@ def place(
     `contact_conversations`: the contact's conversations (any status; a store may pass
     only the active ones and those resolved within the window, the only ones that can
     win)."""
-    if thread_hit is not None:
-        placed = _placed(thread_hit, now, reopen_window)
-        if placed is not None:
-            return placed
     active: Candidate | None = None
     recent: Candidate | None = None
     for c in contact_conversations:
@@ -83,6 +80,10 @@ def place(
             recent is None or c.updated_at > recent.updated_at
         ):
             recent = c
+    if thread_hit is not None:
+        placed = _placed(thread_hit, now, reopen_window)
+        if placed is not None and (placed.action == "join" or active is None):
+            return placed
     if active is not None:
         return Placement("join", active.id)
     if recent is not None:

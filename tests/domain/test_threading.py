@@ -68,10 +68,16 @@ CASES: list[tuple[str, Candidate | None, list[Candidate], Placement]] = [
         Placement("join", "t"),
     ),
     (
-        "a thread key to one resolved within the window reopens it, even with another active",
+        "a thread key to one resolved within the window reopens it",
+        c("t", "resolved", resolved=NOW - 10),
+        [c("t", "resolved", resolved=NOW - 10), c("r", "resolved", updated=NOW, resolved=NOW)],
+        Placement("reopen", "t"),
+    ),
+    (
+        "... but not while the contact has an active one: that one takes the message",
         c("t", "resolved", resolved=NOW - 10),
         [c("a", "open")],
-        Placement("reopen", "t"),
+        Placement("join", "a"),
     ),
     (
         "a thread key to one resolved before the window: the active one instead",

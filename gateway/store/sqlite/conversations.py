@@ -327,7 +327,9 @@ class SqliteConversations(SqliteRows):
 
     def _insert_conversation(self, conn: sqlite3.Connection, conv: Conversation) -> None:
         conn.execute(
-            f"INSERT INTO conversations({self._CONV_COLS}) VALUES ({','.join('?' * 22)})",
+            # Opened for its contact: one active per contact (migration 11).
+            f"INSERT INTO conversations({self._CONV_COLS}, opened_for)"
+            f" VALUES ({','.join('?' * 23)})",
             (
                 conv.id,
                 conv.contact_id,
@@ -351,6 +353,7 @@ class SqliteConversations(SqliteRows):
                 None,
                 None,
                 conv.last_inbound_at,
+                conv.contact_id,
             ),
         )
 
@@ -468,19 +471,30 @@ class SqliteConversations(SqliteRows):
                 raise Conflict(str(refused)) from None
             self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
             conv.updated_at = now
-            conn.execute(
-                "UPDATE conversations SET status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"
-                " WHERE id=?",
-                (
-                    conv.status,
-                    conv.assignee,
-                    conv.queue,
-                    conv.assigned_at,
-                    conv.resolved_at,
-                    now,
-                    conv.id,
-                ),
-            )
+            try:
+                conn.execute(
+                    # A new assignee is a manual one (`claimed` is the router's: migration 11).
+                    "UPDATE conversations SET claimed = CASE WHEN assignee IS ? THEN claimed ELSE 0 END,"
+                    " status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"
+                    " WHERE id=?",
+                    (
+                        conv.assignee,
+                        conv.status,
+                        conv.assignee,
+                        conv.queue,
+                        conv.assigned_at,
+                        conv.resolved_at,
+                        now,
+                        conv.id,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "conversations.contact_id" not in str(exc):
+                    raise
+                # conversations_one_active: reopening it would make a second one.
+                raise Conflict(
+                    "the contact has another active conversation; it takes the messages"
+                ) from None
             event.data.setdefault("conversation", conv.to_api())
             return conv, self._events(conn, now, [event])
 

@@ -141,11 +141,15 @@ class SqliteRouting(SqliteRows):
                     load.capacity_for(loads(agent[1]), c.channel_kind),
                 ):
                     continue
-                cur = conn.execute(
-                    "UPDATE conversations SET assignee=?, status='assigned', assigned_at=?, updated_at=?"
-                    " WHERE id=? AND status='open' AND assignee IS NULL",
-                    (c.agent_id, now, now, c.conversation_id),
-                )
+                try:
+                    # `claimed`: the database checks the capacity too (migration 11).
+                    cur = conn.execute(
+                        "UPDATE conversations SET assignee=?, status='assigned', assigned_at=?,"
+                        " updated_at=?, claimed=1 WHERE id=? AND status='open' AND assignee IS NULL",
+                        (c.agent_id, now, now, c.conversation_id),
+                    )
+                except sqlite3.IntegrityError:
+                    continue  # over the capacity the agent has now
                 if cur.rowcount != 1:
                     continue
                 self._adjust_load(conn, c.channel_kind, (None, "open"), (c.agent_id, "assigned"))
