@@ -19,13 +19,21 @@ from gateway.store.base import (
     OutboundRequest,
     Scope,
 )
+from gateway.store.postgres import PostgresStore
+from tests.pg import PgServer
 
 WEEK = 7 * 86400.0
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store = SqliteStore(tmp_path / "store.db")
+    backend: Store
+    if request.param == "postgres":
+        # A fresh database on the session's private PostgreSQL (tests/pg.py).
+        server: PgServer = request.getfixturevalue("pg_server")
+        backend = PostgresStore(await server.new_database())
+    else:
+        backend = SqliteStore(tmp_path / "store.db")
     await backend.open()
     await backend.sync_agents(
         [("alice", "online", {"default": 2}), ("bob", "offline", {"default": 1})]

@@ -1,0 +1,798 @@
+"""Conversations, messages and contacts on PostgreSQL: ingest, replies, receipts, the
+lifecycle, the queries, identity linking.
+
+Concurrency: an ingest locks its contact's row before it threads, so two instances taking
+messages of one customer take turns and the second finds the conversation the first made;
+the partial unique index `conversations_one_active` is the backstop (and a new contact or
+a duplicate external id made at the same moment elsewhere): the ingest then runs again and
+finds what the other made. A change of a conversation locks its row (`FOR UPDATE`) first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+
+from connectors.base import Identity
+from gateway.ids import new_id
+from gateway.model import Contact, Conversation, Event, Message, NewEvent, dumps, loads
+from gateway.store.base import (
+    Conflict,
+    ConversationFilter,
+    IngestOutcome,
+    IngestRequest,
+    NotFound,
+    OutboundRequest,
+    Scope,
+    check_acts,
+    check_sees,
+)
+from gateway.store.postgres import rules
+from gateway.store.postgres.eventlog import append_events
+from gateway.store.postgres.pool import (
+    CONV_COLS,
+    MSG_COLS,
+    Conn,
+    PgBase,
+    contact_of,
+    conv_row,
+    get_contact,
+    get_conv,
+    get_msg,
+    msg_row,
+    resolve_contact_id,
+    rowcount,
+    scope_where,
+)
+from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
+
+_ACTIVE = "status IN ('open', 'assigned', 'pending')"
+
+
+async def insert_message(conn: Conn, m: Message) -> None:
+    await conn.execute(
+        f"INSERT INTO messages({MSG_COLS}) VALUES"
+        " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
+        m.id,
+        m.conversation_id,
+        m.direction,
+        m.channel,
+        m.sender_type,
+        m.sender_id,
+        m.text,
+        m.created_at,
+        m.updated_at,
+        m.html,
+        m.subject,
+        dumps(m.attachments),
+        m.external_id,
+        m.provider_message_id,
+        m.status,
+        m.reason,
+        m.automated,
+        dumps(m.metadata),
+        m.raw_blob,
+    )
+
+
+async def apply_receipt(
+    conn: Conn, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
+) -> list[NewEvent]:
+    """A delivery receipt; its events, to be appended by the caller."""
+    row = await conn.fetchrow(
+        "SELECT id, status FROM messages WHERE channel=$1 AND provider_message_id=$2"
+        " AND direction='out' FOR UPDATE",
+        channel,
+        provider_message_id,
+    )
+    if row is None:
+        # The provider can answer before our send is recorded: keep it for outbox_record.
+        await conn.execute(
+            "INSERT INTO early_receipts(channel, provider_message_id, status, reason, at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            channel,
+            provider_message_id,
+            status,
+            reason,
+            now,
+        )
+        return []
+    if not rules.receipt_applies(row[1], status):
+        return []
+    await conn.execute(
+        "UPDATE messages SET status=$1, reason=$2, updated_at=$3 WHERE id=$4",
+        status,
+        reason,
+        now,
+        row[0],
+    )
+    m = await get_msg(conn, row[0])
+    return [
+        NewEvent(f"message.{status}", {"conversation_id": m.conversation_id, "message": m.to_api()})
+    ]
+
+
+class PgConversations(PgBase):
+    # --- ingest ----------------------------------------------------------------------------
+    async def ingest(self, request: IngestRequest) -> IngestOutcome:
+        # A unique violation is another writer that made the same contact, conversation or
+        # message a moment before: run again and find it.
+        return await self._tx(
+            lambda conn: self._ingest(conn, request),
+            retry=(asyncpg.exceptions.UniqueViolationError,),
+        )
+
+    async def _ingest(self, conn: Conn, req: IngestRequest) -> IngestOutcome:
+        msg, now = req.message, req.now
+        # A redelivered message, or a redelivered edit (which points at what it edited).
+        row = await conn.fetchrow(
+            "SELECT id, conversation_id FROM messages WHERE channel=$1 AND external_id=$2"
+            " UNION ALL SELECT m.id, m.conversation_id FROM edits e JOIN messages m"
+            " ON m.id = e.message_id WHERE e.channel=$1 AND e.external_id=$2 LIMIT 1",
+            req.channel,
+            msg.external_id,
+        )
+        if row is not None:
+            return IngestOutcome(
+                await get_conv(conn, row[1]), await get_msg(conn, row[0]), None, [], duplicate=True
+            )
+
+        if msg.edits is not None:
+            edited = await conn.fetchval(
+                "SELECT id FROM messages WHERE channel=$1 AND external_id=$2",
+                req.channel,
+                msg.edits,
+            )
+            if edited is not None:
+                await conn.execute(
+                    "UPDATE messages SET text=$1, html=$2, updated_at=$3 WHERE id=$4",
+                    msg.text,
+                    msg.html,
+                    now,
+                    edited,
+                )
+                # Record the edit's own external id so a redelivery stays a duplicate.
+                await conn.execute(
+                    "INSERT INTO edits(channel, external_id, message_id, at) VALUES ($1,$2,$3,$4)",
+                    req.channel,
+                    msg.external_id,
+                    edited,
+                    now,
+                )
+                updated = await get_msg(conn, edited)
+                home = await get_conv(conn, updated.conversation_id)
+                events = await append_events(
+                    conn,
+                    now,
+                    [
+                        NewEvent(
+                            "message.edited",
+                            {"conversation_id": home.id, "message": updated.to_api()},
+                        )
+                    ],
+                )
+                return IngestOutcome(home, updated, None, events)
+
+        # Contact: the sender's identity only; extra identities are claims (see SqliteStore).
+        identity = msg.sender
+        new_events: list[NewEvent] = []
+        contact_id = await contact_of(conn, identity)
+        if contact_id is None:
+            contact_id = new_id("ct")
+            await conn.execute(
+                "INSERT INTO contacts(id, name, attributes, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, $4)",
+                contact_id,
+                msg.sender_name,
+                dumps(msg.contact_attributes),
+                now,
+            )
+            attributes = dict(msg.contact_attributes)
+            new_events.append(NewEvent("contact.created", {"contact_id": contact_id}))
+            # Made by another instance meanwhile: a unique violation, and the ingest runs again.
+            await conn.execute(
+                "INSERT INTO identities(kind, address, contact_id, verified)"
+                " VALUES ($1, $2, $3, TRUE)",
+                identity.kind,
+                identity.address,
+                contact_id,
+            )
+        else:
+            # The contact's row is held until the commit: its messages are threaded one at
+            # a time, whichever instance takes them.
+            crow = await conn.fetchrow(
+                "SELECT name, attributes FROM contacts WHERE id=$1 FOR UPDATE", contact_id
+            )
+            if crow is None:
+                raise NotFound(f"contact {contact_id} not found")
+            attributes = loads(crow[1])
+            if msg.contact_attributes or (msg.sender_name and not crow[0]):
+                attributes.update(msg.contact_attributes)
+                await conn.execute(
+                    "UPDATE contacts SET name=COALESCE(name, $1), attributes=$2, updated_at=$3"
+                    " WHERE id=$4",
+                    msg.sender_name,
+                    dumps(attributes),
+                    now,
+                    contact_id,
+                )
+        for extra in msg.extra_identities:
+            if extra == identity or await contact_of(conn, extra) == contact_id:
+                continue  # already this contact's own, proven identity
+            status = await conn.execute(
+                "INSERT INTO claims(contact_id, kind, address, channel, created_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                contact_id,
+                extra.kind,
+                extra.address,
+                req.channel,
+                now,
+            )
+            if rowcount(status):
+                new_events.append(
+                    NewEvent(
+                        "contact.claimed",
+                        {
+                            "contact_id": contact_id,
+                            "claim": {"kind": extra.kind, "address": extra.address},
+                            "verified": False,
+                        },
+                    )
+                )
+
+        conv = await self._thread(conn, req, contact_id)
+        created = reopened = False
+        if conv is None:
+            conv = rules.new_conversation(req, contact_id, req.classify(attributes), now)
+            await self._insert_conversation(conn, conv)
+            created = True
+        else:
+            before = (conv.assignee, conv.status)
+            reopened = rules.take_inbound(conv, req.channel, identity, now)
+            await adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
+            await conn.execute(
+                "UPDATE conversations SET status=$1, assignee=$2, resolved_at=$3,"
+                " last_channel=$4, reply_kind=$5, reply_address=$6, updated_at=$7,"
+                " last_inbound_at=$7 WHERE id=$8",
+                conv.status,
+                conv.assignee,
+                conv.resolved_at,
+                conv.last_channel,
+                conv.reply_kind,
+                conv.reply_address,
+                now,
+                conv.id,
+            )
+        for blob_id, (content_type, data) in req.blobs.items():
+            await conn.execute(
+                "INSERT INTO blobs(id, content_type, size, data) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING",
+                blob_id,
+                content_type,
+                len(data),
+                data,
+            )
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            direction="in",
+            channel=req.channel,
+            sender_type="contact",
+            sender_id=contact_id,
+            text=msg.text,
+            created_at=now,
+            updated_at=now,
+            html=msg.html,
+            subject=msg.subject,
+            attachments=req.attachments,
+            external_id=msg.external_id,
+            provider_message_id=msg.provider_message_id,
+            automated=msg.automated,
+            metadata=msg.metadata,
+            raw_blob=req.raw_blob,
+        )
+        await insert_message(conn, message)
+        if created:
+            new_events.append(NewEvent("conversation.created", {"conversation": conv.to_api()}))
+        if reopened:
+            new_events.append(
+                NewEvent("conversation.reopened", {"conversation": conv.to_api(), "by": "customer"})
+            )
+        new_events.append(
+            NewEvent(
+                "message.received",
+                {"conversation_id": conv.id, "contact_id": contact_id, "message_id": message.id},
+            )
+        )
+        events = await append_events(conn, now, new_events)
+        return IngestOutcome(conv, message, contact_id, events, created=created, reopened=reopened)
+
+    @staticmethod
+    async def _thread(conn: Conn, req: IngestRequest, contact_id: str) -> Conversation | None:
+        """The conversation the message joins: thread keys first (same contact only), then
+        the contact's active one, else one resolved within the reopen window. Locked."""
+        msg, now = req.message, req.now
+        conv: Conversation | None = None
+        if msg.thread_refs:
+            hit = await conn.fetchval(
+                "SELECT m.conversation_id FROM messages m JOIN conversations c"
+                " ON c.id = m.conversation_id WHERE m.provider_message_id = ANY($1)"
+                " AND c.contact_id=$2 AND c.status != 'closed'"
+                " ORDER BY m.created_at DESC LIMIT 1",
+                list(msg.thread_refs),
+                contact_id,
+            )
+            if hit is not None:
+                conv = await get_conv(conn, hit, lock=True)
+        if conv is None and msg.thread_token:
+            hit = await conn.fetchval(
+                "SELECT id FROM conversations WHERE thread_token=$1 AND contact_id=$2"
+                " AND status != 'closed'",
+                msg.thread_token,
+                contact_id,
+            )
+            if hit is not None:
+                conv = await get_conv(conn, hit, lock=True)
+        if conv is not None and rules.too_old_to_reopen(conv, now, req.reopen_window):
+            conv = None  # too old to reopen: look for the active one instead
+        if (
+            conv is not None
+            and conv.status == "resolved"
+            and await conn.fetchval(
+                f"SELECT 1 FROM conversations WHERE contact_id=$1 AND {_ACTIVE}"
+                " AND merged_from IS NULL AND id <> $2"
+                " AND NOT EXISTS (SELECT 1 FROM conversations WHERE id=$2 AND merged_from IS NOT NULL)",
+                contact_id,
+                conv.id,
+            )
+        ):
+            # Reopening it would make a second open conversation of the contact (possible
+            # only when the reopen window grew since): the active one takes the message.
+            conv = None
+        if conv is None:
+            row = await conn.fetchrow(
+                f"SELECT {CONV_COLS} FROM conversations WHERE contact_id=$1"
+                f" AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
+                " ORDER BY status = 'resolved', updated_at DESC LIMIT 1 FOR UPDATE",
+                contact_id,
+                now - req.reopen_window,
+            )
+            if row is not None:
+                conv = conv_row(row)
+        return conv
+
+    @staticmethod
+    async def _insert_conversation(conn: Conn, conv: Conversation) -> None:
+        await conn.execute(
+            f"INSERT INTO conversations({CONV_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,"
+            "NULL,$11,$12,$13,$14,$15,$16,$17,NULL,NULL,NULL,$18)",
+            conv.id,
+            conv.contact_id,
+            conv.channel,
+            conv.channel_kind,
+            conv.last_channel,
+            conv.status,
+            conv.queue,
+            conv.priority,
+            conv.created_at,
+            conv.updated_at,
+            dumps(conv.required_skills),
+            dumps(conv.tags),
+            conv.subject,
+            conv.thread_token,
+            conv.reply_kind,
+            conv.reply_address,
+            dumps(conv.routing),
+            conv.last_inbound_at,
+        )
+
+    # --- outbound --------------------------------------------------------------------------
+    async def add_outbound(self, request: OutboundRequest) -> tuple[Message, list[Event]]:
+        return await self._tx(lambda conn: self._add_outbound(conn, request))
+
+    async def _add_outbound(self, conn: Conn, req: OutboundRequest) -> tuple[Message, list[Event]]:
+        conv = await get_conv(conn, req.conversation_id, lock=True)
+        check_acts(req.scope, conv)
+        if conv.status == "closed":
+            raise Conflict("the conversation is closed")
+        if conv.reply_kind is None:
+            raise Conflict("the conversation has no customer address to reply to")
+        now = req.now
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            direction="out",
+            channel=req.channel or conv.last_channel,
+            sender_type=req.sender_type,  # type: ignore[arg-type]
+            sender_id=req.sender_id,
+            text=req.text,
+            created_at=now,
+            updated_at=now,
+            html=req.html,
+            subject=req.subject,
+            status="queued",
+            automated=req.automatic,
+            metadata=dict(req.metadata),
+        )
+        await insert_message(conn, message)
+        to_kind, to_address = (
+            (req.to.kind, req.to.address) if req.to else (conv.reply_kind, conv.reply_address)
+        )
+        await conn.execute(
+            "INSERT INTO outbox(message_id, channel, attempts, next_attempt_at, to_kind,"
+            " to_address) VALUES ($1, $2, 0, $3, $4, $5)",
+            message.id,
+            message.channel,
+            now,
+            to_kind,
+            to_address,
+        )
+        status, first = rules.after_reply(conv, req.sender_type, now)
+        await conn.execute(
+            "UPDATE conversations SET status=$1, first_response_at=$2, updated_at=$3 WHERE id=$4",
+            status,
+            first,
+            now,
+            conv.id,
+        )
+        await adjust_load(
+            conn, conv.channel_kind, (conv.assignee, conv.status), (conv.assignee, status)
+        )
+        events = await append_events(
+            conn,
+            now,
+            [NewEvent("message.queued", {"conversation_id": conv.id, "message_id": message.id})],
+        )
+        return message, events
+
+    async def automatic_count(self, contact_id: str, since: float) -> int:
+        async def op(conn: Conn) -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT COUNT(*) FROM messages m JOIN conversations c"
+                    " ON c.id = m.conversation_id WHERE c.contact_id=$1 AND m.direction='out'"
+                    " AND m.automated AND m.created_at >= $2",
+                    contact_id,
+                    since,
+                )
+            )
+
+        return await self._read(op)
+
+    async def apply_receipt(
+        self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
+    ) -> list[Event]:
+        async def op(conn: Conn) -> list[Event]:
+            new = await apply_receipt(conn, channel, provider_message_id, status, reason, now)
+            return await append_events(conn, now, new)
+
+        return await self._tx(op)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def _change(
+        self,
+        conversation_id: str,
+        mutate: Callable[[Conn, Conversation], Any],
+        now: float,
+        scope: Scope | None = None,
+    ) -> tuple[Conversation, list[Event]]:
+        async def op(conn: Conn) -> tuple[Conversation, list[Event]]:
+            conv = await get_conv(conn, conversation_id, lock=True)
+            check_acts(scope, conv)
+            before = (conv.assignee, conv.status)
+            event: NewEvent = await mutate(conn, conv)
+            await adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
+            conv.updated_at = now
+            await conn.execute(
+                "UPDATE conversations SET status=$1, assignee=$2, queue=$3, assigned_at=$4,"
+                " resolved_at=$5, updated_at=$6 WHERE id=$7",
+                conv.status,
+                conv.assignee,
+                conv.queue,
+                conv.assigned_at,
+                conv.resolved_at,
+                now,
+                conv.id,
+            )
+            event.data.setdefault("conversation", conv.to_api())
+            return conv, await append_events(conn, now, [event])
+
+        return await self._tx(op, retry=(asyncpg.exceptions.UniqueViolationError,))
+
+    async def assign(
+        self,
+        conversation_id: str,
+        agent_id: str,
+        capacity: int | None,
+        by: str | None,
+        now: float,
+        scope: Scope | None = None,
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            rules.check_assignable(conv)
+            agent = await lock_agent(conn, agent_id)
+            if agent is None:
+                raise NotFound(f"agent {agent_id} not found")
+            if capacity is not None and conv.assignee != agent_id:
+                # The caller read `capacity` earlier; an admin may have lowered it since.
+                limit = min(capacity, agent.capacity_for(conv.channel_kind))
+                if await load_of(conn, agent_id, conv.channel_kind) >= limit:
+                    raise Conflict(
+                        f"agent {agent_id} is at capacity ({limit}) for {conv.channel_kind}"
+                    )
+            await conn.execute("UPDATE agents SET last_assigned_at=$1 WHERE id=$2", now, agent_id)
+            return rules.assign(conv, agent_id, by, now)
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    async def transfer(
+        self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            return rules.transfer(conv, queue, by)
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    async def resolve(
+        self, conversation_id: str, by: str | None, scope: Scope | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            return rules.resolve(conv, by, now)
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    async def reopen(
+        self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            event = rules.reopen(conv, by)
+            if await conn.fetchval(
+                f"SELECT id FROM conversations WHERE contact_id=$1 AND {_ACTIVE}"
+                " AND merged_from IS NULL AND id <> $2 AND NOT EXISTS"
+                " (SELECT 1 FROM conversations WHERE id=$2 AND merged_from IS NOT NULL) LIMIT 1",
+                conv.contact_id,
+                conv.id,
+            ):
+                # One open conversation per contact (the schema's constraint).
+                raise Conflict("the contact has another open conversation")
+            return event
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    # --- queries ---------------------------------------------------------------------------
+    async def get_conversation(
+        self, conversation_id: str, scope: Scope | None = None
+    ) -> Conversation:
+        async def op(conn: Conn) -> Conversation:
+            conv = await get_conv(conn, conversation_id)
+            check_sees(scope, conv)
+            return conv
+
+        return await self._read(op)
+
+    async def list_conversations(
+        self, flt: ConversationFilter
+    ) -> tuple[list[Conversation], str | None]:
+        sql, args = list_query(flt)
+
+        async def op(conn: Conn) -> tuple[list[Conversation], str | None]:
+            rows = [conv_row(r) for r in await conn.fetch(sql, *args)]
+            more = len(rows) > flt.limit
+            rows = rows[: flt.limit]
+            return rows, (rows[-1].id if more and rows else None)
+
+        return await self._read(op)
+
+    async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]:
+        async def op(conn: Conn) -> list[Message]:
+            check_sees(scope, await get_conv(conn, conversation_id))
+            return [
+                msg_row(r)
+                for r in await conn.fetch(
+                    f"SELECT {MSG_COLS} FROM messages WHERE conversation_id=$1"
+                    " ORDER BY created_at, id",
+                    conversation_id,
+                )
+            ]
+
+        return await self._read(op)
+
+    # --- contacts --------------------------------------------------------------------------
+    @staticmethod
+    async def _check_contact(conn: Conn, contact_id: str, scope: Scope | None) -> None:
+        if scope is None:
+            return
+        clause, args = scope.where()
+        if not clause:
+            return
+        clause, args = scope_where(clause, args, 2)
+        found = await conn.fetchval(
+            f"SELECT 1 FROM conversations WHERE contact_id=$1 AND {clause} LIMIT 1",
+            contact_id,
+            *args,
+        )
+        if found is None:
+            raise NotFound(f"contact {contact_id} not found")
+
+    async def get_contact(self, contact_id: str, scope: Scope | None = None) -> Contact:
+        async def op(conn: Conn) -> Contact:
+            contact = await get_contact(conn, contact_id)
+            await self._check_contact(conn, contact.id, scope)
+            return contact
+
+        return await self._read(op)
+
+    async def find_contact(self, identity: Identity, scope: Scope | None = None) -> Contact:
+        missing = f"no contact with identity {identity.kind}:{identity.address}"
+
+        async def op(conn: Conn) -> Contact:
+            found = await conn.fetchval(
+                "SELECT contact_id FROM identities WHERE kind=$1 AND address=$2",
+                identity.kind,
+                identity.address,
+            )
+            if found is None:
+                raise NotFound(missing)
+            contact = await get_contact(conn, await resolve_contact_id(conn, found))
+            try:
+                await self._check_contact(conn, contact.id, scope)
+            except NotFound:
+                raise NotFound(missing) from None
+            return contact
+
+        return await self._read(op)
+
+    async def link_verified(
+        self, claimant: Identity, claimed: Identity, now: float
+    ) -> tuple[str, list[Event]]:
+        async def op(conn: Conn) -> tuple[str, list[Event]]:
+            source = await contact_of(conn, claimant)
+            if source is None:
+                raise NotFound(f"no contact with identity {claimant.kind}:{claimant.address}")
+            await conn.execute(
+                "DELETE FROM claims WHERE contact_id=$1 AND kind=$2 AND address=$3",
+                source,
+                claimed.kind,
+                claimed.address,
+            )
+            holder = await contact_of(conn, claimed)
+            ident = {"kind": claimed.kind, "address": claimed.address}
+            if holder is None or holder == source:
+                await conn.execute(
+                    "INSERT INTO identities(kind, address, contact_id, verified)"
+                    " VALUES ($1, $2, $3, TRUE)"
+                    " ON CONFLICT(kind, address) DO UPDATE SET verified=TRUE",
+                    claimed.kind,
+                    claimed.address,
+                    source,
+                )
+                event = NewEvent("contact.verified", {"contact_id": source, "identity": ident})
+                return source, await append_events(conn, now, [event])
+            # Both contacts locked, in one order, before anything moves.
+            await conn.execute(
+                "SELECT 1 FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                sorted({source, holder}),
+            )
+            moved = [
+                str(r[0])
+                for r in await conn.fetch(
+                    "SELECT id FROM conversations WHERE contact_id=$1 ORDER BY created_at", source
+                )
+            ]
+            # What comes along is the merged contact's (`merged_from`): the holder keeps its
+            # own active conversation, and may now have two (see conversations_one_active).
+            await conn.execute(
+                "UPDATE conversations SET contact_id=$1,"
+                " merged_from=COALESCE(merged_from, $2) WHERE contact_id=$2",
+                holder,
+                source,
+            )
+            await conn.execute(
+                "UPDATE contacts SET merged_into=$1, updated_at=$2 WHERE id=$3",
+                holder,
+                now,
+                source,
+            )
+            merge_id = new_id("mg")
+            await conn.execute(
+                "INSERT INTO merges(id, source, target, identity_kind, identity_address,"
+                " conversations, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                merge_id,
+                source,
+                holder,
+                claimed.kind,
+                claimed.address,
+                dumps(moved),
+                now,
+            )
+            event = NewEvent(
+                "contact.merged",
+                {
+                    "merge_id": merge_id,
+                    "contact_id": holder,
+                    "merged_contact_id": source,
+                    "by": "verification",
+                    "identity": ident,
+                    "conversations": moved,
+                },
+            )
+            return holder, await append_events(conn, now, [event])
+
+        return await self._tx(op, retry=(asyncpg.exceptions.UniqueViolationError,))
+
+    async def unmerge(self, contact_id: str, now: float) -> tuple[str, list[Event]]:
+        async def op(conn: Conn) -> tuple[str, list[Event]]:
+            row = await conn.fetchrow(
+                "SELECT id, target, conversations, identity_kind, identity_address FROM merges"
+                " WHERE source=$1 AND undone_at IS NULL ORDER BY at DESC LIMIT 1 FOR UPDATE",
+                contact_id,
+            )
+            if row is None:
+                await get_contact(conn, contact_id)  # NotFound for an unknown id
+                raise Conflict(f"contact {contact_id} is not merged into another contact")
+            merge_id, target, moved = str(row[0]), str(row[1]), loads(row[2])
+            await conn.execute(
+                "UPDATE contacts SET merged_into=NULL, updated_at=$1 WHERE id=$2", now, contact_id
+            )
+            await conn.execute(
+                "UPDATE conversations SET contact_id=$1,"
+                " merged_from=NULLIF(merged_from, $1) WHERE id = ANY($2) AND contact_id=$3",
+                contact_id,
+                list(moved),
+                target,
+            )
+            await conn.execute("UPDATE merges SET undone_at=$1 WHERE id=$2", now, merge_id)
+            # What it proved is again only what it claims, as before the merge.
+            await conn.execute(
+                "INSERT INTO claims(contact_id, kind, address, channel, created_at)"
+                " VALUES ($1, $2, $3, '', $4) ON CONFLICT DO NOTHING",
+                contact_id,
+                row[3],
+                row[4],
+                now,
+            )
+            event = NewEvent(
+                "contact.unmerged",
+                {
+                    "merge_id": merge_id,
+                    "contact_id": target,
+                    "unmerged_contact_id": contact_id,
+                    "conversations": moved,
+                },
+            )
+            return target, await append_events(conn, now, [event])
+
+        return await self._tx(op)
+
+
+def list_query(flt: ConversationFilter) -> tuple[str, list[str | int]]:
+    """A page of `list_conversations`: newest first by id, the next page from a cursor."""
+    where: list[str] = []
+    args: list[str | int] = []
+    for col, value in (
+        ("status", flt.status),
+        ("queue", flt.queue),
+        ("assignee", flt.assignee),
+        ("last_channel", flt.channel),
+        ("contact_id", flt.contact_id),
+    ):
+        if value is not None:
+            args.append(value)
+            where.append(f"{col}=${len(args)}")
+    if flt.cursor:
+        args.append(flt.cursor)
+        where.append(f"id < ${len(args)}")
+    if flt.scope is not None:
+        clause, scope_args = flt.scope.where()
+        if clause:
+            clause, scope_args = scope_where(clause, scope_args, len(args) + 1)
+            where.append(clause)
+            args.extend(scope_args)
+    sql = f"SELECT {CONV_COLS} FROM conversations"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    args.append(flt.limit + 1)
+    sql += f" ORDER BY id DESC LIMIT ${len(args)}"
+    return sql, args

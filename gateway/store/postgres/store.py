@@ -1,0 +1,20 @@
+"""`PostgresStore`: the store on PostgreSQL, composed of one module per role."""
+
+from __future__ import annotations
+
+from gateway.store.base import Store
+from gateway.store.postgres.blobs import PgBlobs
+from gateway.store.postgres.conversations import PgConversations
+from gateway.store.postgres.eventlog import PgEventLog
+from gateway.store.postgres.kv import PgKv
+from gateway.store.postgres.outbox import PgOutbox
+from gateway.store.postgres.quarantine import PgQuarantine
+from gateway.store.postgres.routing import PgRouting
+
+
+class PostgresStore(
+    PgConversations, PgOutbox, PgRouting, PgEventLog, PgKv, PgBlobs, PgQuarantine, Store
+):
+    """Durable state in PostgreSQL (asyncpg): several gateway instances may share one
+    database. `dsn`: postgresql://user:password@host:port/database; `instance`: what this
+    store object records as the holder of the outbox items it leases."""
