@@ -1,8 +1,12 @@
 """The store interface: every state change is one atomic operation that also appends its
 events, so a consumer resuming with `?since=` never sees a change without its event.
 
-Backends: `SqliteStore` (embedded, the default). A Redis backend implements the same
-interface and passes the same contract suite (tests/store/test_contract.py).
+The interface is split by role (`ConversationStore`, `OutboxStore`, `RoutingStore`,
+`EventLogStore`, `KeyValueStore`, `BlobStore`, `QuarantineStore`); `Store` is all of them.
+A caller that needs one role asks for that role, so that a backend can mix, e.g.
+PostgreSQL for state with Redis for coordination. Backends: `SqliteStore` (embedded, the
+default, every role on one file). Each passes the contract suite
+(tests/store/test_contract.py), which is parametrised by backend.
 """
 
 from __future__ import annotations
@@ -281,8 +285,8 @@ class ConversationFilter:
     scope: Scope | None = None
 
 
-class Store(ABC):
-    """Durable state of the gateway. Every method is atomic."""
+class StoreResource(ABC):
+    """What every role's backend has: it opens, closes and answers a health check."""
 
     @abstractmethod
     async def open(self) -> None: ...
@@ -292,6 +296,11 @@ class Store(ABC):
 
     @abstractmethod
     async def ping(self) -> bool: ...
+
+
+class ConversationStore(StoreResource):
+    """Conversations, messages, contacts and identities: ingest, replies, the lifecycle of
+    a conversation and the queries behind the API."""
 
     # --- ingest and messages -------------------------------------------------------------
     @abstractmethod
@@ -305,71 +314,6 @@ class Store(ABC):
     @abstractmethod
     async def automatic_count(self, contact_id: str, since: float) -> int:
         """Automatic messages (acknowledgements, notices) sent to a contact since `since`."""
-
-    @abstractmethod
-    async def apply_receipt(
-        self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
-    ) -> list[Event]: ...
-
-    # --- outbox ----------------------------------------------------------------------------
-    @abstractmethod
-    async def outbox_lease(self, now: float, limit: int, lease_seconds: float) -> list[OutboxItem]:
-        """Take up to `limit` due entries, hiding them from others for `lease_seconds`."""
-
-    @abstractmethod
-    async def outbox_record(
-        self,
-        message_id: str,
-        result: DeliveryResult,
-        next_attempt_at: float | None,
-        now: float,
-    ) -> list[Event]:
-        """Record an attempt: sent, retry at `next_attempt_at`, or failed (when None)."""
-
-    @abstractmethod
-    async def outbox_next_due(self) -> float | None: ...
-
-    @abstractmethod
-    async def outbox_release_all(self) -> int:
-        """Drop every lease (single-instance start-up after a crash)."""
-
-    # --- routing -------------------------------------------------------------------------
-    @abstractmethod
-    async def sync_agents(self, agents: list[tuple[str, str, dict[str, int]]]) -> None:
-        """Make the configured agents exist: (id, initial presence, capacity)."""
-
-    @abstractmethod
-    async def routing_snapshot(self) -> RoutingSnapshot: ...
-
-    @abstractmethod
-    async def routing_state(self, count_waiting: bool = False, head: int = 0) -> RoutingState:
-        """Agents, loads, round-robin cursors, which groups (kind, queue, required skills)
-        have waiting conversations and the first `head` of each, at a cost that does not
-        grow with the number waiting."""
-
-    @abstractmethod
-    async def waiting_page(
-        self, group: WaitingGroup, after: WaitingKey | None, limit: int
-    ) -> list[WaitingConversation]:
-        """Up to `limit` waiting conversations of one group, highest priority then oldest
-        then id first, starting after the keyset position `after`."""
-
-    @abstractmethod
-    async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:
-        """Assign each conversation if it is still waiting, the agent still online and
-        under the capacity the agent has when the claim commits (not `Claim.capacity`, the
-        one the plan saw): a compare-and-set per claim. Returns the claimed conversation ids."""
-
-    @abstractmethod
-    async def set_presence(self, agent_id: str, presence: str, now: float) -> list[Event]: ...
-
-    @abstractmethod
-    async def set_capacity(
-        self, agent_id: str, capacity: dict[str, int], now: float
-    ) -> list[Event]: ...
-
-    @abstractmethod
-    async def agent_states(self) -> list[AgentState]: ...
 
     # --- lifecycle -----------------------------------------------------------------------
     @abstractmethod
@@ -436,9 +380,83 @@ class Store(ABC):
         """Undo the latest merge of `contact_id` into another contact: it is on its own
         again, with the conversations the merge moved. Returns the contact it had joined."""
 
+
+class OutboxStore(StoreResource):
+    """The queue of replies to deliver, with leases, and the delivery receipts."""
+
     @abstractmethod
-    async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
-        """With a scope: only a blob of a message in a conversation the scope sees."""
+    async def apply_receipt(
+        self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
+    ) -> list[Event]: ...
+
+    # --- outbox ----------------------------------------------------------------------------
+    @abstractmethod
+    async def outbox_lease(self, now: float, limit: int, lease_seconds: float) -> list[OutboxItem]:
+        """Take up to `limit` due entries, hiding them from others for `lease_seconds`."""
+
+    @abstractmethod
+    async def outbox_record(
+        self,
+        message_id: str,
+        result: DeliveryResult,
+        next_attempt_at: float | None,
+        now: float,
+    ) -> list[Event]:
+        """Record an attempt: sent, retry at `next_attempt_at`, or failed (when None)."""
+
+    @abstractmethod
+    async def outbox_next_due(self) -> float | None: ...
+
+    @abstractmethod
+    async def outbox_release_all(self) -> int:
+        """Drop every lease (single-instance start-up after a crash)."""
+
+
+class RoutingStore(StoreResource):
+    """Agents, their presence, capacity and load, the waiting conversations and the
+    router's claims."""
+
+    # --- routing -------------------------------------------------------------------------
+    @abstractmethod
+    async def sync_agents(self, agents: list[tuple[str, str, dict[str, int]]]) -> None:
+        """Make the configured agents exist: (id, initial presence, capacity)."""
+
+    @abstractmethod
+    async def routing_snapshot(self) -> RoutingSnapshot: ...
+
+    @abstractmethod
+    async def routing_state(self, count_waiting: bool = False, head: int = 0) -> RoutingState:
+        """Agents, loads, round-robin cursors, which groups (kind, queue, required skills)
+        have waiting conversations and the first `head` of each, at a cost that does not
+        grow with the number waiting."""
+
+    @abstractmethod
+    async def waiting_page(
+        self, group: WaitingGroup, after: WaitingKey | None, limit: int
+    ) -> list[WaitingConversation]:
+        """Up to `limit` waiting conversations of one group, highest priority then oldest
+        then id first, starting after the keyset position `after`."""
+
+    @abstractmethod
+    async def claim(self, claims: list[Claim], now: float) -> tuple[list[str], list[Event]]:
+        """Assign each conversation if it is still waiting, the agent still online and
+        under the capacity the agent has when the claim commits (not `Claim.capacity`, the
+        one the plan saw): a compare-and-set per claim. Returns the claimed conversation ids."""
+
+    @abstractmethod
+    async def set_presence(self, agent_id: str, presence: str, now: float) -> list[Event]: ...
+
+    @abstractmethod
+    async def set_capacity(
+        self, agent_id: str, capacity: dict[str, int], now: float
+    ) -> list[Event]: ...
+
+    @abstractmethod
+    async def agent_states(self) -> list[AgentState]: ...
+
+
+class EventLogStore(StoreResource):
+    """The log of committed events, read from a cursor (docs/eventlog.md)."""
 
     @abstractmethod
     async def events_since(self, since: int, limit: int) -> list[Event]: ...
@@ -456,6 +474,37 @@ class Store(ABC):
         """Remove the oldest events: those committed before `older_than` and, with
         `keep`, all but the newest `keep`. Always a prefix of the log, so one watermark
         (`events_pruned_through`) says what is gone. Returns how many were removed."""
+
+
+class KeyValueStore(StoreResource):
+    """Small values and leases for connectors and coordination."""
+
+    # --- connector key-value -------------------------------------------------------------
+    @abstractmethod
+    async def kv_get(self, namespace: str, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def kv_set(self, namespace: str, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    async def kv_delete(self, namespace: str, key: str) -> None: ...
+
+    @abstractmethod
+    async def kv_lease(
+        self, namespace: str, key: str, holder: str, ttl: float, now: float
+    ) -> bool: ...
+
+
+class BlobStore(StoreResource):
+    """Attachments and raw inbound items, by id."""
+
+    @abstractmethod
+    async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
+        """With a scope: only a blob of a message in a conversation the scope sees."""
+
+
+class QuarantineStore(StoreResource):
+    """Inbound items the gateway could not take."""
 
     # --- quarantine ----------------------------------------------------------------------
     @abstractmethod
@@ -501,20 +550,19 @@ class Store(ABC):
     async def quarantine_unreviewed(self) -> dict[str, int]:
         """Items still `new`, counted per channel."""
 
-    # --- connector key-value -------------------------------------------------------------
-    @abstractmethod
-    async def kv_get(self, namespace: str, key: str) -> str | None: ...
 
-    @abstractmethod
-    async def kv_set(self, namespace: str, key: str, value: str) -> None: ...
-
-    @abstractmethod
-    async def kv_delete(self, namespace: str, key: str) -> None: ...
-
-    @abstractmethod
-    async def kv_lease(
-        self, namespace: str, key: str, holder: str, ttl: float, now: float
-    ) -> bool: ...
+class Store(
+    ConversationStore,
+    OutboxStore,
+    RoutingStore,
+    EventLogStore,
+    KeyValueStore,
+    BlobStore,
+    QuarantineStore,
+):
+    """Durable state of the gateway, every role in one: each method is atomic. A backend
+    may implement the roles separately (state in PostgreSQL, coordination in Redis) and
+    compose them; `SqliteStore` implements all of them on one database file."""
 
 
 def json_default(value: Any) -> Any:

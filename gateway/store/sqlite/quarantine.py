@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gateway.ids import new_id
 from gateway.model import Event, NewEvent
 from gateway.store.base import QUARANTINE_STATUSES, NotFound, QuarantinedItem
+from gateway.store.sqlite.connection import SqliteBase
 
 T = TypeVar("T")
 
@@ -37,12 +37,8 @@ def _item(row: tuple[Any, ...]) -> QuarantinedItem:
     )
 
 
-class SqliteQuarantine:
-    """Mixed into `SqliteStore`, which provides `_tx`, `_run` and `_events`."""
-
-    _tx: Callable[..., Any]
-    _run: Callable[..., Any]
-    _events: Callable[[sqlite3.Connection, float, list[NewEvent]], list[Event]]
+class SqliteQuarantine(SqliteBase):
+    """Mixed into `SqliteStore`; uses `_tx`, `_run` and `_events` of `SqliteBase`."""
 
     async def quarantine_add(
         self,

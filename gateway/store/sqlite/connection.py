@@ -1,0 +1,136 @@
+"""The SQLite connection of the store: WAL mode, migrations, one transaction per store
+operation, and the append of events inside it.
+
+Each store operation is one synchronous function handed to the connection's thread as a
+whole (`_tx`) inside `BEGIN IMMEDIATE … COMMIT`, so an operation costs one thread hop
+instead of one per statement, and is atomic against every other operation — in this
+process and in any other process using the same file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import aiosqlite
+
+from gateway.model import Event, NewEvent, dumps
+from gateway.store.migrations import MIGRATIONS
+
+if TYPE_CHECKING:
+    from gateway.store.base import IngestOutcome, IngestRequest
+
+T = TypeVar("T")
+
+
+class SqliteBase:
+    """The connection and its plumbing, shared by every role's mixin: `_run(fn)` runs `fn`
+    on the connection's thread, `_tx(fn)` runs it as one transaction, `_events(conn, now,
+    new_events)` appends events inside it. Mixins (`gateway/store/sqlite/*.py` and
+    `gateway/store/sqlite_<feature>.py`) build on these three."""
+
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous is NORMAL or FULL")
+        self.path = str(path)
+        self.synchronous = synchronous.upper()
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._pending: list[tuple[IngestRequest, asyncio.Future[IngestOutcome]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batch_limit = 128
+
+    # --- plumbing --------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={self.synchronous}")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        # Statement journals (and the savepoints of a group commit) stay in memory: on disk
+        # each message's savepoint wrote ~89 KB to a temp file (bench/temp_writes.py).
+        await self._db.execute("PRAGMA temp_store=MEMORY")
+        await self._run(self._migrate)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def ping(self) -> bool:
+        try:
+            await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        except Exception:
+            return False
+        return True
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` on the connection's thread (no transaction)."""
+        db = self._db
+        if db is None:
+            raise RuntimeError("store is not open")
+        # The one use of a private aiosqlite API in the code, kept to this line on purpose.
+        # aiosqlite has no public way to run a whole function on its connection's thread
+        # (its public API is per statement, one thread hop each); a store operation is many
+        # statements and must cost one hop. The public replacement is to own the thread: a
+        # single-worker executor holding a plain sqlite3 connection (open/close/_run only).
+        return await db._execute(fn, db._conn)  # type: ignore[no-untyped-call,no-any-return]
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` atomically: BEGIN IMMEDIATE, commit on return, roll back on error."""
+
+        def wrapped(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                # Also when COMMIT itself fails (disk full, I/O error): never leave the
+                # connection inside a transaction, or every later write would fail too.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        async with self._lock:
+            return await self._run(wrapped)
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for target, script in MIGRATIONS:
+            if target <= version:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _events(conn: sqlite3.Connection, now: float, new: list[NewEvent]) -> list[Event]:
+        if not new:
+            return []
+        encoded = [dumps(ev.data) for ev in new]
+        conn.executemany(
+            "INSERT INTO events(type, at, data) VALUES (?,?,?)",
+            [(ev.type, now, data) for ev, data in zip(new, encoded, strict=True)],
+        )
+        # One writer inside one transaction: the ids just assigned are consecutive.
+        last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+        first = last - len(new) + 1
+        return [
+            Event(first + i, ev.type, now, ev.data, data)
+            for i, (ev, data) in enumerate(zip(new, encoded, strict=True))
+        ]

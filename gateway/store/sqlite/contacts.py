@@ -1,0 +1,150 @@
+"""Contacts and identities of the SQLite store: lookups, verified links, merges and their
+undoing."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from connectors.base import Identity
+from gateway.ids import new_id
+from gateway.model import Contact, Event, NewEvent, dumps, loads
+from gateway.store.base import Conflict, NotFound, Scope
+from gateway.store.sqlite.rows import SqliteRows
+
+
+class SqliteContacts(SqliteRows):
+    def _check_contact(
+        self, conn: sqlite3.Connection, contact_id: str, scope: Scope | None
+    ) -> None:
+        if scope is None:
+            return
+        clause, args = scope.where()
+        if not clause:
+            return
+        row = conn.execute(
+            f"SELECT 1 FROM conversations WHERE contact_id=? AND {clause} LIMIT 1",
+            (contact_id, *args),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"contact {contact_id} not found")
+
+    async def get_contact(self, contact_id: str, scope: Scope | None = None) -> Contact:
+        def op(conn: sqlite3.Connection) -> Contact:
+            contact = self._contact(conn, contact_id)
+            self._check_contact(conn, contact.id, scope)
+            return contact
+
+        return await self._run(op)
+
+    async def find_contact(self, identity: Identity, scope: Scope | None = None) -> Contact:
+        def op(conn: sqlite3.Connection) -> Contact:
+            row = conn.execute(
+                "SELECT contact_id FROM identities WHERE kind=? AND address=?",
+                (identity.kind, identity.address),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no contact with identity {identity.kind}:{identity.address}")
+            contact = self._contact(conn, self._resolve_contact_id(conn, row[0]))
+            try:
+                self._check_contact(conn, contact.id, scope)
+            except NotFound:
+                raise NotFound(
+                    f"no contact with identity {identity.kind}:{identity.address}"
+                ) from None
+            return contact
+
+        return await self._run(op)
+
+    async def link_verified(
+        self, claimant: Identity, claimed: Identity, now: float
+    ) -> tuple[str, list[Event]]:
+        def op(conn: sqlite3.Connection) -> tuple[str, list[Event]]:
+            source = self._contact_of(conn, claimant)
+            if source is None:
+                raise NotFound(f"no contact with identity {claimant.kind}:{claimant.address}")
+            conn.execute(
+                "DELETE FROM claims WHERE contact_id=? AND kind=? AND address=?",
+                (source, claimed.kind, claimed.address),
+            )
+            holder = self._contact_of(conn, claimed)
+            ident = {"kind": claimed.kind, "address": claimed.address}
+            if holder is None or holder == source:
+                conn.execute(
+                    "INSERT INTO identities(kind, address, contact_id, verified) VALUES (?,?,?,1)"
+                    " ON CONFLICT(kind, address) DO UPDATE SET verified=1",
+                    (claimed.kind, claimed.address, source),
+                )
+                event = NewEvent("contact.verified", {"contact_id": source, "identity": ident})
+                return source, self._events(conn, now, [event])
+            moved = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM conversations WHERE contact_id=? ORDER BY created_at", (source,)
+                )
+            ]
+            conn.execute(
+                "UPDATE conversations SET contact_id=? WHERE contact_id=?", (holder, source)
+            )
+            conn.execute(
+                "UPDATE contacts SET merged_into=?, updated_at=? WHERE id=?", (holder, now, source)
+            )
+            merge_id = new_id("mg")
+            conn.execute(
+                "INSERT INTO merges(id, source, target, identity_kind, identity_address,"
+                " conversations, at) VALUES (?,?,?,?,?,?,?)",
+                (merge_id, source, holder, claimed.kind, claimed.address, dumps(moved), now),
+            )
+            event = NewEvent(
+                "contact.merged",
+                {
+                    "merge_id": merge_id,
+                    "contact_id": holder,
+                    "merged_contact_id": source,
+                    "by": "verification",
+                    "identity": ident,
+                    "conversations": moved,
+                },
+            )
+            return holder, self._events(conn, now, [event])
+
+        return await self._tx(op)
+
+    async def unmerge(self, contact_id: str, now: float) -> tuple[str, list[Event]]:
+        def op(conn: sqlite3.Connection) -> tuple[str, list[Event]]:
+            row = conn.execute(
+                "SELECT id, target, conversations, identity_kind, identity_address FROM merges"
+                " WHERE source=? AND undone_at IS NULL"
+                " ORDER BY at DESC LIMIT 1",
+                (contact_id,),
+            ).fetchone()
+            if row is None:
+                self._contact(conn, contact_id)  # NotFound for an unknown id
+                raise Conflict(f"contact {contact_id} is not merged into another contact")
+            merge_id, target, moved = str(row[0]), str(row[1]), loads(row[2])
+            conn.execute(
+                "UPDATE contacts SET merged_into=NULL, updated_at=? WHERE id=?", (now, contact_id)
+            )
+            for conv_id in moved:
+                conn.execute(
+                    "UPDATE conversations SET contact_id=? WHERE id=? AND contact_id=?",
+                    (contact_id, conv_id, target),
+                )
+            conn.execute("UPDATE merges SET undone_at=? WHERE id=?", (now, merge_id))
+            # What it proved is again only what it claims, as before the merge.
+            conn.execute(
+                "INSERT OR IGNORE INTO claims(contact_id, kind, address, channel, created_at)"
+                " VALUES (?,?,?,'',?)",
+                (contact_id, row[3], row[4], now),
+            )
+            event = NewEvent(
+                "contact.unmerged",
+                {
+                    "merge_id": merge_id,
+                    "contact_id": target,
+                    "unmerged_contact_id": contact_id,
+                    "conversations": moved,
+                },
+            )
+            return target, self._events(conn, now, [event])
+
+        return await self._tx(op)

@@ -1,0 +1,29 @@
+"""`SqliteStore`: every role of the store on one SQLite file, composed of one mixin per
+role. A feature's own store code is a mixin too (`gateway/store/sqlite_<feature>.py`,
+built on `_tx`, `_run` and `_events`): add it to the bases here."""
+
+from __future__ import annotations
+
+from gateway.store.base import Store
+from gateway.store.sqlite.blobs import SqliteBlobs
+from gateway.store.sqlite.contacts import SqliteContacts
+from gateway.store.sqlite.conversations import SqliteConversations
+from gateway.store.sqlite.eventlog import SqliteEventLog
+from gateway.store.sqlite.kv import SqliteKeyValue
+from gateway.store.sqlite.outbox import SqliteOutbox
+from gateway.store.sqlite.quarantine import SqliteQuarantine
+from gateway.store.sqlite.routing import SqliteRouting
+
+
+class SqliteStore(
+    SqliteConversations,
+    SqliteContacts,
+    SqliteOutbox,
+    SqliteRouting,
+    SqliteEventLog,
+    SqliteKeyValue,
+    SqliteBlobs,
+    SqliteQuarantine,
+    Store,
+):
+    """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""
