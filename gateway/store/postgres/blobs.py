@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gateway.store.base import NotFound, Scope
+from gateway.store.base import BlobStore, NotFound, Scope
 from gateway.store.postgres.pool import Conn, PgBase, scope_where
 
 
-class PgBlobs(PgBase):
+class PgBlobs(PgBase, BlobStore):
     async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
         async def op(conn: Conn) -> tuple[str, bytes]:
             if scope is not None:

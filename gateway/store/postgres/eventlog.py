@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.model import Event, Message, NewEvent, dumps, loads
+from gateway.store.base import EventLogStore
 from gateway.store.postgres.pool import MSG_COLS, Conn, PgBase, msg_row, rowcount
 
 # Events stored with a `message_id` whose consumers get the whole message (the public
@@ -75,7 +76,7 @@ async def pruned_through(conn: Conn) -> int:
     return 0 if value is None else int(value)
 
 
-class PgEventLog(PgBase):
+class PgEventLog(PgBase, EventLogStore):
     async def events_since(self, since: int, limit: int) -> list[Event]:
         async def op(conn: Conn) -> list[Event]:
             events = [

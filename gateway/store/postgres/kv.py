@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from gateway.store.base import KeyValueStore
 from gateway.store.postgres.pool import Conn, PgBase
 
 
-class PgKv(PgBase):
+class PgKv(PgBase, KeyValueStore):
     async def kv_get(self, namespace: str, key: str) -> str | None:
         async def op(conn: Conn) -> str | None:
             value = await conn.fetchval(

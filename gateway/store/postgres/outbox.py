@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from connectors.base import DeliveryResult, Identity
 from gateway.model import Event, NewEvent
-from gateway.store.base import OutboxItem
-from gateway.store.postgres.conversations import apply_receipt
+from gateway.store.base import OutboxItem, OutboxStore
+from gateway.store.postgres import rules
 from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import Conn, PgBase, get_msg, rowcount
 
@@ -27,7 +27,16 @@ _DUE = (
 )
 
 
-class PgOutbox(PgBase):
+class PgOutbox(PgBase, OutboxStore):
+    async def apply_receipt(
+        self, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
+    ) -> list[Event]:
+        async def op(conn: Conn) -> list[Event]:
+            new = await apply_receipt(conn, channel, provider_message_id, status, reason, now)
+            return await append_events(conn, now, new)
+
+        return await self._tx(op)
+
     async def outbox_lease(self, now: float, limit: int, lease_seconds: float) -> list[OutboxItem]:
         async def op(conn: Conn) -> list[OutboxItem]:
             ids = [r[0] for r in await conn.fetch(_DUE, now, limit)]
@@ -143,6 +152,43 @@ class PgOutbox(PgBase):
             return rowcount(status)
 
         return await self._tx(op)
+
+
+async def apply_receipt(
+    conn: Conn, channel: str, provider_message_id: str, status: str, reason: str | None, now: float
+) -> list[NewEvent]:
+    """A delivery receipt; its events, to be appended by the caller."""
+    row = await conn.fetchrow(
+        "SELECT id, status FROM messages WHERE channel=$1 AND provider_message_id=$2"
+        " AND direction='out' FOR UPDATE",
+        channel,
+        provider_message_id,
+    )
+    if row is None:
+        # The provider can answer before our send is recorded: keep it for outbox_record.
+        await conn.execute(
+            "INSERT INTO early_receipts(channel, provider_message_id, status, reason, at)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            channel,
+            provider_message_id,
+            status,
+            reason,
+            now,
+        )
+        return []
+    if not rules.receipt_applies(row[1], status):
+        return []
+    await conn.execute(
+        "UPDATE messages SET status=$1, reason=$2, updated_at=$3 WHERE id=$4",
+        status,
+        reason,
+        now,
+        row[0],
+    )
+    m = await get_msg(conn, row[0])
+    return [
+        NewEvent(f"message.{status}", {"conversation_id": m.conversation_id, "message": m.to_api()})
+    ]
 
 
 async def _early_receipts(

@@ -9,7 +9,7 @@ import asyncpg
 
 from gateway.ids import new_id
 from gateway.model import Event, NewEvent
-from gateway.store.base import QUARANTINE_STATUSES, NotFound, QuarantinedItem
+from gateway.store.base import QUARANTINE_STATUSES, NotFound, QuarantinedItem, QuarantineStore
 from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import Conn, PgBase
 
@@ -45,7 +45,7 @@ async def _quarantined(conn: Conn, item_id: str, lock: bool = False) -> Quaranti
     return _item(row)
 
 
-class PgQuarantine(PgBase):
+class PgQuarantine(PgBase, QuarantineStore):
     async def quarantine_add(
         self,
         channel: str,

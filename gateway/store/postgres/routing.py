@@ -17,6 +17,7 @@ from gateway.store.base import (
     NotFound,
     RoutingSnapshot,
     RoutingState,
+    RoutingStore,
     WaitingConversation,
     WaitingGroup,
     WaitingKey,
@@ -109,7 +110,7 @@ async def _waiting_page(
     return [_waiting(r) for r in await conn.fetch(sql, *args)]
 
 
-class PgRouting(PgBase):
+class PgRouting(PgBase, RoutingStore):
     async def sync_agents(self, agents: list[tuple[str, str, dict[str, int]]]) -> None:
         async def op(conn: Conn) -> None:
             for agent_id, presence, capacity in sorted(agents):

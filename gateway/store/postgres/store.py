@@ -1,9 +1,11 @@
-"""`PostgresStore`: the store on PostgreSQL, composed of one module per role."""
+"""`PostgresStore`: the store on PostgreSQL, composed of one module per role, each
+implementing its role protocol of gateway/store/base.py."""
 
 from __future__ import annotations
 
 from gateway.store.base import Store
 from gateway.store.postgres.blobs import PgBlobs
+from gateway.store.postgres.contacts import PgContacts
 from gateway.store.postgres.conversations import PgConversations
 from gateway.store.postgres.eventlog import PgEventLog
 from gateway.store.postgres.kv import PgKv
@@ -13,7 +15,7 @@ from gateway.store.postgres.routing import PgRouting
 
 
 class PostgresStore(
-    PgConversations, PgOutbox, PgRouting, PgEventLog, PgKv, PgBlobs, PgQuarantine, Store
+    PgConversations, PgContacts, PgOutbox, PgRouting, PgEventLog, PgKv, PgBlobs, PgQuarantine, Store
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one
     database. `dsn`: postgresql://user:password@host:port/database; `instance`: what this
