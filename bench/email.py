@@ -73,10 +73,15 @@ def stdlib_parse_batch(raws: list[bytes]) -> int:
 
 
 async def baseline(
-    server: Dovecot, name: str, n: int, batch: int, pool: ProcessPoolExecutor | None
+    server: Dovecot,
+    name: str,
+    n: int,
+    batch: int,
+    pool: ProcessPoolExecutor | None,
+    workers: int = 1,
 ) -> float:
-    """Messages/s of a bare fetch plus a standard-library parse (inline, or in `pool`,
-    one batch in flight while the next is fetched)."""
+    """Messages/s of a bare fetch plus a standard-library parse (inline, or in `pool` of
+    `workers` processes, one batch in flight while the next is fetched)."""
     client = aioimaplib.IMAP4(host=server.host, port=server.port, timeout=30)
     await client.wait_hello_from_server()
     await client.login(server.user, server.password)
@@ -94,7 +99,7 @@ async def baseline(
             stdlib_parse_batch(raws)
         else:
             # split the batch over the workers, as the gateway parses a batch side by side
-            size = max(1, len(raws) // (pool._max_workers or 1))  # type: ignore[attr-defined]
+            size = max(1, len(raws) // max(1, workers))
             pending += [
                 loop.run_in_executor(pool, stdlib_parse_batch, raws[i : i + size])
                 for i in range(0, len(raws), size)
@@ -208,7 +213,7 @@ async def main() -> None:
                     for _ in range(args.workers)
                 )
             )
-            pooled = await baseline(server, "bench", args.messages, args.batch, pool)
+            pooled = await baseline(server, "bench", args.messages, args.batch, pool, args.workers)
         gateway, steady, first, lag = await gateway_ingest(
             server, "bench", args.messages, Path(tmp), args.workers, args.batch
         )

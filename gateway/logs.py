@@ -31,7 +31,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, ensure_ascii=False)
 
 
-NOISY = ("aiohttp.access", "aiosqlite", "httpx", "telegram", "twilio")
+NOISY = ("aiohttp.access", "httpx", "telegram", "twilio")
 
 
 def handler(stream: Any = None) -> logging.Handler:

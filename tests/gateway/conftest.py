@@ -217,8 +217,8 @@ class Receiver:
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", port)
         await site.start()
-        sock = site._server.sockets[0]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/outbound"
+        port = self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/outbound"
 
     async def stop(self) -> None:
         if self.runner:

@@ -254,7 +254,7 @@ async def test_a_send_cut_short_by_the_deadline_is_sent_after_the_restart(
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/outbound"  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/outbound"
     try:
         cfg = base_config(tmp_path / "db.sqlite", url)
         cfg["server"]["shutdown_timeout"] = 1.0

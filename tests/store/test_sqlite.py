@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,69 @@ async def test_an_unfiltered_conversation_page_reads_the_primary_key_in_order(
             plan = " ".join(str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "USING INDEX sqlite_autoindex_conversations_1" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_an_operation_runs_on_the_store_thread_and_never_blocks_the_loop(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "t.db")
+    await store.open()
+    started, release = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    def slow(conn: sqlite3.Connection) -> int:
+        threads.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)
+        return int(conn.execute("SELECT 41 + 1").fetchone()[0])
+
+    op = asyncio.create_task(store._run(slow))
+    ticks = 0
+    await asyncio.to_thread(started.wait, 10)
+    for _ in range(10):  # the loop goes on while the store's thread is busy
+        await asyncio.sleep(0.005)
+        ticks += 1
+    assert not op.done() and ticks == 10
+    release.set()
+    assert await op == 42
+    assert threads[0] != threading.current_thread().name
+    await store.close()
+
+
+async def test_a_caller_that_gives_up_leaves_the_store_usable(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "c.db")
+    await store.open()
+    release = threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> None:
+        release.wait(10)
+        conn.execute("INSERT INTO kv(namespace, key, value) VALUES ('ns', 'slow', 'written')")
+
+    op = asyncio.create_task(store._tx(slow))
+    await asyncio.sleep(0.05)
+    op.cancel()  # the caller stops waiting; the operation it started still completes
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await op
+    assert await store.kv_get("ns", "slow") == "written"
+    await store.close()
+
+
+async def test_a_closed_store_refuses_work_and_closes_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "x.db")
+    await store.open()
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(RuntimeError, match="store is not open"):
+        await store.kv_get("ns", "k")
+    assert not await store.ping()
+    await store.open()  # and it opens again
+    assert await store.ping()
+    await store.close()
+
+
+async def test_a_connection_that_cannot_open_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()  # a directory is not a database
+    store = SqliteStore(tmp_path / "dir.db")
+    with pytest.raises(sqlite3.Error):
+        await store.open()

@@ -1,5 +1,6 @@
 """The SQLite connection of the store: WAL mode, migrations, one transaction per store
-operation, and the append of events inside it.
+operation, and the append of events inside it. The connection lives on a thread of its
+own (`SqliteExecutor`).
 
 Each store operation is one synchronous function handed to the connection's thread as a
 whole (`_tx`) inside `BEGIN IMMEDIATE … COMMIT`, so an operation costs one thread hop
@@ -15,10 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import aiosqlite
-
 from gateway.model import Event, NewEvent, dumps
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite.executor import ExecutorClosed, SqliteExecutor
 
 if TYPE_CHECKING:
     from gateway.store.base import IngestOutcome, IngestRequest
@@ -37,8 +37,7 @@ class SqliteBase:
             raise ValueError("synchronous is NORMAL or FULL")
         self.path = str(path)
         self.synchronous = synchronous.upper()
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._executor: SqliteExecutor | None = None
         self._pending: list[tuple[IngestRequest, asyncio.Future[IngestOutcome]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batch_limit = 128
@@ -47,20 +46,31 @@ class SqliteBase:
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute(f"PRAGMA synchronous={self.synchronous}")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        # Statement journals (and the savepoints of a group commit) stay in memory: on disk
-        # each message's savepoint wrote ~89 KB to a temp file (bench/temp_writes.py).
-        await self._db.execute("PRAGMA temp_store=MEMORY")
+        executor = SqliteExecutor(f"sqlite:{Path(self.path).name}")
+        await executor.start(self._connect)
+        self._executor = executor
         await self._run(self._migrate)
 
+    def _connect(self) -> sqlite3.Connection:
+        """Open the connection (on the executor's thread, which alone uses it)."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            # Statement journals (and the savepoints of a group commit) stay in memory: on
+            # disk each message's savepoint wrote ~89 KB to a temp file (bench/temp_writes.py).
+            conn.execute("PRAGMA temp_store=MEMORY")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await executor.stop()
 
     async def ping(self) -> bool:
         try:
@@ -70,16 +80,12 @@ class SqliteBase:
         return True
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` on the connection's thread (no transaction)."""
-        db = self._db
-        if db is None:
-            raise RuntimeError("store is not open")
-        # The one use of a private aiosqlite API in the code, kept to this line on purpose.
-        # aiosqlite has no public way to run a whole function on its connection's thread
-        # (its public API is per statement, one thread hop each); a store operation is many
-        # statements and must cost one hop. The public replacement is to own the thread: a
-        # single-worker executor holding a plain sqlite3 connection (open/close/_run only).
-        return await db._execute(fn, db._conn)  # type: ignore[no-untyped-call,no-any-return]
+        """Run `fn` on the connection's thread (no transaction): one hop for the whole
+        function, however many statements it runs."""
+        executor = self._executor
+        if executor is None:
+            raise ExecutorClosed("store is not open")
+        return await executor.run(fn)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` atomically: BEGIN IMMEDIATE, commit on return, roll back on error."""
@@ -97,8 +103,9 @@ class SqliteBase:
                 raise
             return result
 
-        async with self._lock:
-            return await self._run(wrapped)
+        # The executor runs one function at a time, in order: no other operation of this
+        # store can come between BEGIN and COMMIT, and other processes wait on the lock.
+        return await self._run(wrapped)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
