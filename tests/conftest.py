@@ -83,5 +83,6 @@ def pg_server() -> Iterator[PgServer]:
 
 @pytest.fixture
 async def pg_dsn(pg_server: PgServer) -> str:
-    """The DSN of a fresh, empty database on the session's private PostgreSQL."""
+    """The DSN of a fresh, empty database (a schema of its own) on the session's private
+    PostgreSQL."""
     return await pg_server.new_database()

@@ -29,7 +29,7 @@ WEEK = 7 * 86400.0
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     backend: Store
     if request.param == "postgres":
-        # A fresh database on the session's private PostgreSQL (tests/pg.py).
+        # A fresh database (schema) on the session's private PostgreSQL (tests/pg.py).
         server: PgServer = request.getfixturevalue("pg_server")
         backend = PostgresStore(await server.new_database())
     else:

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from connectors.base import DeliveryResult, Identity, InboundMessage
+from gateway import cli
 from gateway.store import SqliteStore, Store
 from gateway.store.base import (
     Claim,
@@ -74,61 +77,59 @@ async def snapshot(store: Store) -> dict[str, object]:
     }
 
 
-async def test_an_installation_moves_to_postgresql_and_a_second_run_changes_nothing(
-    tmp_path: Path, pg_dsn: str
+def test_an_installation_moves_to_postgresql_and_a_second_run_changes_nothing(
+    tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "switchboard.db"
-    sqlite = SqliteStore(path)
-    await sqlite.open()
-    await fill(sqlite)
-    before = await snapshot(sqlite)
-    await sqlite.close()
 
-    cli = [sys.executable, "-m", "gateway.cli", "migrate", "--from", f"sqlite:{path}"]
-    run = await asyncio.to_thread(
-        subprocess.run, [*cli, "--to", pg_dsn], capture_output=True, text=True, cwd=ROOT
+    async def make() -> dict[str, object]:
+        sqlite = SqliteStore(path)
+        await sqlite.open()
+        try:
+            await fill(sqlite)
+            return await snapshot(sqlite)
+        finally:
+            await sqlite.close()
+
+    before = asyncio.run(make())
+    args = ["migrate", "--from", f"sqlite:{path}", "--to", pg_dsn]
+    run = subprocess.run(  # the command as a user runs it
+        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT
     )
     assert run.returncode == 0, run.stderr
     assert "messages        [##############################] 4/4" in run.stderr
     assert "messages: 4 rows, 4 new" in run.stderr and "events: " in run.stderr
 
-    pg = PostgresStore(pg_dsn)
-    await pg.open()
-    try:
-        assert await snapshot(pg) == before
-        # It goes on where SQLite stopped: the customer's next message joins, the event
-        # ids continue, the queued reply is due.
-        nxt = await pg.ingest(request("e2", Identity("email", "dana@example.com"), 2000))
-        assert not nxt.created
-        assert nxt.events[0].id == before["events"][-1][0] + 1  # type: ignore[index]
-        [item] = await pg.outbox_lease(2001, 10, 30)
-        assert item.text == "still queued" and item.thread_refs == ["prov-1"]
-    finally:
-        await pg.close()
+    async def check() -> None:
+        pg = PostgresStore(pg_dsn)
+        await pg.open()
+        try:
+            assert await snapshot(pg) == before
+            # It goes on where SQLite stopped: the customer's next message joins, the
+            # event ids continue, the queued reply is due.
+            nxt = await pg.ingest(request("e2", Identity("email", "dana@example.com"), 2000))
+            assert not nxt.created
+            assert nxt.events[0].id == before["events"][-1][0] + 1  # type: ignore[index]
+            [item] = await pg.outbox_lease(2001, 10, 30)
+            assert item.text == "still queued" and item.thread_refs == ["prov-1"]
+        finally:
+            await pg.close()
 
-    again = await asyncio.to_thread(
-        subprocess.run, [*cli, "--to", pg_dsn], capture_output=True, text=True, cwd=ROOT
-    )
-    assert again.returncode == 0, again.stderr
-    assert "messages: 4 rows, 0 new" in again.stderr
-    assert " new\n" in again.stderr and ", 1 new" not in again.stderr
+    asyncio.run(check())
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    again = capsys.readouterr().err
+    assert "messages: 4 rows, 0 new" in again
+    assert "contacts: 2 rows, 0 new" in again and ", 1 new" not in again
 
 
-async def test_a_missing_file_or_a_wrong_target_is_refused(tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "gateway.cli", "migrate"]
-    missing = await asyncio.to_thread(
-        subprocess.run,
-        [*cli, "--from", f"sqlite:{tmp_path / 'none.db'}", "--to", "postgresql://x@127.0.0.1:1/x"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert missing.returncode == 1 and "no SQLite store at" in missing.stderr
-    wrong = await asyncio.to_thread(
-        subprocess.run,
-        [*cli, "--from", f"{tmp_path / 'x.db'}", "--to", "postgresql://x@127.0.0.1:1/x"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert wrong.returncode == 2 and "sqlite:PATH" in wrong.stderr
+def test_a_missing_file_or_a_wrong_target_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = "postgresql://x@127.0.0.1:1/x"
+    assert cli.main(["migrate", "--from", f"sqlite:{tmp_path / 'none.db'}", "--to", target]) == 1
+    assert "no SQLite store at" in capsys.readouterr().err
+    assert cli.main(["migrate", "--from", str(tmp_path / "x.db"), "--to", target]) == 2
+    assert "sqlite:PATH" in capsys.readouterr().err
+    assert cli.main(["migrate", "--from", "sqlite:x.db", "--to", "mysql://x"]) == 2
+    assert "PostgreSQL DSN" in capsys.readouterr().err
