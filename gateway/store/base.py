@@ -104,8 +104,50 @@ class Classification:
     reasons: list[str] = field(default_factory=list)
 
 
-# Called inside the ingest transaction with the contact's attributes; must be pure and fast.
+# The router's classification of a new conversation from its contact's attributes; must be
+# pure and fast. Run before the ingest transaction where possible (`Preclassified`).
 Classifier = Callable[[dict[str, str]], Classification]
+
+
+@dataclass(slots=True)
+class Preclassified:
+    """A classification made before the ingest transaction, on the message's own contact
+    attributes (what a new contact has: the common case of a new conversation), so the
+    router's rules do not run while the store holds its write lock.
+
+    What must still be decided inside the transaction, and why: whether a conversation is
+    created at all (threading reads the contact's conversations, which only the
+    transaction sees consistently), and the classification of a new conversation for an
+    *existing* contact whose stored attributes differ from what the message carries —
+    those attributes are only known, and only stable, inside the transaction, so the
+    classifier runs there in that case (`decide`). A classifier that fails beforehand
+    fails the ingest only if a new conversation needed its answer, as before."""
+
+    classify: Classifier
+    attributes: dict[str, str]
+    result: Classification | None = None
+    error: Exception | None = None
+
+    @classmethod
+    def before(cls, request: IngestRequest) -> Preclassified:
+        attributes = dict(request.message.contact_attributes)
+        pre = cls(request.classify, attributes)
+        if request.message.edits is not None:
+            return pre  # an edit rarely opens a conversation: decide inside if it does
+        try:
+            pre.result = request.classify(dict(attributes))
+        except Exception as exc:  # kept: it matters only if a conversation is opened
+            pre.error = exc
+        return pre
+
+    def decide(self, attributes: dict[str, str]) -> Classification:
+        """The classification for a new conversation whose contact has `attributes`."""
+        if attributes == self.attributes:
+            if self.error is not None:
+                raise self.error
+            if self.result is not None:
+                return self.result
+        return self.classify(attributes)
 
 
 @dataclass(slots=True)

@@ -269,4 +269,51 @@ CREATE INDEX conversations_list_channel ON conversations(last_channel, id);
 CREATE INDEX conversations_list_contact ON conversations(contact_id, id)
 """,
     ),
+    (
+        11,
+        """
+-- The invariants the store relies on, kept by the database itself, not only by the habit
+-- of a single writer (a second process, later a second host, writes the same tables).
+--
+-- One active conversation per contact: a message joins its contact's active conversation
+-- (gateway/domain/threading.py), so there is never a second one opened for the same
+-- contact. `opened_for` is the contact a conversation was opened for; a merge moves the
+-- merged contact's conversations to the contact it joined without changing it, so they
+-- stay apart (and go back on unmerge).
+ALTER TABLE conversations ADD COLUMN opened_for TEXT;
+UPDATE conversations SET opened_for = COALESCE(
+    (SELECT m.source FROM merges m, json_each(m.conversations) j
+     WHERE j.value = conversations.id AND m.undone_at IS NULL ORDER BY m.at DESC LIMIT 1),
+    contact_id);
+-- A store written before this version may hold more than one (a reopen by hand): the most
+-- recently updated keeps the rule, the older ones are left as they are, outside it.
+UPDATE conversations SET opened_for = NULL
+WHERE status IN ('open', 'assigned', 'pending') AND opened_for = contact_id
+    AND EXISTS (SELECT 1 FROM conversations o WHERE o.contact_id = conversations.contact_id
+        AND o.opened_for = o.contact_id AND o.status IN ('open', 'assigned', 'pending')
+        AND (o.updated_at > conversations.updated_at
+             OR (o.updated_at = conversations.updated_at AND o.id > conversations.id)));
+CREATE UNIQUE INDEX conversations_one_active ON conversations(contact_id)
+    WHERE status IN ('open', 'assigned', 'pending') AND opened_for = contact_id;
+-- One message per (channel, external id): `messages_external` (version 1).
+--
+-- A router's claim never takes an agent over the capacity the agent has when the claim
+-- commits: `claimed` marks an assignment made by the router (a manual one may be forced
+-- over capacity), and the trigger compares the agent's load for the conversation's
+-- channel kind with its capacity (the kind's own entry, else `default`, else 0) as they
+-- are inside the claiming transaction.
+ALTER TABLE conversations ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER conversations_claim_within_capacity
+BEFORE UPDATE OF assignee, claimed ON conversations
+WHEN NEW.claimed = 1 AND NEW.assignee IS NOT NULL AND NEW.status IN ('assigned', 'pending')
+    AND (OLD.assignee IS NOT NEW.assignee OR OLD.claimed = 0)
+BEGIN
+    SELECT RAISE(ABORT, 'claim over the agent''s capacity')
+    WHERE COALESCE((SELECT n FROM agent_load
+                    WHERE agent_id = NEW.assignee AND channel_kind = NEW.channel_kind), 0)
+        >= COALESCE((SELECT COALESCE(json_extract(capacity, '$."' || NEW.channel_kind || '"'),
+                                     json_extract(capacity, '$.default'))
+                     FROM agents WHERE id = NEW.assignee), 0); END
+""",
+    ),
 ]

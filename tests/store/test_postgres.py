@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
+from gateway.store import Conflict
 from gateway.store.base import Claim, Classification, IngestRequest, OutboundRequest
 from gateway.store.postgres import PostgresStore
 from gateway.store.postgres.migrations import MIGRATIONS
@@ -132,7 +133,8 @@ async def test_the_schema_refuses_a_second_open_conversation_and_a_second_messag
     instances: list[PostgresStore],
 ) -> None:
     """The invariants are constraints, not only a habit of the code that writes: one open
-    conversation per contact, one message per channel and external id, no negative load."""
+    conversation per contact, one message per channel and external id, no negative load,
+    no claim over the agent's capacity."""
     out = await instances[0].ingest(request("x1", "one@example.com"))
     conv = out.conversation
     assert conv is not None
@@ -141,10 +143,27 @@ async def test_the_schema_refuses_a_second_open_conversation_and_a_second_messag
         with pytest.raises(asyncpg.exceptions.UniqueViolationError):
             await conn.execute(
                 "INSERT INTO conversations(id, contact_id, channel, channel_kind, last_channel,"
-                " status, queue, priority, created_at, updated_at)"
-                " VALUES ('cv_second', $1, 'mail', 'email', 'mail', 'open', 'general', 1, 1, 1)",
+                " status, queue, priority, created_at, updated_at, opened_for)"
+                " VALUES ('cv_second', $1, 'mail', 'email', 'mail', 'open', 'general', 1, 1, 1,"
+                " $1)",
                 conv.contact_id,
             )
+        # A resolved one next to it is fine; reopening it through the store while the
+        # other is active is a conflict, and possible once that one is resolved.
+        await conn.execute(
+            "INSERT INTO conversations(id, contact_id, channel, channel_kind, last_channel,"
+            " status, queue, priority, created_at, updated_at, resolved_at, opened_for)"
+            " VALUES ('cv_old', $1, 'mail', 'email', 'mail', 'resolved', 'general', 1, 1, 1,"
+            " 900, $1)",
+            conv.contact_id,
+        )
+        with pytest.raises(Conflict, match="another active conversation"):
+            await instances[1].reopen("cv_old", "admin", 1100.0)
+        await instances[1].resolve(conv.id, "admin", None, 1200.0)
+        reopened, _ = await instances[2].reopen("cv_old", "admin", 1300.0)
+        assert reopened.status == "open"
+        await instances[2].resolve("cv_old", "admin", None, 1400.0)
+        await instances[2].reopen(conv.id, "admin", 1500.0)
         with pytest.raises(asyncpg.exceptions.UniqueViolationError):
             await conn.execute(
                 "INSERT INTO messages(id, conversation_id, direction, channel, sender_type,"
@@ -156,6 +175,17 @@ async def test_the_schema_refuses_a_second_open_conversation_and_a_second_messag
             await conn.execute(
                 "INSERT INTO agent_load(agent_id, channel_kind, n) VALUES ('alice', 'x', -1)"
             )
+        # A router's claim over the agent's capacity: bob has none.
+        with pytest.raises(asyncpg.exceptions.CheckViolationError, match="capacity"):
+            await conn.execute(
+                "UPDATE conversations SET assignee='bob', status='assigned', claimed=TRUE"
+                " WHERE id=$1",
+                conv.id,
+            )
+        # Manual assignments may be forced over capacity.
+        await conn.execute(
+            "UPDATE conversations SET assignee='bob', status='assigned' WHERE id=$1", conv.id
+        )
     finally:
         await conn.close()
 
@@ -196,6 +226,24 @@ async def test_instances_lease_different_outbox_items_and_say_who_holds_them(
             item.message_id, DeliveryResult.sent(f"p-{item.message_id}"), None, 1233
         )
     assert await one.outbox_next_due() is None
+
+
+async def test_a_failing_classifier_fails_only_a_message_that_opens_a_conversation(
+    instances: list[PostgresStore],
+) -> None:
+    def broken(attrs: dict[str, str]) -> Classification:
+        raise ValueError("rules exploded")
+
+    first = await instances[0].ingest(request("f1", "known@example.com"))
+    joining = request("f2", "known@example.com", now=1001.0)
+    joining.classify = broken
+    joined = await instances[1].ingest(joining)
+    assert joined.conversation is not None and first.conversation is not None
+    assert joined.conversation.id == first.conversation.id and not joined.created
+    opening = request("f3", "new@example.com", now=1002.0)
+    opening.classify = broken
+    with pytest.raises(ValueError, match="rules exploded"):
+        await instances[2].ingest(opening)
 
 
 async def test_a_lease_of_the_key_value_store_goes_to_one_instance(

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.base import Identity, InboundMessage
 from gateway.store import SqliteStore
-from gateway.store.base import ConversationFilter
+from gateway.store.base import Classification, ConversationFilter, IngestRequest
 
 
 async def test_a_failed_commit_leaves_the_store_usable(tmp_path: Path) -> None:
@@ -145,3 +146,87 @@ async def test_a_connection_that_cannot_open_is_reported(tmp_path: Path) -> None
     store = SqliteStore(tmp_path / "dir.db")
     with pytest.raises(sqlite3.Error):
         await store.open()
+
+
+async def test_classification_runs_before_the_transaction_on_the_loop(tmp_path: Path) -> None:
+    """The router's rules do not run under the store's write lock: a new contact's
+    conversation is classified on the loop's thread. Only a new conversation of an
+    existing contact whose stored attributes differ is classified inside."""
+    store = SqliteStore(tmp_path / "k.db")
+    await store.open()
+    threads: list[tuple[str, dict[str, str]]] = []
+
+    def classify(attrs: dict[str, str]) -> Classification:
+        threads.append((threading.current_thread().name, dict(attrs)))
+        return Classification("vip" if attrs.get("plan") == "pro" else "general", 1)
+
+    def request(ext: str, now: float, **attrs: str) -> IngestRequest:
+        msg = InboundMessage(
+            external_id=ext,
+            sender=Identity("email", "a@example.com"),
+            text="hi",
+            contact_attributes=dict(attrs),
+        )
+        return IngestRequest("mail", "email", msg, classify, now, 3600.0)
+
+    loop_thread = threading.current_thread().name
+    first = await store.ingest(request("1", 1000.0, plan="pro"))
+    assert first.created and first.conversation is not None
+    assert first.conversation.queue == "vip"
+    assert threads == [(loop_thread, {"plan": "pro"})]
+    await store.resolve(first.conversation.id, "admin", None, 1001.0)
+    # Long after the window: a new conversation for the known contact, whose stored
+    # attributes (plan=pro) the message does not carry: classified inside, on them.
+    threads.clear()
+    later = await store.ingest(request("2", 9000.0))
+    assert later.created and later.conversation is not None
+    assert later.conversation.queue == "vip"
+    [(before, seen_before), (inside, seen_inside)] = threads
+    assert before == loop_thread and seen_before == {}  # the message's own attributes
+    assert inside != loop_thread and seen_inside == {"plan": "pro"}  # the stored ones
+    await store.close()
+
+
+async def test_a_failing_classifier_fails_only_a_message_that_opens_a_conversation(
+    tmp_path: Path,
+) -> None:
+    store = SqliteStore(tmp_path / "f.db")
+    await store.open()
+    ok = await store.ingest(
+        IngestRequest(
+            "mail",
+            "email",
+            InboundMessage("1", Identity("email", "b@example.com"), "hi"),
+            lambda attrs: Classification("general", 1),
+            1000.0,
+            3600.0,
+        )
+    )
+
+    def broken(attrs: dict[str, str]) -> Classification:
+        raise ValueError("rules exploded")
+
+    joined = await store.ingest(
+        IngestRequest(
+            "mail",
+            "email",
+            InboundMessage("2", Identity("email", "b@example.com"), "more"),
+            broken,
+            1001.0,
+            3600.0,
+        )
+    )
+    assert ok.conversation is not None and joined.conversation is not None
+    assert joined.conversation.id == ok.conversation.id and not joined.created
+    with pytest.raises(ValueError, match="rules exploded"):
+        await store.ingest(
+            IngestRequest(
+                "mail",
+                "email",
+                InboundMessage("3", Identity("email", "new@example.com"), "hi"),
+                broken,
+                1002.0,
+                3600.0,
+            )
+        )
+    await store.close()

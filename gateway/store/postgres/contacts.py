@@ -1,4 +1,5 @@
-"""Contacts on PostgreSQL: who a customer is, what they claim, verified links and merges.
+"""Contacts on PostgreSQL: who a customer is, what they claim, verified links and merges
+(the rules: gateway/domain/identity.py).
 
 A merge locks both contacts' rows (in one order) before anything moves."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncpg
 
 from connectors.base import Identity
+from gateway.domain import identity
 from gateway.ids import new_id
 from gateway.model import Contact, Event, NewEvent, dumps, loads
 from gateway.store.base import Conflict, NotFound, Scope
@@ -79,9 +81,9 @@ class PgContacts(PgBase):
                 claimed.kind,
                 claimed.address,
             )
-            holder = await contact_of(conn, claimed)
+            decision = identity.link(source, await contact_of(conn, claimed))
             ident = {"kind": claimed.kind, "address": claimed.address}
-            if holder is None or holder == source:
+            if decision.action == "verify":
                 await conn.execute(
                     "INSERT INTO identities(kind, address, contact_id, verified)"
                     " VALUES ($1, $2, $3, TRUE)"
@@ -95,7 +97,7 @@ class PgContacts(PgBase):
             # Both contacts locked, in one order, before anything moves.
             await conn.execute(
                 "SELECT 1 FROM contacts WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                sorted({source, holder}),
+                sorted({source, decision.into}),
             )
             moved = [
                 str(r[0])
@@ -103,13 +105,11 @@ class PgContacts(PgBase):
                     "SELECT id FROM conversations WHERE contact_id=$1 ORDER BY created_at", source
                 )
             ]
-            # What comes along is the merged contact's (`merged_from`): the holder keeps its
-            # own active conversation, and may now have two (see conversations_one_active).
+            # They keep `opened_for`: the holder's own active conversation and the merged
+            # contact's stay apart (conversations_one_active).
+            holder = decision.into
             await conn.execute(
-                "UPDATE conversations SET contact_id=$1,"
-                " merged_from=COALESCE(merged_from, $2) WHERE contact_id=$2",
-                holder,
-                source,
+                "UPDATE conversations SET contact_id=$1 WHERE contact_id=$2", holder, source
             )
             await conn.execute(
                 "UPDATE contacts SET merged_into=$1, updated_at=$2 WHERE id=$3",
@@ -159,8 +159,7 @@ class PgContacts(PgBase):
                 "UPDATE contacts SET merged_into=NULL, updated_at=$1 WHERE id=$2", now, contact_id
             )
             await conn.execute(
-                "UPDATE conversations SET contact_id=$1,"
-                " merged_from=NULLIF(merged_from, $1) WHERE id = ANY($2) AND contact_id=$3",
+                "UPDATE conversations SET contact_id=$1 WHERE id = ANY($2) AND contact_id=$3",
                 contact_id,
                 list(moved),
                 target,

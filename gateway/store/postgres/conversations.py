@@ -1,23 +1,29 @@
-"""Conversations, messages and contacts on PostgreSQL: ingest, replies, receipts, the
-lifecycle, the queries, identity linking.
+"""Conversations and messages on PostgreSQL: ingest, replies, the lifecycle, the queries.
+The rules are gateway/domain/'s; this module gathers the facts, calls them, writes.
 
-Concurrency: an ingest locks its contact's row before it threads, so two instances taking
-messages of one customer take turns and the second finds the conversation the first made;
-the partial unique index `conversations_one_active` is the backstop (and a new contact or
-a duplicate external id made at the same moment elsewhere): the ingest then runs again and
-finds what the other made. A change of a conversation locks its row (`FOR UPDATE`) first.
+Concurrency: an ingest locks its contact's row and the candidate conversations before it
+threads, so two instances taking messages of one customer take turns and the second finds
+the conversation the first made; the partial unique index `conversations_one_active` is
+the backstop (and a new contact or a duplicate external id made at the same moment
+elsewhere): the ingest then runs again and finds what the other made. A change of a
+conversation locks its row (`FOR UPDATE`) first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from connectors.base import InboundMessage
+from gateway.domain import identity as rules_identity
+from gateway.domain import lifecycle, load, threading
+from gateway.domain.lifecycle import TransitionRefused
+from gateway.domain.threading import Candidate
 from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
 from gateway.store.base import (
+    Classification,
     Conflict,
     ConversationFilter,
     ConversationStore,
@@ -25,11 +31,11 @@ from gateway.store.base import (
     IngestRequest,
     NotFound,
     OutboundRequest,
+    Preclassified,
     Scope,
     check_acts,
     check_sees,
 )
-from gateway.store.postgres import rules
 from gateway.store.postgres.contacts import PgContacts
 from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import (
@@ -47,6 +53,43 @@ from gateway.store.postgres.pool import (
 from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
 
 _ACTIVE = "status IN ('open', 'assigned', 'pending')"
+
+
+def state_of(conv: Conversation) -> lifecycle.State:
+    return lifecycle.State(
+        conv.status, conv.assignee, conv.assigned_at, conv.resolved_at, conv.first_response_at
+    )
+
+
+def apply_state(conv: Conversation, state: lifecycle.State) -> None:
+    conv.status, conv.assignee, conv.assigned_at = state.status, state.assignee, state.assigned_at
+    conv.resolved_at, conv.first_response_at = state.resolved_at, state.first_response_at
+
+
+def _new_conversation(
+    req: IngestRequest, contact_id: str, cls: Classification, now: float
+) -> Conversation:
+    msg, identity = req.message, req.message.sender
+    return Conversation(
+        id=new_id("cv"),
+        contact_id=contact_id,
+        channel=req.channel,
+        channel_kind=req.channel_kind,
+        last_channel=req.channel,
+        status="open",
+        queue=cls.queue,
+        priority=cls.priority,
+        created_at=now,
+        updated_at=now,
+        required_skills=cls.required_skills,
+        tags=cls.tags,
+        subject=msg.subject,
+        thread_token=new_id("t").split("_", 1)[1][-12:],
+        routing={"rule": cls.rule, "reasons": cls.reasons},
+        reply_kind=identity.kind,
+        reply_address=identity.address,
+        last_inbound_at=now,
+    )
 
 
 async def insert_message(conn: Conn, m: Message) -> None:
@@ -78,14 +121,18 @@ async def insert_message(conn: Conn, m: Message) -> None:
 class PgConversations(PgContacts, ConversationStore):
     # --- ingest ----------------------------------------------------------------------------
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
-        # A unique violation is another writer that made the same contact, conversation or
-        # message a moment before: run again and find it.
+        # The router's rules run before the transaction (`Preclassified`). A unique
+        # violation is another writer that made the same contact, conversation or message a
+        # moment before: run again and find it.
+        classification = Preclassified.before(request)
         return await self._tx(
-            lambda conn: self._ingest(conn, request),
+            lambda conn: self._ingest(conn, request, classification),
             retry=(asyncpg.exceptions.UniqueViolationError,),
         )
 
-    async def _ingest(self, conn: Conn, req: IngestRequest) -> IngestOutcome:
+    async def _ingest(
+        self, conn: Conn, req: IngestRequest, classification: Preclassified
+    ) -> IngestOutcome:
         msg, now = req.message, req.now
         # A redelivered message, or a redelivered edit (which points at what it edited).
         row = await conn.fetchrow(
@@ -168,9 +215,11 @@ class PgConversations(PgContacts, ConversationStore):
             )
             if crow is None:
                 raise NotFound(f"contact {contact_id} not found")
-            attributes = loads(crow[1])
-            if msg.contact_attributes or (msg.sender_name and not crow[0]):
-                attributes.update(msg.contact_attributes)
+            update = rules_identity.update_contact(
+                crow[0], loads(crow[1]), msg.sender_name, msg.contact_attributes
+            )
+            attributes = update.attributes
+            if update.changed:
                 await conn.execute(
                     "UPDATE contacts SET name=COALESCE(name, $1), attributes=$2, updated_at=$3"
                     " WHERE id=$4",
@@ -179,9 +228,10 @@ class PgConversations(PgContacts, ConversationStore):
                     now,
                     contact_id,
                 )
-        for extra in msg.extra_identities:
-            if extra == identity or await contact_of(conn, extra) == contact_id:
-                continue  # already this contact's own, proven identity
+        owners = {extra: await contact_of(conn, extra) for extra in msg.extra_identities}
+        for extra in rules_identity.claims(
+            identity, msg.extra_identities, contact_id, lambda i: owners.get(i)
+        ):
             status = await conn.execute(
                 "INSERT INTO claims(contact_id, kind, address, channel, created_at)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -203,15 +253,28 @@ class PgConversations(PgContacts, ConversationStore):
                     )
                 )
 
-        conv = await self._thread(conn, req, contact_id)
+        # Conversation: the store finds the candidates (locked: a lifecycle change of one
+        # waits for this ingest), gateway/domain/threading.py decides.
+        placement = threading.place(
+            await self._thread_hit(conn, msg, contact_id),
+            await self._contact_candidates(conn, contact_id, now, req.reopen_window),
+            now,
+            req.reopen_window,
+        )
         created = reopened = False
-        if conv is None:
-            conv = rules.new_conversation(req, contact_id, req.classify(attributes), now)
+        conv: Conversation
+        if placement.conversation_id is None:
+            conv = _new_conversation(req, contact_id, classification.decide(attributes), now)
             await self._insert_conversation(conn, conv)
             created = True
         else:
+            conv = await get_conv(conn, placement.conversation_id)
             before = (conv.assignee, conv.status)
-            reopened = rules.take_inbound(conv, req.channel, identity, now)
+            after, reopened = lifecycle.inbound(state_of(conv))
+            apply_state(conv, after)
+            conv.last_channel = req.channel
+            conv.reply_kind, conv.reply_address = identity.kind, identity.address
+            conv.updated_at = conv.last_inbound_at = now
             await adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
             await conn.execute(
                 "UPDATE conversations SET status=$1, assignee=$2, resolved_at=$3,"
@@ -271,64 +334,51 @@ class PgConversations(PgContacts, ConversationStore):
         return IngestOutcome(conv, message, contact_id, events, created=created, reopened=reopened)
 
     @staticmethod
-    async def _thread(conn: Conn, req: IngestRequest, contact_id: str) -> Conversation | None:
-        """The conversation the message joins: thread keys first (same contact only), then
-        the contact's active one, else one resolved within the reopen window. Locked."""
-        msg, now = req.message, req.now
-        conv: Conversation | None = None
+    async def _thread_hit(conn: Conn, msg: InboundMessage, contact_id: str) -> Candidate | None:
+        """The sender's own conversation the message's thread keys point at: a quoted
+        Message-ID first, else the thread token (never another contact's, never closed)."""
+        hit = None
         if msg.thread_refs:
-            hit = await conn.fetchval(
-                "SELECT m.conversation_id FROM messages m JOIN conversations c"
-                " ON c.id = m.conversation_id WHERE m.provider_message_id = ANY($1)"
-                " AND c.contact_id=$2 AND c.status != 'closed'"
-                " ORDER BY m.created_at DESC LIMIT 1",
+            hit = await conn.fetchrow(
+                "SELECT c.id, c.status, c.updated_at, c.resolved_at FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE m.provider_message_id = ANY($1) AND c.contact_id=$2"
+                " AND c.status != 'closed' ORDER BY m.created_at DESC LIMIT 1 FOR UPDATE OF c",
                 list(msg.thread_refs),
                 contact_id,
             )
-            if hit is not None:
-                conv = await get_conv(conn, hit, lock=True)
-        if conv is None and msg.thread_token:
-            hit = await conn.fetchval(
-                "SELECT id FROM conversations WHERE thread_token=$1 AND contact_id=$2"
-                " AND status != 'closed'",
+        if hit is None and msg.thread_token:
+            hit = await conn.fetchrow(
+                "SELECT id, status, updated_at, resolved_at FROM conversations"
+                " WHERE thread_token=$1 AND contact_id=$2 AND status != 'closed' FOR UPDATE",
                 msg.thread_token,
                 contact_id,
             )
-            if hit is not None:
-                conv = await get_conv(conn, hit, lock=True)
-        if conv is not None and rules.too_old_to_reopen(conv, now, req.reopen_window):
-            conv = None  # too old to reopen: look for the active one instead
-        if (
-            conv is not None
-            and conv.status == "resolved"
-            and await conn.fetchval(
-                f"SELECT 1 FROM conversations WHERE contact_id=$1 AND {_ACTIVE}"
-                " AND merged_from IS NULL AND id <> $2"
-                " AND NOT EXISTS (SELECT 1 FROM conversations WHERE id=$2 AND merged_from IS NOT NULL)",
+        return None if hit is None else Candidate(hit[0], hit[1], hit[2], hit[3])
+
+    @staticmethod
+    async def _contact_candidates(
+        conn: Conn, contact_id: str, now: float, reopen_window: float
+    ) -> list[Candidate]:
+        """The contact's conversations that can take a message: the active ones and those
+        resolved within the reopen window (the others cannot win, `threading.place`)."""
+        return [
+            Candidate(r[0], r[1], r[2], r[3])
+            for r in await conn.fetch(
+                "SELECT id, status, updated_at, resolved_at FROM conversations"
+                f" WHERE contact_id=$1 AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
+                " ORDER BY id FOR UPDATE",
                 contact_id,
-                conv.id,
+                now - reopen_window,
             )
-        ):
-            # Reopening it would make a second open conversation of the contact (possible
-            # only when the reopen window grew since): the active one takes the message.
-            conv = None
-        if conv is None:
-            row = await conn.fetchrow(
-                f"SELECT {CONV_COLS} FROM conversations WHERE contact_id=$1"
-                f" AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
-                " ORDER BY status = 'resolved', updated_at DESC LIMIT 1 FOR UPDATE",
-                contact_id,
-                now - req.reopen_window,
-            )
-            if row is not None:
-                conv = conv_row(row)
-        return conv
+        ]
 
     @staticmethod
     async def _insert_conversation(conn: Conn, conv: Conversation) -> None:
         await conn.execute(
-            f"INSERT INTO conversations({CONV_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,"
-            "NULL,$11,$12,$13,$14,$15,$16,$17,NULL,NULL,NULL,$18)",
+            # Opened for its contact: one active per contact (conversations_one_active).
+            f"INSERT INTO conversations({CONV_COLS}, opened_for) VALUES ($1,$2,$3,$4,$5,$6,$7,"
+            "$8,$9,$10,NULL,$11,$12,$13,$14,$15,$16,$17,NULL,NULL,NULL,$18,$2)",
             conv.id,
             conv.contact_id,
             conv.channel,
@@ -390,16 +440,16 @@ class PgConversations(PgContacts, ConversationStore):
             to_kind,
             to_address,
         )
-        status, first = rules.after_reply(conv, req.sender_type, now)
+        after = lifecycle.reply(state_of(conv), req.sender_type, now)
         await conn.execute(
             "UPDATE conversations SET status=$1, first_response_at=$2, updated_at=$3 WHERE id=$4",
-            status,
-            first,
+            after.status,
+            after.first_response_at,
             now,
             conv.id,
         )
         await adjust_load(
-            conn, conv.channel_kind, (conv.assignee, conv.status), (conv.assignee, status)
+            conn, conv.channel_kind, (conv.assignee, conv.status), (after.assignee, after.status)
         )
         events = await append_events(
             conn,
@@ -422,11 +472,11 @@ class PgConversations(PgContacts, ConversationStore):
 
         return await self._read(op)
 
-    # --- lifecycle -------------------------------------------------------------------------
+    # --- lifecycle (the rules: gateway/domain/lifecycle.py and load.py) -------------------
     async def _change(
         self,
         conversation_id: str,
-        mutate: Callable[[Conn, Conversation], Any],
+        mutate: Callable[[Conn, Conversation], Awaitable[NewEvent]],
         now: float,
         scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
@@ -434,24 +484,35 @@ class PgConversations(PgContacts, ConversationStore):
             conv = await get_conv(conn, conversation_id, lock=True)
             check_acts(scope, conv)
             before = (conv.assignee, conv.status)
-            event: NewEvent = await mutate(conn, conv)
+            try:
+                event = await mutate(conn, conv)
+            except TransitionRefused as refused:
+                raise Conflict(str(refused)) from None
             await adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
             conv.updated_at = now
-            await conn.execute(
-                "UPDATE conversations SET status=$1, assignee=$2, queue=$3, assigned_at=$4,"
-                " resolved_at=$5, updated_at=$6 WHERE id=$7",
-                conv.status,
-                conv.assignee,
-                conv.queue,
-                conv.assigned_at,
-                conv.resolved_at,
-                now,
-                conv.id,
-            )
+            try:
+                await conn.execute(
+                    # A new assignee is a manual one (`claimed` is the router's).
+                    "UPDATE conversations SET claimed = CASE WHEN assignee IS NOT DISTINCT"
+                    " FROM $2 THEN claimed ELSE FALSE END, status=$1, assignee=$2, queue=$3,"
+                    " assigned_at=$4, resolved_at=$5, updated_at=$6 WHERE id=$7",
+                    conv.status,
+                    conv.assignee,
+                    conv.queue,
+                    conv.assigned_at,
+                    conv.resolved_at,
+                    now,
+                    conv.id,
+                )
+            except asyncpg.exceptions.UniqueViolationError:
+                # conversations_one_active: reopening it would make a second one.
+                raise Conflict(
+                    "the contact has another active conversation; it takes the messages"
+                ) from None
             event.data.setdefault("conversation", conv.to_api())
             return conv, await append_events(conn, now, [event])
 
-        return await self._tx(op, retry=(asyncpg.exceptions.UniqueViolationError,))
+        return await self._tx(op)
 
     async def assign(
         self,
@@ -463,19 +524,34 @@ class PgConversations(PgContacts, ConversationStore):
         scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
         async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
-            rules.check_assignable(conv)
+            after = lifecycle.assign(state_of(conv), agent_id, now)
             agent = await lock_agent(conn, agent_id)
             if agent is None:
                 raise NotFound(f"agent {agent_id} not found")
-            if capacity is not None and conv.assignee != agent_id:
+            if conv.assignee != agent_id:
                 # The caller read `capacity` earlier; an admin may have lowered it since.
-                limit = min(capacity, agent.capacity_for(conv.channel_kind))
-                if await load_of(conn, agent_id, conv.channel_kind) >= limit:
+                limit = load.assignment_limit(
+                    capacity, load.capacity_for(agent.capacity, conv.channel_kind)
+                )
+                if limit is not None and not load.has_room(
+                    await load_of(conn, agent_id, conv.channel_kind), limit
+                ):
                     raise Conflict(
                         f"agent {agent_id} is at capacity ({limit}) for {conv.channel_kind}"
                     )
+            apply_state(conv, after)
             await conn.execute("UPDATE agents SET last_assigned_at=$1 WHERE id=$2", now, agent_id)
-            return rules.assign(conv, agent_id, by, now)
+            return NewEvent(
+                "conversation.assigned",
+                {
+                    "conversation_id": conv.id,
+                    "agent": agent_id,
+                    "queue": conv.queue,
+                    "strategy": "manual",
+                    "reasons": [f"assigned manually by {by or 'unknown'}"],
+                    "by": by,
+                },
+            )
 
         return await self._change(conversation_id, mutate, now, scope)
 
@@ -483,7 +559,12 @@ class PgConversations(PgContacts, ConversationStore):
         self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
-            return rules.transfer(conv, queue, by)
+            apply_state(conv, lifecycle.transfer(state_of(conv)))
+            previous, conv.queue = conv.queue, queue
+            return NewEvent(
+                "conversation.transferred",
+                {"conversation_id": conv.id, "from_queue": previous, "queue": queue, "by": by},
+            )
 
         return await self._change(conversation_id, mutate, now, scope)
 
@@ -491,7 +572,8 @@ class PgConversations(PgContacts, ConversationStore):
         self, conversation_id: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
-            return rules.resolve(conv, by, now)
+            apply_state(conv, lifecycle.resolve(state_of(conv), now))
+            return NewEvent("conversation.resolved", {"conversation_id": conv.id, "by": by})
 
         return await self._change(conversation_id, mutate, now, scope)
 
@@ -499,17 +581,8 @@ class PgConversations(PgContacts, ConversationStore):
         self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
     ) -> tuple[Conversation, list[Event]]:
         async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
-            event = rules.reopen(conv, by)
-            if await conn.fetchval(
-                f"SELECT id FROM conversations WHERE contact_id=$1 AND {_ACTIVE}"
-                " AND merged_from IS NULL AND id <> $2 AND NOT EXISTS"
-                " (SELECT 1 FROM conversations WHERE id=$2 AND merged_from IS NOT NULL) LIMIT 1",
-                conv.contact_id,
-                conv.id,
-            ):
-                # One open conversation per contact (the schema's constraint).
-                raise Conflict("the contact has another open conversation")
-            return event
+            apply_state(conv, lifecycle.reopen(state_of(conv)))
+            return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
 
         return await self._change(conversation_id, mutate, now, scope)
 

@@ -19,7 +19,6 @@ from typing import Any, TextIO
 
 import asyncpg
 
-from gateway.model import loads
 from gateway.store.postgres.store import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
@@ -140,24 +139,7 @@ class Copier:
             src.close()
         return self.summary
 
-    def _tables(self, src: sqlite3.Connection) -> list[Table]:
-        merged_from = self._merged_from(src)
-        active_seen: set[str] = set()
-
-        def conversation(row: Row) -> Row:
-            # Conversations a merge brought along are marked as such (the schema allows a
-            # contact one active conversation of its own). Any further active conversation
-            # of one contact (a manual reopen) is kept, marked the same way.
-            conv_id, contact_id, status = row[0], row[1], row[5]
-            mark = merged_from.get(conv_id)
-            if mark == contact_id:
-                mark = None
-            if mark is None and status in ("open", "assigned", "pending"):
-                if contact_id in active_seen:
-                    mark = contact_id
-                active_seen.add(contact_id)
-            return (*row, mark)
-
+    def _tables(self) -> list[Table]:
         return [
             Table(
                 "contacts",
@@ -179,7 +161,8 @@ class Copier:
                     "undone_at",
                 ),
             ),
-            Table("conversations", CONVERSATION_COLUMNS, conversation, extra=("merged_from",)),
+            # `opened_for` and `claimed` as SQLite's migration 11 set them: the same rules.
+            Table("conversations", (*CONVERSATION_COLUMNS, "opened_for", "claimed"), _bool_at(23)),
             Table("messages", MESSAGE_COLUMNS, _bool_at(16)),
             Table("edits", ("channel", "external_id", "message_id", "at")),
             Table("blobs", ("id", "content_type", "size", "data")),
@@ -229,19 +212,8 @@ class Copier:
             ),
         ]
 
-    @staticmethod
-    def _merged_from(src: sqlite3.Connection) -> dict[str, str]:
-        """conversation id → the contact a merge (not undone) moved it from; the earliest."""
-        marks: dict[str, str] = {}
-        for source, conversations in src.execute(
-            "SELECT source, conversations FROM merges WHERE undone_at IS NULL ORDER BY at"
-        ):
-            for conv_id in loads(conversations):
-                marks.setdefault(str(conv_id), str(source))
-        return marks
-
     async def _copy_all(self, src: sqlite3.Connection, dst: asyncpg.Connection) -> None:
-        tables = self._tables(src)
+        tables = self._tables()
         known = {t.name for t in tables}
         ignored = {"sqlite_sequence"}
         others = sorted(

@@ -74,19 +74,22 @@ CREATE TABLE conversations (
     first_response_at DOUBLE PRECISION,
     resolved_at DOUBLE PRECISION,
     last_inbound_at DOUBLE PRECISION,
-    -- The contact a merge moved this conversation from (NULL: it is the contact's own).
-    merged_from TEXT COLLATE "C",
+    -- The contact the conversation was opened for. A merge moves a conversation to the
+    -- contact its contact joined and leaves this as it was (and unmerge moves it back).
+    opened_for TEXT COLLATE "C",
+    -- Assigned by the router (a manual assignment may be forced over capacity).
+    claimed BOOLEAN NOT NULL DEFAULT FALSE,
     -- Waiting for an agent means nobody holds it; assigned means somebody does.
     CHECK (status <> 'open' OR assignee IS NULL),
     CHECK (status <> 'assigned' OR assignee IS NOT NULL)
 );
--- One open conversation per contact: a new inbound message joins the contact's active
--- conversation (open, assigned or pending) and a new one is made only when there is none,
--- so two writers racing for the same contact cannot both make one. Conversations a merge
--- brought along (`merged_from`) are the exception the threading rule tolerates: after a
--- merge the contact may hold its own active conversation and the merged contact's one.
+-- One active conversation per contact it was opened for (gateway/domain/threading.py: a
+-- message joins its contact's active conversation; a new one is opened only when there is
+-- none), so two instances racing for one contact cannot both open one. A merge keeps the
+-- merged contact's conversations apart (`opened_for` stays theirs). As the SQLite store's
+-- migration 11.
 CREATE UNIQUE INDEX conversations_one_active ON conversations(contact_id)
-    WHERE status IN ('open', 'assigned', 'pending') AND merged_from IS NULL;
+    WHERE status IN ('open', 'assigned', 'pending') AND opened_for = contact_id;
 CREATE INDEX conversations_contact ON conversations(contact_id, status);
 CREATE INDEX conversations_assignee ON conversations(assignee, channel_kind, status);
 CREATE INDEX conversations_routable
@@ -167,6 +170,28 @@ CREATE TABLE agent_load (
     n INTEGER NOT NULL CHECK (n >= 0),
     PRIMARY KEY (agent_id, channel_kind)
 );
+-- A router's claim never takes an agent over the capacity the agent has when the claim
+-- commits: the claiming transaction locks the agent's row, and this trigger compares the
+-- agent's load for the conversation's channel kind with its capacity (the kind's own
+-- entry, else `default`, else 0) as they are inside that transaction.
+CREATE FUNCTION conversations_claim_within_capacity() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.claimed AND NEW.assignee IS NOT NULL AND NEW.status IN ('assigned', 'pending')
+        AND (OLD.assignee IS DISTINCT FROM NEW.assignee OR NOT OLD.claimed)
+        AND COALESCE((SELECT n FROM agent_load
+                      WHERE agent_id = NEW.assignee AND channel_kind = NEW.channel_kind), 0)
+            >= COALESCE((SELECT COALESCE((capacity::jsonb ->> NEW.channel_kind)::int,
+                                         (capacity::jsonb ->> 'default')::int)
+                         FROM agents WHERE id = NEW.assignee), 0)
+    THEN
+        RAISE EXCEPTION 'claim over the agent''s capacity' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER conversations_claim_within_capacity
+    BEFORE UPDATE OF assignee, claimed ON conversations
+    FOR EACH ROW EXECUTE FUNCTION conversations_claim_within_capacity();
 CREATE TABLE queue_cursors (
     queue TEXT COLLATE "C" PRIMARY KEY,
     agent_id TEXT NOT NULL

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from connectors.base import Identity
+from gateway.domain import identity
 from gateway.model import Contact, Conversation, Message, loads
 from gateway.store.base import NotFound
 from gateway.store.postgres.migrations import MIGRATIONS
@@ -206,23 +207,24 @@ async def get_msg(conn: Conn, message_id: str) -> Message:
 
 
 async def resolve_contact_id(conn: Conn, contact_id: str) -> str:
-    """Follow merges to the contact that holds `contact_id` now."""
-    seen = set()
-    while True:
-        merged_into = await conn.fetchval(
-            "SELECT merged_into FROM contacts WHERE id=$1", contact_id
+    """The contact that answers for `contact_id` now (gateway/domain/identity.py): its
+    chain of merges read in one query, followed by the rule."""
+    chain = {
+        str(r[0]): r[1]
+        for r in await conn.fetch(
+            "WITH RECURSIVE chain(id, merged_into) AS ("
+            " SELECT id, merged_into FROM contacts WHERE id=$1"
+            " UNION SELECT c.id, c.merged_into FROM contacts c JOIN chain ON c.id = chain.merged_into)"
+            " SELECT id, merged_into FROM chain",
+            contact_id,
         )
-        if merged_into is None or contact_id in seen:
-            return contact_id
-        seen.add(contact_id)
-        contact_id = merged_into
+    }
+    return identity.follow_merges(contact_id, lambda c: chain.get(c))
 
 
-async def contact_of(conn: Conn, identity: Identity) -> str | None:
+async def contact_of(conn: Conn, who: Identity) -> str | None:
     found = await conn.fetchval(
-        "SELECT contact_id FROM identities WHERE kind=$1 AND address=$2",
-        identity.kind,
-        identity.address,
+        "SELECT contact_id FROM identities WHERE kind=$1 AND address=$2", who.kind, who.address
     )
     return None if found is None else await resolve_contact_id(conn, found)
 

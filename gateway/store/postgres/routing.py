@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from gateway.domain import load
 from gateway.model import AgentState, Event, NewEvent, dumps, loads
 from gateway.store.base import (
     Claim,
@@ -22,7 +23,6 @@ from gateway.store.base import (
     WaitingGroup,
     WaitingKey,
 )
-from gateway.store.postgres import rules
 from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import Conn, PgBase, rowcount
 
@@ -33,21 +33,24 @@ _WAITING = "status='open' AND assignee IS NULL"
 async def adjust_load(
     conn: Conn, kind: str, before: tuple[str | None, str], after: tuple[str | None, str]
 ) -> None:
-    """Keep `agent_load` equal to the count of conversations occupying capacity."""
-    was, now = rules.load_holder(*before), rules.load_holder(*after)
-    if was == now:
-        return
-    if was is not None:
-        await conn.execute(
-            "UPDATE agent_load SET n = n - 1 WHERE agent_id=$1 AND channel_kind=$2", was, kind
-        )
-    if now is not None:
-        await conn.execute(
-            "INSERT INTO agent_load(agent_id, channel_kind, n) VALUES ($1, $2, 1)"
-            " ON CONFLICT(agent_id, channel_kind) DO UPDATE SET n = agent_load.n + 1",
-            now,
-            kind,
-        )
+    """Keep `agent_load` equal to the count of conversations occupying capacity (the
+    rule: gateway/domain/load.py)."""
+    for agent, delta in load.changes(before, after):
+        if delta < 0:
+            await conn.execute(
+                "UPDATE agent_load SET n = n + $1 WHERE agent_id=$2 AND channel_kind=$3",
+                delta,
+                agent,
+                kind,
+            )
+        else:
+            await conn.execute(
+                "INSERT INTO agent_load(agent_id, channel_kind, n) VALUES ($1, $2, $3)"
+                " ON CONFLICT(agent_id, channel_kind) DO UPDATE SET n = agent_load.n + excluded.n",
+                agent,
+                kind,
+                delta,
+            )
 
 
 async def load_of(conn: Conn, agent_id: str, kind: str) -> int:
@@ -202,18 +205,20 @@ class PgRouting(PgBase, RoutingStore):
                     continue
                 # The capacity as it is now (locked): an admin may have lowered it since the
                 # router's snapshot (`c.capacity`) was taken.
-                if await load_of(conn, c.agent_id, c.channel_kind) >= agent.capacity_for(
-                    c.channel_kind
+                if not load.has_room(
+                    await load_of(conn, c.agent_id, c.channel_kind),
+                    load.capacity_for(agent.capacity, c.channel_kind),
                 ):
                     continue
-                routing = await conn.fetchval(
+                routing_json = await conn.fetchval(
+                    # `claimed`: the database checks the capacity too (the trigger).
                     "UPDATE conversations SET assignee=$1, status='assigned', assigned_at=$2,"
-                    f" updated_at=$2 WHERE id=$3 AND {_WAITING} RETURNING routing",
+                    f" updated_at=$2, claimed=TRUE WHERE id=$3 AND {_WAITING} RETURNING routing",
                     c.agent_id,
                     now,
                     c.conversation_id,
                 )
-                if routing is None:
+                if routing_json is None:
                     continue  # taken, moved or closed since the plan
                 await adjust_load(conn, c.channel_kind, (None, "open"), (c.agent_id, "assigned"))
                 await conn.execute(
@@ -226,7 +231,21 @@ class PgRouting(PgBase, RoutingStore):
                     c.agent_id,
                 )
                 done.append(c.conversation_id)
-                new.append(rules.claimed(c, loads(routing)))
+                routing = loads(routing_json)
+                new.append(
+                    NewEvent(
+                        "conversation.assigned",
+                        {
+                            "conversation_id": c.conversation_id,
+                            "agent": c.agent_id,
+                            "queue": c.queue,
+                            "strategy": c.strategy,
+                            "rule": routing.get("rule"),
+                            "reasons": [*routing.get("reasons", []), *c.reasons],
+                            "by": "router",
+                        },
+                    )
+                )
             return done, await append_events(conn, now, new)
 
         return await self._tx(op)

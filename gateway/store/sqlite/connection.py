@@ -21,7 +21,7 @@ from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite.executor import ExecutorClosed, SqliteExecutor
 
 if TYPE_CHECKING:
-    from gateway.store.base import IngestOutcome, IngestRequest
+    from gateway.store.base import IngestOutcome, IngestRequest, Preclassified
 
 T = TypeVar("T")
 
@@ -38,7 +38,8 @@ class SqliteBase:
         self.path = str(path)
         self.synchronous = synchronous.upper()
         self._executor: SqliteExecutor | None = None
-        self._pending: list[tuple[IngestRequest, asyncio.Future[IngestOutcome]]] = []
+        # Ingests waiting for the next group commit (gateway/store/sqlite/conversations.py).
+        self._pending: list[tuple[IngestRequest, Preclassified, asyncio.Future[IngestOutcome]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batch_limit = 128
 

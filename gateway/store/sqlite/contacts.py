@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from connectors.base import Identity
+from gateway.domain import identity
 from gateway.ids import new_id
 from gateway.model import Contact, Event, NewEvent, dumps, loads
 from gateway.store.base import Conflict, NotFound, Scope
@@ -66,9 +67,9 @@ class SqliteContacts(SqliteRows):
                 "DELETE FROM claims WHERE contact_id=? AND kind=? AND address=?",
                 (source, claimed.kind, claimed.address),
             )
-            holder = self._contact_of(conn, claimed)
+            decision = identity.link(source, self._contact_of(conn, claimed))
             ident = {"kind": claimed.kind, "address": claimed.address}
-            if holder is None or holder == source:
+            if decision.action == "verify":
                 conn.execute(
                     "INSERT INTO identities(kind, address, contact_id, verified) VALUES (?,?,?,1)"
                     " ON CONFLICT(kind, address) DO UPDATE SET verified=1",
@@ -76,6 +77,7 @@ class SqliteContacts(SqliteRows):
                 )
                 event = NewEvent("contact.verified", {"contact_id": source, "identity": ident})
                 return source, self._events(conn, now, [event])
+            holder = decision.into
             moved = [
                 str(r[0])
                 for r in conn.execute(

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
-from typing import Any
 
-from connectors.base import Identity
+from connectors.base import Identity, InboundMessage
+from gateway.domain import identity as rules_identity
+from gateway.domain import lifecycle, load, threading
+from gateway.domain.lifecycle import TransitionRefused
+from gateway.domain.threading import Candidate
 from gateway.ids import new_id
-from gateway.model import AgentState, Conversation, Event, Message, NewEvent, dumps, loads
+from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
 from gateway.store.base import (
     Conflict,
     ConversationFilter,
@@ -18,12 +21,28 @@ from gateway.store.base import (
     IngestRequest,
     NotFound,
     OutboundRequest,
+    Preclassified,
     Scope,
     check_acts,
     check_sees,
 )
 from gateway.store.sqlite.blobs import put_blobs
 from gateway.store.sqlite.rows import SqliteRows
+
+# An ingest waiting for the next group commit: the request, its classification made
+# before the transaction, and the caller's future.
+_Pending = tuple[IngestRequest, Preclassified, "asyncio.Future[IngestOutcome]"]
+
+
+def state_of(conv: Conversation) -> lifecycle.State:
+    return lifecycle.State(
+        conv.status, conv.assignee, conv.assigned_at, conv.resolved_at, conv.first_response_at
+    )
+
+
+def apply_state(conv: Conversation, state: lifecycle.State) -> None:
+    conv.status, conv.assignee, conv.assigned_at = state.status, state.assignee, state.assigned_at
+    conv.resolved_at, conv.first_response_at = state.resolved_at, state.first_response_at
 
 
 class SqliteConversations(SqliteRows):
@@ -35,7 +54,8 @@ class SqliteConversations(SqliteRows):
         journal to keep); if one of its ingests fails, the transaction rolls back and the
         batch runs again with each ingest in its own savepoint, so only that one fails."""
         future: asyncio.Future[IngestOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
+        # The router's rules run here, on the loop, not under the store's write lock.
+        self._pending.append((request, Preclassified.before(request), future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_ingests())
         return await future
@@ -48,18 +68,18 @@ class SqliteConversations(SqliteRows):
             )
 
             def whole(
-                conn: sqlite3.Connection, batch: list[tuple[IngestRequest, Any]] = batch
+                conn: sqlite3.Connection, batch: list[_Pending] = batch
             ) -> list[IngestOutcome | Exception]:
-                return [self._ingest(conn, request) for request, _ in batch]
+                return [self._ingest(conn, request, pre) for request, pre, _ in batch]
 
             def each(
-                conn: sqlite3.Connection, batch: list[tuple[IngestRequest, Any]] = batch
+                conn: sqlite3.Connection, batch: list[_Pending] = batch
             ) -> list[IngestOutcome | Exception]:
                 results: list[IngestOutcome | Exception] = []
-                for request, _ in batch:
+                for request, pre, _ in batch:
                     conn.execute("SAVEPOINT ingest")
                     try:
-                        results.append(self._ingest(conn, request))
+                        results.append(self._ingest(conn, request, pre))
                     except Exception as exc:
                         conn.execute("ROLLBACK TO ingest")
                         results.append(exc)
@@ -77,7 +97,7 @@ class SqliteConversations(SqliteRows):
                         outcomes = await self._tx(each)
                     except Exception as again:
                         outcomes = [again] * len(batch)
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if isinstance(outcome, Exception):
@@ -85,7 +105,9 @@ class SqliteConversations(SqliteRows):
                 else:
                     future.set_result(outcome)
 
-    def _ingest(self, conn: sqlite3.Connection, req: IngestRequest) -> IngestOutcome:
+    def _ingest(
+        self, conn: sqlite3.Connection, req: IngestRequest, classification: Preclassified
+    ) -> IngestOutcome:
         msg, now = req.message, req.now
         # A redelivered message, or a redelivered edit (which points at what it edited).
         row = conn.execute(
@@ -135,7 +157,7 @@ class SqliteConversations(SqliteRows):
         # Contact: the sender's identity only. Extra identities are what the customer typed
         # (a chat's pre-chat email): a claim, kept on the sender's own contact for agents to
         # see, never a way into another contact, its conversations or its replies, until the
-        # customer proves it (`link_verified`).
+        # customer proves it (`link_verified`). The rules: gateway/domain/identity.py.
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = self._contact_of(conn, identity)
@@ -155,16 +177,18 @@ class SqliteConversations(SqliteRows):
             crow = conn.execute(
                 "SELECT name, attributes FROM contacts WHERE id=?", (contact_id,)
             ).fetchone()
-            attributes = loads(crow[1])
-            if msg.contact_attributes or (msg.sender_name and not crow[0]):
-                attributes.update(msg.contact_attributes)
+            update = rules_identity.update_contact(
+                crow[0], loads(crow[1]), msg.sender_name, msg.contact_attributes
+            )
+            attributes = update.attributes
+            if update.changed:
                 conn.execute(
                     "UPDATE contacts SET name=COALESCE(name, ?), attributes=?, updated_at=? WHERE id=?",
                     (msg.sender_name, dumps(attributes), now, contact_id),
                 )
-        for extra in msg.extra_identities:
-            if extra == identity or self._contact_of(conn, extra) == contact_id:
-                continue  # already this contact's own, proven identity
+        for extra in rules_identity.claims(
+            identity, msg.extra_identities, contact_id, lambda i: self._contact_of(conn, i)
+        ):
             cur = conn.execute(
                 "INSERT OR IGNORE INTO claims(contact_id, kind, address, channel, created_at)"
                 " VALUES (?,?,?,?,?)",
@@ -182,46 +206,17 @@ class SqliteConversations(SqliteRows):
                     )
                 )
 
-        # Conversation: thread keys first (same contact only), then the open one, then reopen.
-        conv: Conversation | None = None
-        if msg.thread_refs:
-            marks = ",".join("?" * len(msg.thread_refs))
-            hit = conn.execute(
-                f"SELECT m.conversation_id FROM messages m JOIN conversations c ON c.id = m.conversation_id"
-                f" WHERE m.provider_message_id IN ({marks}) AND c.contact_id=? AND c.status != 'closed'"
-                f" ORDER BY m.created_at DESC LIMIT 1",
-                (*msg.thread_refs, contact_id),
-            ).fetchone()
-            if hit is not None:
-                conv = self._get_conv(conn, hit[0])
-        if conv is None and msg.thread_token:
-            hit = conn.execute(
-                "SELECT id FROM conversations WHERE thread_token=? AND contact_id=? AND status != 'closed'",
-                (msg.thread_token, contact_id),
-            ).fetchone()
-            if hit is not None:
-                conv = self._get_conv(conn, hit[0])
-        if (
-            conv is not None
-            and conv.status == "resolved"
-            and (conv.resolved_at or 0) < now - req.reopen_window
-        ):
-            conv = None  # too old to reopen: look for the active one instead
-        if conv is None:
-            # The contact's active conversation, else one resolved within the reopen window.
-            hit = conn.execute(
-                f"SELECT {self._CONV_COLS} FROM conversations WHERE contact_id=?"
-                " AND (status IN ('open','assigned','pending') OR (status='resolved' AND resolved_at >= ?))"
-                " ORDER BY status = 'resolved', updated_at DESC LIMIT 1",
-                (contact_id, now - req.reopen_window),
-            ).fetchone()
-            if hit is not None:
-                conv = self._conv(hit)
-
+        # Conversation: the store finds the candidates, gateway/domain/threading.py decides.
+        placement = threading.place(
+            self._thread_hit(conn, msg, contact_id),
+            self._contact_candidates(conn, contact_id, now, req.reopen_window),
+            now,
+            req.reopen_window,
+        )
         created = reopened = False
-        before = (None, "open") if conv is None else (conv.assignee, conv.status)
-        if conv is None:
-            cls = req.classify(attributes)
+        conv: Conversation
+        if placement.conversation_id is None:
+            cls = classification.decide(attributes)
             conv = Conversation(
                 id=new_id("cv"),
                 contact_id=contact_id,
@@ -242,41 +237,17 @@ class SqliteConversations(SqliteRows):
                 reply_address=identity.address,
                 last_inbound_at=now,
             )
-            conn.execute(
-                f"INSERT INTO conversations({self._CONV_COLS}) VALUES ({','.join('?' * 22)})",
-                (
-                    conv.id,
-                    conv.contact_id,
-                    conv.channel,
-                    conv.channel_kind,
-                    conv.last_channel,
-                    conv.status,
-                    conv.queue,
-                    conv.priority,
-                    conv.created_at,
-                    conv.updated_at,
-                    None,
-                    dumps(conv.required_skills),
-                    dumps(conv.tags),
-                    conv.subject,
-                    conv.thread_token,
-                    conv.reply_kind,
-                    conv.reply_address,
-                    dumps(conv.routing),
-                    None,
-                    None,
-                    None,
-                    conv.last_inbound_at,
-                ),
-            )
+            self._insert_conversation(conn, conv)
             created = True
-        elif conv.status == "resolved":
-            reopened = True
-            conv.status, conv.assignee, conv.resolved_at = "open", None, None
-        elif conv.status == "pending":
-            conv.status = "assigned" if conv.assignee else "open"
-
-        if not created:
+        else:
+            conv = self._get_conv(conn, placement.conversation_id)
+            before = (conv.assignee, conv.status)
+            after, reopened = lifecycle.inbound(state_of(conv))
+            conv.status, conv.assignee, conv.resolved_at = (
+                after.status,
+                after.assignee,
+                after.resolved_at,
+            )
             self._update_for_inbound(conn, req.channel, conv, before, identity, now)
         put_blobs(conn, req.blobs)
         message = Message(
@@ -314,6 +285,77 @@ class SqliteConversations(SqliteRows):
         )
         events = self._events(conn, now, new_events)
         return IngestOutcome(conv, message, contact_id, events, created=created, reopened=reopened)
+
+    def _thread_hit(
+        self, conn: sqlite3.Connection, msg: InboundMessage, contact_id: str
+    ) -> Candidate | None:
+        """The sender's own conversation the message's thread keys point at: a quoted
+        Message-ID first, else the thread token (never another contact's, never closed)."""
+        hit = None
+        if msg.thread_refs:
+            marks = ",".join("?" * len(msg.thread_refs))
+            hit = conn.execute(
+                "SELECT c.id, c.status, c.updated_at, c.resolved_at FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                f" WHERE m.provider_message_id IN ({marks}) AND c.contact_id=? AND c.status != 'closed'"
+                " ORDER BY m.created_at DESC LIMIT 1",
+                (*msg.thread_refs, contact_id),
+            ).fetchone()
+        if hit is None and msg.thread_token:
+            hit = conn.execute(
+                "SELECT id, status, updated_at, resolved_at FROM conversations"
+                " WHERE thread_token=? AND contact_id=? AND status != 'closed'",
+                (msg.thread_token, contact_id),
+            ).fetchone()
+        return None if hit is None else Candidate(hit[0], hit[1], hit[2], hit[3])
+
+    @staticmethod
+    def _contact_candidates(
+        conn: sqlite3.Connection, contact_id: str, now: float, reopen_window: float
+    ) -> list[Candidate]:
+        """The contact's conversations that can take a message: the active ones and those
+        resolved within the reopen window (the others cannot win, `threading.place`)."""
+        return [
+            Candidate(r[0], r[1], r[2], r[3])
+            for r in conn.execute(
+                "SELECT id, status, updated_at, resolved_at FROM conversations WHERE contact_id=?"
+                " AND (status IN ('open','assigned','pending')"
+                " OR (status='resolved' AND resolved_at >= ?))",
+                (contact_id, now - reopen_window),
+            )
+        ]
+
+    def _insert_conversation(self, conn: sqlite3.Connection, conv: Conversation) -> None:
+        conn.execute(
+            # Opened for its contact: one active per contact (migration 11).
+            f"INSERT INTO conversations({self._CONV_COLS}, opened_for)"
+            f" VALUES ({','.join('?' * 23)})",
+            (
+                conv.id,
+                conv.contact_id,
+                conv.channel,
+                conv.channel_kind,
+                conv.last_channel,
+                conv.status,
+                conv.queue,
+                conv.priority,
+                conv.created_at,
+                conv.updated_at,
+                None,
+                dumps(conv.required_skills),
+                dumps(conv.tags),
+                conv.subject,
+                conv.thread_token,
+                conv.reply_kind,
+                conv.reply_address,
+                dumps(conv.routing),
+                None,
+                None,
+                None,
+                conv.last_inbound_at,
+                conv.contact_id,
+            ),
+        )
 
     def _update_for_inbound(
         self,
@@ -384,19 +426,13 @@ class SqliteConversations(SqliteRows):
             " VALUES (?,?,0,?,?,?)",
             (message.id, message.channel, now, to_kind, to_address),
         )
-        status = conv.status
-        first = conv.first_response_at
-        if req.sender_type == "agent":
-            if first is None:
-                first = now
-            if status == "assigned":
-                status = "pending"
+        after = lifecycle.reply(state_of(conv), req.sender_type, now)
         conn.execute(
             "UPDATE conversations SET status=?, first_response_at=?, updated_at=? WHERE id=?",
-            (status, first, now, conv.id),
+            (after.status, after.first_response_at, now, conv.id),
         )
         self._adjust_load(
-            conn, conv.channel_kind, (conv.assignee, conv.status), (conv.assignee, status)
+            conn, conv.channel_kind, (conv.assignee, conv.status), (after.assignee, after.status)
         )
         events = self._events(
             conn,
@@ -429,22 +465,36 @@ class SqliteConversations(SqliteRows):
             conv = self._get_conv(conn, conversation_id)
             check_acts(scope, conv)
             before = (conv.assignee, conv.status)
-            event = mutate(conn, conv)
+            try:
+                event = mutate(conn, conv)
+            except TransitionRefused as refused:
+                raise Conflict(str(refused)) from None
             self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
             conv.updated_at = now
-            conn.execute(
-                "UPDATE conversations SET status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"
-                " WHERE id=?",
-                (
-                    conv.status,
-                    conv.assignee,
-                    conv.queue,
-                    conv.assigned_at,
-                    conv.resolved_at,
-                    now,
-                    conv.id,
-                ),
-            )
+            try:
+                conn.execute(
+                    # A new assignee is a manual one (`claimed` is the router's: migration 11).
+                    "UPDATE conversations SET claimed = CASE WHEN assignee IS ? THEN claimed ELSE 0 END,"
+                    " status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"
+                    " WHERE id=?",
+                    (
+                        conv.assignee,
+                        conv.status,
+                        conv.assignee,
+                        conv.queue,
+                        conv.assigned_at,
+                        conv.resolved_at,
+                        now,
+                        conv.id,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "conversations.contact_id" not in str(exc):
+                    raise
+                # conversations_one_active: reopening it would make a second one.
+                raise Conflict(
+                    "the contact has another active conversation; it takes the messages"
+                ) from None
             event.data.setdefault("conversation", conv.to_api())
             return conv, self._events(conn, now, [event])
 
@@ -460,24 +510,24 @@ class SqliteConversations(SqliteRows):
         scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            if conv.status in ("resolved", "closed"):
-                raise Conflict(f"the conversation is {conv.status}; reopen it first")
+            after = lifecycle.assign(state_of(conv), agent_id, now)
             row = conn.execute(
                 "SELECT presence, capacity FROM agents WHERE id=?", (agent_id,)
             ).fetchone()
             if row is None:
                 raise NotFound(f"agent {agent_id} not found")
-            if capacity is not None and conv.assignee != agent_id:
+            if conv.assignee != agent_id:
                 # The caller read `capacity` earlier; an admin may have lowered it since.
-                stored = AgentState(agent_id, row[0], loads(row[1]))
-                limit = min(capacity, stored.capacity_for(conv.channel_kind))
-                if self._load(conn, agent_id, conv.channel_kind) >= limit:
+                limit = load.assignment_limit(
+                    capacity, load.capacity_for(loads(row[1]), conv.channel_kind)
+                )
+                if limit is not None and not load.has_room(
+                    self._load(conn, agent_id, conv.channel_kind), limit
+                ):
                     raise Conflict(
                         f"agent {agent_id} is at capacity ({limit}) for {conv.channel_kind}"
                     )
-            conv.assignee, conv.assigned_at = agent_id, now
-            if conv.status == "open":
-                conv.status = "assigned"
+            apply_state(conv, after)
             conn.execute("UPDATE agents SET last_assigned_at=? WHERE id=?", (now, agent_id))
             return NewEvent(
                 "conversation.assigned",
@@ -497,10 +547,8 @@ class SqliteConversations(SqliteRows):
         self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            if conv.status in ("resolved", "closed"):
-                raise Conflict(f"the conversation is {conv.status}; reopen it first")
-            previous = conv.queue
-            conv.queue, conv.assignee, conv.status, conv.assigned_at = queue, None, "open", None
+            apply_state(conv, lifecycle.transfer(state_of(conv)))
+            previous, conv.queue = conv.queue, queue
             return NewEvent(
                 "conversation.transferred",
                 {"conversation_id": conv.id, "from_queue": previous, "queue": queue, "by": by},
@@ -512,9 +560,7 @@ class SqliteConversations(SqliteRows):
         self, conversation_id: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            if conv.status in ("resolved", "closed"):
-                raise Conflict(f"the conversation is already {conv.status}")
-            conv.status, conv.resolved_at = "resolved", now
+            apply_state(conv, lifecycle.resolve(state_of(conv), now))
             return NewEvent("conversation.resolved", {"conversation_id": conv.id, "by": by})
 
         return await self._tx(self._change(conversation_id, mutate, now, scope))
@@ -523,14 +569,7 @@ class SqliteConversations(SqliteRows):
         self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
     ) -> tuple[Conversation, list[Event]]:
         def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
-            if conv.status not in ("resolved", "closed"):
-                raise Conflict(f"the conversation is {conv.status}, not resolved")
-            conv.status, conv.assignee, conv.resolved_at, conv.assigned_at = (
-                "open",
-                None,
-                None,
-                None,
-            )
+            apply_state(conv, lifecycle.reopen(state_of(conv)))
             return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
 
         return await self._tx(self._change(conversation_id, mutate, now, scope))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from gateway.domain import load
 from gateway.model import AgentState, Event, NewEvent, dumps, loads
 from gateway.store.base import (
     Claim,
@@ -135,16 +136,20 @@ class SqliteRouting(SqliteRows):
                     continue
                 # The capacity as it is now, inside this transaction: an admin may have
                 # lowered it since the router's snapshot (`c.capacity`) was taken.
-                capacity = AgentState(c.agent_id, agent[0], loads(agent[1]))
-                if self._load(conn, c.agent_id, c.channel_kind) >= capacity.capacity_for(
-                    c.channel_kind
+                if not load.has_room(
+                    self._load(conn, c.agent_id, c.channel_kind),
+                    load.capacity_for(loads(agent[1]), c.channel_kind),
                 ):
                     continue
-                cur = conn.execute(
-                    "UPDATE conversations SET assignee=?, status='assigned', assigned_at=?, updated_at=?"
-                    " WHERE id=? AND status='open' AND assignee IS NULL",
-                    (c.agent_id, now, now, c.conversation_id),
-                )
+                try:
+                    # `claimed`: the database checks the capacity too (migration 11).
+                    cur = conn.execute(
+                        "UPDATE conversations SET assignee=?, status='assigned', assigned_at=?,"
+                        " updated_at=?, claimed=1 WHERE id=? AND status='open' AND assignee IS NULL",
+                        (c.agent_id, now, now, c.conversation_id),
+                    )
+                except sqlite3.IntegrityError:
+                    continue  # over the capacity the agent has now
                 if cur.rowcount != 1:
                     continue
                 self._adjust_load(conn, c.channel_kind, (None, "open"), (c.agent_id, "assigned"))

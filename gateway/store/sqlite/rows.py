@@ -7,8 +7,8 @@ import sqlite3
 from typing import Any
 
 from connectors.base import Identity
+from gateway.domain import identity, load
 from gateway.model import (
-    LOAD_STATUSES,
     AgentState,
     Contact,
     Conversation,
@@ -110,15 +110,11 @@ class SqliteRows(SqliteBase):
 
     @staticmethod
     def _resolve_contact_id(conn: sqlite3.Connection, contact_id: str) -> str:
-        seen = set()
-        while True:
-            row = conn.execute(
-                "SELECT merged_into FROM contacts WHERE id=?", (contact_id,)
-            ).fetchone()
-            if row is None or row[0] is None or contact_id in seen:
-                return contact_id
-            seen.add(contact_id)
-            contact_id = row[0]
+        def merged_into(cid: str) -> str | None:
+            row = conn.execute("SELECT merged_into FROM contacts WHERE id=?", (cid,)).fetchone()
+            return None if row is None else row[0]
+
+        return identity.follow_merges(contact_id, merged_into)
 
     def _contact(self, conn: sqlite3.Connection, contact_id: str) -> Contact:
         row = conn.execute(
@@ -202,18 +198,17 @@ class SqliteRows(SqliteBase):
         before: tuple[str | None, str],
         after: tuple[str | None, str],
     ) -> None:
-        """Keep `agent_load` equal to the count of conversations occupying capacity."""
-        was = before[0] if before[1] in LOAD_STATUSES else None
-        now = after[0] if after[1] in LOAD_STATUSES else None
-        if was == now:
-            return
-        if was is not None:
-            conn.execute(
-                "UPDATE agent_load SET n = n - 1 WHERE agent_id=? AND channel_kind=?", (was, kind)
-            )
-        if now is not None:
-            conn.execute(
-                "INSERT INTO agent_load(agent_id, channel_kind, n) VALUES (?,?,1)"
-                " ON CONFLICT(agent_id, channel_kind) DO UPDATE SET n = n + 1",
-                (now, kind),
-            )
+        """Keep `agent_load` equal to the count of conversations occupying capacity (the
+        rule: gateway/domain/load.py)."""
+        for agent, delta in load.changes(before, after):
+            if delta < 0:
+                conn.execute(
+                    "UPDATE agent_load SET n = n + ? WHERE agent_id=? AND channel_kind=?",
+                    (delta, agent, kind),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO agent_load(agent_id, channel_kind, n) VALUES (?,?,?)"
+                    " ON CONFLICT(agent_id, channel_kind) DO UPDATE SET n = n + excluded.n",
+                    (agent, kind, delta),
+                )
