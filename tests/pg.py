@@ -7,6 +7,7 @@ Never a server that happens to run on the machine. As root, PostgreSQL runs as t
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import shutil
 import socket
@@ -78,12 +79,50 @@ class PgServer:
             options,
             "start",
         )
+        PgServer._running = self
 
     def stop(self) -> None:
+        PgServer._running = None
         try:
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    _running: PgServer | None = None
+
+    @classmethod
+    def running(cls) -> PgServer:
+        """The server this test session started (the `pg_server` fixture)."""
+        if cls._running is None:
+            raise RuntimeError("no PostgreSQL server started: use the pg_server fixture")
+        return cls._running
+
+    def schema_dsn(self, place: Path) -> str:
+        """The DSN of a schema of its own for `place` (a test's directory), made when first
+        asked for: the same place gives the same schema, so two store objects made for one
+        place share a database as two instances do. Made with psql, synchronously: a store
+        factory is not a coroutine."""
+        name = "p_" + hashlib.sha256(str(place).encode()).hexdigest()[:16]
+        subprocess.run(
+            [
+                str(self.bin / "psql"),
+                "-h",
+                str(self.dir),
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+                f'CREATE SCHEMA IF NOT EXISTS "{name}"',
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        return f"{self.dsn}?search_path={name}"
 
     async def new_database(self) -> str:
         """A fresh, empty schema of its own (one per test), as the DSN of a database whose

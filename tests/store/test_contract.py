@@ -1,9 +1,15 @@
-"""The store's behaviour, parametrised by backend: a new backend only has to pass this."""
+"""The store's behaviour, parametrised by backend: a new backend only has to pass this.
+
+A backend is a factory in `BACKENDS`: given a place (a per-test directory), it returns a
+store object on that place's database; called twice with the same place it gives two
+store objects on one database — two instances of the gateway, as two processes or two
+hosts would be (the two-instance cases at the end). PostgreSQL: a schema per place on the
+session's private server."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -25,21 +31,40 @@ from tests.pg import PgServer
 WEEK = 7 * 86400.0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    backend: Store
+BackendFactory = Callable[[Path], Store]
+
+BACKENDS: dict[str, BackendFactory] = {
+    "sqlite": lambda place: SqliteStore(place / "store.db"),
+    # A schema per place on the session's private PostgreSQL server (tests/pg.py).
+    "postgres": lambda place: PostgresStore(PgServer.running().schema_dsn(place)),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> BackendFactory:
     if request.param == "postgres":
-        # A fresh database (schema) on the session's private PostgreSQL (tests/pg.py).
-        server: PgServer = request.getfixturevalue("pg_server")
-        backend = PostgresStore(await server.new_database())
-    else:
-        backend = SqliteStore(tmp_path / "store.db")
-    await backend.open()
-    await backend.sync_agents(
-        [("alice", "online", {"default": 2}), ("bob", "offline", {"default": 1})]
-    )
-    yield backend
-    await backend.close()
+        request.getfixturevalue("pg_server")  # the session's server, started once
+    return BACKENDS[request.param]
+
+
+@pytest.fixture
+async def store(backend: BackendFactory, tmp_path: Path) -> AsyncIterator[Store]:
+    one = backend(tmp_path)
+    await one.open()
+    await one.sync_agents([("alice", "online", {"default": 2}), ("bob", "offline", {"default": 1})])
+    yield one
+    await one.close()
+
+
+@pytest.fixture
+async def pair(
+    store: Store, backend: BackendFactory, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two store objects on one database: two instances of the gateway."""
+    other = backend(tmp_path)
+    await other.open()
+    yield store, other
+    await other.close()
 
 
 def classify_to(
@@ -312,13 +337,12 @@ async def test_kv_and_leases(store: Store) -> None:
     assert await store.kv_lease("ns", "poll", "b", 10, 116)  # expired
 
 
-async def test_data_survives_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "durable.db"
-    s1 = SqliteStore(path)
+async def test_data_survives_reopen(backend: BackendFactory, tmp_path: Path) -> None:
+    s1 = backend(tmp_path)
     await s1.open()
     out = await ingest(s1, inbound("1"))
     await s1.close()
-    s2 = SqliteStore(path)
+    s2 = backend(tmp_path)
     await s2.open()  # migrations are idempotent
     assert [m.id for m in await s2.messages(out.conversation.id)] == [out.message.id]
     await s2.close()
@@ -598,3 +622,111 @@ async def test_scope_hides_and_guards_inside_each_operation(store: Store) -> Non
     only_mine = Scope(agent="bob", queues=frozenset())
     rows, _ = await store.list_conversations(ConversationFilter(scope=only_mine))
     assert [c.id for c in rows] == [billing.id]
+
+
+# --- two instances on one database -------------------------------------------------------
+
+
+async def test_two_instances_ingesting_for_one_contact_make_one_conversation(
+    pair: tuple[Store, Store],
+) -> None:
+    """Messages of one new customer arrive at both instances at once: one contact, one
+    conversation, every message in it, each stored once."""
+    one, two = pair
+    results = await asyncio.gather(
+        *(ingest((one, two)[i % 2], inbound(f"m{i}", "zoe@example.com")) for i in range(20))
+    )
+    assert len({r.contact_id for r in results}) == 1
+    assert len({r.conversation.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    messages = await two.messages(results[0].conversation.id)
+    assert sorted(m.external_id for m in messages) == sorted(f"m{i}" for i in range(20))
+    # The same message delivered to both instances is stored once.
+    again = await asyncio.gather(
+        ingest(one, inbound("dup", "zoe@example.com")),
+        ingest(two, inbound("dup", "zoe@example.com")),
+    )
+    assert sorted(r.duplicate for r in again) == [False, True]
+    assert again[0].message.id == again[1].message.id
+
+
+async def test_two_instances_claiming_one_conversation_assign_it_once(
+    pair: tuple[Store, Store],
+) -> None:
+    one, two = pair
+    await two.set_presence("bob", "online", 900)
+    conv = (await ingest(one, inbound("1", "w@example.com"))).conversation.id
+    # Both instances' routers chose it at once: alice on one, bob on the other.
+    outcomes = await asyncio.gather(
+        *(
+            (one, two)[n % 2].claim(
+                [Claim(conv, ("alice", "bob")[n % 2], "email", 2, "general", "rr", [])], 2000
+            )
+            for n in range(6)
+        )
+    )
+    assert sum(len(ids) for ids, _ in outcomes) == 1
+    [event] = [e for _, evs in outcomes for e in evs]
+    assigned = await two.get_conversation(conv)
+    assert assigned.status == "assigned" and assigned.assignee == event.data["agent"]
+    loads = (await one.routing_snapshot()).loads
+    assert loads == {(event.data["agent"], "email"): 1}
+
+
+async def test_two_instances_claiming_for_one_agent_stay_within_her_capacity(
+    pair: tuple[Store, Store],
+) -> None:
+    one, two = pair
+    convs = [
+        (await ingest(one, inbound(str(i), f"k{i}@example.com"), now=1000 + i)).conversation.id
+        for i in range(6)
+    ]
+    # Each instance planned every conversation for alice (capacity 2), against its snapshot.
+    outcomes = await asyncio.gather(
+        *(
+            store.claim([Claim(c, "alice", "email", 2, "general", "rr", [])], 2000)
+            for c in convs
+            for store in (one, two)
+        )
+    )
+    claimed = [cid for ids, _ in outcomes for cid in ids]
+    assert len(claimed) == 2 and len(set(claimed)) == 2
+    assert (await two.routing_snapshot()).loads == {("alice", "email"): 2}
+
+
+async def test_an_outbox_item_leased_by_one_instance_is_not_leased_by_the_other(
+    pair: tuple[Store, Store],
+) -> None:
+    one, two = pair
+    conv = (await ingest(one, inbound("1"))).conversation
+    sent = [
+        (await two.add_outbound(OutboundRequest(conv.id, f"r{i}", "agent", "alice", 1100 + i)))[
+            0
+        ].id
+        for i in range(3)
+    ]
+    leases = await asyncio.gather(one.outbox_lease(1200, 10, 30), two.outbox_lease(1200, 10, 30))
+    taken = [i.message_id for items in leases for i in items]
+    # The first reply is leased by exactly one instance (the others wait behind it).
+    assert taken == [sent[0]]
+    assert await one.outbox_lease(1201, 10, 30) == []
+    assert await two.outbox_lease(1201, 10, 30) == []
+    # The holder records the send; the next reply is free for either instance.
+    holder = one if leases[0] else two
+    await holder.outbox_record(sent[0], DeliveryResult.sent("p-0"), None, 1202)
+    [nxt] = await (two if holder is one else one).outbox_lease(1203, 10, 30)
+    assert nxt.message_id == sent[1]
+
+
+async def test_two_instances_write_one_event_log_in_commit_order(
+    pair: tuple[Store, Store],
+) -> None:
+    one, two = pair
+    start = await one.last_event_id()
+    await asyncio.gather(
+        *(ingest((one, two)[i % 2], inbound(f"e{i}", f"e{i}@example.com")) for i in range(10))
+    )
+    events = await one.events_since(start, 1000)
+    assert [e.id for e in events] == list(range(start + 1, start + 1 + len(events)))
+    assert [e.id for e in await two.events_since(start, 1000)] == [e.id for e in events]
+    assert sum(e.type == "conversation.created" for e in events) == 10
