@@ -46,6 +46,7 @@ from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
 from gateway.services import Services
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
+from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
@@ -79,8 +80,10 @@ async def _close_quietly(ws: web.WebSocketResponse) -> None:
         await ws.close(code=1001, message=b"server shutting down")
 
 
-def make_store(loaded: LoadedConfig) -> Store:
+def make_store(loaded: LoadedConfig, instance: str | None = None) -> Store:
     cfg = loaded.config.store
+    if cfg.backend == "postgres" and cfg.dsn is not None:
+        return PostgresStore(cfg.dsn.get_secret_value(), pool_size=cfg.pool_size, instance=instance)
     return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
 
 
@@ -110,7 +113,7 @@ class Gateway:
         self.registry = registry or default_registry()
         self.clock = clock
         self.instance = uuid.uuid4().hex[:12]
-        self.store: Store = make_store(loaded)
+        self.store: Store = make_store(loaded, self.instance)
         self.bus = EventBus()
         # The one commit path: every change of state commits, publishes, wakes (services.py).
         self.services = Services(self.store, self.bus, clock)

@@ -383,6 +383,30 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy an SQLite store into PostgreSQL (gateway/store/postgres/from_sqlite.py)."""
+    import sqlite3
+
+    import asyncpg
+
+    from gateway.store.postgres.from_sqlite import migrate_from_sqlite
+
+    source, target = str(args.source), str(args.target)
+    if not source.startswith("sqlite:"):
+        print("--from is sqlite:PATH (the store's file)", file=sys.stderr)
+        return 2
+    if not target.startswith(("postgresql://", "postgres://")):
+        print("--to is a PostgreSQL DSN: postgresql://user:password@host:port/db", file=sys.stderr)
+        return 2
+    try:
+        migrate_from_sqlite(Path(source.removeprefix("sqlite:")), target)
+    except (OSError, ValueError, sqlite3.Error, asyncpg.PostgresError) as error:
+        print(f"migrate: {error}", file=sys.stderr)
+        return 1
+    print("done: the PostgreSQL store has every row of the SQLite store", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
     parser.add_argument("--version", action="version", version=f"switchboard {__version__}")
@@ -415,6 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=9090)
     p.add_argument("--secret", required=True)
     p.set_defaults(fn=cmd_webhook_listen)
+
+    p = sub.add_parser(
+        "migrate", help="copy a SQLite store into PostgreSQL (idempotent; stop the gateway first)"
+    )
+    p.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH")
+    p.add_argument("--to", dest="target", required=True, metavar="postgresql://...")
+    p.set_defaults(fn=cmd_migrate)
 
     _add_connector_commands(sub.add_parser)
 

@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from connectors.base import ConnectorSettings
@@ -116,13 +117,31 @@ class ServerConfig(Strict):
 
 
 class StoreConfig(Strict):
-    backend: Literal["sqlite"] = "sqlite"
-    path: str = "var/switchboard.db"
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite",
+        description="sqlite: one embedded file (one instance); postgres: a PostgreSQL "
+        "database that several instances may share.",
+    )
+    path: str = Field("var/switchboard.db", description="sqlite: the database file.")
     synchronous: Literal["normal", "full"] = Field(
         "normal",
-        description="normal: a committed message survives a crash of the process; full: "
-        "also an OS crash or power loss, at the cost of an fsync per commit.",
+        description="sqlite: normal: a committed message survives a crash of the process; "
+        "full: also an OS crash or power loss, at the cost of an fsync per commit.",
     )
+    dsn: SecretStr | None = Field(
+        None,
+        description="postgres: postgresql://user:password@host:port/database (put the "
+        "password in the environment: ${PGPASSWORD_VAR}).",
+    )
+    pool_size: int = Field(
+        10, ge=1, le=500, description="postgres: connections this instance keeps at most."
+    )
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> StoreConfig:
+        if self.backend == "postgres" and not (self.dsn and self.dsn.get_secret_value()):
+            raise ValueError("store.dsn is required with backend: postgres")
+        return self
 
 
 Visibility = Literal["all", "queues", "assigned"]

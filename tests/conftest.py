@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway import logs
+from tests.pg import PgServer
 from tests.standins.telegram import TelegramStandin
 from tests.standins.twilio import TwilioStandin
 
@@ -69,3 +70,19 @@ def production_logging() -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
     if errors:
         pytest.fail("a log call raised:\n" + "\n".join(errors), pytrace=False)
+
+
+# --- PostgreSQL: one private server per test session, one fresh database per test -------
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = PgServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def pg_dsn(pg_server: PgServer) -> str:
+    """The DSN of a fresh, empty database (a schema of its own) on the session's private
+    PostgreSQL."""
+    return await pg_server.new_database()

@@ -3,8 +3,8 @@
 A backend is a factory in `BACKENDS`: given a place (a per-test directory), it returns a
 store object on that place's database; called twice with the same place it gives two
 store objects on one database — two instances of the gateway, as two processes or two
-hosts would be (the two-instance cases at the end). A PostgreSQL backend adds its factory
-here (a database per place) and must pass every test."""
+hosts would be (the two-instance cases at the end). PostgreSQL: a schema per place on the
+session's private server."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from gateway.store.base import (
     OutboundRequest,
     Scope,
 )
+from gateway.store.postgres import PostgresStore
+from tests.pg import PgServer
 
 WEEK = 7 * 86400.0
 
@@ -33,11 +35,15 @@ BackendFactory = Callable[[Path], Store]
 
 BACKENDS: dict[str, BackendFactory] = {
     "sqlite": lambda place: SqliteStore(place / "store.db"),
+    # A schema per place on the session's private PostgreSQL server (tests/pg.py).
+    "postgres": lambda place: PostgresStore(PgServer.running().schema_dsn(place)),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> BackendFactory:
+    if request.param == "postgres":
+        request.getfixturevalue("pg_server")  # the session's server, started once
     return BACKENDS[request.param]
 
 

@@ -1,4 +1,5 @@
-"""The ordering rule of the event log, with two writers on one SQLite file, and retention.
+"""The ordering rule of the event log, with two writers on one SQLite file or one
+PostgreSQL database, and retention.
 
 A reader (every consumer: streams, webhooks) reads the log from its cursor with
 `LogReader`. It must never skip an event, never take one twice, and keep id order, even
@@ -16,7 +17,10 @@ import pytest
 
 from gateway.eventlog import CursorExpired, LogReader
 from gateway.model import NewEvent
-from gateway.store import SqliteStore
+from gateway.store import SqliteStore, Store
+from gateway.store.postgres import PostgresStore
+from gateway.store.postgres.eventlog import append_events
+from tests.pg import PgServer
 
 NOW = 1_000_000.0
 
@@ -25,6 +29,28 @@ NOW = 1_000_000.0
 async def writers(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
     """Two store objects on one database file: two writers, as two processes would be."""
     one, two = SqliteStore(tmp_path / "log.db"), SqliteStore(tmp_path / "log.db")
+    await one.open()
+    await two.open()
+    await one.sync_agents([("alice", "online", {"default": 2}), ("bob", "online", {})])
+    await one.set_presence("bob", "online", NOW)  # the log is not empty
+    yield one, two
+    await one.close()
+    await two.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_writers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two store objects on one database, of each backend."""
+    pair: tuple[Store, Store]
+    if request.param == "postgres":
+        server: PgServer = request.getfixturevalue("pg_server")
+        dsn = await server.new_database()
+        pair = (PostgresStore(dsn, pool_size=4), PostgresStore(dsn, pool_size=4))
+    else:
+        pair = (SqliteStore(tmp_path / "log.db"), SqliteStore(tmp_path / "log.db"))
+    one, two = pair
     await one.open()
     await two.open()
     await one.sync_agents([("alice", "online", {"default": 2}), ("bob", "online", {})])
@@ -130,9 +156,9 @@ async def test_a_hole_that_never_fills_is_passed_after_the_wait(
 
 
 async def test_retention_prunes_a_prefix_and_an_old_cursor_is_told(
-    writers: tuple[SqliteStore, SqliteStore],
+    any_writers: tuple[Store, Store],
 ) -> None:
-    one, two = writers
+    one, two = any_writers
     ids = [(await one.set_presence("alice", "away", NOW + i))[0].id for i in range(10)]
     assert await one.events_pruned_through() == 0
     # By age: the events committed before NOW + 3 go (the first one, and three of these).
@@ -147,3 +173,73 @@ async def test_retention_prunes_a_prefix_and_an_old_cursor_is_told(
         await LogReader(two, ids[2]).read()
     assert info.value.oldest == ids[6]
     assert await one.prune_events(0.0, 4) == 0  # nothing more to do
+
+
+async def test_two_writers_at_once_and_a_reader_following_sees_every_event_once(
+    any_writers: tuple[Store, Store],
+) -> None:
+    """Two store objects write concurrently while a reader follows the log from its cursor
+    (on a store object of its own): it takes every event exactly once, in id order, and
+    (ids assigned in commit order) never meets a hole it has to wait for."""
+    one, two = any_writers
+    reader = LogReader(two, await two.last_event_id(), gap_wait=60.0)
+    written: list[int] = []
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def write(store: Store, agent: str) -> None:
+        for i in range(60):
+            events = await store.set_presence(agent, ("away", "online")[i % 2], NOW + i)
+            written.extend(e.id for e in events)
+
+    async def follow() -> None:
+        while not done.is_set():
+            seen.extend(await drain(reader))
+            assert not reader.holding
+            await asyncio.sleep(0)
+        seen.extend(await drain(reader))
+
+    follower = asyncio.create_task(follow())
+    await asyncio.gather(*(write(s, a) for s in (one, two) for a in ("alice", "bob")))
+    done.set()
+    await follower
+    assert len(written) == 240
+    assert seen == sorted(written)  # each once, in order
+    assert seen == list(range(seen[0], seen[0] + 240))  # no hole
+
+
+async def test_postgres_a_writer_still_in_its_transaction_holds_back_the_next_ids(
+    pg_dsn: str,
+) -> None:
+    """PostgreSQL: writer one appends an event and stalls before committing; writer two's
+    event waits for it (the counter row is locked until the commit), so writer two cannot
+    commit a higher id first. The reader, polling all along, sees nothing of the stalled
+    transaction, then both events once, in commit order."""
+    one, two, watcher = (PostgresStore(pg_dsn, pool_size=2) for _ in range(3))
+    for store in (one, two, watcher):
+        await store.open()
+    try:
+        await one.sync_agents([("bob", "online", {})])
+        reader = LogReader(watcher, await watcher.last_event_id())
+        async with one.pool.acquire() as conn, conn.transaction():
+            [slow] = await append_events(conn, NOW, [NewEvent("test.slow", {"writer": 1})])
+            fast_commit = asyncio.create_task(two.set_presence("bob", "away", NOW))
+            seen: list[int] = []
+            for _ in range(5):  # the reader polls while writer one is mid-transaction
+                seen += await drain(reader)
+                await asyncio.sleep(0.02)
+            assert seen == [] and not fast_commit.done()
+        [fast] = await fast_commit
+        seen += await drain(reader)
+        assert seen == [slow.id, fast.id] and fast.id == slow.id + 1
+        # A transaction that rolls back gives its id back: the log has no hole.
+        with pytest.raises(RuntimeError):
+            async with one.pool.acquire() as conn, conn.transaction():
+                await append_events(conn, NOW, [NewEvent("test.undone", {})])
+                raise RuntimeError("rolled back")
+        [after] = await two.set_presence("bob", "online", NOW)
+        assert after.id == fast.id + 1
+        assert await drain(reader) == [after.id]
+    finally:
+        for store in (one, two, watcher):
+            await store.close()

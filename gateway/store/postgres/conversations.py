@@ -1,0 +1,656 @@
+"""Conversations and messages on PostgreSQL: ingest, replies, the lifecycle, the queries.
+The rules are gateway/domain/'s; this module gathers the facts, calls them, writes.
+
+Concurrency: an ingest locks its contact's row and the candidate conversations before it
+threads, so two instances taking messages of one customer take turns and the second finds
+the conversation the first made; the partial unique index `conversations_one_active` is
+the backstop (and a new contact or a duplicate external id made at the same moment
+elsewhere): the ingest then runs again and finds what the other made. A change of a
+conversation locks its row (`FOR UPDATE`) first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from connectors.base import InboundMessage
+from gateway.domain import identity as rules_identity
+from gateway.domain import lifecycle, load, threading
+from gateway.domain.lifecycle import TransitionRefused
+from gateway.domain.threading import Candidate
+from gateway.ids import new_id
+from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
+from gateway.store.base import (
+    Classification,
+    Conflict,
+    ConversationFilter,
+    ConversationStore,
+    IngestOutcome,
+    IngestRequest,
+    NotFound,
+    OutboundRequest,
+    Preclassified,
+    Scope,
+    check_acts,
+    check_sees,
+)
+from gateway.store.postgres.contacts import PgContacts
+from gateway.store.postgres.eventlog import append_events
+from gateway.store.postgres.pool import (
+    CONV_COLS,
+    MSG_COLS,
+    Conn,
+    contact_of,
+    conv_row,
+    get_conv,
+    get_msg,
+    msg_row,
+    rowcount,
+    scope_where,
+)
+from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
+
+_ACTIVE = "status IN ('open', 'assigned', 'pending')"
+
+
+def state_of(conv: Conversation) -> lifecycle.State:
+    return lifecycle.State(
+        conv.status, conv.assignee, conv.assigned_at, conv.resolved_at, conv.first_response_at
+    )
+
+
+def apply_state(conv: Conversation, state: lifecycle.State) -> None:
+    conv.status, conv.assignee, conv.assigned_at = state.status, state.assignee, state.assigned_at
+    conv.resolved_at, conv.first_response_at = state.resolved_at, state.first_response_at
+
+
+def _new_conversation(
+    req: IngestRequest, contact_id: str, cls: Classification, now: float
+) -> Conversation:
+    msg, identity = req.message, req.message.sender
+    return Conversation(
+        id=new_id("cv"),
+        contact_id=contact_id,
+        channel=req.channel,
+        channel_kind=req.channel_kind,
+        last_channel=req.channel,
+        status="open",
+        queue=cls.queue,
+        priority=cls.priority,
+        created_at=now,
+        updated_at=now,
+        required_skills=cls.required_skills,
+        tags=cls.tags,
+        subject=msg.subject,
+        thread_token=new_id("t").split("_", 1)[1][-12:],
+        routing={"rule": cls.rule, "reasons": cls.reasons},
+        reply_kind=identity.kind,
+        reply_address=identity.address,
+        last_inbound_at=now,
+    )
+
+
+async def insert_message(conn: Conn, m: Message) -> None:
+    await conn.execute(
+        f"INSERT INTO messages({MSG_COLS}) VALUES"
+        " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
+        m.id,
+        m.conversation_id,
+        m.direction,
+        m.channel,
+        m.sender_type,
+        m.sender_id,
+        m.text,
+        m.created_at,
+        m.updated_at,
+        m.html,
+        m.subject,
+        dumps(m.attachments),
+        m.external_id,
+        m.provider_message_id,
+        m.status,
+        m.reason,
+        m.automated,
+        dumps(m.metadata),
+        m.raw_blob,
+    )
+
+
+class PgConversations(PgContacts, ConversationStore):
+    # --- ingest ----------------------------------------------------------------------------
+    async def ingest(self, request: IngestRequest) -> IngestOutcome:
+        # The router's rules run before the transaction (`Preclassified`). A unique
+        # violation is another writer that made the same contact, conversation or message a
+        # moment before: run again and find it.
+        classification = Preclassified.before(request)
+        return await self._tx(
+            lambda conn: self._ingest(conn, request, classification),
+            retry=(asyncpg.exceptions.UniqueViolationError,),
+        )
+
+    async def _ingest(
+        self, conn: Conn, req: IngestRequest, classification: Preclassified
+    ) -> IngestOutcome:
+        msg, now = req.message, req.now
+        # A redelivered message, or a redelivered edit (which points at what it edited).
+        row = await conn.fetchrow(
+            "SELECT id, conversation_id FROM messages WHERE channel=$1 AND external_id=$2"
+            " UNION ALL SELECT m.id, m.conversation_id FROM edits e JOIN messages m"
+            " ON m.id = e.message_id WHERE e.channel=$1 AND e.external_id=$2 LIMIT 1",
+            req.channel,
+            msg.external_id,
+        )
+        if row is not None:
+            return IngestOutcome(
+                await get_conv(conn, row[1]), await get_msg(conn, row[0]), None, [], duplicate=True
+            )
+
+        if msg.edits is not None:
+            edited = await conn.fetchval(
+                "SELECT id FROM messages WHERE channel=$1 AND external_id=$2",
+                req.channel,
+                msg.edits,
+            )
+            if edited is not None:
+                await conn.execute(
+                    "UPDATE messages SET text=$1, html=$2, updated_at=$3 WHERE id=$4",
+                    msg.text,
+                    msg.html,
+                    now,
+                    edited,
+                )
+                # Record the edit's own external id so a redelivery stays a duplicate.
+                await conn.execute(
+                    "INSERT INTO edits(channel, external_id, message_id, at) VALUES ($1,$2,$3,$4)",
+                    req.channel,
+                    msg.external_id,
+                    edited,
+                    now,
+                )
+                updated = await get_msg(conn, edited)
+                home = await get_conv(conn, updated.conversation_id)
+                events = await append_events(
+                    conn,
+                    now,
+                    [
+                        NewEvent(
+                            "message.edited",
+                            {"conversation_id": home.id, "message": updated.to_api()},
+                        )
+                    ],
+                )
+                return IngestOutcome(home, updated, None, events)
+
+        # Contact: the sender's identity only; extra identities are claims (see SqliteStore).
+        identity = msg.sender
+        new_events: list[NewEvent] = []
+        contact_id = await contact_of(conn, identity)
+        if contact_id is None:
+            contact_id = new_id("ct")
+            await conn.execute(
+                "INSERT INTO contacts(id, name, attributes, created_at, updated_at)"
+                " VALUES ($1, $2, $3, $4, $4)",
+                contact_id,
+                msg.sender_name,
+                dumps(msg.contact_attributes),
+                now,
+            )
+            attributes = dict(msg.contact_attributes)
+            new_events.append(NewEvent("contact.created", {"contact_id": contact_id}))
+            # Made by another instance meanwhile: a unique violation, and the ingest runs again.
+            await conn.execute(
+                "INSERT INTO identities(kind, address, contact_id, verified)"
+                " VALUES ($1, $2, $3, TRUE)",
+                identity.kind,
+                identity.address,
+                contact_id,
+            )
+        else:
+            # The contact's row is held until the commit: its messages are threaded one at
+            # a time, whichever instance takes them.
+            crow = await conn.fetchrow(
+                "SELECT name, attributes FROM contacts WHERE id=$1 FOR UPDATE", contact_id
+            )
+            if crow is None:
+                raise NotFound(f"contact {contact_id} not found")
+            update = rules_identity.update_contact(
+                crow[0], loads(crow[1]), msg.sender_name, msg.contact_attributes
+            )
+            attributes = update.attributes
+            if update.changed:
+                await conn.execute(
+                    "UPDATE contacts SET name=COALESCE(name, $1), attributes=$2, updated_at=$3"
+                    " WHERE id=$4",
+                    msg.sender_name,
+                    dumps(attributes),
+                    now,
+                    contact_id,
+                )
+        owners = {extra: await contact_of(conn, extra) for extra in msg.extra_identities}
+        for extra in rules_identity.claims(
+            identity, msg.extra_identities, contact_id, lambda i: owners.get(i)
+        ):
+            status = await conn.execute(
+                "INSERT INTO claims(contact_id, kind, address, channel, created_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                contact_id,
+                extra.kind,
+                extra.address,
+                req.channel,
+                now,
+            )
+            if rowcount(status):
+                new_events.append(
+                    NewEvent(
+                        "contact.claimed",
+                        {
+                            "contact_id": contact_id,
+                            "claim": {"kind": extra.kind, "address": extra.address},
+                            "verified": False,
+                        },
+                    )
+                )
+
+        # Conversation: the store finds the candidates (locked: a lifecycle change of one
+        # waits for this ingest), gateway/domain/threading.py decides.
+        placement = threading.place(
+            await self._thread_hit(conn, msg, contact_id),
+            await self._contact_candidates(conn, contact_id, now, req.reopen_window),
+            now,
+            req.reopen_window,
+        )
+        created = reopened = False
+        conv: Conversation
+        if placement.conversation_id is None:
+            conv = _new_conversation(req, contact_id, classification.decide(attributes), now)
+            await self._insert_conversation(conn, conv)
+            created = True
+        else:
+            conv = await get_conv(conn, placement.conversation_id)
+            before = (conv.assignee, conv.status)
+            after, reopened = lifecycle.inbound(state_of(conv))
+            apply_state(conv, after)
+            conv.last_channel = req.channel
+            conv.reply_kind, conv.reply_address = identity.kind, identity.address
+            conv.updated_at = conv.last_inbound_at = now
+            await adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
+            await conn.execute(
+                "UPDATE conversations SET status=$1, assignee=$2, resolved_at=$3,"
+                " last_channel=$4, reply_kind=$5, reply_address=$6, updated_at=$7,"
+                " last_inbound_at=$7 WHERE id=$8",
+                conv.status,
+                conv.assignee,
+                conv.resolved_at,
+                conv.last_channel,
+                conv.reply_kind,
+                conv.reply_address,
+                now,
+                conv.id,
+            )
+        for blob_id, (content_type, data) in req.blobs.items():
+            await conn.execute(
+                "INSERT INTO blobs(id, content_type, size, data) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING",
+                blob_id,
+                content_type,
+                len(data),
+                data,
+            )
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            direction="in",
+            channel=req.channel,
+            sender_type="contact",
+            sender_id=contact_id,
+            text=msg.text,
+            created_at=now,
+            updated_at=now,
+            html=msg.html,
+            subject=msg.subject,
+            attachments=req.attachments,
+            external_id=msg.external_id,
+            provider_message_id=msg.provider_message_id,
+            automated=msg.automated,
+            metadata=msg.metadata,
+            raw_blob=req.raw_blob,
+        )
+        await insert_message(conn, message)
+        if created:
+            new_events.append(NewEvent("conversation.created", {"conversation": conv.to_api()}))
+        if reopened:
+            new_events.append(
+                NewEvent("conversation.reopened", {"conversation": conv.to_api(), "by": "customer"})
+            )
+        new_events.append(
+            NewEvent(
+                "message.received",
+                {"conversation_id": conv.id, "contact_id": contact_id, "message_id": message.id},
+            )
+        )
+        events = await append_events(conn, now, new_events)
+        return IngestOutcome(conv, message, contact_id, events, created=created, reopened=reopened)
+
+    @staticmethod
+    async def _thread_hit(conn: Conn, msg: InboundMessage, contact_id: str) -> Candidate | None:
+        """The sender's own conversation the message's thread keys point at: a quoted
+        Message-ID first, else the thread token (never another contact's, never closed)."""
+        hit = None
+        if msg.thread_refs:
+            hit = await conn.fetchrow(
+                "SELECT c.id, c.status, c.updated_at, c.resolved_at FROM messages m"
+                " JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE m.provider_message_id = ANY($1) AND c.contact_id=$2"
+                " AND c.status != 'closed' ORDER BY m.created_at DESC LIMIT 1 FOR UPDATE OF c",
+                list(msg.thread_refs),
+                contact_id,
+            )
+        if hit is None and msg.thread_token:
+            hit = await conn.fetchrow(
+                "SELECT id, status, updated_at, resolved_at FROM conversations"
+                " WHERE thread_token=$1 AND contact_id=$2 AND status != 'closed' FOR UPDATE",
+                msg.thread_token,
+                contact_id,
+            )
+        return None if hit is None else Candidate(hit[0], hit[1], hit[2], hit[3])
+
+    @staticmethod
+    async def _contact_candidates(
+        conn: Conn, contact_id: str, now: float, reopen_window: float
+    ) -> list[Candidate]:
+        """The contact's conversations that can take a message: the active ones and those
+        resolved within the reopen window (the others cannot win, `threading.place`)."""
+        return [
+            Candidate(r[0], r[1], r[2], r[3])
+            for r in await conn.fetch(
+                "SELECT id, status, updated_at, resolved_at FROM conversations"
+                f" WHERE contact_id=$1 AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
+                " ORDER BY id FOR UPDATE",
+                contact_id,
+                now - reopen_window,
+            )
+        ]
+
+    @staticmethod
+    async def _insert_conversation(conn: Conn, conv: Conversation) -> None:
+        await conn.execute(
+            # Opened for its contact: one active per contact (conversations_one_active).
+            f"INSERT INTO conversations({CONV_COLS}, opened_for) VALUES ($1,$2,$3,$4,$5,$6,$7,"
+            "$8,$9,$10,NULL,$11,$12,$13,$14,$15,$16,$17,NULL,NULL,NULL,$18,$2)",
+            conv.id,
+            conv.contact_id,
+            conv.channel,
+            conv.channel_kind,
+            conv.last_channel,
+            conv.status,
+            conv.queue,
+            conv.priority,
+            conv.created_at,
+            conv.updated_at,
+            dumps(conv.required_skills),
+            dumps(conv.tags),
+            conv.subject,
+            conv.thread_token,
+            conv.reply_kind,
+            conv.reply_address,
+            dumps(conv.routing),
+            conv.last_inbound_at,
+        )
+
+    # --- outbound --------------------------------------------------------------------------
+    async def add_outbound(self, request: OutboundRequest) -> tuple[Message, list[Event]]:
+        return await self._tx(lambda conn: self._add_outbound(conn, request))
+
+    async def _add_outbound(self, conn: Conn, req: OutboundRequest) -> tuple[Message, list[Event]]:
+        conv = await get_conv(conn, req.conversation_id, lock=True)
+        check_acts(req.scope, conv)
+        if conv.status == "closed":
+            raise Conflict("the conversation is closed")
+        if conv.reply_kind is None:
+            raise Conflict("the conversation has no customer address to reply to")
+        now = req.now
+        message = Message(
+            id=new_id("msg"),
+            conversation_id=conv.id,
+            direction="out",
+            channel=req.channel or conv.last_channel,
+            sender_type=req.sender_type,  # type: ignore[arg-type]
+            sender_id=req.sender_id,
+            text=req.text,
+            created_at=now,
+            updated_at=now,
+            html=req.html,
+            subject=req.subject,
+            status="queued",
+            automated=req.automatic,
+            metadata=dict(req.metadata),
+        )
+        await insert_message(conn, message)
+        to_kind, to_address = (
+            (req.to.kind, req.to.address) if req.to else (conv.reply_kind, conv.reply_address)
+        )
+        await conn.execute(
+            "INSERT INTO outbox(message_id, channel, attempts, next_attempt_at, to_kind,"
+            " to_address) VALUES ($1, $2, 0, $3, $4, $5)",
+            message.id,
+            message.channel,
+            now,
+            to_kind,
+            to_address,
+        )
+        after = lifecycle.reply(state_of(conv), req.sender_type, now)
+        await conn.execute(
+            "UPDATE conversations SET status=$1, first_response_at=$2, updated_at=$3 WHERE id=$4",
+            after.status,
+            after.first_response_at,
+            now,
+            conv.id,
+        )
+        await adjust_load(
+            conn, conv.channel_kind, (conv.assignee, conv.status), (after.assignee, after.status)
+        )
+        events = await append_events(
+            conn,
+            now,
+            [NewEvent("message.queued", {"conversation_id": conv.id, "message_id": message.id})],
+        )
+        return message, events
+
+    async def automatic_count(self, contact_id: str, since: float) -> int:
+        async def op(conn: Conn) -> int:
+            return int(
+                await conn.fetchval(
+                    "SELECT COUNT(*) FROM messages m JOIN conversations c"
+                    " ON c.id = m.conversation_id WHERE c.contact_id=$1 AND m.direction='out'"
+                    " AND m.automated AND m.created_at >= $2",
+                    contact_id,
+                    since,
+                )
+            )
+
+        return await self._read(op)
+
+    # --- lifecycle (the rules: gateway/domain/lifecycle.py and load.py) -------------------
+    async def _change(
+        self,
+        conversation_id: str,
+        mutate: Callable[[Conn, Conversation], Awaitable[NewEvent]],
+        now: float,
+        scope: Scope | None = None,
+    ) -> tuple[Conversation, list[Event]]:
+        async def op(conn: Conn) -> tuple[Conversation, list[Event]]:
+            conv = await get_conv(conn, conversation_id, lock=True)
+            check_acts(scope, conv)
+            before = (conv.assignee, conv.status)
+            try:
+                event = await mutate(conn, conv)
+            except TransitionRefused as refused:
+                raise Conflict(str(refused)) from None
+            await adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
+            conv.updated_at = now
+            try:
+                await conn.execute(
+                    # A new assignee is a manual one (`claimed` is the router's).
+                    "UPDATE conversations SET claimed = CASE WHEN assignee IS NOT DISTINCT"
+                    " FROM $2 THEN claimed ELSE FALSE END, status=$1, assignee=$2, queue=$3,"
+                    " assigned_at=$4, resolved_at=$5, updated_at=$6 WHERE id=$7",
+                    conv.status,
+                    conv.assignee,
+                    conv.queue,
+                    conv.assigned_at,
+                    conv.resolved_at,
+                    now,
+                    conv.id,
+                )
+            except asyncpg.exceptions.UniqueViolationError:
+                # conversations_one_active: reopening it would make a second one.
+                raise Conflict(
+                    "the contact has another active conversation; it takes the messages"
+                ) from None
+            event.data.setdefault("conversation", conv.to_api())
+            return conv, await append_events(conn, now, [event])
+
+        return await self._tx(op)
+
+    async def assign(
+        self,
+        conversation_id: str,
+        agent_id: str,
+        capacity: int | None,
+        by: str | None,
+        now: float,
+        scope: Scope | None = None,
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            after = lifecycle.assign(state_of(conv), agent_id, now)
+            agent = await lock_agent(conn, agent_id)
+            if agent is None:
+                raise NotFound(f"agent {agent_id} not found")
+            if conv.assignee != agent_id:
+                # The caller read `capacity` earlier; an admin may have lowered it since.
+                limit = load.assignment_limit(
+                    capacity, load.capacity_for(agent.capacity, conv.channel_kind)
+                )
+                if limit is not None and not load.has_room(
+                    await load_of(conn, agent_id, conv.channel_kind), limit
+                ):
+                    raise Conflict(
+                        f"agent {agent_id} is at capacity ({limit}) for {conv.channel_kind}"
+                    )
+            apply_state(conv, after)
+            await conn.execute("UPDATE agents SET last_assigned_at=$1 WHERE id=$2", now, agent_id)
+            return NewEvent(
+                "conversation.assigned",
+                {
+                    "conversation_id": conv.id,
+                    "agent": agent_id,
+                    "queue": conv.queue,
+                    "strategy": "manual",
+                    "reasons": [f"assigned manually by {by or 'unknown'}"],
+                    "by": by,
+                },
+            )
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    async def transfer(
+        self, conversation_id: str, queue: str, by: str | None, scope: Scope | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            apply_state(conv, lifecycle.transfer(state_of(conv)))
+            previous, conv.queue = conv.queue, queue
+            return NewEvent(
+                "conversation.transferred",
+                {"conversation_id": conv.id, "from_queue": previous, "queue": queue, "by": by},
+            )
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    async def resolve(
+        self, conversation_id: str, by: str | None, scope: Scope | None, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            apply_state(conv, lifecycle.resolve(state_of(conv), now))
+            return NewEvent("conversation.resolved", {"conversation_id": conv.id, "by": by})
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    async def reopen(
+        self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            apply_state(conv, lifecycle.reopen(state_of(conv)))
+            return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
+
+        return await self._change(conversation_id, mutate, now, scope)
+
+    # --- queries ---------------------------------------------------------------------------
+    async def get_conversation(
+        self, conversation_id: str, scope: Scope | None = None
+    ) -> Conversation:
+        async def op(conn: Conn) -> Conversation:
+            conv = await get_conv(conn, conversation_id)
+            check_sees(scope, conv)
+            return conv
+
+        return await self._read(op)
+
+    async def list_conversations(
+        self, flt: ConversationFilter
+    ) -> tuple[list[Conversation], str | None]:
+        sql, args = list_query(flt)
+
+        async def op(conn: Conn) -> tuple[list[Conversation], str | None]:
+            rows = [conv_row(r) for r in await conn.fetch(sql, *args)]
+            more = len(rows) > flt.limit
+            rows = rows[: flt.limit]
+            return rows, (rows[-1].id if more and rows else None)
+
+        return await self._read(op)
+
+    async def messages(self, conversation_id: str, scope: Scope | None = None) -> list[Message]:
+        async def op(conn: Conn) -> list[Message]:
+            check_sees(scope, await get_conv(conn, conversation_id))
+            return [
+                msg_row(r)
+                for r in await conn.fetch(
+                    f"SELECT {MSG_COLS} FROM messages WHERE conversation_id=$1"
+                    " ORDER BY created_at, id",
+                    conversation_id,
+                )
+            ]
+
+        return await self._read(op)
+
+
+def list_query(flt: ConversationFilter) -> tuple[str, list[str | int]]:
+    """A page of `list_conversations`: newest first by id, the next page from a cursor."""
+    where: list[str] = []
+    args: list[str | int] = []
+    for col, value in (
+        ("status", flt.status),
+        ("queue", flt.queue),
+        ("assignee", flt.assignee),
+        ("last_channel", flt.channel),
+        ("contact_id", flt.contact_id),
+    ):
+        if value is not None:
+            args.append(value)
+            where.append(f"{col}=${len(args)}")
+    if flt.cursor:
+        args.append(flt.cursor)
+        where.append(f"id < ${len(args)}")
+    if flt.scope is not None:
+        clause, scope_args = flt.scope.where()
+        if clause:
+            clause, scope_args = scope_where(clause, scope_args, len(args) + 1)
+            where.append(clause)
+            args.extend(scope_args)
+    sql = f"SELECT {CONV_COLS} FROM conversations"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    args.append(flt.limit + 1)
+    sql += f" ORDER BY id DESC LIMIT ${len(args)}"
+    return sql, args

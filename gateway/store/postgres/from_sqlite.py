@@ -1,0 +1,275 @@
+"""`switchboard migrate --from sqlite:PATH --to postgresql://...`: move an installation's
+SQLite store into PostgreSQL.
+
+Idempotent: every row goes in with `ON CONFLICT DO NOTHING` on its key, so a run that was
+interrupted, or run twice, copies what is missing and changes nothing else. Stop the
+gateway first (a SQLite store written during the copy may be copied halfway). Progress goes
+to stderr, a bar per table; the last line per table says how many rows were new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import asyncpg
+
+from gateway.store.postgres.store import PostgresStore
+from gateway.store.sqlite import SqliteStore
+
+BATCH = 1_000
+Row = tuple[Any, ...]
+
+
+@dataclass
+class Table:
+    name: str
+    columns: Sequence[str]
+    # The row as PostgreSQL takes it (SQLite's integers for booleans, and so on).
+    convert: Callable[[Row], Row] = lambda row: row
+    # Columns PostgreSQL has and SQLite has not, set by `convert` (appended, in order).
+    extra: Sequence[str] = field(default_factory=tuple)
+    conflict: str = "DO NOTHING"
+
+    def insert_sql(self) -> str:
+        cols = [*self.columns, *self.extra]
+        marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+        return f"INSERT INTO {self.name}({', '.join(cols)}) VALUES ({marks}) ON CONFLICT {self.conflict}"
+
+
+def _bool_at(index: int) -> Callable[[Row], Row]:
+    def convert(row: Row) -> Row:
+        out = list(row)
+        out[index] = bool(out[index])
+        return tuple(out)
+
+    return convert
+
+
+def _no_merge(row: Row) -> Row:
+    # Contacts go in without `merged_into` (it points at other contacts): set after all are in.
+    return (*row[:3], None, *row[4:])
+
+
+CONVERSATION_COLUMNS = (
+    "id",
+    "contact_id",
+    "channel",
+    "channel_kind",
+    "last_channel",
+    "status",
+    "queue",
+    "priority",
+    "created_at",
+    "updated_at",
+    "assignee",
+    "required_skills",
+    "tags",
+    "subject",
+    "thread_token",
+    "reply_kind",
+    "reply_address",
+    "routing",
+    "assigned_at",
+    "first_response_at",
+    "resolved_at",
+    "last_inbound_at",
+)
+MESSAGE_COLUMNS = (
+    "id",
+    "conversation_id",
+    "direction",
+    "channel",
+    "sender_type",
+    "sender_id",
+    "text",
+    "created_at",
+    "updated_at",
+    "html",
+    "subject",
+    "attachments",
+    "external_id",
+    "provider_message_id",
+    "status",
+    "reason",
+    "automated",
+    "metadata",
+    "raw_blob",
+)
+
+
+class Copier:
+    def __init__(self, source: Path, dsn: str, out: TextIO = sys.stderr) -> None:
+        self.source = source
+        self.dsn = dsn
+        self.out = out
+        self.summary: dict[str, tuple[int, int]] = {}  # table → (rows read, rows new)
+
+    # --- progress --------------------------------------------------------------------------
+    def _bar(self, table: str, done: int, total: int, final: bool = False) -> None:
+        width = 30
+        filled = width if total == 0 else done * width // total
+        line = f"{table:<15} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if self.out.isatty():
+            self.out.write("\r" + line + ("\n" if final else ""))
+        elif final:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    # --- the copy ----------------------------------------------------------------------------
+    async def run(self) -> dict[str, tuple[int, int]]:
+        if not self.source.exists():
+            raise FileNotFoundError(f"no SQLite store at {self.source}")
+        # Both schemas current first: the SQLite file as this version writes it, PostgreSQL
+        # migrated (its own migrations, under their lock).
+        for store in (SqliteStore(self.source), PostgresStore(self.dsn, pool_size=1)):
+            await store.open()
+            await store.close()
+        src = sqlite3.connect(f"file:{self.source}?mode=ro", uri=True, check_same_thread=False)
+        dst = await asyncpg.connect(self.dsn)
+        try:
+            await self._copy_all(src, dst)
+        finally:
+            await dst.close()
+            src.close()
+        return self.summary
+
+    def _tables(self) -> list[Table]:
+        return [
+            Table(
+                "contacts",
+                ("id", "name", "attributes", "merged_into", "created_at", "updated_at"),
+                _no_merge,
+            ),
+            Table("identities", ("kind", "address", "contact_id", "verified"), _bool_at(3)),
+            Table("claims", ("contact_id", "kind", "address", "channel", "created_at")),
+            Table(
+                "merges",
+                (
+                    "id",
+                    "source",
+                    "target",
+                    "identity_kind",
+                    "identity_address",
+                    "conversations",
+                    "at",
+                    "undone_at",
+                ),
+            ),
+            # `opened_for` and `claimed` as SQLite's migration 11 set them: the same rules.
+            Table("conversations", (*CONVERSATION_COLUMNS, "opened_for", "claimed"), _bool_at(23)),
+            Table("messages", MESSAGE_COLUMNS, _bool_at(16)),
+            Table("edits", ("channel", "external_id", "message_id", "at")),
+            Table("blobs", ("id", "content_type", "size", "data")),
+            # An SQLite lease belongs to a process that is gone: the items are due at once.
+            Table(
+                "outbox",
+                (
+                    "message_id",
+                    "channel",
+                    "attempts",
+                    "next_attempt_at",
+                    "last_error",
+                    "to_kind",
+                    "to_address",
+                ),
+            ),
+            Table("early_receipts", ("channel", "provider_message_id", "status", "reason", "at")),
+            Table("agents", ("id", "presence", "capacity", "last_assigned_at")),
+            Table(
+                "agent_load",
+                ("agent_id", "channel_kind", "n"),
+                conflict="(agent_id, channel_kind) DO UPDATE SET n = excluded.n",
+            ),
+            Table(
+                "queue_cursors",
+                ("queue", "agent_id"),
+            ),
+            Table("events", ("id", "type", "at", "data")),
+            Table("kv", ("namespace", "key", "value")),
+            Table("leases", ("name", "holder", "expires_at")),
+            Table(
+                "quarantine",
+                (
+                    "id",
+                    "channel",
+                    "content_type",
+                    "data",
+                    "external_id",
+                    "reason",
+                    "metadata",
+                    "status",
+                    "retries",
+                    "message_id",
+                    "created_at",
+                    "updated_at",
+                ),
+            ),
+        ]
+
+    async def _copy_all(self, src: sqlite3.Connection, dst: asyncpg.Connection) -> None:
+        tables = self._tables()
+        known = {t.name for t in tables}
+        ignored = {"sqlite_sequence"}
+        others = sorted(
+            str(r[0])
+            for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if r[0] not in known and r[0] not in ignored
+        )
+        if others:
+            self.out.write(f"not copied (not kept in PostgreSQL): {', '.join(others)}\n")
+        for table in tables:
+            await self._copy(src, dst, table)
+        # Links between contacts, now that every contact is in.
+        merged = await asyncio.to_thread(
+            lambda: src.execute(
+                "SELECT id, merged_into FROM contacts WHERE merged_into IS NOT NULL"
+            ).fetchall()
+        )
+        if merged:
+            await dst.executemany(
+                "UPDATE contacts SET merged_into=$2 WHERE id=$1 AND merged_into IS NULL", merged
+            )
+        # The event counter continues after the last event copied.
+        await dst.execute(
+            "UPDATE event_head SET seq = GREATEST(seq, (SELECT COALESCE(MAX(id), 0) FROM events))"
+        )
+
+    async def _copy(self, src: sqlite3.Connection, dst: asyncpg.Connection, table: Table) -> None:
+        total = int(src.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
+        before = int(await dst.fetchval(f"SELECT count(*) FROM {table.name}"))
+        select = (
+            f"SELECT rowid, {', '.join(table.columns)} FROM {table.name}"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        insert = table.insert_sql()
+        done, last = 0, 0
+        self._bar(table.name, 0, total)
+        while True:
+            rows: list[Row] = await asyncio.to_thread(
+                lambda: src.execute(select, (last, BATCH)).fetchall()  # noqa: B023
+            )
+            if not rows:
+                break
+            last = int(rows[-1][0])
+            batch: Iterable[Row] = (table.convert(tuple(r[1:])) for r in rows)
+            async with dst.transaction():
+                await dst.executemany(insert, list(batch))
+            done += len(rows)
+            self._bar(table.name, done, total)
+        after = int(await dst.fetchval(f"SELECT count(*) FROM {table.name}"))
+        self._bar(table.name, done, total, final=True)
+        self.out.write(f"{table.name}: {done} rows, {after - before} new\n")
+        self.summary[table.name] = (done, after - before)
+
+
+def migrate_from_sqlite(
+    source: Path, dsn: str, out: TextIO = sys.stderr
+) -> dict[str, tuple[int, int]]:
+    """Copy the SQLite store at `source` into the PostgreSQL database at `dsn`."""
+    return asyncio.run(Copier(source, dsn, out).run())

@@ -1,0 +1,251 @@
+"""Versioned schema migrations of the PostgreSQL store.
+
+Append a new `(version, script)` pair for every change; never edit a released one. They are
+applied by `pool.migrate` in one transaction holding a transaction-scoped advisory lock, so
+several instances starting together against an empty database migrate once: one applies
+them, the others wait on the lock and then find nothing left to do.
+
+Text columns that are sorted or compared as keys (ids, queues, identities) use the "C"
+collation: the same byte order as SQLite's, whatever the database's locale.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+CREATE TABLE contacts (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT,
+    attributes TEXT NOT NULL DEFAULT '{}',
+    merged_into TEXT COLLATE "C" REFERENCES contacts(id),
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE identities (
+    kind TEXT COLLATE "C" NOT NULL,
+    address TEXT COLLATE "C" NOT NULL,
+    contact_id TEXT COLLATE "C" NOT NULL REFERENCES contacts(id),
+    verified BOOLEAN NOT NULL DEFAULT TRUE,
+    PRIMARY KEY (kind, address)
+);
+CREATE INDEX identities_contact ON identities(contact_id);
+CREATE TABLE claims (
+    contact_id TEXT COLLATE "C" NOT NULL REFERENCES contacts(id),
+    kind TEXT COLLATE "C" NOT NULL,
+    address TEXT COLLATE "C" NOT NULL,
+    channel TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (contact_id, kind, address)
+);
+CREATE TABLE merges (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    source TEXT COLLATE "C" NOT NULL REFERENCES contacts(id),
+    target TEXT COLLATE "C" NOT NULL REFERENCES contacts(id),
+    identity_kind TEXT NOT NULL,
+    identity_address TEXT NOT NULL,
+    conversations TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    undone_at DOUBLE PRECISION
+);
+CREATE INDEX merges_source ON merges(source);
+CREATE TABLE conversations (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    contact_id TEXT COLLATE "C" NOT NULL REFERENCES contacts(id),
+    channel TEXT COLLATE "C" NOT NULL,
+    channel_kind TEXT COLLATE "C" NOT NULL,
+    last_channel TEXT COLLATE "C" NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('open', 'assigned', 'pending', 'resolved', 'closed')),
+    queue TEXT COLLATE "C" NOT NULL,
+    priority INTEGER NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    assignee TEXT COLLATE "C",
+    required_skills TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    subject TEXT,
+    thread_token TEXT UNIQUE,
+    reply_kind TEXT,
+    reply_address TEXT,
+    routing TEXT NOT NULL DEFAULT '{}',
+    assigned_at DOUBLE PRECISION,
+    first_response_at DOUBLE PRECISION,
+    resolved_at DOUBLE PRECISION,
+    last_inbound_at DOUBLE PRECISION,
+    -- The contact the conversation was opened for. A merge moves a conversation to the
+    -- contact its contact joined and leaves this as it was (and unmerge moves it back).
+    opened_for TEXT COLLATE "C",
+    -- Assigned by the router (a manual assignment may be forced over capacity).
+    claimed BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Waiting for an agent means nobody holds it; assigned means somebody does.
+    CHECK (status <> 'open' OR assignee IS NULL),
+    CHECK (status <> 'assigned' OR assignee IS NOT NULL)
+);
+-- One active conversation per contact it was opened for (gateway/domain/threading.py: a
+-- message joins its contact's active conversation; a new one is opened only when there is
+-- none), so two instances racing for one contact cannot both open one. A merge keeps the
+-- merged contact's conversations apart (`opened_for` stays theirs). As the SQLite store's
+-- migration 11.
+CREATE UNIQUE INDEX conversations_one_active ON conversations(contact_id)
+    WHERE status IN ('open', 'assigned', 'pending') AND opened_for = contact_id;
+CREATE INDEX conversations_contact ON conversations(contact_id, status);
+CREATE INDEX conversations_assignee ON conversations(assignee, channel_kind, status);
+CREATE INDEX conversations_routable
+    ON conversations(channel_kind, queue, required_skills, priority DESC, created_at, id)
+    WHERE status = 'open' AND assignee IS NULL;
+CREATE INDEX conversations_list_status ON conversations(status, id);
+CREATE INDEX conversations_list_queue ON conversations(queue, id);
+CREATE INDEX conversations_list_assignee ON conversations(assignee, id);
+CREATE INDEX conversations_list_channel ON conversations(last_channel, id);
+CREATE INDEX conversations_list_contact ON conversations(contact_id, id);
+CREATE TABLE messages (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    conversation_id TEXT COLLATE "C" NOT NULL REFERENCES conversations(id),
+    direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    channel TEXT COLLATE "C" NOT NULL,
+    sender_type TEXT NOT NULL,
+    sender_id TEXT,
+    text TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    html TEXT,
+    subject TEXT,
+    attachments TEXT NOT NULL DEFAULT '[]',
+    external_id TEXT COLLATE "C",
+    provider_message_id TEXT COLLATE "C",
+    status TEXT,
+    reason TEXT,
+    automated BOOLEAN NOT NULL DEFAULT FALSE,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    raw_blob TEXT COLLATE "C"
+);
+-- One message per channel and external id: a redelivery is a duplicate, also when two
+-- instances take it at the same moment.
+CREATE UNIQUE INDEX messages_external ON messages(channel, external_id)
+    WHERE external_id IS NOT NULL;
+CREATE INDEX messages_provider ON messages(provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
+CREATE INDEX messages_conversation ON messages(conversation_id, created_at);
+CREATE INDEX messages_raw_blob ON messages(raw_blob) WHERE raw_blob IS NOT NULL;
+CREATE TABLE edits (
+    channel TEXT COLLATE "C" NOT NULL,
+    external_id TEXT COLLATE "C" NOT NULL,
+    message_id TEXT COLLATE "C" NOT NULL REFERENCES messages(id),
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (channel, external_id)
+);
+-- The outbox: which instance holds each item (`holder`) and until when (`lease_until`).
+CREATE TABLE outbox (
+    message_id TEXT COLLATE "C" PRIMARY KEY REFERENCES messages(id),
+    channel TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at DOUBLE PRECISION NOT NULL,
+    lease_until DOUBLE PRECISION,
+    holder TEXT,
+    last_error TEXT,
+    to_kind TEXT,
+    to_address TEXT,
+    CHECK ((holder IS NULL) = (lease_until IS NULL))
+);
+CREATE INDEX outbox_due ON outbox(next_attempt_at);
+CREATE TABLE early_receipts (
+    channel TEXT NOT NULL,
+    provider_message_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (channel, provider_message_id, status)
+);
+CREATE TABLE agents (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    presence TEXT NOT NULL,
+    capacity TEXT NOT NULL,
+    last_assigned_at DOUBLE PRECISION
+);
+CREATE TABLE agent_load (
+    agent_id TEXT COLLATE "C" NOT NULL,
+    channel_kind TEXT COLLATE "C" NOT NULL,
+    n INTEGER NOT NULL CHECK (n >= 0),
+    PRIMARY KEY (agent_id, channel_kind)
+);
+-- A router's claim never takes an agent over the capacity the agent has when the claim
+-- commits: the claiming transaction locks the agent's row, and this trigger compares the
+-- agent's load for the conversation's channel kind with its capacity (the kind's own
+-- entry, else `default`, else 0) as they are inside that transaction.
+CREATE FUNCTION conversations_claim_within_capacity() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.claimed AND NEW.assignee IS NOT NULL AND NEW.status IN ('assigned', 'pending')
+        AND (OLD.assignee IS DISTINCT FROM NEW.assignee OR NOT OLD.claimed)
+        AND COALESCE((SELECT n FROM agent_load
+                      WHERE agent_id = NEW.assignee AND channel_kind = NEW.channel_kind), 0)
+            >= COALESCE((SELECT COALESCE((capacity::jsonb ->> NEW.channel_kind)::int,
+                                         (capacity::jsonb ->> 'default')::int)
+                         FROM agents WHERE id = NEW.assignee), 0)
+    THEN
+        RAISE EXCEPTION 'claim over the agent''s capacity' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER conversations_claim_within_capacity
+    BEFORE UPDATE OF assignee, claimed ON conversations
+    FOR EACH ROW EXECUTE FUNCTION conversations_claim_within_capacity();
+CREATE TABLE queue_cursors (
+    queue TEXT COLLATE "C" PRIMARY KEY,
+    agent_id TEXT NOT NULL
+);
+-- The event log. Ids are not drawn from a sequence (drawn at insert, committed later, so
+-- a late commit could land below an id a reader has passed): the writing transaction
+-- takes them from `event_head` as its last statement, and the row lock it takes there is
+-- held until its commit, so ids are handed out in commit order, without holes
+-- (docs/eventlog.md).
+CREATE TABLE events (
+    id BIGINT PRIMARY KEY,
+    type TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX events_at ON events(at);
+CREATE TABLE event_head (
+    one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    seq BIGINT NOT NULL
+);
+INSERT INTO event_head(one, seq) VALUES (TRUE, 0);
+CREATE TABLE kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE blobs (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    data BYTEA NOT NULL
+);
+CREATE TABLE quarantine (
+    seq BIGSERIAL UNIQUE,
+    id TEXT COLLATE "C" PRIMARY KEY,
+    channel TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    data BYTEA NOT NULL,
+    external_id TEXT,
+    reason TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'new' CHECK (status IN ('new', 'retried', 'dismissed')),
+    retries INTEGER NOT NULL DEFAULT 0,
+    message_id TEXT,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX quarantine_status ON quarantine(status, channel)
+""",
+    ),
+]

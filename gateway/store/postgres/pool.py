@@ -1,0 +1,274 @@
+"""The PostgreSQL store's plumbing: the connection pool, transactions, migrations, rows.
+
+Each store operation is one function run in one transaction on one pooled connection
+(`_tx`), at READ COMMITTED: what must not race is guarded by the row it changes (a
+conditional update, a `FOR UPDATE` lock, `SKIP LOCKED` where a worker takes work) and by the
+constraints of the schema. A transaction that loses a deadlock, or that a constraint refused
+because another instance made the same row first, runs again from the start (`retry`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from connectors.base import Identity
+from gateway.domain import identity
+from gateway.model import Contact, Conversation, Message, loads
+from gateway.store.base import NotFound
+from gateway.store.postgres.migrations import MIGRATIONS
+
+T = TypeVar("T")
+if TYPE_CHECKING:  # generic in the stubs only
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn = PoolConnectionProxy[asyncpg.Record]
+else:
+    Conn = asyncpg.pool.PoolConnectionProxy
+log = logging.getLogger("gateway.store.postgres")
+
+# Any number: the key of the advisory lock that serialises migrations across instances.
+MIGRATION_LOCK = 0x5B_57_0C_DB
+# How often a transaction that lost a race is run again before its error is the answer.
+ATTEMPTS = 8
+# Lost a race: run again.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
+class PgBase:
+    """What every role module of `PostgresStore` uses: the pool and the transaction."""
+
+    def __init__(self, dsn: str, pool_size: int = 10, instance: str | None = None) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        # Recorded as the holder of what this store object leases (outbox items).
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60
+        )
+        try:
+            await migrate(self._pool)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def ping(self) -> bool:
+        try:
+            await self._read(lambda conn: conn.fetchval("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    @property
+    def pool(self) -> asyncpg.Pool[asyncpg.Record]:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run `fn` on a pooled connection, outside a transaction (each statement sees
+        what is committed when it starts)."""
+        async with self.pool.acquire() as conn:
+            return await fn(conn)
+
+    async def _tx(
+        self,
+        fn: Callable[[Conn], Awaitable[T]],
+        retry: tuple[type[BaseException], ...] = (),
+    ) -> T:
+        """Run `fn` in one transaction: commit on return, roll back on error. Lost races
+        (a deadlock, and the errors in `retry`) run it again, from the start."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    return await fn(conn)
+            except (*RETRYABLE, *retry) as exc:
+                if attempt == ATTEMPTS:
+                    raise
+                log.debug("transaction retried", extra={"error": type(exc).__name__})
+        raise AssertionError("unreachable")
+
+
+async def migrate(pool: asyncpg.Pool[asyncpg.Record]) -> None:
+    """Apply the migrations not applied yet, all in one transaction holding the migration
+    lock: instances starting together against an empty database wait for the first."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        done = {int(r[0]) for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, script in MIGRATIONS:
+            if version in done:
+                continue
+            await conn.execute(script)
+            await conn.execute("INSERT INTO schema_migrations(version) VALUES ($1)", version)
+            log.info("store migrated", extra={"version": version})
+
+
+# --- rows ----------------------------------------------------------------------------------
+CONV_COLS = (
+    "id, contact_id, channel, channel_kind, last_channel, status, queue, priority, created_at,"
+    " updated_at, assignee, required_skills, tags, subject, thread_token, reply_kind,"
+    " reply_address, routing, assigned_at, first_response_at, resolved_at, last_inbound_at"
+)
+
+MSG_COLS = (
+    "id, conversation_id, direction, channel, sender_type, sender_id, text, created_at,"
+    " updated_at, html, subject, attachments, external_id, provider_message_id, status,"
+    " reason, automated, metadata, raw_blob"
+)
+
+
+def conv_row(row: asyncpg.Record | tuple[Any, ...]) -> Conversation:
+    return Conversation(
+        id=row[0],
+        contact_id=row[1],
+        channel=row[2],
+        channel_kind=row[3],
+        last_channel=row[4],
+        status=row[5],
+        queue=row[6],
+        priority=row[7],
+        created_at=row[8],
+        updated_at=row[9],
+        assignee=row[10],
+        required_skills=loads(row[11]),
+        tags=loads(row[12]),
+        subject=row[13],
+        thread_token=row[14],
+        reply_kind=row[15],
+        reply_address=row[16],
+        routing=loads(row[17]),
+        assigned_at=row[18],
+        first_response_at=row[19],
+        resolved_at=row[20],
+        last_inbound_at=row[21],
+    )
+
+
+def msg_row(row: asyncpg.Record) -> Message:
+    return Message(
+        id=row[0],
+        conversation_id=row[1],
+        direction=row[2],
+        channel=row[3],
+        sender_type=row[4],
+        sender_id=row[5],
+        text=row[6],
+        created_at=row[7],
+        updated_at=row[8],
+        html=row[9],
+        subject=row[10],
+        attachments=loads(row[11]),
+        external_id=row[12],
+        provider_message_id=row[13],
+        status=row[14],
+        reason=row[15],
+        automated=bool(row[16]),
+        metadata=loads(row[17]),
+        raw_blob=row[18],
+    )
+
+
+async def get_conv(conn: Conn, conversation_id: str, lock: bool = False) -> Conversation:
+    """The conversation; with `lock`, its row is held until the transaction ends."""
+    row = await conn.fetchrow(
+        f"SELECT {CONV_COLS} FROM conversations WHERE id=$1" + (" FOR UPDATE" if lock else ""),
+        conversation_id,
+    )
+    if row is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return conv_row(row)
+
+
+async def get_msg(conn: Conn, message_id: str) -> Message:
+    row = await conn.fetchrow(f"SELECT {MSG_COLS} FROM messages WHERE id=$1", message_id)
+    if row is None:
+        raise NotFound(f"message {message_id} not found")
+    return msg_row(row)
+
+
+async def resolve_contact_id(conn: Conn, contact_id: str) -> str:
+    """The contact that answers for `contact_id` now (gateway/domain/identity.py): its
+    chain of merges read in one query, followed by the rule."""
+    chain = {
+        str(r[0]): r[1]
+        for r in await conn.fetch(
+            "WITH RECURSIVE chain(id, merged_into) AS ("
+            " SELECT id, merged_into FROM contacts WHERE id=$1"
+            " UNION SELECT c.id, c.merged_into FROM contacts c JOIN chain ON c.id = chain.merged_into)"
+            " SELECT id, merged_into FROM chain",
+            contact_id,
+        )
+    }
+    return identity.follow_merges(contact_id, lambda c: chain.get(c))
+
+
+async def contact_of(conn: Conn, who: Identity) -> str | None:
+    found = await conn.fetchval(
+        "SELECT contact_id FROM identities WHERE kind=$1 AND address=$2", who.kind, who.address
+    )
+    return None if found is None else await resolve_contact_id(conn, found)
+
+
+async def get_contact(conn: Conn, contact_id: str) -> Contact:
+    row = await conn.fetchrow(
+        "SELECT id, name, attributes, created_at, merged_into FROM contacts WHERE id=$1",
+        contact_id,
+    )
+    if row is None:
+        raise NotFound(f"contact {contact_id} not found")
+    # A contact shows the identities of the contacts merged into it.
+    identities = await conn.fetch(
+        "SELECT kind, address, verified FROM identities WHERE contact_id=$1 OR contact_id IN"
+        " (SELECT id FROM contacts WHERE merged_into=$1) ORDER BY kind, address",
+        contact_id,
+    )
+    claims = await conn.fetch(
+        "SELECT kind, address FROM claims WHERE contact_id=$1 ORDER BY created_at, kind, address",
+        contact_id,
+    )
+    return Contact(
+        row[0],
+        row[1],
+        loads(row[2]),
+        [(str(i[0]), str(i[1]), bool(i[2])) for i in identities],
+        row[3],
+        row[4],
+        claims=[(str(c[0]), str(c[1])) for c in claims],
+    )
+
+
+def scope_where(clause: str, args: list[str], first: int) -> tuple[str, list[str]]:
+    """`Scope.where` (SQLite `?` marks) as PostgreSQL `$n` marks numbered from `first`."""
+    if clause == "(0)":  # sees nothing: SQLite's false is PostgreSQL's FALSE
+        return "FALSE", []
+    parts = clause.split("?")
+    out = parts[0]
+    for i, part in enumerate(parts[1:]):
+        out += f"${first + i}" + part
+    return out, args
+
+
+def rowcount(status: str) -> int:
+    """The row count of a command status such as `UPDATE 3` or `INSERT 0 1`."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

@@ -1,0 +1,22 @@
+"""`PostgresStore`: the store on PostgreSQL, composed of one module per role, each
+implementing its role protocol of gateway/store/base.py."""
+
+from __future__ import annotations
+
+from gateway.store.base import Store
+from gateway.store.postgres.blobs import PgBlobs
+from gateway.store.postgres.contacts import PgContacts
+from gateway.store.postgres.conversations import PgConversations
+from gateway.store.postgres.eventlog import PgEventLog
+from gateway.store.postgres.kv import PgKv
+from gateway.store.postgres.outbox import PgOutbox
+from gateway.store.postgres.quarantine import PgQuarantine
+from gateway.store.postgres.routing import PgRouting
+
+
+class PostgresStore(
+    PgConversations, PgContacts, PgOutbox, PgRouting, PgEventLog, PgKv, PgBlobs, PgQuarantine, Store
+):
+    """Durable state in PostgreSQL (asyncpg): several gateway instances may share one
+    database. `dsn`: postgresql://user:password@host:port/database; `instance`: what this
+    store object records as the holder of the outbox items it leases."""

@@ -1,0 +1,135 @@
+"""`switchboard migrate --from sqlite:PATH --to postgresql://...` moves an installation."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connectors.base import DeliveryResult, Identity, InboundMessage
+from gateway import cli
+from gateway.store import SqliteStore, Store
+from gateway.store.base import (
+    Claim,
+    Classification,
+    ConversationFilter,
+    IngestRequest,
+    OutboundRequest,
+)
+from gateway.store.postgres import PostgresStore
+
+WEEK = 7 * 86400.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def request(ext: str, sender: Identity, now: float, **kw: object) -> IngestRequest:
+    return IngestRequest(
+        "mail",
+        "email",
+        InboundMessage(external_id=ext, sender=sender, text=f"text {ext}", **kw),  # type: ignore[arg-type]
+        lambda attrs: Classification("general", 1),
+        now,
+        WEEK,
+        blobs={f"b_{ext}": ("text/plain", b"\x00raw " + ext.encode())},
+        raw_blob=f"b_{ext}",
+    )
+
+
+async def fill(store: Store) -> None:
+    """An installation with a bit of everything: assigned, answered, merged, quarantined."""
+    await store.sync_agents([("alice", "online", {"default": 5})])
+    dana, visitor = Identity("email", "dana@example.com"), Identity("webchat", "v-1")
+    first = await store.ingest(request("e1", dana, 1000))
+    assert first.conversation is not None
+    await store.claim(
+        [Claim(first.conversation.id, "alice", "email", 5, "general", "rr", [])], 1001
+    )
+    reply, _ = await store.add_outbound(
+        OutboundRequest(first.conversation.id, "hello Dana", "agent", "alice", 1002)
+    )
+    await store.outbox_lease(1003, 10, 30)
+    await store.outbox_record(reply.id, DeliveryResult.sent("prov-1"), None, 1004)
+    await store.add_outbound(
+        OutboundRequest(first.conversation.id, "still queued", "agent", "alice", 1005)
+    )
+    await store.ingest(request("c1", visitor, 1010, extra_identities=[dana]))
+    await store.link_verified(visitor, dana, 1020)  # a merge: two open conversations
+    await store.quarantine_add("mail", "message/rfc822", b"bad\x00", "unreadable", 1030)
+    await store.kv_set("imap", "uidnext", "42")
+
+
+async def snapshot(store: Store) -> dict[str, object]:
+    convs, _ = await store.list_conversations(ConversationFilter(limit=100))
+    return {
+        "conversations": [c.to_api() for c in convs],
+        "messages": [[m.to_api() for m in await store.messages(c.id)] for c in convs],
+        "contact": (await store.find_contact(Identity("webchat", "v-1"))).to_api(),
+        "events": [(e.id, e.type, e.data) for e in await store.events_since(0, 1000)],
+        "blob": await store.get_blob("b_e1"),
+        "quarantine": [i.to_api() for i in (await store.quarantine_list())[0]],
+        "kv": await store.kv_get("imap", "uidnext"),
+        "agents": await store.agent_states(),
+        "loads": (await store.routing_snapshot()).loads,
+        "outbox_due": await store.outbox_next_due(),
+    }
+
+
+def test_an_installation_moves_to_postgresql_and_a_second_run_changes_nothing(
+    tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "switchboard.db"
+
+    async def make() -> dict[str, object]:
+        sqlite = SqliteStore(path)
+        await sqlite.open()
+        try:
+            await fill(sqlite)
+            return await snapshot(sqlite)
+        finally:
+            await sqlite.close()
+
+    before = asyncio.run(make())
+    args = ["migrate", "--from", f"sqlite:{path}", "--to", pg_dsn]
+    run = subprocess.run(  # the command as a user runs it
+        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    assert "messages        [##############################] 4/4" in run.stderr
+    assert "messages: 4 rows, 4 new" in run.stderr and "events: " in run.stderr
+
+    async def check() -> None:
+        pg = PostgresStore(pg_dsn)
+        await pg.open()
+        try:
+            assert await snapshot(pg) == before
+            # It goes on where SQLite stopped: the customer's next message joins, the
+            # event ids continue, the queued reply is due.
+            nxt = await pg.ingest(request("e2", Identity("email", "dana@example.com"), 2000))
+            assert not nxt.created
+            assert nxt.events[0].id == before["events"][-1][0] + 1  # type: ignore[index]
+            [item] = await pg.outbox_lease(2001, 10, 30)
+            assert item.text == "still queued" and item.thread_refs == ["prov-1"]
+        finally:
+            await pg.close()
+
+    asyncio.run(check())
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    again = capsys.readouterr().err
+    assert "messages: 4 rows, 0 new" in again
+    assert "contacts: 2 rows, 0 new" in again and ", 1 new" not in again
+
+
+def test_a_missing_file_or_a_wrong_target_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = "postgresql://x@127.0.0.1:1/x"
+    assert cli.main(["migrate", "--from", f"sqlite:{tmp_path / 'none.db'}", "--to", target]) == 1
+    assert "no SQLite store at" in capsys.readouterr().err
+    assert cli.main(["migrate", "--from", str(tmp_path / "x.db"), "--to", target]) == 2
+    assert "sqlite:PATH" in capsys.readouterr().err
+    assert cli.main(["migrate", "--from", "sqlite:x.db", "--to", "mysql://x"]) == 2
+    assert "PostgreSQL DSN" in capsys.readouterr().err
