@@ -23,7 +23,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -132,6 +132,23 @@ class HoursConfig(BaseModel):
             for text in ranges:
                 parse_range(text)
         return value
+
+
+class OutOfHours(BaseModel):
+    """What happens to a new conversation while its queue is closed: an automatic reply
+    ("we're closed, back at 08:00", gateway `notices.closed`), then it waits for the opening
+    (`park`, not routed while closed) or goes to `overflow`, a queue that is open then."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reply: bool = Field(True, description="Send the closed notice (loop-guarded).")
+    action: Literal["park", "overflow"] = "park"
+    overflow: str | None = Field(None, description="The queue for `overflow`.")
+
+    @model_validator(mode="after")
+    def _target(self) -> OutOfHours:
+        if self.action == "overflow" and not self.overflow:
+            raise ValueError("action overflow needs an `overflow` queue")
+        return self
 
 
 @dataclass(eq=False)
