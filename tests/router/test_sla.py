@@ -188,3 +188,24 @@ def test_the_first_matching_policy_applies(
     )
     chosen = choose_policy(cfg, priority, queue, attributes)
     assert chosen is not None and chosen.name == policy
+
+
+def test_routing_order_by_time_to_breach_and_closed_queues_park() -> None:
+    from router import AgentSnapshot, ConversationSnapshot, QueueConfig, plan_assignments
+
+    queues = {"a": QueueConfig(name="a"), "b": QueueConfig(name="b")}
+    agent = AgentSnapshot("ann", "Ann", "online", frozenset({"a", "b"}), {}, capacity=1, load=0)
+    old = ConversationSnapshot("old", "a", 1, {}, "email", created_at=100.0, sla_due=5_000.0)
+    due = ConversationSnapshot("due", "a", 1, {}, "email", created_at=200.0, sla_due=1_000.0)
+    closed = ConversationSnapshot("cl", "b", 3, {}, "email", created_at=50.0, sla_due=10.0)
+    waiting = [old, due, closed]
+    by_age = plan_assignments(waiting, queues, [agent], {}, 0.0, is_open=lambda q: q != "b")
+    by_due = plan_assignments(
+        waiting, queues, [agent], {}, 0.0, by_sla=True, is_open=lambda q: q != "b"
+    )
+    assert [d.conversation_id for d in by_age] == ["old"]
+    assert [d.conversation_id for d in by_due] == ["due"]
+    # Open, the urgent one of queue b comes first whatever the order.
+    assert [d.conversation_id for d in plan_assignments(waiting, queues, [agent], {}, 0.0)] == [
+        "cl"
+    ]
