@@ -190,6 +190,7 @@ class Gateway:
             self.config.notices, routing, self.store, self.services, self.connectors, self.clock
         )
         self.ingestor.notices = self.notices
+        self.bus.listen(self.notices.rate.on_event)
         self.wait_board = WaitBoard(self.notices)
         self.bus.listen(self.wait_board.on_event)
         if routing.sla is not None and routing.sla.policies:

@@ -12,7 +12,8 @@ the acknowledgement (gateway/autoreply.py): never in answer to a machine, and at
   or position and estimated wait — whenever the queue moves, through `Connector.wait_status`.
 
 The estimated wait is the position divided by the queue's recent handling rate
-(assignments in the last `RATE_WINDOW`); unknown when nothing was assigned in that time.
+(assignments in the last `RATE_WINDOW`, counted from the committed events); unknown when
+nothing was assigned in that time.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 
 from connectors.base import Capability, Connector, Identity, WaitStatus
@@ -70,6 +72,29 @@ def closed_status(routing: RoutingConfig, queue: str, now: float) -> WaitStatus 
     )
 
 
+class RateMeter:
+    """Assignments per queue in the last `RATE_WINDOW`, from the committed events this
+    process sees (an estimate: it starts empty after a restart, "unknown" until then)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._seen: deque[tuple[float, str]] = deque()
+
+    def on_event(self, event: Event) -> None:
+        if event.type == "conversation.assigned" and isinstance(event.data.get("queue"), str):
+            self._seen.append((event.at, event.data["queue"]))
+
+    def counts(self) -> dict[str, int]:
+        cutoff = self.clock() - RATE_WINDOW
+        seen = self._seen
+        while seen and seen[0][0] < cutoff:
+            seen.popleft()
+        out: dict[str, int] = {}
+        for _, queue in seen:
+            out[queue] = out.get(queue, 0) + 1
+        return out
+
+
 def estimated_wait(position: int, assigned_recently: int) -> float | None:
     if assigned_recently <= 0:
         return None
@@ -94,6 +119,7 @@ class TimeNotices:
         self.services = services
         self.connectors = connectors
         self.clock = clock
+        self.rate = RateMeter(clock)  # fed with the bus's committed events by the gateway
 
     async def _may_send(self, contact_id: str, now: float) -> bool:
         cfg = self.config
@@ -139,10 +165,8 @@ class TimeNotices:
 
     # --- the wait ------------------------------------------------------------------------
     async def _seats(self, kinds: list[str]) -> tuple[list[WaitingSeat], dict[str, int]]:
-        now = self.clock()
         seats = await self.times.waiting_seats(kinds, 5000)
-        rates = await self.times.assigned_since(now - RATE_WINDOW) if seats else {}
-        return seats, rates
+        return seats, self.rate.counts() if seats else {}
 
     def _wait_due(self, seat: WaitingSeat) -> float | None:
         after = self.config.wait_after
@@ -219,7 +243,7 @@ class WaitBoard:
     """Tells live channels where each waiting customer stands, whenever the queue moves
     (and every `interval` seconds, for the estimated wait and openings)."""
 
-    def __init__(self, notices: TimeNotices, interval: float = 15.0, settle: float = 0.2) -> None:
+    def __init__(self, notices: TimeNotices, interval: float = 15.0, settle: float = 0.5) -> None:
         self.notices = notices
         self.interval = interval
         self.settle = settle

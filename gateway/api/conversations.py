@@ -18,7 +18,10 @@ from gateway.store.base import ConversationFilter, OutboundRequest
 
 async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[str, Any]]:
     """Conversations as the API shows them, with their SLA due times (issue 12)."""
-    rows = await gateway_of(request).notices.times.sla_of([c.id for c in convs])
+    gw = gateway_of(request)
+    if gw.config.routing.sla is None:
+        return [c.to_api() | {"sla": None} for c in convs]
+    rows = await gw.notices.times.sla_of([c.id for c in convs])
     return [c.to_api() | {"sla": sla_json(rows.get(c.id))} for c in convs]
 
 

@@ -286,21 +286,6 @@ class SqliteTime(TimeStore):
         result: list[WaitingSeat] = await self._run(op)
         return result
 
-    async def assigned_since(self, since: float) -> dict[str, int]:
-        def op(conn: sqlite3.Connection) -> dict[str, int]:
-            return {
-                str(q): int(n)
-                for q, n in conn.execute(
-                    "SELECT json_extract(data, '$.queue'), COUNT(*) FROM events"
-                    " WHERE at >= ? AND type='conversation.assigned' GROUP BY 1",
-                    (since,),
-                )
-                if q is not None
-            }
-
-        result: dict[str, int] = await self._run(op)
-        return result
-
     async def noticed(self, conversation_ids: list[str], kind: str) -> set[str]:
         def op(conn: sqlite3.Connection) -> set[str]:
             out: set[str] = set()

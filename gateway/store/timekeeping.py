@@ -112,9 +112,5 @@ class TimeStore(ABC):
         (routing order, across required skills), at most `limit`."""
 
     @abstractmethod
-    async def assigned_since(self, since: float) -> dict[str, int]:
-        """Conversations assigned since `since`, per queue (the recent handling rate)."""
-
-    @abstractmethod
     async def noticed(self, conversation_ids: list[str], kind: str) -> set[str]:
         """Those of the conversations that got notice `kind` already."""
