@@ -196,6 +196,12 @@ class TimeNotices:
                 continue
             if not await self.services.notice_once(self.times, seat.conversation_id, "wait"):
                 continue
+            if seat.automated:
+                log.info(
+                    "no wait notice: automated message",
+                    extra={"conversation": seat.conversation_id},
+                )
+                continue
             if not await self._may_send(seat.contact_id, now):
                 log.info(
                     "no wait notice: per-contact cap reached",

@@ -268,7 +268,9 @@ class SqliteTime(TimeStore):
             seen: dict[tuple[str, str], int] = {}
             for r in conn.execute(
                 "SELECT c.id, c.queue, c.contact_id, c.last_channel, c.reply_kind, c.reply_address,"
-                " c.created_at, k.attributes, c.channel_kind"
+                " c.created_at, k.attributes, c.channel_kind,"
+                " (SELECT m.automated FROM messages m WHERE m.conversation_id = c.id"
+                "  AND m.direction = 'in' ORDER BY m.created_at DESC LIMIT 1)"
                 " FROM conversations c JOIN contacts k ON k.id = c.contact_id"
                 f" WHERE c.status='open' AND c.assignee IS NULL AND c.channel_kind IN ({marks})"
                 " ORDER BY c.channel_kind, c.queue, c.priority DESC, c.created_at, c.id LIMIT ?",
@@ -278,7 +280,16 @@ class SqliteTime(TimeStore):
                 seen[key] = seen.get(key, 0) + 1
                 out.append(
                     WaitingSeat(
-                        r[0], r[1], seen[key], r[2], r[3], r[4], r[5], r[6], loads(r[7] or "{}")
+                        r[0],
+                        r[1],
+                        seen[key],
+                        r[2],
+                        r[3],
+                        r[4],
+                        r[5],
+                        r[6],
+                        loads(r[7] or "{}"),
+                        bool(r[9]),
                     )
                 )
             return out

@@ -79,6 +79,8 @@ class WaitingSeat:
     reply_address: str | None
     created_at: float
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The customer's last message was sent by a machine (auto-reply, bounce): not answered.
+    automated: bool = False
 
 
 class TimeStore(ABC):

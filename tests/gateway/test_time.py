@@ -312,3 +312,34 @@ async def test_the_long_wait_message_goes_out_once(tmp_path: Path, gateway_facto
     clock.t += 3600
     await gw.deadlines.run_once()
     assert len(await bot_texts(client, first["conversation_id"])) == 1
+
+
+async def test_a_machine_gets_no_closed_reply_and_no_wait_message(
+    tmp_path: Path, gateway_factory: Any
+) -> None:
+    from connectors.base import Identity, InboundMessage
+    from gateway.ingest import ChannelInfo
+
+    clock = Clock(at("2026-03-23 07:00"))  # closed
+    cfg = config(tmp_path)
+    cfg["notices"] = {"wait_after": "5m", "wait_channel_kinds": ["api"]}
+    gw, client = await gateway_factory(cfg, clock=clock)
+    api = ChannelInfo("api", "api")
+    robot = InboundMessage("r1", Identity("api", "robot"), "I am out of office", automated=True)
+    outcome = await gw.ingestor.submit(api, robot)
+    assert outcome.conversation_id is not None
+    await asyncio.sleep(0.2)
+    assert await bot_texts(client, outcome.conversation_id) == []  # no closed reply
+    # Open, nobody free, long past the wait threshold: still nothing for a machine.
+    for agent in await gw.store.agent_states():
+        await gw.services.set_presence(agent.id, "offline")
+    clock.t = at("2026-03-23 09:00")
+    await gw.deadlines.run_once()
+    assert await bot_texts(client, outcome.conversation_id) == []
+    # A person writing in the same state gets the wait message.
+    person = InboundMessage("p1", Identity("api", "person"), "hello?")
+    other = await gw.ingestor.submit(api, person)
+    clock.t += 301
+    await gw.deadlines.run_once()
+    assert len(await bot_texts(client, other.conversation_id)) == 1
+    assert await bot_texts(client, outcome.conversation_id) == []
