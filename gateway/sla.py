@@ -7,7 +7,7 @@ and the bridge from the store's facts to the pure rules (router/sla.py, router/s
   updates (gateway/store/sqlite_time.py), through the one commit path.
 - `OpeningSource`: conversations parked in a closed queue are routed when it opens: its
   next due time is the next opening of a closed queue that has conversations waiting,
-  computed from the configuration and the store, so nothing lives only in memory.
+  computed from the configuration and the store (a restart routes whatever is open anyway).
 """
 
 from __future__ import annotations

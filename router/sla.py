@@ -112,14 +112,6 @@ class TargetDue:
     since: float | None = None  # next response: the customer message that started the cycle
     remaining: float | None = None  # business seconds left, while paused
 
-    def to_api(self, iso: Any) -> dict[str, Any]:
-        return {
-            "due_at": iso(self.due),
-            "met_at": iso(self.met_at),
-            "paused": self.due is None and self.remaining is not None,
-            "remaining_seconds": self.remaining,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class SlaDue:
