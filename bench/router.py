@@ -5,7 +5,12 @@ For each scale it measures, in one run:
   (`Planner.assign`, the dispatcher's path), median and p99 over many conversations;
 - a full pass: `plan_assignments` over every waiting conversation (building the pool
   included), reported per waiting conversation;
-- a pass with every agent full (the backlog case).
+- a pass with every agent full (the backlog case);
+- with business hours and SLA ordering switched on (issue 12): half the queues keep an
+  office calendar (Europe/Berlin, weekdays, German holidays) and are closed at the
+  benchmark's instant, every conversation has an SLA due time, and waiting conversations
+  are ordered by it (`routing.order: sla`): one decision preceded by the open check the
+  dispatcher makes, and a full pass.
 The baseline is the explaining planner the dispatcher used before (`plan`/`decide`: every
 waiting conversation against every agent), measured in the same run at 1x on a sample
 (its cost per conversation does not depend on how many wait). Ratios are 10x / 1x.
@@ -28,11 +33,13 @@ from router import (
     ConversationSnapshot,
     Planner,
     QueueConfig,
+    RoutingConfig,
     Strategy,
     decide,
     plan,
     plan_assignments,
 )
+from router.schedule import queue_open
 
 NOW = 1_000_000.0
 STRATEGIES: list[Strategy] = ["round_robin", "least_busy", "longest_idle", "skills"]
@@ -76,6 +83,53 @@ def world(
         for i in range(waiting)
     ]
     return qs, team, convs
+
+
+def with_hours(
+    qs: dict[str, QueueConfig], convs: list[ConversationSnapshot]
+) -> tuple[RoutingConfig, list[ConversationSnapshot]]:
+    """The same world with hours on half the queues (closed at NOW, a Monday 14:46 in
+    Berlin: the calendar opens in the evening) and an SLA due time on every conversation
+    (created + 1h for urgent ... 8h for low)."""
+    routing = RoutingConfig.model_validate(
+        {
+            "hours": {
+                "evening": {
+                    "timezone": "Europe/Berlin",
+                    "weekly": {d: ["18:00-23:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+                    "holidays": {"country": "DE"},
+                }
+            },
+            "queues": [
+                {"name": q.name, "strategy": q.strategy, "hours": "evening" if i % 2 else None}
+                for i, q in enumerate(qs.values())
+            ],
+            "default": {"queue": next(iter(qs))},
+            "order": "sla",
+        }
+    )
+    target = {3: 3600.0, 2: 4 * 3600.0, 1: 8 * 3600.0, 0: 24 * 3600.0}
+    return routing, [
+        dataclasses.replace(c, sla_due=c.created_at + target[c.priority]) for c in convs
+    ]
+
+
+def decision_with_hours(
+    routing: RoutingConfig,
+    qs: dict[str, QueueConfig],
+    team: list[AgentSnapshot],
+    new: list[ConversationSnapshot],
+) -> list[float]:
+    """As `one_decision`, each preceded by the open check of its queue."""
+    out = []
+    for start in range(0, len(new), 100):
+        planner = Planner(qs, team, {}, NOW)
+        for conv in new[start : start + 100]:
+            t = time.perf_counter()
+            if queue_open(routing, conv.queue, NOW):
+                planner.assign(conv)
+            out.append(time.perf_counter() - t)
+    return out
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -153,6 +207,22 @@ def main() -> None:
         _, full_team, _ = world(n_agents, 0, args.queues, seed=factor, full=True)
         full_s = timed(lambda: plan_assignments(convs, qs, full_team, {}, NOW))  # noqa: B023
         pool_s = timed(lambda: Planner(qs, full_team, {}, NOW).free_queues())  # noqa: B023
+        routing, timed_convs = with_hours(qs, convs)
+        hours_decisions = decision_with_hours(routing, qs, team, new)
+
+        def is_open(queue: str) -> bool:
+            return queue_open(routing, queue, NOW)  # noqa: B023
+
+        # Best of three, for it and the plain pass it is compared with (a shared machine).
+        pass_hours = min(
+            timed(lambda: plan_assignments(timed_convs, qs, team, {}, NOW, True, is_open))  # noqa: B023
+            for _ in range(3)
+        )
+        pass_plain = min(
+            timed(lambda: plan_assignments(convs, qs, team, {}, NOW))  # noqa: B023
+            for _ in range(3)
+        )
+        assigned_hours = len(plan_assignments(timed_convs, qs, team, {}, NOW, True, is_open))
         r = {
             "median": statistics.median(decisions),
             "p99": sorted(decisions)[int(0.99 * len(decisions))],
@@ -163,6 +233,10 @@ def main() -> None:
             "per_waiting": pass_s / n_waiting,
             "full": full_s,
             "pool_full": pool_s,
+            "median_hours": statistics.median(hours_decisions),
+            "p99_hours": sorted(hours_decisions)[int(0.99 * len(hours_decisions))],
+            "per_waiting_hours": pass_hours / n_waiting,
+            "hours_over_plain": pass_hours / pass_plain,
         }
         results[factor] = r
         print(f"\n{n_agents:,} agents x {n_waiting:,} waiting ({args.queues} queues)")
@@ -185,6 +259,16 @@ def main() -> None:
         print(
             f"  every agent full                 : {ms(full_s)} sorting the backlog in the"
             f" pure planner; the dispatcher stops after the pool: {ms(pool_s)}"
+        )
+        print(
+            f"  hours + SLA order, one decision  : median {ms(r['median_hours'])}"
+            f"  p99 {ms(r['p99_hours'])} (open check included)"
+        )
+        print(
+            f"  hours + SLA order, full pass     : {ms(pass_hours)} total,"
+            f" {us(r['per_waiting_hours'])} per waiting conversation, {assigned_hours:,} assigned"
+            f" (half the queues closed; best of 3, {r['hours_over_plain']:.2f}x the plain pass"
+            " best of 3)"
         )
         if factor == 1:
             sample = convs[:1000]
@@ -218,6 +302,15 @@ def main() -> None:
     print(
         f"full pass per waiting conversation {args.scale}x / 1x: {big['per_waiting'] / one['per_waiting']:8.2f}"
         f"   (target < 3)   1x is {one['old_per_waiting'] / one['per_waiting']:.0f}x cheaper than plan()"
+    )
+    print(f"hours + SLA order, one decision at 1x    : {ms(one['median_hours'])}   (target < 1 ms)")
+    print(
+        f"hours + SLA order, one decision {args.scale}x / 1x : "
+        f"{big['median_hours'] / one['median_hours']:8.2f}   (target < 3)"
+    )
+    print(
+        f"hours + SLA order, full pass per waiting {args.scale}x / 1x: "
+        f"{big['per_waiting_hours'] / one['per_waiting_hours']:8.2f}   (target < 3)"
     )
 
 

@@ -34,6 +34,8 @@ class Capability(StrEnum):
     TYPING = "typing"
     READ_RECEIPTS = "read_receipts"
     SUBJECT = "subject"
+    # Shows the customer live where they stand (closed, queue position): `wait_status`.
+    WAIT_STATUS = "wait_status"
 
 
 class NotReady(Exception):
@@ -234,7 +236,8 @@ Quarantine = Callable[[RawItem, str], Awaitable[str]]
 # The customer's recent messages, both directions, oldest first, as the API renders them
 # (`id`, `direction`, `text`, `status`, `created_at`, `external_id`, `sender` ...).
 History = Callable[[Identity, int], Awaitable[list[dict[str, Any]]]]
-# What the channel may tell a customer before they write: {"agents_online": int}.
+# What the channel may tell a customer before they write: {"agents_online": int} and, when
+# the business is closed for this channel's new conversations, {"status": WaitStatus}.
 Availability = Callable[[], Awaitable[dict[str, Any]]]
 # Mail a one-time code to an address the customer (first identity) claims (second), in a
 # language ("de"/"en"), through an email channel (the named one, else the first).
@@ -266,6 +269,37 @@ async def _no_verify_confirm(claimant: Identity, code: str) -> VerificationResul
 
 
 RouteAdder = Callable[[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitStatus:
+    """Where a customer stands, for a channel that can show it live (the chat widget).
+
+    `state`: `closed` (nobody works now; back at `opens_time`, local to the business, in
+    `opens_in_days` days, on weekday `opens_weekday` 0=Monday), `waiting` (nobody free yet:
+    `position` 1 = next, `estimated_wait` seconds from the recent handling rate, None when
+    unknown) or `served` (an agent has it, or nothing waits). The connector words it in the
+    customer's language; it knows nothing of queues.
+    """
+
+    state: Literal["closed", "waiting", "served"]
+    opens_at: float | None = None
+    opens_time: str | None = None
+    opens_in_days: int | None = None
+    opens_weekday: int | None = None
+    position: int | None = None
+    estimated_wait: float | None = None
+
+    def to_frame(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "opens_at": self.opens_at,
+            "opens_time": self.opens_time,
+            "opens_in_days": self.opens_in_days,
+            "opens_weekday": self.opens_weekday,
+            "position": self.position,
+            "estimated_wait": self.estimated_wait,
+        }
 
 
 @dataclass(slots=True)
@@ -376,3 +410,10 @@ class Connector(ABC):
 
     async def typing(self, to: Identity, conversation_id: str, typing: bool) -> None:  # noqa: B027
         """Show the customer that an agent is typing (channels with `Capability.TYPING`)."""
+
+    # Channels that override `wait_status` show it live (`Capability.WAIT_STATUS`).
+    async def wait_status(  # noqa: B027 - optional hook
+        self, to: Identity, conversation_id: str, status: WaitStatus
+    ) -> None:
+        """Show the customer where they stand: closed until ..., their position and the
+        estimated wait, or that they are being served."""

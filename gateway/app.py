@@ -41,10 +41,12 @@ from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
+from gateway.notices import TimeNotices, WaitBoard, WaitNoticeSource
 from gateway.outbox import Outbox
 from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
 from gateway.services import Services
+from gateway.sla import OpeningSource, SlaSource
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
@@ -151,6 +153,7 @@ class Gateway:
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        self._time_work()
         self.verifier = Verifier(
             self.store,
             self.services,
@@ -181,6 +184,24 @@ class Gateway:
         self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
         add_routes(self.app)
         self.port: int | None = None
+
+    def _time_work(self) -> None:
+        """Issue 12: business hours, SLAs and the visible wait queue (gateway/sla.py,
+        gateway/notices.py): timer sources, the closed reply, the live wait board."""
+        routing = self.config.routing
+        self.notices = TimeNotices(
+            self.config.notices, routing, self.store, self.services, self.connectors, self.clock
+        )
+        self.ingestor.notices = self.notices
+        self.bus.listen(self.notices.rate.on_event)
+        self.wait_board = WaitBoard(self.notices)
+        self.bus.listen(self.wait_board.on_event)
+        if routing.sla is not None and routing.sla.policies:
+            self.deadlines.add(SlaSource(self.notices.times, self.services, routing))
+        if routing.hours:
+            self.deadlines.add(OpeningSource(self.store, routing, self.dispatcher.poke))
+        if self.config.notices.wait_after is not None:
+            self.deadlines.add(WaitNoticeSource(self.notices))
 
     # --- services for the API --------------------------------------------------------------
     def publish(self, events: list[Event]) -> None:
@@ -272,6 +293,18 @@ class Gateway:
             "agents_online": sum(1 for s in states if s.presence == "online" and s.id in configured)
         }
 
+    def _availability_for(self, channel: str, kind: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+        """`availability` for one channel: plus `status` while its queue is closed."""
+
+        async def availability() -> dict[str, Any]:
+            info = await self.availability()
+            status = self.notices.channel_status(channel, kind, self.clock())
+            if status is not None:
+                info["status"] = status
+            return info
+
+        return availability
+
     def channel_states(self) -> dict[str, str]:
         return dict(self._states)
 
@@ -337,7 +370,7 @@ class Gateway:
                 public_url=public,
                 max_body_bytes=self.config.server.max_body_bytes,
                 history=self.history,
-                availability=self.availability,
+                availability=self._availability_for(channel.name, cls.kind),
                 quarantine=self._quarantine_for(channel.name),
                 verify_start=verify_start,
                 verify_confirm=verify_confirm,
@@ -393,6 +426,7 @@ class Gateway:
         await self.dispatcher.start()
         await self.outbox.start()
         await self.deadlines.start()
+        await self.wait_board.start()
         self._spawn(self._prune_events())
         log.info(
             "switchboard started",
@@ -534,6 +568,7 @@ class Gateway:
             await step("in-flight requests", self._drain_requests(left(requests_by)), requests_by)
         await step("routing", self.dispatcher.stop(left(deadline)))
         await step("deadlines", self.deadlines.stop(left(deadline)))
+        await step("wait board", self.wait_board.stop(left(deadline)))
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
         if self._http is not None:

@@ -34,6 +34,7 @@ from connectors.egress import (
     resolved_private_problem,
     static_private_problem,
 )
+from gateway.notice_texts import NoticesConfig
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from router.config import RoutingConfig
 
@@ -382,6 +383,8 @@ class GatewayConfig(Strict):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     events: EventsConfig = Field(default_factory=EventsConfig)  # type: ignore[arg-type]
     timers: TimersConfig = Field(default_factory=TimersConfig)  # type: ignore[arg-type]
+    # Issue 12: the out-of-hours reply and the long-wait message (gateway/notices.py).
+    notices: NoticesConfig = Field(default_factory=NoticesConfig)  # type: ignore[arg-type]
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)

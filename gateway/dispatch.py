@@ -47,7 +47,9 @@ from gateway.store.base import (
     WaitingGroup,
     WaitingKey,
 )
+from gateway.store.timekeeping import SlaWaitingKey, TimeStore
 from router import AgentSnapshot, ConversationSnapshot, Planner
+from router.schedule import queue_open
 
 log = logging.getLogger("switchboard.dispatch")
 
@@ -73,6 +75,10 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._queues = {q.name: q for q in config.routing.queues}
         self._agents = {a.id: a for a in config.agents}
+        # Issue 12: the routing order `sla` pages by nearest SLA due (a store with that role).
+        self._sla_order = (
+            store if config.routing.order == "sla" and isinstance(store, TimeStore) else None
+        )
 
     def poke(self) -> None:
         self._wake.set()
@@ -143,7 +149,9 @@ class Dispatcher:
 
     async def run_pass(self, count_waiting: bool = False) -> bool:
         """One routing pass; True when a claim lost a race and another pass is due."""
-        state = await self.store.routing_state(count_waiting, HEAD_SIZE)
+        # (With the order `sla` the heads, in priority order, would not be used.)
+        head = 0 if self._sla_order is not None else HEAD_SIZE
+        state = await self.store.routing_state(count_waiting, head)
         if state.waiting_count is not None:
             METRICS.waiting.set(state.waiting_count)
         if not state.waiting_groups:
@@ -156,7 +164,13 @@ class Dispatcher:
         for kind, groups in by_kind.items():
             agents = self._agent_snapshots(state.agents, state.loads, kind)
             planner = Planner(self._queues, agents, state.rr_last, now)
-            live = [g for g in groups if planner.can_take(g.queue, g.required_skills)]
+            # A closed queue's conversations wait for its opening (router/schedule.py).
+            live = [
+                g
+                for g in groups
+                if planner.can_take(g.queue, g.required_skills)
+                and queue_open(self.config.routing, g.queue, now)
+            ]
             if live and await self._route(kind, live, planner, now, state.heads):
                 return True
         return False
@@ -182,18 +196,25 @@ class Dispatcher:
                     del streams[group]
                     continue
                 if not stream.buf and not stream.done:
-                    page = await self.store.waiting_page(group, stream.after, PAGE_SIZE)
+                    if self._sla_order is not None:
+                        page = await self._sla_order.waiting_page_sla(
+                            group, stream.after_sla, PAGE_SIZE
+                        )
+                    else:
+                        page = await self.store.waiting_page(group, stream.after, PAGE_SIZE)
                     stream.buf.extend(page)
                     stream.done = len(page) < PAGE_SIZE
                     if page:
                         last = page[-1]
                         stream.after = (last.priority, last.created_at, last.id)
+                        stream.after_sla = (last.priority, last.sla_due, last.created_at, last.id)
                     slice_started = time.perf_counter()  # the page read yielded
                 if not stream.buf:
                     del streams[group]
             if not streams:
                 break
-            group = min(streams, key=lambda g: _order(streams[g].buf[0]))
+            order = _order_sla if self._sla_order is not None else _order
+            group = min(streams, key=lambda g: order(streams[g].buf[0]))
             w = streams[group].buf.popleft()
             decision = planner.assign(
                 ConversationSnapshot(
@@ -252,6 +273,11 @@ def _order(w: WaitingConversation) -> tuple[int, float, str]:
     return (-w.priority, w.created_at, w.id)
 
 
+def _order_sla(w: WaitingConversation) -> tuple[int, float, float, str]:
+    """Routing order `sla`: highest priority, nearest SLA due, then oldest, then id."""
+    return (-w.priority, w.sla_due, w.created_at, w.id)
+
+
 @dataclass
 class _Stream:
     """One queue's waiting conversations, read a page at a time."""
@@ -259,6 +285,7 @@ class _Stream:
     buf: deque[WaitingConversation] = field(default_factory=deque)
     after: WaitingKey | None = None
     done: bool = False
+    after_sla: SlaWaitingKey | None = None
 
     @classmethod
     def starting_with(cls, head: list[WaitingConversation] | None) -> _Stream:

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import Attachment, DeliveryReceipt, InboundMessage, SubmitResult, Typing
 from gateway.autoreply import Acknowledger
@@ -23,6 +23,10 @@ from gateway.model import ACTIVE_STATUSES, ephemeral
 from gateway.services import Services
 from gateway.store.base import Classification, ConversationFilter, IngestRequest, NotFound, Store
 from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
+from router.schedule import place
+
+if TYPE_CHECKING:
+    from gateway.notices import TimeNotices
 
 log = logging.getLogger("switchboard.ingest")
 
@@ -60,6 +64,8 @@ class Ingestor:
         self.reopen_window = reopen_window
         self.clock = clock
         self.max_text_chars = max_text_chars
+        # Issue 12: the closed reply out of hours (set by the gateway).
+        self.notices: TimeNotices | None = None
 
     def classifier(
         self, channel: ChannelInfo, msg: InboundMessage
@@ -67,8 +73,13 @@ class Ingestor:
         def run(attributes: dict[str, str]) -> Classification:
             facts = MessageFacts(channel.name, channel.kind, msg.text, msg.subject, attributes)
             c = classify(self.routing, facts)
+            queue, reasons = c.queue, c.reasons
+            if self.routing.hours:  # a closed queue: park, or overflow to an open one
+                placed = place(self.routing, queue, self.clock())
+                if placed.reason is not None:
+                    queue, reasons = placed.queue, [*reasons, placed.reason]
             return Classification(
-                c.queue, PRIORITY_RANK[c.priority], c.required_skills, c.tags, c.rule, c.reasons
+                queue, PRIORITY_RANK[c.priority], c.required_skills, c.tags, c.rule, reasons
             )
 
         return run
@@ -127,9 +138,25 @@ class Ingestor:
             METRICS.duplicates.labels(channel.name).inc()
         else:
             METRICS.messages_in.labels(channel.name, channel.kind).inc()
+            closed_reply = None
+            if (
+                (outcome.created or outcome.reopened)
+                and self.notices is not None
+                and conv is not None
+                and message is not None
+            ):
+                try:
+                    closed_reply = await self.notices.on_inbound(conv, message)
+                except Exception:  # the customer's message is stored; never fail it
+                    log.exception("closed notice failed", extra={"conversation": conv.id})
             if outcome.created:
                 METRICS.conversations_created.labels(channel.name, conv.queue if conv else "").inc()
-                if self.acknowledger is not None and conv is not None and message is not None:
+                if (
+                    closed_reply is None
+                    and self.acknowledger is not None
+                    and conv is not None
+                    and message is not None
+                ):
                     try:
                         await self.acknowledger.on_new_conversation(conv, message, msg.sender_name)
                     except Exception:  # the customer's message is stored; never fail it

@@ -28,6 +28,7 @@ from gateway.store.base import (
     Scope,
     Store,
 )
+from gateway.store.timekeeping import SlaPlanner, TimeStore
 
 
 def _nothing() -> None:
@@ -190,3 +191,17 @@ class Services:
         )
         self.committed(events)
         return settled
+
+    # --- business hours, SLA, wait queue (issue 12) ----------------------------------------
+    async def sla_fire(self, store: TimeStore, now: float, planner: SlaPlanner) -> list[Event]:
+        """Recompute the SLA clocks that changed and fire what fell due (once)."""
+        events = await store.sla_fire(now, planner)
+        self.committed(events)
+        if any(e.type == "sla.breached" for e in events):
+            self.wake_routing()  # a bumped priority or a moved conversation reorders routing
+        return events
+
+    async def notice_once(self, store: TimeStore, conversation_id: str, kind: str) -> bool:
+        """Record an automatic notice (closed, long wait) for the conversation; False when
+        it had it already (it is sent at most once)."""
+        return await store.notice_once(conversation_id, kind, self.clock())

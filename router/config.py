@@ -21,6 +21,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from .hours import HoursConfig, OutOfHours
+from .sla import SlaConfig
+
 Priority = Literal["low", "normal", "high", "urgent"]
 Strategy = Literal["round_robin", "least_busy", "longest_idle", "skills"]
 
@@ -49,6 +52,11 @@ class QueueConfig(_Strict):
 
     name: NonEmptyStr
     strategy: Strategy = "round_robin"
+    # --- business hours (router/hours.py, router/schedule.py) ---
+    hours: NonEmptyStr | None = Field(
+        None, description="A calendar of routing.hours (default: routing.default_hours)."
+    )
+    out_of_hours: OutOfHours = Field(default_factory=OutOfHours)  # type: ignore[arg-type]
 
 
 class TextMatch(_Strict):
@@ -148,8 +156,23 @@ class RoutingConfig(_Strict):
     queues: Annotated[list[QueueConfig], Field(min_length=1)]
     default: DefaultAction
     rules: list[Rule] = Field(default_factory=list)
+    # --- business hours, SLA (router/hours.py, router/sla.py, router/schedule.py) ---
+    hours: dict[NonEmptyStr, HoursConfig] = Field(
+        default_factory=dict, description="Named business-hours calendars."
+    )
+    default_hours: NonEmptyStr | None = Field(
+        None, description="The calendar of queues that name none (none: always open)."
+    )
+    sla: SlaConfig | None = None
+    order: Literal["priority", "sla"] = Field(
+        "priority",
+        description="Waiting conversations: highest priority, then oldest (`priority`), or "
+        "highest priority, then nearest SLA breach, then oldest (`sla`).",
+    )
     # Compiled rules, filled lazily by router.rules.classify.
     _compiled: Any = PrivateAttr(default=None)
+    # Compiled calendars per queue, filled lazily by router.schedule.
+    _calendars: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_references(self) -> RoutingConfig:
@@ -193,6 +216,31 @@ class RoutingConfig(_Strict):
                 )
             rule_names.add(rule.name)
             check_queue(rule.then.queue, ("rules", i, "then", "queue"))
+        # --- business hours, SLA ---
+        calendars = ", ".join(sorted(self.hours)) or "none defined"
+
+        def check_hours(name: str | None, loc: tuple[str | int, ...]) -> None:
+            if name is not None and name not in self.hours:
+                errors.append(
+                    _error(
+                        "unknown_hours",
+                        "unknown hours '{input}' (routing.hours: {known})",
+                        {"input": name, "known": calendars},
+                        loc,
+                    )
+                )
+
+        check_hours(self.default_hours, ("default_hours",))
+        for i, queue in enumerate(self.queues):
+            check_hours(queue.hours, ("queues", i, "hours"))
+            check_queue(queue.out_of_hours.overflow, ("queues", i, "out_of_hours", "overflow"))
+        if self.sla is not None:
+            for i, policy in enumerate(self.sla.policies):
+                for j, name in enumerate(policy.when.queue or []):
+                    check_queue(name, ("sla", "policies", i, "when", "queue", j))
+                check_queue(
+                    policy.on_breach.move_to, ("sla", "policies", i, "on_breach", "move_to")
+                )
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self

@@ -388,14 +388,24 @@ def plan_assignments(
     agents: Iterable[AgentSnapshot],
     rr_last: Mapping[str, str],
     now: float,
+    by_sla: bool = False,
+    is_open: Callable[[str], bool] | None = None,
 ) -> list[Decision]:
     """The assignments `plan` would make, in `order_waiting` order, without explaining the
-    conversations that wait: only decisions with an agent are returned."""
+    conversations that wait: only decisions with an agent are returned. `by_sla` orders by
+    SLA due time within a priority; `is_open(queue)` False parks a closed queue's ones."""
     planner = Planner(queues, agents, rr_last, now)
     out = []
-    for conv in order_waiting(waiting):
+    open_: dict[str, bool] = {}
+    for conv in order_waiting(waiting, by_sla):
         if not planner.has_free(conv.queue):
             continue
+        if is_open is not None:
+            known = open_.get(conv.queue)
+            if known is None:
+                known = open_[conv.queue] = is_open(conv.queue)
+            if not known:
+                continue
         decision = planner.assign(conv)
         if decision is not None:
             out.append(decision)

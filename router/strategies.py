@@ -40,6 +40,8 @@ class ConversationSnapshot:
     required_skills: dict[str, int] = field(hash=False)
     channel_kind: str
     created_at: float
+    # The nearest SLA due time (routing order `sla`; 1e18: none).
+    sla_due: float = 1e18
 
 
 @dataclass
@@ -161,8 +163,13 @@ def chosen_reason(
     return f"{chosen.id} chosen by {strategy}; {detail}"
 
 
-def order_waiting(convs: Iterable[ConversationSnapshot]) -> list[ConversationSnapshot]:
-    """Highest priority first, then oldest, then by id."""
+def order_waiting(
+    convs: Iterable[ConversationSnapshot], by_sla: bool = False
+) -> list[ConversationSnapshot]:
+    """Highest priority first, then oldest, then by id; with `by_sla` (routing order
+    `sla`), the nearest SLA due time comes between priority and age."""
+    if by_sla:
+        return sorted(convs, key=lambda c: (-c.priority, c.sla_due, c.created_at, c.id))
     return sorted(convs, key=lambda c: (-c.priority, c.created_at, c.id))
 
 

@@ -21,7 +21,9 @@ Protocol (JSON text frames). Client → gateway:
 Gateway → client:
   `welcome`, `ack` {client_id, message_id, status: "sent"}, `message` (an agent reply, or
   the visitor's own message sent from another tab), `typing` {typing} (an agent),
-  `availability` {agents_online}, `profile`, `token` {token} (renewed while in use),
+  `availability` {agents_online}, `status` {state: closed/waiting/served, text (in the
+      visitor's language), opens_at, opens_time, position, estimated_wait} (where the visitor
+      stands; also in `welcome`), `profile`, `token` {token} (renewed while in use),
   `verification` {status, email, attempts_left?, retry_after?}, `error` {code, message,
   client_id?}.
 
@@ -54,6 +56,7 @@ from connectors.base import (
     Refused,
     Typing,
     VerificationResult,
+    WaitStatus,
 )
 from connectors.http import (
     ApiError,
@@ -148,7 +151,9 @@ class WebchatConnector(Connector):
     kind: ClassVar[str] = KIND
     identity_kind: ClassVar[str] = KIND
     settings_model: ClassVar[type[ConnectorSettings]] = WebchatSettings
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.TEXT, Capability.TYPING})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.TEXT, Capability.TYPING, Capability.WAIT_STATUS}
+    )
     refusals_reach_sender: ClassVar[bool] = True  # the widget shows the refusal at once
 
     settings: WebchatSettings
@@ -161,6 +166,10 @@ class WebchatConnector(Connector):
         self._origins = frozenset(settings.allowed_origins)
         self._widget = _widget_source()
         self._sockets: dict[str, set[_Socket]] = {}
+        # Where each visitor stands (the core's `wait_status`), and the channel's own state
+        # before anyone writes (closed until ...): shown on every (re)connect.
+        self._wait: dict[str, WaitStatus] = {}
+        self._channel_status: WaitStatus | None = None
         self._profiles: dict[str, dict[str, str]] = {}
         self._sent_at: dict[str, collections.deque[float]] = {}
         self._typing: dict[str, float] = {}  # visitor → when we last forwarded typing=True
@@ -360,6 +369,7 @@ class WebchatConnector(Connector):
                 "verification": _verification_state(profile),
                 "max_message_chars": s.max_message_chars,
                 "agents_online": await self._availability(),
+                "status": self._status_frame(visitor, sock.language),
                 "history": history,
             },
         )
@@ -443,6 +453,8 @@ class WebchatConnector(Connector):
             text=text,
             extra_identities=[Identity("email", email)] if email else [],
             metadata={"webchat": {"origin": sock.origin}} if sock.origin else {},
+            # The browser's language: what the core writes to this customer in.
+            contact_attributes={"language": sock.language},
         )
         try:
             result = await self.ctx.submit(inbound)
@@ -674,6 +686,8 @@ class WebchatConnector(Connector):
     async def _fetch_availability(self) -> int:
         try:
             info = await self.ctx.availability()
+            status = info.get("status")
+            await self._set_channel_status(status if isinstance(status, WaitStatus) else None)
             return int(info.get("agents_online", 0))
         except Exception as exc:
             self.ctx.log.debug("availability unknown: %s", exc)
@@ -697,6 +711,33 @@ class WebchatConnector(Connector):
                 for group in list(self._sockets.values()):
                     for sock in list(group):
                         await self._send_raw(sock.ws, frame)
+
+    # --- where the visitor stands (closed, queue position) ------------------------------
+    def _status_frame(self, visitor: str, language: str) -> dict[str, Any]:
+        status = self._wait.get(visitor) or self._channel_status or WaitStatus("served")
+        return status.to_frame() | {"type": "status", "text": status_text(status, language)}
+
+    async def _push_status(self, visitor: str) -> None:
+        for sock in list(self._sockets.get(visitor, ())):
+            await self._send(sock.ws, self._status_frame(visitor, sock.language))
+
+    async def _set_channel_status(self, status: WaitStatus | None) -> None:
+        if status == self._channel_status:
+            return
+        self._channel_status = status
+        for visitor in [v for v in self._sockets if v not in self._wait]:
+            await self._push_status(visitor)
+
+    async def wait_status(self, to: Identity, conversation_id: str, status: WaitStatus) -> None:
+        if status.state == "served":
+            if self._wait.pop(to.address, None) is None:
+                return
+        elif self._wait.get(to.address) == status:
+            return
+        else:
+            self._wait[to.address] = status
+        with contextlib.suppress(Exception):
+            await self._push_status(to.address)
 
     # --- outbound ------------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> DeliveryResult:
@@ -757,6 +798,53 @@ class WebchatConnector(Connector):
 
 
 _PROFILE_KEYS = ("name", "email", "verified", "code_for", "asked_for")
+
+
+_DAYS = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+}
+
+
+def status_text(status: WaitStatus, language: str) -> str | None:
+    """The widget's notice for `status` in the visitor's language (de/en); None: none."""
+    de = language == "de"
+    if status.state == "closed":
+        clock, days = status.opens_time, status.opens_in_days
+        if clock is None or days is None:
+            return "Wir haben gerade geschlossen." if de else "We're closed right now."
+        day = _DAYS["de" if de else "en"][status.opens_weekday or 0]
+        if de:
+            when = (
+                f"ab {clock} Uhr"
+                if days == 0
+                else f"morgen ab {clock} Uhr"
+                if days == 1
+                else f"am {day} ab {clock} Uhr"
+            )
+            return f"Wir haben geschlossen und sind {when} wieder da."
+        when = (
+            f"at {clock}"
+            if days == 0
+            else f"tomorrow at {clock}"
+            if days == 1
+            else f"on {day} at {clock}"
+        )
+        return f"We're closed, back {when}."
+    if status.state == "waiting" and status.position is not None:
+        if de:
+            text = f"Sie sind Nummer {status.position} in der Warteschlange."
+        else:
+            text = f"You are number {status.position} in the queue."
+        if status.estimated_wait is not None:
+            minutes = max(1, round(status.estimated_wait / 60))
+            text += (
+                f" Geschätzte Wartezeit: etwa {minutes} Min."
+                if de
+                else f" Estimated wait: about {minutes} min."
+            )
+        return text
+    return None
 
 
 def _language(tag: Any) -> str:

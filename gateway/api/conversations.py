@@ -3,13 +3,30 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import Field
 
 from connectors.http import fail
 from gateway.api.auth import require
 from gateway.api.common import Body, authenticate, gateway_of, int_param, read_body
+from gateway.model import Conversation
+from gateway.sla import sla_json
 from gateway.store.base import ConversationFilter, OutboundRequest
+
+
+async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[str, Any]]:
+    """Conversations as the API shows them, with their SLA due times (issue 12)."""
+    gw = gateway_of(request)
+    if gw.config.routing.sla is None:
+        return [c.to_api() | {"sla": None} for c in convs]
+    rows = await gw.notices.times.sla_of([c.id for c in convs])
+    return [c.to_api() | {"sla": sla_json(rows.get(c.id))} for c in convs]
+
+
+async def _one(request: web.Request, conv: Conversation) -> web.Response:
+    return web.json_response((await _render(request, [conv]))[0])
 
 
 class ReplyBody(Body):
@@ -49,7 +66,7 @@ async def list_conversations(request: web.Request) -> web.Response:
         scope=principal.scope,
     )
     rows, cursor = await gateway_of(request).store.list_conversations(flt)
-    return web.json_response({"conversations": [c.to_api() for c in rows], "next_cursor": cursor})
+    return web.json_response({"conversations": await _render(request, rows), "next_cursor": cursor})
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -57,7 +74,8 @@ async def get_conversation(request: web.Request) -> web.Response:
     gw = gateway_of(request)
     conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
     messages = await gw.store.messages(conv.id, principal.scope)
-    return web.json_response(conv.to_api() | {"messages": [m.to_api() for m in messages]})
+    [out] = await _render(request, [conv])
+    return web.json_response(out | {"messages": [m.to_api() for m in messages]})
 
 
 async def reply(request: web.Request) -> web.Response:
@@ -119,7 +137,7 @@ async def assign(request: web.Request) -> web.Response:
             else agent_cfg.capacity_for(conv.channel_kind)
         )
     conv = await gw.services.assign(conv.id, body.agent, capacity, principal.name, principal.scope)
-    return web.json_response(conv.to_api())
+    return await _one(request, conv)
 
 
 async def transfer(request: web.Request) -> web.Response:
@@ -131,21 +149,21 @@ async def transfer(request: web.Request) -> web.Response:
     conv = await gw.services.transfer(
         request.match_info["id"], body.queue, principal.name, principal.scope
     )
-    return web.json_response(conv.to_api())
+    return await _one(request, conv)
 
 
 async def resolve(request: web.Request) -> web.Response:
     principal = authenticate(request)
     gw = gateway_of(request)
     conv = await gw.services.resolve(request.match_info["id"], principal.name, principal.scope)
-    return web.json_response(conv.to_api())
+    return await _one(request, conv)
 
 
 async def reopen(request: web.Request) -> web.Response:
     principal = authenticate(request)
     gw = gateway_of(request)
     conv = await gw.services.reopen(request.match_info["id"], principal.name, principal.scope)
-    return web.json_response(conv.to_api())
+    return await _one(request, conv)
 
 
 async def typing(request: web.Request) -> web.Response:

@@ -81,6 +81,24 @@ class MessageOut(Out):
     updated_at: str
 
 
+class SlaTargetOut(Out):
+    due_at: str | None = Field(description="When the target breaches (null while paused).")
+    met_at: str | None
+    paused: bool = Field(description="Resolution: paused while waiting on the customer.")
+    remaining_seconds: float | None = Field(description="Business seconds left, while paused.")
+    warned_at: str | None
+    breached_at: str | None
+
+
+class SlaOut(Out):
+    """The conversation's SLA policy and due times, in its queue's business hours."""
+
+    policy: str
+    first_response: SlaTargetOut | None = None
+    next_response: SlaTargetOut | None = None
+    resolution: SlaTargetOut | None = None
+
+
 class ConversationOut(Out):
     id: str
     contact_id: str
@@ -101,6 +119,7 @@ class ConversationOut(Out):
     first_response_at: str | None
     resolved_at: str | None
     last_inbound_at: str | None
+    sla: SlaOut | None = Field(description="Null when no SLA policy applies.")
 
 
 class ConversationWithMessages(ConversationOut):

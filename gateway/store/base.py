@@ -259,6 +259,8 @@ class WaitingConversation:
     required_skills: dict[str, int]
     channel_kind: str
     created_at: float
+    # The nearest SLA due time (routing order `sla`; 1e18: none), issue 12.
+    sla_due: float = 1e18
 
 
 @dataclass(slots=True)

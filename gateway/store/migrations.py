@@ -316,4 +316,37 @@ BEGIN
                      FROM agents WHERE id = NEW.assignee), 0); END
 """,
     ),
+    (
+        12,
+        """
+-- Business hours and SLAs (issue 12). The SLA clocks of a conversation: its policy, each
+-- target's due time (JSON, as the API shows it), what has fired (warnings, breaches) and
+-- the earliest warning or breach still to fire (`next_at`, what the timer loop reads).
+CREATE TABLE sla (
+    conversation_id TEXT PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+    policy TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    fired TEXT NOT NULL DEFAULT '{}',
+    next_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX sla_next ON sla(next_at) WHERE next_at IS NOT NULL;
+-- How far the SLA clocks have read the event log (what changed since is recomputed).
+CREATE TABLE sla_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), event_id INTEGER NOT NULL);
+INSERT INTO sla_cursor(id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;
+-- The nearest due time of a conversation's running SLA targets (1e18: none), for the
+-- routing order `sla`: highest priority, nearest breach, oldest — read in index order.
+ALTER TABLE conversations ADD COLUMN sla_due REAL NOT NULL DEFAULT 1e18;
+CREATE INDEX conversations_routable_sla
+    ON conversations(channel_kind, queue, required_skills, priority DESC, sla_due, created_at, id)
+    WHERE status = 'open' AND assignee IS NULL;
+-- Automatic notices a conversation got once (out of hours, a long wait).
+CREATE TABLE notices (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (conversation_id, kind)
+)
+""",
+    ),
 ]

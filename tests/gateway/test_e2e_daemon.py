@@ -44,9 +44,11 @@ class Daemon:
         port: int,
         log: Path,
         preexec_fn: Callable[[], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.config, self.port, self.log = config, port, log
         self.preexec_fn = preexec_fn
+        self.env = env or {}  # extra environment (e.g. libfaketime for a movable clock)
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
@@ -54,7 +56,11 @@ class Daemon:
             [sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("ab"),
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                **self.env,
+            },
             preexec_fn=self.preexec_fn,
         )
         async with aiohttp.ClientSession() as http:

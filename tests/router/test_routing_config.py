@@ -89,7 +89,16 @@ def test_priority_rank() -> None:
             base(colour="red"), "colour", "Extra inputs are not permitted", id="unknown-top-key"
         ),
         pytest.param(
-            base(hours={"tz": "UTC"}), "hours", "Extra inputs are not permitted", id="hours-not-yet"
+            base(hours={"office": {"timezone": "Mars/Olympus"}}),
+            "hours.office.timezone",
+            "unknown time zone",
+            id="hours-bad-zone",
+        ),
+        pytest.param(
+            base(default_hours="office"),
+            "default_hours",
+            "unknown hours 'office'",
+            id="no-such-hours",
         ),
         pytest.param(
             base(rules=[rule({"text": {"contains": "x"}}, {"queue": "general", "colour": 1})]),
@@ -241,4 +250,4 @@ def test_schema_uses_yaml_key_names() -> None:
     schema = RoutingConfig.model_json_schema()
     props = schema["$defs"]["Condition"]["properties"]
     assert {"all", "any", "not"} <= set(props)
-    assert "hours" not in schema["properties"]
+    assert {"hours", "default_hours", "sla", "order"} <= set(schema["properties"])

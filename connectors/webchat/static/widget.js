@@ -93,6 +93,7 @@
     "header .state{font-size:12px;opacity:.85}",
     ".close{background:transparent;border:0;color:#fff;font-size:22px;line-height:1;cursor:pointer;padding:2px 6px;border-radius:6px}",
     ".banner{background:#fff4d6;color:#5c4300;padding:8px 14px;font-size:13px;border-bottom:1px solid #f0dfa8}",
+    ".waitnote{background:#e8f0fe;color:#1a3d7c;padding:8px 14px;font-size:13px;border-bottom:1px solid #c6d6f5}",
     ".conn{background:#eef1f7;color:#3b4357;padding:6px 14px;font-size:12px}",
     ".log{list-style:none;margin:0;padding:12px;flex:1;overflow-y:auto;display:flex;flex-direction:column;gap:8px;background:#f6f7fb}",
     ".msg{max-width:82%;display:flex;flex-direction:column}",
@@ -189,6 +190,11 @@
 
   var banner = el("div", { className: "banner", role: "status" }, OFFLINE_TEXT);
   show(banner, false);
+  // Where the visitor stands, worded by the gateway in the visitor's language: closed
+  // until ..., or their position in the queue and the estimated wait.
+  var waitNote = el("div", { className: "waitnote", role: "status", "aria-live": "polite",
+    "data-state": "served" });
+  show(waitNote, false);
   var conn = el("div", { className: "conn", role: "status" }, "Connecting\u2026");
   show(conn, false);
   var log = el("ol", { className: "log", role: "log", "aria-live": "polite", "aria-label": "Messages" });
@@ -248,6 +254,7 @@
 
   panel.appendChild(header);
   panel.appendChild(banner);
+  panel.appendChild(waitNote);
   panel.appendChild(conn);
   panel.appendChild(log);
   panel.appendChild(typing);
@@ -412,7 +419,8 @@
       case "ack": onAck(f); break;
       case "message": onMessage(f); break;
       case "typing": onTyping(!!f.typing); break;
-      case "availability": show(banner, !f.agents_online); break;
+      case "availability": show(banner, !f.agents_online && !closedNow()); break;
+      case "status": onStatus(f); break;
       case "profile":
         state.profile = f.profile || null;
         saveJSON(local, "profile", state.profile);
@@ -423,6 +431,17 @@
       case "verification": onVerification(f); break;
       default: break;
     }
+  }
+
+  function closedNow() { return waitNote.getAttribute("data-state") === "closed"; }
+
+  function onStatus(f) {
+    var text = f && f.text;
+    waitNote.setAttribute("data-state", (f && f.state) || "served");
+    waitNote.textContent = text || "";
+    show(waitNote, !!text);
+    // "Closed, back at 08:00" says more than "nobody is online".
+    if (closedNow()) { show(banner, false); }
   }
 
   function onWelcome(f) {
@@ -448,7 +467,8 @@
     }
     onVerification(f.verification ? { status: f.verification.status, email: f.verification.email, welcome: true }
       : { status: "none" });
-    show(banner, !f.agents_online);
+    onStatus(f.status);
+    show(banner, !f.agents_online && !closedNow());
     if (f.greeting && !items.greeting) {
       upsert("greeting", { direction: "out", text: f.greeting, greeting: true });
       log.insertBefore(items.greeting.li, log.firstChild);

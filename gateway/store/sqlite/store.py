@@ -13,6 +13,7 @@ from gateway.store.sqlite.kv import SqliteKeyValue
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
 from gateway.store.sqlite.routing import SqliteRouting
+from gateway.store.sqlite_time import SqliteTime
 
 
 class SqliteStore(
@@ -24,6 +25,7 @@ class SqliteStore(
     SqliteKeyValue,
     SqliteBlobs,
     SqliteQuarantine,
+    SqliteTime,
     Store,
 ):
     """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""
