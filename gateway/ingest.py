@@ -68,7 +68,13 @@ class Ingestor:
             facts = MessageFacts(channel.name, channel.kind, msg.text, msg.subject, attributes)
             c = classify(self.routing, facts)
             return Classification(
-                c.queue, PRIORITY_RANK[c.priority], c.required_skills, c.tags, c.rule, c.reasons
+                c.queue,
+                PRIORITY_RANK[c.priority],
+                c.required_skills,
+                c.tags,
+                c.rule,
+                c.reasons,
+                c.rules,
             )
 
         return run

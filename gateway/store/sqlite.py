@@ -50,6 +50,7 @@ from gateway.store.base import (
     check_sees,
 )
 from gateway.store.migrations import MIGRATIONS
+from gateway.store.sqlite_escalation import SqliteEscalation
 from gateway.store.sqlite_quarantine import SqliteQuarantine
 
 T = TypeVar("T")
@@ -63,7 +64,7 @@ _dumps = dumps
 _loads = loads
 
 
-class SqliteStore(SqliteQuarantine, Store):
+class SqliteStore(SqliteEscalation, SqliteQuarantine, Store):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous is NORMAL or FULL")
@@ -503,7 +504,7 @@ class SqliteStore(SqliteQuarantine, Store):
                 tags=cls.tags,
                 subject=msg.subject,
                 thread_token=new_id("t").split("_", 1)[1][-12:],
-                routing={"rule": cls.rule, "reasons": cls.reasons},
+                routing={"rule": cls.rule, "rules": cls.rules, "reasons": cls.reasons},
                 reply_kind=identity.kind,
                 reply_address=identity.address,
                 last_inbound_at=now,
