@@ -152,6 +152,12 @@ class _QueuePool:
         for index in indexes:
             if agent.id not in index.members:
                 self.insert(index, agent)
+        # An index of several skills built while the agent was withheld lacks it.
+        for signature, index in self.by_required.items():
+            if agent.id not in index.members and all(
+                agent.skills.get(skill, 0) >= level for skill, level in signature
+            ):
+                self.insert(index, agent)
 
     def changed(self, agent: AgentSnapshot) -> None:
         """The agent's load or idle time changed; it is still free."""

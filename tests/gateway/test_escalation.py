@@ -270,3 +270,127 @@ async def test_manual_assignment_withdraws_a_pending_offer(
     assert (await answer(client, conv_id, "alice", "accept"))[0] == 409
     conv = await client.conversation(conv_id)
     assert conv["offer"] is None and conv["assignee"] == "bob"
+
+
+# --- no reply, sticky, offline -------------------------------------------------------------------
+
+
+async def reply(client: Client, conv_id: str, agent: str) -> None:
+    code, body = await client.call(
+        "POST",
+        f"/v1/conversations/{conv_id}/messages",
+        token=agent_token(agent),
+        json={"text": "on it"},
+    )
+    assert code == 202, body
+
+
+async def test_no_reply_requeues_to_another_agent_per_channel_kind(
+    gateway_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    clock = Clock()
+    cfg = config(tmp_path)
+    cfg["routing"]["queues"][0]["no_reply"] = {"after": "10m", "by_channel_kind": {"api": "2m"}}
+    gw, client = await gateway_factory(cfg, clock)
+    _, body = await client.inbound("n1", "hello")
+    conv_id = body["conversation_id"]
+    await settle(gw)
+    assert (await client.conversation(conv_id))["assignee"] == "alice"
+    start = clock.t
+    # (seconds after the customer's message, assignee expected after firing)
+    for offset, assignee in ((119, "alice"), (120, "bob"), (200, "bob")):
+        clock.t = start + offset
+        await settle(gw)
+        assert (await client.conversation(conv_id))["assignee"] == assignee, offset
+    requeued = await stored_events(gw, "conversation.requeued")
+    assert [(d["from_agent"], d["reason"]) for _, d in requeued] == [("alice", "no_reply")]
+    # Bob answers: no requeue however long the customer then waits for more.
+    await reply(client, conv_id, "bob")
+    clock.t = start + 3600
+    await settle(gw)
+    assert (await client.conversation(conv_id))["assignee"] == "bob"
+    # The customer writes again; bob does not answer within 2 minutes: requeued, and alice
+    # (skipped for 15 minutes after she lost it) may have it again now.
+    await client.inbound("n2", "still there?")
+    clock.t += 120
+    await settle(gw)
+    conv = await client.conversation(conv_id)
+    assert conv["assignee"] == "alice"
+    assert len(await stored_events(gw, "conversation.requeued")) == 2
+
+
+async def test_sticky_routing_back_to_the_agent_who_answered_within_the_window(
+    gateway_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    clock = Clock()
+    cfg = config(tmp_path, sticky={"window": "1h"})
+    cfg["conversations"] = {"reopen_window": "60s"}
+    gw, client = await gateway_factory(cfg, clock)
+    _, body = await client.inbound("s1", "hello", sender="dana")
+    first = body["conversation_id"]
+    await settle(gw)
+    assert (await client.conversation(first))["assignee"] == "alice"
+    await reply(client, first, "alice")
+    await client.call("POST", f"/v1/conversations/{first}/resolve")
+    # Reopened (within the reopen window): back to alice, though bob is next in turn.
+    clock.t += 30
+    await client.inbound("s2", "one more thing", sender="dana")
+    await settle(gw)
+    conv = await client.conversation(first)
+    assert conv["assignee"] == "alice" and conv["status"] == "assigned"
+    await client.call("POST", f"/v1/conversations/{first}/resolve")
+    # A returning customer (a new conversation) 30 minutes later: alice again.
+    clock.t += 1800
+    _, body = await client.inbound("s3", "new question", sender="dana")
+    second = body["conversation_id"]
+    assert second != first
+    await settle(gw)
+    assert (await client.conversation(second))["assignee"] == "alice"
+    assigned = [d for t, d in await stored_events(gw, "conversation.assigned")]
+    assert assigned[-1]["strategy"] == "sticky"
+    await client.call("POST", f"/v1/conversations/{second}/resolve")
+    # Alice away: routed as usual (bob), not kept waiting for her.
+    await presence(client, "alice", "away")
+    clock.t += 120
+    _, body = await client.inbound("s4", "hello again", sender="dana")
+    await settle(gw)
+    assert (await client.conversation(body["conversation_id"]))["assignee"] == "bob"
+    await client.call("POST", f"/v1/conversations/{body['conversation_id']}/resolve")
+    # Beyond the window (alice last answered > 1 h ago): routed as usual.
+    await presence(client, "alice", "online")
+    clock.t += 3600
+    _, body = await client.inbound("s5", "hi", sender="dana")
+    await settle(gw)
+    last = await client.conversation(body["conversation_id"])
+    assert last["routing"] and (
+        [d for t, d in await stored_events(gw, "conversation.assigned")][-1]["strategy"]
+        == "round_robin"
+    )
+
+
+async def test_offline_policy_requeues_after_the_grace_period_or_keeps(
+    gateway_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    for policy, expected in (("requeue", "bob"), ("keep", "alice")):
+        clock = Clock()
+        cfg = config(tmp_path / policy, offline={"policy": policy, "grace": "5m"})
+        (tmp_path / policy).mkdir()
+        gw, client = await gateway_factory(cfg, clock)
+        _, body = await client.inbound("f1", "hello")
+        conv_id = body["conversation_id"]
+        await settle(gw)
+        assert (await client.conversation(conv_id))["assignee"] == "alice"
+        await presence(client, "alice", "offline")
+        went = clock.t
+        clock.t = went + 299
+        await settle(gw)
+        assert (await client.conversation(conv_id))["assignee"] == "alice", policy
+        # Back online within the grace period and off again: the grace starts over.
+        await presence(client, "alice", "online")
+        await presence(client, "alice", "offline")
+        clock.t = went + 301
+        await settle(gw)
+        assert (await client.conversation(conv_id))["assignee"] == "alice", policy
+        clock.t = went + 299 + 300
+        await settle(gw)
+        assert (await client.conversation(conv_id))["assignee"] == expected, policy
