@@ -201,7 +201,7 @@ def test_an_escalation_step_naming_an_unknown_queue_is_refused() -> None:
             "escalation": {"steps": [{"after": "1m", "queue": "nope"}], "after_last": "stay"},
         }
     ]
-    with pytest.raises(ValidationError, match="rules.0.escalation.steps.0.queue"):
+    with pytest.raises(ValidationError, match=r"rules\.0\.escalation\.steps\.0\.queue"):
         RoutingConfig.model_validate(routing)
 
 
