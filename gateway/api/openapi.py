@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, routing
+from gateway.api import agents, conversations, offers, routing
 from gateway.api import schemas as out
 
 ALL = ("admin", "agent", "integration")
@@ -225,10 +225,11 @@ OPERATIONS: tuple[Op, ...] = (
         "Accept an offer",
         ALL,
         out.ConversationOut,
-        body=None,
-        errors=(409,),
+        body=offers.OfferAnswerBody,
+        errors=(409, 422),
         description="The conversation is assigned to the agent it was offered to. An agent "
-        'answers its own offers; an admin or integration names the agent (`{"agent"}`). 409 '
+        "answers its own offers (the body may be empty); an admin or integration names the agent "
+        '(`{"agent"}`). 409 '
         "when the offer expired, was withdrawn or answered already (a late accept).",
     ),
     Op(
@@ -237,8 +238,8 @@ OPERATIONS: tuple[Op, ...] = (
         "Reject an offer",
         ALL,
         out.ConversationOut,
-        body=None,
-        errors=(409,),
+        body=offers.OfferAnswerBody,
+        errors=(409, 422),
         description="The conversation is offered to the next agent; this one is skipped "
         "for it for `routing.skip_declined_for`.",
     ),

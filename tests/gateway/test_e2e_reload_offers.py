@@ -106,9 +106,7 @@ async def test_reload_on_sighup_and_through_the_api(tmp_path: Path) -> None:
             moved["server"] = {**cfg["server"], "shutdown_timeout": 3}
             write_config(config, moved)
             status, body = await api.call("POST", "/v1/admin/reload")
-            assert status == 422 and [d["field"] for d in body["error"]["details"]] == [
-                "server"
-            ]
+            assert status == 422 and [d["field"] for d in body["error"]["details"]] == ["server"]
             # A good one: swapped, and what changed is said.
             del cfg["routing"]["rules"][0]
             write_config(config, cfg)
