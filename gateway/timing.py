@@ -58,6 +58,9 @@ class EscalationTimer:
         self.routing = routing
 
     async def next_due(self, now: float) -> float | None:
+        routing = self.routing()
+        if routing.escalation is None and not any(r.escalation for r in routing.rules):
+            return None  # no steps configured: the stamps wait (a reload reschedules them)
         return await self.store.waits_next_due()
 
     async def fire(self, now: float) -> None:

@@ -4,6 +4,7 @@ rejected then accepted through the API."""
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -164,5 +165,94 @@ async def test_offer_rejected_then_accepted_through_the_api(tmp_path: Path) -> N
                 "POST", f"/v1/conversations/{conv_id}/offer/accept", json={}
             )
             assert status == 422
+    finally:
+        assert daemon.terminate() == 0
+
+
+FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+class FakeTimeDaemon(Daemon):
+    """The daemon with its wall clock under the test's control (libfaketime): the offset
+    written to `clock_file` (`+600` = ten minutes ahead) is read at every call; the
+    monotonic clock (asyncio's timers) is left real."""
+
+    def __init__(self, config: Path, port: int, log: Path, clock_file: Path) -> None:
+        super().__init__(config, port, log)
+        self.clock_file = clock_file
+        self.set_offset(0)
+
+    def set_offset(self, seconds: int) -> None:
+        self.clock_file.write_text(f"+{seconds}\n")
+
+    async def start(self) -> None:
+        env = {
+            "LD_PRELOAD": str(FAKETIME_LIB),
+            "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
+            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        }
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            await super().start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+async def test_offer_timeout_and_escalation_in_the_daemon_across_a_kill(tmp_path: Path) -> None:
+    assert FAKETIME_LIB.exists(), "scripts/test installs faketime"
+    port = free_port()
+    cfg = base_config(tmp_path / "gw.db")
+    cfg["server"]["port"] = port
+    cfg["timers"] = {"max_sleep": 0.2}
+    cfg["routing"]["queues"][0]["offers"] = {"timeout": "60s", "channel_kinds": ["api"]}
+    cfg["routing"]["escalation"] = {
+        "steps": [{"after": "10m", "priority": "urgent"}],
+        "after_last": "stay",
+    }
+    config = tmp_path / "gateway.yaml"
+    write_config(config, cfg)
+    daemon = FakeTimeDaemon(config, port, tmp_path / "daemon.log", tmp_path / "clock")
+    await daemon.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            api = Api(http, port)
+            conv_id = await api.write("t1", "hello")
+
+            async def offer_to() -> str | None:
+                _, conv = await api.call("GET", f"/v1/conversations/{conv_id}")
+                return conv["offer"]["agent"] if conv["offer"] else None
+
+            assert await wait_for(offer_to, timeout=10) == "alice"
+            # A minute later (the daemon's clock): alice's offer expired, bob's is made.
+            daemon.set_offset(61)
+
+            async def bobs() -> bool:
+                return await offer_to() == "bob"
+
+            await wait_for(bobs, timeout=10)
+            # kill -9 while bob's offer and the escalation step are pending; eleven
+            # minutes pass; the new process fires both at once.
+            daemon.kill()
+            daemon.set_offset(61 + 660)
+            await daemon.start()
+
+            async def escalated() -> dict[str, Any] | None:
+                _, conv = await api.call("GET", f"/v1/conversations/{conv_id}")
+                return conv if conv["priority"] == "urgent" else None
+
+            conv = await wait_for(escalated, timeout=10)
+            assert conv["escalation"]["step"] == 1
+            _, offers = await api.call("GET", "/v1/offers")
+            # Bob's offer expired after the restart; the conversation is offered again
+            # (alice and bob are skipped for it for 15 minutes: nobody else is online).
+            assert offers["offers"] == []
+            _, conv = await api.call("GET", f"/v1/conversations/{conv_id}")
+            assert conv["assignee"] is None
     finally:
         assert daemon.terminate() == 0
