@@ -330,21 +330,13 @@ CREATE TABLE presence_stamps (
     presence TEXT NOT NULL,
     since REAL NOT NULL
 );
-CREATE TRIGGER waits_start AFTER INSERT ON events
-WHEN NEW.type IN ('conversation.created', 'conversation.reopened', 'conversation.transferred', 'conversation.requeued')
-BEGIN INSERT OR REPLACE INTO waits(conversation_id, reason, since, step, state, due) VALUES (COALESCE(json_extract(NEW.data, '$.conversation_id'), json_extract(NEW.data, '$.conversation.id')), substr(NEW.type, 14), NEW.at, 0, 'new', NULL); END;
-CREATE TRIGGER waits_end AFTER INSERT ON events
-WHEN NEW.type = 'conversation.assigned'
-BEGIN UPDATE waits SET state = 'idle', due = NULL WHERE conversation_id = json_extract(NEW.data, '$.conversation_id'); END;
-CREATE TRIGGER offers_withdraw AFTER INSERT ON events
-WHEN NEW.type IN ('conversation.assigned', 'conversation.transferred', 'conversation.resolved', 'conversation.requeued')
-BEGIN UPDATE agent_load SET n = n - 1 WHERE EXISTS (SELECT 1 FROM offers o WHERE o.conversation_id = json_extract(NEW.data, '$.conversation_id') AND o.status = 'pending' AND o.agent_id = agent_load.agent_id AND o.channel_kind = agent_load.channel_kind); UPDATE offers SET status = 'withdrawn', answered_at = NEW.at WHERE conversation_id = json_extract(NEW.data, '$.conversation_id') AND status = 'pending'; END;
-CREATE TRIGGER presence_stamp AFTER INSERT ON events
-WHEN NEW.type = 'agent.presence' AND NOT EXISTS (SELECT 1 FROM presence_stamps WHERE agent_id = json_extract(NEW.data, '$.agent') AND presence = json_extract(NEW.data, '$.status'))
-BEGIN INSERT OR REPLACE INTO presence_stamps(agent_id, presence, since) VALUES (json_extract(NEW.data, '$.agent'), json_extract(NEW.data, '$.status'), NEW.at); END;
-CREATE TRIGGER agent_reply AFTER INSERT ON messages
-WHEN NEW.direction = 'out' AND NEW.sender_type = 'agent' AND NEW.sender_id IS NOT NULL
-BEGIN INSERT OR REPLACE INTO agent_replies(conversation_id, agent_id, at) VALUES (NEW.conversation_id, NEW.sender_id, NEW.created_at); END;
+-- One trigger on the events table (each trigger costs a subprogram call per event, and
+-- most events are none of these): a conversation starts waiting; is assigned (its wait
+-- ends); is assigned, moved or resolved while offered (the offer is withdrawn, its unit of
+-- capacity given back); an agent's presence changes (since when); an agent replies.
+CREATE TRIGGER stamps AFTER INSERT ON events
+WHEN NEW.type IN ('conversation.created', 'conversation.reopened', 'conversation.transferred', 'conversation.requeued', 'conversation.assigned', 'conversation.resolved', 'agent.presence', 'message.queued')
+BEGIN INSERT OR REPLACE INTO agent_replies(conversation_id, agent_id, at) SELECT conversation_id, sender_id, created_at FROM messages WHERE NEW.type = 'message.queued' AND id = json_extract(NEW.data, '$.message_id') AND sender_type = 'agent' AND sender_id IS NOT NULL; INSERT OR REPLACE INTO waits(conversation_id, reason, since, step, state, due) SELECT COALESCE(json_extract(NEW.data, '$.conversation_id'), json_extract(NEW.data, '$.conversation.id')), substr(NEW.type, 14), NEW.at, 0, 'new', NULL WHERE NEW.type IN ('conversation.created', 'conversation.reopened', 'conversation.transferred', 'conversation.requeued'); UPDATE waits SET state = 'idle', due = NULL WHERE NEW.type = 'conversation.assigned' AND conversation_id = json_extract(NEW.data, '$.conversation_id'); UPDATE agent_load SET n = n - 1 WHERE NEW.type IN ('conversation.assigned', 'conversation.transferred', 'conversation.resolved', 'conversation.requeued') AND EXISTS (SELECT 1 FROM offers o WHERE o.conversation_id = json_extract(NEW.data, '$.conversation_id') AND o.status = 'pending' AND o.agent_id = agent_load.agent_id AND o.channel_kind = agent_load.channel_kind); UPDATE offers SET status = 'withdrawn', answered_at = NEW.at WHERE NEW.type IN ('conversation.assigned', 'conversation.transferred', 'conversation.resolved', 'conversation.requeued') AND conversation_id = json_extract(NEW.data, '$.conversation_id') AND status = 'pending'; INSERT OR REPLACE INTO presence_stamps(agent_id, presence, since) SELECT json_extract(NEW.data, '$.agent'), json_extract(NEW.data, '$.status'), NEW.at WHERE NEW.type = 'agent.presence' AND NOT EXISTS (SELECT 1 FROM presence_stamps WHERE agent_id = json_extract(NEW.data, '$.agent') AND presence = json_extract(NEW.data, '$.status')); END;
 INSERT INTO waits(conversation_id, reason, since, step, state)
     SELECT id, 'created', updated_at, 0, 'new' FROM conversations
     WHERE status = 'open' AND assignee IS NULL;
