@@ -45,11 +45,15 @@ from gateway.notices import TimeNotices, WaitBoard, WaitNoticeSource
 from gateway.outbox import Outbox
 from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
+from gateway.reload import ReloadResult
+from gateway.reload import reload as reload_config
+from gateway.routetext import to_dict
 from gateway.services import Services
 from gateway.sla import OpeningSource, SlaSource
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from gateway.timing import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
@@ -149,6 +153,9 @@ class Gateway:
                 self.config.conversations.acknowledgement, self.store, self.services.reply, clock
             ),
         )
+        # Issue 12: escalation steps, offer timeouts, no-reply and offline requeueing.
+        for source in (EscalationTimer, OfferTimeouts, NoReplyTimer, OfflineTimer):
+            self.deadlines.add(source(self.store, self.services, lambda: self.config.routing))
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -217,6 +224,10 @@ class Gateway:
         ):
             self.dispatcher.poke()
 
+    async def reload(self) -> ReloadResult:
+        """Re-read the config file and swap its live sections (gateway/reload.py)."""
+        return await reload_config(self)
+
     async def send_reply(self, request: OutboundRequest) -> Message:
         return await self.services.reply(request)
 
@@ -225,24 +236,7 @@ class Gateway:
         snap = await self.store.routing_state()  # agents and loads, not the backlog
         agents = self.dispatcher.snapshots(snap, facts.channel_type)
         out = explain(self.config.routing, facts, agents, snap.rr_last, self.clock())
-        cls, decision = out.classification, out.decision
-        return {
-            "classification": {
-                "queue": cls.queue,
-                "priority": cls.priority,
-                "required_skills": cls.required_skills,
-                "tags": cls.tags,
-                "rule": cls.rule,
-                "reasons": cls.reasons,
-            },
-            "decision": None
-            if decision is None
-            else {
-                "agent": decision.agent_id,
-                "strategy": decision.strategy,
-                "reasons": decision.reasons,
-            },
-        }
+        return to_dict(out)
 
     async def agent_typing(self, conv: Conversation, who: str, typing: bool) -> None:
         self.services.announce(

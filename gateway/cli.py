@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,15 @@ async def _run(loaded: LoadedConfig) -> tuple[int, bool]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def hangup() -> None:
+        # SIGHUP: reload the config file (gateway/reload.py); the outcome is logged.
+        task = asyncio.ensure_future(gateway.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         await gateway.start()
     except OSError as exc:
@@ -127,6 +137,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(str(ConfigError(private, args.config)), file=sys.stderr)
         return 1
     cfg = loaded.config
+    from gateway.rulecheck import warnings
+
+    for warning in warnings(cfg):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{args.config}: ok ({len(cfg.channels)} channels, {len(cfg.agents)} agents, "
         f"{len(cfg.routing.queues)} queues, {len(cfg.routing.rules)} rules)"
@@ -144,6 +158,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
+    from gateway.routetext import render, to_dict
     from router import AgentSnapshot, MessageFacts, explain
 
     loaded = _load(args.config)
@@ -178,19 +193,12 @@ def cmd_route(args: argparse.Namespace) -> int:
         )
         for a in cfg.agents
     ]
-    result = explain(cfg.routing, facts, agents, {}, 0.0)
-    cls, decision = result.classification, result.decision
-    out: dict[str, Any] = {
-        "queue": cls.queue,
-        "priority": cls.priority,
-        "required_skills": cls.required_skills,
-        "tags": cls.tags,
-        "rule": cls.rule,
-        "reasons": cls.reasons,
-        "agent": decision.agent_id if decision else None,
-        "agent_reasons": decision.reasons if decision else [],
-    }
-    print(json.dumps(out, indent=2))
+    now = time.time()
+    out = to_dict(explain(cfg.routing, facts, agents, {}, now))
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(render(out, now))
     return 0
 
 
@@ -432,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subject")
     p.add_argument("--attr", action="append", help="contact attribute key=value (repeatable)")
     p.add_argument("--online", help="comma-separated agents to treat as online (default: all)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(fn=cmd_route)
 
     p = sub.add_parser("webhook-listen", help="print signed webhooks (for trying the gateway out)")

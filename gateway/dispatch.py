@@ -40,14 +40,17 @@ from gateway.model import AgentState
 from gateway.services import Services
 from gateway.store.base import (
     Claim,
+    RoutingHint,
     RoutingSnapshot,
     RoutingState,
     Store,
     WaitingConversation,
     WaitingGroup,
     WaitingKey,
+    escalation_store,
 )
 from gateway.store.timekeeping import SlaWaitingKey, TimeStore
+from gateway.timing import routing_uses_hints
 from router import AgentSnapshot, ConversationSnapshot, Planner
 from router.schedule import queue_open
 
@@ -73,12 +76,20 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self.reconfigure(config)
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """Route by `config` from the next pass on (a reload swaps it whole)."""
+        self.config = config
         self._queues = {q.name: q for q in config.routing.queues}
         self._agents = {a.id: a for a in config.agents}
         # Issue 12: the routing order `sla` pages by nearest SLA due (a store with that role).
         self._sla_order = (
-            store if config.routing.order == "sla" and isinstance(store, TimeStore) else None
+            self.store
+            if config.routing.order == "sla" and isinstance(self.store, TimeStore)
+            else None
         )
+        self._hinting = routing_uses_hints(config.routing)
 
     def poke(self) -> None:
         self._wake.set()
@@ -186,6 +197,10 @@ class Dispatcher:
         """Decide and claim the waiting conversations of `groups` while some free agent can
         take them; True when a claim was refused (the state moved on)."""
         streams = {g: _Stream.starting_with(heads.get(g)) for g in groups}
+        # Offers pending, agents to skip, sticky agents (issue 12): read per page.
+        hints: dict[str, RoutingHint] = {}
+        if self._hinting:
+            hints = await self._hints([w.id for g in groups for w in heads.get(g, [])], now)
         claims: list[Claim] = []
         capacity = {a.id: a.capacity for a in planner.agents.values()}
         slice_started = time.perf_counter()
@@ -202,6 +217,8 @@ class Dispatcher:
                         )
                     else:
                         page = await self.store.waiting_page(group, stream.after, PAGE_SIZE)
+                    if self._hinting:
+                        hints.update(await self._hints([w.id for w in page], now))
                     stream.buf.extend(page)
                     stream.done = len(page) < PAGE_SIZE
                     if page:
@@ -216,9 +233,20 @@ class Dispatcher:
             order = _order_sla if self._sla_order is not None else _order
             group = min(streams, key=lambda g: order(streams[g].buf[0]))
             w = streams[group].buf.popleft()
+            hint = hints.get(w.id)
+            if hint is not None and hint.offered:
+                continue  # offered to an agent: it waits for the answer
             decision = planner.assign(
                 ConversationSnapshot(
-                    w.id, w.queue, w.priority, w.required_skills, w.channel_kind, w.created_at
+                    w.id,
+                    w.queue,
+                    w.priority,
+                    w.required_skills,
+                    w.channel_kind,
+                    w.created_at,
+                    sla_due=w.sla_due,
+                    exclude=hint.exclude if hint is not None else frozenset(),
+                    sticky=hint.sticky if hint is not None else None,
                 )
             )
             if decision is not None and decision.agent_id is not None:
@@ -243,9 +271,29 @@ class Dispatcher:
                 slice_started = time.perf_counter()
         return bool(claims) and await self._claim(claims, now)
 
+    async def _hints(self, ids: list[str], now: float) -> dict[str, RoutingHint]:
+        if not ids:
+            return {}
+        routing = self.config.routing
+        return await escalation_store(self.store).routing_hints(
+            ids, now, routing.skip_declined_for, routing.sticky.window if routing.sticky else None
+        )
+
     async def _claim(self, claims: list[Claim], now: float) -> bool:
-        """Claim a slice of decisions; True when some claim was refused."""
-        claimed = await self.services.claim(claims, now)
+        """Claim a slice of decisions; True when some claim was refused. Decisions in a
+        queue that offers this channel kind become offers instead (issue 12)."""
+        routing = self.config.routing
+        offers: list[tuple[Claim, float]] = []
+        direct: list[Claim] = []
+        for claim in claims:
+            policy = routing.offers_for(claim.queue, claim.channel_kind)
+            if policy is None:
+                direct.append(claim)
+            else:
+                offers.append((claim, now + policy.timeout))
+        claimed = await self.services.claim(direct, now) if direct else []
+        if offers:
+            claimed = [*claimed, *await self.services.offer(offers, now)]
         done = set(claimed)
         for claim in claims:
             if claim.conversation_id in done:

@@ -79,7 +79,13 @@ class Ingestor:
                 if placed.reason is not None:
                     queue, reasons = placed.queue, [*reasons, placed.reason]
             return Classification(
-                queue, PRIORITY_RANK[c.priority], c.required_skills, c.tags, c.rule, reasons
+                queue,
+                PRIORITY_RANK[c.priority],
+                c.required_skills,
+                c.tags,
+                c.rule,
+                reasons,
+                c.rules,
             )
 
         return run

@@ -27,6 +27,8 @@ from gateway.store.base import (
     QuarantinedItem,
     Scope,
     Store,
+    WaitUpdate,
+    escalation_store,
 )
 from gateway.store.timekeeping import SlaPlanner, TimeStore
 
@@ -205,3 +207,62 @@ class Services:
         """Record an automatic notice (closed, long wait) for the conversation; False when
         it had it already (it is sent at most once)."""
         return await store.notice_once(conversation_id, kind, self.clock())
+
+    # --- escalation, offers, reassignment (issue 12) ---------------------------------------
+    async def offer(self, claims: list[tuple[Claim, float]], now: float) -> list[str]:
+        """Offer routing decisions instead of assigning them (offer.created)."""
+        offered, events = await escalation_store(self.store).offer_create(claims, now)
+        self.committed(events)
+        return offered
+
+    async def answer_offer(
+        self, conversation_id: str, agent_id: str, accept: bool, scope: Scope | None = None
+    ) -> Conversation:
+        """offer.accepted (and conversation.assigned) or offer.rejected."""
+        conv, events = await escalation_store(self.store).offer_answer(
+            conversation_id, agent_id, accept, self.clock(), scope
+        )
+        self.committed(events)
+        if not accept:
+            self.wake_routing()
+        return conv
+
+    async def expire_offers(self, now: float, away_queues: frozenset[str]) -> list[Event]:
+        """offer.expired (and agent.presence away, when the queue says so)."""
+        events = await escalation_store(self.store).offers_expire(now, away_queues)
+        self.committed(events)
+        if events:
+            self.wake_routing()
+        return events
+
+    async def escalate(self, updates: list[WaitUpdate], now: float) -> list[Event]:
+        """Escalation steps (conversation.escalated, conversation.escalation_exhausted)."""
+        events = await escalation_store(self.store).waits_commit(updates, now)
+        self.committed(events)
+        if any(e.type == "conversation.escalated" for e in events):
+            self.wake_routing()
+        return events
+
+    async def requeue(
+        self,
+        conversation_id: str | None,
+        agent_id: str,
+        reason: str,
+        now: float,
+        expect_last_inbound_at: float | None = None,
+        expect_offline_since: float | None = None,
+    ) -> list[Event]:
+        """Back to routing: the assignee did not reply, or went offline
+        (conversation.requeued)."""
+        events = await escalation_store(self.store).requeue(
+            conversation_id,
+            agent_id,
+            reason,
+            now,
+            expect_last_inbound_at=expect_last_inbound_at,
+            expect_offline_since=expect_offline_since,
+        )
+        self.committed(events)
+        if events:
+            self.wake_routing()
+        return events

@@ -22,12 +22,21 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .hours import HoursConfig, OutOfHours
+from .policies import PRIORITY_RANK as _RANK
+from .policies import (
+    Duration,
+    Escalation,
+    NoReplyPolicy,
+    OfferPolicy,
+    OfflinePolicy,
+    StickyPolicy,
+)
+from .policies import Priority as Priority
 from .sla import SlaConfig
 
-Priority = Literal["low", "normal", "high", "urgent"]
-Strategy = Literal["round_robin", "least_busy", "longest_idle", "skills"]
+PRIORITY_RANK: dict[str, int] = _RANK
 
-PRIORITY_RANK: dict[str, int] = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+Strategy = Literal["round_robin", "least_busy", "longest_idle", "skills"]
 
 SkillLevel = Annotated[int, Field(ge=1, le=10)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
@@ -57,6 +66,12 @@ class QueueConfig(_Strict):
         None, description="A calendar of routing.hours (default: routing.default_hours)."
     )
     out_of_hours: OutOfHours = Field(default_factory=OutOfHours)  # type: ignore[arg-type]
+    offers: OfferPolicy | None = Field(
+        None, description="Offer live-channel conversations to one agent at a time."
+    )
+    no_reply: NoReplyPolicy | None = Field(
+        None, description="Requeue when the assignee does not answer (else routing.no_reply)."
+    )
 
 
 class TextMatch(_Strict):
@@ -135,11 +150,15 @@ class DefaultAction(Action):
 
 
 class Rule(_Strict):
-    """A named rule: the first rule whose `when` holds decides (`then`)."""
+    """A named rule: the first rule whose `when` holds decides (`then`), unless it says
+    `continue: true`: then later rules that hold add to its actions (tags and skills are
+    added, priority only raised, the first queue given stays)."""
 
     name: NonEmptyStr
     when: Condition
     then: Action
+    continue_: bool = Field(False, alias="continue")
+    escalation: Escalation | None = None
 
 
 def _error(
@@ -168,6 +187,20 @@ class RoutingConfig(_Strict):
         "priority",
         description="Waiting conversations: highest priority, then oldest (`priority`), or "
         "highest priority, then nearest SLA breach, then oldest (`sla`).",
+    )
+    escalation: Escalation | None = Field(
+        None, description="For conversations none of whose matching rules has escalation."
+    )
+    no_reply: NoReplyPolicy | None = Field(
+        None, description="The default for queues without their own `no_reply`."
+    )
+    sticky: StickyPolicy | None = None
+    offline: OfflinePolicy = Field(default_factory=OfflinePolicy)  # type: ignore[arg-type]
+    skip_declined_for: Duration = Field(
+        900.0,
+        description="An agent who rejected an offer or let it time out, or lost the "
+        "conversation for not replying or going offline, is not picked for it again for "
+        "this long.",
     )
     # Compiled rules, filled lazily by router.rules.classify.
     _compiled: Any = PrivateAttr(default=None)
@@ -216,6 +249,8 @@ class RoutingConfig(_Strict):
                 )
             rule_names.add(rule.name)
             check_queue(rule.then.queue, ("rules", i, "then", "queue"))
+            for j, step in enumerate(rule.escalation.steps if rule.escalation else []):
+                check_queue(step.queue, ("rules", i, "escalation", "steps", j, "queue"))
         # --- business hours, SLA ---
         calendars = ", ".join(sorted(self.hours)) or "none defined"
 
@@ -241,9 +276,32 @@ class RoutingConfig(_Strict):
                 check_queue(
                     policy.on_breach.move_to, ("sla", "policies", i, "on_breach", "move_to")
                 )
+        for j, step in enumerate(self.escalation.steps if self.escalation else []):
+            check_queue(step.queue, ("escalation", "steps", j, "queue"))
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def escalation_for(self, rules: list[str]) -> tuple[str | None, Escalation | None]:
+        """The escalation of a conversation that matched `rules` (in order): the first of
+        them that has one, else the routing-wide one (source `None`)."""
+        by_name = {r.name: r for r in self.rules}
+        for name in rules:
+            rule = by_name.get(name)
+            if rule is not None and rule.escalation is not None:
+                return name, rule.escalation
+        return None, self.escalation
+
+    def no_reply_for(self, queue: str) -> NoReplyPolicy | None:
+        q = self.queue(queue)
+        return q.no_reply if q is not None and q.no_reply is not None else self.no_reply
+
+    def offers_for(self, queue: str, channel_kind: str) -> OfferPolicy | None:
+        """The offer policy for a conversation of this queue and kind (None: assign)."""
+        q = self.queue(queue)
+        if q is None or q.offers is None or channel_kind not in q.offers.channel_kinds:
+            return None
+        return q.offers
 
     def queue(self, name: str) -> QueueConfig | None:
         """The queue called `name`, or None."""

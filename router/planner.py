@@ -36,6 +36,7 @@ from .strategies import (
     _skill_score,
     chosen_reason,
     order_waiting,
+    sticky_reason,
 )
 
 
@@ -138,6 +139,26 @@ class _QueuePool:
                     del index.ids[i]
             # heap entries of an agent that left are dropped lazily
 
+    def withhold(self, agent: AgentSnapshot) -> list[_Index]:
+        """Take a free agent out of this pool for one decision; what `restore` needs."""
+        indexes = self._indexes(agent)
+        self.remove(agent)
+        return indexes
+
+    def restore(self, agent: AgentSnapshot, indexes: list[_Index]) -> None:
+        """Put a withheld agent back into the indexes it was in."""
+        for skill in agent.skills:
+            self.by_skill.setdefault(skill, set()).add(agent.id)
+        for index in indexes:
+            if agent.id not in index.members:
+                self.insert(index, agent)
+        # An index of several skills built while the agent was withheld lacks it.
+        for signature, index in self.by_required.items():
+            if agent.id not in index.members and all(
+                agent.skills.get(skill, 0) >= level for skill, level in signature
+            ):
+                self.insert(index, agent)
+
     def changed(self, agent: AgentSnapshot) -> None:
         """The agent's load or idle time changed; it is still free."""
         if self.strategy != "round_robin":
@@ -237,11 +258,47 @@ class Planner:
         return {name for name, pool in self.pools.items() if pool.free}
 
     def assign(self, conv: ConversationSnapshot) -> Decision | None:
-        """The agent `conv` gets, applied to the working state; None when it waits."""
+        """The agent `conv` gets, applied to the working state; None when it waits.
+
+        Its sticky agent first, when free, in the queue, with the skills and not excluded;
+        agents it excludes are withheld from the queue's indexes while it is decided."""
         pool = self.pools.get(conv.queue)
         if pool is None or not pool.free:
             return None
         required = conv.required_skills
+        if conv.sticky is not None and conv.sticky not in conv.exclude:
+            agent = self.agents.get(conv.sticky)
+            if (
+                agent is not None
+                and conv.queue in agent.queues
+                and all(agent.skills.get(s, 0) >= lv for s, lv in required.items())
+            ):
+                self._apply(agent, conv.queue)
+                return Decision(conv.id, agent.id, conv.queue, "sticky", [sticky_reason(agent)])
+        withheld = [
+            (agent, pool.withhold(agent))
+            for agent_id in conv.exclude
+            if agent_id in pool.free and (agent := self.agents.get(agent_id)) is not None
+        ]
+        if not withheld:
+            return self._assign(conv, pool, required)
+        try:
+            if not pool.free:
+                return None
+            return self._assign(conv, pool, required, mark_dead=False)
+        finally:
+            for agent, indexes in withheld:
+                current = self.agents.get(agent.id)
+                if current is not None:  # still free (it was not the one chosen)
+                    pool.restore(current, indexes)
+
+    def _assign(
+        self,
+        conv: ConversationSnapshot,
+        pool: _QueuePool,
+        required: Mapping[str, int],
+        mark_dead: bool = True,
+    ) -> Decision | None:
         group = (conv.queue, tuple(sorted(required.items())))
         if required and group in self._dead:
             return None
@@ -250,13 +307,15 @@ class Planner:
             [(skill, level)] = required.items()
             picked = self._one_skill(pool, skill, level, cursor)
             if picked is None:
-                self._dead.add(group)
+                if mark_dead:
+                    self._dead.add(group)
                 return None
             chosen, eligible = picked
         elif required:
             index = self._required_index(pool, required)
             if not index.members:
-                self._dead.add(group)
+                if mark_dead:
+                    self._dead.add(group)
                 return None
             eligible = len(index.members)
             if pool.strategy == "round_robin":

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .config import Action, Condition, RoutingConfig, TextMatch, as_list
+from .config import PRIORITY_RANK, Action, Condition, RoutingConfig, TextMatch, as_list
 
 
 @dataclass
@@ -25,8 +25,19 @@ class MessageFacts:
 
 
 @dataclass
+class RuleMatch:
+    """One rule that held, why, and what it set (`queue`, `priority`, `skills`, `tags`)."""
+
+    rule: str
+    why: str
+    set: dict[str, object]
+    continued: bool
+
+
+@dataclass
 class Classification:
-    """The outcome of `classify`, with the reasons for it."""
+    """The outcome of `classify`, with the reasons for it. `rule` is the first rule that
+    matched; `rules` every rule that took part (`continue: true` lets later ones add)."""
 
     queue: str
     priority: str
@@ -34,6 +45,8 @@ class Classification:
     tags: list[str]
     rule: str | None
     reasons: list[str]
+    rules: list[str] = field(default_factory=list)
+    matches: list[RuleMatch] = field(default_factory=list)
 
 
 class _Prepared:
@@ -207,12 +220,27 @@ class _CompiledRule:
     name: str
     node: _Node
     then: Action
+    continue_: bool
+
+
+def _sets_text(sets: dict[str, object]) -> str:
+    parts = []
+    for key, value in sets.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}>={v}" for k, v in value.items()) or "none"
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "none"
+        parts.append(f"{key} {value}")
+    return "; ".join(parts) or "nothing"
 
 
 def _compiled(config: RoutingConfig) -> list[_CompiledRule]:
     cached: list[_CompiledRule] | None = config._compiled
     if cached is None:
-        cached = [_CompiledRule(r.name, compile_condition(r.when), r.then) for r in config.rules]
+        cached = [
+            _CompiledRule(r.name, compile_condition(r.when), r.then, r.continue_)
+            for r in config.rules
+        ]
         config._compiled = cached
     return cached
 
@@ -222,27 +250,80 @@ def explain_condition(cond: Condition, facts: MessageFacts) -> str | None:
     return compile_condition(cond).match(_Prepared(facts))
 
 
+def _what_it_sets(then: Action) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if then.queue is not None:
+        out["queue"] = then.queue
+    if then.priority is not None:
+        out["priority"] = then.priority
+    if "skills" in then.model_fields_set:
+        out["skills"] = dict(then.skills)
+    if "tags" in then.model_fields_set:
+        out["tags"] = list(then.tags)
+    return out
+
+
 def classify(config: RoutingConfig, facts: MessageFacts) -> Classification:
-    """Apply the rules top to bottom (first match wins), else the default action."""
+    """Apply the rules top to bottom, else the default action. The first rule that holds
+    decides, unless it has `continue: true`: then the next rules that hold add to it —
+    tags and skills are added (a skill keeps its higher level), the priority is only
+    raised, the first queue given stays — until one without `continue` has matched."""
     prepared = _Prepared(facts)
     default = config.default
+    matches: list[RuleMatch] = []
+    queue: str | None = None
+    priority: str | None = None
+    skills: dict[str, int] | None = None
+    tags: list[str] | None = None
+    reasons: list[str] = []
     for rule in _compiled(config):
         why = rule.node.match(prepared)
         if why is None:
             continue
         then = rule.then
-        reasons = [f"rule {rule.name!r} matched: {why}"]
-        queue = then.queue
+        sets = _what_it_sets(then)
+        matches.append(RuleMatch(rule.name, why, sets, rule.continue_))
+        reasons.append(
+            f"rule {rule.name!r} matched: {why}"
+            + (f"; sets {_sets_text(sets)}" if len(matches) > 1 or rule.continue_ else "")
+        )
+        if then.queue is not None:
+            if queue is None:
+                queue = then.queue
+            elif then.queue != queue:
+                reasons.append(
+                    f"queue {then.queue!r} of rule {rule.name!r} ignored: {queue!r} was set first"
+                )
+        if then.priority is not None and (
+            priority is None or PRIORITY_RANK[then.priority] > PRIORITY_RANK[priority]
+        ):
+            priority = then.priority
+        if "skills" in then.model_fields_set:
+            merged = dict(skills or {})
+            for name, level in then.skills.items():
+                merged[name] = max(level, merged.get(name, 0))
+            skills = merged
+        if "tags" in then.model_fields_set:
+            tags = [*(tags or []), *(t for t in then.tags if t not in (tags or []))]
+        if not rule.continue_:
+            break
+    if matches:
         if queue is None:
             queue = default.queue
             reasons.append(f"queue {queue!r} from default")
-        priority = then.priority
         if priority is None:
             priority = default.priority
             reasons.append(f"priority {priority!r} from default")
-        skills = then.skills if "skills" in then.model_fields_set else default.skills
-        tags = then.tags if "tags" in then.model_fields_set else default.tags
-        return Classification(queue, priority, dict(skills), list(tags), rule.name, reasons)
+        return Classification(
+            queue,
+            priority,
+            dict(default.skills if skills is None else skills),
+            list(default.tags if tags is None else tags),
+            matches[0].rule,
+            reasons,
+            [m.rule for m in matches],
+            matches,
+        )
     return Classification(
         default.queue,
         default.priority,

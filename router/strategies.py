@@ -42,6 +42,10 @@ class ConversationSnapshot:
     created_at: float
     # The nearest SLA due time (routing order `sla`; 1e18: none).
     sla_due: float = 1e18
+    # Agents not to pick for it (they declined it or lost it lately), and the agent it
+    # goes back to when that agent can take it (sticky routing).
+    exclude: frozenset[str] = frozenset()
+    sticky: str | None = None
 
 
 @dataclass
@@ -132,6 +136,8 @@ def decide(
     eligible: list[AgentSnapshot] = []
     for agent in agents:
         problems = _exclusion(agent, queue.name, required)
+        if agent.id in conv.exclude:
+            problems.append("declined or lost it lately")
         if problems:
             reasons.append(f"{agent.id}: {', '.join(problems)}")
         else:
@@ -140,9 +146,20 @@ def decide(
     if not eligible:
         reasons.append(f"no eligible agent in queue {queue.name!r}; conversation waits")
         return Decision(conv.id, None, queue.name, strategy, reasons)
+    sticky = next((a for a in eligible if a.id == conv.sticky), None)
+    if sticky is not None:
+        reasons.append(sticky_reason(sticky))
+        return Decision(conv.id, sticky.id, queue.name, "sticky", reasons)
     chosen = _pick(strategy, eligible, required, rr_last)
     reasons.append(chosen_reason(chosen, strategy, rr_last, required, now))
     return Decision(conv.id, chosen.id, queue.name, strategy, reasons)
+
+
+def sticky_reason(agent: AgentSnapshot) -> str:
+    return (
+        f"{agent.id} chosen by sticky routing: answered this customer last; "
+        f"load {agent.load}/{agent.capacity}"
+    )
 
 
 def chosen_reason(

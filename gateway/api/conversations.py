@@ -13,7 +13,8 @@ from gateway.api.auth import require
 from gateway.api.common import Body, authenticate, gateway_of, int_param, read_body
 from gateway.model import Conversation
 from gateway.sla import sla_json
-from gateway.store.base import ConversationFilter, OutboundRequest
+from gateway.store.base import ConversationFilter, OutboundRequest, escalation_store
+from gateway.timing import escalation_of
 
 
 async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[str, Any]]:
@@ -75,7 +76,17 @@ async def get_conversation(request: web.Request) -> web.Response:
     conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
     messages = await gw.store.messages(conv.id, principal.scope)
     [out] = await _render(request, [conv])
-    return web.json_response(out | {"messages": [m.to_api() for m in messages]})
+    # Issue 12: its escalation step and its pending offer.
+    escalation = await escalation_of(gw.store, gw.config.routing, conv.id)
+    offers = await escalation_store(gw.store).offers(conversation_id=conv.id)
+    return web.json_response(
+        out
+        | {
+            "messages": [m.to_api() for m in messages],
+            "escalation": escalation,
+            "offer": offers[0].to_api() if offers else None,
+        }
+    )
 
 
 async def reply(request: web.Request) -> web.Response:

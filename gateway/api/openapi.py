@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, routing
+from gateway.api import agents, conversations, offers, routing
 from gateway.api import schemas as out
 
 ALL = ("admin", "agent", "integration")
@@ -218,6 +218,48 @@ OPERATIONS: tuple[Op, ...] = (
         query=(Param("since", "Resume after this event id.", {"type": "integer", "minimum": 0}),),
         errors=(410,),
         description="Events `{id, type, at, data}` in id order; `?access_token=` for browsers.",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/offer/accept",
+        "Accept an offer",
+        ALL,
+        out.ConversationOut,
+        body=offers.OfferAnswerBody,
+        errors=(409, 422),
+        description="The conversation is assigned to the agent it was offered to. An agent "
+        "answers its own offers (the body may be empty); an admin or integration names the agent "
+        '(`{"agent"}`). 409 '
+        "when the offer expired, was withdrawn or answered already (a late accept).",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/offer/reject",
+        "Reject an offer",
+        ALL,
+        out.ConversationOut,
+        body=offers.OfferAnswerBody,
+        errors=(409, 422),
+        description="The conversation is offered to the next agent; this one is skipped "
+        "for it for `routing.skip_declined_for`.",
+    ),
+    Op(
+        "GET",
+        "/v1/offers",
+        "Pending offers",
+        ALL,
+        out.OfferList,
+        query=(q("agent", "An agent id (an agent token sees its own)."),),
+    ),
+    Op(
+        "POST",
+        "/v1/admin/reload",
+        "Validate the config file and swap it in (also SIGHUP)",
+        ADMIN,
+        out.ReloadOut,
+        errors=(422,),
+        description="422 `invalid_config` with every problem (key path, line) when the file "
+        "is invalid or changes a section that needs a restart; the running config stays.",
     ),
     Op(
         "GET",

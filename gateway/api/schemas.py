@@ -122,8 +122,53 @@ class ConversationOut(Out):
     sla: SlaOut | None = Field(description="Null when no SLA policy applies.")
 
 
+class EscalationStepOut(Out):
+    step: int
+    after: str = Field(description="How long after the conversation started waiting.")
+    does: str
+    due_at: float | None
+    done: bool
+
+
+class EscalationOut(Out):
+    """Where the conversation stands in its escalation (issue 12)."""
+
+    rule: str | None = Field(description="The rule whose steps apply (null: routing-wide).")
+    step: int = Field(description="Steps applied so far (0: none).")
+    of: int
+    steps: list[EscalationStepOut]
+    after_last: Literal["stay", "notify"] | None
+    exhausted: bool = False
+    waiting: bool
+    waiting_since: float
+    next_at: float | None = Field(description="When the next step is due (epoch seconds).")
+
+
+class OfferOut(Out):
+    id: str
+    conversation_id: str
+    agent: str
+    queue: str
+    status: Literal["pending", "accepted", "rejected", "expired", "withdrawn"]
+    created_at: float
+    expires_at: float
+    answered_at: float | None
+
+
+class OfferList(Out):
+    offers: list[OfferOut]
+
+
+class ReloadOut(Out):
+    reloaded: bool
+    changed: list[str] = Field(description="The live sections that changed.")
+    problems: list[dict[str, Any]]
+
+
 class ConversationWithMessages(ConversationOut):
     messages: list[MessageOut]
+    escalation: EscalationOut | None = None
+    offer: OfferOut | None = Field(None, description="The pending offer, if any.")
 
 
 class ConversationPage(Out):
@@ -185,6 +230,13 @@ class Classification(Out):
     tags: list[str]
     rule: str | None
     reasons: list[str]
+    rules: list[str] = Field(
+        default_factory=list, description="Every rule that matched (`continue: true`)."
+    )
+    matches: list[dict[str, Any]] = Field(
+        default_factory=list, description="Each matching rule, why, and what it set."
+    )
+    escalation: dict[str, Any] | None = None
 
 
 class DecisionOut(Out):

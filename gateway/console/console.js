@@ -170,8 +170,9 @@
   async function refreshLists() {
     if (S.stopped) return;
     try {
-      const [agents, mine, ...waiting] = await Promise.all([
+      const [agents, offers, mine, ...waiting] = await Promise.all([
         api("GET", "/v1/agents"),
+        api("GET", "/v1/offers"),
         api("GET", "/v1/conversations?assignee=" + encodeURIComponent(S.me) + "&limit=200"),
         ...myQueues().map((q) => api("GET", "/v1/conversations?status=open&queue=" + encodeURIComponent(q) + "&limit=200")),
       ]);
@@ -187,6 +188,7 @@
         }
       }
       open.sort((a, b) => (a.created_at < b.created_at ? -1 : 1));  // oldest first: who waits longest
+      renderOffers(offers.offers, open);
       renderList($("mine"), $("mine-empty"), $("mine-count"), active);
       renderList($("waiting"), $("waiting-empty"), $("waiting-count"), open);
       await loadContacts([...active, ...open].map((c) => c.contact_id));
@@ -240,6 +242,51 @@
       li.appendChild(btn);
       ul.appendChild(li);
     }
+  }
+
+  // Offers (live channels): a conversation offered to this agent, to accept or reject
+  // before it expires; then it goes to the next agent.
+  function renderOffers(offers, open) {
+    const ul = $("offers");
+    clear(ul);
+    $("offers-box").hidden = offers.length === 0;
+    $("offers-count").textContent = offers.length ? "(" + offers.length + ")" : "";
+    const byId = new Map(open.map((c) => [c.id, c]));
+    for (const o of offers) {
+      const c = byId.get(o.conversation_id);
+      const li = el("li", { className: "offer", "data-offer": o.conversation_id });
+      li.appendChild(el("span", { className: "who", "data-contact": c ? c.contact_id : false },
+        c ? contactLabel(S.contacts.get(c.contact_id)) : "Customer"));
+      li.appendChild(el("span", { className: "info" }, [o.queue, c ? c.last_channel : ""].filter(Boolean).join(" · ")));
+      const left = el("span", { className: "expires", "data-expires": o.expires_at });
+      li.appendChild(left);
+      const accept = el("button", { type: "button", className: "primary accept" }, "Accept");
+      const reject = el("button", { type: "button", className: "secondary reject" }, "Reject");
+      accept.addEventListener("click", () => answerOffer(o.conversation_id, "accept"));
+      reject.addEventListener("click", () => answerOffer(o.conversation_id, "reject"));
+      li.appendChild(accept);
+      li.appendChild(reject);
+      ul.appendChild(li);
+    }
+    tickOffers();
+  }
+
+  function tickOffers() {
+    for (const node of document.querySelectorAll("[data-expires]")) {
+      const left = Math.max(0, Math.round(Number(node.getAttribute("data-expires")) - Date.now() / 1000));
+      node.textContent = left > 0 ? "expires in " + left + " s" : "expired";
+    }
+  }
+
+  async function answerOffer(id, what) {
+    try {
+      await api("POST", "/v1/conversations/" + encodeURIComponent(id) + "/offer/" + what);
+      status(what === "accept" ? "Offer accepted: the conversation is yours." : "Offer rejected.");
+      if (what === "accept") { scheduleLists(); await openConversation(id); return; }
+    } catch (e) {
+      status(e.status === 409 ? "Too late: the offer has expired or was withdrawn." : e.message, true);
+    }
+    scheduleLists();
   }
 
   function scheduleLists() {
@@ -299,8 +346,11 @@
       .map((i) => i.kind + ": " + i.address + (i.verified === false ? " (unverified)" : ""))
       .concat((contact.claims || []).map((c) => "claims to be " + c.address + " (unverified)"))
       .join(", ") : "";
+    const esc = conv.escalation;
     $("conv-meta").textContent = [
       conv.status, "queue " + conv.queue, conv.assignee ? "assigned to " + conv.assignee : "unassigned",
+      conv.offer ? "offered to " + conv.offer.agent : "",
+      esc && esc.of ? "escalation step " + esc.step + " of " + esc.of : "",
       "via " + conv.last_channel, ids,
     ].filter(Boolean).join(" · ");
     const mine = conv.assignee === S.me;
@@ -462,7 +512,7 @@
       else if (cid) S.unread.add(cid);
     }
     if (cid && cid === S.current) scheduleConversation();
-    if (e.type.startsWith("conversation.") || e.type === "message.received" ||
+    if (e.type.startsWith("conversation.") || e.type.startsWith("offer.") || e.type === "message.received" ||
         e.type.startsWith("agent.") || e.type === "contact.created") {
       scheduleLists();
     }
@@ -498,6 +548,7 @@
       act("Transferred to " + queue + ".", "POST",
         "/v1/conversations/" + encodeURIComponent(S.current) + "/transfer", { queue });
     });
+    setInterval(tickOffers, 1000);
     let saved = null;
     try { saved = sessionStorage.getItem(TOKEN_KEY); } catch (e) { saved = null; }
     if (saved) {

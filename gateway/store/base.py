@@ -102,6 +102,8 @@ class Classification:
     tags: list[str] = field(default_factory=list)
     rule: str | None = None
     reasons: list[str] = field(default_factory=list)
+    # Every rule that took part (`continue: true`); escalation follows the first with steps.
+    rules: list[str] = field(default_factory=list)
 
 
 # The router's classification of a new conversation from its contact's attributes; must be
@@ -611,3 +613,171 @@ class Store(
 
 def json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# --- escalation, offers, reassignment (issue 12; SqliteEscalation) ----------------------------
+
+
+@dataclass(slots=True)
+class WaitStamp:
+    """A conversation's waiting stamps as the escalation timer reads them."""
+
+    conversation_id: str
+    reason: str  # created, reopened, transferred, requeued
+    since: float
+    step: int
+    state: str  # new, scheduled, idle
+    due: float | None
+    waiting: bool  # still open and unassigned
+    queue: str
+    priority: int
+    required_skills: dict[str, int]
+    channel_kind: str
+    rules: list[str]
+
+
+@dataclass(slots=True)
+class WaitUpdate:
+    """What the escalation timer commits for one conversation, if its stamps are still
+    `expect_since`/`expect_step` (else another process did it first)."""
+
+    conversation_id: str
+    expect_since: float
+    expect_step: int
+    step: int
+    due: float | None  # None: idle
+    # The conversation's new routing (only while it still waits), and its event.
+    queue: str | None = None
+    priority: int | None = None
+    required_skills: dict[str, int] | None = None
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RoutingHint:
+    """What routing must know of one waiting conversation beyond its queue and skills."""
+
+    offered: bool = False  # an offer is pending: not routed meanwhile
+    exclude: frozenset[str] = frozenset()
+    sticky: str | None = None
+
+
+@dataclass(slots=True)
+class ReplyStamp:
+    """An assigned conversation whose last customer message has no agent answer yet."""
+
+    conversation_id: str
+    agent_id: str
+    queue: str
+    channel_kind: str
+    last_inbound_at: float
+    assigned_at: float
+
+
+@dataclass(slots=True)
+class Offer:
+    id: str
+    conversation_id: str
+    agent_id: str
+    channel_kind: str
+    queue: str
+    status: str  # pending, accepted, rejected, expired, withdrawn
+    created_at: float
+    expires_at: float
+    answered_at: float | None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "agent": self.agent_id,
+            "queue": self.queue,
+            "status": self.status,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "answered_at": self.answered_at,
+        }
+
+
+class EscalationStore(ABC):
+    """The stamps and conditional updates behind escalation, offers, no-reply
+    reassignment, sticky routing and the offline policy. Every write is a compare-and-set,
+    so two processes firing the same deadline act once."""
+
+    @abstractmethod
+    async def wait_stamps(
+        self, now: float, limit: int, conversation_id: str | None = None
+    ) -> list[WaitStamp]:
+        """Stamps to act on: not yet scheduled, or due by `now`; or one conversation's."""
+
+    @abstractmethod
+    async def waits_next_due(self) -> float | None:
+        """The earliest scheduled step; `-inf` when some stamp awaits scheduling."""
+
+    @abstractmethod
+    async def waits_commit(self, updates: list[WaitUpdate], now: float) -> list[Event]: ...
+
+    @abstractmethod
+    async def waits_reschedule(self) -> None:
+        """Every waiting conversation is scheduled again (the rules changed)."""
+
+    @abstractmethod
+    async def routing_hints(
+        self, ids: list[str], now: float, skip_for: float, sticky_window: float | None
+    ) -> dict[str, RoutingHint]: ...
+
+    @abstractmethod
+    async def offer_create(
+        self, claims: list[tuple[Claim, float]], now: float
+    ) -> tuple[list[str], list[Event]]:
+        """Offer each conversation to its claim's agent until the given expiry, under
+        the same compare-and-set as `claim`; the ids offered."""
+
+    @abstractmethod
+    async def offer_answer(
+        self, conversation_id: str, agent_id: str, accept: bool, now: float, scope: Scope | None
+    ) -> tuple[Conversation, list[Event]]:
+        """Accept (assign) or reject the agent's pending offer. NotFound when there is no
+        offer to this agent; Conflict when it is no longer pending (expired, withdrawn)."""
+
+    @abstractmethod
+    async def offers_next_due(self) -> float | None: ...
+
+    @abstractmethod
+    async def offers_expire(self, now: float, away_queues: frozenset[str]) -> list[Event]:
+        """Expire the pending offers due by `now`; their agents are set away when the
+        offer's queue is in `away_queues` (and they are still online)."""
+
+    @abstractmethod
+    async def offers(
+        self, agent_id: str | None = None, conversation_id: str | None = None
+    ) -> list[Offer]:
+        """Pending offers, of one agent or of one conversation."""
+
+    @abstractmethod
+    async def awaiting_reply(self) -> list[ReplyStamp]: ...
+
+    @abstractmethod
+    async def offline_agents(self) -> list[tuple[str, float]]:
+        """Agents offline (since when) that still hold assigned conversations."""
+
+    @abstractmethod
+    async def requeue(
+        self,
+        conversation_id: str | None,
+        agent_id: str,
+        reason: str,
+        now: float,
+        expect_last_inbound_at: float | None = None,
+        expect_offline_since: float | None = None,
+    ) -> list[Event]:
+        """Give back to routing one conversation of `agent_id` (no reply: only if the
+        customer's last message is still `expect_last_inbound_at` and unanswered), or all
+        its assigned ones (offline: only if it is still offline since then)."""
+
+
+def escalation_store(store: Store) -> EscalationStore:
+    """The store's escalation role (every backend has it)."""
+    if not isinstance(store, EscalationStore):
+        raise TypeError(f"{type(store).__name__} has no escalation role")
+    return store

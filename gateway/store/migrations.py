@@ -349,4 +349,83 @@ CREATE TABLE notices (
 )
 """,
     ),
+    (
+        13,
+        """
+-- Escalation, offers, reassignment, sticky routing and the offline policy (issue 12).
+-- Deadlines are data: these tables hold the stamps the timers read, and the triggers
+-- below keep them in the same transaction as the change they follow, keyed on the events
+-- every change appends, so no code path can forget them and a kill -9 loses nothing.
+--
+-- waits: when a conversation started waiting (created, reopened, transferred, requeued)
+-- and the escalation step it reached; `due` is the next step, set by the escalation timer
+-- (state new → scheduled; idle once assigned or when nothing more is due).
+CREATE TABLE waits (
+    conversation_id TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since REAL NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    due REAL
+);
+CREATE INDEX waits_new ON waits(conversation_id) WHERE state = 'new';
+CREATE INDEX waits_due ON waits(due) WHERE state = 'scheduled';
+-- An offer of a conversation to one agent; a pending one holds a unit of the agent's
+-- capacity (agent_load) until it is accepted (it becomes the assignment's), rejected,
+-- expired or withdrawn (the conversation was assigned, moved or resolved meanwhile).
+CREATE TABLE offers (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    channel_kind TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    answered_at REAL
+);
+CREATE UNIQUE INDEX offers_pending_conversation ON offers(conversation_id) WHERE status = 'pending';
+CREATE INDEX offers_pending_due ON offers(expires_at) WHERE status = 'pending';
+CREATE INDEX offers_agent ON offers(agent_id, status);
+-- Agents who declined a conversation (rejected, let an offer time out) or lost it (no
+-- reply, offline): routing skips them for it for `routing.skip_declined_for`.
+CREATE TABLE declines (
+    conversation_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (conversation_id, agent_id)
+);
+-- The last agent reply of each conversation (no-reply reassignment, sticky routing).
+CREATE TABLE agent_replies (
+    conversation_id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL,
+    at REAL NOT NULL
+);
+-- Since when each agent has its current presence (the offline grace period).
+CREATE TABLE presence_stamps (
+    agent_id TEXT PRIMARY KEY,
+    presence TEXT NOT NULL,
+    since REAL NOT NULL
+);
+-- One trigger on the events table (each trigger costs a subprogram call per event, and
+-- most events are none of these): a conversation starts waiting; is assigned (its wait
+-- ends); is assigned, moved or resolved while offered (the offer is withdrawn, its unit of
+-- capacity given back); an agent's presence changes (since when); an agent replies.
+CREATE TRIGGER stamps AFTER INSERT ON events
+WHEN NEW.type IN ('conversation.created', 'conversation.reopened', 'conversation.transferred', 'conversation.requeued', 'conversation.assigned', 'conversation.resolved', 'agent.presence', 'message.queued')
+BEGIN INSERT OR REPLACE INTO agent_replies(conversation_id, agent_id, at) SELECT conversation_id, sender_id, created_at FROM messages WHERE NEW.type = 'message.queued' AND id = json_extract(NEW.data, '$.message_id') AND sender_type = 'agent' AND sender_id IS NOT NULL; INSERT OR REPLACE INTO waits(conversation_id, reason, since, step, state, due) SELECT COALESCE(json_extract(NEW.data, '$.conversation_id'), json_extract(NEW.data, '$.conversation.id')), substr(NEW.type, 14), NEW.at, 0, 'new', NULL WHERE NEW.type IN ('conversation.created', 'conversation.reopened', 'conversation.transferred', 'conversation.requeued'); UPDATE waits SET state = 'idle', due = NULL WHERE NEW.type = 'conversation.assigned' AND conversation_id = json_extract(NEW.data, '$.conversation_id'); UPDATE agent_load SET n = n - 1 WHERE NEW.type IN ('conversation.assigned', 'conversation.transferred', 'conversation.resolved', 'conversation.requeued') AND EXISTS (SELECT 1 FROM offers o WHERE o.conversation_id = json_extract(NEW.data, '$.conversation_id') AND o.status = 'pending' AND o.agent_id = agent_load.agent_id AND o.channel_kind = agent_load.channel_kind); UPDATE offers SET status = 'withdrawn', answered_at = NEW.at WHERE NEW.type IN ('conversation.assigned', 'conversation.transferred', 'conversation.resolved', 'conversation.requeued') AND conversation_id = json_extract(NEW.data, '$.conversation_id') AND status = 'pending'; INSERT OR REPLACE INTO presence_stamps(agent_id, presence, since) SELECT json_extract(NEW.data, '$.agent'), json_extract(NEW.data, '$.status'), NEW.at WHERE NEW.type = 'agent.presence' AND NOT EXISTS (SELECT 1 FROM presence_stamps WHERE agent_id = json_extract(NEW.data, '$.agent') AND presence = json_extract(NEW.data, '$.status')); END;
+INSERT INTO waits(conversation_id, reason, since, step, state)
+    SELECT id, 'created', updated_at, 0, 'new' FROM conversations
+    WHERE status = 'open' AND assignee IS NULL;
+INSERT OR REPLACE INTO agent_replies(conversation_id, agent_id, at)
+    SELECT conversation_id, sender_id, MAX(created_at) FROM messages
+    WHERE direction = 'out' AND sender_type = 'agent' AND sender_id IS NOT NULL
+    GROUP BY conversation_id;
+INSERT INTO presence_stamps(agent_id, presence, since)
+    SELECT id, presence, CAST(strftime('%s', 'now') AS REAL) FROM agents
+""",
+    ),
 ]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.config import ConfigError, json_schema, load_config_text
 
@@ -138,8 +139,8 @@ def test_cli_check_and_schema(tmp_path: Path) -> None:
     )
 
 
-def test_cli_route_explains(tmp_path: Path) -> None:
-    res = subprocess.run(
+def route(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -149,21 +150,77 @@ def test_cli_route_explains(tmp_path: Path) -> None:
             str(ROOT / "config/gateway.yaml"),
             "--channel",
             "api",
-            "--text",
-            "our site is down",
-            "--attr",
-            "segment=vip",
+            *args,
         ],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
-    out = json.loads(res.stdout)
-    assert (
-        out["rule"] == "vip-customers"
-        and out["queue"] == "vip"
-        and out["agent"] in ("alice", "bob")
+
+
+def test_cli_route_explains_the_readme_example_in_words_and_as_json(tmp_path: Path) -> None:
+    args = ("--text", "our site is down", "--attr", "segment=vip")
+    res = route(*args)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    # Both rules that matched, what each set, the result: urgent (not the first rule's high).
+    assert lines[0] == "Rules that matched (top to bottom):"
+    assert lines[1].startswith("  - vip-customers: contact segment is 'vip' → sets queue=vip")
+    assert "[continue: later rules may add]" in lines[1]
+    assert lines[2].startswith("  - outage: text matches regex")
+    assert "Result: queue vip, priority urgent, skills technical>=5, tags vip, incident" in lines
+    # Each candidate with its score or its exclusion, then the decision.
+    assert "  - alice: excluded (lacks skill technical>=5)" in lines
+    assert "  + bob: load 0/3" in lines
+    assert lines[-1].startswith("Decision: bob")
+    out = json.loads(route(*args, "--json").stdout)
+    cls = out["classification"]
+    assert (cls["rule"], cls["queue"], cls["priority"]) == ("vip-customers", "vip", "urgent")
+    assert cls["rules"] == ["vip-customers", "outage"]
+    assert out["decision"]["agent"] == "bob"
+    assert [c["agent"] for c in out["candidates"]] == ["alice", "bob"]
+
+
+def test_cli_route_shows_the_escalation_steps(tmp_path: Path) -> None:
+    res = route("--text", "I was charged twice, refund please")
+    assert res.returncode == 0, res.stderr
+    assert "Escalation (billing): step 0 of 2" in res.stdout
+    assert "  [ ] after 10m: billing>=3 at most" in res.stdout
+    assert "after the last step: it stays waiting as the last step left it" in res.stdout
+    assert "next step in 10m" in res.stdout
+
+
+def test_check_warns_about_rules_nobody_can_serve(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(GOOD)
+    cfg["routing"]["queues"].append({"name": "night"})
+    cfg["routing"]["rules"] = [
+        {
+            "name": "klingon",
+            "when": {"text": {"contains": "qapla"}},
+            "then": {"skills": {"klingon": 2}},
+        },
+        {
+            "name": "expert",
+            "when": {"text": {"contains": "x"}},
+            "then": {"skills": {"billing": 10}},
+        },
+        {"name": "nights", "when": {"text": {"contains": "y"}}, "then": {"queue": "night"}},
+    ]
+    path = tmp_path / "warn.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
     )
+    assert res.returncode == 0, res.stderr
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: routing.queues: queue 'night' is served by no agent",
+        "warning: routing.rules[0] (klingon): needs skill 'klingon', which no agent has",
+        "warning: routing.rules[1] (expert): needs billing>=10, but no agent reaches it (best: 8)",
+        "warning: routing.rules[2] (nights): sends to queue 'night', which no agent serves",
+    ]
 
 
 def test_acknowledgement_template_and_channels_are_checked() -> None:

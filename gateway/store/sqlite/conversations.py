@@ -238,7 +238,7 @@ class SqliteConversations(SqliteRows):
                 tags=cls.tags,
                 subject=msg.subject,
                 thread_token=new_id("t").split("_", 1)[1][-12:],
-                routing={"rule": cls.rule, "reasons": cls.reasons},
+                routing={"rule": cls.rule, "rules": cls.rules, "reasons": cls.reasons},
                 reply_kind=identity.kind,
                 reply_address=identity.address,
                 last_inbound_at=now,

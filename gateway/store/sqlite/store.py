@@ -13,6 +13,7 @@ from gateway.store.sqlite.kv import SqliteKeyValue
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
 from gateway.store.sqlite.routing import SqliteRouting
+from gateway.store.sqlite_escalation import SqliteEscalation
 from gateway.store.sqlite_time import SqliteTime
 
 
@@ -26,6 +27,7 @@ class SqliteStore(
     SqliteBlobs,
     SqliteQuarantine,
     SqliteTime,
+    SqliteEscalation,
     Store,
 ):
     """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""
