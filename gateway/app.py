@@ -39,6 +39,7 @@ from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
+from gateway.kpis import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
 from gateway.outbox import Outbox
@@ -148,6 +149,8 @@ class Gateway:
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        # KPIs (issue 13): folds the event log into rollups; /v1/stats and /metrics read them.
+        self.kpis = Kpis(self.store, self.bus, clock)
         self.verifier = Verifier(
             self.store,
             self.services,
@@ -390,6 +393,7 @@ class Gateway:
         await self.dispatcher.start()
         await self.outbox.start()
         await self.deadlines.start()
+        await self.kpis.start()
         self._spawn(self._prune_events())
         log.info(
             "switchboard started",
@@ -533,6 +537,7 @@ class Gateway:
         await step("deadlines", self.deadlines.stop(left(deadline)))
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
+        await step("kpis", self.kpis.stop(left(deadline)))
         if self._http is not None:
             await step("HTTP client", self._http.close())
         await step("store", self.store.close())

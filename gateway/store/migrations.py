@@ -269,4 +269,42 @@ CREATE INDEX conversations_list_channel ON conversations(last_channel, id);
 CREATE INDEX conversations_list_contact ON conversations(contact_id, id)
 """,
     ),
+    (
+        14,
+        """
+-- KPI rollups (gateway/stats.py), folded from the event log by `SqliteStats.stats_fold`.
+-- One row per conversation: what the fold needs to know between events.
+CREATE TABLE kpi_conversations (
+    conversation_id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    agent TEXT,
+    created_at REAL NOT NULL,
+    cycle_started_at REAL NOT NULL,
+    assigned_at REAL,
+    first_response_at REAL,
+    first_resolved_at REAL,
+    replies INTEGER NOT NULL DEFAULT 0,
+    reopens INTEGER NOT NULL DEFAULT 0,
+    wait_started_at REAL,
+    awaiting REAL NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX kpi_conversations_active ON kpi_conversations(queue, agent) WHERE active = 1;
+-- One row per measured fact (a message, a response, a resolution ...), clustered by
+-- (kind, at): a month of one kind is one range read; `seq` keeps facts of one instant apart.
+CREATE TABLE kpi_facts (
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    start REAL,
+    value REAL,
+    conversation_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    agent TEXT,
+    PRIMARY KEY (kind, at, seq)
+) WITHOUT ROWID
+""",
+    ),
 ]

@@ -51,6 +51,7 @@ from gateway.store.base import (
 )
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite_quarantine import SqliteQuarantine
+from gateway.store.sqlite_stats import SqliteStats
 
 T = TypeVar("T")
 
@@ -63,7 +64,7 @@ _dumps = dumps
 _loads = loads
 
 
-class SqliteStore(SqliteQuarantine, Store):
+class SqliteStore(SqliteQuarantine, SqliteStats, Store):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous is NORMAL or FULL")
