@@ -70,6 +70,7 @@ class Op:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     description: str = ""
+    also: tuple[str, ...] = ()  # further media types of the answer (e.g. text/csv)
 
 
 CONV = "/v1/conversations/{id}"
@@ -285,6 +286,7 @@ OPERATIONS += (
             q("group_by", "", enum=["channel", "queue", "agent", "day", "hour"]),
             *STATS_PERIOD,
         ),
+        also=("text/csv",),
         description="Computed from the event log's KPI rollups; every figure's definition "
         "is in the `Figures` schema. Durations are calendar seconds. CSV: one row per "
         "group and a `total` row.",
@@ -296,6 +298,7 @@ OPERATIONS += (
         STATS_READERS,
         out.SurveyResponseList,
         query=STATS_PERIOD,
+        also=("text/csv",),
         description="Empty until surveys exist. CSV with `format=csv` or `Accept: text/csv`.",
     ),
 )
@@ -345,6 +348,8 @@ def _operation(op: Op) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(op.ok): {"description": op.summary, **_media(op.response)},
     }
+    for media in op.also:
+        responses[str(op.ok)].setdefault("content", {})[media] = {"schema": {"type": "string"}}
     for status in sorted(statuses):
         if str(status) not in responses:
             responses[str(status)] = _error(status)

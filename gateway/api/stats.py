@@ -20,7 +20,7 @@ from gateway.stats import GROUPS, SURVEY_COLUMNS, StatsQuery, csv_text, iso, sur
 
 READERS = ("admin", "supervisor")
 MAX_DAYS = 400
-MAX_HOURS_DAYS = 93
+MAX_HOURS_DAYS = 31
 DEFAULT_DAYS = 7
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
