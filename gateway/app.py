@@ -408,6 +408,7 @@ class Gateway:
     async def prune_events(self) -> int:
         """Remove the events older than `events.retention` (and beyond `max_events`)."""
         cfg = self.config.events
+        await self.kpis.catch_up()  # the KPI rollups take every event before it goes
         removed = await self.store.prune_events(self.clock() - cfg.retention, cfg.max_events)
         if removed:
             log.info(

@@ -194,32 +194,26 @@ class Backlog:
             self.oldest_wait_start = other.oldest_wait_start
 
 
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The samples of one timed figure in one group (seconds)."""
+
+    count: int
+    median: float
+    p90: float
+    mean: float
+
+
 @dataclass(slots=True)
 class Group:
     """The raw figures of one group (or the totals), as the store read them."""
 
     counts: dict[str, int] = field(default_factory=dict)
-    durations: dict[str, list[float]] = field(default_factory=dict)  # each sorted
+    timed: dict[str, Summary] = field(default_factory=dict)
     resolved_first: int = 0
     first_contact: int = 0
     backlog: Backlog | None = None
     surveys: SurveyTally | None = None
-
-    def merge(self, other: Group) -> None:
-        for k, n in other.counts.items():
-            self.counts[k] = self.counts.get(k, 0) + n
-        for k, values in other.durations.items():
-            self.durations[k] = sorted([*self.durations.get(k, []), *values])
-        self.resolved_first += other.resolved_first
-        self.first_contact += other.first_contact
-        if other.backlog is not None:
-            if self.backlog is None:
-                self.backlog = Backlog()
-            self.backlog.add(other.backlog)
-        if other.surveys is not None:
-            if self.surveys is None:
-                self.surveys = SurveyTally()
-            self.surveys.add(other.surveys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,20 +226,33 @@ class StatsQuery:
 
 
 # --- figures ----------------------------------------------------------------------------------
-def summary(values: list[float]) -> dict[str, Any]:
-    """`values` sorted: count, median (mean of the middle two for an even count), p90 (nearest
-    rank: the ⌈0.9·n⌉-th smallest), mean — in seconds, null when there is no sample."""
-    n = len(values)
-    if n == 0:
+def ranks(n: int) -> tuple[int, int, int]:
+    """1-based ranks of the sorted samples that make the figures: the median is the mean of
+    the first two (the same rank twice for an odd count), p90 the third (nearest rank:
+    the ⌈0.9·n⌉-th smallest)."""
+    return (n + 1) // 2, n // 2 + 1, (9 * n + 9) // 10
+
+
+def summarize(values: list[float]) -> Summary | None:
+    """The figures of unsorted samples (what the SQL of the store computes, in Python)."""
+    if not values:
+        return None
+    values = sorted(values)
+    a, b, p = ranks(len(values))
+    return Summary(
+        len(values), (values[a - 1] + values[b - 1]) / 2, values[p - 1], sum(values) / len(values)
+    )
+
+
+def summary(s: Summary | None) -> dict[str, Any]:
+    """count, median, p90, mean — in seconds, null when there is no sample."""
+    if s is None or s.count == 0:
         return {"count": 0, "median": None, "p90": None, "mean": None}
-    mid = n // 2
-    median = values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2
-    p90 = values[max(math.ceil(0.9 * n), 1) - 1]
     return {
-        "count": n,
-        "median": _round(median),
-        "p90": _round(p90),
-        "mean": _round(sum(values) / n),
+        "count": s.count,
+        "median": _round(s.median),
+        "p90": _round(s.p90),
+        "mean": _round(s.mean),
     }
 
 
@@ -258,23 +265,23 @@ def _ratio(part: int, whole: int) -> float | None:
 
 
 def figures(g: Group, now: float, with_backlog: bool = True) -> dict[str, Any]:
-    counts, durations = g.counts, g.durations
+    counts, timed = g.counts, g.timed
     created = counts.get("created", 0)
     abandoned = counts.get("abandoned", 0)
     out: dict[str, Any] = {
         "conversations": created,
         "volume_in": counts.get("in", 0),
         "volume_out": counts.get("out", 0),
-        "first_response": summary(durations.get("first_response", [])),
-        "next_response": summary(durations.get("next_response", [])),
-        "resolution": summary(durations.get("resolution", [])),
+        "first_response": summary(timed.get("first_response")),
+        "next_response": summary(timed.get("next_response")),
+        "resolution": summary(timed.get("resolution")),
         "first_contact_resolution": {
             "resolved": g.resolved_first,
             "first_contact": g.first_contact,
             "rate": _ratio(g.first_contact, g.resolved_first),
         },
-        "handling": summary(durations.get("handling", [])),
-        "awaiting_agent": summary(durations.get("awaiting", [])),
+        "handling": summary(timed.get("handling")),
+        "awaiting_agent": summary(timed.get("awaiting")),
         "reopened": counts.get("reopened", 0),
         "abandoned": {"count": abandoned, "rate": _ratio(abandoned, created)},
     }

@@ -30,11 +30,13 @@ from gateway.stats import (
     Group,
     Key,
     StatsQuery,
+    Summary,
     SurveyTally,
     TimedFact,
     bucket_label,
-    bucket_size,
+    ranks,
     segments,
+    summarize,
 )
 from gateway.store.base import StatsStore
 
@@ -274,20 +276,47 @@ class _Fold:
         )
 
 
-def _key_expr(group_by: str | None, prefix: str = "") -> str:
-    if group_by is None:
-        return "NULL"
-    if group_by in ("day", "hour"):
-        return f"CAST(({prefix}at + :off) / {bucket_size(group_by)} AS INTEGER)"
-    return f"{prefix}{group_by}"
+class _Keys:
+    """The SQL expression of a group's key over a time column, and its label."""
 
+    def __init__(self, q: StatsQuery, group_by: str | None) -> None:
+        self.group_by = group_by
+        self.segments = segments(q.start, q.end, q.zone) if group_by in ("day", "hour") else []
 
-def _survey_key(group_by: str | None, column: str) -> str:
-    if group_by is None:
-        return "NULL"
-    if group_by in ("day", "hour"):
-        return f"CAST(({column} + :off) / {bucket_size(group_by)} AS INTEGER)"
-    return {"channel": "channel", "queue": "queue", "agent": "agent_id"}[group_by]
+    def expr(self, column: str = "at", prefix: str = "", agent: str = "agent") -> str:
+        """`column`: the time column; `prefix`: a table alias with its dot; `agent`: the
+        agent column's name (`agent_id` in survey_responses)."""
+        g = self.group_by
+        if g is None:
+            return "NULL"
+        if g not in ("day", "hour"):
+            return f"{prefix}{agent if g == 'agent' else g}"
+        col = f"{prefix}{column}"
+        # The zone's offset where `col` falls: numbers we computed, written into the SQL.
+        offset = "".join(
+            f"WHEN {col} < {seg.end!r} THEN {seg.offset} " for seg in self.segments[:-1]
+        )
+        last = self.segments[-1].offset
+        local = f"({col} + CASE {offset}ELSE {last} END)" if offset else f"({col} + {last})"
+        if g == "day":
+            return f"CAST({local} / 86400 AS INTEGER)"
+        # An hour also carries its segment: a repeated local hour (DST ends) stays two.
+        index = "".join(
+            f"WHEN {col} < {seg.end!r} THEN {i} " for i, seg in enumerate(self.segments[:-1])
+        )
+        seg = f"CASE {index}ELSE {len(self.segments) - 1} END" if index else "0"
+        return f"(CAST({local} / 3600 AS INTEGER) * 64 + {seg})"
+
+    def label(self, key: Any) -> Key:
+        g = self.group_by
+        if key is None or g is None:
+            return None
+        if g == "day":
+            return bucket_label("day", int(key), 0)
+        if g == "hour":
+            number, index = divmod(int(key), 64)
+            return bucket_label("hour", number, self.segments[index].offset)
+        return None if key == "" else str(key)
 
 
 class SqliteStats(StatsStore):
@@ -394,7 +423,7 @@ class SqliteStats(StatsStore):
             online = int(
                 conn.execute("SELECT COUNT(*) FROM agents WHERE presence='online'").fetchone()[0]
             )
-            surveys = _surveys(conn, now - survey_window, now, None, 0).get(None)
+            surveys = _surveys(conn, now - survey_window, now, None).get(None)
             return {"backlog": backlog, "online": online, "surveys": surveys}
 
         result: dict[str, Any] = await self._run(op)
@@ -451,93 +480,104 @@ def _has_surveys(conn: sqlite3.Connection) -> bool:
     )
 
 
+def _timed_sql(key: str, kind: str) -> str:
+    """Per group: the count, the sum and the samples at the ranks of `ranks()`, sorted in
+    SQLite (C) rather than fetched."""
+    return (
+        f"SELECT k, n, total, rn, v FROM (SELECT k, v,"
+        " ROW_NUMBER() OVER (PARTITION BY k ORDER BY v) AS rn,"
+        " COUNT(*) OVER (PARTITION BY k) AS n, SUM(v) OVER (PARTITION BY k) AS total"
+        f" FROM (SELECT {key} AS k, COALESCE(value, at - start) AS v FROM kpi_facts"
+        f" WHERE kind = '{kind}' AND at >= :start AND at < :end))"
+        " WHERE rn = (n + 1) / 2 OR rn = n / 2 + 1 OR rn = (9 * n + 9) / 10"
+    )
+
+
 def _read(
     conn: sqlite3.Connection, q: StatsQuery, group_by: str | None, duration: Duration | None
 ) -> dict[Key, Group]:
-    timed_key = group_by in ("day", "hour")
-    parts = segments(q.start, q.end, q.zone) if timed_key else [None]
+    keys = _Keys(q, group_by)
     groups: dict[Key, Group] = {}
 
-    def group(key: Any, off: int) -> Group:
-        label: Key = (
-            key if not timed_key or key is None else bucket_label(group_by or "", int(key), off)
-        )
-        if label == "" and group_by == "agent":
-            label = None
+    def group(raw: Any) -> Group:
+        label = keys.label(raw)
         g = groups.get(label)
         if g is None:
             g = groups[label] = Group()
         return g
 
-    for seg in parts:
-        start, end, off = (q.start, q.end, 0) if seg is None else (seg.start, seg.end, seg.offset)
-        args = {"start": start, "end": end, "off": off}
-        key = _key_expr(group_by)
+    args = {"start": q.start, "end": q.end}
+    key = keys.expr()
+    if group_by is None:
+        g = group(None)
+        for kind in COUNTED:  # a count of a primary-key range: no row is read
+            n = conn.execute(
+                "SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
+                (kind, q.start, q.end),
+            ).fetchone()[0]
+            g.counts[kind] = int(n)
+    else:
         marks = ",".join(f"'{k}'" for k in COUNTED)
         for k, kind, n in conn.execute(
             f"SELECT {key}, kind, COUNT(*) FROM kpi_facts WHERE kind IN ({marks})"
             " AND at >= :start AND at < :end GROUP BY 1, 2",
             args,
         ):
-            counts = group(k, off).counts
-            counts[kind] = counts.get(kind, 0) + int(n)
-        for kind in TIMED:
-            if duration is None or kind == "awaiting":
-                sql = (
-                    f"SELECT {key}, COALESCE(value, at - start) FROM kpi_facts"
-                    " WHERE kind = :kind AND at >= :start AND at < :end ORDER BY 1, 2"
+            group(k).counts[kind] = int(n)
+    for kind in TIMED:
+        if duration is None or kind == "awaiting":
+            picks: dict[Any, tuple[int, float, dict[int, float]]] = {}
+            for k, n, total, rn, v in conn.execute(_timed_sql(key, kind), args):
+                picks.setdefault(k, (int(n), float(total), {}))[2][int(rn)] = float(v)
+            for k, (n, total, at_rank) in picks.items():
+                a, b, p = ranks(n)
+                group(k).timed[kind] = Summary(
+                    n, (at_rank[a] + at_rank[b]) / 2, at_rank[p], total / n
                 )
-                for k, v in conn.execute(sql, {**args, "kind": kind}):
-                    group(k, off).durations.setdefault(kind, []).append(float(v))
-            else:
-                sql = (
-                    f"SELECT {key}, start, at FROM kpi_facts"
-                    " WHERE kind = :kind AND at >= :start AND at < :end"
-                )
-                for k, a, b in conn.execute(sql, {**args, "kind": kind}):
-                    group(k, off).durations.setdefault(kind, []).append(duration(a, b))
-        fkey = _key_expr(group_by, "f.")
-        for k, resolved, first in conn.execute(
-            f"SELECT {fkey}, COUNT(*), SUM(f.value <= 1 AND k.reopens = 0) FROM kpi_facts f"
-            " JOIN kpi_conversations k ON k.conversation_id = f.conversation_id"
-            " WHERE f.kind = 'first_resolution' AND f.at >= :start AND f.at < :end GROUP BY 1",
-            args,
-        ):
-            g = group(k, off)
-            g.resolved_first += int(resolved)
-            g.first_contact += int(first or 0)
-        for k, tally in _surveys(conn, start, end, group_by, off).items():
-            g = group(k, off)
-            if g.surveys is None:
-                g.surveys = SurveyTally()
-            g.surveys.add(tally)
-    if timed_key:
-        for g in groups.values():
-            for values in g.durations.values():
-                values.sort()  # two segments may have fed one day
-    else:
-        key = _key_expr(group_by)
+        else:
+            samples: dict[Any, list[float]] = {}
+            for k, a, b in conn.execute(
+                f"SELECT {key}, start, at FROM kpi_facts"
+                " WHERE kind = :kind AND at >= :start AND at < :end",
+                {**args, "kind": kind},
+            ):
+                samples.setdefault(k, []).append(duration(a, b))
+            for k, values in samples.items():
+                found = summarize(values)
+                if found is not None:
+                    group(k).timed[kind] = found
+    fkey = keys.expr(prefix="f.")
+    for k, resolved, first in conn.execute(
+        f"SELECT {fkey}, COUNT(*), SUM(f.value <= 1 AND k.reopens = 0) FROM kpi_facts f"
+        " JOIN kpi_conversations k ON k.conversation_id = f.conversation_id"
+        " WHERE f.kind = 'first_resolution' AND f.at >= :start AND f.at < :end GROUP BY 1",
+        args,
+    ):
+        g = group(k)
+        g.resolved_first += int(resolved)
+        g.first_contact += int(first or 0)
+    for k, tally in _surveys(conn, q.start, q.end, keys).items():
+        group(k).surveys = tally
+    if group_by not in ("day", "hour"):
         for k, n, waiting, oldest in conn.execute(
             f"SELECT {key}, COUNT(*), COUNT(wait_started_at), MIN(wait_started_at)"
-            " FROM kpi_conversations WHERE active = 1 GROUP BY 1",
-            {"off": 0},
+            " FROM kpi_conversations WHERE active = 1 GROUP BY 1"
         ):
-            group(k, 0).backlog = Backlog(int(n), int(waiting), oldest)
-        if group_by is None:
-            groups.setdefault(None, Group())
-            if groups[None].backlog is None:
-                groups[None].backlog = Backlog()
+            group(k).backlog = Backlog(int(n), int(waiting), oldest)
+        if group_by is None and group(None).backlog is None:
+            group(None).backlog = Backlog()
     return groups
 
 
 def _surveys(
-    conn: sqlite3.Connection, start: float, end: float, group_by: str | None, off: int
-) -> dict[Key, SurveyTally]:
+    conn: sqlite3.Connection, start: float, end: float, keys: _Keys | None
+) -> dict[Any, SurveyTally]:
+    """Survey tallies by raw key (None: ungrouped); {} while there is no survey table."""
     if not _has_surveys(conn):
         return {}
-    out: dict[Key, SurveyTally] = {}
-    args = {"start": start, "end": end, "off": off}
-    key = _survey_key(group_by, "answered_at")
+    out: dict[Any, SurveyTally] = {}
+    args = {"start": start, "end": end}
+    key = "NULL" if keys is None else keys.expr("answered_at", agent="agent_id")
     for k, kind, n, satisfied, promoters, detractors, total in conn.execute(
         f"SELECT {key}, kind, COUNT(*), SUM(score >= 4), SUM(score >= 9), SUM(score <= 6),"
         " SUM(score) FROM survey_responses WHERE score IS NOT NULL AND answered_at >= :start"
@@ -555,7 +595,7 @@ def _surveys(
         elif kind == "ces":
             t.ces_answers += int(n)
             t.ces_sum += float(total or 0)
-    key = _survey_key(group_by, "sent_at")
+    key = "NULL" if keys is None else keys.expr("sent_at", agent="agent_id")
     for k, sent, answered in conn.execute(
         f"SELECT {key}, COUNT(*), COUNT(answered_at) FROM survey_responses"
         " WHERE sent_at >= :start AND sent_at < :end GROUP BY 1",
