@@ -12,6 +12,7 @@ start and end, so the same facts give either figure.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import math
@@ -41,9 +42,10 @@ class TimedFact:
     queue: str
 
 
-# Fact kinds in `kpi_facts` (what the fold writes).
+# Fact kinds in `kpi_facts` (what the fold writes): counted ones, and the timed ones
+# (first_response, next_response, resolved: resolution, handling and awaiting in one row).
 COUNTED = ("created", "in", "out", "reopened", "abandoned")
-TIMED = ("first_response", "next_response", "resolution", "handling", "awaiting")
+SLOT = 900  # seconds of a `kpi_slots` count: every zone's offset is a multiple of it
 
 # Each figure's definition: the API document shows these (gateway/api/schemas.py).
 DEFINITIONS: dict[str, str] = {
@@ -143,19 +145,32 @@ def bucket_label(group_by: str, number: int, offset: int) -> str:
     return f"{local:%Y-%m-%dT%H:00}{sign}{hh:02d}:{mm:02d}"
 
 
+class Buckets:
+    """The local days or hours of a period: which one an instant falls in."""
+
+    def __init__(self, group_by: str, start: float, end: float, zone: ZoneInfo) -> None:
+        size = bucket_size(group_by)
+        self.starts: list[float] = []
+        self.labels: list[str] = []
+        for seg in segments(start, end, zone):
+            first = math.floor((seg.start + seg.offset) / size)
+            last = math.floor((seg.end - 1e-6 + seg.offset) / size)
+            for n in range(first, last + 1):
+                self.starts.append(max(seg.start, n * size - seg.offset))
+                self.labels.append(bucket_label(group_by, n, seg.offset))
+
+    def key(self, at: float) -> str:
+        return self.labels[max(bisect.bisect_right(self.starts, at) - 1, 0)]
+
+    def all(self) -> list[str]:
+        """Every bucket in order, once (a DST day spans two segments)."""
+        return list(dict.fromkeys(self.labels))
+
+
 def all_buckets(group_by: str, start: float, end: float, zone: ZoneInfo) -> list[str]:
     """Every local day or hour the period touches, in order (empty ones too: a chart
     shows a day without traffic as zero)."""
-    size = bucket_size(group_by)
-    labels: list[str] = []
-    for seg in segments(start, end, zone):
-        first = math.floor((seg.start + seg.offset) / size)
-        last = math.floor((seg.end - 1e-6 + seg.offset) / size)
-        for n in range(first, last + 1):
-            label = bucket_label(group_by, n, seg.offset)
-            if not labels or labels[-1] != label:
-                labels.append(label)
-    return labels
+    return Buckets(group_by, start, end, zone).all()
 
 
 # --- what the store returns -------------------------------------------------------------------

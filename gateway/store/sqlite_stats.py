@@ -4,17 +4,21 @@ The event log is the source: `stats_fold` reads the events after its cursor (kep
 `kv stats/cursor`) and folds them, in the same transaction that advances the cursor, into
 `kpi_conversations` (what the fold remembers per conversation between events) and
 `kpi_facts` (one row per message, response, resolution, ... with the channel, queue and
-agent it counts for). A fold is atomic and idempotent: two instances folding at once are
-serialised by the write lock and the second finds nothing left to do. The facts outlive
-the event log's retention.
+agent it counts for), `kpi_slots` (counts per 15 minutes) and `kpi_keys` (the channels,
+queues and agents named). A fold is atomic and idempotent: two instances folding at once
+are serialised by the write lock and the second finds nothing left to do. The facts
+outlive the event log's retention.
 
-`stats_read` aggregates the facts of a period grouped by a key, in SQL, on the store's
-thread; only the samples of the timed figures (for median and p90) come back, sorted.
+`stats_read` runs on the store's thread. Counts are counts of index ranges (per channel,
+queue or agent) or sums of slots (per local day or hour), never a scan; the samples of the
+timed figures are one range read per kind, sorted in Python for the median and p90 (a
+window function in SQLite cost five times more).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,18 +28,15 @@ from connectors.base import Identity
 from gateway.model import Event, NewEvent, loads
 from gateway.stats import (
     COUNTED,
-    TIMED,
+    SLOT,
     Backlog,
+    Buckets,
     Duration,
     Group,
     Key,
     StatsQuery,
-    Summary,
     SurveyTally,
     TimedFact,
-    bucket_label,
-    ranks,
-    segments,
     summarize,
 )
 from gateway.store.base import StatsStore
@@ -80,6 +81,7 @@ class _Fold:
         self.conn = conn
         self.convs: dict[str, _Conv] = {}
         self.facts: list[tuple[Any, ...]] = []
+        self.first_resolutions: dict[str, int] = {}  # conversation → its fact in `facts`
         self.timed: list[TimedFact] = []
         self.seq = 0
 
@@ -129,25 +131,28 @@ class _Fold:
         c: _Conv,
         *,
         start: float | None = None,
+        start2: float | None = None,
         value: float | None = None,
         channel: str | None = None,
         agent: str | None = None,
         agent_given: bool = False,
     ) -> None:
         self.seq += 1
-        self.facts.append(
-            (
-                kind,
-                at,
-                self.seq,
-                start,
-                value,
-                c.conversation_id,
-                channel or c.channel,
-                c.queue,
-                agent if agent_given else c.agent,
-            )
+        row = (
+            kind,
+            at,
+            self.seq,
+            start,
+            start2,
+            value,
+            c.conversation_id,
+            channel or c.channel,
+            c.queue,
+            agent if agent_given else c.agent,
         )
+        if kind == "first_resolution":
+            self.first_resolutions[c.conversation_id] = len(self.facts)
+        self.facts.append(row)
 
     def message(self, message_id: str) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self.conn.execute(
@@ -229,22 +234,37 @@ class _Fold:
             if c.wait_started_at is not None:
                 c.awaiting += at - c.wait_started_at
                 c.wait_started_at = None
-            self.fact("resolution", at, c, start=c.cycle_started_at)
+            self.fact(
+                "resolved", at, c, start=c.cycle_started_at, start2=c.assigned_at, value=c.awaiting
+            )
             self.timed.append(TimedFact("resolution", at - c.cycle_started_at, c.channel, c.queue))
-            if c.assigned_at is not None:
-                self.fact("handling", at, c, start=c.assigned_at)
-            self.fact("awaiting", at, c, value=c.awaiting)
             if c.first_resolved_at is None:
+                # First-contact so far: at most one agent reply, and (as yet) never reopened.
                 c.first_resolved_at = at
-                self.fact("first_resolution", at, c, value=float(c.replies))
+                self.fact("first_resolution", at, c, value=1.0 if c.replies <= 1 else 0.0)
             c.active, c.awaiting = 0, 0.0
         elif kind == "conversation.reopened":
+            if c.reopens == 0 and c.first_resolved_at is not None:
+                self.not_first_contact(c)
             c.reopens += 1
             self.fact("reopened", at, c)
             c.cycle_started_at, c.active, c.awaiting = at, 1, 0.0
             c.agent, c.assigned_at, c.wait_started_at = None, None, None
         elif kind == "conversation.abandoned":
             self.fact("abandoned", at, c)
+
+    def not_first_contact(self, c: _Conv) -> None:
+        """A reopening: the conversation's first resolution was not first-contact after all."""
+        index = self.first_resolutions.get(c.conversation_id)
+        if index is not None:
+            row = self.facts[index]
+            self.facts[index] = (*row[:5], 0.0, *row[6:])
+            return
+        self.conn.execute(
+            "UPDATE kpi_facts SET value = 0 WHERE kind = 'first_resolution' AND at = ?"
+            " AND conversation_id = ?",
+            (c.first_resolved_at, c.conversation_id),
+        )
 
     def save(self) -> None:
         self.conn.executemany(
@@ -270,53 +290,23 @@ class _Fold:
             ],
         )
         self.conn.executemany(
-            "INSERT OR IGNORE INTO kpi_facts(kind, at, seq, start, value, conversation_id,"
-            " channel, queue, agent) VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO kpi_facts(kind, at, seq, start, start2, value,"
+            " conversation_id, channel, queue, agent) VALUES (?,?,?,?,?,?,?,?,?,?)",
             self.facts,
         )
-
-
-class _Keys:
-    """The SQL expression of a group's key over a time column, and its label."""
-
-    def __init__(self, q: StatsQuery, group_by: str | None) -> None:
-        self.group_by = group_by
-        self.segments = segments(q.start, q.end, q.zone) if group_by in ("day", "hour") else []
-
-    def expr(self, column: str = "at", prefix: str = "", agent: str = "agent") -> str:
-        """`column`: the time column; `prefix`: a table alias with its dot; `agent`: the
-        agent column's name (`agent_id` in survey_responses)."""
-        g = self.group_by
-        if g is None:
-            return "NULL"
-        if g not in ("day", "hour"):
-            return f"{prefix}{agent if g == 'agent' else g}"
-        col = f"{prefix}{column}"
-        # The zone's offset where `col` falls: numbers we computed, written into the SQL.
-        offset = "".join(
-            f"WHEN {col} < {seg.end!r} THEN {seg.offset} " for seg in self.segments[:-1]
+        slots: dict[tuple[str, int], int] = {}
+        keys: set[tuple[str, str]] = set()
+        for f in self.facts:
+            if f[0] in COUNTED:
+                slot = (f[0], int(f[1] // SLOT))
+                slots[slot] = slots.get(slot, 0) + 1
+            keys.update((("channel", f[7]), ("queue", f[8]), ("agent", f[9] or "")))
+        self.conn.executemany(
+            "INSERT INTO kpi_slots(kind, slot, n) VALUES (?,?,?)"
+            " ON CONFLICT(kind, slot) DO UPDATE SET n = n + excluded.n",
+            [(k, slot, n) for (k, slot), n in slots.items()],
         )
-        last = self.segments[-1].offset
-        local = f"({col} + CASE {offset}ELSE {last} END)" if offset else f"({col} + {last})"
-        if g == "day":
-            return f"CAST({local} / 86400 AS INTEGER)"
-        # An hour also carries its segment: a repeated local hour (DST ends) stays two.
-        index = "".join(
-            f"WHEN {col} < {seg.end!r} THEN {i} " for i, seg in enumerate(self.segments[:-1])
-        )
-        seg = f"CASE {index}ELSE {len(self.segments) - 1} END" if index else "0"
-        return f"(CAST({local} / 3600 AS INTEGER) * 64 + {seg})"
-
-    def label(self, key: Any) -> Key:
-        g = self.group_by
-        if key is None or g is None:
-            return None
-        if g == "day":
-            return bucket_label("day", int(key), 0)
-        if g == "hour":
-            number, index = divmod(int(key), 64)
-            return bucket_label("hour", number, self.segments[index].offset)
-        return None if key == "" else str(key)
+        self.conn.executemany("INSERT OR IGNORE INTO kpi_keys(dim, value) VALUES (?,?)", keys)
 
 
 class SqliteStats(StatsStore):
@@ -384,11 +374,7 @@ class SqliteStats(StatsStore):
         `duration(start, end)` replaces calendar seconds (e.g. business hours)."""
 
         def op(conn: sqlite3.Connection) -> tuple[Group, dict[Key, Group] | None]:
-            totals = _read(conn, query, None, duration)[None]
-            groups = None
-            if query.group_by is not None:
-                groups = _read(conn, query, query.group_by, duration)
-            return totals, groups
+            return _read(conn, query, duration)
 
         result: tuple[Group, dict[Key, Group] | None] = await self._run(op)
         return result
@@ -423,7 +409,7 @@ class SqliteStats(StatsStore):
             online = int(
                 conn.execute("SELECT COUNT(*) FROM agents WHERE presence='online'").fetchone()[0]
             )
-            surveys = _surveys(conn, now - survey_window, now, None).get(None)
+            surveys = _surveys(conn, now - survey_window, now, lambda row, i: None).get(None)
             return {"backlog": backlog, "online": online, "surveys": surveys}
 
         result: dict[str, Any] = await self._run(op)
@@ -480,128 +466,197 @@ def _has_surveys(conn: sqlite3.Connection) -> bool:
     )
 
 
-def _timed_sql(key: str, kind: str) -> str:
-    """Per group: the count, the sum and the samples at the ranks of `ranks()`, sorted in
-    SQLite (C) rather than fetched."""
-    return (
-        f"SELECT k, n, total, rn, v FROM (SELECT k, v,"
-        " ROW_NUMBER() OVER (PARTITION BY k ORDER BY v) AS rn,"
-        " COUNT(*) OVER (PARTITION BY k) AS n, SUM(v) OVER (PARTITION BY k) AS total"
-        f" FROM (SELECT {key} AS k, COALESCE(value, at - start) AS v FROM kpi_facts"
-        f" WHERE kind = '{kind}' AND at >= :start AND at < :end))"
-        " WHERE rn = (n + 1) / 2 OR rn = n / 2 + 1 OR rn = (9 * n + 9) / 10"
-    )
+DIMS = ("channel", "queue", "agent")
+
+
+def _count_range(
+    conn: sqlite3.Connection, kind: str, start: float, end: float, dim: str, value: str
+) -> int:
+    """The facts of one kind and one channel/queue/agent in [start, end): an index range."""
+    if dim == "agent" and value == "":
+        sql = (
+            "SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND agent IS NULL AND at >= ? AND at < ?"
+        )
+        return int(conn.execute(sql, (kind, start, end)).fetchone()[0])
+    sql = f"SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND {dim} = ? AND at >= ? AND at < ?"
+    return int(conn.execute(sql, (kind, value, start, end)).fetchone()[0])
 
 
 def _read(
-    conn: sqlite3.Connection, q: StatsQuery, group_by: str | None, duration: Duration | None
-) -> dict[Key, Group]:
-    keys = _Keys(q, group_by)
+    conn: sqlite3.Connection, q: StatsQuery, duration: Duration | None
+) -> tuple[Group, dict[Key, Group] | None]:
+    """The totals and (when grouped) each group's raw figures, in one pass per fact kind."""
+    by = q.group_by
+    timed_key = by in ("day", "hour")
+    buckets = Buckets(by, q.start, q.end, q.zone) if by in ("day", "hour") else None
+    totals = Group()
     groups: dict[Key, Group] = {}
 
-    def group(raw: Any) -> Group:
-        label = keys.label(raw)
-        g = groups.get(label)
+    def group(key: Key) -> Group:
+        g = groups.get(key)
         if g is None:
-            g = groups[label] = Group()
+            g = groups[key] = Group()
         return g
 
-    args = {"start": q.start, "end": q.end}
-    key = keys.expr()
-    if group_by is None:
-        g = group(None)
-        for kind in COUNTED:  # a count of a primary-key range: no row is read
-            n = conn.execute(
+    span = (q.start, q.end)
+    # --- counts -------------------------------------------------------------------------------
+    for kind in COUNTED:  # the period's count: a count of a primary-key range
+        totals.counts[kind] = int(
+            conn.execute(
                 "SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
-                (kind, q.start, q.end),
+                (kind, *span),
             ).fetchone()[0]
-            g.counts[kind] = int(n)
-    else:
-        marks = ",".join(f"'{k}'" for k in COUNTED)
-        for k, kind, n in conn.execute(
-            f"SELECT {key}, kind, COUNT(*) FROM kpi_facts WHERE kind IN ({marks})"
-            " AND at >= :start AND at < :end GROUP BY 1, 2",
-            args,
-        ):
-            group(k).counts[kind] = int(n)
-    for kind in TIMED:
-        if duration is None or kind == "awaiting":
-            picks: dict[Any, tuple[int, float, dict[int, float]]] = {}
-            for k, n, total, rn, v in conn.execute(_timed_sql(key, kind), args):
-                picks.setdefault(k, (int(n), float(total), {}))[2][int(rn)] = float(v)
-            for k, (n, total, at_rank) in picks.items():
-                a, b, p = ranks(n)
-                group(k).timed[kind] = Summary(
-                    n, (at_rank[a] + at_rank[b]) / 2, at_rank[p], total / n
-                )
-        else:
-            samples: dict[Any, list[float]] = {}
-            for k, a, b in conn.execute(
-                f"SELECT {key}, start, at FROM kpi_facts"
-                " WHERE kind = :kind AND at >= :start AND at < :end",
-                {**args, "kind": kind},
+        )
+    if by in DIMS:
+        values = [r[0] for r in conn.execute("SELECT value FROM kpi_keys WHERE dim = ?", (by,))]
+        for value in values:
+            for kind in COUNTED:
+                n = _count_range(conn, kind, q.start, q.end, by, value)
+                if n:
+                    group(value or None).counts[kind] = n
+    elif buckets is not None:
+        lo, hi = math.ceil(q.start / SLOT), math.floor(q.end / SLOT)
+        edges = [(q.start, q.end)]
+        if lo < hi:
+            marks = ",".join(f"'{k}'" for k in COUNTED)
+            for kind, slot, n in conn.execute(
+                f"SELECT kind, slot, n FROM kpi_slots WHERE kind IN ({marks})"
+                " AND slot >= ? AND slot < ?",
+                (lo, hi),
             ):
-                samples.setdefault(k, []).append(duration(a, b))
-            for k, values in samples.items():
+                counts = group(buckets.key(slot * SLOT)).counts
+                counts[kind] = counts.get(kind, 0) + int(n)
+            edges = [(q.start, lo * SLOT), (hi * SLOT, q.end)]
+        # The period's ends inside a slot: those facts one by one.
+        for a, b in edges:
+            if b <= a:
+                continue
+            for kind in COUNTED:
+                for (at,) in conn.execute(
+                    "SELECT at FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?", (kind, a, b)
+                ):
+                    counts = group(buckets.key(at)).counts
+                    counts[kind] = counts.get(kind, 0) + 1
+
+    # --- timed figures ------------------------------------------------------------------------
+    def measure(a: float | None, b: float) -> float | None:
+        if a is None:
+            return None
+        return b - a if duration is None else duration(a, b)
+
+    samples: dict[str, dict[Key, list[float]]] = {}
+
+    def add(kind: str, key: Key, value: float | None) -> None:
+        if value is not None:
+            samples.setdefault(kind, {}).setdefault(key, []).append(value)
+
+    col = "NULL" if by is None or timed_key else by
+    for kind in ("first_response", "next_response"):
+        for k, start, at in conn.execute(
+            f"SELECT {col}, start, at FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
+            (kind, *span),
+        ):
+            key = buckets.key(at) if buckets is not None else _key(k)
+            add(kind, key, measure(start, at))
+    for k, start, start2, waited, at in conn.execute(
+        f"SELECT {col}, start, start2, value, at FROM kpi_facts WHERE kind = 'resolved'"
+        " AND at >= ? AND at < ?",
+        span,
+    ):
+        key = buckets.key(at) if buckets is not None else _key(k)
+        add("resolution", key, measure(start, at))
+        add("handling", key, measure(start2, at))
+        add("awaiting", key, waited)  # a sum of waits: calendar seconds
+    for kind, by_key in samples.items():
+        everything: list[float] = []
+        for key, values in by_key.items():
+            everything.extend(values)
+            if by is not None:
                 found = summarize(values)
                 if found is not None:
-                    group(k).timed[kind] = found
-    fkey = keys.expr(prefix="f.")
-    for k, resolved, first in conn.execute(
-        f"SELECT {fkey}, COUNT(*), SUM(f.value <= 1 AND k.reopens = 0) FROM kpi_facts f"
-        " JOIN kpi_conversations k ON k.conversation_id = f.conversation_id"
-        " WHERE f.kind = 'first_resolution' AND f.at >= :start AND f.at < :end GROUP BY 1",
-        args,
+                    group(key).timed[kind] = found
+        found = summarize(everything)
+        if found is not None:
+            totals.timed[kind] = found
+
+    # --- first-contact resolution -----------------------------------------------------------------
+    for k, first, at in conn.execute(
+        f"SELECT {col}, value, at FROM kpi_facts WHERE kind = 'first_resolution'"
+        " AND at >= ? AND at < ?",
+        span,
     ):
-        g = group(k)
-        g.resolved_first += int(resolved)
-        g.first_contact += int(first or 0)
-    for k, tally in _surveys(conn, q.start, q.end, keys).items():
-        group(k).surveys = tally
-    if group_by not in ("day", "hour"):
+        one = int(first or 0)
+        totals.resolved_first += 1
+        totals.first_contact += one
+        if by is not None:
+            g = group(buckets.key(at) if buckets is not None else _key(k))
+            g.resolved_first += 1
+            g.first_contact += one
+
+    # --- surveys ------------------------------------------------------------------------------
+    column = {"channel": 2, "queue": 3, "agent": 4}.get(by or "")
+
+    def survey_key(row: tuple[Any, ...], at_index: int) -> Key:
+        if buckets is not None:
+            return buckets.key(row[at_index])
+        return None if column is None else _key(row[column])
+
+    totals.surveys = _surveys(conn, q.start, q.end, lambda row, i: None).get(None)
+    if by is not None:
+        for key, tally in _surveys(conn, q.start, q.end, survey_key).items():
+            group(key).surveys = tally
+
+    # --- backlog (now) ------------------------------------------------------------------------
+    n, waiting, oldest = conn.execute(
+        "SELECT COUNT(*), COUNT(wait_started_at), MIN(wait_started_at) FROM kpi_conversations"
+        " WHERE active = 1"
+    ).fetchone()
+    totals.backlog = Backlog(int(n), int(waiting), oldest)
+    if by in DIMS:
         for k, n, waiting, oldest in conn.execute(
-            f"SELECT {key}, COUNT(*), COUNT(wait_started_at), MIN(wait_started_at)"
+            f"SELECT {by}, COUNT(*), COUNT(wait_started_at), MIN(wait_started_at)"
             " FROM kpi_conversations WHERE active = 1 GROUP BY 1"
         ):
-            group(k).backlog = Backlog(int(n), int(waiting), oldest)
-        if group_by is None and group(None).backlog is None:
-            group(None).backlog = Backlog()
-    return groups
+            group(_key(k)).backlog = Backlog(int(n), int(waiting), oldest)
+    return totals, (groups if by is not None else None)
+
+
+def _key(raw: Any) -> Key:
+    return None if raw is None or raw == "" else str(raw)
 
 
 def _surveys(
-    conn: sqlite3.Connection, start: float, end: float, keys: _Keys | None
-) -> dict[Any, SurveyTally]:
-    """Survey tallies by raw key (None: ungrouped); {} while there is no survey table."""
+    conn: sqlite3.Connection,
+    start: float,
+    end: float,
+    key_of: Callable[[tuple[Any, ...], int], Key],
+) -> dict[Key, SurveyTally]:
+    """Survey tallies by `key_of(row, index of the time column)`; {} while there is no survey
+    table. Scores count by when they were answered, the response rate by when sent."""
     if not _has_surveys(conn):
         return {}
-    out: dict[Any, SurveyTally] = {}
-    args = {"start": start, "end": end}
-    key = "NULL" if keys is None else keys.expr("answered_at", agent="agent_id")
-    for k, kind, n, satisfied, promoters, detractors, total in conn.execute(
-        f"SELECT {key}, kind, COUNT(*), SUM(score >= 4), SUM(score >= 9), SUM(score <= 6),"
-        " SUM(score) FROM survey_responses WHERE score IS NOT NULL AND answered_at >= :start"
-        " AND answered_at < :end GROUP BY 1, 2",
-        args,
+    out: dict[Key, SurveyTally] = {}
+    for row in conn.execute(
+        "SELECT kind, score, channel, queue, agent_id, sent_at, answered_at FROM survey_responses"
+        " WHERE (answered_at >= ? AND answered_at < ?) OR (sent_at >= ? AND sent_at < ?)",
+        (start, end, start, end),
     ):
-        t = out.setdefault(k, SurveyTally())
+        kind, score, sent, answered = row[0], row[1], row[5], row[6]
+        if sent is not None and start <= sent < end:
+            t = out.setdefault(key_of(row, 5), SurveyTally())
+            t.sent += 1
+            t.answered += answered is not None
+        if score is None or answered is None or not start <= answered < end:
+            continue
+        t = out.setdefault(key_of(row, 6), SurveyTally())
         if kind == "csat":
-            t.csat_answers += int(n)
-            t.csat_satisfied += int(satisfied or 0)
+            t.csat_answers += 1
+            t.csat_satisfied += score >= 4
         elif kind == "nps":
-            t.nps_answers += int(n)
-            t.nps_promoters += int(promoters or 0)
-            t.nps_detractors += int(detractors or 0)
+            t.nps_answers += 1
+            t.nps_promoters += score >= 9
+            t.nps_detractors += score <= 6
         elif kind == "ces":
-            t.ces_answers += int(n)
-            t.ces_sum += float(total or 0)
-    key = "NULL" if keys is None else keys.expr("sent_at", agent="agent_id")
-    for k, sent, answered in conn.execute(
-        f"SELECT {key}, COUNT(*), COUNT(answered_at) FROM survey_responses"
-        " WHERE sent_at >= :start AND sent_at < :end GROUP BY 1",
-        args,
-    ):
-        t = out.setdefault(k, SurveyTally())
-        t.sent += int(sent)
-        t.answered += int(answered)
+            t.ces_answers += 1
+            t.ces_sum += float(score)
     return out
