@@ -238,6 +238,7 @@ class StatsQuery:
     group_by: str | None
     zone: ZoneInfo
     now: float
+    channel: str | None = None  # only this channel's facts
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -351,6 +352,7 @@ def report(query: StatsQuery, totals: Group, groups: dict[Key, Group] | None) ->
         "to": iso(query.end),
         "tz": query.zone.key,
         "group_by": query.group_by,
+        "channel": query.channel,
         "generated_at": iso(query.now),
         "totals": figures(totals, query.now),
         "groups": None,

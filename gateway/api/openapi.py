@@ -284,6 +284,7 @@ OPERATIONS += (
         out.StatsReport,
         query=(
             q("group_by", "", enum=["channel", "queue", "agent", "day", "hour"]),
+            q("channel", "Only this channel's figures (e.g. volume per day of one channel)."),
             *STATS_PERIOD,
         ),
         also=("text/csv",),

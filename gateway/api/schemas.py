@@ -298,6 +298,7 @@ class StatsReport(Out):
     to: str
     tz: str
     group_by: Literal["channel", "queue", "agent", "day", "hour"] | None
+    channel: str | None = Field(description="The `channel` filter, if one was given.")
     generated_at: str
     totals: Figures
     groups: list[GroupFigures] | None = Field(

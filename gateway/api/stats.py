@@ -94,7 +94,9 @@ async def get_stats(request: web.Request) -> web.Response:
     if group_by == "hour" and end - start > MAX_HOURS_DAYS * 86400:
         fail(400, "invalid_parameter", f"group_by=hour takes at most {MAX_HOURS_DAYS} days")
     csv_wanted = _wants_csv(request)
-    body = await gateway_of(request).kpis.stats(StatsQuery(start, end, group_by, zone, now))
+    channel = request.query.get("channel") or None
+    query = StatsQuery(start, end, group_by, zone, now, channel)
+    body = await gateway_of(request).kpis.stats(query)
     if csv_wanted:
         return _csv(csv_text(body), f"switchboard-stats-{group_by or 'totals'}.csv")
     return web.json_response(body)

@@ -499,15 +499,31 @@ def _read(
         return g
 
     span = (q.start, q.end)
+    # Only one channel's facts (`?channel=`): each read below adds this.
+    cf, cargs = (" AND channel = ?", (q.channel,)) if q.channel else ("", ())
     # --- counts -------------------------------------------------------------------------------
-    for kind in COUNTED:  # the period's count: a count of a primary-key range
-        totals.counts[kind] = int(
-            conn.execute(
-                "SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
-                (kind, *span),
-            ).fetchone()[0]
+    for kind in COUNTED:  # the period's count: a count of a primary-key or index range
+        totals.counts[kind] = (
+            _count_range(conn, kind, q.start, q.end, "channel", q.channel)
+            if q.channel
+            else int(
+                conn.execute(
+                    "SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
+                    (kind, *span),
+                ).fetchone()[0]
+            )
         )
-    if by in DIMS:
+    if q.channel and by is not None:
+        # One channel: its facts are one index range per kind, few enough to read.
+        for kind in COUNTED:
+            for k, at in conn.execute(
+                f"SELECT {'NULL' if by in ('day', 'hour') else by}, at FROM kpi_facts"
+                " WHERE kind = ? AND channel = ? AND at >= ? AND at < ?",
+                (kind, q.channel, *span),
+            ):
+                counts = group(buckets.key(at) if buckets is not None else _key(k)).counts
+                counts[kind] = counts.get(kind, 0) + 1
+    elif by in DIMS:
         values = [r[0] for r in conn.execute("SELECT value FROM kpi_keys WHERE dim = ?", (by,))]
         for value in values:
             for kind in COUNTED:
@@ -553,15 +569,15 @@ def _read(
     col = "NULL" if by is None or timed_key else by
     for kind in ("first_response", "next_response"):
         for k, start, at in conn.execute(
-            f"SELECT {col}, start, at FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
-            (kind, *span),
+            f"SELECT {col}, start, at FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?{cf}",
+            (kind, *span, *cargs),
         ):
             key = buckets.key(at) if buckets is not None else _key(k)
             add(kind, key, measure(start, at))
     for k, start, start2, waited, at in conn.execute(
         f"SELECT {col}, start, start2, value, at FROM kpi_facts WHERE kind = 'resolved'"
-        " AND at >= ? AND at < ?",
-        span,
+        f" AND at >= ? AND at < ?{cf}",
+        (*span, *cargs),
     ):
         key = buckets.key(at) if buckets is not None else _key(k)
         add("resolution", key, measure(start, at))
@@ -582,8 +598,8 @@ def _read(
     # --- first-contact resolution -----------------------------------------------------------------
     for k, first, at in conn.execute(
         f"SELECT {col}, value, at FROM kpi_facts WHERE kind = 'first_resolution'"
-        " AND at >= ? AND at < ?",
-        span,
+        f" AND at >= ? AND at < ?{cf}",
+        (*span, *cargs),
     ):
         one = int(first or 0)
         totals.resolved_first += 1
@@ -601,21 +617,23 @@ def _read(
             return buckets.key(row[at_index])
         return None if column is None else _key(row[column])
 
-    totals.surveys = _surveys(conn, q.start, q.end, lambda row, i: None).get(None)
+    totals.surveys = _surveys(conn, q.start, q.end, lambda row, i: None, q.channel).get(None)
     if by is not None:
-        for key, tally in _surveys(conn, q.start, q.end, survey_key).items():
+        for key, tally in _surveys(conn, q.start, q.end, survey_key, q.channel).items():
             group(key).surveys = tally
 
     # --- backlog (now) ------------------------------------------------------------------------
     n, waiting, oldest = conn.execute(
         "SELECT COUNT(*), COUNT(wait_started_at), MIN(wait_started_at) FROM kpi_conversations"
-        " WHERE active = 1"
+        f" WHERE active = 1{cf}",
+        cargs,
     ).fetchone()
     totals.backlog = Backlog(int(n), int(waiting), oldest)
     if by in DIMS:
         for k, n, waiting, oldest in conn.execute(
             f"SELECT {by}, COUNT(*), COUNT(wait_started_at), MIN(wait_started_at)"
-            " FROM kpi_conversations WHERE active = 1 GROUP BY 1"
+            f" FROM kpi_conversations WHERE active = 1{cf} GROUP BY 1",
+            cargs,
         ):
             group(_key(k)).backlog = Backlog(int(n), int(waiting), oldest)
     return totals, (groups if by is not None else None)
@@ -630,6 +648,7 @@ def _surveys(
     start: float,
     end: float,
     key_of: Callable[[tuple[Any, ...], int], Key],
+    channel: str | None = None,
 ) -> dict[Key, SurveyTally]:
     """Survey tallies by `key_of(row, index of the time column)`; {} while there is no survey
     table. Scores count by when they were answered, the response rate by when sent."""
@@ -642,6 +661,8 @@ def _surveys(
         (start, end, start, end),
     ):
         kind, score, sent, answered = row[0], row[1], row[5], row[6]
+        if channel is not None and row[2] != channel:
+            continue
         if sent is not None and start <= sent < end:
             t = out.setdefault(key_of(row, 5), SurveyTally())
             t.sent += 1

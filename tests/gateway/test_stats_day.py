@@ -333,6 +333,21 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             assert [g["key"] for g in by_day["groups"]] == ["2026-03-01", DAY]
             assert by_day["groups"][0]["volume_in"] == 0 and by_day["groups"][1]["volume_in"] == 9
 
+            # One channel's days (the reports page's volume per channel per day): partner
+            # had C3 only; api by hour in UTC: C1's two messages at 08:00 and 08:30.
+            partner_days = await day.stats(
+                **{"from": DAY, "to": DAY, "group_by": "day", "channel": "partner"}
+            )
+            assert partner_days["totals"]["conversations"] == 1
+            assert partner_days["totals"]["first_response"] == t(1, 2700.0, 2700.0, 2700.0)
+            assert partner_days["totals"]["csat"]["percent"] == 100.0
+            assert group(partner_days, DAY)["volume_in"] == 1
+            api_hours = await day.stats(
+                **{"from": DAY, "to": DAY, "group_by": "hour", "channel": "api"}
+            )
+            assert group(api_hours, f"{DAY}T08:00+00:00")["volume_in"] == 2
+            assert api_hours["totals"]["backlog"]["open"] == 2  # C4, C6
+
             # CSV: the same figures, one row per group and the total.
             status, text = await day.api.call(
                 "GET",
