@@ -46,6 +46,8 @@ class TimedFact:
 # (first_response, next_response, resolved: resolution, handling and awaiting in one row).
 COUNTED = ("created", "in", "out", "reopened", "abandoned")
 SLOT = 900  # seconds of a `kpi_slots` count: every zone's offset is a multiple of it
+# Counted per slot too: first resolutions, and (not a fact) those that were first-contact.
+SLOTTED = (*COUNTED, "first_resolution")
 
 # Each figure's definition: the API document shows these (gateway/api/schemas.py).
 DEFINITIONS: dict[str, str] = {
@@ -249,11 +251,12 @@ def ranks(n: int) -> tuple[int, int, int]:
     return (n + 1) // 2, n // 2 + 1, (9 * n + 9) // 10
 
 
-def summarize(values: list[float]) -> Summary | None:
-    """The figures of unsorted samples (what the SQL of the store computes, in Python)."""
+def summarize(values: list[float], presorted: bool = False) -> Summary | None:
+    """The figures of the samples (sorted already with `presorted`)."""
     if not values:
         return None
-    values = sorted(values)
+    if not presorted:
+        values = sorted(values)
     a, b, p = ranks(len(values))
     return Summary(
         len(values), (values[a - 1] + values[b - 1]) / 2, values[p - 1], sum(values) / len(values)

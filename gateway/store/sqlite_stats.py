@@ -29,6 +29,7 @@ from gateway.model import Event, NewEvent, loads
 from gateway.stats import (
     COUNTED,
     SLOT,
+    SLOTTED,
     Backlog,
     Buckets,
     Duration,
@@ -37,6 +38,8 @@ from gateway.stats import (
     StatsQuery,
     SurveyTally,
     TimedFact,
+    bucket_label,
+    segments,
     summarize,
 )
 from gateway.store.base import StatsStore
@@ -82,6 +85,7 @@ class _Fold:
         self.convs: dict[str, _Conv] = {}
         self.facts: list[tuple[Any, ...]] = []
         self.first_resolutions: dict[str, int] = {}  # conversation → its fact in `facts`
+        self.slot_adjust: dict[tuple[str, int], int] = {}
         self.timed: list[TimedFact] = []
         self.seq = 0
 
@@ -260,11 +264,15 @@ class _Fold:
             row = self.facts[index]
             self.facts[index] = (*row[:5], 0.0, *row[6:])
             return
-        self.conn.execute(
+        at = c.first_resolved_at
+        cur = self.conn.execute(
             "UPDATE kpi_facts SET value = 0 WHERE kind = 'first_resolution' AND at = ?"
-            " AND conversation_id = ?",
-            (c.first_resolved_at, c.conversation_id),
+            " AND conversation_id = ? AND value = 1",
+            (at, c.conversation_id),
         )
+        if cur.rowcount and at is not None:
+            slot = ("first_contact", int(at // SLOT))
+            self.slot_adjust[slot] = self.slot_adjust.get(slot, 0) - 1
 
     def save(self) -> None:
         self.conn.executemany(
@@ -294,17 +302,20 @@ class _Fold:
             " conversation_id, channel, queue, agent) VALUES (?,?,?,?,?,?,?,?,?,?)",
             self.facts,
         )
-        slots: dict[tuple[str, int], int] = {}
+        slots: dict[tuple[str, int], int] = dict(self.slot_adjust)
         keys: set[tuple[str, str]] = set()
         for f in self.facts:
-            if f[0] in COUNTED:
-                slot = (f[0], int(f[1] // SLOT))
-                slots[slot] = slots.get(slot, 0) + 1
+            if f[0] in SLOTTED:
+                number = int(f[1] // SLOT)
+                slots[(f[0], number)] = slots.get((f[0], number), 0) + 1
+                if f[0] == "first_resolution" and f[5]:
+                    first = ("first_contact", number)
+                    slots[first] = slots.get(first, 0) + 1
             keys.update((("channel", f[7]), ("queue", f[8]), ("agent", f[9] or "")))
         self.conn.executemany(
             "INSERT INTO kpi_slots(kind, slot, n) VALUES (?,?,?)"
             " ON CONFLICT(kind, slot) DO UPDATE SET n = n + excluded.n",
-            [(k, slot, n) for (k, slot), n in slots.items()],
+            [(k, number, n) for (k, number), n in slots.items()],
         )
         self.conn.executemany("INSERT OR IGNORE INTO kpi_keys(dim, value) VALUES (?,?)", keys)
 
@@ -487,7 +498,6 @@ def _read(
 ) -> tuple[Group, dict[Key, Group] | None]:
     """The totals and (when grouped) each group's raw figures, in one pass per fact kind."""
     by = q.group_by
-    timed_key = by in ("day", "hour")
     buckets = Buckets(by, q.start, q.end, q.zone) if by in ("day", "hour") else None
     totals = Group()
     groups: dict[Key, Group] = {}
@@ -502,17 +512,14 @@ def _read(
     # Only one channel's facts (`?channel=`): each read below adds this.
     cf, cargs = (" AND channel = ?", (q.channel,)) if q.channel else ("", ())
     # --- counts -------------------------------------------------------------------------------
-    for kind in COUNTED:  # the period's count: a count of a primary-key or index range
-        totals.counts[kind] = (
-            _count_range(conn, kind, q.start, q.end, "channel", q.channel)
-            if q.channel
-            else int(
-                conn.execute(
-                    "SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
-                    (kind, *span),
-                ).fetchone()[0]
-            )
-        )
+    if q.channel:
+        for kind in COUNTED:  # a count of an index range
+            totals.counts[kind] = _count_range(conn, kind, q.start, q.end, "channel", q.channel)
+    else:
+        for (_, kind), n in _slot_counts(conn, q, lambda at: None).items():
+            totals.counts[kind] = n
+        totals.resolved_first = totals.counts.pop("first_resolution", 0)
+        totals.first_contact = totals.counts.pop("first_contact", 0)
     if q.channel and by is not None:
         # One channel: its facts are one index range per kind, few enough to read.
         for kind in COUNTED:
@@ -531,83 +538,90 @@ def _read(
                 if n:
                     group(value or None).counts[kind] = n
     elif buckets is not None:
-        lo, hi = math.ceil(q.start / SLOT), math.floor(q.end / SLOT)
-        edges = [(q.start, q.end)]
-        if lo < hi:
-            marks = ",".join(f"'{k}'" for k in COUNTED)
-            for kind, slot, n in conn.execute(
-                f"SELECT kind, slot, n FROM kpi_slots WHERE kind IN ({marks})"
-                " AND slot >= ? AND slot < ?",
-                (lo, hi),
-            ):
-                counts = group(buckets.key(slot * SLOT)).counts
-                counts[kind] = counts.get(kind, 0) + int(n)
-            edges = [(q.start, lo * SLOT), (hi * SLOT, q.end)]
-        # The period's ends inside a slot: those facts one by one.
-        for a, b in edges:
-            if b <= a:
-                continue
-            for kind in COUNTED:
-                for (at,) in conn.execute(
-                    "SELECT at FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?", (kind, a, b)
-                ):
-                    counts = group(buckets.key(at)).counts
-                    counts[kind] = counts.get(kind, 0) + 1
+        for (key, kind), n in _slot_counts(conn, q, buckets.key).items():
+            g = group(key)
+            if kind == "first_resolution":
+                g.resolved_first = n
+            elif kind == "first_contact":
+                g.first_contact = n
+            else:
+                g.counts[kind] = n
 
     # --- timed figures ------------------------------------------------------------------------
-    def measure(a: float | None, b: float) -> float | None:
-        if a is None:
-            return None
-        return b - a if duration is None else duration(a, b)
-
+    # The key in SQL (a column, or the local day/hour number), decoded per group afterwards:
+    # the loops below touch each row once, with no call per row.
+    key_sql, decode = _key_sql(by, q)
     samples: dict[str, dict[Key, list[float]]] = {}
-
-    def add(kind: str, key: Key, value: float | None) -> None:
-        if value is not None:
-            samples.setdefault(kind, {}).setdefault(key, []).append(value)
-
-    col = "NULL" if by is None or timed_key else by
-    for kind in ("first_response", "next_response"):
-        for k, start, at in conn.execute(
-            f"SELECT {col}, start, at FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?{cf}",
-            (kind, *span, *cargs),
-        ):
-            key = buckets.key(at) if buckets is not None else _key(k)
-            add(kind, key, measure(start, at))
-    for k, start, start2, waited, at in conn.execute(
-        f"SELECT {col}, start, start2, value, at FROM kpi_facts WHERE kind = 'resolved'"
-        f" AND at >= ? AND at < ?{cf}",
-        (*span, *cargs),
-    ):
-        key = buckets.key(at) if buckets is not None else _key(k)
-        add("resolution", key, measure(start, at))
-        add("handling", key, measure(start2, at))
-        add("awaiting", key, waited)  # a sum of waits: calendar seconds
+    picks = (
+        ("first_response", "first_response", ("at - start",), ("start",)),
+        ("next_response", "next_response", ("at - start",), ("start",)),
+        # One row, three figures: resolution, handling (when assigned), waiting for an agent.
+        ("resolution", "resolved", ("at - start", "at - start2", "value"), ("start", "start2")),
+    )
+    names = {"resolved": ("resolution", "handling", "awaiting")}
+    for _, kind, values_sql, starts in picks:
+        figures = names.get(kind, (kind,))
+        raw: list[dict[Any, list[float]]] = [{} for _ in figures]
+        if duration is None:
+            sql = (
+                f"SELECT {key_sql}, {', '.join(values_sql)} FROM kpi_facts WHERE kind = ?"
+                f" AND at >= ? AND at < ?{cf}"
+            )
+            for row in conn.execute(sql, (kind, *span, *cargs)):
+                k = row[0]
+                for i, v in enumerate(row[1:]):
+                    if v is not None:
+                        found_list = raw[i].get(k)
+                        if found_list is None:
+                            found_list = raw[i][k] = []
+                        found_list.append(v)
+        else:
+            sql = (
+                f"SELECT {key_sql}, {', '.join(starts)}, at{', value' if kind == 'resolved' else ''}"
+                f" FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?{cf}"
+            )
+            for row in conn.execute(sql, (kind, *span, *cargs)):
+                k, at = row[0], row[1 + len(starts)]
+                for i, a in enumerate(row[1 : 1 + len(starts)]):
+                    if a is not None:
+                        raw[i].setdefault(k, []).append(duration(a, at))
+                if kind == "resolved":  # a sum of waits: calendar seconds
+                    raw[2].setdefault(k, []).append(row[-1])
+        for name, per_key in zip(figures, raw, strict=True):
+            by_key: dict[Key, list[float]] = {}
+            for k, values in per_key.items():
+                by_key.setdefault(decode(k), []).extend(values)
+            samples[name] = by_key
     for kind, by_key in samples.items():
-        everything: list[float] = []
         for key, values in by_key.items():
-            everything.extend(values)
+            values.sort()
             if by is not None:
-                found = summarize(values)
+                found = summarize(values, presorted=True)
                 if found is not None:
                     group(key).timed[kind] = found
-        found = summarize(everything)
+        # Sorted runs merge in linear time.
+        found = summarize(sorted(v for values in by_key.values() for v in values), presorted=True)
         if found is not None:
             totals.timed[kind] = found
 
-    # --- first-contact resolution -----------------------------------------------------------------
-    for k, first, at in conn.execute(
-        f"SELECT {col}, value, at FROM kpi_facts WHERE kind = 'first_resolution'"
-        f" AND at >= ? AND at < ?{cf}",
-        (*span, *cargs),
-    ):
-        one = int(first or 0)
-        totals.resolved_first += 1
-        totals.first_contact += one
+    # --- first-contact resolution (per channel, queue, agent; else counted in slots above) ----
+    fcr_rows = (
+        []
+        if not q.channel and by in (None, "day", "hour")
+        else conn.execute(
+            f"SELECT {key_sql}, COUNT(*), SUM(value) FROM kpi_facts WHERE kind = 'first_resolution'"
+            f" AND at >= ? AND at < ?{cf} GROUP BY 1",
+            (*span, *cargs),
+        ).fetchall()
+    )
+    for k, resolved, first in fcr_rows:
+        if q.channel:
+            totals.resolved_first += int(resolved)
+            totals.first_contact += int(first or 0)
         if by is not None:
-            g = group(buckets.key(at) if buckets is not None else _key(k))
-            g.resolved_first += 1
-            g.first_contact += one
+            g = group(decode(k))
+            g.resolved_first += int(resolved)
+            g.first_contact += int(first or 0)
 
     # --- surveys ------------------------------------------------------------------------------
     column = {"channel": 2, "queue": 3, "agent": 4}.get(by or "")
@@ -637,6 +651,60 @@ def _read(
         ):
             group(_key(k)).backlog = Backlog(int(n), int(waiting), oldest)
     return totals, (groups if by is not None else None)
+
+
+def _slot_counts(
+    conn: sqlite3.Connection, q: StatsQuery, key_of: Callable[[float], Key]
+) -> dict[tuple[Key, str], int]:
+    """Counts of the slotted kinds by (key_of(instant), kind): whole 15-minute slots from
+    `kpi_slots`, the period's ragged ends from the facts."""
+    out: dict[tuple[Key, str], int] = {}
+    lo, hi = math.ceil(q.start / SLOT), math.floor(q.end / SLOT)
+    edges = [(q.start, q.end)]
+    if lo < hi:
+        for kind, slot, n in conn.execute(
+            "SELECT kind, slot, n FROM kpi_slots WHERE slot >= ? AND slot < ?", (lo, hi)
+        ):
+            k = (key_of(slot * SLOT), kind)
+            out[k] = out.get(k, 0) + int(n)
+        edges = [(q.start, lo * SLOT), (hi * SLOT, q.end)]
+    for a, b in edges:
+        if b <= a:
+            continue
+        for kind, at, value in conn.execute(
+            "SELECT kind, at, value FROM kpi_facts WHERE at >= ? AND at < ? AND kind IN"
+            f" ({','.join(repr(k) for k in SLOTTED)})",
+            (a, b),
+        ):
+            for name in (
+                (kind, "first_contact") if kind == "first_resolution" and value else (kind,)
+            ):
+                k = (key_of(at), name)
+                out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _key_sql(by: str | None, q: StatsQuery) -> tuple[str, Callable[[Any], Key]]:
+    """The SQL of a fact's group key, and how to turn its value into the group's label."""
+    if by is None:
+        return "NULL", lambda raw: None
+    if by not in ("day", "hour"):
+        return by, _key
+    parts = segments(q.start, q.end, q.zone)
+    # The zone's offset where `at` falls: numbers computed here, written into the SQL.
+    whens = "".join(f"WHEN at < {seg.end!r} THEN {i} " for i, seg in enumerate(parts[:-1]))
+    index = f"(CASE {whens}ELSE {len(parts) - 1} END)" if whens else "0"
+    offsets = "".join(f"WHEN at < {seg.end!r} THEN {seg.offset} " for seg in parts[:-1])
+    offset = f"(CASE {offsets}ELSE {parts[-1].offset} END)" if offsets else str(parts[0].offset)
+    size = 86400 if by == "day" else 3600
+    # The local day or hour number, and (for an hour) its segment: a repeated hour stays two.
+    sql = f"(CAST((at + {offset}) / {size} AS INTEGER) * 64 + {index})"
+
+    def decode(raw: Any) -> Key:
+        number, i = divmod(int(raw), 64)
+        return bucket_label(by, number, parts[i].offset)
+
+    return sql, decode
 
 
 def _key(raw: Any) -> Key:
