@@ -361,22 +361,6 @@ class SqliteStats(StatsStore):
         result: tuple[int, list[TimedFact]] = await self._tx(op)
         return result
 
-    async def stats_behind(self) -> bool:
-        """Whether events wait to be folded."""
-
-        def op(conn: sqlite3.Connection) -> bool:
-            row = conn.execute(
-                "SELECT value FROM kv WHERE namespace=? AND key=?", (CURSOR_NS, CURSOR_KEY)
-            ).fetchone()
-            cursor = int(row[0]) if row else 0
-            return (
-                conn.execute("SELECT 1 FROM events WHERE id > ? LIMIT 1", (cursor,)).fetchone()
-                is not None
-            )
-
-        result: bool = await self._run(op)
-        return result
-
     # --- reading -----------------------------------------------------------------------------
     async def stats_read(
         self, query: StatsQuery, duration: Duration | None = None

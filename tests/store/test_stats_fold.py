@@ -121,3 +121,37 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted() -> None:
     rows = list(csv.reader(io.StringIO(csv_text(body))))
     assert rows[1][0] == "'=HYPERLINK(1)" and rows[1][1] == "2"
     assert rows[-1][0] == "total"
+
+
+async def test_a_visitor_who_leaves_unanswered_is_abandoned_once_and_an_answered_one_not(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "s.db")
+    classify = lambda attrs: Classification("general", 1, {}, [], None, [])  # noqa: E731
+
+    async def visit(visitor: str, at: float) -> str:
+        msg = InboundMessage(
+            external_id=f"{visitor}-1", sender=Identity("webchat", visitor), text="hi"
+        )
+        out = await store.ingest(IngestRequest("web", "webchat", msg, classify, at, WEEK))
+        assert out.conversation is not None
+        return out.conversation.id
+
+    t0 = utc("2026-03-02T10:00:00")
+    left = await visit("v-left", t0)
+    answered = await visit("v-answered", t0)
+    await store.add_outbound(OutboundRequest(answered, "hello", "agent", "alice", t0 + 60))
+    # Left at +120 s: the first had no answer, the second had one at +60 s.
+    first = await store.record_departure(Identity("webchat", "v-left"), t0 + 120, "web", t0 + 180)
+    again = await store.record_departure(Identity("webchat", "v-left"), t0 + 300, "web", t0 + 360)
+    other = await store.record_departure(
+        Identity("webchat", "v-answered"), t0 + 120, "web", t0 + 180
+    )
+    assert [e.type for e in first] == ["conversation.abandoned"]
+    assert first[0].data["conversation_id"] == left
+    assert again == [] and other == []
+    await fold_all(store)
+    q = StatsQuery(utc("2026-03-02T00:00:00"), utc("2026-03-03T00:00:00"), None, BERLIN, 0)
+    totals = report(q, *await store.stats_read(q))["totals"]
+    assert totals["abandoned"] == {"count": 1, "rate": 0.5}
+    await store.close()
