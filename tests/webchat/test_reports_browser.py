@@ -137,6 +137,14 @@ async def test_the_reports_page_shows_the_days_figures_in_english_and_german(
     await expect(page.locator('#chart-survey path[data-series="CSAT %"]')).to_have_count(1)
     await expect(page.locator('#chart-frt path[data-series="Median"]')).to_have_count(1)
     await page.screenshot(path=artifact("reports-en.png"), full_page=True)
+    # The table's figures as CSV, downloaded from the page.
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Download CSV").click()
+    download = await download_info.value
+    text = Path(await download.path()).read_text()
+    assert download.suggested_filename.endswith(".csv")
+    assert text.splitlines()[0].startswith("agent,conversations,volume_in")
+    assert any(line.startswith("alice,") for line in text.splitlines())
 
     # Grouped by queue instead: general holds all three.
     await page.get_by_label("Table by").select_option("queue")
