@@ -537,13 +537,13 @@ def _read(
     key_sql, decode = _key_sql(by, q)
     samples: dict[str, dict[Key, list[float]]] = {}
     picks = (
-        ("first_response", "first_response", ("at - start",), ("start",)),
-        ("next_response", "next_response", ("at - start",), ("start",)),
+        ("first_response", ("at - start",), ("start",)),
+        ("next_response", ("at - start",), ("start",)),
         # One row, three figures: resolution, handling (when assigned), waiting for an agent.
-        ("resolution", "resolved", ("at - start", "at - start2", "value"), ("start", "start2")),
+        ("resolved", ("at - start", "at - start2", "value"), ("start", "start2")),
     )
     names = {"resolved": ("resolution", "handling", "awaiting")}
-    for _, kind, values_sql, starts in picks:
+    for kind, values_sql, starts in picks:
         figures = names.get(kind, (kind,))
         raw: list[dict[Any, list[float]]] = [{} for _ in figures]
         if duration is None:
