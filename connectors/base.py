@@ -153,6 +153,15 @@ class Typing:
 
 
 @dataclass(slots=True)
+class VisitorLeft:
+    """A live-chat visitor left (e.g. the widget's last socket closed and stayed closed).
+    The core records an abandonment when no agent had replied by `at` (epoch seconds)."""
+
+    sender: Identity
+    at: float
+
+
+@dataclass(slots=True)
 class SubmitResult:
     conversation_id: str | None
     message_id: str | None
@@ -228,7 +237,9 @@ class VerificationResult:
     contact_id: str | None = None
 
 
-Submit = Callable[[InboundMessage | DeliveryReceipt | Typing], Awaitable[SubmitResult]]
+Submit = Callable[
+    [InboundMessage | DeliveryReceipt | Typing | VisitorLeft], Awaitable[SubmitResult]
+]
 # Keep an item the connector cannot take, with the reason; returns the quarantine id. Once it
 # returned the item is durable and the connector acknowledges the provider. This is how a
 # connector says "refuse this, permanently"; any exception it lets out means "try again".

@@ -39,6 +39,7 @@ from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
+from gateway.kpis import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
 from gateway.notices import TimeNotices, WaitBoard, WaitNoticeSource
@@ -161,6 +162,8 @@ class Gateway:
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
         self._time_work()
+        # KPIs (issue 13): folds the event log into rollups; /v1/stats and /metrics read them.
+        self.kpis = Kpis(self.store, self.bus, clock)
         self.verifier = Verifier(
             self.store,
             self.services,
@@ -421,6 +424,7 @@ class Gateway:
         await self.outbox.start()
         await self.deadlines.start()
         await self.wait_board.start()
+        await self.kpis.start()
         self._spawn(self._prune_events())
         log.info(
             "switchboard started",
@@ -435,6 +439,7 @@ class Gateway:
     async def prune_events(self) -> int:
         """Remove the events older than `events.retention` (and beyond `max_events`)."""
         cfg = self.config.events
+        await self.kpis.catch_up()  # the KPI rollups take every event before it goes
         removed = await self.store.prune_events(self.clock() - cfg.retention, cfg.max_events)
         if removed:
             log.info(
@@ -565,6 +570,7 @@ class Gateway:
         await step("wait board", self.wait_board.stop(left(deadline)))
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
+        await step("kpis", self.kpis.stop(left(deadline)))
         if self._http is not None:
             await step("HTTP client", self._http.close())
         await step("store", self.store.close())

@@ -151,7 +151,10 @@ Visibility = Literal["all", "queues", "assigned"]
 class TokenConfig(Strict):
     name: str
     token: SecretStr = Field(min_length=12)
-    role: Literal["admin", "agent", "integration"]
+    role: Literal["admin", "agent", "integration", "supervisor"] = Field(
+        description="admin: everything; agent: as one agent; integration: a helpdesk; "
+        "supervisor: reads /v1/stats and the reports page, nothing else."
+    )
     agent: str | None = Field(None, description="The agent an `agent` token acts as.")
     visibility: Visibility | None = Field(
         None, description="For an `agent` token: overrides `auth.visibility`."

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connectors.base import Attachment, DeliveryReceipt, InboundMessage, SubmitResult, Typing
+from connectors.base import (
+    Attachment,
+    DeliveryReceipt,
+    InboundMessage,
+    SubmitResult,
+    Typing,
+    VisitorLeft,
+)
 from gateway.autoreply import Acknowledger
 from gateway.identity import normalize
 from gateway.metrics import METRICS
@@ -91,10 +98,13 @@ class Ingestor:
         return run
 
     async def submit(
-        self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt | Typing
+        self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt | Typing | VisitorLeft
     ) -> SubmitResult:
         if isinstance(item, Typing):
             return await self._typing(channel, item)
+        if isinstance(item, VisitorLeft):  # KPIs (issue 13): abandonment
+            events = await self.services.visitor_left(channel.name, normalize(item.sender), item.at)
+            return SubmitResult(events[0].data["conversation_id"] if events else None, None)
         if isinstance(item, DeliveryReceipt):
             events = await self.services.apply_receipt(
                 channel.name, item.provider_message_id, item.status, item.reason

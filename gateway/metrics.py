@@ -61,5 +61,48 @@ class Metrics:
             "switchboard_channel_up", "1 when the channel is running", ["channel"], registry=r
         )
 
+        # --- KPIs (issue 13; fed by gateway/kpis.py) ---------------------------------------
+        self.first_response_seconds = Histogram(
+            "switchboard_first_response_seconds",
+            "Seconds from a conversation's creation to its first agent reply",
+            ["channel", "queue"],
+            buckets=(30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 172800),
+            registry=r,
+        )
+        self.resolution_seconds = Histogram(
+            "switchboard_resolution_seconds",
+            "Seconds from a conversation's creation (or reopening) to its resolution",
+            ["channel", "queue"],
+            buckets=(300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800),
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "switchboard_backlog",
+            "Conversations not resolved (open, assigned, pending), by queue",
+            ["queue"],
+            registry=r,
+        )
+        self.queue_waiting = Gauge(
+            "switchboard_queue_waiting",
+            "Conversations whose latest customer message has no agent reply yet, by queue",
+            ["queue"],
+            registry=r,
+        )
+        self.agents_online = Gauge(
+            "switchboard_agents_online", "Agents whose presence is online", registry=r
+        )
+        self.survey_score = Gauge(
+            "switchboard_survey_score",
+            "Survey scores of the last 30 days: csat (% of 4-5), nps (-100..100), ces (mean)",
+            ["kind"],
+            registry=r,
+        )
+        self.survey_responses = Gauge(
+            "switchboard_survey_responses",
+            "Survey answers of the last 30 days",
+            ["kind"],
+            registry=r,
+        )
+
 
 METRICS = Metrics()

@@ -36,6 +36,7 @@ from connectors.base import (
     SubmitResult,
     Typing,
     Unavailable,
+    VisitorLeft,
 )
 from gateway.ingest import ChannelInfo, RejectedMessage
 from gateway.metrics import METRICS
@@ -47,7 +48,7 @@ log = logging.getLogger("switchboard.quarantine")
 # A normalised message the core refused, when the provider's own form (raw) is not known.
 INBOUND_JSON = "application/vnd.switchboard.inbound+json"
 
-Item = InboundMessage | DeliveryReceipt | Typing
+Item = InboundMessage | DeliveryReceipt | Typing | VisitorLeft
 Ingest = Callable[[ChannelInfo, Item], Awaitable[SubmitResult]]
 
 
@@ -161,7 +162,7 @@ class QuarantineService:
         self.channels[info.name] = info
 
         async def submit(item: Item) -> SubmitResult:
-            if isinstance(item, Typing):
+            if isinstance(item, Typing | VisitorLeft):
                 return await self.ingest(info, item)
             key = (info.name, _key(item))
             try:

@@ -26,6 +26,7 @@ from gateway.store.base import (
     OutboundRequest,
     QuarantinedItem,
     Scope,
+    StatsStore,
     Store,
     WaitUpdate,
     escalation_store,
@@ -74,6 +75,15 @@ class Services:
         ):
             self.wake_routing()
         return outcome
+
+    async def visitor_left(self, channel: str, identity: Identity, at: float) -> list[Event]:
+        """A live-chat visitor left: `conversation.abandoned` when no agent had answered."""
+        store = self.store
+        if not isinstance(store, StatsStore):
+            return []
+        events = await store.record_departure(identity, at, channel, self.clock())
+        self.committed(events)
+        return events
 
     async def apply_receipt(
         self, channel: str, provider_message_id: str, status: str, reason: str | None

@@ -56,6 +56,7 @@ from connectors.base import (
     Refused,
     Typing,
     VerificationResult,
+    VisitorLeft,
     WaitStatus,
 )
 from connectors.http import (
@@ -173,6 +174,8 @@ class WebchatConnector(Connector):
         self._profiles: dict[str, dict[str, str]] = {}
         self._sent_at: dict[str, collections.deque[float]] = {}
         self._typing: dict[str, float] = {}  # visitor → when we last forwarded typing=True
+        self._wrote: set[str] = set()  # visitors who sent a message while connected here
+        self._leaving: dict[str, asyncio.Task[None]] = {}  # visitor → its departure timer
         self._agents_online: int | None = None
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
@@ -193,6 +196,9 @@ class WebchatConnector(Connector):
 
     async def stop(self) -> None:
         self._stopping = True
+        for task in self._leaving.values():  # shutting down is not the visitors leaving
+            task.cancel()
+        self._leaving.clear()
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -310,6 +316,9 @@ class WebchatConnector(Connector):
             return ws
         sock = _Socket(ws, visitor, origin, issued_at, _language(frame.get("language")))
         group.add(sock)
+        leaving = self._leaving.pop(visitor, None)
+        if leaving is not None:
+            leaving.cancel()  # back (a reload, another page): not gone
         try:
             await self._welcome(sock, token, refused)
             await self._serve(sock)
@@ -320,7 +329,23 @@ class WebchatConnector(Connector):
                 self._profiles.pop(visitor, None)
                 if self._typing.pop(visitor, None) is not None:
                     await self._forward_typing(visitor, False)
+                if visitor in self._wrote and not self._stopping:
+                    self._leaving[visitor] = asyncio.create_task(self._left(visitor, time.time()))
         return ws
+
+    async def _left(self, visitor: str, at: float) -> None:
+        """The visitor's last socket closed at `at`: if it stays closed for `abandon_after`,
+        tell the core that the visitor left."""
+        await asyncio.sleep(self.settings.abandon_after)
+        if self._leaving.get(visitor) is asyncio.current_task():
+            del self._leaving[visitor]
+        if visitor in self._sockets:
+            return
+        self._wrote.discard(visitor)
+        try:
+            await self.ctx.submit(VisitorLeft(Identity(KIND, visitor), at))
+        except Exception:
+            self.ctx.log.exception("webchat departure not recorded")
 
     def _identify(self, token: Any, origin: str | None) -> tuple[str, str, int, str | None]:
         """(visitor id, renewed token, issued_at, why the given token was refused). A token
@@ -467,6 +492,7 @@ class WebchatConnector(Connector):
                 ws, "unavailable", "The message could not be stored; retrying.", client_id
             )
             return
+        self._wrote.add(visitor)
         if self._typing.pop(visitor, None) is not None:
             await self._forward_typing(visitor, False)
         await self._renew_in_use(sock)

@@ -48,6 +48,13 @@ class WebchatSettings(ConnectorSettings):
     )
     history_limit: int = Field(200, ge=0, le=2000, description="Messages restored on (re)connect.")
     heartbeat: float = Field(30.0, gt=0, description="Seconds between WebSocket pings.")
+    abandon_after: float = Field(
+        60.0,
+        ge=0,
+        description="A visitor who wrote and whose last socket stays closed this many seconds "
+        "has left (a reload or a new page is back sooner): reported to the core, which "
+        "counts an abandonment when no agent had replied.",
+    )
     token_ttl: float = Field(
         30 * 86400.0,
         gt=0,

@@ -1,4 +1,5 @@
-"""Bearer tokens with roles: `admin`, `agent` (bound to one agent id), `integration`.
+"""Bearer tokens with roles: `admin`, `agent` (bound to one agent id), `integration`,
+`supervisor` (reads the KPIs and the reports page, nothing else: `SUPERVISOR_READS`).
 
 An agent token carries a `Scope` (what it sees and acts on, from `auth.visibility`), which
 every store operation checks inside its transaction."""
@@ -13,6 +14,9 @@ from aiohttp import web
 from connectors.http import bearer_token, fail, token_bytes
 from gateway.config import AgentConfig, AuthConfig, TokenConfig
 from gateway.store.base import Scope
+
+# What a supervisor token may read; every other route answers it 403.
+SUPERVISOR_READS = frozenset({"/v1/me", "/v1/stats", "/v1/stats/survey-responses"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,10 @@ class Authenticator:
         principal = self.lookup(token)
         if principal is None:
             fail(401, "unauthenticated", "invalid token")
+        if principal.role == "supervisor" and (
+            request.method not in ("GET", "HEAD") or request.path not in SUPERVISOR_READS
+        ):
+            fail(403, "forbidden", "a supervisor token reads /v1/stats and /v1/me only")
         return principal
 
 

@@ -31,5 +31,6 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     if not request.app[AUTH].metrics_allowed(request):
         fail(401, "unauthenticated", "GET /metrics needs the metrics token (auth.metrics_token)")
+    await gateway_of(request).kpis.refresh_gauges()
     body = generate_latest(METRICS.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -26,6 +26,7 @@ from gateway.api import schemas as out
 
 ALL = ("admin", "agent", "integration")
 ADMIN = ("admin",)
+STATS_READERS = ("admin", "supervisor")
 
 _ERRORS = {
     400: "Malformed request: not JSON, not UTF-8, a bad query parameter.",
@@ -69,6 +70,7 @@ class Op:
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     description: str = ""
+    also: tuple[str, ...] = ()  # further media types of the answer (e.g. text/csv)
 
 
 CONV = "/v1/conversations/{id}"
@@ -302,6 +304,48 @@ OPERATIONS: tuple[Op, ...] = (
     ),
 )
 
+STATS_PERIOD = (
+    q(
+        "from",
+        "Start: a date (local midnight in `tz`) or an ISO date-time; default `to` - 7 days.",
+    ),
+    q("to", "End (exclusive): a date means through the end of that local day; default now."),
+    q("tz", "IANA time zone for dates and for day/hour buckets; default UTC."),
+    q(
+        "format",
+        "csv: the same figures as CSV (also with `Accept: text/csv`).",
+        enum=["json", "csv"],
+    ),
+)
+OPERATIONS += (
+    Op(
+        "GET",
+        "/v1/stats",
+        "The KPIs of a period, in total and grouped",
+        STATS_READERS,
+        out.StatsReport,
+        query=(
+            q("group_by", "", enum=["channel", "queue", "agent", "day", "hour"]),
+            q("channel", "Only this channel's figures (e.g. volume per day of one channel)."),
+            *STATS_PERIOD,
+        ),
+        also=("text/csv",),
+        description="Computed from the event log's KPI rollups; every figure's definition "
+        "is in the `Figures` schema. Durations are calendar seconds. CSV: one row per "
+        "group and a `total` row.",
+    ),
+    Op(
+        "GET",
+        "/v1/stats/survey-responses",
+        "Survey responses sent in a period",
+        STATS_READERS,
+        out.SurveyResponseList,
+        query=STATS_PERIOD,
+        also=("text/csv",),
+        description="Empty until surveys exist. CSV with `format=csv` or `Accept: text/csv`.",
+    ),
+)
+
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (out.Error,)
 
 
@@ -347,6 +391,8 @@ def _operation(op: Op) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(op.ok): {"description": op.summary, **_media(op.response)},
     }
+    for media in op.also:
+        responses[str(op.ok)].setdefault("content", {})[media] = {"schema": {"type": "string"}}
     for status in sorted(statuses):
         if str(status) not in responses:
             responses[str(status)] = _error(status)

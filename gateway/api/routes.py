@@ -14,6 +14,7 @@ from gateway.api import (
     openapi,
     quarantine,
     routing,
+    stats,
     stream,
 )
 
@@ -44,6 +45,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/openapi.json", openapi.openapi_json)
     quarantine.add_routes(app)
     offers.add_routes(app)
+    stats.add_routes(app)
     from gateway import console
 
     console.add_routes(app)

@@ -45,7 +45,7 @@ class Readiness(Out):
 
 class Me(Out):
     name: str
-    role: Literal["admin", "agent", "integration"]
+    role: Literal["admin", "agent", "integration", "supervisor"]
     agent: str | None
 
 
@@ -274,3 +274,122 @@ class InboundAccepted(Out):
     conversation_id: str | None
     message_id: str | None
     duplicate: bool
+
+
+# --- /v1/stats (issue 13): each figure's definition is gateway.stats.DEFINITIONS ----------
+class TimeFigure(Out):
+    """Samples of a duration in seconds; median, p90 and mean are null without a sample."""
+
+    count: int
+    median: float | None
+    p90: float | None = Field(description="Nearest rank: the ⌈0.9·count⌉-th smallest sample.")
+    mean: float | None
+
+
+class FcrFigure(Out):
+    resolved: int
+    first_contact: int
+    rate: float | None
+
+
+class BacklogFigure(Out):
+    open: int
+    waiting: int
+    oldest_waiting: float | None = Field(description="Seconds.")
+
+
+class AbandonedFigure(Out):
+    count: int
+    rate: float | None
+
+
+class CsatFigure(Out):
+    responses: int
+    percent: float | None
+
+
+class NpsFigure(Out):
+    responses: int
+    promoters: int
+    detractors: int
+    score: float | None
+
+
+class CesFigure(Out):
+    responses: int
+    mean: float | None
+
+
+class SurveyRateFigure(Out):
+    sent: int
+    answered: int
+    rate: float | None
+
+
+class SlaFigure(Out):
+    attainment: float | None
+    breaches: int | None
+
+
+def _d(name: str) -> Any:
+    from gateway.stats import DEFINITIONS
+
+    return Field(description=DEFINITIONS[name])
+
+
+class Figures(Out):
+    conversations: int = _d("conversations")
+    volume_in: int = _d("volume_in")
+    volume_out: int = _d("volume_out")
+    first_response: TimeFigure = _d("first_response")
+    next_response: TimeFigure = _d("next_response")
+    resolution: TimeFigure = _d("resolution")
+    first_contact_resolution: FcrFigure = _d("first_contact_resolution")
+    handling: TimeFigure = _d("handling")
+    awaiting_agent: TimeFigure = _d("awaiting_agent")
+    reopened: int = _d("reopened")
+    backlog: BacklogFigure | None = _d("backlog")
+    abandoned: AbandonedFigure = _d("abandoned")
+    csat: CsatFigure = _d("csat")
+    nps: NpsFigure = _d("nps")
+    ces: CesFigure = _d("ces")
+    survey_response_rate: SurveyRateFigure = _d("survey_response_rate")
+    sla: SlaFigure = _d("sla")
+
+
+class GroupFigures(Figures):
+    key: str | None = Field(
+        description="The channel, queue or agent (null: no assignee), the local day "
+        "(2026-11-29) or the local hour (2026-11-29T14:00+01:00)."
+    )
+
+
+class StatsReport(Out):
+    from_: str = Field(alias="from")
+    to: str
+    tz: str
+    group_by: Literal["channel", "queue", "agent", "day", "hour"] | None
+    channel: str | None = Field(description="The `channel` filter, if one was given.")
+    generated_at: str
+    totals: Figures
+    groups: list[GroupFigures] | None = Field(
+        description="One entry per group; for day and hour every bucket of the period."
+    )
+
+
+class SurveyResponseOut(Out):
+    id: str
+    conversation_id: str | None
+    contact_id: str | None
+    channel: str | None
+    kind: Literal["csat", "nps", "ces"]
+    score: int | None
+    comment: str | None
+    agent_id: str | None
+    queue: str | None
+    sent_at: str | None
+    answered_at: str | None
+
+
+class SurveyResponseList(Out):
+    items: list[SurveyResponseOut]

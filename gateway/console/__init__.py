@@ -59,9 +59,16 @@ async def console_page(request: web.Request) -> web.Response:
     return web.Response(body=_asset("index.html"), headers=_headers(request, TYPES[".html"], True))
 
 
+async def reports_page(request: web.Request) -> web.Response:
+    """The supervisors' reports (issue 13): KPIs of `/v1/stats` as charts and a table."""
+    return web.Response(
+        body=_asset("reports.html"), headers=_headers(request, TYPES[".html"], True)
+    )
+
+
 async def console_asset(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    if name not in ("console.js", "console.css"):
+    if name not in ("console.js", "console.css", "reports.js", "reports.css"):
         raise web.HTTPNotFound()
     suffix = name[name.rindex(".") :]
     return web.Response(body=_asset(name), headers=_headers(request, TYPES[suffix], False))
@@ -107,4 +114,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/", demo_page)
     r.add_get("/console", console_page)
     r.add_get("/console/", to_console)
+    r.add_get("/console/reports", reports_page)
     r.add_get("/console/{name}", console_asset)

@@ -18,6 +18,7 @@ from typing import Any
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
 from gateway.model import AgentState, Contact, Conversation, Event, Message
+from gateway.stats import Duration, Group, Key, StatsQuery, TimedFact
 
 
 class StoreError(Exception):
@@ -781,3 +782,33 @@ def escalation_store(store: Store) -> EscalationStore:
     if not isinstance(store, EscalationStore):
         raise TypeError(f"{type(store).__name__} has no escalation role")
     return store
+
+
+# --- KPI rollups (issue 13; gateway/stats.py, gateway/store/sqlite_stats.py) ---------------
+class StatsStore(ABC):
+    """The store's role behind `/v1/stats`: fold the event log into KPI facts, read them."""
+
+    @abstractmethod
+    async def stats_fold(self, limit: int = 2000) -> tuple[int, list[TimedFact]]:
+        """Fold up to `limit` events after the fold's cursor (atomically with the cursor);
+        returns how many were folded and the first responses / resolutions recorded."""
+
+    @abstractmethod
+    async def stats_read(
+        self, query: StatsQuery, duration: Duration | None = None
+    ) -> tuple[Group, dict[Key, Group] | None]:
+        """The raw figures of the period: totals, and each group's when grouped."""
+
+    @abstractmethod
+    async def survey_rows(self, start: float, end: float) -> list[tuple[Any, ...]]:
+        """Survey responses sent in [start, end); none while there is no survey table."""
+
+    @abstractmethod
+    async def stats_gauges(self, now: float, survey_window: float) -> dict[str, Any]:
+        """Backlog and waiting by queue, agents online, recent survey tallies."""
+
+    @abstractmethod
+    async def record_departure(
+        self, identity: Identity, left_at: float, channel: str, now: float
+    ) -> list[Event]:
+        """A live-chat visitor left; `conversation.abandoned` if no agent had replied."""

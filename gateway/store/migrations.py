@@ -428,4 +428,63 @@ INSERT INTO presence_stamps(agent_id, presence, since)
     SELECT id, presence, CAST(strftime('%s', 'now') AS REAL) FROM agents
 """,
     ),
+    (
+        14,
+        """
+-- KPI rollups (gateway/stats.py), folded from the event log by `SqliteStats.stats_fold`.
+-- One row per conversation: what the fold needs to know between events.
+CREATE TABLE kpi_conversations (
+    conversation_id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    agent TEXT,
+    created_at REAL NOT NULL,
+    cycle_started_at REAL NOT NULL,
+    assigned_at REAL,
+    first_response_at REAL,
+    first_resolved_at REAL,
+    replies INTEGER NOT NULL DEFAULT 0,
+    reopens INTEGER NOT NULL DEFAULT 0,
+    wait_started_at REAL,
+    awaiting REAL NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX kpi_conversations_active ON kpi_conversations(queue, agent) WHERE active = 1;
+-- One row per fact (a message, a response, a resolution ...), clustered by (kind, at): a
+-- period of one kind is one range read, and its count a count of the key range; `seq`
+-- keeps facts of one instant apart. A resolution carries its cycle's start (`start`), its
+-- assignment (`start2`) and the seconds the customer waited for an agent (`value`).
+CREATE TABLE kpi_facts (
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    start REAL,
+    start2 REAL,
+    value REAL,
+    conversation_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    agent TEXT,
+    PRIMARY KEY (kind, at, seq)
+) WITHOUT ROWID;
+-- Counting one channel's, queue's or agent's facts of a period is a range of one of these.
+CREATE INDEX kpi_facts_channel ON kpi_facts(kind, channel, at);
+CREATE INDEX kpi_facts_queue ON kpi_facts(kind, queue, at);
+CREATE INDEX kpi_facts_agent ON kpi_facts(kind, agent, at);
+-- Facts counted per 15-minute slot (every zone's offset is a multiple of 15 minutes): the
+-- counts of local days and hours without reading the facts.
+CREATE TABLE kpi_slots (
+    kind TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (kind, slot)
+) WITHOUT ROWID;
+-- The channels, queues and agents that facts name (a group per value).
+CREATE TABLE kpi_keys (
+    dim TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (dim, value)
+) WITHOUT ROWID
+""",
+    ),
 ]

@@ -14,6 +14,7 @@ from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
 from gateway.store.sqlite.routing import SqliteRouting
 from gateway.store.sqlite_escalation import SqliteEscalation
+from gateway.store.sqlite_stats import SqliteStats
 from gateway.store.sqlite_time import SqliteTime
 
 
@@ -28,6 +29,7 @@ class SqliteStore(
     SqliteQuarantine,
     SqliteTime,
     SqliteEscalation,
+    SqliteStats,
     Store,
 ):
     """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""
