@@ -37,6 +37,7 @@ from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.deadlines import Deadlines
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
+from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.metrics import METRICS
@@ -47,6 +48,8 @@ from gateway.registry import ConnectorRegistry, default_registry
 from gateway.services import Services
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
+from gateway.surveys import web as surveys_web
+from gateway.surveys.service import Surveys
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
@@ -134,6 +137,8 @@ class Gateway:
         )
         self.services.wake_outbox = self.outbox.poke
         self.services.wake_routing = self.dispatcher.poke
+        # Texts for customers, in their language (gateway/i18n.py).
+        self.texts = Texts(self.config.texts.overrides(), self.config.texts.default_language)
         self.ingestor = Ingestor(
             self.store,
             self.services,
@@ -141,9 +146,28 @@ class Gateway:
             self.config.conversations.reopen_window,
             clock,
             acknowledger=Acknowledger(
-                self.config.conversations.acknowledgement, self.store, self.services.reply, clock
+                self.config.conversations.acknowledgement,
+                self.store,
+                self.services.reply,
+                clock,
+                self.texts,
             ),
         )
+        # Surveys after resolution (gateway/surveys/): a deadline source, and answers taken
+        # before ingest.
+        self.surveys: Surveys | None = None
+        if self.config.surveys is not None:
+            self.surveys = Surveys(
+                self.config.surveys,
+                self.store,
+                self.services,
+                self.texts,
+                clock,
+                {c.name: self.registry.get(c.type).kind for c in self.config.channels},
+                self.public_url,
+            )
+            self.deadlines.add(self.surveys)
+            self.ingestor.intercept = self.surveys.intercept
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -177,6 +201,7 @@ class Gateway:
         self.app[GATEWAY] = self
         self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
         add_routes(self.app)
+        surveys_web.add_routes(self.app)
         self.port: int | None = None
 
     # --- services for the API --------------------------------------------------------------
@@ -192,6 +217,10 @@ class Gateway:
             event.type == "conversation.assigned" and event.data.get("by") != "router"
         ):
             self.dispatcher.poke()
+
+    def public_url(self) -> str:
+        """The base URL customers reach this gateway at (links in messages)."""
+        return self.config.server.public_url or f"http://{self.config.server.host}:{self.port}"
 
     async def send_reply(self, request: OutboundRequest) -> Message:
         return await self.services.reply(request)
@@ -355,6 +384,8 @@ class Gateway:
         await self.store.sync_agents(
             [(a.id, a.presence, dict(a.capacity)) for a in self.config.agents]
         )
+        if self.surveys is not None:
+            await self.surveys.start()
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
         openapi.mount(self.app, self.connectors.values())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,11 @@ class Ingestor:
         self.reopen_window = reopen_window
         self.clock = clock
         self.max_text_chars = max_text_chars
+        # Takes a message before it is ingested when it answers a survey (gateway/surveys/):
+        # recorded there, it opens, reopens and routes nothing. None: ingest it.
+        self.intercept: (
+            Callable[[ChannelInfo, InboundMessage], Awaitable[SubmitResult | None]] | None
+        ) = None
 
     def classifier(
         self, channel: ChannelInfo, msg: InboundMessage
@@ -101,6 +106,10 @@ class Ingestor:
             msg.extra_identities = [normalize(i) for i in msg.extra_identities]
         except ValueError as exc:
             raise RejectedMessage(str(exc)) from exc
+        if self.intercept is not None:
+            answered = await self.intercept(channel, msg)
+            if answered is not None:
+                return answered
         blobs: dict[str, tuple[str, bytes]] = {}
         attachments: list[dict[str, Any]] = []
         for att in msg.attachments:

@@ -51,6 +51,7 @@ from gateway.store.base import (
 )
 from gateway.store.migrations import MIGRATIONS
 from gateway.store.sqlite_quarantine import SqliteQuarantine
+from gateway.store.sqlite_surveys import SqliteSurveys
 
 T = TypeVar("T")
 
@@ -63,7 +64,7 @@ _dumps = dumps
 _loads = loads
 
 
-class SqliteStore(SqliteQuarantine, Store):
+class SqliteStore(SqliteQuarantine, SqliteSurveys, Store):
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):
             raise ValueError("synchronous is NORMAL or FULL")
@@ -775,7 +776,7 @@ class SqliteStore(SqliteQuarantine, Store):
                 "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html,"
                 " COALESCE(m.subject, c.subject),"
                 " m.automated, COALESCE(o.to_kind, c.reply_kind), COALESCE(o.to_address, c.reply_address),"
-                " c.thread_token, m.sender_id, m.created_at"
+                " c.thread_token, m.sender_id, m.created_at, json_extract(m.metadata, '$.prompt')"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
@@ -817,6 +818,7 @@ class SqliteStore(SqliteQuarantine, Store):
                         automatic=bool(r[7]),
                         sender_name=r[11],
                         queued_at=r[12],
+                        prompt=_loads(r[13]) if r[13] else None,
                     )
                 )
             return items
