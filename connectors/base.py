@@ -127,6 +127,9 @@ class Prompt:
     # A provider template to use when free text cannot be sent (WhatsApp outside the
     # 24-hour window): {"content_sid": ..., "variables": {...}}.
     template: dict[str, Any] | None = None
+    # Short texts in the customer's language a channel may show with its controls:
+    # `comment_prompt`, `comment_submit`, `thanks`.
+    texts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -86,6 +86,7 @@ def prompt_of(stored: dict[str, Any] | None) -> Prompt | None:
         optout_url=stored.get("optout_url"),
         comment=bool(stored.get("comment")),
         template=stored.get("template"),
+        texts=dict(stored.get("texts") or {}),
     )
 
 

@@ -166,6 +166,10 @@ class Surveys:
             "comment": self.config.comment,
             "comment_url": f"{base}/surveys/{token}" if email else None,
             "optout_url": f"{base}/surveys/{token}/optout" if email else None,
+            "texts": {
+                key: t.text(f"survey.{key}", lang)
+                for key in ("comment_prompt", "comment_submit", "thanks", "optout_link")
+            },
         }
         tpl = self.config.whatsapp_template
         if template and tpl is not None:
