@@ -317,12 +317,12 @@ class TwilioWhatsAppConnector(TwilioConnector):
         if message.prompt is not None and message.prompt.template:
             # A survey outside the window: the template the core chose for it.
             chosen = message.prompt.template
-            content = [("ContentSid", str(chosen["content_sid"]))]
+            survey = [("ContentSid", str(chosen["content_sid"]))]
             if chosen.get("variables"):
-                content.append(
+                survey.append(
                     ("ContentVariables", json.dumps(chosen["variables"], ensure_ascii=False))
                 )
-            return content
+            return survey
         template = self.settings.whatsapp_template
         if template is None:
             return DeliveryResult.failed(
