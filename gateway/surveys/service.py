@@ -168,7 +168,13 @@ class Surveys:
             "optout_url": f"{base}/surveys/{token}/optout" if email else None,
             "texts": {
                 key: t.text(f"survey.{key}", lang)
-                for key in ("comment_prompt", "comment_submit", "thanks", "optout_link")
+                for key in (
+                    "comment_prompt",
+                    "comment_submit",
+                    "comment_thanks",
+                    "thanks",
+                    "optout_link",
+                )
             },
         }
         tpl = self.config.whatsapp_template

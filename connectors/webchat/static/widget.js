@@ -130,6 +130,8 @@
     ".choice.chosen{background:#2447d5;color:#fff}",
     ".choice:disabled{cursor:default}",
     ".survey-comment{display:flex;flex-direction:column;gap:6px;margin-top:6px;width:100%}",
+    ".survey-comment label{display:flex;flex-direction:column;gap:4px;font-size:14px}",
+    ".survey-comment textarea{flex:none;width:100%;min-height:60px}",
     ".survey-thanks{font-size:13px;color:#16652c;font-weight:600;margin-top:4px}"
   ].join("\n");
 
@@ -516,6 +518,7 @@
         b.setAttribute("aria-pressed", "true");
         box.appendChild(el("div", { className: "survey-thanks", role: "status" }, texts.thanks || "Thank you!"));
         if (prompt.comment) { renderComment(box, prompt, texts); }
+        log.scrollTop = log.scrollHeight;
       });
       buttons.push(b);
       box.appendChild(b);
@@ -540,6 +543,9 @@
       area.disabled = true;
       submit.disabled = true;
       form.classList.add("sent");
+      form.appendChild(el("div", { className: "survey-thanks", role: "status" },
+        texts.comment_thanks || "Thank you!"));
+      log.scrollTop = log.scrollHeight;
     });
     box.appendChild(form);
   }
