@@ -630,6 +630,13 @@ class SurveyStore(ABC):
     async def survey_get(self, response_id: str) -> SurveyResponse: ...
 
     @abstractmethod
+    async def survey_match(
+        self, identity: Identity, channel: str, external_id: str, since: float
+    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
+        """For one inbound message, in one read: the response it already answered (a
+        redelivery), and the survey it may answer (`survey_open_for`)."""
+
+    @abstractmethod
     async def survey_open_for(
         self, identity: Identity, channel: str, since: float
     ) -> SurveyResponse | None:

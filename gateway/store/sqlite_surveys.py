@@ -228,33 +228,52 @@ class SqliteSurveys(SurveyStore):
         result: SurveyResponse = await self._run(lambda conn: self._survey(conn, response_id))
         return result
 
+    async def survey_match(
+        self, identity: Identity, channel: str, external_id: str, since: float
+    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
+        def op(conn: sqlite3.Connection) -> tuple[SurveyResponse | None, SurveyResponse | None]:
+            return self._answered_by(conn, channel, external_id), self._open_for(
+                conn, identity, channel, since
+            )
+
+        result: tuple[SurveyResponse | None, SurveyResponse | None] = await self._run(op)
+        return result
+
+    def _open_for(
+        self, conn: sqlite3.Connection, identity: Identity, channel: str, since: float
+    ) -> SurveyResponse | None:
+        contact_id = self._contact_of(conn, identity)
+        if contact_id is None:
+            return None
+        row = conn.execute(
+            f"SELECT {_COLS} FROM survey_responses WHERE contact_id=? AND channel=?"
+            " AND answered_at IS NULL AND sent_at >= ? ORDER BY sent_at DESC LIMIT 1",
+            (contact_id, channel, since),
+        ).fetchone()
+        return None if row is None else _response(row)
+
+    @staticmethod
+    def _answered_by(
+        conn: sqlite3.Connection, channel: str, external_id: str
+    ) -> SurveyResponse | None:
+        row = conn.execute(
+            f"SELECT {_COLS} FROM survey_responses WHERE answer_channel=? AND answer_external_id=?",
+            (channel, external_id),
+        ).fetchone()
+        return None if row is None else _response(row)
+
     async def survey_open_for(
         self, identity: Identity, channel: str, since: float
     ) -> SurveyResponse | None:
-        def op(conn: sqlite3.Connection) -> SurveyResponse | None:
-            contact_id = self._contact_of(conn, identity)
-            if contact_id is None:
-                return None
-            row = conn.execute(
-                f"SELECT {_COLS} FROM survey_responses WHERE contact_id=? AND channel=?"
-                " AND answered_at IS NULL AND sent_at >= ? ORDER BY sent_at DESC LIMIT 1",
-                (contact_id, channel, since),
-            ).fetchone()
-            return None if row is None else _response(row)
-
-        result: SurveyResponse | None = await self._run(op)
+        result: SurveyResponse | None = await self._run(
+            lambda conn: self._open_for(conn, identity, channel, since)
+        )
         return result
 
     async def survey_answered_by(self, channel: str, external_id: str) -> SurveyResponse | None:
-        def op(conn: sqlite3.Connection) -> SurveyResponse | None:
-            row = conn.execute(
-                f"SELECT {_COLS} FROM survey_responses WHERE answer_channel=?"
-                " AND answer_external_id=?",
-                (channel, external_id),
-            ).fetchone()
-            return None if row is None else _response(row)
-
-        result: SurveyResponse | None = await self._run(op)
+        result: SurveyResponse | None = await self._run(
+            lambda conn: self._answered_by(conn, channel, external_id)
+        )
         return result
 
     async def survey_answer(

@@ -27,6 +27,7 @@ from gateway.ids import new_id
 from gateway.ingest import ChannelInfo
 from gateway.services import Services
 from gateway.store.base import (
+    Conflict,
     NotFound,
     OutboundRequest,
     Store,
@@ -110,9 +111,14 @@ class Surveys:
         send = None
         if decision.kind is not None:
             send = self._question(facts, decision.kind, kind_of_channel, decision.template, now)
-        sent = await self.services.survey_decide(
-            conv.id, conv.resolved_at or 0.0, decision.outcome, send
-        )
+        try:
+            sent = await self.services.survey_decide(
+                conv.id, conv.resolved_at or 0.0, decision.outcome, send
+            )
+        except Conflict as exc:  # no address to write to: decided, not sent
+            log.info("no survey", extra={"conversation": conv.id, "reason": str(exc)})
+            await self.services.survey_decide(conv.id, conv.resolved_at or 0.0, "no_address", None)
+            return
         if sent is not None:
             log.info(
                 "survey sent",
@@ -202,15 +208,14 @@ class Surveys:
         """Record `msg` when it answers a survey (its result), else None: ingest it."""
         if msg.automated:
             return None
-        done = await self.surveys.survey_answered_by(channel.name, msg.external_id)
+        now = self.clock()
+        done, open_ = await self.surveys.survey_match(
+            msg.sender, channel.name, msg.external_id, now - self.config.answer_window
+        )
         if done is not None:  # a redelivered answer
             return SubmitResult(done.conversation_id, None, duplicate=True)
         if msg.answer is not None:
             return await self._control_answer(channel, msg)
-        now = self.clock()
-        open_ = await self.surveys.survey_open_for(
-            msg.sender, channel.name, now - self.config.answer_window
-        )
         if open_ is None:
             return None
         reply = read_reply(msg.text, open_.kind)

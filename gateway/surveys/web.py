@@ -149,6 +149,11 @@ def _thanks_page(surveys: Surveys, response: SurveyResponse, token: str) -> web.
         parts.append(
             f'<p id="score">{html.escape(t.text("survey.recorded", lang, score=response.score))}</p>'
         )
+    if response.answered_at is not None:  # the date as the customer writes it (Babel)
+        when = t.datetime(response.answered_at, lang)
+        parts.append(
+            f'<p id="when">{html.escape(t.text("survey.answered_on", lang, date=when))}</p>'
+        )
     if response.comment is not None:
         parts.append(f'<p id="done">{html.escape(t.text("survey.comment_thanks", lang))}</p>')
     elif surveys.config.comment and response.score is not None:

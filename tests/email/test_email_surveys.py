@@ -53,6 +53,7 @@ async def test_csat_by_email_link_then_comment_and_a_tampered_link_refused(
         page = await resp.text()
         assert resp.headers["Referrer-Policy"] == "no-referrer"
     assert "Your answer: 4. Thank you!" in page and "<textarea" in page
+    assert re.search(r"Answered on \w{3} \d{1,2}, \d{4}", page)  # Babel, in English
     [answered] = await surveys(client)
     assert (answered["score"], answered["comment"]) == (4, None)
 

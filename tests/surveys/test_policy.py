@@ -146,6 +146,14 @@ def test_decide(
         ("123", "csat", None),
         ("my printer broke again", "csat", None),
         ("", "csat", None),
+        # an email reply: the quoted question under the answer is not the comment
+        (
+            "4 thanks\n\nOn Mon, 2 Mar 2026, Support <s@example.com> wrote:\n> How satisfied?",
+            "csat",
+            Reply(score=4, comment="thanks"),
+        ),
+        ("5\r\n\r\n> How satisfied are you?\r\n> 1 = very dissatisfied", "csat", Reply(score=5)),
+        ("2\nAm 02.03.2026 schrieb Support:\n> Wie zufrieden?", "csat", Reply(score=2)),
         ("STOP", "csat", Reply(stop=True)),
         ("Stopp.", "nps", Reply(stop=True)),
         ("keine Umfragen!", "csat", Reply(stop=True)),
