@@ -72,14 +72,16 @@ class SqliteSurveys(SurveyStore):
         where, args = _queue_filter(queues)
 
         def op(conn: sqlite3.Connection) -> float | None:
+            # In resolution order through the partial index, stopping at the first one not
+            # decided: the planner would otherwise walk every resolved conversation.
             row = conn.execute(
-                "SELECT MIN(c.resolved_at) FROM conversations c"
+                "SELECT c.resolved_at FROM conversations c INDEXED BY conversations_resolved_at"
                 " WHERE c.status='resolved' AND c.resolved_at >= ?" + where + " AND NOT EXISTS"
                 " (SELECT 1 FROM survey_decisions d WHERE d.conversation_id = c.id"
-                " AND d.resolved_at = c.resolved_at)",
+                " AND d.resolved_at = c.resolved_at) ORDER BY c.resolved_at LIMIT 1",
                 (horizon, *args),
             ).fetchone()
-            return None if row[0] is None else float(row[0]) + delay
+            return None if row is None else float(row[0]) + delay
 
         result: float | None = await self._run(op)
         return result
@@ -98,7 +100,7 @@ class SqliteSurveys(SurveyStore):
         def op(conn: sqlite3.Connection) -> list[SurveyFacts]:
             rows = conn.execute(
                 f"SELECT {', '.join('c.' + col.strip() for col in self._CONV_COLS.split(','))}"
-                " FROM conversations c"
+                " FROM conversations c INDEXED BY conversations_resolved_at"
                 " WHERE c.status='resolved' AND c.resolved_at >= ? AND c.resolved_at <= ?"
                 + where
                 + " AND NOT EXISTS (SELECT 1 FROM survey_decisions d WHERE d.conversation_id = c.id"

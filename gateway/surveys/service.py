@@ -72,6 +72,7 @@ class Surveys:
         self.channel_kinds = channel_kinds
         self.public_url = public_url
         self.secret = config.secret.get_secret_value().encode() if config.secret else b""
+        self._decided_before: float | None = None
 
     async def start(self) -> None:
         """Without a configured secret, one made at first start and kept in the store (so
@@ -89,9 +90,15 @@ class Surveys:
         return now - self.config.delay - self.config.stale_after
 
     async def next_due(self, now: float) -> float | None:
-        return await self.surveys.survey_next_due(
-            self.config.delay, self._horizon(now), self.config.queues()
-        )
+        # Resolutions before `_decided_before` are all decided (a resolution is stamped
+        # with the time it happens, so none appears behind it later; a minute of slack for
+        # clocks): the read starts there, not at the horizon, and stays short.
+        start = self._horizon(now)
+        if self._decided_before is not None:
+            start = max(start, self._decided_before - 60.0)
+        due = await self.surveys.survey_next_due(self.config.delay, start, self.config.queues())
+        self._decided_before = now if due is None else due - self.config.delay
+        return due
 
     async def fire(self, now: float) -> None:
         cfg = self.config
