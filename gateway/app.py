@@ -287,7 +287,13 @@ class Gateway:
         )
         messages: list[dict[str, Any]] = []
         for conv in rows:
-            messages.extend(m.to_api() for m in await self.store.messages(conv.id))
+            for m in await self.store.messages(conv.id):
+                item = m.to_api()
+                # A survey still open comes back with its buttons (gateway/surveys/).
+                prompt = m.metadata.get("prompt")
+                if prompt and self.surveys is not None and await self.surveys.is_open(prompt):
+                    item["prompt"] = prompt
+                messages.append(item)
         messages.sort(key=lambda m: (m["created_at"], m["id"]))
         return messages[-limit:]
 

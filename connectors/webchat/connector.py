@@ -48,6 +48,7 @@ from aiohttp import WSMsgType, web
 from connectors.base import (
     Answer,
     Capability,
+    Choice,
     Connector,
     ConnectorContext,
     ConnectorSettings,
@@ -55,6 +56,7 @@ from connectors.base import (
     Identity,
     InboundMessage,
     OutboundMessage,
+    Prompt,
     Refused,
     Typing,
     VerificationResult,
@@ -717,15 +719,27 @@ class WebchatConnector(Connector):
                 if m.get("status") == "failed":
                     continue
                 sender = m.get("sender") or {}
-                out.append(
-                    {
-                        "id": m.get("id"),
-                        "direction": "out",
-                        "text": m.get("text") or "",
-                        "sender_name": sender.get("id") if sender.get("type") == "agent" else None,
-                        "created_at": m.get("created_at"),
-                    }
-                )
+                item: dict[str, Any] = {
+                    "id": m.get("id"),
+                    "direction": "out",
+                    "text": m.get("text") or "",
+                    "sender_name": sender.get("id") if sender.get("type") == "agent" else None,
+                    "created_at": m.get("created_at"),
+                }
+                prompt = m.get("prompt")
+                if isinstance(prompt, dict):  # a survey still open: its buttons again
+                    item["prompt"] = _prompt_frame(
+                        Prompt(
+                            id=str(prompt.get("id")),
+                            choices=[
+                                Choice(str(c.get("value")), str(c.get("label")))
+                                for c in prompt.get("choices") or []
+                            ],
+                            comment=bool(prompt.get("comment")),
+                            texts=dict(prompt.get("texts") or {}),
+                        )
+                    )
+                out.append(item)
         return out
 
     async def _availability(self) -> int:
@@ -774,14 +788,7 @@ class WebchatConnector(Connector):
                 "created_at": _now_iso(),
             }
             if message.prompt is not None:  # a survey: buttons under the message
-                frame["prompt"] = {
-                    "id": message.prompt.id,
-                    "choices": [
-                        {"value": c.value, "label": c.label} for c in message.prompt.choices
-                    ],
-                    "comment": message.prompt.comment,
-                    "texts": message.prompt.texts,
-                }
+                frame["prompt"] = _prompt_frame(message.prompt)
             await self._push(message.to.address, frame)
         except Exception:
             self.ctx.log.exception("webchat push failed")
@@ -828,6 +835,16 @@ class WebchatConnector(Connector):
 
 
 _PROFILE_KEYS = ("name", "email", "verified", "code_for", "asked_for")
+
+
+def _prompt_frame(prompt: Prompt) -> dict[str, Any]:
+    """A survey's question as the widget draws it: buttons, then maybe a comment box."""
+    return {
+        "id": prompt.id,
+        "choices": [{"value": c.value, "label": c.label} for c in prompt.choices],
+        "comment": prompt.comment,
+        "texts": prompt.texts,
+    }
 
 
 def _language(tag: Any) -> str:

@@ -285,6 +285,17 @@ class Surveys:
         except Exception:  # the answer is recorded; a missing thank-you is no failure
             log.exception("survey acknowledgement not queued", extra={"survey": response.id})
 
+    async def is_open(self, prompt: dict[str, Any]) -> bool:
+        """Whether the survey a stored prompt asks is still unanswered and answerable."""
+        try:
+            response = await self.surveys.survey_get(str(prompt.get("id")))
+        except NotFound:
+            return False
+        return (
+            response.answered_at is None
+            and self.clock() < response.sent_at + self.config.answer_window
+        )
+
     # --- links (email) ---------------------------------------------------------------------
     def response_id(self, token: str) -> str | None:
         return links.verify(self.secret, token) if self.secret else None

@@ -95,3 +95,52 @@ async def _answered(api: Any) -> dict[str, Any] | None:
 async def _commented(api: Any) -> dict[str, Any] | None:
     items = [s for s in await surveys(api) if s["comment"]]
     return items[0] if items else None
+
+
+async def test_a_visitor_who_left_finds_the_buttons_on_return(
+    gateway_factory: Any, tmp_path: Path, browser: Browser, watch: PageWatch
+) -> None:
+    """The chat was closed when the question went out: the next visit shows it with its
+    buttons (from history); once answered, a reload shows the question without them."""
+    clock = Clock()
+    port = free_port()
+    cfg = webchat_config(tmp_path / "db.sqlite", port)
+    cfg["surveys"] = {"delay": "10m", "comment": False}
+    gw, api = await gateway_factory(cfg, clock=clock)
+    base = f"http://127.0.0.1:{port}"
+    ctx = await browser.new_context(locale="en-GB")
+    page = await new_page(ctx, watch)
+    await page.goto(base + "/")
+    widget = Widget(page)
+    await widget.open()
+    await widget.skip_prechat()
+    await widget.send("My coupon does not work")
+    await expect(widget.message("My coupon")).to_have_attribute("data-state", "sent")
+    convs = await wait_for(lambda: _conversations(api))
+    conv = await wait_for(lambda: api.assigned(convs[0]["id"]))
+    await page.close()  # the visitor leaves
+
+    await resolve(api, conv["id"])
+    await fire(gw, clock, 3600)
+    await wait_for(lambda: surveys(api))
+
+    page = await new_page(ctx, watch)
+    await page.goto(base + "/")
+    widget = Widget(page)
+    await widget.open()
+    question = widget.message("How satisfied are you", "out")
+    await expect(question.locator("button.choice")).to_have_count(5)
+    await question.get_by_role("button", name="2", exact=True).click()
+    await expect(question.locator(".survey-thanks")).to_have_text("Thank you for your feedback!")
+    await expect(question.locator("textarea")).to_have_count(0)  # comment: false
+    answered = await wait_for(lambda: _answered(api))
+    assert answered["score"] == 2
+    await page.screenshot(path=artifact("widget-survey-from-history.png"))
+
+    await page.reload()
+    widget = Widget(page)
+    await widget.open()
+    await expect(widget.message("How satisfied are you", "out")).to_be_visible()
+    await expect(page.locator("button.choice")).to_have_count(0)
+    assert watch.problems() == []
+    await ctx.close()
