@@ -99,6 +99,51 @@ class Attachment:
     url: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One fixed answer to a `Prompt`: `value` comes back, `label` is shown."""
+
+    value: str
+    label: str
+    # A one-click link that records this answer (email, where nothing can be clicked
+    # back into the conversation).
+    url: str | None = None
+
+
+@dataclass(slots=True)
+class Prompt:
+    """A question with fixed answers on an outbound message (a survey). Each connector
+    renders it as its channel can: buttons (web chat), an inline keyboard (Telegram), links
+    (email); a channel that can do none of these sends the text alone, which says how to
+    answer in words. The answer comes back as an `InboundMessage` with `answer` set, or as
+    plain text the core recognises."""
+
+    id: str
+    choices: list[Choice]
+    # Where a free-text comment can be left (email), if any.
+    comment_url: str | None = None
+    # Where the customer says "no more of these" with one click (email), if any.
+    optout_url: str | None = None
+    # Whether the channel should offer a comment box after the choice (web chat).
+    comment: bool = False
+    # A provider template to use when free text cannot be sent (WhatsApp outside the
+    # 24-hour window): {"content_sid": ..., "variables": {...}}.
+    template: dict[str, Any] | None = None
+    # Short texts in the customer's language a channel may show with its controls:
+    # `comment_prompt`, `comment_submit`, `thanks`.
+    texts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Answer:
+    """A customer's answer to a `Prompt`, as a channel's own control returned it (a button,
+    a callback query): the prompt's id, the chosen value and/or a comment."""
+
+    prompt_id: str
+    value: str | None = None
+    comment: str | None = None
+
+
 @dataclass(slots=True)
 class InboundMessage:
     """A customer's message, normalised by the connector that received it."""
@@ -132,6 +177,8 @@ class InboundMessage:
     # contact or conversation. `ctx.verify_start`/`verify_confirm` prove one.
     extra_identities: list[Identity] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Set when the message answers a `Prompt` through the channel's own control.
+    answer: Answer | None = None
 
 
 @dataclass(slots=True)
@@ -186,6 +233,8 @@ class OutboundMessage:
     automatic: bool = False
     attempt: int = 1
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A question with fixed answers, rendered by the connector as its channel can.
+    prompt: Prompt | None = None
 
 
 @dataclass(slots=True)

@@ -37,6 +37,7 @@ from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.deadlines import Deadlines
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
+from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.kpis import Kpis
@@ -54,6 +55,8 @@ from gateway.sla import OpeningSource, SlaSource
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from gateway.surveys import web as surveys_web
+from gateway.surveys.service import Surveys
 from gateway.timing import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
@@ -144,6 +147,8 @@ class Gateway:
         )
         self.services.wake_outbox = self.outbox.poke
         self.services.wake_routing = self.dispatcher.poke
+        # Texts for customers, in their language (gateway/i18n.py).
+        self.texts = Texts(self.config.texts.overrides(), self.config.texts.default_language)
         self.ingestor = Ingestor(
             self.store,
             self.services,
@@ -151,12 +156,31 @@ class Gateway:
             self.config.conversations.reopen_window,
             clock,
             acknowledger=Acknowledger(
-                self.config.conversations.acknowledgement, self.store, self.services.reply, clock
+                self.config.conversations.acknowledgement,
+                self.store,
+                self.services.reply,
+                clock,
+                self.texts,
             ),
         )
         # Issue 12: escalation steps, offer timeouts, no-reply and offline requeueing.
         for source in (EscalationTimer, OfferTimeouts, NoReplyTimer, OfflineTimer):
             self.deadlines.add(source(self.store, self.services, lambda: self.config.routing))
+        # Surveys after resolution (gateway/surveys/): a deadline source, and answers taken
+        # before ingest.
+        self.surveys: Surveys | None = None
+        if self.config.surveys is not None:
+            self.surveys = Surveys(
+                self.config.surveys,
+                self.store,
+                self.services,
+                self.texts,
+                clock,
+                {c.name: self.registry.get(c.type).kind for c in self.config.channels},
+                self.public_url,
+            )
+            self.deadlines.add(self.surveys)
+            self.ingestor.intercept = self.surveys.intercept
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -193,6 +217,7 @@ class Gateway:
         self.app[GATEWAY] = self
         self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
         add_routes(self.app)
+        surveys_web.add_routes(self.app)
         self.port: int | None = None
 
     def _time_work(self) -> None:
@@ -230,6 +255,10 @@ class Gateway:
     async def reload(self) -> ReloadResult:
         """Re-read the config file and swap its live sections (gateway/reload.py)."""
         return await reload_config(self)
+
+    def public_url(self) -> str:
+        """The base URL customers reach this gateway at (links in messages)."""
+        return self.config.server.public_url or f"http://{self.config.server.host}:{self.port}"
 
     async def send_reply(self, request: OutboundRequest) -> Message:
         return await self.services.reply(request)
@@ -279,7 +308,13 @@ class Gateway:
         )
         messages: list[dict[str, Any]] = []
         for conv in rows:
-            messages.extend(m.to_api() for m in await self.store.messages(conv.id))
+            for m in await self.store.messages(conv.id):
+                item = m.to_api()
+                # A survey still open comes back with its buttons (gateway/surveys/).
+                prompt = m.metadata.get("prompt")
+                if prompt and self.surveys is not None and await self.surveys.is_open(prompt):
+                    item["prompt"] = prompt
+                messages.append(item)
         messages.sort(key=lambda m: (m["created_at"], m["id"]))
         return messages[-limit:]
 
@@ -388,6 +423,8 @@ class Gateway:
         await self.store.sync_agents(
             [(a.id, a.presence, dict(a.capacity)) for a in self.config.agents]
         )
+        if self.surveys is not None:
+            await self.surveys.start()
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
         openapi.mount(self.app, self.connectors.values())

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.config import AcknowledgementConfig
+from gateway.i18n import Texts
 from gateway.model import Conversation, Message
 from gateway.store.base import OutboundRequest, Store
 
@@ -32,11 +33,13 @@ class Acknowledger:
         store: Store,
         send: Callable[[OutboundRequest], Awaitable[Message]],
         clock: Callable[[], float],
+        texts: Texts | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.send = send
         self.clock = clock
+        self.texts = texts or Texts()
 
     async def on_new_conversation(
         self, conv: Conversation, message: Message, contact_name: str | None
@@ -55,11 +58,16 @@ class Acknowledger:
         ):
             log.info("no acknowledgement: per-contact cap reached", extra={"conversation": conv.id})
             return None
-        text = cfg.text.format_map(
-            _Blank(
-                name=contact_name or "",
-                reference=conv.thread_token or conv.id,
-                subject=conv.subject or "",
-            )
+        params = _Blank(
+            name=contact_name or "",
+            reference=conv.thread_token or conv.id,
+            subject=conv.subject or "",
         )
+        if cfg.text is not None:  # one text for every language
+            text = cfg.text.format_map(params)
+        else:  # the catalogs (and `texts:` overrides), in the contact's language
+            contact = await self.store.get_contact(conv.contact_id)
+            text = self.texts.text(
+                "acknowledgement", self.texts.language_for(contact.attributes), **params
+            )
         return await self.send(OutboundRequest(conv.id, text, "bot", None, now, automatic=True))

@@ -34,6 +34,7 @@ from connectors.egress import (
     resolved_private_problem,
     static_private_problem,
 )
+from gateway.config_surveys import SurveysConfig, TextsConfig
 from gateway.notice_texts import NoticesConfig
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from router.config import RoutingConfig
@@ -248,12 +249,15 @@ class WebhookConfig(Strict):
 
 
 class AcknowledgementConfig(Strict):
-    """An automatic first answer to a new conversation ("we got your message")."""
+    """An automatic first answer to a new conversation ("we got your message"), in the
+    contact's language: the `acknowledgement` text of the catalogs (`texts:`), or `text`."""
 
-    text: str = Field(
+    text: str | None = Field(
+        None,
         min_length=1,
         max_length=4000,
-        description="Placeholders: {name}, {reference}, {subject}.",
+        description="The same text in every language (default: the catalogs' "
+        "`acknowledgement`). Placeholders: {name}, {reference}, {subject}.",
     )
     channels: list[str] | None = Field(None, description="Only these channels (default: all).")
     max_per_contact: int = Field(3, ge=1, description="Automatic messages per contact per window.")
@@ -261,7 +265,9 @@ class AcknowledgementConfig(Strict):
 
     @field_validator("text")
     @classmethod
-    def _template(cls, value: str) -> str:
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             value.format(name="", reference="", subject="")
         except (KeyError, IndexError, ValueError) as exc:
@@ -388,6 +394,9 @@ class GatewayConfig(Strict):
     timers: TimersConfig = Field(default_factory=TimersConfig)  # type: ignore[arg-type]
     # Issue 12: the out-of-hours reply and the long-wait message (gateway/notices.py).
     notices: NoticesConfig = Field(default_factory=NoticesConfig)  # type: ignore[arg-type]
+    # Customer surveys (gateway/surveys/) and customer texts (gateway/i18n.py).
+    surveys: SurveysConfig | None = None
+    texts: TextsConfig = Field(default_factory=TextsConfig)  # type: ignore[arg-type]
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)
@@ -539,6 +548,14 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
             problems.append(
                 (("conversations", "acknowledgement", "channels", i), f"unknown channel {name!r}")
             )
+    surveys = cfg.surveys
+    for i, name in enumerate(surveys.channels or [] if surveys else []):
+        if name not in names:
+            problems.append((("surveys", "channels", i), f"unknown channel {name!r}"))
+    for kind in ("csat", "nps", "ces") if surveys else ():
+        for i, queue in enumerate(getattr(surveys, kind).queues):
+            if queue != "*" and queue not in queues:
+                problems.append(((("surveys", kind, "queues", i)), f"unknown queue {queue!r}"))
     tokens: set[str] = set()
     for i, token in enumerate(cfg.auth.tokens):
         secret = token.token.get_secret_value()

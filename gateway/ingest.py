@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,11 @@ class Ingestor:
         self.max_text_chars = max_text_chars
         # Issue 12: the closed reply out of hours (set by the gateway).
         self.notices: TimeNotices | None = None
+        # Takes a message before it is ingested when it answers a survey (gateway/surveys/):
+        # recorded there, it opens, reopens and routes nothing. None: ingest it.
+        self.intercept: (
+            Callable[[ChannelInfo, InboundMessage], Awaitable[SubmitResult | None]] | None
+        ) = None
 
     def classifier(
         self, channel: ChannelInfo, msg: InboundMessage
@@ -128,6 +133,10 @@ class Ingestor:
             msg.extra_identities = [normalize(i) for i in msg.extra_identities]
         except ValueError as exc:
             raise RejectedMessage(str(exc)) from exc
+        if self.intercept is not None:
+            answered = await self.intercept(channel, msg)
+            if answered is not None:
+                return answered
         blobs: dict[str, tuple[str, bytes]] = {}
         attachments: list[dict[str, Any]] = []
         for att in msg.attachments:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 
 from connectors.base import Capability, Connector, Identity, WaitStatus
 from gateway.eventloop import stop_tasks
+from gateway.i18n import preferred_language
 from gateway.model import Conversation, Event, Message
 from gateway.notice_texts import NoticesConfig, language_of, opens_phrase
 from gateway.services import Services
@@ -127,7 +128,7 @@ class TimeNotices:
 
     async def _language(self, contact_id: str) -> str:
         contact = await self.store.get_contact(contact_id)
-        return language_of(contact.attributes.get("language"))
+        return language_of(preferred_language(contact.attributes))
 
     # --- out of hours -------------------------------------------------------------------
     async def on_inbound(self, conv: Conversation, message: Message) -> Message | None:
@@ -208,7 +209,7 @@ class TimeNotices:
                     extra={"conversation": seat.conversation_id},
                 )
                 continue
-            language = language_of(seat.attributes.get("language"))
+            language = language_of(preferred_language(seat.attributes))
             text = self.config.wait_text(
                 language, seat.position, estimated_wait(seat.position, rates.get(seat.queue, 0))
             )

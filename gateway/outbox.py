@@ -18,8 +18,9 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
-from connectors.base import Capability, Connector, DeliveryResult, OutboundMessage
+from connectors.base import Capability, Choice, Connector, DeliveryResult, OutboundMessage, Prompt
 from gateway.config import OutboxConfig, RetryPolicy
 from gateway.eventloop import stop_tasks
 from gateway.events import EventBus
@@ -70,6 +71,22 @@ def degrade(
         sender_name=sender,
         automatic=item.automatic,
         attempt=item.attempts + 1,
+        prompt=prompt_of(item.prompt),
+    )
+
+
+def prompt_of(stored: dict[str, Any] | None) -> Prompt | None:
+    """A stored prompt (a survey's question) as the connector contract carries it."""
+    if not stored:
+        return None
+    return Prompt(
+        id=str(stored["id"]),
+        choices=[Choice(str(c["value"]), str(c["label"]), c.get("url")) for c in stored["choices"]],
+        comment_url=stored.get("comment_url"),
+        optout_url=stored.get("optout_url"),
+        comment=bool(stored.get("comment")),
+        template=stored.get("template"),
+        texts=dict(stored.get("texts") or {}),
     )
 
 

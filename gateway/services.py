@@ -18,7 +18,7 @@ from typing import Any
 
 from connectors.base import DeliveryResult, Identity
 from gateway.events import EventBus
-from gateway.model import Conversation, Event, Message
+from gateway.model import Contact, Conversation, Event, Message
 from gateway.store.base import (
     Claim,
     IngestOutcome,
@@ -28,6 +28,9 @@ from gateway.store.base import (
     Scope,
     StatsStore,
     Store,
+    SurveyResponse,
+    SurveySend,
+    SurveyStore,
     WaitUpdate,
     escalation_store,
 )
@@ -276,3 +279,53 @@ class Services:
         if events:
             self.wake_routing()
         return events
+
+    # --- surveys (gateway/surveys/) --------------------------------------------------------
+    @property
+    def _surveys(self) -> SurveyStore:
+        if not isinstance(self.store, SurveyStore):
+            raise TypeError(f"{type(self.store).__name__} keeps no surveys")
+        return self.store
+
+    async def survey_decide(
+        self, conversation_id: str, resolved_at: float, outcome: str, send: SurveySend | None
+    ) -> SurveyResponse | None:
+        """Decide once about one resolution; with `send`, queue the question (`survey.sent`)."""
+        response, events = await self._surveys.survey_decide(
+            conversation_id, resolved_at, outcome, send, self.clock()
+        )
+        self.committed(events)
+        if response is not None:
+            self.wake_outbox()
+        return response
+
+    async def survey_answer(
+        self,
+        response_id: str,
+        score: int | None,
+        comment: str | None,
+        channel: str | None = None,
+        external_id: str | None = None,
+    ) -> tuple[SurveyResponse, bool]:
+        """Record an answer (`survey.answered`); whether anything changed."""
+        response, events = await self._surveys.survey_answer(
+            response_id, score, comment, channel, external_id, self.clock()
+        )
+        self.committed(events)
+        return response, bool(events)
+
+    async def survey_optout(self, contact_id: str, opted_out: bool, via: str) -> bool:
+        changed, events = await self._surveys.survey_optout(
+            contact_id, opted_out, via, self.clock()
+        )
+        self.committed(events)
+        return changed
+
+    async def set_contact_attributes(
+        self, contact_id: str, attributes: dict[str, str | None]
+    ) -> Contact:
+        contact, events = await self._surveys.contact_set_attributes(
+            contact_id, attributes, self.clock()
+        )
+        self.committed(events)
+        return contact

@@ -10,8 +10,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from email.policy import SMTP
 from email.utils import format_datetime
+from html import escape
 
-from connectors.base import OutboundMessage
+from connectors.base import OutboundMessage, Prompt
 from connectors.email.parse import OUR_MESSAGE_ID_PREFIX, normalize_msgid
 from connectors.email.settings import EmailSettings
 
@@ -172,9 +173,12 @@ def build_message(
     links = [a for a in message.attachments if a.data is None and a.url]
     if links:
         text += "\n\n" + "\n".join(f"{clean_header(a.name)}: {a.url}" for a in links)
+    html_body = message.html
+    if message.prompt is not None and any(c.url for c in message.prompt.choices):
+        text, html_body = _with_prompt(text, html_body, message.prompt)
     msg.set_content(text)
-    if message.html:
-        msg.add_alternative(message.html, subtype="html")
+    if html_body:
+        msg.add_alternative(html_body, subtype="html")
     for att in message.attachments:
         if att.data is None:
             continue
@@ -189,3 +193,26 @@ def build_message(
         )
     _check_wire(msg)
     return msg, mid
+
+
+def _with_prompt(text: str, html_body: str | None, prompt: Prompt) -> tuple[str, str]:
+    """A survey's choices as one-click links: listed in the text, buttons in the HTML."""
+    choices = [c for c in prompt.choices if c.url]
+    optout = prompt.texts.get("optout_link", "No more surveys")
+    body = html_body or "".join(f"<p>{escape(line)}</p>" for line in text.splitlines() if line)
+    text += "\n\n" + "\n".join(f"{c.label}: {c.url}" for c in choices)
+    if prompt.optout_url:
+        text += f"\n\n{optout}: {prompt.optout_url}"
+    buttons = " ".join(
+        f'<a href="{escape(c.url or "", quote=True)}" style="display:inline-block;'
+        "min-width:2em;padding:8px 12px;margin:2px;border:1px solid #2447d5;border-radius:8px;"
+        f'color:#2447d5;text-decoration:none;text-align:center;font-weight:600">{escape(c.label)}</a>'
+        for c in choices
+    )
+    body += f'<p class="survey">{buttons}</p>'
+    if prompt.optout_url:
+        body += (
+            f'<p style="font-size:12px"><a href="{escape(prompt.optout_url, quote=True)}">'
+            f"{escape(optout)}</a></p>"
+        )
+    return text, f"<html><body>{body}</body></html>"

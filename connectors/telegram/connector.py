@@ -16,7 +16,7 @@ import warnings
 from typing import ClassVar
 
 from aiohttp import web
-from telegram import Bot, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -41,6 +41,7 @@ from connectors.base import (
     InboundMessage,
     NotReady,
     OutboundMessage,
+    Prompt,
     RawItem,
     Refused,
 )
@@ -48,7 +49,7 @@ from connectors.http import Rejected
 
 from .limiter import FloodLimiter
 from .settings import TelegramSettings
-from .updates import ALLOWED_UPDATES, message_ref, to_inbound
+from .updates import ALLOWED_UPDATES, answer_data, message_ref, to_inbound
 from .webhook import read_update
 
 LAST_UPDATE_KEY = "last_update_id"
@@ -230,6 +231,9 @@ class TelegramConnector(Connector):
             return
         try:
             await self.ctx.submit(message)
+            if update.callback_query is not None:  # stop the button's spinner
+                with contextlib.suppress(TelegramError):
+                    await self.bot.answer_callback_query(update.callback_query.id, text="\u2713")
         except Refused as exc:
             self.ctx.log.warning(
                 "telegram %s: update %s refused by the gateway, quarantined as %s: %s",
@@ -337,22 +341,26 @@ class TelegramConnector(Connector):
             return DeliveryResult.failed("nothing to send: empty text")
         chat_id = self._chat_id(message)
         first_id: str | None = None
+        parts = split_text(message.text)
         async with self.limiter.turn(chat_id):
-            for part in split_text(message.text):
+            for i, part in enumerate(parts):
                 if not await self.limiter.acquire(chat_id, self.settings.max_send_wait):
                     return DeliveryResult.retry(
                         "telegram flood limit: too many messages queued for this chat",
                         retry_after=max(self.limiter.next_free(chat_id), 1.0),
                     )
-                result = await self._send_part(chat_id, part)
+                markup = _keyboard(message.prompt) if i == len(parts) - 1 else None
+                result = await self._send_part(chat_id, part, markup)
                 if isinstance(result, DeliveryResult):
                     return result
                 first_id = first_id or result
         return DeliveryResult.sent(first_id)
 
-    async def _send_part(self, chat_id: int | str, text: str) -> str | DeliveryResult:
+    async def _send_part(
+        self, chat_id: int | str, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> str | DeliveryResult:
         try:
-            sent = await self.bot.send_message(chat_id=chat_id, text=text)
+            sent = await self.bot.send_message(chat_id=chat_id, text=text, reply_markup=markup)
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
             self.limiter.pause(chat_id, seconds)
@@ -370,3 +378,15 @@ class TelegramConnector(Connector):
         except TelegramError as exc:
             return DeliveryResult.failed(f"telegram: {exc.message}")
         return message_ref(sent.chat.id, sent.message_id)
+
+
+def _keyboard(prompt: Prompt | None) -> InlineKeyboardMarkup | None:
+    """A survey's choices as an inline keyboard (at most 6 buttons a row)."""
+    if prompt is None or not prompt.choices:
+        return None
+    buttons = [
+        InlineKeyboardButton(c.label, callback_data=answer_data(prompt.id, c.value))
+        for c in prompt.choices
+    ]
+    rows = [buttons[i : i + 6] for i in range(0, len(buttons), 6)]
+    return InlineKeyboardMarkup(rows)

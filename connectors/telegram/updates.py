@@ -9,9 +9,15 @@ from dataclasses import dataclass
 from telegram import Bot, Message, Update
 from telegram.error import TelegramError
 
-from connectors.base import Attachment, Identity, InboundMessage
+from connectors.base import Answer, Attachment, Identity, InboundMessage
 
-ALLOWED_UPDATES = ("message", "edited_message")
+ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
+# Inline keyboard buttons of a survey (`Prompt`) carry "sv:<prompt id>:<value>".
+ANSWER_PREFIX = "sv:"
+
+
+def answer_data(prompt_id: str, value: str) -> str:
+    return f"{ANSWER_PREFIX}{prompt_id}:{value}"
 
 
 def message_ref(chat_id: int, message_id: int) -> str:
@@ -115,6 +121,8 @@ async def to_inbound(
 ) -> InboundMessage | None:
     """The update as an inbound message, or None when it is nothing to store (another kind of
     update, a group message when only private chats are served, no sender)."""
+    if update.callback_query is not None:
+        return _callback_answer(update)
     message = update.message or update.edited_message
     if message is None or message.from_user is None:
         return None
@@ -153,4 +161,27 @@ async def to_inbound(
         raw=json.dumps(update.to_dict(), ensure_ascii=False).encode("utf-8"),
         edits=ref if edited else None,
         metadata=metadata,
+    )
+
+
+def _callback_answer(update: Update) -> InboundMessage | None:
+    """A survey button pressed (inline keyboard): the answer, normalised."""
+    query = update.callback_query
+    if query is None or not query.data or not query.data.startswith(ANSWER_PREFIX):
+        return None
+    prompt_id, _, value = query.data[len(ANSWER_PREFIX) :].rpartition(":")
+    if not prompt_id or not value:
+        return None
+    user = query.from_user
+    chat_id = query.message.chat.id if query.message is not None else user.id
+    return InboundMessage(
+        external_id=f"callback:{query.id}",
+        sender=Identity("telegram", str(user.id)),
+        text=value,
+        sender_name=user.full_name or None,
+        contact_attributes={"language": user.language_code} if user.language_code else {},
+        automated=user.is_bot,
+        raw=json.dumps(update.to_dict(), ensure_ascii=False).encode("utf-8"),
+        metadata={"telegram_chat_id": chat_id, "telegram_update_id": update.update_id},
+        answer=Answer(prompt_id, value),
     )

@@ -314,6 +314,15 @@ class TwilioWhatsAppConnector(TwilioConnector):
     ) -> list[tuple[str, str]] | DeliveryResult:
         if await self.window_open(to):
             return await super()._content(message, to)
+        if message.prompt is not None and message.prompt.template:
+            # A survey outside the window: the template the core chose for it.
+            chosen = message.prompt.template
+            survey = [("ContentSid", str(chosen["content_sid"]))]
+            if chosen.get("variables"):
+                survey.append(
+                    ("ContentVariables", json.dumps(chosen["variables"], ensure_ascii=False))
+                )
+            return survey
         template = self.settings.whatsapp_template
         if template is None:
             return DeliveryResult.failed(

@@ -18,9 +18,12 @@ Protocol (JSON text frames). Client → gateway:
       email is only a claim: the visitor stays its own contact ("claims to be ...") until it
       proves the address with the code mailed to it after its first message.
   `{"type": "verify", "code": str}` — that code; `{"type": "verify_resend"}` — a new one.
+  `{"type": "answer", "client_id": str, "prompt": str, "value": str?, "comment": str?}` —
+      a survey button clicked, or the comment after it (answered by `answered`).
 Gateway → client:
   `welcome`, `ack` {client_id, message_id, status: "sent"}, `message` (an agent reply, or
-  the visitor's own message sent from another tab), `typing` {typing} (an agent),
+  the visitor's own message sent from another tab; a survey carries `prompt` {id, choices
+  [{value, label}], comment, texts}), `typing` {typing} (an agent),
   `availability` {agents_online}, `status` {state: closed/waiting/served, text (in the
       visitor's language), opens_at, opens_time, position, estimated_wait} (where the visitor
       stands; also in `welcome`), `profile`, `token` {token} (renewed while in use),
@@ -45,7 +48,9 @@ from typing import Any, ClassVar, NoReturn
 from aiohttp import WSMsgType, web
 
 from connectors.base import (
+    Answer,
     Capability,
+    Choice,
     Connector,
     ConnectorContext,
     ConnectorSettings,
@@ -53,6 +58,7 @@ from connectors.base import (
     Identity,
     InboundMessage,
     OutboundMessage,
+    Prompt,
     Refused,
     Typing,
     VerificationResult,
@@ -112,6 +118,7 @@ class _Socket:
 
     __slots__ = (
         "allowance",
+        "browser_language",
         "checked",
         "issued_at",
         "language",
@@ -134,6 +141,9 @@ class _Socket:
         self.origin = origin
         self.issued_at = issued_at
         self.language = language
+        # The browser's own language tag (e.g. "de-AT"), kept on the contact so the core
+        # writes to the visitor in it (`browser_language`).
+        self.browser_language: str | None = None
         self.renewed_at = time.monotonic()
         self.allowance = _FRAME_BURST
         self.checked = time.monotonic()
@@ -315,6 +325,11 @@ class WebchatConnector(Connector):
             await ws.close(code=4429, message=b"too many connections for this visitor")
             return ws
         sock = _Socket(ws, visitor, origin, issued_at, _language(frame.get("language")))
+        tag = frame.get("language")
+        if isinstance(tag, str) and re.fullmatch(
+            r"[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,3}", tag
+        ):
+            sock.browser_language = tag
         group.add(sock)
         leaving = self._leaving.pop(visitor, None)
         if leaving is not None:
@@ -430,6 +445,8 @@ class WebchatConnector(Connector):
                 await self._on_verify(sock, frame)
             elif kind == "verify_resend":
                 await self._request_code(sock)
+            elif kind == "answer":
+                await self._on_answer(sock, frame)
             elif kind == "ping":
                 await self._send(ws, {"type": "pong"})
             else:
@@ -478,8 +495,9 @@ class WebchatConnector(Connector):
             text=text,
             extra_identities=[Identity("email", email)] if email else [],
             metadata={"webchat": {"origin": sock.origin}} if sock.origin else {},
-            # The browser's language: what the core writes to this customer in.
-            contact_attributes={"language": sock.language},
+            contact_attributes=(
+                {"browser_language": sock.browser_language} if sock.browser_language else {}
+            ),
         )
         try:
             result = await self.ctx.submit(inbound)
@@ -520,6 +538,50 @@ class WebchatConnector(Connector):
             await self._push(visitor, echo, skip=sock)
         if email and email not in (profile.get("verified"), profile.get("asked_for")):
             await self._request_code(sock)
+
+    async def _on_answer(self, sock: _Socket, frame: dict[str, Any]) -> None:
+        """A click on a survey button, or the comment typed after it."""
+        ws, visitor = sock.ws, sock.visitor
+        client_id, prompt = frame.get("client_id"), frame.get("prompt")
+        value, comment = frame.get("value"), frame.get("comment")
+        if (
+            not isinstance(client_id, str)
+            or not _CLIENT_ID.match(client_id)
+            or not isinstance(prompt, str)
+            or not _CLIENT_ID.match(prompt)
+            or (value is not None and (not isinstance(value, str) or len(value) > 16))
+            or (comment is not None and not isinstance(comment, str))
+            or (value is None and not (isinstance(comment, str) and comment.strip()))
+        ):
+            await self._error(
+                ws, "invalid_frame", "an answer needs client_id, prompt and value or comment"
+            )
+            return
+        if isinstance(comment, str) and len(comment) > self.settings.max_message_chars:
+            await self._error(ws, "too_long", "The comment is too long.", client_id)
+            return
+        inbound = InboundMessage(
+            external_id=f"{visitor}:{client_id}",
+            sender=Identity(KIND, visitor),
+            text=value if value is not None else str(comment),
+            answer=Answer(prompt, value, comment),
+        )
+        try:
+            await self.ctx.submit(inbound)
+        except Exception:
+            self.ctx.log.exception("webchat answer not taken")
+            await self._error(ws, "unavailable", "The answer could not be stored.", client_id)
+            return
+        await self._push(
+            visitor,
+            {
+                "type": "answered",
+                "client_id": client_id,
+                "prompt": prompt,
+                "value": value,
+                "comment": comment,
+            },
+        )
 
     async def _on_typing(self, sock: _Socket, frame: dict[str, Any]) -> None:
         typing = frame.get("typing") is True
@@ -693,15 +755,27 @@ class WebchatConnector(Connector):
                 if m.get("status") == "failed":
                     continue
                 sender = m.get("sender") or {}
-                out.append(
-                    {
-                        "id": m.get("id"),
-                        "direction": "out",
-                        "text": m.get("text") or "",
-                        "sender_name": sender.get("id") if sender.get("type") == "agent" else None,
-                        "created_at": m.get("created_at"),
-                    }
-                )
+                item: dict[str, Any] = {
+                    "id": m.get("id"),
+                    "direction": "out",
+                    "text": m.get("text") or "",
+                    "sender_name": sender.get("id") if sender.get("type") == "agent" else None,
+                    "created_at": m.get("created_at"),
+                }
+                prompt = m.get("prompt")
+                if isinstance(prompt, dict):  # a survey still open: its buttons again
+                    item["prompt"] = _prompt_frame(
+                        Prompt(
+                            id=str(prompt.get("id")),
+                            choices=[
+                                Choice(str(c.get("value")), str(c.get("label")))
+                                for c in prompt.get("choices") or []
+                            ],
+                            comment=bool(prompt.get("comment")),
+                            texts=dict(prompt.get("texts") or {}),
+                        )
+                    )
+                out.append(item)
         return out
 
     async def _availability(self) -> int:
@@ -770,7 +844,7 @@ class WebchatConnector(Connector):
         """Push the reply to every open tab of the visitor. With none open it is still
         sent: the core holds it, and the next connect restores it from history."""
         try:
-            frame = {
+            frame: dict[str, Any] = {
                 "type": "message",
                 "id": message.id,
                 "direction": "out",
@@ -778,6 +852,8 @@ class WebchatConnector(Connector):
                 "sender_name": message.sender_name,
                 "created_at": _now_iso(),
             }
+            if message.prompt is not None:  # a survey: buttons under the message
+                frame["prompt"] = _prompt_frame(message.prompt)
             await self._push(message.to.address, frame)
         except Exception:
             self.ctx.log.exception("webchat push failed")
@@ -871,6 +947,16 @@ def status_text(status: WaitStatus, language: str) -> str | None:
             )
         return text
     return None
+
+
+def _prompt_frame(prompt: Prompt) -> dict[str, Any]:
+    """A survey's question as the widget draws it: buttons, then maybe a comment box."""
+    return {
+        "id": prompt.id,
+        "choices": [{"value": c.value, "label": c.label} for c in prompt.choices],
+        "comment": prompt.comment,
+        "texts": prompt.texts,
+    }
 
 
 def _language(tag: Any) -> str:

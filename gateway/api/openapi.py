@@ -23,6 +23,7 @@ from connectors.base import Connector
 from gateway import __version__
 from gateway.api import agents, conversations, offers, routing
 from gateway.api import schemas as out
+from gateway.surveys import web as surveys
 
 ALL = ("admin", "agent", "integration")
 ADMIN = ("admin",)
@@ -201,6 +202,48 @@ OPERATIONS: tuple[Op, ...] = (
         errors=(409,),
         description="The contact is on its own again with the conversations the merge "
         "moved; what it had proved is again only a claim.",
+    ),
+    Op(
+        "PATCH",
+        "/v1/contacts/{id}",
+        "Set contact attributes (e.g. language: de or en; null removes one)",
+        ("admin", "integration"),
+        out.ContactOut,
+        body=surveys.ContactPatchBody,
+        errors=(422,),
+        description="`language` chooses the language of the texts the gateway writes to "
+        "the contact (acknowledgements, surveys).",
+    ),
+    Op(
+        "GET",
+        "/v1/contacts/{id}/surveys",
+        "Whether the contact opted out of surveys",
+        ("admin", "integration"),
+        out.SurveyOptOut,
+    ),
+    Op(
+        "PUT",
+        "/v1/contacts/{id}/surveys",
+        "Opt the contact out of surveys, or back in",
+        ("admin", "integration"),
+        out.SurveyOptOut,
+        body=surveys.OptOutBody,
+        errors=(422,),
+    ),
+    Op(
+        "GET",
+        "/v1/surveys",
+        "Survey responses (CSAT, NPS, CES), newest first",
+        ADMIN,
+        out.SurveyPage,
+        query=(
+            q("contact_id", ""),
+            q("conversation_id", ""),
+            q("kind", "", enum=["csat", "nps", "ces"]),
+            LIMIT,
+            CURSOR,
+        ),
+        description="One item per question sent; `score` is null until answered.",
     ),
     Op("GET", "/v1/blobs/{id}", "An attachment or raw message", ALL, "application/octet-stream"),
     Op(

@@ -393,3 +393,29 @@ class SurveyResponseOut(Out):
 
 class SurveyResponseList(Out):
     items: list[SurveyResponseOut]
+
+
+class SurveyOut(Out):
+    id: str
+    conversation_id: str
+    contact_id: str
+    channel: str
+    kind: Literal["csat", "nps", "ces"]
+    score: int | None = Field(description="NULL until answered: CSAT 1-5, NPS 0-10, CES 1-7.")
+    comment: str | None
+    agent_id: str | None
+    queue: str
+    language: str
+    sent_at: str
+    answered_at: str | None
+
+
+class SurveyPage(Out):
+    items: list[SurveyOut]
+    next_cursor: str | None
+
+
+class SurveyOptOut(Out):
+    contact_id: str
+    opted_out: bool
+    at: str | None

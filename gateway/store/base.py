@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
+from gateway.clock import iso
 from gateway.model import AgentState, Contact, Conversation, Event, Message
 from gateway.stats import Duration, Group, Key, StatsQuery, TimedFact
 
@@ -214,6 +215,8 @@ class OutboxItem:
     sender_name: str | None
     # When the reply was queued: the retry horizon counts from here.
     queued_at: float = 0.0
+    # A question with fixed answers (a survey), as stored: `connectors.base.Prompt` fields.
+    prompt: dict[str, Any] | None = None
 
 
 QUARANTINE_STATUSES = ("new", "retried", "dismissed")
@@ -812,3 +815,167 @@ class StatsStore(ABC):
         self, identity: Identity, left_at: float, channel: str, now: float
     ) -> list[Event]:
         """A live-chat visitor left; `conversation.abandoned` if no agent had replied."""
+
+
+# --- surveys (gateway/surveys/; SQLite: gateway/store/sqlite_surveys.py) -------------------
+SURVEY_KINDS = ("csat", "nps", "ces")
+
+
+@dataclass(slots=True)
+class SurveyResponse:
+    """One survey question sent to a customer, and its answer once given."""
+
+    id: str
+    conversation_id: str
+    contact_id: str
+    channel: str
+    kind: str
+    score: int | None
+    comment: str | None
+    agent_id: str | None
+    queue: str
+    sent_at: float
+    answered_at: float | None
+    language: str
+    message_id: str | None = None
+    resolved_at: float = 0.0
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "conversation_id": self.conversation_id,
+            "contact_id": self.contact_id,
+            "channel": self.channel,
+            "kind": self.kind,
+            "score": self.score,
+            "comment": self.comment,
+            "agent_id": self.agent_id,
+            "queue": self.queue,
+            "language": self.language,
+            "sent_at": iso(self.sent_at),
+            "answered_at": iso(self.answered_at),
+        }
+
+
+@dataclass(slots=True)
+class SurveyFacts:
+    """What the survey policy needs to know about one resolution that fell due."""
+
+    conversation: Conversation
+    contact_attributes: dict[str, str]
+    opted_out: bool
+    # The conversation's latest inbound message was sent by a machine.
+    automated: bool
+    # The latest outbound message of the conversation failed (a bounce, a dead number).
+    bounced: bool
+    # When the contact was last asked, per kind, and how many surveys since `window`.
+    last_sent: dict[str, float]
+    recent_surveys: int
+    # Automatic messages the contact got within the window (the loop guard).
+    recent_automatic: int
+
+
+@dataclass(slots=True)
+class SurveySend:
+    """A decision to ask: the response row and the question's outbound message."""
+
+    response: SurveyResponse
+    message: OutboundRequest
+
+
+class SurveyStore(ABC):
+    """The store's part of the surveys: every method is atomic."""
+
+    @abstractmethod
+    async def survey_next_due(
+        self, delay: float, horizon: float, queues: set[str] | None
+    ) -> float | None:
+        """The earliest resolution at or after `horizon` (in `queues`; None: all) with no
+        survey decision yet, plus `delay`; None when there is none."""
+
+    @abstractmethod
+    async def survey_due(
+        self,
+        now: float,
+        delay: float,
+        horizon: float,
+        queues: set[str] | None,
+        window: float,
+        limit: int,
+    ) -> list[SurveyFacts]:
+        """The resolutions due at `now` with no decision yet, with what the policy needs."""
+
+    @abstractmethod
+    async def survey_decide(
+        self,
+        conversation_id: str,
+        resolved_at: float,
+        outcome: str,
+        send: SurveySend | None,
+        now: float,
+    ) -> tuple[SurveyResponse | None, list[Event]]:
+        """Record the decision for one resolution, once (a conditional insert): with `send`,
+        the response row and the question (queued in the outbox) in the same transaction.
+        Returns None and no events when it was decided already, or the conversation is no
+        longer resolved at `resolved_at`."""
+
+    @abstractmethod
+    async def survey_get(self, response_id: str) -> SurveyResponse: ...
+
+    @abstractmethod
+    async def survey_match(
+        self, identity: Identity, channel: str, external_id: str, since: float
+    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
+        """For one inbound message, in one read: the response it already answered (a
+        redelivery), and the survey it may answer (`survey_open_for`)."""
+
+    @abstractmethod
+    async def survey_open_for(
+        self, identity: Identity, channel: str, since: float
+    ) -> SurveyResponse | None:
+        """The latest unanswered survey sent on `channel` to the contact of `identity` since
+        `since`, if any."""
+
+    @abstractmethod
+    async def survey_answered_by(self, channel: str, external_id: str) -> SurveyResponse | None:
+        """The response an inbound message (by its external id) already answered."""
+
+    @abstractmethod
+    async def survey_answer(
+        self,
+        response_id: str,
+        score: int | None,
+        comment: str | None,
+        channel: str | None,
+        external_id: str | None,
+        now: float,
+    ) -> tuple[SurveyResponse, list[Event]]:
+        """Record a score (only the first one counts: conditional on no answer yet) and/or a
+        comment (only once answered). `survey.answered` when something changed."""
+
+    @abstractmethod
+    async def survey_list(
+        self,
+        contact_id: str | None = None,
+        conversation_id: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[SurveyResponse], str | None]:
+        """Newest first; the second value is the cursor of the next page."""
+
+    @abstractmethod
+    async def survey_optout(
+        self, contact_id: str, opted_out: bool, via: str, now: float
+    ) -> tuple[bool, list[Event]]:
+        """Set whether the contact gets surveys; returns whether it changed."""
+
+    @abstractmethod
+    async def survey_opted_out(self, contact_id: str) -> float | None:
+        """When the contact opted out, or None."""
+
+    @abstractmethod
+    async def contact_set_attributes(
+        self, contact_id: str, attributes: dict[str, str | None], now: float
+    ) -> tuple[Contact, list[Event]]:
+        """Set (or, with None, remove) contact attributes such as `language`."""

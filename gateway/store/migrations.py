@@ -487,4 +487,54 @@ CREATE TABLE kpi_keys (
 ) WITHOUT ROWID
 """,
     ),
+    (
+        15,
+        """
+-- Customer surveys (gateway/surveys/). One row per question sent; `score` stays NULL until
+-- the customer answers. Read by the KPIs (/v1/stats, Prometheus, CSV): keep these columns.
+CREATE TABLE survey_responses (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK(kind IN ('csat','nps','ces')),
+    score INTEGER,
+    comment TEXT,
+    agent_id TEXT,
+    queue TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    answered_at REAL,
+    language TEXT NOT NULL,
+    message_id TEXT,
+    resolved_at REAL NOT NULL,
+    answer_channel TEXT,
+    answer_external_id TEXT,
+    commented_at REAL
+);
+CREATE INDEX survey_responses_contact ON survey_responses(contact_id, kind, sent_at);
+CREATE INDEX survey_responses_sent ON survey_responses(sent_at);
+CREATE INDEX survey_responses_answered ON survey_responses(answered_at)
+    WHERE answered_at IS NOT NULL;
+CREATE INDEX survey_responses_conversation ON survey_responses(conversation_id);
+CREATE UNIQUE INDEX survey_responses_answer ON survey_responses(answer_channel, answer_external_id)
+    WHERE answer_external_id IS NOT NULL;
+-- One decision per resolution (sent, or why not): the conditional insert that makes a survey
+-- go out once, whoever fires, and that a restart finds already made.
+CREATE TABLE survey_decisions (
+    conversation_id TEXT NOT NULL,
+    resolved_at REAL NOT NULL,
+    decided_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    response_id TEXT,
+    PRIMARY KEY (conversation_id, resolved_at)
+);
+CREATE TABLE survey_optouts (
+    contact_id TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    via TEXT NOT NULL
+);
+-- The survey timer reads the resolutions due, oldest first.
+CREATE INDEX conversations_resolved_at ON conversations(resolved_at) WHERE status = 'resolved'
+""",
+    ),
 ]

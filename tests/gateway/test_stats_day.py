@@ -72,14 +72,6 @@ def clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenClo
     yield frozen
 
 
-SURVEY_TABLE = """
-CREATE TABLE IF NOT EXISTS survey_responses (
-    id TEXT PRIMARY KEY, conversation_id TEXT, contact_id TEXT, channel TEXT,
-    kind TEXT CHECK(kind IN ('csat','nps','ces')), score INTEGER, comment TEXT,
-    agent_id TEXT, queue TEXT, sent_at REAL, answered_at REAL)
-"""
-
-
 def day_config(tmp_path: Path, port: int, outbound: str) -> dict[str, Any]:
     cfg = base_config(tmp_path / "gw.db", outbound)
     cfg["server"]["port"] = port
@@ -219,8 +211,15 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             await wait_for(abandoned, timeout=10)
             # Surveys (the survey engine's table, filled directly): CSAT C1 5, C2 3, C3 4;
             # NPS C1 10, C3 9, C2 6; CES C1 2, C3 5; sent and not answered: CSAT C4, CES C2.
+            contact = {}
+            for cid in (c1, c2, c3, c4):
+                _, conv = await day.api.call("GET", f"/v1/conversations/{cid}")
+                contact[cid] = conv["contact_id"]
+
+            def answered(row: tuple[Any, ...]) -> float | None:
+                return at(row[8]) if row[8] else None
+
             with sqlite3.connect(tmp_path / "gw.db") as db:
-                db.execute(SURVEY_TABLE)
                 rows = [
                     ("s1", c1, "api", "csat", 5, "alice", "general", "09:05", "09:10"),
                     ("s2", c2, "api", "csat", 3, "bob", "billing", "09:35", "09:40"),
@@ -234,9 +233,14 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
                     ("s10", c2, "api", "ces", None, "bob", "billing", "11:50", None),
                 ]
                 db.executemany(
-                    "INSERT INTO survey_responses(id, conversation_id, channel, kind, score,"
-                    " agent_id, queue, sent_at, answered_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [(*r[:7], at(r[7]), at(r[8]) if r[8] else None) for r in rows],
+                    "INSERT INTO survey_responses(id, conversation_id, contact_id, channel, kind,"
+                    " score, agent_id, queue, sent_at, answered_at, language, resolved_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,'en',?)",
+                    # (resolved when the survey was sent)
+                    [
+                        (*r[:2], contact[r[1]], *r[2:7], at(r[7]), answered(r), at(r[7]))
+                        for r in rows
+                    ],
                 )
 
             body = await day.stats(**{"from": DAY, "to": DAY})

@@ -77,6 +77,8 @@ class TelegramStandin(Standin):
         self.files: dict[str, tuple[str, bytes]] = {}
         self.blocked: set[int] = set()
         self.webhook: dict[str, Any] | None = None
+        self.answered_callbacks: list[dict[str, Any]] = []
+        self._callbacks = 0
         self._failures: dict[str, collections.deque[_Failure]] = collections.defaultdict(
             collections.deque
         )
@@ -202,6 +204,26 @@ class TelegramStandin(Standin):
         if voice is not None:
             message["voice"] = voice
         return self.push_update({"message": message})
+
+    def push_callback(
+        self, user: dict[str, Any], sent: dict[str, Any], data: str
+    ) -> dict[str, Any]:
+        """Queue a `callback_query` update: `user` pressed the inline keyboard button with
+        `data` under the bot's message `sent` (one of `self.sent`)."""
+        self._callbacks += 1
+        message = {k: v for k, v in sent.items() if not k.startswith("_")}
+        query = {
+            "id": f"cbq{self._callbacks}",
+            "from": user,
+            "message": message,
+            "chat_instance": "ci-1",
+            "data": data,
+        }
+        return self.push_update({"callback_query": query})
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
+        self.answered_callbacks.append(params)
+        return self._ok(True)
 
     def push_edit(self, update: dict[str, Any], text: str) -> dict[str, Any]:
         """Queue an `edited_message` update for the message of an earlier update."""

@@ -168,7 +168,12 @@ async def test_webhook_mode_registers_the_webhook_with_its_secret(
     assert telegram.webhook is not None
     assert telegram.webhook["url"] == PUBLIC + WEBHOOK_PATH
     assert telegram.webhook["secret_token"] == SECRET
-    assert set(telegram.webhook["allowed_updates"]) == {"message", "edited_message"}
+    # Callback queries: the survey buttons (inline keyboard) answer through them.
+    assert set(telegram.webhook["allowed_updates"]) == {
+        "message",
+        "edited_message",
+        "callback_query",
+    }
 
 
 async def test_webhook_checks_the_secret_and_stores_each_update_once(

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from connectors.base import AuthFailed, Identity, NotReady, OutboundMessage
+from connectors.base import AuthFailed, Choice, Identity, NotReady, OutboundMessage, Prompt
 from connectors.twilio import TwilioSmsSettings, TwilioWhatsAppConnector, TwilioWhatsAppSettings
 from tests.standins.context import PUBLIC_URL as PUBLIC
 from tests.standins.context import ChannelFactory as Factory
@@ -180,3 +180,23 @@ def test_settings_are_validated() -> None:
         TwilioWhatsAppSettings.model_validate(
             {**base, "whatsapp_template": {"content_sid": "nope"}}
         )
+
+
+async def test_whatsapp_survey_outside_the_window_goes_as_its_own_template(
+    twilio: TwilioStandin, make_channel: Factory
+) -> None:
+    """A survey (a `Prompt`) carries the template the core chose for it; the channel's own
+    reply template is not used for it."""
+    connector, _ = await make_channel("whatsapp", from_number=WA_NUMBER, whatsapp_template=TEMPLATE)
+    survey = "HX" + "c" * 32
+    prompt = Prompt(
+        id="sv_1",
+        choices=[Choice(str(n), str(n)) for n in range(1, 6)],
+        template={"content_sid": survey, "variables": {"1": "How did we do?"}},
+    )
+    result = await connector.send(out("How satisfied are you?", prompt=prompt))
+    assert result.status == "sent"
+    request = twilio.messages[0]["_request"]
+    assert request["ContentSid"] == survey
+    assert json.loads(request["ContentVariables"]) == {"1": "How did we do?"}
+    assert "Body" not in request

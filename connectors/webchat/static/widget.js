@@ -125,7 +125,15 @@
     ".verify .note{color:#3b4357}",
     ".verify .ok{color:#16652c;font-weight:600}",
     ".verify .bad{color:#a01919}",
-    ".link{background:none;border:0;color:#2447d5;text-decoration:underline;font:inherit;font-size:13px;cursor:pointer;padding:0}"
+    ".link{background:none;border:0;color:#2447d5;text-decoration:underline;font:inherit;font-size:13px;cursor:pointer;padding:0}",
+    ".survey{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px}",
+    ".choice{min-width:36px;padding:6px 10px;border-radius:10px;border:1px solid #2447d5;background:#fff;color:#2447d5;font:inherit;font-weight:600;cursor:pointer}",
+    ".choice.chosen{background:#2447d5;color:#fff}",
+    ".choice:disabled{cursor:default}",
+    ".survey-comment{display:flex;flex-direction:column;gap:6px;margin-top:6px;width:100%}",
+    ".survey-comment label{display:flex;flex-direction:column;gap:4px;font-size:14px}",
+    ".survey-comment textarea{flex:none;width:100%;min-height:60px}",
+    ".survey-thanks{font-size:13px;color:#16652c;font-weight:600;margin-top:4px}"
   ].join("\n");
 
   // --- state -------------------------------------------------------------------------------
@@ -503,8 +511,9 @@
       dropPending(m.client_id);
     } else {
       var isNew = !items["m:" + m.id];
-      upsert("m:" + m.id, { id: m.id, direction: "out", text: m.text,
+      var out = upsert("m:" + m.id, { id: m.id, direction: "out", text: m.text,
         sender_name: m.sender_name, created_at: m.created_at });
+      if (m.prompt) { renderPrompt(out, m.prompt); }
       if (isNew && !fromHistory) {
         onTyping(false);
         if (!state.open || document.hidden) { setUnread(state.unread + 1); }
@@ -513,6 +522,53 @@
   }
 
   function onMessage(f) { renderServerMessage(f, false); }
+
+  // --- surveys: buttons under the question, then an optional comment -----------------------
+  function renderPrompt(item, prompt) {
+    if (item.prompt || !prompt.choices) { return; }
+    var texts = prompt.texts || {};
+    var box = el("div", { className: "survey", role: "group", "data-prompt": prompt.id });
+    var buttons = [];
+    prompt.choices.forEach(function (c) {
+      var b = el("button", { type: "button", className: "choice", "data-value": c.value }, c.label);
+      b.addEventListener("click", function () {
+        if (!send({ type: "answer", client_id: newId(), prompt: prompt.id, value: c.value })) { return; }
+        buttons.forEach(function (x) { x.disabled = true; });
+        b.classList.add("chosen");
+        b.setAttribute("aria-pressed", "true");
+        box.appendChild(el("div", { className: "survey-thanks", role: "status" }, texts.thanks || "Thank you!"));
+        if (prompt.comment) { renderComment(box, prompt, texts); }
+        log.scrollTop = log.scrollHeight;
+      });
+      buttons.push(b);
+      box.appendChild(b);
+    });
+    item.li.appendChild(box);
+    item.prompt = box;
+  }
+
+  function renderComment(box, prompt, texts) {
+    var form = el("form", { className: "survey-comment" });
+    var label = el("label", null, texts.comment_prompt || "Anything to add?");
+    var area = el("textarea", { name: "comment", rows: 2, maxlength: 4000 });
+    label.appendChild(area);
+    var submit = el("button", { type: "submit", className: "primary" }, texts.comment_submit || "Send");
+    form.appendChild(label);
+    form.appendChild(submit);
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var text = area.value.trim();
+      if (!text) { return; }
+      if (!send({ type: "answer", client_id: newId(), prompt: prompt.id, comment: text })) { return; }
+      area.disabled = true;
+      submit.disabled = true;
+      form.classList.add("sent");
+      form.appendChild(el("div", { className: "survey-thanks", role: "status" },
+        texts.comment_thanks || "Thank you!"));
+      log.scrollTop = log.scrollHeight;
+    });
+    box.appendChild(form);
+  }
 
   function saveToken(token) {
     if (!token || token === state.token) { return; }

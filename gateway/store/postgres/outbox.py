@@ -9,7 +9,7 @@ for anyone else until its lease runs out, and then any instance takes it over.
 from __future__ import annotations
 
 from connectors.base import DeliveryResult, Identity
-from gateway.model import Event, NewEvent
+from gateway.model import Event, NewEvent, loads
 from gateway.store.base import OutboxItem, OutboxStore
 from gateway.store.postgres import rules
 from gateway.store.postgres.eventlog import append_events
@@ -56,7 +56,8 @@ class PgOutbox(PgBase, OutboxStore):
                 " ARRAY(SELECT p.provider_message_id FROM messages p"
                 "  WHERE p.conversation_id = m.conversation_id"
                 "  AND p.provider_message_id IS NOT NULL AND p.created_at <= m.created_at"
-                "  ORDER BY p.created_at)"
+                "  ORDER BY p.created_at),"
+                " m.metadata::jsonb -> 'prompt'"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.message_id = ANY($1) ORDER BY o.next_attempt_at",
@@ -77,6 +78,7 @@ class PgOutbox(PgBase, OutboxStore):
                     automatic=bool(r[7]),
                     sender_name=r[11],
                     queued_at=r[12],
+                    prompt=loads(r[14]) if r[14] else None,
                 )
                 for r in rows
             ]

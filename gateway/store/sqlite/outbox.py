@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from connectors.base import DeliveryResult, Identity
-from gateway.model import Event, NewEvent
+from gateway.model import Event, NewEvent, loads
 from gateway.store.base import OutboxItem
 from gateway.store.sqlite.rows import SqliteRows
 
@@ -73,7 +73,7 @@ class SqliteOutbox(SqliteRows):
                 "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html,"
                 " COALESCE(m.subject, c.subject),"
                 " m.automated, COALESCE(o.to_kind, c.reply_kind), COALESCE(o.to_address, c.reply_address),"
-                " c.thread_token, m.sender_id, m.created_at"
+                " c.thread_token, m.sender_id, m.created_at, json_extract(m.metadata, '$.prompt')"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
@@ -115,6 +115,7 @@ class SqliteOutbox(SqliteRows):
                         automatic=bool(r[7]),
                         sender_name=r[11],
                         queued_at=r[12],
+                        prompt=loads(r[13]) if r[13] else None,
                     )
                 )
             return items

@@ -15,6 +15,7 @@ from gateway.store.sqlite.quarantine import SqliteQuarantine
 from gateway.store.sqlite.routing import SqliteRouting
 from gateway.store.sqlite_escalation import SqliteEscalation
 from gateway.store.sqlite_stats import SqliteStats
+from gateway.store.sqlite_surveys import SqliteSurveys
 from gateway.store.sqlite_time import SqliteTime
 
 
@@ -30,6 +31,7 @@ class SqliteStore(
     SqliteTime,
     SqliteEscalation,
     SqliteStats,
+    SqliteSurveys,
     Store,
 ):
     """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""

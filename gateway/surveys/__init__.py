@@ -1,0 +1,1 @@
+"""Customer surveys (CSAT, NPS, CES) after resolution, asked in the customer's own channel."""

@@ -1,0 +1,106 @@
+"""The survey timer is data in the store: `switchboard run` killed with SIGKILL before the
+survey fell due sends it after the restart, and killed again right after it went out does
+not send it twice; two firings at the same instant decide once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.gateway.conftest import (
+    ADMIN,
+    CHANNEL,
+    Receiver,
+    base_config,
+    config_text,
+    gateway_factory,
+    receiver,
+    wait_for,
+)
+from tests.gateway.test_e2e_daemon import Daemon, free_port
+from tests.surveys.helpers import Clock, resolve, surveys
+
+__all__ = ["gateway_factory", "receiver"]
+
+
+def survey_bodies(receiver: Receiver) -> list[dict[str, Any]]:
+    return [b for b in receiver.bodies() if "How satisfied" in str(b.get("text", ""))]
+
+
+async def test_sigkill_before_and_after_the_survey_loses_nothing_and_sends_once(
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    port = free_port()
+    db = tmp_path / "gw.db"
+    cfg = base_config(db, receiver.url)
+    cfg["server"]["port"] = port
+    cfg["timers"] = {"max_sleep": 0.2}
+    cfg["surveys"] = {"delay": "1s"}
+    config = tmp_path / "gateway.yaml"
+    config.write_text(config_text(cfg))
+    daemon = Daemon(config, port, tmp_path / "daemon.log")
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    try:
+        await daemon.start()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{base}/v1/channels/api/messages",
+                headers={"Authorization": f"Bearer {CHANNEL}"},
+                json={"external_id": "m-1", "text": "My login fails", "from": {"id": "cust-9"}},
+            ) as resp:
+                assert resp.status in (200, 201, 202), await resp.text()
+                conv_id = (await resp.json())["conversation_id"]
+            async with http.post(f"{base}/v1/conversations/{conv_id}/resolve", headers=auth) as r:
+                assert r.status == 200
+        daemon.kill()  # before the survey is due
+        assert survey_bodies(receiver) == []
+
+        await daemon.start()
+        [question] = await wait_for(lambda: survey_bodies(receiver), timeout=15)
+        assert question["conversation_id"] == conv_id
+        daemon.kill()  # right after it went out
+
+        await daemon.start()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{base}/v1/surveys", headers=auth) as resp,
+        ):
+            items = (await resp.json())["items"]
+        assert [(s["conversation_id"], s["kind"]) for s in items] == [(conv_id, "csat")]
+        await asyncio.sleep(0.6)  # several turns of the timer loop (max_sleep 0.2 s)
+        assert len(survey_bodies(receiver)) == 1
+        decisions = sqlite3.connect(db).execute("SELECT outcome FROM survey_decisions").fetchall()
+        assert decisions == [("sent",)]
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.terminate()
+        await receiver.stop()
+
+
+async def test_two_firings_at_once_decide_once(
+    gateway_factory: Any,
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    clock = Clock()
+    cfg = base_config(tmp_path / "db.sqlite", receiver.url)
+    cfg["surveys"] = {"delay": "1h"}
+    gw, client = await gateway_factory(cfg, clock=clock)
+    status, body = await client.inbound("m-1", "Where is my refund?")
+    assert status in (200, 201, 202), body
+    await resolve(client, body["conversation_id"])
+    clock.advance(7200)
+    assert gw.surveys is not None
+    now = clock()
+    await asyncio.gather(gw.surveys.fire(now), gw.surveys.fire(now), gw.deadlines.run_once())
+    assert len(await surveys(client)) == 1
+    await wait_for(lambda: survey_bodies(receiver))
+    await asyncio.sleep(0.2)
+    assert len(survey_bodies(receiver)) == 1
