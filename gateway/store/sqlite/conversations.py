@@ -161,6 +161,7 @@ class SqliteConversations(SqliteRows):
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = self._contact_of(conn, identity)
+        new_contact = contact_id is None
         if contact_id is None:
             contact_id = new_id("ct")
             conn.execute(
@@ -207,11 +208,16 @@ class SqliteConversations(SqliteRows):
                 )
 
         # Conversation: the store finds the candidates, gateway/domain/threading.py decides.
-        placement = threading.place(
-            self._thread_hit(conn, msg, contact_id),
-            self._contact_candidates(conn, contact_id, now, req.reopen_window),
-            now,
-            req.reopen_window,
+        # (A contact created just now has no conversation yet: nothing to read.)
+        placement = (
+            threading.CREATE
+            if new_contact
+            else threading.place(
+                self._thread_hit(conn, msg, contact_id),
+                self._contact_candidates(conn, contact_id, now, req.reopen_window),
+                now,
+                req.reopen_window,
+            )
         )
         created = reopened = False
         conv: Conversation
