@@ -187,6 +187,7 @@ class PgConversations(PgContacts, ConversationStore):
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = await contact_of(conn, identity)
+        new_contact = contact_id is None
         if contact_id is None:
             contact_id = new_id("ct")
             await conn.execute(
@@ -255,12 +256,21 @@ class PgConversations(PgContacts, ConversationStore):
 
         # Conversation: the store finds the candidates (locked: a lifecycle change of one
         # waits for this ingest), gateway/domain/threading.py decides.
-        candidates = await self._contact_candidates(conn, contact_id, now, req.reopen_window)
-        placement = threading.place(
-            await self._thread_hit(conn, msg, contact_id),
-            [Candidate(c.id, c.status, c.updated_at, c.resolved_at) for c in candidates],
-            now,
-            req.reopen_window,
+        # (A contact created just now has no conversation yet: nothing to read.)
+        candidates = (
+            []
+            if new_contact
+            else await self._contact_candidates(conn, contact_id, now, req.reopen_window)
+        )
+        placement = (
+            threading.CREATE
+            if new_contact
+            else threading.place(
+                await self._thread_hit(conn, msg, contact_id),
+                [Candidate(c.id, c.status, c.updated_at, c.resolved_at) for c in candidates],
+                now,
+                req.reopen_window,
+            )
         )
         created = reopened = False
         conv: Conversation
