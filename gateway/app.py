@@ -46,7 +46,6 @@ from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
 from gateway.services import Services
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
-from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
@@ -83,6 +82,9 @@ async def _close_quietly(ws: web.WebSocketResponse) -> None:
 def make_store(loaded: LoadedConfig, instance: str | None = None) -> Store:
     cfg = loaded.config.store
     if cfg.backend == "postgres" and cfg.dsn is not None:
+        # Imported only when configured: asyncpg costs an embedded installation's start.
+        from gateway.store.postgres import PostgresStore
+
         return PostgresStore(cfg.dsn.get_secret_value(), pool_size=cfg.pool_size, instance=instance)
     return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
 
