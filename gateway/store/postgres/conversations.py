@@ -183,7 +183,8 @@ class PgConversations(PgContacts, ConversationStore):
                 )
                 return IngestOutcome(home, updated, None, events)
 
-        # Contact: the sender's identity only; extra identities are claims (see SqliteStore).
+        # Contact: the sender's identity only; extra identities are claims until proven
+        # (the rules: gateway/domain/identity.py).
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = await contact_of(conn, identity)
