@@ -53,7 +53,6 @@ from gateway.routetext import to_dict
 from gateway.services import Services
 from gateway.sla import OpeningSource, SlaSource
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
-from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from gateway.surveys import web as surveys_web
 from gateway.surveys.service import Surveys
@@ -93,6 +92,9 @@ async def _close_quietly(ws: web.WebSocketResponse) -> None:
 def make_store(loaded: LoadedConfig, instance: str | None = None) -> Store:
     cfg = loaded.config.store
     if cfg.backend == "postgres" and cfg.dsn is not None:
+        # Imported only when configured: asyncpg costs an embedded installation's start.
+        from gateway.store.postgres import PostgresStore
+
         return PostgresStore(cfg.dsn.get_secret_value(), pool_size=cfg.pool_size, instance=instance)
     return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
 

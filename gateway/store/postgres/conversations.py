@@ -183,10 +183,12 @@ class PgConversations(PgContacts, ConversationStore):
                 )
                 return IngestOutcome(home, updated, None, events)
 
-        # Contact: the sender's identity only; extra identities are claims (see SqliteStore).
+        # Contact: the sender's identity only; extra identities are claims until proven
+        # (the rules: gateway/domain/identity.py).
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = await contact_of(conn, identity)
+        new_contact = contact_id is None
         if contact_id is None:
             contact_id = new_id("ct")
             await conn.execute(
@@ -255,11 +257,21 @@ class PgConversations(PgContacts, ConversationStore):
 
         # Conversation: the store finds the candidates (locked: a lifecycle change of one
         # waits for this ingest), gateway/domain/threading.py decides.
-        placement = threading.place(
-            await self._thread_hit(conn, msg, contact_id),
-            await self._contact_candidates(conn, contact_id, now, req.reopen_window),
-            now,
-            req.reopen_window,
+        # (A contact created just now has no conversation yet: nothing to read.)
+        candidates = (
+            []
+            if new_contact
+            else await self._contact_candidates(conn, contact_id, now, req.reopen_window)
+        )
+        placement = (
+            threading.CREATE
+            if new_contact
+            else threading.place(
+                await self._thread_hit(conn, msg, contact_id),
+                [Candidate(c.id, c.status, c.updated_at, c.resolved_at) for c in candidates],
+                now,
+                req.reopen_window,
+            )
         )
         created = reopened = False
         conv: Conversation
@@ -268,7 +280,8 @@ class PgConversations(PgContacts, ConversationStore):
             await self._insert_conversation(conn, conv)
             created = True
         else:
-            conv = await get_conv(conn, placement.conversation_id)
+            found = [c for c in candidates if c.id == placement.conversation_id]
+            conv = found[0] if found else await get_conv(conn, placement.conversation_id)
             before = (conv.assignee, conv.status)
             after, reopened = lifecycle.inbound(state_of(conv))
             apply_state(conv, after)
@@ -359,14 +372,15 @@ class PgConversations(PgContacts, ConversationStore):
     @staticmethod
     async def _contact_candidates(
         conn: Conn, contact_id: str, now: float, reopen_window: float
-    ) -> list[Candidate]:
-        """The contact's conversations that can take a message: the active ones and those
-        resolved within the reopen window (the others cannot win, `threading.place`)."""
+    ) -> list[Conversation]:
+        """The contact's conversations that can take a message, locked: the active ones and
+        those resolved within the reopen window (the others cannot win, `threading.place`;
+        the one it chooses is always among them)."""
         return [
-            Candidate(r[0], r[1], r[2], r[3])
+            conv_row(r)
             for r in await conn.fetch(
-                "SELECT id, status, updated_at, resolved_at FROM conversations"
-                f" WHERE contact_id=$1 AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
+                f"SELECT {CONV_COLS} FROM conversations WHERE contact_id=$1"
+                f" AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
                 " ORDER BY id FOR UPDATE",
                 contact_id,
                 now - reopen_window,

@@ -9,6 +9,7 @@ because another instance made the same row first, runs again from the start (`re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,8 @@ log = logging.getLogger("gateway.store.postgres")
 
 # Any number: the key of the advisory lock that serialises migrations across instances.
 MIGRATION_LOCK = 0x5B_57_0C_DB
+# How long a health check waits for the database.
+PING_TIMEOUT = 5.0
 # How often a transaction that lost a race is run again before its error is the answer.
 ATTEMPTS = 8
 # Lost a race: run again.
@@ -55,7 +58,7 @@ class PgBase:
     # --- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60
+            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60, timeout=10
         )
         try:
             await migrate(self._pool)
@@ -69,8 +72,10 @@ class PgBase:
             await pool.close()
 
     async def ping(self) -> bool:
+        """The database answers, within PING_TIMEOUT (a server that is gone can otherwise
+        keep a new connection waiting for the whole connect timeout)."""
         try:
-            await self._read(lambda conn: conn.fetchval("SELECT 1"))
+            await asyncio.wait_for(self._read(lambda conn: conn.fetchval("SELECT 1")), PING_TIMEOUT)
         except Exception:
             return False
         return True
@@ -223,10 +228,22 @@ async def resolve_contact_id(conn: Conn, contact_id: str) -> str:
 
 
 async def contact_of(conn: Conn, who: Identity) -> str | None:
-    found = await conn.fetchval(
-        "SELECT contact_id FROM identities WHERE kind=$1 AND address=$2", who.kind, who.address
+    """The contact holding `who`, merges followed: the identity and its chain of merges in
+    one query (one round trip on the hot path of every ingest)."""
+    rows = await conn.fetch(
+        "WITH RECURSIVE start AS ("
+        " SELECT contact_id FROM identities WHERE kind=$1 AND address=$2),"
+        " chain(id, merged_into) AS ("
+        " SELECT c.id, c.merged_into FROM contacts c JOIN start ON c.id = start.contact_id"
+        " UNION SELECT c.id, c.merged_into FROM contacts c JOIN chain ON c.id = chain.merged_into)"
+        " SELECT (SELECT contact_id FROM start), id, merged_into FROM chain",
+        who.kind,
+        who.address,
     )
-    return None if found is None else await resolve_contact_id(conn, found)
+    if not rows:
+        return None
+    chain = {str(r[1]): r[2] for r in rows}
+    return identity.follow_merges(str(rows[0][0]), lambda c: chain.get(c))
 
 
 async def get_contact(conn: Conn, contact_id: str) -> Contact:
