@@ -204,7 +204,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "POST",
         "/v1/routing/explain",
-        "The routing decision for a message, changing nothing",
+        "The routing decision for a message or a conversation, changing nothing",
         ALL,
         out.Explanation,
         body=routing.ExplainBody,
