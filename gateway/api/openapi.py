@@ -208,6 +208,9 @@ OPERATIONS: tuple[Op, ...] = (
         ALL,
         out.Explanation,
         body=routing.ExplainBody,
+        errors=(404,),
+        description="Give `channel` (and `text`...) for a sample message, or `conversation` "
+        "for a conversation as it stands (404 when it does not exist or is not visible).",
     ),
     Op(
         "GET",
