@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.stats import DEFINITIONS
+
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -332,8 +334,7 @@ class SlaFigure(Out):
 
 
 def _d(name: str) -> Any:
-    from gateway.stats import DEFINITIONS
-
+    """A figure's field, described by its definition."""
     return Field(description=DEFINITIONS[name])
 
 
