@@ -166,8 +166,8 @@ async def explain_conversation(gw: Gateway, conv: Conversation) -> dict[str, Any
         conv.required_skills,
         conv.channel_kind,
         conv.created_at,
-        hint.exclude if hint else frozenset(),
-        hint.sticky if hint else None,
+        exclude=hint.exclude if hint else frozenset(),
+        sticky=hint.sticky if hint else None,
     )
     queue = routing.queue(conv.queue)
     rr = snap.rr_last.get(conv.queue)
