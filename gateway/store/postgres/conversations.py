@@ -51,6 +51,7 @@ from gateway.store.postgres.pool import (
     scope_where,
 )
 from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
+from gateway.store.rows import message_values
 
 _ACTIVE = "status IN ('open', 'assigned', 'pending')"
 
@@ -96,25 +97,7 @@ async def insert_message(conn: Conn, m: Message) -> None:
     await conn.execute(
         f"INSERT INTO messages({MSG_COLS}) VALUES"
         " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
-        m.id,
-        m.conversation_id,
-        m.direction,
-        m.channel,
-        m.sender_type,
-        m.sender_id,
-        m.text,
-        m.created_at,
-        m.updated_at,
-        m.html,
-        m.subject,
-        dumps(m.attachments),
-        m.external_id,
-        m.provider_message_id,
-        m.status,
-        m.reason,
-        m.automated,
-        dumps(m.metadata),
-        m.raw_blob,
+        *message_values(m),
     )
 
 

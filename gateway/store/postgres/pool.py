@@ -13,15 +13,20 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
 from connectors.base import Identity
 from gateway.domain import identity
-from gateway.model import Contact, Conversation, Message, loads
+from gateway.model import Contact, Conversation, Message
 from gateway.store.base import NotFound
 from gateway.store.postgres.migrations import MIGRATIONS
+from gateway.store.rows import CONV_COLS as CONV_COLS
+from gateway.store.rows import MSG_COLS as MSG_COLS
+from gateway.store.rows import contact_row
+from gateway.store.rows import conv_row as conv_row
+from gateway.store.rows import msg_row as msg_row
 
 T = TypeVar("T")
 if TYPE_CHECKING:  # generic in the stubs only
@@ -128,69 +133,7 @@ async def migrate(pool: asyncpg.Pool[asyncpg.Record]) -> None:
             log.info("store migrated", extra={"version": version})
 
 
-# --- rows ----------------------------------------------------------------------------------
-CONV_COLS = (
-    "id, contact_id, channel, channel_kind, last_channel, status, queue, priority, created_at,"
-    " updated_at, assignee, required_skills, tags, subject, thread_token, reply_kind,"
-    " reply_address, routing, assigned_at, first_response_at, resolved_at, last_inbound_at"
-)
-
-MSG_COLS = (
-    "id, conversation_id, direction, channel, sender_type, sender_id, text, created_at,"
-    " updated_at, html, subject, attachments, external_id, provider_message_id, status,"
-    " reason, automated, metadata, raw_blob"
-)
-
-
-def conv_row(row: asyncpg.Record | tuple[Any, ...]) -> Conversation:
-    return Conversation(
-        id=row[0],
-        contact_id=row[1],
-        channel=row[2],
-        channel_kind=row[3],
-        last_channel=row[4],
-        status=row[5],
-        queue=row[6],
-        priority=row[7],
-        created_at=row[8],
-        updated_at=row[9],
-        assignee=row[10],
-        required_skills=loads(row[11]),
-        tags=loads(row[12]),
-        subject=row[13],
-        thread_token=row[14],
-        reply_kind=row[15],
-        reply_address=row[16],
-        routing=loads(row[17]),
-        assigned_at=row[18],
-        first_response_at=row[19],
-        resolved_at=row[20],
-        last_inbound_at=row[21],
-    )
-
-
-def msg_row(row: asyncpg.Record) -> Message:
-    return Message(
-        id=row[0],
-        conversation_id=row[1],
-        direction=row[2],
-        channel=row[3],
-        sender_type=row[4],
-        sender_id=row[5],
-        text=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        html=row[9],
-        subject=row[10],
-        attachments=loads(row[11]),
-        external_id=row[12],
-        provider_message_id=row[13],
-        status=row[14],
-        reason=row[15],
-        automated=bool(row[16]),
-        metadata=loads(row[17]),
-        raw_blob=row[18],
-    )
+# --- rows (the mapping is the same on SQLite: gateway/store/rows.py) ---------------------
 
 
 async def get_conv(conn: Conn, conversation_id: str, lock: bool = False) -> Conversation:
@@ -263,15 +206,7 @@ async def get_contact(conn: Conn, contact_id: str) -> Contact:
         "SELECT kind, address FROM claims WHERE contact_id=$1 ORDER BY created_at, kind, address",
         contact_id,
     )
-    return Contact(
-        row[0],
-        row[1],
-        loads(row[2]),
-        [(str(i[0]), str(i[1]), bool(i[2])) for i in identities],
-        row[3],
-        row[4],
-        claims=[(str(c[0]), str(c[1])) for c in claims],
-    )
+    return contact_row(row, identities, claims)
 
 
 def scope_where(clause: str, args: list[str], first: int) -> tuple[str, list[str]]:
