@@ -223,6 +223,31 @@ def test_check_warns_about_rules_nobody_can_serve(tmp_path: Path) -> None:
     ]
 
 
+def test_check_warns_about_hours_that_never_open(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(GOOD)
+    cfg["routing"]["hours"] = {
+        # every weekday closed: the only open hours are a special date long past
+        "never": {"timezone": "Europe/Berlin", "special": {"2020-01-06": ["09:00-17:00"]}},
+        "office": {"timezone": "Europe/Berlin", "weekly": {"mon": ["08:00-18:00"]}},
+    }
+    cfg["routing"]["default_hours"] = "office"
+    cfg["routing"]["queues"][0]["hours"] = "never"
+    path = tmp_path / "hours.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    queue = cfg["routing"]["queues"][0]["name"]
+    assert warnings == [
+        "warning: routing.hours.never: never opens in the next 400 days "
+        f"(queues: {queue}); conversations there wait until an agent takes one by hand"
+    ]
+
+
 def test_acknowledgement_template_and_channels_are_checked() -> None:
     text = GOOD.replace(
         "conversations:\n  reopen_window: 72h",
