@@ -883,6 +883,15 @@ class SurveySend:
     message: OutboundRequest
 
 
+@dataclass(slots=True)
+class SurveyMatch:
+    """What an inbound message may be to the surveys of its sender on its channel."""
+
+    answered_by: SurveyResponse | None = None
+    open: SurveyResponse | None = None
+    awaiting_comment: SurveyResponse | None = None
+
+
 class SurveyStore(ABC):
     """The store's part of the surveys: every method is atomic."""
 
@@ -924,10 +933,16 @@ class SurveyStore(ABC):
 
     @abstractmethod
     async def survey_match(
-        self, identity: Identity, channel: str, external_id: str, since: float
-    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
+        self,
+        identity: Identity,
+        channel: str,
+        external_id: str,
+        since: float,
+        comment_since: float | None = None,
+    ) -> SurveyMatch:
         """For one inbound message, in one read: the response it already answered (a
-        redelivery), and the survey it may answer (`survey_open_for`)."""
+        redelivery), the survey it may answer (`survey_open_for`), and, with
+        `comment_since`, a survey answered since then with a score and no comment yet."""
 
     @abstractmethod
     async def survey_open_for(

@@ -13,6 +13,7 @@ from gateway.store.base import (
     NotFound,
     OutboundRequest,
     SurveyFacts,
+    SurveyMatch,
     SurveyResponse,
     SurveySend,
     SurveyStore,
@@ -231,14 +232,30 @@ class SqliteSurveys(SurveyStore):
         return result
 
     async def survey_match(
-        self, identity: Identity, channel: str, external_id: str, since: float
-    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
-        def op(conn: sqlite3.Connection) -> tuple[SurveyResponse | None, SurveyResponse | None]:
-            return self._answered_by(conn, channel, external_id), self._open_for(
-                conn, identity, channel, since
+        self,
+        identity: Identity,
+        channel: str,
+        external_id: str,
+        since: float,
+        comment_since: float | None = None,
+    ) -> SurveyMatch:
+        def op(conn: sqlite3.Connection) -> SurveyMatch:
+            match = SurveyMatch(
+                self._answered_by(conn, channel, external_id),
+                self._open_for(conn, identity, channel, since),
             )
+            if comment_since is not None and match.answered_by is None and match.open is None:
+                contact_id = self._contact_of(conn, identity)
+                row = conn.execute(
+                    f"SELECT {_COLS} FROM survey_responses WHERE contact_id=? AND channel=?"
+                    " AND answered_at >= ? AND score IS NOT NULL AND comment IS NULL"
+                    " ORDER BY answered_at DESC LIMIT 1",
+                    (contact_id, channel, comment_since),
+                ).fetchone()
+                match.awaiting_comment = None if row is None else _response(row)
+            return match
 
-        result: tuple[SurveyResponse | None, SurveyResponse | None] = await self._run(op)
+        result: SurveyMatch = await self._run(op)
         return result
 
     def _open_for(

@@ -172,3 +172,39 @@ async def _status(client: Client, conv_id: str, *statuses: str) -> bool:
 
 async def _decisions(gw: Any, conv_id: str, n: int) -> bool:
     return len(await decided(gw, conv_id)) >= n
+
+
+async def test_a_comment_follows_within_the_window_only(
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin
+) -> None:
+    clock = Clock()
+    gw, client = await gateway_factory(
+        sms_config(tmp_path, twilio, comment_window="10m", max_per_contact=5), clock=clock
+    )
+    await post_sms(client, twilio, "The app logs me out")
+    conv = await routed_conversation(client)
+    await resolve(client, conv["id"])
+    await fire(gw, clock, 2 * HOUR)
+    await until(lambda: survey_texts(twilio))
+    await post_sms(client, twilio, "3")
+    invite = "Thank you for your feedback! Anything to add? Just reply with a comment."
+    await until(lambda: invite in bodies(twilio))
+    # Eleven minutes later: not a comment any more, but a message that reopens.
+    clock.advance(11 * 60)
+    await post_sms(client, twilio, "It happened again")
+    await until(lambda: _status(client, conv["id"], "open", "assigned"))
+    [survey] = await surveys(client)
+    assert (survey["score"], survey["comment"]) == (3, None)
+
+    # The next survey, answered with a number; the comment follows in time.
+    await resolve(client, conv["id"])
+    await fire(gw, clock, 2 * HOUR)
+    await until(lambda: len(survey_texts(twilio)) == 2)
+    await post_sms(client, twilio, "5")
+    await until(lambda: bodies(twilio).count(invite) == 2)
+    clock.advance(5 * 60)
+    await post_sms(client, twilio, "Fixed for good, thanks")
+    await until(lambda: "Thank you, your comment was saved." in bodies(twilio))
+    latest = (await surveys(client))[0]
+    assert (latest["score"], latest["comment"]) == (5, "Fixed for good, thanks")
+    assert (await client.conversation(conv["id"]))["status"] == "resolved"
