@@ -227,7 +227,13 @@ class Gateway:
         gateway/notices.py): timer sources, the closed reply, the live wait board."""
         routing = self.config.routing
         self.notices = TimeNotices(
-            self.config.notices, routing, self.store, self.services, self.connectors, self.clock
+            self.config.notices,
+            routing,
+            self.store,
+            self.services,
+            self.connectors,
+            self.clock,
+            self.texts,
         )
         self.ingestor.notices = self.notices
         self.bus.listen(self.notices.rate.on_event)
