@@ -10,7 +10,13 @@ import asyncio
 from connectors.base import Identity
 from gateway.ids import new_id
 from gateway.store import Store
-from gateway.store.base import OutboundRequest, SurveyResponse, SurveySend, SurveyStore
+from gateway.store.base import (
+    OutboundRequest,
+    SurveyMatch,
+    SurveyResponse,
+    SurveySend,
+    SurveyStore,
+)
 from tests.store.test_contract import backend, inbound, ingest, pair, store
 
 __all__ = ["backend", "pair", "store"]
@@ -160,12 +166,23 @@ async def test_the_first_score_counts_and_a_comment_follows_it(pair: tuple[Store
     taken_by = "r1" if winner.score == 5 else "r2"
     assert await surveys(b).survey_answered_by("mail", taken_by) == stored
     assert await surveys(b).survey_answered_by("mail", "nope") is None
-    done, open_ = await surveys(a).survey_match(fay, "mail", taken_by, 2500.0)
-    assert (done, open_) == (stored, None)  # answered: open no more
+    match = await surveys(a).survey_match(fay, "mail", taken_by, 2500.0)
+    assert match == SurveyMatch(stored, None, None)  # a redelivery; answered: open no more
+    # The next message within the comment window may be the comment.
+    match = await surveys(b).survey_match(fay, "mail", "r3", 2500.0, comment_since=3050.0)
+    assert match == SurveyMatch(None, None, stored)
+    assert (
+        await surveys(b).survey_match(fay, "mail", "r3", 2500.0, 3150.0)
+    ).awaiting_comment is None
+    assert (
+        await surveys(b).survey_match(fay, "sms", "r3", 2500.0, 3050.0)
+    ).awaiting_comment is None
     after, events = await surveys(b).survey_answer(sent.id, None, "Quick, thanks", None, None, 3200)
     assert after.comment == "Quick, thanks" and [e.type for e in events] == ["survey.answered"]
     same, events = await surveys(a).survey_answer(sent.id, None, "Quick, thanks", None, None, 3300)
     assert events == [] and same.score == winner.score
+    match = await surveys(b).survey_match(fay, "mail", "r4", 2500.0, comment_since=3050.0)
+    assert match == SurveyMatch(None, None, None)  # commented: nothing awaited
 
 
 async def test_an_opt_out_wins_over_a_question_decided_before_it(store: Store) -> None:

@@ -18,6 +18,7 @@ from gateway.store.base import (
     NotFound,
     OutboundRequest,
     SurveyFacts,
+    SurveyMatch,
     SurveyResponse,
     SurveySend,
     SurveyStore,
@@ -252,13 +253,29 @@ class PgSurveys(PgBase, SurveyStore):
         return await self._read(lambda conn: _survey(conn, response_id))
 
     async def survey_match(
-        self, identity: Identity, channel: str, external_id: str, since: float
-    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
-        async def op(conn: Conn) -> tuple[SurveyResponse | None, SurveyResponse | None]:
-            return (
+        self,
+        identity: Identity,
+        channel: str,
+        external_id: str,
+        since: float,
+        comment_since: float | None = None,
+    ) -> SurveyMatch:
+        async def op(conn: Conn) -> SurveyMatch:
+            match = SurveyMatch(
                 await _answered_by(conn, channel, external_id),
                 await _open_for(conn, identity, channel, since),
             )
+            if comment_since is not None and match.answered_by is None and match.open is None:
+                row = await conn.fetchrow(
+                    f"SELECT {_COLS} FROM survey_responses WHERE contact_id=$1 AND channel=$2"
+                    " AND answered_at >= $3 AND score IS NOT NULL AND comment IS NULL"
+                    " ORDER BY answered_at DESC LIMIT 1",
+                    await contact_of(conn, identity),
+                    channel,
+                    comment_since,
+                )
+                match.awaiting_comment = None if row is None else _response(tuple(row))
+            return match
 
         return await self._read(op)
 
