@@ -6,10 +6,12 @@ the list pages newest first."""
 from __future__ import annotations
 
 import asyncio
+import io
+from pathlib import Path
 
 from connectors.base import Identity
 from gateway.ids import new_id
-from gateway.store import Store
+from gateway.store import SqliteStore, Store
 from gateway.store.base import (
     OutboundRequest,
     SurveyMatch,
@@ -17,11 +19,14 @@ from gateway.store.base import (
     SurveySend,
     SurveyStore,
 )
+from gateway.store.postgres import PostgresStore
+from gateway.store.postgres.from_sqlite import migrate_from_sqlite
 from tests.store.test_contract import backend, inbound, ingest, pair, store
 
 __all__ = ["backend", "pair", "store"]
 
 WINDOW = 30 * 86400.0
+SURVEY_TABLES = ("survey_responses", "survey_decisions", "survey_optouts")
 
 
 def surveys(s: Store) -> SurveyStore:
@@ -240,3 +245,46 @@ async def test_attributes_set_by_two_instances_at_once_are_both_kept(
     )
     contact = await b.get_contact(contact_id)
     assert contact.attributes == {"one": "yes", "two": "yes", "three": "yes", "four": "yes"}
+
+
+async def test_surveys_move_from_sqlite_to_postgresql(tmp_path: Path, pg_dsn: str) -> None:
+    """`switchboard migrate` takes the surveys along: the list in its order, the answers,
+    the decisions (nothing asked again) and the opt-outs."""
+    source = SqliteStore(tmp_path / "old.db")
+    await source.open()
+    sent: list[SurveyResponse] = []
+    for i in range(3):
+        conv_id, at = await resolved(source, f"m{i}@example.com", f"m{i}", 2000.0 + i)
+        [facts] = await source.survey_due(3000.0, 60.0, 0.0, None, WINDOW, 1)
+        send = question(source, conv_id, facts.conversation.contact_id, at, 3000.0 + i)
+        response, _ = await source.survey_decide(conv_id, at, "sent", send, 3000.0 + i)
+        assert response is not None
+        sent.append(response)
+    await source.survey_answer(sent[0].id, 4, "Fine", "mail", "r-1", 3100.0)
+    await source.survey_optout(sent[1].contact_id, True, "mail", 3200.0)
+    before = await source.survey_list(limit=2)
+    await source.close()
+
+    summary = await asyncio.to_thread(
+        migrate_from_sqlite, tmp_path / "old.db", pg_dsn, io.StringIO()
+    )
+    assert {t: summary[t] for t in SURVEY_TABLES} == {
+        "survey_responses": (3, 3),
+        "survey_decisions": (3, 3),
+        "survey_optouts": (1, 1),
+    }
+    again = await asyncio.to_thread(migrate_from_sqlite, tmp_path / "old.db", pg_dsn, io.StringIO())
+    assert {t: again[t][1] for t in SURVEY_TABLES} == dict.fromkeys(SURVEY_TABLES, 0)
+
+    target = PostgresStore(pg_dsn)
+    await target.open()
+    try:
+        assert await target.survey_list(limit=2) == before
+        page, _ = await target.survey_list(limit=2, cursor=before[1])
+        assert [r.id for r in page] == [sent[0].id]
+        assert await target.survey_answered_by("mail", "r-1") == await target.survey_get(sent[0].id)
+        assert (await target.survey_get(sent[0].id)).comment == "Fine"
+        assert await target.survey_opted_out(sent[1].contact_id) == 3200.0
+        assert await target.survey_due(9000.0, 60.0, 0.0, None, WINDOW, 10) == []
+    finally:
+        await target.close()
