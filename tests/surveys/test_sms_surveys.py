@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.gateway.conftest import Client, gateway_factory
 from tests.standins.twilio import CUSTOMER_NUMBER, TwilioStandin
+from tests.surveys.conftest import OnBackend
 from tests.surveys.helpers import Clock, decided, event_types, fire, resolve, surveys, until
 from tests.twilio.test_twilio_gateway import (
     SMS_INBOUND,
@@ -43,10 +44,10 @@ def bodies(twilio: TwilioStandin) -> list[str]:
 
 
 async def test_csat_by_sms_answered_with_a_number_and_a_comment(
-    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    gw, client = await gateway_factory(sms_config(tmp_path, twilio), clock=clock)
+    gw, client = await gateway_factory(on_backend(sms_config(tmp_path, twilio)), clock=clock)
     await post_sms(client, twilio, "My parcel is late")
     conv = await routed_conversation(client)
     await resolve(client, conv["id"])
@@ -112,10 +113,10 @@ async def test_csat_by_sms_answered_with_a_number_and_a_comment(
 
 
 async def test_stop_opts_out_and_the_api_opts_back_in(
-    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    cfg = sms_config(tmp_path, twilio, max_per_contact=10)
+    cfg = on_backend(sms_config(tmp_path, twilio, max_per_contact=10))
     gw, client = await gateway_factory(cfg, clock=clock)
     await post_sms(client, twilio, "Where is my order?")
     conv = await routed_conversation(client)

@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.gateway.conftest import gateway_factory
 from tests.standins.telegram import TelegramStandin
+from tests.surveys.conftest import OnBackend
 from tests.surveys.helpers import Clock, event_types, fire, resolve, surveys, until
 from tests.telegram.test_telegram_gateway import USER_ID, routed_conversation, telegram_config
 
@@ -22,10 +23,10 @@ def questions(telegram: TelegramStandin) -> list[dict[str, Any]]:
 
 
 async def test_nps_in_german_answered_with_the_inline_keyboard(
-    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin
+    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    cfg = telegram_config(tmp_path, telegram)
+    cfg = on_backend(telegram_config(tmp_path, telegram))
     cfg["surveys"] = {"delay": "30m", "nps": {"enabled": True}, "csat": {"enabled": True}}
     gw, client = await gateway_factory(cfg, clock=clock)
     await telegram.wait_request("getUpdates")
@@ -78,10 +79,10 @@ async def test_nps_in_german_answered_with_the_inline_keyboard(
 
 
 async def test_a_typed_number_answers_the_csat_question(
-    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin
+    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    cfg = telegram_config(tmp_path, telegram)
+    cfg = on_backend(telegram_config(tmp_path, telegram))
     cfg["surveys"] = {"delay": "30m"}
     gw, client = await gateway_factory(cfg, clock=clock)
     await telegram.wait_request("getUpdates")
