@@ -275,8 +275,9 @@ class Gateway:
         """The routing decision for a message against the live agents, changing nothing."""
         snap = await self.store.routing_state()  # agents and loads, not the backlog
         agents = self.dispatcher.snapshots(snap, facts.channel_type)
-        out = explain(self.config.routing, facts, agents, snap.rr_last, self.clock())
-        return to_dict(out)
+        now = self.clock()
+        out = explain(self.config.routing, facts, agents, snap.rr_last, now)
+        return to_dict(out, self.config.routing, facts.contact_attributes, now)
 
     async def agent_typing(self, conv: Conversation, who: str, typing: bool) -> None:
         self.services.announce(

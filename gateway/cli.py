@@ -203,7 +203,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         for a in cfg.agents
     ]
     now = time.time()
-    out = to_dict(explain(cfg.routing, facts, agents, {}, now))
+    out = to_dict(explain(cfg.routing, facts, agents, {}, now), cfg.routing, attributes, now)
     if args.json:
         print(json.dumps(out, indent=2))
     else:

@@ -247,9 +247,32 @@ class DecisionOut(Out):
     reasons: list[str]
 
 
+class HoursNow(Out):
+    calendar: str | None = Field(
+        description="The queue's business-hours calendar (null: always open)."
+    )
+    open: bool
+    opens_at: float | None = Field(description="While closed: when it opens (epoch seconds).")
+    closes_at: float | None = Field(description="While open: when it closes (epoch seconds).")
+    placement: str | None = Field(description="Where it waits while closed (park, overflow).")
+
+
+class SlaDueNow(Out):
+    policy: str
+    due: dict[str, float | None] = Field(
+        description="Each target's due time for a conversation arriving now (epoch seconds)."
+    )
+
+
+class TimeFacts(Out):
+    hours: HoursNow
+    sla: SlaDueNow | None
+
+
 class Explanation(Out):
     classification: Classification
     decision: DecisionOut | None
+    time: TimeFacts | None = Field(None, description="Business hours and SLA due times now.")
 
 
 class QuarantinedOut(Out):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,7 +140,9 @@ def test_cli_check_and_schema(tmp_path: Path) -> None:
     )
 
 
-def route(*args: str) -> subprocess.CompletedProcess[str]:
+def route(
+    *args: str, config: Path = ROOT / "config/gateway.yaml"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -147,7 +150,7 @@ def route(*args: str) -> subprocess.CompletedProcess[str]:
             "gateway.cli",
             "route",
             "-c",
-            str(ROOT / "config/gateway.yaml"),
+            str(config),
             "--channel",
             "api",
             *args,
@@ -188,6 +191,44 @@ def test_cli_route_shows_the_escalation_steps(tmp_path: Path) -> None:
     assert "  [ ] after 10m: billing>=3 at most" in res.stdout
     assert "after the last step: it stays waiting as the last step left it" in res.stdout
     assert "next step in 10m" in res.stdout
+
+
+def test_cli_route_shows_hours_and_sla_due_times(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(GOOD)
+    cfg["routing"]["sla"] = {
+        "policies": [
+            {
+                "name": "vip",
+                "when": {"segment": ["vip"]},
+                "first_response": "30m",
+                "resolution": "4h",
+            }
+        ]
+    }
+    path = tmp_path / "sla.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    args = ("--text", "our site is down", "--attr", "segment=vip")
+    res = route(*args, config=path)
+    assert res.returncode == 0, res.stderr
+    assert "Hours: always open (no calendar)" in res.stdout
+    assert "SLA (vip):" in res.stdout
+    assert re.search(r"^  first response due \S+Z \(in 30m\)$", res.stdout, re.M), res.stdout
+    assert re.search(r"^  resolution due \S+Z \(in 4h\)$", res.stdout, re.M), res.stdout
+    out = json.loads(route(*args, "--json", config=path).stdout)
+    due = out["time"]["sla"]["due"]
+    assert round(due["resolution"] - due["first_response"]) == 4 * 3600 - 30 * 60
+    # The vip queue closed for good: it says so, and where the conversation waits.
+    cfg["routing"]["hours"] = {
+        "gone": {"timezone": "Europe/Berlin", "special": {"2020-01-06": ["09:00-10:00"]}}
+    }
+    for queue in cfg["routing"]["queues"]:
+        if queue["name"] == "vip":
+            queue["hours"] = "gone"
+    path.write_text(yaml.safe_dump(cfg))
+    res = route(*args, config=path)
+    assert "Hours (gone): closed now, opens never (check the calendar)" in res.stdout
+    assert "  queue 'vip' is closed: the conversation waits for the opening" in res.stdout
+    assert "  first response due not counted yet" in res.stdout
 
 
 def test_check_warns_about_rules_nobody_can_serve(tmp_path: Path) -> None:
