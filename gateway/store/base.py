@@ -787,7 +787,7 @@ def escalation_store(store: Store) -> EscalationStore:
     return store
 
 
-# --- KPI rollups (issue 13; gateway/stats.py, gateway/store/sqlite_stats.py) ---------------
+# --- KPI rollups (issue 13; gateway/stats.py, gateway/store/sqlite/stats.py) ---------------
 class StatsStore(ABC):
     """The store's role behind `/v1/stats`: fold the event log into KPI facts, read them."""
 
@@ -817,7 +817,7 @@ class StatsStore(ABC):
         """A live-chat visitor left; `conversation.abandoned` if no agent had replied."""
 
 
-# --- surveys (gateway/surveys/; SQLite: gateway/store/sqlite_surveys.py) -------------------
+# --- surveys (gateway/surveys/; SQLite: gateway/store/sqlite/surveys.py) -------------------
 SURVEY_KINDS = ("csat", "nps", "ces")
 
 

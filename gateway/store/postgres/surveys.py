@@ -1,6 +1,6 @@
 """Surveys on PostgreSQL: the questions sent after a resolution, their answers, the decision
 made once per resolution, and the contacts who want no surveys (as gateway/store/
-sqlite_surveys.py, whose pure helpers build the facts and merge contact attributes).
+sqlite/surveys.py, whose pure helpers build the facts and merge contact attributes).
 
 Several instances fire the survey timer at once: the decision is one conditional insert
 (`ON CONFLICT DO NOTHING` on the resolution's key) taken while the conversation's row is
@@ -34,7 +34,7 @@ from gateway.store.postgres.pool import (
     resolve_contact_id,
     rowcount,
 )
-from gateway.store.sqlite_surveys import _COLS, _response, merge_attributes, survey_facts
+from gateway.store.sqlite.surveys import _COLS, _response, merge_attributes, survey_facts
 
 _C_CONV_COLS = ", ".join("c." + col.strip() for col in CONV_COLS.split(","))
 
