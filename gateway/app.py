@@ -34,16 +34,14 @@ from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
-from gateway.deadlines import Deadlines
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
-from gateway.kpis import Kpis
+from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
-from gateway.notices import TimeNotices, WaitBoard, WaitNoticeSource
 from gateway.outbox import Outbox
 from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
@@ -51,12 +49,14 @@ from gateway.reload import ReloadResult
 from gateway.reload import reload as reload_config
 from gateway.routetext import to_dict
 from gateway.services import Services
-from gateway.sla import OpeningSource, SlaSource
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
 from gateway.store.sqlite import SqliteStore
 from gateway.surveys import web as surveys_web
 from gateway.surveys.service import Surveys
-from gateway.timing import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
+from gateway.time.deadlines import Deadlines
+from gateway.time.escalation import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
+from gateway.time.notices import TimeNotices, WaitBoard, WaitNoticeSource
+from gateway.time.sla import OpeningSource, SlaSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
@@ -223,8 +223,8 @@ class Gateway:
         self.port: int | None = None
 
     def _time_work(self) -> None:
-        """Issue 12: business hours, SLAs and the visible wait queue (gateway/sla.py,
-        gateway/notices.py): timer sources, the closed reply, the live wait board."""
+        """Issue 12: business hours, SLAs and the visible wait queue (gateway/time/sla.py,
+        gateway/time/notices.py): timer sources, the closed reply, the live wait board."""
         routing = self.config.routing
         self.notices = TimeNotices(
             self.config.notices,

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from connectors.http import fail
 from gateway.api.common import Body, authenticate, gateway_of, read_body
-from gateway.timing import explain_conversation
+from gateway.time.escalation import explain_conversation
 from router import MessageFacts
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.stats import DEFINITIONS
+from gateway.kpis.figures import DEFINITIONS
 
 
 class Out(BaseModel):
@@ -301,7 +301,7 @@ class InboundAccepted(Out):
     duplicate: bool
 
 
-# --- /v1/stats (issue 13): each figure's definition is gateway.stats.DEFINITIONS ----------
+# --- /v1/stats (issue 13): each figure's definition is gateway.kpis.figures.DEFINITIONS ----------
 class TimeFigure(Out):
     """Samples of a duration in seconds; median, p90 and mean are null without a sample."""
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
 from gateway.clock import iso
+from gateway.kpis.figures import Duration, Group, Key, StatsQuery, TimedFact
 from gateway.model import AgentState, Contact, Conversation, Event, Message
-from gateway.stats import Duration, Group, Key, StatsQuery, TimedFact
 
 
 class StoreError(Exception):
@@ -787,7 +787,7 @@ def escalation_store(store: Store) -> EscalationStore:
     return store
 
 
-# --- KPI rollups (issue 13; gateway/stats.py, gateway/store/sqlite/stats.py) ---------------
+# --- KPI rollups (issue 13; gateway/kpis/figures.py, gateway/store/sqlite/stats.py) ---------------
 class StatsStore(ABC):
     """The store's role behind `/v1/stats`: fold the event log into KPI facts, read them."""
 

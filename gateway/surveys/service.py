@@ -1,7 +1,7 @@
 """Surveys after resolution: when and to whom (the core); how they look is each
 connector's business (`connectors.base.Prompt`).
 
-A `DeadlineSource` (gateway/deadlines.py): `next_due` reads the earliest resolution with no
+A `DeadlineSource` (gateway/time/deadlines.py): `next_due` reads the earliest resolution with no
 survey decision from the store; `fire` decides (gateway/surveys/policy.py) and records the
 decision with a conditional insert, in the same transaction as the question it queues. So a
 kill -9 loses nothing (the decision is not made yet: it is made after the restart) and

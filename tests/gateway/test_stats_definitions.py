@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.api.openapi import document
-from gateway.stats import DEFINITIONS, Group, figures
+from gateway.kpis.figures import DEFINITIONS, Group, figures
 
 
 def test_each_figure_answered_is_defined_in_the_document() -> None:

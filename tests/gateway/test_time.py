@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import standardwebhooks
 
-from gateway.sla import sla_planner
 from gateway.store.sqlite import SqliteStore
+from gateway.time.sla import sla_planner
 from tests.gateway.conftest import SECRET, Receiver, agent_token, base_config, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")

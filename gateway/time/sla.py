@@ -1,4 +1,4 @@
-"""Business hours and SLAs in the running gateway: the timer sources (gateway/deadlines.py)
+"""Business hours and SLAs in the running gateway: the timer sources (gateway/time/deadlines.py)
 and the bridge from the store's facts to the pure rules (router/sla.py, router/schedule.py).
 
 - `SlaSource`: the SLA clocks. Its next due time is read from the store (`sla_next_due`):

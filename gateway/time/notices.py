@@ -29,10 +29,10 @@ from connectors.base import Capability, Connector, Identity, WaitStatus
 from gateway.eventloop import stop_tasks
 from gateway.i18n import Texts, preferred_language
 from gateway.model import Conversation, Event, Message
-from gateway.notice_texts import NoticesConfig, language_of, opens_phrase
 from gateway.services import Services
 from gateway.store.base import OutboundRequest, Store
 from gateway.store.timekeeping import TimeStore, WaitingSeat
+from gateway.time.notice_texts import NoticesConfig, language_of, opens_phrase
 from router import MessageFacts, RoutingConfig, classify
 from router.hours import add_business_seconds
 from router.schedule import calendar, place

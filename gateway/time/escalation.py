@@ -1,7 +1,7 @@
 """Time-driven routing (issue 12): the deadline sources for escalation steps, offer
 timeouts, no-reply reassignment and the offline policy.
 
-Each is a `DeadlineSource` (gateway/deadlines.py): `next_due` reads stamps from the store,
+Each is a `DeadlineSource` (gateway/time/deadlines.py): `next_due` reads stamps from the store,
 the pure router decides (router/policies.py), and `fire` commits through `Services` with
 compare-and-set updates — so a kill -9 loses nothing, a restart fires what fell due while
 down, and two processes fire each thing once. The routing config is read from the

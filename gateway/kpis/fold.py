@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.events import EventBus
+from gateway.kpis.figures import Duration, StatsQuery, TimedFact, report
 from gateway.metrics import METRICS, Metrics
-from gateway.stats import Duration, StatsQuery, TimedFact, report
 from gateway.store.base import StatsStore, Store
 
 log = logging.getLogger("switchboard.kpis")
