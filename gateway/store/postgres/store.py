@@ -12,10 +12,20 @@ from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
 from gateway.store.postgres.routing import PgRouting
+from gateway.store.postgres.stats import PgStats
 
 
 class PostgresStore(
-    PgConversations, PgContacts, PgOutbox, PgRouting, PgEventLog, PgKv, PgBlobs, PgQuarantine, Store
+    PgConversations,
+    PgContacts,
+    PgOutbox,
+    PgRouting,
+    PgEventLog,
+    PgKv,
+    PgBlobs,
+    PgQuarantine,
+    PgStats,
+    Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one
     database. `dsn`: postgresql://user:password@host:port/database; `instance`: what this
