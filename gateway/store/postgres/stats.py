@@ -216,13 +216,14 @@ class PgStats(PgBase, StatsStore):
         `duration(start, end)` replaces calendar seconds (e.g. business hours)."""
 
         async def op(conn: Conn) -> tuple[Group, dict[Key, Group] | None]:
-            found: tuple[Group, dict[Key, Group] | None] = await drive(
-                conn, read(query, duration, POSTGRES)
-            )
+            # One snapshot for all the reads of one answer: totals and groups agree.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                found: tuple[Group, dict[Key, Group] | None] = await drive(
+                    conn, read(query, duration, POSTGRES)
+                )
             return found
 
-        # One snapshot for all the reads of one answer.
-        return await self._tx(op)
+        return await self._read(op)
 
     async def survey_rows(self, start: float, end: float) -> list[tuple[Any, ...]]:
         """Survey responses sent in [start, end), oldest first; none before surveys exist."""
