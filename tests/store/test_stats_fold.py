@@ -178,3 +178,27 @@ async def test_a_visitor_who_leaves_unanswered_is_abandoned_once_and_an_answered
     totals = report(q, *await store.stats_read(q))["totals"]
     assert totals["abandoned"] == {"count": 1, "rate": 0.5}
     await store.close()
+
+
+async def test_two_instances_told_of_one_departure_record_one_abandonment(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    one = await open_store(backend, tmp_path)
+    two = cast(KpiStore, backend(tmp_path))  # another instance on the same database
+    await two.open()
+    t0 = utc("2026-03-02T10:00:00")
+    msg = InboundMessage(external_id="v-1", sender=Identity("webchat", "v-race"), text="hi")
+    classify = lambda attrs: Classification("general", 1, {}, [], None, [])  # noqa: E731
+    await one.ingest(IngestRequest("web", "webchat", msg, classify, t0, WEEK))
+    # The visitor's socket closes on both (a reconnect, then the tab closed): both report it.
+    visitor = Identity("webchat", "v-race")
+    found = await asyncio.gather(
+        *(s.record_departure(visitor, t0 + 60, "web", t0 + 61) for s in (one, two, one, two))
+    )
+    assert sorted(len(events) for events in found) == [0, 0, 0, 1]
+    await fold_all(two)
+    q = StatsQuery(utc("2026-03-02T00:00:00"), utc("2026-03-03T00:00:00"), None, BERLIN, 0)
+    totals = report(q, *await one.stats_read(q))["totals"]
+    assert totals["abandoned"] == {"count": 1, "rate": 1.0}
+    await one.close()
+    await two.close()
