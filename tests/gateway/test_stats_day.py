@@ -4,6 +4,7 @@ every KPI of `/v1/stats` checked against numbers worked out by hand.
 The daemon runs under libfaketime with a frozen wall clock read from a file on every call
 (FAKETIME_NO_CACHE); the monotonic clock stays real, so asyncio's timers work. Each step
 of the day sets the clock, then acts through the public API (or the chat widget's socket).
+The day runs once on each store backend: SQLite, and the session's private PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.gateway.conftest import (
@@ -32,6 +34,7 @@ from tests.gateway.conftest import (
     wait_for,
 )
 from tests.gateway.test_e2e_daemon import Daemon, free_port
+from tests.pg import PgServer
 
 SUPERVISOR = "test-supervisor-token"
 PARTNER = "test-partner-channel-token"
@@ -72,8 +75,56 @@ def clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenClo
     yield frozen
 
 
-def day_config(tmp_path: Path, port: int, outbound: str) -> dict[str, Any]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The daemon's `store:` config: an SQLite file, or a schema of its own on the
+    session's private PostgreSQL."""
+    if request.param == "sqlite":
+        return {"path": str(tmp_path / "gw.db")}
+    request.getfixturevalue("pg_server")  # the session's server, started once
+    return {"backend": "postgres", "dsn": PgServer.running().schema_dsn(tmp_path)}
+
+
+# The survey table's columns the KPIs read (the SQLite store's migration 15). On PostgreSQL,
+# made here where the store has no survey table of its own yet.
+SURVEY_TABLE = """
+CREATE TABLE IF NOT EXISTS survey_responses (
+    id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, contact_id TEXT NOT NULL,
+    channel TEXT NOT NULL, kind TEXT NOT NULL, score INTEGER, comment TEXT, agent_id TEXT,
+    queue TEXT NOT NULL, sent_at DOUBLE PRECISION NOT NULL, answered_at DOUBLE PRECISION,
+    language TEXT NOT NULL, message_id TEXT, resolved_at DOUBLE PRECISION NOT NULL
+)"""
+
+
+async def insert_surveys(store: dict[str, Any], rows: list[tuple[Any, ...]]) -> None:
+    """Survey responses written straight into the daemon's store (the survey engine's
+    table): (id, conversation, contact, channel, kind, score, agent, queue, sent, answered,
+    resolved)."""
+    sql = (
+        "INSERT INTO survey_responses(id, conversation_id, contact_id, channel, kind,"
+        " score, agent_id, queue, sent_at, answered_at, language, resolved_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,'en',?)"
+    )
+    if store.get("backend") != "postgres":
+        with sqlite3.connect(store["path"]) as db:
+            db.executemany(sql, rows)
+        return
+    conn = await asyncpg.connect(store["dsn"])  # its search_path: the daemon's schema
+    try:
+        await conn.execute(SURVEY_TABLE)
+        parts = sql.split("?")
+        numbered = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
+        await conn.executemany(numbered, rows)
+    finally:
+        await conn.close()
+
+
+def day_config(
+    tmp_path: Path, port: int, outbound: str, store: dict[str, Any] | None = None
+) -> dict[str, Any]:
     cfg = base_config(tmp_path / "gw.db", outbound)
+    if store is not None:
+        cfg["store"] = store
     cfg["server"]["port"] = port
     cfg["server"]["shutdown_timeout"] = 3
     # Nobody online: the router assigns nothing; the script assigns by hand at set times.
@@ -140,11 +191,11 @@ def t(count: int, median: float | None, p90: float | None, mean: float | None) -
 
 
 async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
-    tmp_path: Path, clock: FrozenClock
+    tmp_path: Path, clock: FrozenClock, store: dict[str, Any]
 ) -> None:
     receiver = Receiver()
     outbound_port, port = free_port(), free_port()
-    cfg = day_config(tmp_path, port, f"http://127.0.0.1:{outbound_port}/outbound")
+    cfg = day_config(tmp_path, port, f"http://127.0.0.1:{outbound_port}/outbound", store)
     (tmp_path / "gateway.yaml").write_text(config_text(cfg))
     await receiver.start(outbound_port)
     daemon = Daemon(tmp_path / "gateway.yaml", port, tmp_path / "daemon.log")
@@ -219,29 +270,23 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             def answered(row: tuple[Any, ...]) -> float | None:
                 return at(row[8]) if row[8] else None
 
-            with sqlite3.connect(tmp_path / "gw.db") as db:
-                rows = [
-                    ("s1", c1, "api", "csat", 5, "alice", "general", "09:05", "09:10"),
-                    ("s2", c2, "api", "csat", 3, "bob", "billing", "09:35", "09:40"),
-                    ("s3", c3, "partner", "csat", 4, "alice", "general", "11:05", "11:10"),
-                    ("s4", c1, "api", "nps", 10, "alice", "general", "09:05", "09:12"),
-                    ("s5", c3, "partner", "nps", 9, "alice", "general", "11:05", "11:12"),
-                    ("s6", c2, "api", "nps", 6, "bob", "billing", "09:35", "09:42"),
-                    ("s7", c1, "api", "ces", 2, "alice", "general", "09:05", "09:14"),
-                    ("s8", c3, "partner", "ces", 5, "alice", "general", "11:05", "11:14"),
-                    ("s9", c4, "api", "csat", None, "alice", "general", "13:40", None),
-                    ("s10", c2, "api", "ces", None, "bob", "billing", "11:50", None),
-                ]
-                db.executemany(
-                    "INSERT INTO survey_responses(id, conversation_id, contact_id, channel, kind,"
-                    " score, agent_id, queue, sent_at, answered_at, language, resolved_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,'en',?)",
-                    # (resolved when the survey was sent)
-                    [
-                        (*r[:2], contact[r[1]], *r[2:7], at(r[7]), answered(r), at(r[7]))
-                        for r in rows
-                    ],
-                )
+            rows = [
+                ("s1", c1, "api", "csat", 5, "alice", "general", "09:05", "09:10"),
+                ("s2", c2, "api", "csat", 3, "bob", "billing", "09:35", "09:40"),
+                ("s3", c3, "partner", "csat", 4, "alice", "general", "11:05", "11:10"),
+                ("s4", c1, "api", "nps", 10, "alice", "general", "09:05", "09:12"),
+                ("s5", c3, "partner", "nps", 9, "alice", "general", "11:05", "11:12"),
+                ("s6", c2, "api", "nps", 6, "bob", "billing", "09:35", "09:42"),
+                ("s7", c1, "api", "ces", 2, "alice", "general", "09:05", "09:14"),
+                ("s8", c3, "partner", "ces", 5, "alice", "general", "11:05", "11:14"),
+                ("s9", c4, "api", "csat", None, "alice", "general", "13:40", None),
+                ("s10", c2, "api", "ces", None, "bob", "billing", "11:50", None),
+            ]
+            await insert_surveys(
+                store,
+                # (resolved when the survey was sent)
+                [(*r[:2], contact[r[1]], *r[2:7], at(r[7]), answered(r), at(r[7])) for r in rows],
+            )
 
             body = await day.stats(**{"from": DAY, "to": DAY})
             assert body["from"] == f"{DAY}T00:00:00Z" and body["to"] == "2026-03-03T00:00:00Z"

@@ -6,11 +6,13 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
 from gateway import cli
+from gateway.kpis.figures import StatsQuery, report
 from gateway.store import SqliteStore, Store
 from gateway.store.base import (
     Claim,
@@ -121,6 +123,62 @@ def test_an_installation_moves_to_postgresql_and_a_second_run_changes_nothing(
     again = capsys.readouterr().err
     assert "messages: 4 rows, 0 new" in again
     assert "contacts: 2 rows, 0 new" in again and ", 1 new" not in again
+
+
+def test_the_kpis_move_with_the_installation(tmp_path: Path, pg_dsn: str) -> None:
+    """The KPI rollups outlive the event log: they move with it, and the PostgreSQL fold
+    goes on after the last event the SQLite one folded, counting nothing twice."""
+    path = tmp_path / "switchboard.db"
+    day = StatsQuery(0, 86400, "agent", ZoneInfo("UTC"), 86400)
+
+    async def make() -> dict[str, object]:
+        sqlite = SqliteStore(path)
+        await sqlite.open()
+        try:
+            await fill(sqlite)
+            await sqlite.resolve(
+                (await sqlite.list_conversations(ConversationFilter(limit=1)))[0][0].id,
+                "admin",
+                None,
+                1040,
+            )
+            assert (await sqlite.stats_fold())[0] > 0
+            # The events go (retention); their facts stay.
+            assert await sqlite.prune_events(1100, None) > 0
+            return report(day, *await sqlite.stats_read(day))
+        finally:
+            await sqlite.close()
+
+    before = asyncio.run(make())
+    assert before["totals"]["conversations"] == 2  # type: ignore[index]
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "migrate",
+            "--from",
+            f"sqlite:{path}",
+            "--to",
+            pg_dsn,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "kpi_facts: " in run.stderr and "kpi_" not in run.stderr.split("\n")[0]
+
+    async def check() -> None:
+        pg = PostgresStore(pg_dsn)
+        await pg.open()
+        try:
+            assert (await pg.stats_fold())[0] == 0  # nothing folded twice
+            assert report(day, *await pg.stats_read(day)) == before
+        finally:
+            await pg.close()
+
+    asyncio.run(check())
 
 
 def test_a_missing_file_or_a_wrong_target_is_refused(

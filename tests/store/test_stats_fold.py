@@ -1,5 +1,6 @@
 """The KPI rollups at the store: folding the event log, local days and hours across
-daylight saving time, a business-hours duration, and two folds racing."""
+daylight saving time, a business-hours duration, and two folds racing; on each backend
+(`BACKENDS` of the store contract suite: SQLite, and the session's private PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,28 @@ import csv
 import io
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from connectors.base import Identity, InboundMessage
 from gateway.kpis.figures import StatsQuery, csv_text, report
 from gateway.store import SqliteStore
 from gateway.store.base import Classification, IngestRequest, OutboundRequest
+from gateway.store.postgres import PostgresStore
+from tests.store.test_contract import BACKENDS, BackendFactory
+
+# A store that keeps the KPI rollups: either backend.
+KpiStore = SqliteStore | PostgresStore
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> BackendFactory:
+    if request.param == "postgres":
+        request.getfixturevalue("pg_server")  # the session's server, started once
+    return BACKENDS[request.param]
+
 
 BERLIN = ZoneInfo("Europe/Berlin")
 WEEK = 7 * 86400.0
@@ -23,7 +40,7 @@ def utc(text: str) -> float:
     return datetime.fromisoformat(text + "+00:00").timestamp()
 
 
-async def converse(store: SqliteStore, who: str, opened: float, replied: float) -> str:
+async def converse(store: KpiStore, who: str, opened: float, replied: float) -> str:
     """A customer writes at `opened`; alice (assigned a minute later) replies at `replied`."""
     msg = InboundMessage(external_id=f"{who}-1", sender=Identity("email", who), text="hi")
     classify = lambda attrs: Classification("general", 1, {}, [], None, [])  # noqa: E731
@@ -35,22 +52,24 @@ async def converse(store: SqliteStore, who: str, opened: float, replied: float) 
     return cid
 
 
-async def open_store(path: Path) -> SqliteStore:
-    store = SqliteStore(path)
+async def open_store(backend: BackendFactory, place: Path) -> KpiStore:
+    store = cast(KpiStore, backend(place))
     await store.open()
     await store.sync_agents([("alice", "online", {"default": 5})])
     return store
 
 
-async def fold_all(store: SqliteStore) -> int:
+async def fold_all(store: KpiStore) -> int:
     total = 0
     while (n := (await store.stats_fold(limit=3))[0]) > 0:  # small batches: cursor resumes
         total += n
     return total
 
 
-async def test_local_hours_and_days_follow_daylight_saving_time(tmp_path: Path) -> None:
-    store = await open_store(tmp_path / "s.db")
+async def test_local_hours_and_days_follow_daylight_saving_time(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    store = await open_store(backend, tmp_path)
     # 2026-10-25, Berlin: 03:00 CEST becomes 02:00 CET at 01:00 UTC; the local 02:00 hour
     # happens twice. A first response in each (00:10 and 01:10 UTC), and one on the day
     # after at 23:30 UTC (00:30 CET on the 26th).
@@ -80,8 +99,10 @@ async def test_local_hours_and_days_follow_daylight_saving_time(tmp_path: Path) 
     await store.close()
 
 
-async def test_a_business_hours_duration_replaces_calendar_seconds(tmp_path: Path) -> None:
-    store = await open_store(tmp_path / "s.db")
+async def test_a_business_hours_duration_replaces_calendar_seconds(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    store = await open_store(backend, tmp_path)
     await converse(store, "a@x.org", utc("2026-03-02T08:00:00"), utc("2026-03-02T10:00:00"))
     await fold_all(store)
     q = StatsQuery(utc("2026-03-02T00:00:00"), utc("2026-03-03T00:00:00"), None, BERLIN, 0)
@@ -96,9 +117,11 @@ async def test_a_business_hours_duration_replaces_calendar_seconds(tmp_path: Pat
     await store.close()
 
 
-async def test_two_folds_at_once_count_each_event_once(tmp_path: Path) -> None:
-    one = await open_store(tmp_path / "s.db")
-    two = SqliteStore(tmp_path / "s.db")  # another process on the same file
+async def test_two_folds_at_once_count_each_event_once(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    one = await open_store(backend, tmp_path)
+    two = cast(KpiStore, backend(tmp_path))  # another process on the same database
     await two.open()
     for i in range(5):
         opened = utc("2026-03-02T08:00:00") + i * 600
@@ -124,9 +147,9 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted() -> None:
 
 
 async def test_a_visitor_who_leaves_unanswered_is_abandoned_once_and_an_answered_one_not(
-    tmp_path: Path,
+    backend: BackendFactory, tmp_path: Path
 ) -> None:
-    store = await open_store(tmp_path / "s.db")
+    store = await open_store(backend, tmp_path)
     classify = lambda attrs: Classification("general", 1, {}, [], None, [])  # noqa: E731
 
     async def visit(visitor: str, at: float) -> str:
@@ -155,3 +178,27 @@ async def test_a_visitor_who_leaves_unanswered_is_abandoned_once_and_an_answered
     totals = report(q, *await store.stats_read(q))["totals"]
     assert totals["abandoned"] == {"count": 1, "rate": 0.5}
     await store.close()
+
+
+async def test_two_instances_told_of_one_departure_record_one_abandonment(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    one = await open_store(backend, tmp_path)
+    two = cast(KpiStore, backend(tmp_path))  # another instance on the same database
+    await two.open()
+    t0 = utc("2026-03-02T10:00:00")
+    msg = InboundMessage(external_id="v-1", sender=Identity("webchat", "v-race"), text="hi")
+    classify = lambda attrs: Classification("general", 1, {}, [], None, [])  # noqa: E731
+    await one.ingest(IngestRequest("web", "webchat", msg, classify, t0, WEEK))
+    # The visitor's socket closes on both (a reconnect, then the tab closed): both report it.
+    visitor = Identity("webchat", "v-race")
+    found = await asyncio.gather(
+        *(s.record_departure(visitor, t0 + 60, "web", t0 + 61) for s in (one, two, one, two))
+    )
+    assert sorted(len(events) for events in found) == [0, 0, 0, 1]
+    await fold_all(two)
+    q = StatsQuery(utc("2026-03-02T00:00:00"), utc("2026-03-03T00:00:00"), None, BERLIN, 0)
+    totals = report(q, *await one.stats_read(q))["totals"]
+    assert totals["abandoned"] == {"count": 1, "rate": 1.0}
+    await one.close()
+    await two.close()

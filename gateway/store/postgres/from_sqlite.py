@@ -21,6 +21,7 @@ import asyncpg
 
 from gateway.store.postgres.store import PostgresStore
 from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite.stats import _KCOLS as KPI_CONVERSATION_COLUMNS
 
 BATCH = 1_000
 Row = tuple[Any, ...]
@@ -35,6 +36,8 @@ class Table:
     # Columns PostgreSQL has and SQLite has not, set by `convert` (appended, in order).
     extra: Sequence[str] = field(default_factory=tuple)
     conflict: str = "DO NOTHING"
+    # A table WITHOUT ROWID is read in the order of its primary key (these columns).
+    key: Sequence[str] = ()
 
     def insert_sql(self) -> str:
         cols = [*self.columns, *self.extra]
@@ -193,6 +196,26 @@ class Copier:
             ),
             Table("events", ("id", "type", "at", "data")),
             Table("kv", ("namespace", "key", "value")),
+            # The KPI rollups (they outlive the events), with the fold's cursor in `kv`.
+            Table("kpi_conversations", tuple(KPI_CONVERSATION_COLUMNS.split(", "))),
+            Table(
+                "kpi_facts",
+                (
+                    "kind",
+                    "at",
+                    "seq",
+                    "start",
+                    "start2",
+                    "value",
+                    "conversation_id",
+                    "channel",
+                    "queue",
+                    "agent",
+                ),
+                key=("kind", "at", "seq"),
+            ),
+            Table("kpi_slots", ("kind", "slot", "n"), key=("kind", "slot")),
+            Table("kpi_keys", ("dim", "value"), key=("dim", "value")),
             Table("leases", ("name", "holder", "expires_at")),
             Table(
                 "quarantine",
@@ -272,21 +295,24 @@ class Copier:
     async def _copy(self, src: sqlite3.Connection, dst: asyncpg.Connection, table: Table) -> None:
         total = int(src.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0])
         before = int(await dst.fetchval(f"SELECT count(*) FROM {table.name}"))
+        key = ", ".join(table.key or ("rowid",))
+        width = len(table.key) or 1
         select = (
-            f"SELECT rowid, {', '.join(table.columns)} FROM {table.name}"
-            " WHERE rowid > ? ORDER BY rowid LIMIT ?"
+            f"SELECT {key}, {', '.join(table.columns)} FROM {table.name}"
+            f" WHERE ({key}) > ({', '.join('?' * width)}) ORDER BY {key} LIMIT ?"
         )
+        first = f"SELECT {key}, {', '.join(table.columns)} FROM {table.name} ORDER BY {key} LIMIT ?"
         insert = table.insert_sql()
-        done, last = 0, 0
+        done, last = 0, None
         self._bar(table.name, 0, total)
         while True:
-            rows: list[Row] = await asyncio.to_thread(
-                lambda: src.execute(select, (last, BATCH)).fetchall()  # noqa: B023
+            rows = await asyncio.to_thread(
+                _fetch, src, *((first, (BATCH,)) if last is None else (select, (*last, BATCH)))
             )
             if not rows:
                 break
-            last = int(rows[-1][0])
-            batch: Iterable[Row] = (table.convert(tuple(r[1:])) for r in rows)
+            last = tuple(rows[-1][:width])
+            batch: Iterable[Row] = (table.convert(tuple(r[width:])) for r in rows)
             async with dst.transaction():
                 await dst.executemany(insert, list(batch))
             done += len(rows)
@@ -295,6 +321,10 @@ class Copier:
         self._bar(table.name, done, total, final=True)
         self.out.write(f"{table.name}: {done} rows, {after - before} new\n")
         self.summary[table.name] = (done, after - before)
+
+
+def _fetch(src: sqlite3.Connection, sql: str, args: Row) -> list[Row]:
+    return src.execute(sql, args).fetchall()
 
 
 def migrate_from_sqlite(

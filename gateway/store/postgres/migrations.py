@@ -249,6 +249,61 @@ CREATE INDEX quarantine_status ON quarantine(status, channel)
 """,
     ),
     (
+        4,
+        """
+-- KPI rollups (gateway/kpis/figures.py), folded from the event log by `PgStats.stats_fold`
+-- (gateway/store/postgres/stats.py); as the SQLite store's migration 14, which says what
+-- each table holds. `active` stays 0/1, as the shared fold writes it.
+CREATE TABLE kpi_conversations (
+    conversation_id TEXT COLLATE "C" PRIMARY KEY,
+    channel TEXT COLLATE "C" NOT NULL,
+    queue TEXT COLLATE "C" NOT NULL,
+    agent TEXT COLLATE "C",
+    created_at DOUBLE PRECISION NOT NULL,
+    cycle_started_at DOUBLE PRECISION NOT NULL,
+    assigned_at DOUBLE PRECISION,
+    first_response_at DOUBLE PRECISION,
+    first_resolved_at DOUBLE PRECISION,
+    replies INTEGER NOT NULL DEFAULT 0,
+    reopens INTEGER NOT NULL DEFAULT 0,
+    wait_started_at DOUBLE PRECISION,
+    awaiting DOUBLE PRECISION NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1))
+);
+CREATE INDEX kpi_conversations_active ON kpi_conversations(queue, agent) WHERE active = 1;
+CREATE TABLE kpi_facts (
+    kind TEXT COLLATE "C" NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    seq BIGINT NOT NULL,
+    start DOUBLE PRECISION,
+    start2 DOUBLE PRECISION,
+    value DOUBLE PRECISION,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    channel TEXT COLLATE "C" NOT NULL,
+    queue TEXT COLLATE "C" NOT NULL,
+    agent TEXT COLLATE "C",
+    PRIMARY KEY (kind, at, seq)
+);
+CREATE INDEX kpi_facts_channel ON kpi_facts(kind, channel, at);
+CREATE INDEX kpi_facts_queue ON kpi_facts(kind, queue, at);
+CREATE INDEX kpi_facts_agent ON kpi_facts(kind, agent, at);
+-- A reopening voids its conversation's first-contact resolution: found by conversation.
+CREATE INDEX kpi_facts_first_resolution ON kpi_facts(conversation_id, at)
+    WHERE kind = 'first_resolution';
+CREATE TABLE kpi_slots (
+    kind TEXT COLLATE "C" NOT NULL,
+    slot BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (kind, slot)
+);
+CREATE TABLE kpi_keys (
+    dim TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (dim, value)
+)
+""",
+    ),
+    (
         5,
         """
 -- Customer surveys (gateway/surveys/; as the SQLite store's migration 15). One row per

@@ -12,6 +12,7 @@ from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
 from gateway.store.postgres.routing import PgRouting
+from gateway.store.postgres.stats import PgStats
 from gateway.store.postgres.surveys import PgSurveys
 
 
@@ -24,6 +25,7 @@ class PostgresStore(
     PgKv,
     PgBlobs,
     PgQuarantine,
+    PgStats,
     PgSurveys,
     Store,
 ):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,43 @@ from gateway.store.base import StatsStore
 log = logging.getLogger("switchboard.stats")
 
 CURSOR_NS, CURSOR_KEY = "stats", "cursor"
+# The reads below are written once for both stores: a generator yields each query (SQL with
+# `?` marks, and its arguments) and is sent back the rows; `drive` runs one on an SQLite
+# connection, the PostgreSQL store (gateway/store/postgres/stats.py) on asyncpg.
+Query = tuple[str, Sequence[Any]]
+Rows = Iterable[Sequence[Any]]
+Reads = Generator[Query, Rows, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs in the SQL of the reads: whether the survey table exists (a row when it
+    does), and the integer part of a non-negative number (`{}` is the expression)."""
+
+    has_surveys: str
+    integer: str
+
+
+SQLITE = Dialect(
+    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='survey_responses'",
+    "CAST({} AS INTEGER)",
+)
+
+
+def drive(conn: sqlite3.Connection, reads: Generator[Query, Rows, Any]) -> Any:
+    """Run `reads` on `conn`: each query's cursor is sent back as its rows."""
+    try:
+        query = next(reads)
+        while True:
+            query = reads.send(conn.execute(query[0], query[1]))
+    except StopIteration as done:
+        return done.value
+
+
+def first_row(rows: Rows) -> Sequence[Any] | None:
+    return next(iter(rows), None)
+
+
 SURVEY_COLS = (
     "id, conversation_id, contact_id, channel, kind, score, comment, agent_id, queue,"
     " sent_at, answered_at"
@@ -75,12 +112,20 @@ _KCOLS = (
     "conversation_id, channel, queue, agent, created_at, cycle_started_at, assigned_at,"
     " first_response_at, first_resolved_at, replies, reopens, wait_started_at, awaiting, active"
 )
+STAMP_COLS = (
+    "channel, queue, assignee, created_at, assigned_at, first_response_at, resolved_at, status"
+)
+MESSAGE_COLS = "channel, sender_type, sender_id, automated"
+VOID_FIRST_CONTACT = (
+    "UPDATE kpi_facts SET value = 0 WHERE kind = 'first_resolution' AND at = ?"
+    " AND conversation_id = ? AND value = 1"
+)
 
 
 class _Fold:
     """One fold pass inside one transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection | None) -> None:
         self.conn = conn
         self.convs: dict[str, _Conv] = {}
         self.facts: list[tuple[Any, ...]] = []
@@ -93,17 +138,11 @@ class _Fold:
         found = self.convs.get(conversation_id)
         if found is not None:
             return found
-        row = self.conn.execute(
-            f"SELECT {_KCOLS} FROM kpi_conversations WHERE conversation_id=?", (conversation_id,)
-        ).fetchone()
+        row = self.stored(conversation_id)
         if row is None:
             # Created before the fold saw it (events pruned before migration 14): start
             # from the conversation's stamps.
-            base = self.conn.execute(
-                "SELECT channel, queue, assignee, created_at, assigned_at, first_response_at,"
-                " resolved_at, status FROM conversations WHERE id=?",
-                (conversation_id,),
-            ).fetchone()
+            base = self.stamps(conversation_id)
             if base is None:
                 return None
             active = int(base[7] in ("open", "assigned", "pending"))
@@ -127,6 +166,23 @@ class _Fold:
             found = _Conv(*row)
         self.convs[conversation_id] = found
         return found
+
+    # What the fold reads: overridden by a store that reads ahead (PostgreSQL).
+    def stored(self, conversation_id: str) -> Sequence[Any] | None:
+        """The conversation's `kpi_conversations` row (`_KCOLS`)."""
+        assert self.conn is not None
+        row: Sequence[Any] | None = self.conn.execute(
+            f"SELECT {_KCOLS} FROM kpi_conversations WHERE conversation_id=?", (conversation_id,)
+        ).fetchone()
+        return row
+
+    def stamps(self, conversation_id: str) -> Sequence[Any] | None:
+        """The conversation's own row (`STAMP_COLS`)."""
+        assert self.conn is not None
+        row: Sequence[Any] | None = self.conn.execute(
+            f"SELECT {STAMP_COLS} FROM conversations WHERE id=?", (conversation_id,)
+        ).fetchone()
+        return row
 
     def fact(
         self,
@@ -158,9 +214,11 @@ class _Fold:
             self.first_resolutions[c.conversation_id] = len(self.facts)
         self.facts.append(row)
 
-    def message(self, message_id: str) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = self.conn.execute(
-            "SELECT channel, sender_type, sender_id, automated FROM messages WHERE id=?",
+    def message(self, message_id: str) -> Sequence[Any] | None:
+        """The message's `MESSAGE_COLS`."""
+        assert self.conn is not None
+        row: Sequence[Any] | None = self.conn.execute(
+            f"SELECT {MESSAGE_COLS} FROM messages WHERE id=?",
             (message_id,),
         ).fetchone()
         return row
@@ -265,43 +323,44 @@ class _Fold:
             self.facts[index] = (*row[:5], 0.0, *row[6:])
             return
         at = c.first_resolved_at
-        cur = self.conn.execute(
-            "UPDATE kpi_facts SET value = 0 WHERE kind = 'first_resolution' AND at = ?"
-            " AND conversation_id = ? AND value = 1",
-            (at, c.conversation_id),
-        )
-        if cur.rowcount and at is not None:
-            slot = ("first_contact", int(at // SLOT))
-            self.slot_adjust[slot] = self.slot_adjust.get(slot, 0) - 1
+        if at is not None and self.void_first_contact(at, c.conversation_id):
+            self.unslot_first_contact(at)
 
-    def save(self) -> None:
-        self.conn.executemany(
-            f"INSERT OR REPLACE INTO kpi_conversations({_KCOLS}) VALUES ({','.join('?' * 14)})",
-            [
-                (
-                    c.conversation_id,
-                    c.channel,
-                    c.queue,
-                    c.agent,
-                    c.created_at,
-                    c.cycle_started_at,
-                    c.assigned_at,
-                    c.first_response_at,
-                    c.first_resolved_at,
-                    c.replies,
-                    c.reopens,
-                    c.wait_started_at,
-                    c.awaiting,
-                    c.active,
-                )
-                for c in self.convs.values()
-            ],
-        )
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO kpi_facts(kind, at, seq, start, start2, value,"
-            " conversation_id, channel, queue, agent) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            self.facts,
-        )
+    def void_first_contact(self, at: float, conversation_id: str) -> bool:
+        """An earlier fold's first resolution at `at` is no first-contact one: whether it
+        was counted as one."""
+        assert self.conn is not None
+        cur = self.conn.execute(VOID_FIRST_CONTACT, (at, conversation_id))
+        return bool(cur.rowcount)
+
+    def unslot_first_contact(self, at: float) -> None:
+        slot = ("first_contact", int(at // SLOT))
+        self.slot_adjust[slot] = self.slot_adjust.get(slot, 0) - 1
+
+    def conv_rows(self) -> list[tuple[Any, ...]]:
+        """The `kpi_conversations` rows (`_KCOLS`) of the conversations this fold touched."""
+        return [
+            (
+                c.conversation_id,
+                c.channel,
+                c.queue,
+                c.agent,
+                c.created_at,
+                c.cycle_started_at,
+                c.assigned_at,
+                c.first_response_at,
+                c.first_resolved_at,
+                c.replies,
+                c.reopens,
+                c.wait_started_at,
+                c.awaiting,
+                c.active,
+            )
+            for c in self.convs.values()
+        ]
+
+    def tallies(self) -> tuple[dict[tuple[str, int], int], set[tuple[str, str]]]:
+        """What the facts add to `kpi_slots` ((kind, slot) → n) and `kpi_keys`."""
         slots: dict[tuple[str, int], int] = dict(self.slot_adjust)
         keys: set[tuple[str, str]] = set()
         for f in self.facts:
@@ -312,6 +371,20 @@ class _Fold:
                     first = ("first_contact", number)
                     slots[first] = slots.get(first, 0) + 1
             keys.update((("channel", f[7]), ("queue", f[8]), ("agent", f[9] or "")))
+        return slots, keys
+
+    def save(self) -> None:
+        assert self.conn is not None
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO kpi_conversations({_KCOLS}) VALUES ({','.join('?' * 14)})",
+            self.conv_rows(),
+        )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO kpi_facts(kind, at, seq, start, start2, value,"
+            " conversation_id, channel, queue, agent) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            self.facts,
+        )
+        slots, keys = self.tallies()
         self.conn.executemany(
             "INSERT INTO kpi_slots(kind, slot, n) VALUES (?,?,?)"
             " ON CONFLICT(kind, slot) DO UPDATE SET n = n + excluded.n",
@@ -369,7 +442,10 @@ class SqliteStats(StatsStore):
         `duration(start, end)` replaces calendar seconds (e.g. business hours)."""
 
         def op(conn: sqlite3.Connection) -> tuple[Group, dict[Key, Group] | None]:
-            return _read(conn, query, duration)
+            found: tuple[Group, dict[Key, Group] | None] = drive(
+                conn, read(query, duration, SQLITE)
+            )
+            return found
 
         result: tuple[Group, dict[Key, Group] | None] = await self._run(op)
         return result
@@ -378,7 +454,7 @@ class SqliteStats(StatsStore):
         """Survey responses sent in [start, end), oldest first; none before surveys exist."""
 
         def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            if not _has_surveys(conn):
+            if first_row(conn.execute(SQLITE.has_surveys)) is None:
                 return []
             return conn.execute(
                 f"SELECT {SURVEY_COLS} FROM survey_responses WHERE sent_at >= ? AND sent_at < ?"
@@ -404,8 +480,8 @@ class SqliteStats(StatsStore):
             online = int(
                 conn.execute("SELECT COUNT(*) FROM agents WHERE presence='online'").fetchone()[0]
             )
-            surveys = _surveys(conn, now - survey_window, now, lambda row, i: None).get(None)
-            return {"backlog": backlog, "online": online, "surveys": surveys}
+            tallies = drive(conn, surveys(now - survey_window, now, lambda row, i: None, SQLITE))
+            return {"backlog": backlog, "online": online, "surveys": tallies.get(None)}
 
         result: dict[str, Any] = await self._run(op)
         return result
@@ -452,34 +528,28 @@ class SqliteStats(StatsStore):
         return result
 
 
-def _has_surveys(conn: sqlite3.Connection) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='survey_responses'"
-        ).fetchone()
-        is not None
-    )
-
-
 DIMS = ("channel", "queue", "agent")
 
 
 def _count_range(
-    conn: sqlite3.Connection, kind: str, start: float, end: float, dim: str, value: str
-) -> int:
+    kind: str, start: float, end: float, dim: str, value: str
+) -> Generator[Query, Rows, int]:
     """The facts of one kind and one channel/queue/agent in [start, end): an index range."""
     if dim == "agent" and value == "":
         sql = (
             "SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND agent IS NULL AND at >= ? AND at < ?"
         )
-        return int(conn.execute(sql, (kind, start, end)).fetchone()[0])
-    sql = f"SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND {dim} = ? AND at >= ? AND at < ?"
-    return int(conn.execute(sql, (kind, value, start, end)).fetchone()[0])
+        row = first_row((yield sql, (kind, start, end)))
+    else:
+        sql = f"SELECT COUNT(*) FROM kpi_facts WHERE kind = ? AND {dim} = ? AND at >= ? AND at < ?"
+        row = first_row((yield sql, (kind, value, start, end)))
+    assert row is not None
+    return int(row[0])
 
 
-def _read(
-    conn: sqlite3.Connection, q: StatsQuery, duration: Duration | None
-) -> tuple[Group, dict[Key, Group] | None]:
+def read(
+    q: StatsQuery, duration: Duration | None, dialect: Dialect
+) -> Generator[Query, Rows, tuple[Group, dict[Key, Group] | None]]:
     """The totals and (when grouped) each group's raw figures, in one pass per fact kind."""
     by = q.group_by
     buckets = Buckets(by, q.start, q.end, q.zone) if by in ("day", "hour") else None
@@ -498,31 +568,35 @@ def _read(
     # --- counts -------------------------------------------------------------------------------
     if q.channel:
         for kind in COUNTED:  # a count of an index range
-            totals.counts[kind] = _count_range(conn, kind, q.start, q.end, "channel", q.channel)
+            totals.counts[kind] = yield from _count_range(
+                kind, q.start, q.end, "channel", q.channel
+            )
     else:
-        for (_, kind), n in _slot_counts(conn, q, lambda at: None).items():
+        for (_, kind), n in (yield from _slot_counts(q, lambda at: None)).items():
             totals.counts[kind] = n
         totals.resolved_first = totals.counts.pop("first_resolution", 0)
         totals.first_contact = totals.counts.pop("first_contact", 0)
     if q.channel and by is not None:
         # One channel: its facts are one index range per kind, few enough to read.
         for kind in COUNTED:
-            for k, at in conn.execute(
-                f"SELECT {'NULL' if by in ('day', 'hour') else by}, at FROM kpi_facts"
-                " WHERE kind = ? AND channel = ? AND at >= ? AND at < ?",
-                (kind, q.channel, *span),
+            for k, at in (
+                yield (
+                    f"SELECT {'NULL' if by in ('day', 'hour') else by}, at FROM kpi_facts"
+                    " WHERE kind = ? AND channel = ? AND at >= ? AND at < ?",
+                    (kind, q.channel, *span),
+                )
             ):
                 counts = group(buckets.key(at) if buckets is not None else _key(k)).counts
                 counts[kind] = counts.get(kind, 0) + 1
     elif by in DIMS:
-        values = [r[0] for r in conn.execute("SELECT value FROM kpi_keys WHERE dim = ?", (by,))]
+        values = [r[0] for r in (yield "SELECT value FROM kpi_keys WHERE dim = ?", (by,))]
         for value in values:
             for kind in COUNTED:
-                n = _count_range(conn, kind, q.start, q.end, by, value)
+                n = yield from _count_range(kind, q.start, q.end, by, value)
                 if n:
                     group(value or None).counts[kind] = n
     elif buckets is not None:
-        for (key, kind), n in _slot_counts(conn, q, buckets.key).items():
+        for (key, kind), n in (yield from _slot_counts(q, buckets.key)).items():
             g = group(key)
             if kind == "first_resolution":
                 g.resolved_first = n
@@ -534,7 +608,7 @@ def _read(
     # --- timed figures ------------------------------------------------------------------------
     # The key in SQL (a column, or the local day/hour number), decoded per group afterwards:
     # the loops below touch each row once, with no call per row.
-    key_sql, decode = _key_sql(by, q)
+    key_sql, decode = _key_sql(by, q, dialect)
     samples: dict[str, dict[Key, list[float]]] = {}
     picks = (
         ("first_response", ("at - start",), ("start",)),
@@ -551,7 +625,7 @@ def _read(
                 f"SELECT {key_sql}, {', '.join(values_sql)} FROM kpi_facts WHERE kind = ?"
                 f" AND at >= ? AND at < ?{cf}"
             )
-            for row in conn.execute(sql, (kind, *span, *cargs)):
+            for row in (yield sql, (kind, *span, *cargs)):
                 k = row[0]
                 for i, v in enumerate(row[1:]):
                     if v is not None:
@@ -564,7 +638,7 @@ def _read(
                 f"SELECT {key_sql}, {', '.join(starts)}, at{', value' if kind == 'resolved' else ''}"
                 f" FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?{cf}"
             )
-            for row in conn.execute(sql, (kind, *span, *cargs)):
+            for row in (yield sql, (kind, *span, *cargs)):
                 k, at = row[0], row[1 + len(starts)]
                 for i, a in enumerate(row[1 : 1 + len(starts)]):
                     if a is not None:
@@ -589,14 +663,16 @@ def _read(
             totals.timed[kind] = found
 
     # --- first-contact resolution (per channel, queue, agent; else counted in slots above) ----
-    fcr_rows = (
+    fcr_rows: Rows = (
         []
         if not q.channel and by in (None, "day", "hour")
-        else conn.execute(
-            f"SELECT {key_sql}, COUNT(*), SUM(value) FROM kpi_facts WHERE kind = 'first_resolution'"
-            f" AND at >= ? AND at < ?{cf} GROUP BY 1",
-            (*span, *cargs),
-        ).fetchall()
+        else (
+            yield (
+                f"SELECT {key_sql}, COUNT(*), SUM(value) FROM kpi_facts"
+                f" WHERE kind = 'first_resolution' AND at >= ? AND at < ?{cf} GROUP BY 1",
+                (*span, *cargs),
+            )
+        )
     )
     for k, resolved, first in fcr_rows:
         if q.channel:
@@ -610,44 +686,54 @@ def _read(
     # --- surveys ------------------------------------------------------------------------------
     column = {"channel": 2, "queue": 3, "agent": 4}.get(by or "")
 
-    def survey_key(row: tuple[Any, ...], at_index: int) -> Key:
+    def survey_key(row: Sequence[Any], at_index: int) -> Key:
         if buckets is not None:
             return buckets.key(row[at_index])
         return None if column is None else _key(row[column])
 
-    totals.surveys = _surveys(conn, q.start, q.end, lambda row, i: None, q.channel).get(None)
+    tallies = yield from surveys(q.start, q.end, lambda row, i: None, dialect, q.channel)
+    totals.surveys = tallies.get(None)
     if by is not None:
-        for key, tally in _surveys(conn, q.start, q.end, survey_key, q.channel).items():
+        tallies = yield from surveys(q.start, q.end, survey_key, dialect, q.channel)
+        for key, tally in tallies.items():
             group(key).surveys = tally
 
     # --- backlog (now) ------------------------------------------------------------------------
-    n, waiting, oldest = conn.execute(
-        "SELECT COUNT(*), COUNT(wait_started_at), MIN(wait_started_at) FROM kpi_conversations"
-        f" WHERE active = 1{cf}",
-        cargs,
-    ).fetchone()
+    backlog = first_row(
+        (
+            yield (
+                "SELECT COUNT(*), COUNT(wait_started_at), MIN(wait_started_at)"
+                f" FROM kpi_conversations WHERE active = 1{cf}",
+                cargs,
+            )
+        )
+    )
+    assert backlog is not None
+    n, waiting, oldest = backlog
     totals.backlog = Backlog(int(n), int(waiting), oldest)
     if by in DIMS:
-        for k, n, waiting, oldest in conn.execute(
-            f"SELECT {by}, COUNT(*), COUNT(wait_started_at), MIN(wait_started_at)"
-            f" FROM kpi_conversations WHERE active = 1{cf} GROUP BY 1",
-            cargs,
+        for k, n, waiting, oldest in (
+            yield (
+                f"SELECT {by}, COUNT(*), COUNT(wait_started_at), MIN(wait_started_at)"
+                f" FROM kpi_conversations WHERE active = 1{cf} GROUP BY 1",
+                cargs,
+            )
         ):
             group(_key(k)).backlog = Backlog(int(n), int(waiting), oldest)
     return totals, (groups if by is not None else None)
 
 
 def _slot_counts(
-    conn: sqlite3.Connection, q: StatsQuery, key_of: Callable[[float], Key]
-) -> dict[tuple[Key, str], int]:
+    q: StatsQuery, key_of: Callable[[float], Key]
+) -> Generator[Query, Rows, dict[tuple[Key, str], int]]:
     """Counts of the slotted kinds by (key_of(instant), kind): whole 15-minute slots from
     `kpi_slots`, the period's ragged ends from the facts."""
     out: dict[tuple[Key, str], int] = {}
     lo, hi = math.ceil(q.start / SLOT), math.floor(q.end / SLOT)
     edges = [(q.start, q.end)]
     if lo < hi:
-        for kind, slot, n in conn.execute(
-            "SELECT kind, slot, n FROM kpi_slots WHERE slot >= ? AND slot < ?", (lo, hi)
+        for kind, slot, n in (
+            yield "SELECT kind, slot, n FROM kpi_slots WHERE slot >= ? AND slot < ?", (lo, hi)
         ):
             k = (key_of(slot * SLOT), kind)
             out[k] = out.get(k, 0) + int(n)
@@ -655,10 +741,12 @@ def _slot_counts(
     for a, b in edges:
         if b <= a:
             continue
-        for kind, at, value in conn.execute(
-            "SELECT kind, at, value FROM kpi_facts WHERE at >= ? AND at < ? AND kind IN"
-            f" ({','.join(repr(k) for k in SLOTTED)})",
-            (a, b),
+        for kind, at, value in (
+            yield (
+                "SELECT kind, at, value FROM kpi_facts WHERE at >= ? AND at < ? AND kind IN"
+                f" ({','.join(repr(k) for k in SLOTTED)})",
+                (a, b),
+            )
         ):
             for name in (
                 (kind, "first_contact") if kind == "first_resolution" and value else (kind,)
@@ -668,7 +756,7 @@ def _slot_counts(
     return out
 
 
-def _key_sql(by: str | None, q: StatsQuery) -> tuple[str, Callable[[Any], Key]]:
+def _key_sql(by: str | None, q: StatsQuery, dialect: Dialect) -> tuple[str, Callable[[Any], Key]]:
     """The SQL of a fact's group key, and how to turn its value into the group's label."""
     if by is None:
         return "NULL", lambda raw: None
@@ -682,7 +770,7 @@ def _key_sql(by: str | None, q: StatsQuery) -> tuple[str, Callable[[Any], Key]]:
     offset = f"(CASE {offsets}ELSE {parts[-1].offset} END)" if offsets else str(parts[0].offset)
     size = 86400 if by == "day" else 3600
     # The local day or hour number, and (for an hour) its segment: a repeated hour stays two.
-    sql = f"(CAST((at + {offset}) / {size} AS INTEGER) * 64 + {index})"
+    sql = f"({dialect.integer.format(f'(at + {offset}) / {size}')} * 64 + {index})"
 
     def decode(raw: Any) -> Key:
         number, i = divmod(int(raw), 64)
@@ -695,22 +783,25 @@ def _key(raw: Any) -> Key:
     return None if raw is None or raw == "" else str(raw)
 
 
-def _surveys(
-    conn: sqlite3.Connection,
+def surveys(
     start: float,
     end: float,
-    key_of: Callable[[tuple[Any, ...], int], Key],
+    key_of: Callable[[Sequence[Any], int], Key],
+    dialect: Dialect,
     channel: str | None = None,
-) -> dict[Key, SurveyTally]:
+) -> Generator[Query, Rows, dict[Key, SurveyTally]]:
     """Survey tallies by `key_of(row, index of the time column)`; {} while there is no survey
     table. Scores count by when they were answered, the response rate by when sent."""
-    if not _has_surveys(conn):
+    if first_row((yield dialect.has_surveys, ())) is None:
         return {}
     out: dict[Key, SurveyTally] = {}
-    for row in conn.execute(
-        "SELECT kind, score, channel, queue, agent_id, sent_at, answered_at FROM survey_responses"
-        " WHERE (answered_at >= ? AND answered_at < ?) OR (sent_at >= ? AND sent_at < ?)",
-        (start, end, start, end),
+    for row in (
+        yield (
+            "SELECT kind, score, channel, queue, agent_id, sent_at, answered_at"
+            " FROM survey_responses"
+            " WHERE (answered_at >= ? AND answered_at < ?) OR (sent_at >= ? AND sent_at < ?)",
+            (start, end, start, end),
+        )
     ):
         kind, score, sent, answered = row[0], row[1], row[5], row[6]
         if channel is not None and row[2] != channel:
