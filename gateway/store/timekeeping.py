@@ -10,11 +10,11 @@ each fires once.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.model import Event
+from gateway.model import Event, NewEvent, priority_name
 from gateway.store.base import WaitingConversation, WaitingGroup
 
 # Routing order `sla`: (priority, sla_due, created_at, id) of the last one read.
@@ -64,6 +64,86 @@ class SlaPlan:
 
 # The pure part, given by the core: (facts, what fired so far) → the plan (None: no policy).
 SlaPlanner = Callable[[SlaFacts, dict[str, dict[str, Any]]], SlaPlan | None]
+
+
+def sla_alarms(
+    facts: SlaFacts, plan: SlaPlan, fired: dict[str, dict[str, Any]], now: float
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The warnings and breaches of `plan` due by `now` that have not fired yet, each as
+    (kind, event data), marked in `fired` as it is handed out (a store persists `fired`
+    with the events, in one transaction). The data reads `facts` as they are when handed
+    out: a store applies a breach's actions (and updates `facts`) before taking the next."""
+    for target, kind, at in plan.alarms:
+        if at > now:
+            continue
+        mark = fired.setdefault(target, {})
+        since = plan.targets.get(target, {}).get("since")
+        if target == "next_response" and mark.get("since") != since:
+            mark.clear()
+        mark["since"] = since
+        if kind in mark:
+            continue  # fired already (a warning raced a breach in the same pass)
+        mark[kind] = now
+        if kind == "breached":
+            mark.setdefault("warning", now)
+        yield (
+            kind,
+            {
+                "conversation_id": facts.conversation_id,
+                "target": target,
+                "policy": plan.policy,
+                "due_at": plan.targets.get(target, {}).get("due_at"),
+                "queue": facts.queue,
+                "priority": priority_name(facts.priority),
+            },
+        )
+
+
+def sla_next_at(plan: SlaPlan, now: float) -> float | None:
+    """The earliest warning or breach of `plan` still ahead of `now` (the timer's next
+    wake-up for the conversation), None: none."""
+    later = [at for _, _, at in plan.alarms if at > now]
+    return min(later) if later else None
+
+
+def sla_event_conversation(data: dict[str, Any]) -> str | None:
+    """The conversation an event of `SLA_EVENTS` is about."""
+    cid = data.get("conversation_id") or (data.get("conversation") or {}).get("id")
+    return str(cid) if cid else None
+
+
+def sla_raise(plan: SlaPlan, facts: SlaFacts) -> int | None:
+    """The priority a breach raises the conversation to (None: it does not)."""
+    return facts.priority + 1 if plan.bump_priority and facts.priority < 3 else None
+
+
+def sla_raised(facts: SlaFacts, priority: int) -> str:
+    """Record a raise in `facts`; the action as the breach event tells it."""
+    facts.priority = priority
+    return f"priority raised to {priority_name(priority)}"
+
+
+def sla_move(plan: SlaPlan, facts: SlaFacts) -> str | None:
+    """The queue a breach moves the conversation to (None: it does not)."""
+    return plan.move_to if plan.move_to and plan.move_to != facts.queue else None
+
+
+def sla_moved(facts: SlaFacts, queue: str, new: list[NewEvent]) -> str:
+    """Record a move in `facts` and its event in `new`; the action as the breach tells it."""
+    new.append(
+        NewEvent(
+            "conversation.transferred",
+            {
+                "conversation_id": facts.conversation_id,
+                "from_queue": facts.queue,
+                "queue": queue,
+                "by": "sla",
+            },
+        )
+    )
+    done = f"moved from queue {facts.queue} to {queue}"
+    facts.queue = queue
+    return done
 
 
 @dataclass(slots=True)

@@ -249,6 +249,42 @@ CREATE INDEX quarantine_status ON quarantine(status, channel)
 """,
     ),
     (
+        2,
+        """
+-- Business hours, SLAs and the wait queue (issue 12; the SQLite store's migration 12). The
+-- SLA clocks of a conversation: its policy, each target's due time (as the API shows it),
+-- what has fired (warnings, breaches) and the earliest warning or breach still to fire
+-- (`next_at`, what the timer reads).
+CREATE TABLE sla (
+    conversation_id TEXT COLLATE "C" PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+    policy TEXT NOT NULL,
+    targets JSONB NOT NULL,
+    fired JSONB NOT NULL DEFAULT '{}',
+    next_at DOUBLE PRECISION,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX sla_next ON sla(next_at) WHERE next_at IS NOT NULL;
+-- How far the SLA clocks have read the event log (what changed since is recomputed). A
+-- timer pass locks this row: passes of several instances take turns.
+CREATE TABLE sla_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), event_id BIGINT NOT NULL);
+INSERT INTO sla_cursor(id, event_id) SELECT 1, COALESCE(MAX(id), 0) FROM events;
+-- The nearest due time of a conversation's running SLA targets (1e18: none), for the
+-- routing order `sla`: highest priority, nearest breach, oldest — read in index order.
+ALTER TABLE conversations ADD COLUMN sla_due DOUBLE PRECISION NOT NULL DEFAULT 1e18;
+CREATE INDEX conversations_routable_sla
+    ON conversations(channel_kind, queue, required_skills, priority DESC, sla_due, created_at, id)
+    WHERE status = 'open' AND assignee IS NULL;
+-- Automatic notices a conversation got once (out of hours, a long wait): the key makes
+-- "once" hold across instances.
+CREATE TABLE notices (
+    conversation_id TEXT COLLATE "C" NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (conversation_id, kind)
+)
+""",
+    ),
+    (
         4,
         """
 -- KPI rollups (gateway/kpis/figures.py), folded from the event log by `PgStats.stats_fold`

@@ -14,6 +14,7 @@ from gateway.store.postgres.quarantine import PgQuarantine
 from gateway.store.postgres.routing import PgRouting
 from gateway.store.postgres.stats import PgStats
 from gateway.store.postgres.surveys import PgSurveys
+from gateway.store.postgres.time import PgTime
 
 
 class PostgresStore(
@@ -27,6 +28,7 @@ class PostgresStore(
     PgQuarantine,
     PgStats,
     PgSurveys,
+    PgTime,
     Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from gateway.model import Event, NewEvent, dumps, loads, priority_name
+from gateway.model import Event, NewEvent, dumps, loads
 from gateway.store.base import WaitingConversation, WaitingGroup
 from gateway.store.timekeeping import (
     NO_DUE,
@@ -19,6 +19,13 @@ from gateway.store.timekeeping import (
     SlaWaitingKey,
     TimeStore,
     WaitingSeat,
+    sla_alarms,
+    sla_event_conversation,
+    sla_move,
+    sla_moved,
+    sla_next_at,
+    sla_raise,
+    sla_raised,
 )
 
 _TYPES = ",".join(f"'{t}'" for t in SLA_EVENTS)
@@ -58,8 +65,7 @@ class SqliteTime(TimeStore):
                 top = rows[-1][0]
             ids: dict[str, None] = {}
             for _, data in rows:
-                d = loads(data)
-                cid = d.get("conversation_id") or (d.get("conversation") or {}).get("id")
+                cid = sla_event_conversation(loads(data))
                 if cid:
                     ids[cid] = None
             for (cid,) in conn.execute(
@@ -123,38 +129,16 @@ class SqliteTime(TimeStore):
             )
             return []
         new: list[NewEvent] = []
-        later: list[float] = []
-        for target, kind, at in plan.alarms:
-            if at > now:
-                later.append(at)
-                continue
-            mark = fired.setdefault(target, {})
-            since = plan.targets.get(target, {}).get("since")
-            if target == "next_response" and mark.get("since") != since:
-                mark.clear()
-            mark["since"] = since
-            if kind in mark:
-                continue  # fired already (a warning raced a breach in the same pass)
-            mark[kind] = now
-            data: dict[str, Any] = {
-                "conversation_id": cid,
-                "target": target,
-                "policy": plan.policy,
-                "due_at": plan.targets.get(target, {}).get("due_at"),
-                "queue": facts.queue,
-                "priority": priority_name(facts.priority),
-            }
+        for kind, data in sla_alarms(facts, plan, fired, now):
             if kind == "breached":
-                mark.setdefault("warning", now)
                 data["actions"] = self._sla_breach_actions(conn, cid, facts, plan, now, new)
             new.append(NewEvent(f"sla.{kind}", data))
-        next_at = min(later) if later else None
         conn.execute(
             "INSERT INTO sla(conversation_id, policy, targets, fired, next_at, updated_at)"
             " VALUES (?,?,?,?,?,?) ON CONFLICT(conversation_id) DO UPDATE SET"
             " policy=excluded.policy, targets=excluded.targets, fired=excluded.fired,"
             " next_at=excluded.next_at, updated_at=excluded.updated_at",
-            (cid, plan.policy, dumps(plan.targets), dumps(fired), next_at, now),
+            (cid, plan.policy, dumps(plan.targets), dumps(fired), sla_next_at(plan, now), now),
         )
         nearest = NO_DUE if plan.nearest is None else plan.nearest
         conn.execute(
@@ -173,33 +157,22 @@ class SqliteTime(TimeStore):
         new: list[NewEvent],
     ) -> list[str]:
         done: list[str] = []
-        if plan.bump_priority and facts.priority < 3:
-            facts.priority += 1
+        priority = sla_raise(plan, facts)
+        if priority is not None:
             conn.execute(
                 "UPDATE conversations SET priority=?, updated_at=? WHERE id=?",
-                (facts.priority, now, cid),
+                (priority, now, cid),
             )
-            done.append(f"priority raised to {priority_name(facts.priority)}")
-        if plan.move_to and plan.move_to != facts.queue:
+            done.append(sla_raised(facts, priority))
+        queue = sla_move(plan, facts)
+        if queue is not None:
             cur = conn.execute(
                 "UPDATE conversations SET queue=?, updated_at=? WHERE id=? AND status='open'"
                 " AND assignee IS NULL",
-                (plan.move_to, now, cid),
+                (queue, now, cid),
             )
             if cur.rowcount:
-                new.append(
-                    NewEvent(
-                        "conversation.transferred",
-                        {
-                            "conversation_id": cid,
-                            "from_queue": facts.queue,
-                            "queue": plan.move_to,
-                            "by": "sla",
-                        },
-                    )
-                )
-                done.append(f"moved from queue {facts.queue} to {plan.move_to}")
-                facts.queue = plan.move_to
+                done.append(sla_moved(facts, queue, new))
         return done
 
     async def sla_of(self, conversation_ids: list[str]) -> dict[str, dict[str, Any]]:
