@@ -1,7 +1,7 @@
 """Business hours and SLA timers through the real `switchboard run` process, its wall clock
 moved by libfaketime (Debian `faketime`, installed by scripts/test): out of hours over the
 night the clocks go forward, a SIGKILL, and a restart after both the opening and the SLA
-due time passed while it was down."""
+due time passed while it was down — on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.gateway.conftest import ADMIN, CHANNEL, base_config, config_text, wait_for
 from tests.gateway.test_e2e_daemon import Daemon, free_port
+from tests.pg import PgServer
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
@@ -39,9 +41,22 @@ async def events(http: aiohttp.ClientSession, base: str, want: set[str]) -> list
     return out
 
 
-async def test_closed_over_the_dst_weekend_then_kill_and_restart_past_due(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store_section(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The daemon's `store:`: a SQLite file, or a database of its own on the session's
+    private PostgreSQL (tests/pg.py), which libfaketime does not reach."""
+    if request.param == "sqlite":
+        return {"path": str(tmp_path / "gw.db")}
+    server: PgServer = request.getfixturevalue("pg_server")  # the session's, started once
+    return {"backend": "postgres", "dsn": await server.new_database()}
+
+
+async def test_closed_over_the_dst_weekend_then_kill_and_restart_past_due(
+    tmp_path: Path, store_section: dict[str, Any]
+) -> None:
     port = free_port()
     cfg = base_config(tmp_path / "gw.db")
+    cfg["store"] = store_section
     cfg["server"]["port"] = port
     cfg["routing"]["hours"] = {
         "office": {

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import standardwebhooks
 
+from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from gateway.time.sla import sla_planner
 from tests.gateway.conftest import SECRET, Receiver, agent_token, base_config, wait_for
+from tests.pg import PgServer
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = 3600.0
@@ -34,8 +38,35 @@ class Clock:
         return self.t
 
 
-def config(tmp_path: Path, **routing: Any) -> dict[str, Any]:
-    cfg = base_config(tmp_path / "db.sqlite")
+@dataclass(frozen=True)
+class Db:
+    """Where the gateway of a test keeps its state: a SQLite file or a PostgreSQL database
+    of its own on the session's private server (tests/pg.py)."""
+
+    path: Path
+    dsn: str | None = None
+
+    def section(self) -> dict[str, Any]:
+        if self.dsn is None:
+            return {"path": str(self.path)}
+        return {"backend": "postgres", "dsn": self.dsn}
+
+    def store(self) -> SqliteStore | PostgresStore:
+        """Another store object on the gateway's database (another instance)."""
+        return SqliteStore(self.path) if self.dsn is None else PostgresStore(self.dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
+    if request.param == "sqlite":
+        return Db(tmp_path / "db.sqlite")
+    server: PgServer = request.getfixturevalue("pg_server")  # the session's, started once
+    return Db(tmp_path / "unused.sqlite", await server.new_database())
+
+
+def config(db: Db, **routing: Any) -> dict[str, Any]:
+    cfg = base_config(db.path)
+    cfg["store"] = db.section()
     cfg["agents"][1]["queues"] = ["general", "night"]  # bob also serves the night queue
     cfg["routing"]["hours"] = {
         "office": {"timezone": "Europe/Berlin", "weekly": {d: ["08:00-18:00"] for d in WEEKDAYS}}
@@ -62,10 +93,10 @@ async def bot_texts(client: Any, conv_id: str) -> list[str]:
 
 # --- out of hours ----------------------------------------------------------------------------
 async def test_closed_queue_answers_parks_and_routes_at_the_opening(
-    tmp_path: Path, gateway_factory: Any
+    db: Db, gateway_factory: Any
 ) -> None:
     clock = Clock(at("2026-03-23 07:00"))  # Monday, an hour before opening
-    gw, client = await gateway_factory(config(tmp_path), clock=clock)
+    gw, client = await gateway_factory(config(db), clock=clock)
     status, body = await client.inbound("m1", "hello, anyone?")
     assert status == 202, body
     conv_id = body["conversation_id"]
@@ -87,10 +118,10 @@ async def test_closed_queue_answers_parks_and_routes_at_the_opening(
 
 
 async def test_the_closed_reply_speaks_the_contacts_language_and_is_capped(
-    tmp_path: Path, gateway_factory: Any
+    db: Db, gateway_factory: Any
 ) -> None:
     clock = Clock(at("2026-03-27 19:00"))  # Friday evening: back on Monday
-    cfg = config(tmp_path)
+    cfg = config(db)
     cfg["notices"] = {"max_per_contact": 1}
     cfg["conversations"] = {"reopen_window": 1}
     _, client = await gateway_factory(cfg, clock=clock)
@@ -110,11 +141,9 @@ async def test_the_closed_reply_speaks_the_contacts_language_and_is_capped(
     assert await bot_texts(client, again["conversation_id"]) == []  # one a day at most
 
 
-async def test_a_closed_queue_overflows_to_an_open_one(
-    tmp_path: Path, gateway_factory: Any
-) -> None:
+async def test_a_closed_queue_overflows_to_an_open_one(db: Db, gateway_factory: Any) -> None:
     clock = Clock(at("2026-03-23 22:00"))
-    cfg = config(tmp_path)
+    cfg = config(db)
     cfg["routing"]["queues"][0]["out_of_hours"] = {"action": "overflow", "overflow": "night"}
     _, client = await gateway_factory(cfg, clock=clock)
     _, body = await client.inbound("m1", "my server is down")
@@ -140,11 +169,9 @@ SLA = {
 }
 
 
-async def test_sla_due_times_pause_warn_and_breach_once(
-    tmp_path: Path, gateway_factory: Any
-) -> None:
+async def test_sla_due_times_pause_warn_and_breach_once(db: Db, gateway_factory: Any) -> None:
     clock = Clock(at("2026-03-23 09:00"))  # Monday, open
-    cfg = config(tmp_path, sla=SLA)
+    cfg = config(db, sla=SLA)
     cfg["agents"][0]["presence"] = cfg["agents"][1]["presence"] = "offline"  # nobody takes it
     gw, client = await gateway_factory(cfg, clock=clock)
     _, body = await client.inbound("m1", "help")
@@ -201,10 +228,10 @@ async def test_sla_due_times_pause_warn_and_breach_once(
 
 
 async def test_a_breach_acts_and_reaches_webhooks(
-    tmp_path: Path, gateway_factory: Any, receiver: Receiver
+    db: Db, gateway_factory: Any, receiver: Receiver
 ) -> None:
     clock = Clock(at("2026-03-23 09:00"))
-    cfg = config(tmp_path, sla=SLA)
+    cfg = config(db, sla=SLA)
     cfg["webhooks"] = [
         {
             "url": receiver.url,
@@ -242,11 +269,9 @@ async def test_a_breach_acts_and_reaches_webhooks(
     assert hooks[1]["data"]["conversation_id"] == conv_id
 
 
-async def test_a_restart_fires_what_fell_due_while_down(
-    tmp_path: Path, gateway_factory: Any
-) -> None:
+async def test_a_restart_fires_what_fell_due_while_down(db: Db, gateway_factory: Any) -> None:
     clock = Clock(at("2026-03-23 09:00"))
-    cfg = config(tmp_path, sla=SLA)
+    cfg = config(db, sla=SLA)
     cfg["agents"][0]["presence"] = cfg["agents"][1]["presence"] = "offline"
     gw, client = await gateway_factory(cfg, clock=clock)
     _, body = await client.inbound("m1", "help")
@@ -263,16 +288,16 @@ async def test_a_restart_fires_what_fell_due_while_down(
     assert conv["sla"]["first_response"]["breached_at"] == "2026-03-23T10:00:00Z"
 
 
-async def test_two_stores_firing_at_once_fire_once(tmp_path: Path, gateway_factory: Any) -> None:
+async def test_two_stores_firing_at_once_fire_once(db: Db, gateway_factory: Any) -> None:
     clock = Clock(at("2026-03-23 09:00"))
-    cfg = config(tmp_path, sla=SLA)
+    cfg = config(db, sla=SLA)
     cfg["agents"][0]["presence"] = cfg["agents"][1]["presence"] = "offline"
     gw, client = await gateway_factory(cfg, clock=clock)
     for i in range(20):
         await client.inbound(f"m{i}", "help", sender=f"c{i}")
     await gw.deadlines.stop()  # only the two stores below fire
     planner = sla_planner(gw.config.routing)
-    one, two = SqliteStore(tmp_path / "db.sqlite"), SqliteStore(tmp_path / "db.sqlite")
+    one, two = db.store(), db.store()
     await one.open()
     await two.open()
     try:
@@ -286,11 +311,9 @@ async def test_two_stores_firing_at_once_fire_once(tmp_path: Path, gateway_facto
     assert len({e.data["conversation_id"] for e in breached}) == 20
 
 
-async def test_waiting_conversations_by_time_to_breach(
-    tmp_path: Path, gateway_factory: Any
-) -> None:
+async def test_waiting_conversations_by_time_to_breach(db: Db, gateway_factory: Any) -> None:
     clock = Clock(at("2026-03-23 09:00"))
-    cfg = config(tmp_path, sla=SLA, order="sla")
+    cfg = config(db, sla=SLA, order="sla")
     cfg["agents"][0]["presence"] = cfg["agents"][1]["presence"] = "offline"
     cfg["agents"][1]["capacity"] = {"default": 1}
     gw, client = await gateway_factory(cfg, clock=clock)
@@ -307,9 +330,9 @@ async def test_waiting_conversations_by_time_to_breach(
 
 
 # --- the long wait ---------------------------------------------------------------------------
-async def test_the_long_wait_message_goes_out_once(tmp_path: Path, gateway_factory: Any) -> None:
+async def test_the_long_wait_message_goes_out_once(db: Db, gateway_factory: Any) -> None:
     clock = Clock(at("2026-03-23 09:00"))
-    cfg = config(tmp_path)
+    cfg = config(db)
     cfg["agents"][0]["presence"] = cfg["agents"][1]["presence"] = "offline"
     cfg["notices"] = {"wait_after": "5m", "wait_channel_kinds": ["api"]}
     gw, client = await gateway_factory(cfg, clock=clock)
@@ -335,13 +358,13 @@ async def test_the_long_wait_message_goes_out_once(tmp_path: Path, gateway_facto
 
 
 async def test_a_machine_gets_no_closed_reply_and_no_wait_message(
-    tmp_path: Path, gateway_factory: Any
+    db: Db, gateway_factory: Any
 ) -> None:
     from connectors.base import Identity, InboundMessage
     from gateway.ingest import ChannelInfo
 
     clock = Clock(at("2026-03-23 07:00"))  # closed
-    cfg = config(tmp_path)
+    cfg = config(db)
     cfg["notices"] = {"wait_after": "5m", "wait_channel_kinds": ["api"]}
     gw, client = await gateway_factory(cfg, clock=clock)
     api = ChannelInfo("api", "api")
