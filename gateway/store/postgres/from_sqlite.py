@@ -166,7 +166,11 @@ class Copier:
                 ),
             ),
             # `opened_for` and `claimed` as SQLite's migration 11 set them: the same rules.
-            Table("conversations", (*CONVERSATION_COLUMNS, "opened_for", "claimed"), _bool_at(23)),
+            Table(
+                "conversations",
+                (*CONVERSATION_COLUMNS, "opened_for", "claimed", "sla_due"),
+                _bool_at(23),
+            ),
             Table("messages", MESSAGE_COLUMNS, _bool_at(16)),
             Table("edits", ("channel", "external_id", "message_id", "at")),
             Table("blobs", ("id", "content_type", "size", "data")),
@@ -195,6 +199,19 @@ class Copier:
                 ("queue", "agent_id"),
             ),
             Table("events", ("id", "type", "at", "data")),
+            # The SLA clocks go on where SQLite stopped: what fired stays fired, and the
+            # log is read on from SQLite's cursor (never back: a rerun after the gateway
+            # moved on keeps the cursor it reached).
+            Table(
+                "sla", ("conversation_id", "policy", "targets", "fired", "next_at", "updated_at")
+            ),
+            Table(
+                "sla_cursor",
+                ("id", "event_id"),
+                conflict="(id) DO UPDATE SET event_id ="
+                " GREATEST(sla_cursor.event_id, excluded.event_id)",
+            ),
+            Table("notices", ("conversation_id", "kind", "at")),
             Table("kv", ("namespace", "key", "value")),
             # The KPI rollups (they outlive the events), with the fold's cursor in `kv`.
             Table("kpi_conversations", tuple(KPI_CONVERSATION_COLUMNS.split(", "))),
