@@ -40,36 +40,38 @@ _TYPES = list(SLA_EVENTS)
 _WAITING = "status='open' AND assignee IS NULL"
 
 
-async def _sla_facts(conn: Conn, cid: str) -> SlaFacts | None:
-    """The conversation as its SLA clocks read it, its row locked until the pass commits."""
-    row = await conn.fetchrow(
-        "SELECT c.queue, c.priority, c.status, c.created_at, c.resolved_at, k.attributes"
-        " FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE c.id=$1"
-        " FOR UPDATE OF c",
-        cid,
+async def _sla_facts(conn: Conn, cids: list[str]) -> dict[str, SlaFacts]:
+    """The conversations as their SLA clocks read them, their rows locked (in id order)
+    until the pass commits; three queries for the whole batch."""
+    rows = await conn.fetch(
+        "SELECT c.id, c.queue, c.priority, c.status, c.created_at, c.resolved_at, k.attributes"
+        " FROM conversations c JOIN contacts k ON k.id = c.contact_id"
+        " WHERE c.id = ANY($1::text[]) ORDER BY c.id FOR UPDATE OF c",
+        cids,
     )
-    if row is None:
-        return None
-    inbound: list[float] = []
-    replies: list[float] = []
-    for direction, at in await conn.fetch(
-        "SELECT direction, created_at FROM messages WHERE conversation_id=$1"
-        " AND (direction='in' OR sender_type='agent')",
-        cid,
+    out: dict[str, SlaFacts] = {}
+    for r in rows:
+        status = r[3]
+        out[r[0]] = SlaFacts(
+            r[0],
+            r[1],
+            int(r[2]),
+            status,
+            float(r[4]),
+            r[5] if status in ("resolved", "closed") else None,
+            loads(r[6]) if r[6] else {},
+            [],
+            [],
+        )
+    for cid, direction, at in await conn.fetch(
+        "SELECT conversation_id, direction, created_at FROM messages"
+        " WHERE conversation_id = ANY($1::text[]) AND (direction='in' OR sender_type='agent')"
+        " ORDER BY conversation_id, created_at",
+        list(out),
     ):
-        (inbound if direction == "in" else replies).append(float(at))
-    status = row[2]
-    return SlaFacts(
-        cid,
-        row[0],
-        int(row[1]),
-        status,
-        float(row[3]),
-        row[4] if status in ("resolved", "closed") else None,
-        loads(row[5]) if row[5] else {},
-        inbound,
-        replies,
-    )
+        facts = out[cid]
+        (facts.inbound if direction == "in" else facts.agent_replies).append(float(at))
+    return out
 
 
 async def _breach_actions(
@@ -96,41 +98,64 @@ async def _breach_actions(
     return done
 
 
-async def _set_due(conn: Conn, cid: str, due: float) -> None:
-    await conn.execute(
-        "UPDATE conversations SET sla_due=$1 WHERE id=$2 AND sla_due <> $1", due, cid
-    )
-
-
-async def _sla_update(conn: Conn, cid: str, now: float, planner: SlaPlanner) -> list[NewEvent]:
-    facts = await _sla_facts(conn, cid)
-    if facts is None:
-        return []
-    fired_json = await conn.fetchval("SELECT fired FROM sla WHERE conversation_id=$1", cid)
-    fired: dict[str, dict[str, Any]] = loads(fired_json) if fired_json is not None else {}
-    plan = planner(facts, fired)
-    if plan is None:
-        await conn.execute("DELETE FROM sla WHERE conversation_id=$1", cid)
-        await _set_due(conn, cid, NO_DUE)
-        return []
+async def _sla_pass(conn: Conn, cids: list[str], now: float, planner: SlaPlanner) -> list[NewEvent]:
+    """Recompute the clocks of `cids` and fire what fell due, in that order; the rows are
+    written back in a few statements for the whole batch."""
+    facts_of = await _sla_facts(conn, cids)
+    fired_of: dict[str, dict[str, dict[str, Any]]] = {
+        r[0]: loads(r[1])
+        for r in await conn.fetch(
+            "SELECT conversation_id, fired FROM sla WHERE conversation_id = ANY($1::text[])",
+            list(facts_of),
+        )
+    }
     new: list[NewEvent] = []
-    for kind, data in sla_alarms(facts, plan, fired, now):
-        if kind == "breached":
-            data["actions"] = await _breach_actions(conn, facts, plan, now, new)
-        new.append(NewEvent(f"sla.{kind}", data))
-    await conn.execute(
-        "INSERT INTO sla(conversation_id, policy, targets, fired, next_at, updated_at)"
-        " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6) ON CONFLICT(conversation_id) DO UPDATE SET"
-        " policy=excluded.policy, targets=excluded.targets, fired=excluded.fired,"
-        " next_at=excluded.next_at, updated_at=excluded.updated_at",
-        cid,
-        plan.policy,
-        dumps(plan.targets),
-        dumps(fired),
-        sla_next_at(plan, now),
-        now,
-    )
-    await _set_due(conn, cid, NO_DUE if plan.nearest is None else plan.nearest)
+    gone: list[str] = []
+    kept: list[tuple[str, str, str, str, float | None]] = []
+    dues: dict[str, float] = {}
+    for cid in cids:
+        facts = facts_of.get(cid)
+        if facts is None:
+            continue
+        fired = fired_of.get(cid, {})
+        plan = planner(facts, fired)
+        if plan is None:
+            gone.append(cid)
+            dues[cid] = NO_DUE
+            continue
+        for kind, data in sla_alarms(facts, plan, fired, now):
+            if kind == "breached":
+                data["actions"] = await _breach_actions(conn, facts, plan, now, new)
+            new.append(NewEvent(f"sla.{kind}", data))
+        kept.append((cid, plan.policy, dumps(plan.targets), dumps(fired), sla_next_at(plan, now)))
+        dues[cid] = NO_DUE if plan.nearest is None else plan.nearest
+    if gone:
+        await conn.execute("DELETE FROM sla WHERE conversation_id = ANY($1::text[])", gone)
+    if kept:
+        ids, policies, targets, fired_json, next_at = (list(c) for c in zip(*kept, strict=True))
+        await conn.execute(
+            "INSERT INTO sla(conversation_id, policy, targets, fired, next_at, updated_at)"
+            " SELECT u.id, u.policy, u.targets::jsonb, u.fired::jsonb, u.next_at, $6"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])"
+            " AS u(id, policy, targets, fired, next_at)"
+            " ON CONFLICT(conversation_id) DO UPDATE SET policy=excluded.policy,"
+            " targets=excluded.targets, fired=excluded.fired, next_at=excluded.next_at,"
+            " updated_at=excluded.updated_at",
+            ids,
+            policies,
+            targets,
+            fired_json,
+            next_at,
+            now,
+        )
+    if dues:
+        await conn.execute(
+            "UPDATE conversations c SET sla_due = d.due"
+            " FROM unnest($1::text[], $2::float8[]) AS d(id, due)"
+            " WHERE c.id = d.id AND c.sla_due <> d.due",
+            list(dues),
+            list(dues.values()),
+        )
     return new
 
 
@@ -179,9 +204,7 @@ class PgTime(PgBase, TimeStore):
                 now,
             ):
                 ids[cid] = None
-            new: list[NewEvent] = []
-            for cid in ids:
-                new.extend(await _sla_update(conn, cid, now, planner))
+            new = await _sla_pass(conn, list(ids), now, planner) if ids else []
             await conn.execute(
                 "UPDATE sla_cursor SET event_id=$1 WHERE id=1 AND event_id < $1", max(top, cursor)
             )
