@@ -345,6 +345,8 @@ async def test_the_long_wait_message_goes_out_once(db: Db, gateway_factory: Any)
     clock.t += 301
     await gw.deadlines.run_once()
     await gw.deadlines.run_once()
+    # The timer loop may have taken the notices a moment before run_once: let them land.
+    await wait_for(lambda: bot_texts(client, second["conversation_id"]))
     assert await bot_texts(client, first["conversation_id"]) == [
         "All our agents are busy. You are number 1 in the queue; the estimated wait is unknown."
     ]
@@ -384,5 +386,7 @@ async def test_a_machine_gets_no_closed_reply_and_no_wait_message(
     other = await gw.ingestor.submit(api, person)
     clock.t += 301
     await gw.deadlines.run_once()
+    # The timer loop may have taken the notice a moment before run_once: let it land.
+    await wait_for(lambda: bot_texts(client, other.conversation_id))
     assert len(await bot_texts(client, other.conversation_id)) == 1
     assert await bot_texts(client, outcome.conversation_id) == []
