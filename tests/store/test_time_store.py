@@ -126,6 +126,8 @@ async def test_the_timer_reads_changes_then_sleeps_until_the_next_warning(
     sla = await times(one).sla_of([cid, "nope"])
     assert list(sla) == [cid] and sla[cid]["policy"] == "standard"
     assert sla[cid]["targets"]["first_response"]["due_at"] == T0 + H
+    # In the order the policy names them, as the API shows them.
+    assert list(sla[cid]["targets"]) == ["first_response", "resolution"]
     assert sla[cid]["fired"] == {}
     [warning] = await times(two).sla_fire(T0 + H - 600, plan)
     assert (warning.type, warning.data["target"]) == ("sla.warning", "first_response")

@@ -254,12 +254,13 @@ CREATE INDEX quarantine_status ON quarantine(status, channel)
 -- Business hours, SLAs and the wait queue (issue 12; the SQLite store's migration 12). The
 -- SLA clocks of a conversation: its policy, each target's due time (as the API shows it),
 -- what has fired (warnings, breaches) and the earliest warning or breach still to fire
--- (`next_at`, what the timer reads).
+-- (`next_at`, what the timer reads). `targets` and `fired` are JSON text as written, not
+-- jsonb: nothing queries into them, and jsonb would reorder the targets the API lists.
 CREATE TABLE sla (
     conversation_id TEXT COLLATE "C" PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
     policy TEXT NOT NULL,
-    targets JSONB NOT NULL,
-    fired JSONB NOT NULL DEFAULT '{}',
+    targets TEXT NOT NULL,
+    fired TEXT NOT NULL DEFAULT '{}',
     next_at DOUBLE PRECISION,
     updated_at DOUBLE PRECISION NOT NULL
 );

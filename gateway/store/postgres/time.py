@@ -135,7 +135,7 @@ async def _sla_pass(conn: Conn, cids: list[str], now: float, planner: SlaPlanner
         ids, policies, targets, fired_json, next_at = (list(c) for c in zip(*kept, strict=True))
         await conn.execute(
             "INSERT INTO sla(conversation_id, policy, targets, fired, next_at, updated_at)"
-            " SELECT u.id, u.policy, u.targets::jsonb, u.fired::jsonb, u.next_at, $6"
+            " SELECT u.id, u.policy, u.targets, u.fired, u.next_at, $6"
             " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])"
             " AS u(id, policy, targets, fired, next_at)"
             " ON CONFLICT(conversation_id) DO UPDATE SET policy=excluded.policy,"
