@@ -13,10 +13,10 @@ import pytest
 
 from connectors.base import Identity, InboundMessage
 from gateway.config import load_config_text
-from gateway.sla import sla_planner
 from gateway.store import Store
 from gateway.store.base import IngestRequest
 from gateway.store.timekeeping import NO_DUE, SlaPlanner, TimeStore
+from gateway.time.sla import sla_planner
 from tests.gateway.conftest import base_config, config_text
 from tests.store.test_contract import BACKENDS, WEEK, BackendFactory, classify_to
 
