@@ -7,6 +7,7 @@ from gateway.store.base import Store
 from gateway.store.postgres.blobs import PgBlobs
 from gateway.store.postgres.contacts import PgContacts
 from gateway.store.postgres.conversations import PgConversations
+from gateway.store.postgres.escalation import PgEscalation
 from gateway.store.postgres.eventlog import PgEventLog
 from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
@@ -15,7 +16,16 @@ from gateway.store.postgres.routing import PgRouting
 
 
 class PostgresStore(
-    PgConversations, PgContacts, PgOutbox, PgRouting, PgEventLog, PgKv, PgBlobs, PgQuarantine, Store
+    PgConversations,
+    PgContacts,
+    PgOutbox,
+    PgRouting,
+    PgEscalation,
+    PgEventLog,
+    PgKv,
+    PgBlobs,
+    PgQuarantine,
+    Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one
     database. `dsn`: postgresql://user:password@host:port/database; `instance`: what this
