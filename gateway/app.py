@@ -34,16 +34,14 @@ from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
-from gateway.deadlines import Deadlines
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
-from gateway.kpis import Kpis
+from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
-from gateway.notices import TimeNotices, WaitBoard, WaitNoticeSource
 from gateway.outbox import Outbox
 from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
@@ -51,13 +49,14 @@ from gateway.reload import ReloadResult
 from gateway.reload import reload as reload_config
 from gateway.routetext import to_dict
 from gateway.services import Services
-from gateway.sla import OpeningSource, SlaSource
 from gateway.store.base import ConversationFilter, NotFound, OutboundRequest, Store
-from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from gateway.surveys import web as surveys_web
 from gateway.surveys.service import Surveys
-from gateway.timing import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
+from gateway.time.deadlines import Deadlines
+from gateway.time.escalation import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
+from gateway.time.notices import TimeNotices, WaitBoard, WaitNoticeSource
+from gateway.time.sla import OpeningSource, SlaSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
@@ -93,6 +92,9 @@ async def _close_quietly(ws: web.WebSocketResponse) -> None:
 def make_store(loaded: LoadedConfig, instance: str | None = None) -> Store:
     cfg = loaded.config.store
     if cfg.backend == "postgres" and cfg.dsn is not None:
+        # Imported only when configured: asyncpg costs an embedded installation's start.
+        from gateway.store.postgres import PostgresStore
+
         return PostgresStore(cfg.dsn.get_secret_value(), pool_size=cfg.pool_size, instance=instance)
     return SqliteStore(cfg.path, synchronous=cfg.synchronous.upper())
 
@@ -221,11 +223,17 @@ class Gateway:
         self.port: int | None = None
 
     def _time_work(self) -> None:
-        """Issue 12: business hours, SLAs and the visible wait queue (gateway/sla.py,
-        gateway/notices.py): timer sources, the closed reply, the live wait board."""
+        """Issue 12: business hours, SLAs and the visible wait queue (gateway/time/sla.py,
+        gateway/time/notices.py): timer sources, the closed reply, the live wait board."""
         routing = self.config.routing
         self.notices = TimeNotices(
-            self.config.notices, routing, self.store, self.services, self.connectors, self.clock
+            self.config.notices,
+            routing,
+            self.store,
+            self.services,
+            self.connectors,
+            self.clock,
+            self.texts,
         )
         self.ingestor.notices = self.notices
         self.bus.listen(self.notices.rate.on_event)
@@ -267,8 +275,9 @@ class Gateway:
         """The routing decision for a message against the live agents, changing nothing."""
         snap = await self.store.routing_state()  # agents and loads, not the backlog
         agents = self.dispatcher.snapshots(snap, facts.channel_type)
-        out = explain(self.config.routing, facts, agents, snap.rr_last, self.clock())
-        return to_dict(out)
+        now = self.clock()
+        out = explain(self.config.routing, facts, agents, snap.rr_last, now)
+        return to_dict(out, self.config.routing, facts.contact_attributes, now)
 
     async def agent_typing(self, conv: Conversation, who: str, typing: bool) -> None:
         self.services.announce(

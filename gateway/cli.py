@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -56,9 +57,17 @@ async def _run(loaded: LoadedConfig) -> tuple[int, bool]:
         loop.add_signal_handler(sig, stop.set)
     reloads: set[asyncio.Task[Any]] = set()
 
+    async def reload() -> None:
+        try:
+            await gateway.reload()
+        except Exception:
+            logging.getLogger("switchboard.reload").exception(
+                "reload failed; the running config stays"
+            )
+
     def hangup() -> None:
         # SIGHUP: reload the config file (gateway/reload.py); the outcome is logged.
-        task = asyncio.ensure_future(gateway.reload())
+        task = asyncio.ensure_future(reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
@@ -194,7 +203,7 @@ def cmd_route(args: argparse.Namespace) -> int:
         for a in cfg.agents
     ]
     now = time.time()
-    out = to_dict(explain(cfg.routing, facts, agents, {}, now))
+    out = to_dict(explain(cfg.routing, facts, agents, {}, now), cfg.routing, attributes, now)
     if args.json:
         print(json.dumps(out, indent=2))
     else:

@@ -35,8 +35,8 @@ from connectors.egress import (
     static_private_problem,
 )
 from gateway.config_surveys import SurveysConfig, TextsConfig
-from gateway.notice_texts import NoticesConfig
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
+from gateway.time.notice_texts import NoticesConfig
 from router.config import RoutingConfig
 
 Loc = tuple[str | int, ...]
@@ -392,7 +392,7 @@ class GatewayConfig(Strict):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     events: EventsConfig = Field(default_factory=EventsConfig)  # type: ignore[arg-type]
     timers: TimersConfig = Field(default_factory=TimersConfig)  # type: ignore[arg-type]
-    # Issue 12: the out-of-hours reply and the long-wait message (gateway/notices.py).
+    # Issue 12: the out-of-hours reply and the long-wait message (gateway/time/notices.py).
     notices: NoticesConfig = Field(default_factory=NoticesConfig)  # type: ignore[arg-type]
     # Customer surveys (gateway/surveys/) and customer texts (gateway/i18n.py).
     surveys: SurveysConfig | None = None

@@ -106,6 +106,12 @@ class SurveysConfig(_Strict):
         7 * 86400.0, gt=0, description="A reply this long after the question still answers it."
     )
     comment: bool = Field(True, description="Offer a free-text follow-up after the score.")
+    comment_window: float = Field(
+        600.0,
+        ge=0,
+        description="On SMS, WhatsApp and Telegram: after a score without a comment, the "
+        "customer's next message within this time is the comment (0: never).",
+    )
     max_per_contact: int = Field(1, ge=1, description="Surveys per contact per `window`.")
     window: float = Field(7 * 86400.0, gt=0)
     max_automatic: int = Field(
@@ -125,7 +131,9 @@ class SurveysConfig(_Strict):
         "goes to WhatsApp then.",
     )
 
-    @field_validator("delay", "stale_after", "answer_window", "window", mode="before")
+    @field_validator(
+        "delay", "stale_after", "answer_window", "window", "comment_window", mode="before"
+    )
     @classmethod
     def _duration(cls, value: Any) -> float:
         return _seconds(value)

@@ -50,7 +50,7 @@ from gateway.store.base import (
     escalation_store,
 )
 from gateway.store.timekeeping import SlaWaitingKey, TimeStore
-from gateway.timing import routing_uses_hints
+from gateway.time.escalation import routing_uses_hints
 from router import AgentSnapshot, ConversationSnapshot, Planner
 from router.schedule import queue_open
 

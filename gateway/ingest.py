@@ -33,7 +33,7 @@ from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
 from router.schedule import place
 
 if TYPE_CHECKING:
-    from gateway.notices import TimeNotices
+    from gateway.time.notices import TimeNotices
 
 log = logging.getLogger("switchboard.ingest")
 

@@ -61,7 +61,7 @@ class Metrics:
             "switchboard_channel_up", "1 when the channel is running", ["channel"], registry=r
         )
 
-        # --- KPIs (issue 13; fed by gateway/kpis.py) ---------------------------------------
+        # --- KPIs (issue 13; fed by gateway/kpis/fold.py) ---------------------------------------
         self.first_response_seconds = Histogram(
             "switchboard_first_response_seconds",
             "Seconds from a conversation's creation to its first agent reply",

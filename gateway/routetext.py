@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from gateway.clock import iso
 from router import Explanation
+from router.config import RoutingConfig
 from router.policies import format_duration
+from router.schedule import time_facts
 
 
 def render(explanation: dict[str, Any], now: float | None = None) -> str:
@@ -48,6 +52,7 @@ def render(explanation: dict[str, Any], now: float | None = None) -> str:
             lines.append(f"  next step in {format_duration(esc['next_at'] - now)}")
     else:
         lines.append("Escalation: none (it waits in its queue until an agent is free)")
+    lines.extend(_time_lines(explanation.get("time"), now))
     lines.append("Candidates:")
     for c in explanation.get("candidates", []):
         if c["eligible"]:
@@ -64,6 +69,39 @@ def render(explanation: dict[str, Any], now: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def _time_lines(facts: dict[str, Any] | None, now: float | None) -> list[str]:
+    """Hours and SLA due times (router.schedule.time_facts) as lines."""
+    if not facts:
+        return []
+
+    def when(at: float | None) -> str:
+        if at is None:
+            return "not counted yet"
+        rel = f" (in {format_duration(at - now)})" if now is not None and at > now else ""
+        return f"{iso(at)}{rel}"
+
+    hours = facts["hours"]
+    out: list[str] = []
+    if hours["calendar"] is None:
+        out.append("Hours: always open (no calendar)")
+    elif hours["open"]:
+        closes = f", closes {when(hours['closes_at'])}" if hours["closes_at"] else ""
+        out.append(f"Hours ({hours['calendar']}): open now{closes}")
+    else:
+        opens = when(hours["opens_at"]) if hours["opens_at"] else "never (check the calendar)"
+        out.append(f"Hours ({hours['calendar']}): closed now, opens {opens}")
+    if hours["placement"]:
+        out.append(f"  {hours['placement']}")
+    sla = facts["sla"]
+    if sla is None:
+        out.append("SLA: none applies")
+    else:
+        out.append(f"SLA ({sla['policy']}):")
+        for target, due in sla["due"].items():
+            out.append(f"  {target.replace('_', ' ')} due {when(due)}")
+    return out
+
+
 def _value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}>={v}" for k, v in value.items()) + "}"
@@ -72,10 +110,22 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def to_dict(out: Explanation) -> dict[str, Any]:
-    """An `router.Explanation` as the API and `switchboard route --json` give it."""
+def to_dict(
+    out: Explanation,
+    routing: RoutingConfig | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """An `router.Explanation` as the API and `switchboard route --json` give it; with
+    `routing` and `now`, also what time means for it (hours, SLA due times)."""
     cls, decision = out.classification, out.decision
+    time_part = (
+        None
+        if routing is None or now is None
+        else time_facts(routing, cls.queue, cls.priority, attributes or {}, now)
+    )
     return {
+        "time": time_part,
         "classification": {
             "queue": cls.queue,
             "priority": cls.priority,

@@ -1,13 +1,17 @@
 """`switchboard check` warnings about rules that can never be served (issue 12): a rule
 or escalation step needing a skill nobody has or a level nobody reaches, and queues no
-agent serves. Warnings, not errors: the config is valid, but conversations would wait."""
+agent serves, business hours that never open. Warnings, not errors: the config is valid,
+but conversations would wait."""
 
 from __future__ import annotations
 
+import time
+
 from gateway.config import GatewayConfig
+from router.hours import HORIZON_DAYS, Calendar, next_open
 
 
-def warnings(cfg: GatewayConfig) -> list[str]:
+def warnings(cfg: GatewayConfig, now: float | None = None) -> list[str]:
     routing = cfg.routing
     out: list[str] = []
     served = {q for a in cfg.agents for q in a.queues}
@@ -51,4 +55,13 @@ def warnings(cfg: GatewayConfig) -> list[str]:
                 )
         for j, step in enumerate(rule.escalation.steps if rule.escalation else []):
             queue_served(f"{where}.escalation.steps[{j}]", step.queue)
+    at = time.time() if now is None else now
+    for name, hours in routing.hours.items():
+        if next_open(Calendar.of(hours), at) is None:
+            users = [q.name for q in routing.queues if (q.hours or routing.default_hours) == name]
+            out.append(
+                f"routing.hours.{name}: never opens in the next {HORIZON_DAYS} days"
+                f" (queues: {', '.join(users) or 'none'}); conversations there wait until an"
+                " agent takes one by hand"
+            )
     return out

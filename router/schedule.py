@@ -3,10 +3,13 @@ open, and where a new conversation goes while its queue is closed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .config import RoutingConfig
-from .hours import Calendar, is_open, next_open
+from .hours import Calendar, is_open, next_close, next_open
+from .sla import Timeline, choose_policy, compute
 
 
 def calendar(routing: RoutingConfig, queue: str) -> Calendar | None:
@@ -78,3 +81,31 @@ def next_change(routing: RoutingConfig, queues: set[str], now: float) -> float |
         if opens is not None and (out is None or opens < out):
             out = opens
     return out
+
+
+def time_facts(
+    routing: RoutingConfig, queue: str, priority: str, attributes: Mapping[str, Any], now: float
+) -> dict[str, Any]:
+    """What time means for a conversation arriving at `now` in `queue` (for explain and
+    `switchboard route`): the queue's hours and where it would wait, and the SLA policy
+    with each target's due time (epoch seconds; None: not counted yet)."""
+    q = routing.queue(queue)
+    cal = calendar(routing, queue)
+    placed = place(routing, queue, now)
+    hours: dict[str, Any] = {
+        "calendar": (q.hours if q is not None and q.hours else routing.default_hours),
+        "open": is_open(cal, now),
+        "opens_at": None if is_open(cal, now) else next_open(cal, now),
+        "closes_at": next_close(cal, now) if is_open(cal, now) else None,
+        "placement": placed.reason,
+    }
+    sla: dict[str, Any] | None = None
+    if routing.sla is not None:
+        policy = choose_policy(routing.sla, priority, placed.queue, attributes)
+        if policy is not None:
+            due = compute(policy, calendar(routing, placed.queue), Timeline(now, [now], []))
+            sla = {
+                "policy": policy.name,
+                "due": {name: t.due for name, t in due.targets.items()},
+            }
+    return {"hours": hours, "sla": sla}

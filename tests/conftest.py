@@ -77,7 +77,9 @@ def production_logging() -> Iterator[None]:
 def pg_server() -> Iterator[PgServer]:
     server = PgServer()
     server.start()
+    PgServer._running = server
     yield server
+    PgServer._running = None
     server.stop()
 
 

@@ -40,6 +40,7 @@ class PgServer:
         self.data = self.dir / "data"
         self.port = free_port()
         self._as: list[str] = []
+        self._started = False
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
             self._as = ["runuser", "-u", "postgres", "--"]
@@ -79,10 +80,12 @@ class PgServer:
             options,
             "start",
         )
-        PgServer._running = self
+        self._started = True
 
     def stop(self) -> None:
-        PgServer._running = None
+        if not self._started:
+            return
+        self._started = False
         try:
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
         finally:
@@ -92,7 +95,7 @@ class PgServer:
 
     @classmethod
     def running(cls) -> PgServer:
-        """The server this test session started (the `pg_server` fixture)."""
+        """The server of this test session (the `pg_server` fixture)."""
         if cls._running is None:
             raise RuntimeError("no PostgreSQL server started: use the pg_server fixture")
         return cls._running

@@ -125,15 +125,25 @@ class ImapConnection:
         self.lost.set()
 
     def _watch_new_mail(self, protocol: Any) -> None:
-        """Note every untagged EXISTS, before aioimaplib routes (or drops) it."""
-        route = protocol._untagged_response
+        """Note every untagged EXISTS, before aioimaplib routes (or drops) it: the bytes
+        pass through the protocol's public `data_received` (asyncio's protocol interface)
+        first. A line split across two reads is joined; a mail whose body happens to hold
+        such a line only costs one more look at the mailbox."""
+        receive = protocol.data_received
+        tail = b""
 
-        def noting(line: bytes) -> Any:
-            if _EXISTS_RE.match(line):
-                self.new_mail = True
-            return route(line)
+        def noting(data: bytes) -> None:
+            nonlocal tail
+            seen = tail + data
+            if b" EXISTS" in seen:
+                lines = seen.split(b"\r\n")
+                if any(_EXISTS_RE.match(line) for line in lines[:-1]):
+                    self.new_mail = True
+            # What may be the start of a line still to be completed (an EXISTS line is short).
+            tail = seen[seen.rfind(b"\r\n") + 2 :][-64:] if b"\r\n" in seen else seen[-64:]
+            receive(data)
 
-        protocol._untagged_response = noting
+        protocol.data_received = noting
 
     async def select(self, mailbox: str) -> None:
         try:

@@ -181,6 +181,7 @@ class WebchatConnector(Connector):
         # before anyone writes (closed until ...): shown on every (re)connect.
         self._wait: dict[str, WaitStatus] = {}
         self._channel_status: WaitStatus | None = None
+        self._fetched_status: WaitStatus | None = None
         self._profiles: dict[str, dict[str, str]] = {}
         self._sent_at: dict[str, collections.deque[float]] = {}
         self._typing: dict[str, float] = {}  # visitor → when we last forwarded typing=True
@@ -781,13 +782,15 @@ class WebchatConnector(Connector):
     async def _availability(self) -> int:
         if self._agents_online is None:
             self._agents_online = await self._fetch_availability()
+            # Shown in the welcome being built; later changes are pushed by the poller.
+            self._channel_status = self._fetched_status
         return self._agents_online
 
     async def _fetch_availability(self) -> int:
         try:
             info = await self.ctx.availability()
             status = info.get("status")
-            await self._set_channel_status(status if isinstance(status, WaitStatus) else None)
+            self._fetched_status = status if isinstance(status, WaitStatus) else None
             return int(info.get("agents_online", 0))
         except Exception as exc:
             self.ctx.log.debug("availability unknown: %s", exc)
@@ -805,6 +808,7 @@ class WebchatConnector(Connector):
             await asyncio.sleep(AVAILABILITY_INTERVAL)
             self._forget_idle_senders()
             online = await self._fetch_availability()
+            await self._set_channel_status(self._fetched_status)
             if online != self._agents_online:
                 self._agents_online = online
                 frame = json.dumps({"type": "availability", "agents_online": online})

@@ -12,9 +12,9 @@ from connectors.http import fail
 from gateway.api.auth import require
 from gateway.api.common import Body, authenticate, gateway_of, int_param, read_body
 from gateway.model import Conversation
-from gateway.sla import sla_json
 from gateway.store.base import ConversationFilter, OutboundRequest, escalation_store
-from gateway.timing import escalation_of
+from gateway.time.escalation import escalation_of
+from gateway.time.sla import sla_json
 
 
 async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[str, Any]]:

@@ -249,10 +249,13 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "POST",
         "/v1/routing/explain",
-        "The routing decision for a message, changing nothing",
+        "The routing decision for a message or a conversation, changing nothing",
         ALL,
         out.Explanation,
         body=routing.ExplainBody,
+        errors=(404,),
+        description="Give `channel` (and `text`...) for a sample message, or `conversation` "
+        "for a conversation as it stands (404 when it does not exist or is not visible).",
     ),
     Op(
         "GET",

@@ -1,4 +1,6 @@
-"""`/v1/routing/explain`: the routing decision for a sample message, changing nothing."""
+"""`/v1/routing/explain`: the routing decision for a sample message, or for a waiting
+conversation as it stands (its escalation step, agents it skips, its sticky agent),
+changing nothing."""
 
 from __future__ import annotations
 
@@ -7,20 +9,29 @@ from pydantic import Field
 
 from connectors.http import fail
 from gateway.api.common import Body, authenticate, gateway_of, read_body
+from gateway.time.escalation import explain_conversation
 from router import MessageFacts
 
 
 class ExplainBody(Body):
-    channel: str
+    channel: str | None = Field(None, description="A sample message's channel.")
+    conversation: str | None = Field(
+        None, description="Explain this conversation as it stands instead of a message."
+    )
     text: str = ""
     subject: str | None = None
     attributes: dict[str, str] = Field(default_factory=dict)
 
 
 async def explain(request: web.Request) -> web.Response:
-    authenticate(request)
+    principal = authenticate(request)
     body = await read_body(request, ExplainBody)
     gw = gateway_of(request)
+    if (body.channel is None) == (body.conversation is None):
+        fail(422, "validation_error", "give either `channel` (a message) or `conversation`")
+    if body.conversation is not None:
+        conv = await gw.store.get_conversation(body.conversation, principal.scope)
+        return web.json_response(await explain_conversation(gw, conv))
     channel = next((c for c in gw.config.channels if c.name == body.channel), None)
     if channel is None:
         fail(422, "validation_error", f"unknown channel {body.channel!r}")

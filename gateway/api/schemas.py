@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.kpis.figures import DEFINITIONS
+
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -245,9 +247,32 @@ class DecisionOut(Out):
     reasons: list[str]
 
 
+class HoursNow(Out):
+    calendar: str | None = Field(
+        description="The queue's business-hours calendar (null: always open)."
+    )
+    open: bool
+    opens_at: float | None = Field(description="While closed: when it opens (epoch seconds).")
+    closes_at: float | None = Field(description="While open: when it closes (epoch seconds).")
+    placement: str | None = Field(description="Where it waits while closed (park, overflow).")
+
+
+class SlaDueNow(Out):
+    policy: str
+    due: dict[str, float | None] = Field(
+        description="Each target's due time for a conversation arriving now (epoch seconds)."
+    )
+
+
+class TimeFacts(Out):
+    hours: HoursNow
+    sla: SlaDueNow | None
+
+
 class Explanation(Out):
     classification: Classification
     decision: DecisionOut | None
+    time: TimeFacts | None = Field(None, description="Business hours and SLA due times now.")
 
 
 class QuarantinedOut(Out):
@@ -276,7 +301,7 @@ class InboundAccepted(Out):
     duplicate: bool
 
 
-# --- /v1/stats (issue 13): each figure's definition is gateway.stats.DEFINITIONS ----------
+# --- /v1/stats (issue 13): each figure's definition is gateway.kpis.figures.DEFINITIONS ----------
 class TimeFigure(Out):
     """Samples of a duration in seconds; median, p90 and mean are null without a sample."""
 
@@ -332,8 +357,7 @@ class SlaFigure(Out):
 
 
 def _d(name: str) -> Any:
-    from gateway.stats import DEFINITIONS
-
+    """A figure's field, described by its definition."""
     return Field(description=DEFINITIONS[name])
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from connectors.http import fail
 from gateway.api.auth import require
 from gateway.api.common import authenticate, gateway_of
-from gateway.stats import GROUPS, SURVEY_COLUMNS, StatsQuery, csv_text, iso, survey_csv
+from gateway.kpis.figures import GROUPS, SURVEY_COLUMNS, StatsQuery, csv_text, iso, survey_csv
 
 READERS = ("admin", "supervisor")
 MAX_DAYS = 400

@@ -1,5 +1,5 @@
 """The rules of escalation and offers that every store backend applies the same way
-(gateway/store/sqlite_escalation.py, gateway/store/postgres/escalation.py): pure functions
+(gateway/store/sqlite/escalation.py, gateway/store/postgres/escalation.py): pure functions
 of the values the stores read, so the backends cannot drift apart."""
 
 from __future__ import annotations

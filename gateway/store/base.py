@@ -18,8 +18,8 @@ from typing import Any
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
 from gateway.clock import iso
+from gateway.kpis.figures import Duration, Group, Key, StatsQuery, TimedFact
 from gateway.model import AgentState, Contact, Conversation, Event, Message
-from gateway.stats import Duration, Group, Key, StatsQuery, TimedFact
 
 
 class StoreError(Exception):
@@ -787,7 +787,7 @@ def escalation_store(store: Store) -> EscalationStore:
     return store
 
 
-# --- KPI rollups (issue 13; gateway/stats.py, gateway/store/sqlite_stats.py) ---------------
+# --- KPI rollups (issue 13; gateway/kpis/figures.py, gateway/store/sqlite/stats.py) ---------------
 class StatsStore(ABC):
     """The store's role behind `/v1/stats`: fold the event log into KPI facts, read them."""
 
@@ -817,7 +817,7 @@ class StatsStore(ABC):
         """A live-chat visitor left; `conversation.abandoned` if no agent had replied."""
 
 
-# --- surveys (gateway/surveys/; SQLite: gateway/store/sqlite_surveys.py) -------------------
+# --- surveys (gateway/surveys/; SQLite: gateway/store/sqlite/surveys.py) -------------------
 SURVEY_KINDS = ("csat", "nps", "ces")
 
 
@@ -883,6 +883,15 @@ class SurveySend:
     message: OutboundRequest
 
 
+@dataclass(slots=True)
+class SurveyMatch:
+    """What an inbound message may be to the surveys of its sender on its channel."""
+
+    answered_by: SurveyResponse | None = None
+    open: SurveyResponse | None = None
+    awaiting_comment: SurveyResponse | None = None
+
+
 class SurveyStore(ABC):
     """The store's part of the surveys: every method is atomic."""
 
@@ -924,10 +933,16 @@ class SurveyStore(ABC):
 
     @abstractmethod
     async def survey_match(
-        self, identity: Identity, channel: str, external_id: str, since: float
-    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
+        self,
+        identity: Identity,
+        channel: str,
+        external_id: str,
+        since: float,
+        comment_since: float | None = None,
+    ) -> SurveyMatch:
         """For one inbound message, in one read: the response it already answered (a
-        redelivery), and the survey it may answer (`survey_open_for`)."""
+        redelivery), the survey it may answer (`survey_open_for`), and, with
+        `comment_since`, a survey answered since then with a score and no comment yet."""
 
     @abstractmethod
     async def survey_open_for(

@@ -431,7 +431,7 @@ INSERT INTO presence_stamps(agent_id, presence, since)
     (
         14,
         """
--- KPI rollups (gateway/stats.py), folded from the event log by `SqliteStats.stats_fold`.
+-- KPI rollups (gateway/kpis/figures.py), folded from the event log by `SqliteStats.stats_fold`.
 -- One row per conversation: what the fold needs to know between events.
 CREATE TABLE kpi_conversations (
     conversation_id TEXT PRIMARY KEY,

@@ -88,7 +88,7 @@ _SCORE = re.compile(r"^\s*(\d{1,2})(?!\d)\s*(?:[-\u2013\u2014:,.;!)]+\s*)?(.*)$"
 _QUOTE_HEADER = re.compile(r"^(on|am) .*\b(wrote|schrieb)\b.*:\s*$", re.I)
 
 
-def _unquoted(text: str) -> str:
+def unquoted(text: str) -> str:
     """The reply without the quoted question under it (an email client's "> ...")."""
     kept: list[str] = []
     for line in text.splitlines():
@@ -101,7 +101,7 @@ def _unquoted(text: str) -> str:
 def read_reply(text: str, kind: str) -> Reply | None:
     """The text as an answer to a `kind` question, or None when it is something else (a
     new question for the team, which then reopens the conversation as usual)."""
-    text = _unquoted(text)
+    text = unquoted(text)
     words = " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
     if words in STOP_WORDS:
         return Reply(stop=True)

@@ -1,7 +1,7 @@
 """Surveys after resolution: when and to whom (the core); how they look is each
 connector's business (`connectors.base.Prompt`).
 
-A `DeadlineSource` (gateway/deadlines.py): `next_due` reads the earliest resolution with no
+A `DeadlineSource` (gateway/time/deadlines.py): `next_due` reads the earliest resolution with no
 survey decision from the store; `fire` decides (gateway/surveys/policy.py) and records the
 decision with a conditional insert, in the same transaction as the question it queues. So a
 kill -9 loses nothing (the decision is not made yet: it is made after the restart) and
@@ -37,7 +37,7 @@ from gateway.store.base import (
     SurveyStore,
 )
 from gateway.surveys import links
-from gateway.surveys.policy import SCALES, decide, read_reply, read_score
+from gateway.surveys.policy import SCALES, decide, read_reply, read_score, unquoted
 
 log = logging.getLogger("switchboard.surveys")
 
@@ -216,29 +216,54 @@ class Surveys:
         if msg.automated:
             return None
         now = self.clock()
-        done, open_ = await self.surveys.survey_match(
-            msg.sender, channel.name, msg.external_id, now - self.config.answer_window
+        typed = channel.kind not in (EMAIL_KIND, WEBCHAT_KIND)
+        cfg = self.config
+        match = await self.surveys.survey_match(
+            msg.sender,
+            channel.name,
+            msg.external_id,
+            now - cfg.answer_window,
+            now - cfg.comment_window if typed and cfg.comment and cfg.comment_window else None,
         )
-        if done is not None:  # a redelivered answer
-            return SubmitResult(done.conversation_id, None, duplicate=True)
+        if match.answered_by is not None:  # a redelivered answer
+            return SubmitResult(match.answered_by.conversation_id, None, duplicate=True)
         if msg.answer is not None:
             return await self._control_answer(channel, msg)
+        open_ = match.open or match.awaiting_comment
         if open_ is None:
             return None
         reply = read_reply(msg.text, open_.kind)
-        if reply is None:
-            return None
-        if reply.stop:
+        if reply is not None and reply.stop:
             await self.services.survey_optout(open_.contact_id, True, "reply")
             await self._tell(open_, "survey.optout_done")
             log.info("survey opt-out by reply", extra={"survey": open_.id})
             return SubmitResult(open_.conversation_id, None)
+        if match.open is None:  # the comment the thank-you asked for
+            comment = _comment(msg.text)
+            if comment is None:
+                return None
+            response, changed = await self.services.survey_answer(
+                open_.id, None, comment, channel.name, msg.external_id
+            )
+            if changed:
+                await self._tell(response, "survey.comment_thanks")
+            return SubmitResult(response.conversation_id, None)
+        if reply is None:
+            return None
         response, changed = await self.services.survey_answer(
             open_.id, reply.score, reply.comment, channel.name, msg.external_id
         )
         if changed:
-            await self._tell(response, "survey.thanks")
+            await self._thank(response, typed)
         return SubmitResult(response.conversation_id, None)
+
+    async def _thank(self, response: SurveyResponse, typed: bool) -> None:
+        """Thanks; where the customer types, an invitation to add a comment by replying."""
+        invite = typed and self.config.comment and self.config.comment_window > 0
+        if invite and response.comment is None:
+            await self._tell(response, "survey.thanks_comment")
+        else:
+            await self._tell(response, "survey.thanks")
 
     async def _control_answer(self, channel: ChannelInfo, msg: InboundMessage) -> SubmitResult:
         """A button or callback: it must answer a survey sent to this very customer."""
@@ -260,13 +285,15 @@ class Surveys:
         comment = (msg.answer.comment or "").strip()[:4000] or None
         if score is None and comment is None:
             return SubmitResult(response.conversation_id, None)
-        await self.services.survey_answer(
+        response, changed = await self.services.survey_answer(
             response.id,
             score,
             comment,
             channel.name,
             msg.external_id if score is not None else None,
         )
+        if changed and score is not None and channel.kind not in (EMAIL_KIND, WEBCHAT_KIND):
+            await self._thank(response, True)  # a button pressed (Telegram): say so in words
         return SubmitResult(response.conversation_id, None)
 
     async def _tell(self, response: SurveyResponse, key: str) -> None:
@@ -299,3 +326,9 @@ class Surveys:
     # --- links (email) ---------------------------------------------------------------------
     def response_id(self, token: str) -> str | None:
         return links.verify(self.secret, token) if self.secret else None
+
+
+def _comment(text: str) -> str | None:
+    """A follow-up message as the survey's comment (without a quoted part), or None."""
+    kept = unquoted(text)[:4000].strip()
+    return kept or None

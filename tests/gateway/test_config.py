@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -139,7 +140,9 @@ def test_cli_check_and_schema(tmp_path: Path) -> None:
     )
 
 
-def route(*args: str) -> subprocess.CompletedProcess[str]:
+def route(
+    *args: str, config: Path = ROOT / "config/gateway.yaml"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -147,7 +150,7 @@ def route(*args: str) -> subprocess.CompletedProcess[str]:
             "gateway.cli",
             "route",
             "-c",
-            str(ROOT / "config/gateway.yaml"),
+            str(config),
             "--channel",
             "api",
             *args,
@@ -190,6 +193,44 @@ def test_cli_route_shows_the_escalation_steps(tmp_path: Path) -> None:
     assert "next step in 10m" in res.stdout
 
 
+def test_cli_route_shows_hours_and_sla_due_times(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(GOOD)
+    cfg["routing"]["sla"] = {
+        "policies": [
+            {
+                "name": "vip",
+                "when": {"segment": ["vip"]},
+                "first_response": "30m",
+                "resolution": "4h",
+            }
+        ]
+    }
+    path = tmp_path / "sla.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    args = ("--text", "our site is down", "--attr", "segment=vip")
+    res = route(*args, config=path)
+    assert res.returncode == 0, res.stderr
+    assert "Hours: always open (no calendar)" in res.stdout
+    assert "SLA (vip):" in res.stdout
+    assert re.search(r"^  first response due \S+Z \(in 30m\)$", res.stdout, re.M), res.stdout
+    assert re.search(r"^  resolution due \S+Z \(in 4h\)$", res.stdout, re.M), res.stdout
+    out = json.loads(route(*args, "--json", config=path).stdout)
+    due = out["time"]["sla"]["due"]
+    assert round(due["resolution"] - due["first_response"]) == 4 * 3600 - 30 * 60
+    # The vip queue closed for good: it says so, and where the conversation waits.
+    cfg["routing"]["hours"] = {
+        "gone": {"timezone": "Europe/Berlin", "special": {"2020-01-06": ["09:00-10:00"]}}
+    }
+    for queue in cfg["routing"]["queues"]:
+        if queue["name"] == "vip":
+            queue["hours"] = "gone"
+    path.write_text(yaml.safe_dump(cfg))
+    res = route(*args, config=path)
+    assert "Hours (gone): closed now, opens never (check the calendar)" in res.stdout
+    assert "  queue 'vip' is closed: the conversation waits for the opening" in res.stdout
+    assert "  first response due not counted yet" in res.stdout
+
+
 def test_check_warns_about_rules_nobody_can_serve(tmp_path: Path) -> None:
     cfg = yaml.safe_load(GOOD)
     cfg["routing"]["queues"].append({"name": "night"})
@@ -220,6 +261,31 @@ def test_check_warns_about_rules_nobody_can_serve(tmp_path: Path) -> None:
         "warning: routing.rules[0] (klingon): needs skill 'klingon', which no agent has",
         "warning: routing.rules[1] (expert): needs billing>=10, but no agent reaches it (best: 8)",
         "warning: routing.rules[2] (nights): sends to queue 'night', which no agent serves",
+    ]
+
+
+def test_check_warns_about_hours_that_never_open(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(GOOD)
+    cfg["routing"]["hours"] = {
+        # every weekday closed: the only open hours are a special date long past
+        "never": {"timezone": "Europe/Berlin", "special": {"2020-01-06": ["09:00-17:00"]}},
+        "office": {"timezone": "Europe/Berlin", "weekly": {"mon": ["08:00-18:00"]}},
+    }
+    cfg["routing"]["default_hours"] = "office"
+    cfg["routing"]["queues"][0]["hours"] = "never"
+    path = tmp_path / "hours.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    queue = cfg["routing"]["queues"][0]["name"]
+    assert warnings == [
+        "warning: routing.hours.never: never opens in the next 400 days "
+        f"(queues: {queue}); conversations there wait until an agent takes one by hand"
     ]
 
 

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from gateway.deadlines import Deadlines
+from gateway.time.deadlines import Deadlines
 
 
 class Clock:

@@ -92,6 +92,9 @@ async def test_newcomer_flow_with_sigkill_and_restart(tmp_path: Path) -> None:
     port = free_port()
     cfg = base_config(tmp_path / "gw.db", f"http://127.0.0.1:{outbound_port}/outbound")
     cfg["server"]["port"] = port
+    # The replies must outlive the crash: retried until the endpoint is back, however long
+    # the steps before the kill take (the suite's default gives up after 4 quick attempts).
+    cfg["outbox"]["max_attempts"] = None
     config = tmp_path / "gateway.yaml"
     config.write_text(config_text(cfg))
     daemon = Daemon(config, port, tmp_path / "daemon.log")

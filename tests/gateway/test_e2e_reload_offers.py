@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +79,7 @@ async def test_reload_on_sighup_and_through_the_api(tmp_path: Path) -> None:
             async def reloaded() -> bool:
                 return await api.queue_of("my parcel is late") == "billing"
 
-            await wait_for(reloaded, timeout=10)
+            await wait_for(reloaded, timeout=30)
             conv_id = await api.write("r1", "where is my parcel")
             _, conv = await api.call("GET", f"/v1/conversations/{conv_id}")
             assert conv["queue"] == "billing" and conv["routing"]["rule"] == "parcels"
@@ -91,7 +93,7 @@ async def test_reload_on_sighup_and_through_the_api(tmp_path: Path) -> None:
             def refused() -> bool:
                 return "routing.default.queue" in daemon.log.read_text()
 
-            await wait_for(refused, timeout=10)
+            await wait_for(refused, timeout=30)
             assert "reload refused" in daemon.log.read_text()
             assert await api.queue_of("my parcel is late") == "billing"
 
@@ -143,14 +145,14 @@ async def test_offer_rejected_then_accepted_through_the_api(tmp_path: Path) -> N
                 _, body = await api.call("GET", "/v1/offers", token=agent_token(agent))
                 return [o["conversation_id"] for o in body["offers"]] == [conv_id]
 
-            await wait_for(lambda: offered_to("alice"), timeout=10)
+            await wait_for(lambda: offered_to("alice"), timeout=30)
             _, conv = await api.call("GET", f"/v1/conversations/{conv_id}")
             assert conv["assignee"] is None and conv["offer"]["agent"] == "alice"
             status, _ = await api.call(
                 "POST", f"/v1/conversations/{conv_id}/offer/reject", token=agent_token("alice")
             )
             assert status == 200
-            await wait_for(lambda: offered_to("bob"), timeout=10)
+            await wait_for(lambda: offered_to("bob"), timeout=30)
             status, body = await api.call(
                 "POST", f"/v1/conversations/{conv_id}/offer/accept", token=agent_token("bob")
             )
@@ -186,22 +188,32 @@ class FakeTimeDaemon(Daemon):
         self.clock_file.write_text(f"+{seconds}\n")
 
     async def start(self) -> None:
-        env = {
-            "LD_PRELOAD": str(FAKETIME_LIB),
-            "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
-            "FAKETIME_NO_CACHE": "1",
-            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-        }
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            await super().start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        """As `Daemon.start`, under libfaketime, waiting up to a minute for /healthz (the
+        preloaded library makes the interpreter's start slower on a loaded machine)."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("ab"),
+            env={
+                **os.environ,
+                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                "LD_PRELOAD": str(FAKETIME_LIB),
+                "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
+                "FAKETIME_NO_CACHE": "1",
+                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            },
+        )
+        async with aiohttp.ClientSession() as http:
+
+            async def up() -> bool:
+                assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+                try:
+                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_for(up, timeout=60)
 
 
 async def test_offer_timeout_and_escalation_in_the_daemon_across_a_kill(tmp_path: Path) -> None:
@@ -228,14 +240,14 @@ async def test_offer_timeout_and_escalation_in_the_daemon_across_a_kill(tmp_path
                 _, conv = await api.call("GET", f"/v1/conversations/{conv_id}")
                 return conv["offer"]["agent"] if conv["offer"] else None
 
-            assert await wait_for(offer_to, timeout=10) == "alice"
+            assert await wait_for(offer_to, timeout=30) == "alice"
             # A minute later (the daemon's clock): alice's offer expired, bob's is made.
             daemon.set_offset(61)
 
             async def bobs() -> bool:
                 return await offer_to() == "bob"
 
-            await wait_for(bobs, timeout=10)
+            await wait_for(bobs, timeout=30)
             # kill -9 while bob's offer and the escalation step are pending; eleven
             # minutes pass; the new process fires both at once.
             daemon.kill()
@@ -246,7 +258,7 @@ async def test_offer_timeout_and_escalation_in_the_daemon_across_a_kill(tmp_path
                 _, conv = await api.call("GET", f"/v1/conversations/{conv_id}")
                 return conv if conv["priority"] == "urgent" else None
 
-            conv = await wait_for(escalated, timeout=10)
+            conv = await wait_for(escalated, timeout=30)
             assert conv["escalation"]["step"] == 1
             _, offers = await api.call("GET", "/v1/offers")
             # Bob's offer expired after the restart; the conversation is offered again

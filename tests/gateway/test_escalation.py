@@ -107,6 +107,14 @@ async def test_each_escalation_step_fires_at_its_time_and_is_on_the_api(
     esc = conv["escalation"]
     assert (esc["rule"], esc["step"], esc["of"]) == ("billing", 0, 3)
     assert esc["next_at"] == start + 300
+    code, why = await client.call("POST", "/v1/routing/explain", json={"conversation": conv_id})
+    assert code == 200 and why["classification"]["escalation"]["step"] == 0
+    assert why["classification"]["rule"] == "billing"
+    assert {c["agent"]: c["excluded"] for c in why["candidates"]} == {
+        "alice": ["offline", "lacks skill billing>=9 (has 8)"],
+        "carol": ["offline", "lacks skill billing>=9 (has 5)"],
+    }
+    assert (await client.call("POST", "/v1/routing/explain", json={}))[0] == 422
 
     # table: (seconds after start, expected step, queue, skills, priority, assignee)
     table = [
@@ -235,6 +243,15 @@ async def test_offer_chain_reject_then_timeout_then_accept(
     _, agents = await client.call("GET", "/v1/agents")
     assert {a["id"]: a["presence"] for a in agents["agents"]}["bob"] == "away"
     assert await loads(client) == {"alice": 0, "bob": 0, "carol": 0}
+    # Explained as it stands: who is skipped and why, and that it waits.
+    code, why = await client.call("POST", "/v1/routing/explain", json={"conversation": conv_id})
+    assert code == 200, why
+    assert {c["agent"]: c["excluded"] for c in why["candidates"]} == {
+        "alice": ["declined or lost it lately"],
+        "bob": ["away", "declined or lost it lately"],
+        "carol": ["offline"],
+    }
+    assert why["decision"]["agent"] is None
 
     # Carol comes online: offered to her (alice rejected it lately), she accepts.
     await presence(client, "carol", "online")

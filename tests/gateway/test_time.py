@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.sla import sla_planner
+import standardwebhooks
+
 from gateway.store.sqlite import SqliteStore
-from tests.gateway.conftest import agent_token, base_config, wait_for
+from gateway.time.sla import sla_planner
+from tests.gateway.conftest import SECRET, Receiver, agent_token, base_config, wait_for
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = 3600.0
@@ -198,9 +200,19 @@ async def test_sla_due_times_pause_warn_and_breach_once(
     assert sla["next_response"]["due_at"] == "2026-03-24T12:00:00Z"
 
 
-async def test_a_breach_acts_and_reaches_webhooks(tmp_path: Path, gateway_factory: Any) -> None:
+async def test_a_breach_acts_and_reaches_webhooks(
+    tmp_path: Path, gateway_factory: Any, receiver: Receiver
+) -> None:
     clock = Clock(at("2026-03-23 09:00"))
     cfg = config(tmp_path, sla=SLA)
+    cfg["webhooks"] = [
+        {
+            "url": receiver.url,
+            "secret": SECRET,
+            "allow_private_networks": True,  # the receiver listens on loopback
+            "events": ["sla.*"],
+        }
+    ]
     cfg["agents"][1]["presence"] = "offline"  # bob (night) away until the breach moves it
     cfg["agents"][0]["presence"] = "offline"
     gw, client = await gateway_factory(cfg, clock=clock)
@@ -220,6 +232,14 @@ async def test_a_breach_acts_and_reaches_webhooks(tmp_path: Path, gateway_factor
     assert (conv["priority"], conv["queue"]) == ("high", "night")
     transferred = await events(gw, "conversation.transferred")
     assert transferred[0].data["by"] == "sla"
+    # "notify": the helpdesk's webhook gets the warning and the breach (both fell due), signed.
+    await wait_for(lambda: len(receiver.requests) >= 2, timeout=10)
+    hooks = [standardwebhooks.Webhook(SECRET).verify(raw, h) for h, raw in receiver.requests]
+    assert [(h["type"], h["data"]["target"]) for h in hooks] == [
+        ("sla.warning", "first_response"),
+        ("sla.breached", "first_response"),
+    ]
+    assert hooks[1]["data"]["conversation_id"] == conv_id
 
 
 async def test_a_restart_fires_what_fell_due_while_down(

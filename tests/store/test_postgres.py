@@ -21,6 +21,8 @@ from gateway.store.base import (
 from gateway.store.postgres import PostgresStore
 from gateway.store.postgres.conversations import list_query
 from gateway.store.postgres.migrations import MIGRATIONS
+from gateway.store.postgres.pool import PING_TIMEOUT
+from tests.pg import PgServer
 
 WEEK = 7 * 86400.0
 
@@ -305,3 +307,20 @@ async def test_each_conversation_filter_reads_an_index_in_order(
             assert "Sort" not in plan, plan
     finally:
         await conn.close()
+
+
+async def test_ping_says_no_soon_when_the_database_is_gone() -> None:
+    """What /readyz reports: a database that stopped answering is `False`, in seconds."""
+    server = PgServer()
+    await asyncio.to_thread(server.start)
+    store = PostgresStore(server.dsn, pool_size=2)
+    try:
+        await store.open()
+        assert await store.ping()
+        await asyncio.to_thread(server.stop)
+        started = asyncio.get_running_loop().time()
+        assert not await store.ping()
+        assert asyncio.get_running_loop().time() - started < PING_TIMEOUT + 1
+    finally:
+        await store.close()
+        await asyncio.to_thread(server.stop)

@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from connectors.base import Identity, InboundMessage
-from gateway.stats import StatsQuery, csv_text, report
+from gateway.kpis.figures import StatsQuery, csv_text, report
 from gateway.store import SqliteStore
 from gateway.store.base import Classification, IngestRequest, OutboundRequest
 
@@ -115,7 +115,7 @@ async def test_two_folds_at_once_count_each_event_once(tmp_path: Path) -> None:
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_quoted() -> None:
     q = StatsQuery(0, 86400, "channel", ZoneInfo("UTC"), 86400)
-    from gateway.stats import Group
+    from gateway.kpis.figures import Group
 
     body = report(q, Group(), {"=HYPERLINK(1)": Group(counts={"created": 2})})
     rows = list(csv.reader(io.StringIO(csv_text(body))))

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from gateway.app import Gateway
+from gateway.store.postgres import PostgresStore
 from tests.gateway.conftest import Client, wait_for
 
 
@@ -36,6 +37,13 @@ async def surveys(client: Client, **params: str) -> list[dict[str, Any]]:
 
 async def decided(gw: Gateway, conv_id: str) -> list[str]:
     """The survey decisions recorded for a conversation (sent, or why not)."""
+
+    if isinstance(gw.store, PostgresStore):
+        rows = await gw.store.pool.fetch(
+            "SELECT outcome FROM survey_decisions WHERE conversation_id=$1 ORDER BY decided_at",
+            conv_id,
+        )
+        return [str(r[0]) for r in rows]
 
     def op(conn: Any) -> list[str]:
         rows = conn.execute(

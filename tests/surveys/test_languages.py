@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.gateway.conftest import Receiver, base_config, gateway_factory, receiver, wait_for
+from tests.surveys.conftest import OnBackend
 from tests.surveys.helpers import Clock
 
 __all__ = ["gateway_factory", "receiver"]
@@ -18,10 +19,10 @@ def texts(rcv: Receiver) -> list[str]:
 
 
 async def test_acknowledgement_in_the_contacts_language(
-    gateway_factory: Any, tmp_path: Path, receiver: Receiver
+    gateway_factory: Any, tmp_path: Path, receiver: Receiver, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    cfg = base_config(tmp_path / "db.sqlite", receiver.url)
+    cfg = on_backend(base_config(tmp_path / "db.sqlite", receiver.url))
     cfg["conversations"] = {"reopen_window": "1h", "acknowledgement": {"max_per_contact": 10}}
     cfg["texts"] = {"en": {"acknowledgement": "Got it ({reference})."}}
     _, client = await gateway_factory(cfg, clock=clock)

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from gateway.config import ConfigError, load_config_text
 from gateway.config_surveys import SurveysConfig
 from gateway.model import Conversation
 from gateway.store.base import SurveyFacts
 from gateway.surveys.policy import Decision, Reply, decide, read_reply, read_score
+from tests.gateway.conftest import base_config, config_text
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -169,3 +171,20 @@ def test_read_score() -> None:
     assert read_score("6", "csat") is None
     assert read_score("x", "nps") is None
     assert read_score(None, "ces") is None
+
+
+def test_survey_config_names_only_known_queues_and_channels(tmp_path: Any) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    cfg["surveys"] = {
+        "delay": "2h",
+        "csat": {"enabled": True, "queues": ["general", "nope"]},
+        "channels": ["fax"],
+    }
+    with pytest.raises(ConfigError) as err:
+        load_config_text(config_text(cfg))
+    found = {(p.path.split(" ")[0], p.message) for p in err.value.problems}
+    assert ("surveys.csat.queues[1]", "unknown queue 'nope'") in found
+    assert ("surveys.channels[0]", "unknown channel 'fax'") in found
+    cfg["surveys"] = {"delay": "2h", "csat": {"queues": ["general"]}}
+    loaded = load_config_text(config_text(cfg))
+    assert loaded.config.surveys is not None and loaded.config.surveys.delay == 7200.0

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.gateway.conftest import Client, gateway_factory
 from tests.standins.twilio import CUSTOMER_NUMBER, TwilioStandin
+from tests.surveys.conftest import OnBackend
 from tests.surveys.helpers import Clock, decided, event_types, fire, resolve, surveys, until
 from tests.twilio.test_twilio_gateway import (
     SMS_INBOUND,
@@ -43,10 +44,10 @@ def bodies(twilio: TwilioStandin) -> list[str]:
 
 
 async def test_csat_by_sms_answered_with_a_number_and_a_comment(
-    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    gw, client = await gateway_factory(sms_config(tmp_path, twilio), clock=clock)
+    gw, client = await gateway_factory(on_backend(sms_config(tmp_path, twilio)), clock=clock)
     await post_sms(client, twilio, "My parcel is late")
     conv = await routed_conversation(client)
     await resolve(client, conv["id"])
@@ -112,10 +113,10 @@ async def test_csat_by_sms_answered_with_a_number_and_a_comment(
 
 
 async def test_stop_opts_out_and_the_api_opts_back_in(
-    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    cfg = sms_config(tmp_path, twilio, max_per_contact=10)
+    cfg = on_backend(sms_config(tmp_path, twilio, max_per_contact=10))
     gw, client = await gateway_factory(cfg, clock=clock)
     await post_sms(client, twilio, "Where is my order?")
     conv = await routed_conversation(client)
@@ -172,3 +173,39 @@ async def _status(client: Client, conv_id: str, *statuses: str) -> bool:
 
 async def _decisions(gw: Any, conv_id: str, n: int) -> bool:
     return len(await decided(gw, conv_id)) >= n
+
+
+async def test_a_comment_follows_within_the_window_only(
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin
+) -> None:
+    clock = Clock()
+    gw, client = await gateway_factory(
+        sms_config(tmp_path, twilio, comment_window="10m", max_per_contact=5), clock=clock
+    )
+    await post_sms(client, twilio, "The app logs me out")
+    conv = await routed_conversation(client)
+    await resolve(client, conv["id"])
+    await fire(gw, clock, 2 * HOUR)
+    await until(lambda: survey_texts(twilio))
+    await post_sms(client, twilio, "3")
+    invite = "Thank you for your feedback! Anything to add? Just reply with a comment."
+    await until(lambda: invite in bodies(twilio))
+    # Eleven minutes later: not a comment any more, but a message that reopens.
+    clock.advance(11 * 60)
+    await post_sms(client, twilio, "It happened again")
+    await until(lambda: _status(client, conv["id"], "open", "assigned"))
+    [survey] = await surveys(client)
+    assert (survey["score"], survey["comment"]) == (3, None)
+
+    # The next survey, answered with a number; the comment follows in time.
+    await resolve(client, conv["id"])
+    await fire(gw, clock, 2 * HOUR)
+    await until(lambda: len(survey_texts(twilio)) == 2)
+    await post_sms(client, twilio, "5")
+    await until(lambda: bodies(twilio).count(invite) == 2)
+    clock.advance(5 * 60)
+    await post_sms(client, twilio, "Fixed for good, thanks")
+    await until(lambda: "Thank you, your comment was saved." in bodies(twilio))
+    latest = (await surveys(client))[0]
+    assert (latest["score"], latest["comment"]) == (5, "Fixed for good, thanks")
+    assert (await client.conversation(conv["id"]))["status"] == "resolved"

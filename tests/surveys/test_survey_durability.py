@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from tests.gateway.conftest import (
     ADMIN,
     CHANNEL,
+    Client,
     Receiver,
     base_config,
     config_text,
@@ -22,7 +24,8 @@ from tests.gateway.conftest import (
     wait_for,
 )
 from tests.gateway.test_e2e_daemon import Daemon, free_port
-from tests.surveys.helpers import Clock, resolve, surveys
+from tests.surveys.conftest import OnBackend
+from tests.surveys.helpers import Clock, decided, resolve, surveys
 
 __all__ = ["gateway_factory", "receiver"]
 
@@ -31,14 +34,26 @@ def survey_bodies(receiver: Receiver) -> list[dict[str, Any]]:
     return [b for b in receiver.bodies() if "How satisfied" in str(b.get("text", ""))]
 
 
+async def outcomes(cfg: dict[str, Any]) -> list[tuple[str]]:
+    """The survey decisions in the daemon's database, read from outside it."""
+    store = cfg["store"]
+    if store.get("backend") == "postgres":
+        conn = await asyncpg.connect(store["dsn"])
+        try:
+            return [(str(r[0]),) for r in await conn.fetch("SELECT outcome FROM survey_decisions")]
+        finally:
+            await conn.close()
+    return sqlite3.connect(store["path"]).execute("SELECT outcome FROM survey_decisions").fetchall()
+
+
 async def test_sigkill_before_and_after_the_survey_loses_nothing_and_sends_once(
-    tmp_path: Path,
+    tmp_path: Path, on_backend: OnBackend
 ) -> None:
     receiver = Receiver()
     await receiver.start()
     port = free_port()
     db = tmp_path / "gw.db"
-    cfg = base_config(db, receiver.url)
+    cfg = on_backend(base_config(db, receiver.url))
     cfg["server"]["port"] = port
     cfg["timers"] = {"max_sleep": 0.2}
     cfg["surveys"] = {"delay": "1s"}
@@ -65,7 +80,12 @@ async def test_sigkill_before_and_after_the_survey_loses_nothing_and_sends_once(
         await daemon.start()
         [question] = await wait_for(lambda: survey_bodies(receiver), timeout=15)
         assert question["conversation_id"] == conv_id
-        daemon.kill()  # right after it went out
+        # Right after it went out, once recorded as sent: a kill before that record is the
+        # outbox's at-least-once redelivery of the same message, not a second question.
+        async with aiohttp.ClientSession() as http:
+            client = Client(base, http)
+            await wait_for(lambda: client.message_with_status(conv_id, question["id"], "sent"))
+        daemon.kill()
 
         await daemon.start()
         async with (
@@ -76,7 +96,7 @@ async def test_sigkill_before_and_after_the_survey_loses_nothing_and_sends_once(
         assert [(s["conversation_id"], s["kind"]) for s in items] == [(conv_id, "csat")]
         await asyncio.sleep(0.6)  # several turns of the timer loop (max_sleep 0.2 s)
         assert len(survey_bodies(receiver)) == 1
-        decisions = sqlite3.connect(db).execute("SELECT outcome FROM survey_decisions").fetchall()
+        decisions = await outcomes(cfg)
         assert decisions == [("sent",)]
     finally:
         if daemon.proc is not None and daemon.proc.poll() is None:
@@ -88,9 +108,10 @@ async def test_two_firings_at_once_decide_once(
     gateway_factory: Any,
     tmp_path: Path,
     receiver: Receiver,
+    on_backend: OnBackend,
 ) -> None:
     clock = Clock()
-    cfg = base_config(tmp_path / "db.sqlite", receiver.url)
+    cfg = on_backend(base_config(tmp_path / "db.sqlite", receiver.url))
     cfg["surveys"] = {"delay": "1h"}
     gw, client = await gateway_factory(cfg, clock=clock)
     status, body = await client.inbound("m-1", "Where is my refund?")
@@ -104,3 +125,36 @@ async def test_two_firings_at_once_decide_once(
     await wait_for(lambda: survey_bodies(receiver))
     await asyncio.sleep(0.2)
     assert len(survey_bodies(receiver)) == 1
+
+
+async def test_two_instances_on_postgresql_ask_once(
+    gateway_factory: Any, tmp_path: Path, receiver: Receiver, pg_dsn: str
+) -> None:
+    """Two gateways on one PostgreSQL: the resolution made on one falls due on both, both
+    fire at the same instant, the customer gets one question, and both list it."""
+    clock = Clock()
+    cfg = base_config(tmp_path / "unused.sqlite", receiver.url)
+    cfg["store"] = {"backend": "postgres", "dsn": pg_dsn}
+    cfg["surveys"] = {"delay": "1h"}
+    gw_a, a = await gateway_factory(cfg, clock=clock)
+    gw_b, b = await gateway_factory(cfg, clock=clock)
+    status, body = await a.inbound("m-1", "Where is my refund?")
+    assert status in (200, 201, 202), body
+    await resolve(b, body["conversation_id"])
+    clock.advance(7200)
+    assert gw_a.surveys is not None and gw_b.surveys is not None
+    now = clock()
+    await asyncio.gather(
+        gw_a.surveys.fire(now),
+        gw_b.surveys.fire(now),
+        gw_a.deadlines.run_once(),
+        gw_b.deadlines.run_once(),
+    )
+    listed = [await surveys(client) for client in (a, b)]
+    assert [[s["conversation_id"] for s in items] for items in listed] == [
+        [body["conversation_id"]]
+    ] * 2
+    await wait_for(lambda: survey_bodies(receiver))
+    await asyncio.sleep(0.2)
+    assert len(survey_bodies(receiver)) == 1
+    assert await decided(gw_b, body["conversation_id"]) == ["sent"]

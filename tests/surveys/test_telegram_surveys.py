@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.gateway.conftest import gateway_factory
 from tests.standins.telegram import TelegramStandin
+from tests.surveys.conftest import OnBackend
 from tests.surveys.helpers import Clock, event_types, fire, resolve, surveys, until
 from tests.telegram.test_telegram_gateway import USER_ID, routed_conversation, telegram_config
 
@@ -22,10 +23,10 @@ def questions(telegram: TelegramStandin) -> list[dict[str, Any]]:
 
 
 async def test_nps_in_german_answered_with_the_inline_keyboard(
-    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin
+    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    cfg = telegram_config(tmp_path, telegram)
+    cfg = on_backend(telegram_config(tmp_path, telegram))
     cfg["surveys"] = {"delay": "30m", "nps": {"enabled": True}, "csat": {"enabled": True}}
     gw, client = await gateway_factory(cfg, clock=clock)
     await telegram.wait_request("getUpdates")
@@ -54,6 +55,21 @@ async def test_nps_in_german_answered_with_the_inline_keyboard(
     assert (await client.conversation(conv["id"]))["status"] == "resolved"
     assert (await event_types(gw)).count("survey.answered") == 1
 
+    # Thanks in words, with an invitation to comment: the next message is the comment.
+    invite = "Vielen Dank für Ihre Rückmeldung! Möchten Sie noch etwas ergänzen?"
+    await until(lambda: any(m["text"].startswith(invite) for m in telegram.sent))
+    telegram.push_message(user, "Sehr schnell, danke")
+    await until(lambda: _commented(client))
+    await until(
+        lambda: any(m["text"] == "Danke, Ihr Kommentar wurde gespeichert." for m in telegram.sent)
+    )
+    assert (await client.conversation(conv["id"]))["status"] == "resolved"
+    # After that, a message is a message again: it reopens the conversation.
+    telegram.push_message(user, "Noch eine Frage zur Rechnung")
+    await until(lambda: _reopened(client, conv["id"]))
+    [survey] = await surveys(client)
+    assert (survey["score"], survey["comment"]) == (9, "Sehr schnell, danke")
+
     # A forged button for someone else's survey changes nothing.
     other = telegram.user(USER_ID + 1, first_name="Eve", language_code="en")
     telegram.push_callback(other, question, nine["callback_data"].rsplit(":", 1)[0] + ":0")
@@ -63,10 +79,10 @@ async def test_nps_in_german_answered_with_the_inline_keyboard(
 
 
 async def test_a_typed_number_answers_the_csat_question(
-    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin
+    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin, on_backend: OnBackend
 ) -> None:
     clock = Clock()
-    cfg = telegram_config(tmp_path, telegram)
+    cfg = on_backend(telegram_config(tmp_path, telegram))
     cfg["surveys"] = {"delay": "30m"}
     gw, client = await gateway_factory(cfg, clock=clock)
     await telegram.wait_request("getUpdates")
@@ -87,3 +103,11 @@ async def test_a_typed_number_answers_the_csat_question(
 
 async def _answered(client: Any) -> list[dict[str, Any]]:
     return [s for s in await surveys(client) if s["score"] is not None]
+
+
+async def _commented(client: Any) -> list[dict[str, Any]]:
+    return [s for s in await surveys(client) if s["comment"]]
+
+
+async def _reopened(client: Any, conv_id: str) -> bool:
+    return (await client.conversation(conv_id))["status"] in ("open", "assigned")

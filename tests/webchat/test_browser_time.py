@@ -148,3 +148,18 @@ async def test_queue_position_and_estimated_wait_update_live(
     await expect(note).to_be_hidden(timeout=10_000)
     assert watch.problems() == []
     await ctx.close()
+
+
+async def test_the_socket_hears_closed_in_its_welcome(start: Start) -> None:
+    chat = await start(Clock("2026-03-27 19:00"), office_hours)  # a Friday evening
+    for language, text in (
+        ("de-DE", "Wir haben geschlossen und sind am Montag ab 08:00 Uhr wieder da."),
+        ("en", "We're closed, back on Monday at 08:00."),
+    ):
+        ws = await chat.connect()
+        await ws.send_json({"type": "hello", "token": None, "language": language})
+        welcome = await receive(ws)  # the first frame, as the protocol says
+        assert welcome["type"] == "welcome", welcome
+        status = welcome["status"]
+        assert (status["state"], status["opens_time"], status["text"]) == ("closed", "08:00", text)
+        await ws.close()

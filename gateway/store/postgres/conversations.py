@@ -51,6 +51,7 @@ from gateway.store.postgres.pool import (
     scope_where,
 )
 from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
+from gateway.store.rows import message_values
 
 _ACTIVE = "status IN ('open', 'assigned', 'pending')"
 
@@ -96,25 +97,7 @@ async def insert_message(conn: Conn, m: Message) -> None:
     await conn.execute(
         f"INSERT INTO messages({MSG_COLS}) VALUES"
         " ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
-        m.id,
-        m.conversation_id,
-        m.direction,
-        m.channel,
-        m.sender_type,
-        m.sender_id,
-        m.text,
-        m.created_at,
-        m.updated_at,
-        m.html,
-        m.subject,
-        dumps(m.attachments),
-        m.external_id,
-        m.provider_message_id,
-        m.status,
-        m.reason,
-        m.automated,
-        dumps(m.metadata),
-        m.raw_blob,
+        *message_values(m),
     )
 
 
@@ -183,10 +166,12 @@ class PgConversations(PgContacts, ConversationStore):
                 )
                 return IngestOutcome(home, updated, None, events)
 
-        # Contact: the sender's identity only; extra identities are claims (see SqliteStore).
+        # Contact: the sender's identity only; extra identities are claims until proven
+        # (the rules: gateway/domain/identity.py).
         identity = msg.sender
         new_events: list[NewEvent] = []
         contact_id = await contact_of(conn, identity)
+        new_contact = contact_id is None
         if contact_id is None:
             contact_id = new_id("ct")
             await conn.execute(
@@ -255,11 +240,21 @@ class PgConversations(PgContacts, ConversationStore):
 
         # Conversation: the store finds the candidates (locked: a lifecycle change of one
         # waits for this ingest), gateway/domain/threading.py decides.
-        placement = threading.place(
-            await self._thread_hit(conn, msg, contact_id),
-            await self._contact_candidates(conn, contact_id, now, req.reopen_window),
-            now,
-            req.reopen_window,
+        # (A contact created just now has no conversation yet: nothing to read.)
+        candidates = (
+            []
+            if new_contact
+            else await self._contact_candidates(conn, contact_id, now, req.reopen_window)
+        )
+        placement = (
+            threading.CREATE
+            if new_contact
+            else threading.place(
+                await self._thread_hit(conn, msg, contact_id),
+                [Candidate(c.id, c.status, c.updated_at, c.resolved_at) for c in candidates],
+                now,
+                req.reopen_window,
+            )
         )
         created = reopened = False
         conv: Conversation
@@ -268,7 +263,8 @@ class PgConversations(PgContacts, ConversationStore):
             await self._insert_conversation(conn, conv)
             created = True
         else:
-            conv = await get_conv(conn, placement.conversation_id)
+            found = [c for c in candidates if c.id == placement.conversation_id]
+            conv = found[0] if found else await get_conv(conn, placement.conversation_id)
             before = (conv.assignee, conv.status)
             after, reopened = lifecycle.inbound(state_of(conv))
             apply_state(conv, after)
@@ -359,14 +355,15 @@ class PgConversations(PgContacts, ConversationStore):
     @staticmethod
     async def _contact_candidates(
         conn: Conn, contact_id: str, now: float, reopen_window: float
-    ) -> list[Candidate]:
-        """The contact's conversations that can take a message: the active ones and those
-        resolved within the reopen window (the others cannot win, `threading.place`)."""
+    ) -> list[Conversation]:
+        """The contact's conversations that can take a message, locked: the active ones and
+        those resolved within the reopen window (the others cannot win, `threading.place`;
+        the one it chooses is always among them)."""
         return [
-            Candidate(r[0], r[1], r[2], r[3])
+            conv_row(r)
             for r in await conn.fetch(
-                "SELECT id, status, updated_at, resolved_at FROM conversations"
-                f" WHERE contact_id=$1 AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
+                f"SELECT {CONV_COLS} FROM conversations WHERE contact_id=$1"
+                f" AND ({_ACTIVE} OR (status='resolved' AND resolved_at >= $2))"
                 " ORDER BY id FOR UPDATE",
                 contact_id,
                 now - reopen_window,

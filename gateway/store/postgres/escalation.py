@@ -1,6 +1,6 @@
 """The PostgreSQL store's role for time-driven routing: escalation stamps, offers, no-reply
 reassignment, sticky routing and the offline policy (migration 3; the SQLite store's is
-gateway/store/sqlite_escalation.py, and the rules both apply are gateway/domain/escalation.py).
+gateway/store/sqlite/escalation.py, and the rules both apply are gateway/domain/escalation.py).
 
 The stamps (`waits`, `agent_replies`, `presence_stamps`) are kept by `stamp_events` in the
 transaction of the change they follow; this module reads them and commits what the timers

@@ -33,17 +33,21 @@ async def append_events(conn: Conn, now: float, new: list[NewEvent]) -> list[Eve
         return []
     await stamp_events(conn, now, new)  # before the head: see stamps.py
     encoded = [dumps(ev.data) for ev in new]
-    last = int(await conn.fetchval("UPDATE event_head SET seq = seq + $1 RETURNING seq", len(new)))
-    first = last - len(new) + 1
-    ids = list(range(first, last + 1))
-    await conn.execute(
-        "INSERT INTO events(id, type, at, data)"
-        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[])",
-        ids,
-        [ev.type for ev in new],
-        [now] * len(new),
-        encoded,
+    # One statement, one round trip: draw the ids and insert the events.
+    last = int(
+        await conn.fetchval(
+            "WITH head AS (UPDATE event_head SET seq = seq + $1 RETURNING seq),"
+            " added AS (INSERT INTO events(id, type, at, data)"
+            " SELECT head.seq - $1 + e.n, e.type, $2, e.data FROM head,"
+            " unnest($3::text[], $4::text[]) WITH ORDINALITY AS e(type, data, n))"
+            " SELECT seq FROM head",
+            len(new),
+            now,
+            [ev.type for ev in new],
+            encoded,
+        )
     )
+    ids = list(range(last - len(new) + 1, last + 1))
     return [
         Event(i, ev.type, now, ev.data, data) for i, ev, data in zip(ids, new, encoded, strict=True)
     ]

@@ -104,10 +104,11 @@ MESSAGE_COLUMNS = (
 
 
 class Copier:
-    def __init__(self, source: Path, dsn: str, out: TextIO = sys.stderr) -> None:
+    def __init__(self, source: Path, dsn: str, out: TextIO | None = None) -> None:
         self.source = source
         self.dsn = dsn
-        self.out = out
+        # Looked up when the copy is made, not when this module was imported.
+        self.out = out if out is not None else sys.stderr
         self.summary: dict[str, tuple[int, int]] = {}  # table → (rows read, rows new)
 
     # --- progress --------------------------------------------------------------------------
@@ -232,6 +233,34 @@ class Copier:
                     "updated_at",
                 ),
             ),
+            # Surveys, in their order (the list's `seq` follows SQLite's rowid).
+            Table(
+                "survey_responses",
+                (
+                    "id",
+                    "conversation_id",
+                    "contact_id",
+                    "channel",
+                    "kind",
+                    "score",
+                    "comment",
+                    "agent_id",
+                    "queue",
+                    "sent_at",
+                    "answered_at",
+                    "language",
+                    "message_id",
+                    "resolved_at",
+                    "answer_channel",
+                    "answer_external_id",
+                    "commented_at",
+                ),
+            ),
+            Table(
+                "survey_decisions",
+                ("conversation_id", "resolved_at", "decided_at", "outcome", "response_id"),
+            ),
+            Table("survey_optouts", ("contact_id", "at", "via")),
         ]
 
     async def _copy_all(self, src: sqlite3.Connection, dst: asyncpg.Connection) -> None:
@@ -291,7 +320,7 @@ class Copier:
 
 
 def migrate_from_sqlite(
-    source: Path, dsn: str, out: TextIO = sys.stderr
+    source: Path, dsn: str, out: TextIO | None = None
 ) -> dict[str, tuple[int, int]]:
     """Copy the SQLite store at `source` into the PostgreSQL database at `dsn`."""
     return asyncio.run(Copier(source, dsn, out).run())

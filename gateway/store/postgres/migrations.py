@@ -326,4 +326,57 @@ INSERT INTO presence_stamps(agent_id, presence, since)
     SELECT id, presence, extract(epoch FROM now())::float8 FROM agents
 """,
     ),
+    (
+        5,
+        """
+-- Customer surveys (gateway/surveys/; as the SQLite store's migration 15). One row per
+-- question sent; `score` stays NULL until the customer answers. `seq` orders the list
+-- (newest first) as SQLite's rowid does. Read by the KPIs: keep these columns.
+CREATE TABLE survey_responses (
+    seq BIGSERIAL UNIQUE,
+    id TEXT COLLATE "C" PRIMARY KEY,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    contact_id TEXT COLLATE "C" NOT NULL,
+    channel TEXT COLLATE "C" NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('csat', 'nps', 'ces')),
+    score INTEGER,
+    comment TEXT,
+    agent_id TEXT COLLATE "C",
+    queue TEXT COLLATE "C" NOT NULL,
+    sent_at DOUBLE PRECISION NOT NULL,
+    answered_at DOUBLE PRECISION,
+    language TEXT NOT NULL,
+    message_id TEXT COLLATE "C",
+    resolved_at DOUBLE PRECISION NOT NULL,
+    answer_channel TEXT COLLATE "C",
+    answer_external_id TEXT COLLATE "C",
+    commented_at DOUBLE PRECISION
+);
+CREATE INDEX survey_responses_contact ON survey_responses(contact_id, kind, sent_at);
+CREATE INDEX survey_responses_sent ON survey_responses(sent_at);
+CREATE INDEX survey_responses_answered ON survey_responses(answered_at)
+    WHERE answered_at IS NOT NULL;
+CREATE INDEX survey_responses_conversation ON survey_responses(conversation_id);
+-- One answer per inbound message: a redelivery finds the response it answered.
+CREATE UNIQUE INDEX survey_responses_answer ON survey_responses(answer_channel, answer_external_id)
+    WHERE answer_external_id IS NOT NULL;
+-- One decision per resolution (sent, or why not): the conditional insert that makes a survey
+-- go out once, whichever instance fires, and that a restart finds already made.
+CREATE TABLE survey_decisions (
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    resolved_at DOUBLE PRECISION NOT NULL,
+    decided_at DOUBLE PRECISION NOT NULL,
+    outcome TEXT NOT NULL,
+    response_id TEXT COLLATE "C",
+    PRIMARY KEY (conversation_id, resolved_at)
+);
+CREATE TABLE survey_optouts (
+    contact_id TEXT COLLATE "C" PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL,
+    via TEXT NOT NULL
+);
+-- The survey timer reads the resolutions due, oldest first.
+CREATE INDEX conversations_resolved_at ON conversations(resolved_at) WHERE status = 'resolved'
+""",
+    ),
 ]

@@ -9,18 +9,24 @@ because another instance made the same row first, runs again from the start (`re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncpg
 
 from connectors.base import Identity
 from gateway.domain import identity
-from gateway.model import Contact, Conversation, Message, loads
+from gateway.model import Contact, Conversation, Message
 from gateway.store.base import NotFound
 from gateway.store.postgres.migrations import MIGRATIONS
+from gateway.store.rows import CONV_COLS as CONV_COLS
+from gateway.store.rows import MSG_COLS as MSG_COLS
+from gateway.store.rows import contact_row
+from gateway.store.rows import conv_row as conv_row
+from gateway.store.rows import msg_row as msg_row
 
 T = TypeVar("T")
 if TYPE_CHECKING:  # generic in the stubs only
@@ -33,6 +39,8 @@ log = logging.getLogger("gateway.store.postgres")
 
 # Any number: the key of the advisory lock that serialises migrations across instances.
 MIGRATION_LOCK = 0x5B_57_0C_DB
+# How long a health check waits for the database.
+PING_TIMEOUT = 5.0
 # How often a transaction that lost a race is run again before its error is the answer.
 ATTEMPTS = 8
 # Lost a race: run again.
@@ -55,7 +63,7 @@ class PgBase:
     # --- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60
+            self.dsn, min_size=1, max_size=self.pool_size, command_timeout=60, timeout=10
         )
         try:
             await migrate(self._pool)
@@ -69,8 +77,10 @@ class PgBase:
             await pool.close()
 
     async def ping(self) -> bool:
+        """The database answers, within PING_TIMEOUT (a server that is gone can otherwise
+        keep a new connection waiting for the whole connect timeout)."""
         try:
-            await self._read(lambda conn: conn.fetchval("SELECT 1"))
+            await asyncio.wait_for(self._read(lambda conn: conn.fetchval("SELECT 1")), PING_TIMEOUT)
         except Exception:
             return False
         return True
@@ -123,69 +133,7 @@ async def migrate(pool: asyncpg.Pool[asyncpg.Record]) -> None:
             log.info("store migrated", extra={"version": version})
 
 
-# --- rows ----------------------------------------------------------------------------------
-CONV_COLS = (
-    "id, contact_id, channel, channel_kind, last_channel, status, queue, priority, created_at,"
-    " updated_at, assignee, required_skills, tags, subject, thread_token, reply_kind,"
-    " reply_address, routing, assigned_at, first_response_at, resolved_at, last_inbound_at"
-)
-
-MSG_COLS = (
-    "id, conversation_id, direction, channel, sender_type, sender_id, text, created_at,"
-    " updated_at, html, subject, attachments, external_id, provider_message_id, status,"
-    " reason, automated, metadata, raw_blob"
-)
-
-
-def conv_row(row: asyncpg.Record | tuple[Any, ...]) -> Conversation:
-    return Conversation(
-        id=row[0],
-        contact_id=row[1],
-        channel=row[2],
-        channel_kind=row[3],
-        last_channel=row[4],
-        status=row[5],
-        queue=row[6],
-        priority=row[7],
-        created_at=row[8],
-        updated_at=row[9],
-        assignee=row[10],
-        required_skills=loads(row[11]),
-        tags=loads(row[12]),
-        subject=row[13],
-        thread_token=row[14],
-        reply_kind=row[15],
-        reply_address=row[16],
-        routing=loads(row[17]),
-        assigned_at=row[18],
-        first_response_at=row[19],
-        resolved_at=row[20],
-        last_inbound_at=row[21],
-    )
-
-
-def msg_row(row: asyncpg.Record) -> Message:
-    return Message(
-        id=row[0],
-        conversation_id=row[1],
-        direction=row[2],
-        channel=row[3],
-        sender_type=row[4],
-        sender_id=row[5],
-        text=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-        html=row[9],
-        subject=row[10],
-        attachments=loads(row[11]),
-        external_id=row[12],
-        provider_message_id=row[13],
-        status=row[14],
-        reason=row[15],
-        automated=bool(row[16]),
-        metadata=loads(row[17]),
-        raw_blob=row[18],
-    )
+# --- rows (the mapping is the same on SQLite: gateway/store/rows.py) ---------------------
 
 
 async def get_conv(conn: Conn, conversation_id: str, lock: bool = False) -> Conversation:
@@ -223,10 +171,22 @@ async def resolve_contact_id(conn: Conn, contact_id: str) -> str:
 
 
 async def contact_of(conn: Conn, who: Identity) -> str | None:
-    found = await conn.fetchval(
-        "SELECT contact_id FROM identities WHERE kind=$1 AND address=$2", who.kind, who.address
+    """The contact holding `who`, merges followed: the identity and its chain of merges in
+    one query (one round trip on the hot path of every ingest)."""
+    rows = await conn.fetch(
+        "WITH RECURSIVE start AS ("
+        " SELECT contact_id FROM identities WHERE kind=$1 AND address=$2),"
+        " chain(id, merged_into) AS ("
+        " SELECT c.id, c.merged_into FROM contacts c JOIN start ON c.id = start.contact_id"
+        " UNION SELECT c.id, c.merged_into FROM contacts c JOIN chain ON c.id = chain.merged_into)"
+        " SELECT (SELECT contact_id FROM start), id, merged_into FROM chain",
+        who.kind,
+        who.address,
     )
-    return None if found is None else await resolve_contact_id(conn, found)
+    if not rows:
+        return None
+    chain = {str(r[1]): r[2] for r in rows}
+    return identity.follow_merges(str(rows[0][0]), lambda c: chain.get(c))
 
 
 async def get_contact(conn: Conn, contact_id: str) -> Contact:
@@ -246,15 +206,7 @@ async def get_contact(conn: Conn, contact_id: str) -> Contact:
         "SELECT kind, address FROM claims WHERE contact_id=$1 ORDER BY created_at, kind, address",
         contact_id,
     )
-    return Contact(
-        row[0],
-        row[1],
-        loads(row[2]),
-        [(str(i[0]), str(i[1]), bool(i[2])) for i in identities],
-        row[3],
-        row[4],
-        claims=[(str(c[0]), str(c[1])) for c in claims],
-    )
+    return contact_row(row, identities, claims)
 
 
 def scope_where(clause: str, args: list[str], first: int) -> tuple[str, list[str]]:

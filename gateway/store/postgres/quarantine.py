@@ -5,44 +5,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
-
 from gateway.ids import new_id
 from gateway.model import Event, NewEvent
 from gateway.store.base import QUARANTINE_STATUSES, NotFound, QuarantinedItem, QuarantineStore
 from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import Conn, PgBase
-
-_COLS = (
-    "id, channel, content_type, length(data), external_id, reason, metadata, status, retries,"
-    " message_id, created_at, updated_at"
-)
-
-
-def _item(row: asyncpg.Record) -> QuarantinedItem:
-    return QuarantinedItem(
-        id=row[0],
-        channel=row[1],
-        content_type=row[2],
-        size=int(row[3]),
-        external_id=row[4],
-        reason=row[5],
-        metadata=json.loads(row[6]),
-        status=row[7],
-        retries=int(row[8]),
-        message_id=row[9],
-        created_at=float(row[10]),
-        updated_at=float(row[11]),
-    )
+from gateway.store.rows import QUARANTINE_COLS, quarantine_row
 
 
 async def _quarantined(conn: Conn, item_id: str, lock: bool = False) -> QuarantinedItem:
     row = await conn.fetchrow(
-        f"SELECT {_COLS} FROM quarantine WHERE id=$1" + (" FOR UPDATE" if lock else ""), item_id
+        f"SELECT {QUARANTINE_COLS} FROM quarantine WHERE id=$1" + (" FOR UPDATE" if lock else ""),
+        item_id,
     )
     if row is None:
         raise NotFound(f"quarantined item {item_id} not found")
-    return _item(row)
+    return quarantine_row(row)
 
 
 class PgQuarantine(PgBase, QuarantineStore):
@@ -96,14 +74,14 @@ class PgQuarantine(PgBase, QuarantineStore):
         if cursor is not None:  # keyset on insertion order (ids made in one ms may not sort)
             args.append(cursor)
             where.append(f"seq < (SELECT seq FROM quarantine WHERE id=${len(args)})")
-        sql = f"SELECT {_COLS} FROM quarantine"
+        sql = f"SELECT {QUARANTINE_COLS} FROM quarantine"
         if where:
             sql += " WHERE " + " AND ".join(where)
         args.append(limit + 1)
         sql += f" ORDER BY seq DESC LIMIT ${len(args)}"
 
         async def op(conn: Conn) -> tuple[list[QuarantinedItem], str | None]:
-            rows = [_item(r) for r in await conn.fetch(sql, *args)]
+            rows = [quarantine_row(r) for r in await conn.fetch(sql, *args)]
             more = len(rows) > limit
             rows = rows[:limit]
             return rows, (rows[-1].id if more and rows else None)

@@ -13,6 +13,7 @@ from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
 from gateway.store.postgres.routing import PgRouting
+from gateway.store.postgres.surveys import PgSurveys
 
 
 class PostgresStore(
@@ -25,6 +26,7 @@ class PostgresStore(
     PgKv,
     PgBlobs,
     PgQuarantine,
+    PgSurveys,
     Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one

@@ -30,7 +30,7 @@ class SqliteBase:
     """The connection and its plumbing, shared by every role's mixin: `_run(fn)` runs `fn`
     on the connection's thread, `_tx(fn)` runs it as one transaction, `_events(conn, now,
     new_events)` appends events inside it. Mixins (`gateway/store/sqlite/*.py` and
-    `gateway/store/sqlite_<feature>.py`) build on these three."""
+    `gateway/store/sqlite/<feature>.py`) build on these three."""
 
     def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
         if synchronous.upper() not in ("NORMAL", "FULL"):

@@ -10,31 +10,10 @@ from typing import Any, TypeVar
 from gateway.ids import new_id
 from gateway.model import Event, NewEvent
 from gateway.store.base import QUARANTINE_STATUSES, NotFound, QuarantinedItem
+from gateway.store.rows import QUARANTINE_COLS, quarantine_row
 from gateway.store.sqlite.connection import SqliteBase
 
 T = TypeVar("T")
-
-_COLS = (
-    "id, channel, content_type, length(data), external_id, reason, metadata, status, retries,"
-    " message_id, created_at, updated_at"
-)
-
-
-def _item(row: tuple[Any, ...]) -> QuarantinedItem:
-    return QuarantinedItem(
-        id=row[0],
-        channel=row[1],
-        content_type=row[2],
-        size=int(row[3]),
-        external_id=row[4],
-        reason=row[5],
-        metadata=json.loads(row[6]),
-        status=row[7],
-        retries=int(row[8]),
-        message_id=row[9],
-        created_at=float(row[10]),
-        updated_at=float(row[11]),
-    )
 
 
 class SqliteQuarantine(SqliteBase):
@@ -78,10 +57,12 @@ class SqliteQuarantine(SqliteBase):
 
     @staticmethod
     def _quarantined(conn: sqlite3.Connection, item_id: str) -> QuarantinedItem:
-        row = conn.execute(f"SELECT {_COLS} FROM quarantine WHERE id=?", (item_id,)).fetchone()
+        row = conn.execute(
+            f"SELECT {QUARANTINE_COLS} FROM quarantine WHERE id=?", (item_id,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"quarantined item {item_id} not found")
-        return _item(row)
+        return quarantine_row(row)
 
     async def quarantine_list(
         self,
@@ -101,14 +82,14 @@ class SqliteQuarantine(SqliteBase):
         if cursor is not None:  # keyset on insertion order (ids made in one ms may not sort)
             where.append("rowid < (SELECT rowid FROM quarantine WHERE id=?)")
             args.append(cursor)
-        sql = f"SELECT {_COLS} FROM quarantine"
+        sql = f"SELECT {QUARANTINE_COLS} FROM quarantine"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY rowid DESC LIMIT ?"
         args.append(limit + 1)
 
         def op(conn: sqlite3.Connection) -> tuple[list[QuarantinedItem], str | None]:
-            rows = [_item(r) for r in conn.execute(sql, args).fetchall()]
+            rows = [quarantine_row(r) for r in conn.execute(sql, args).fetchall()]
             more = len(rows) > limit
             rows = rows[:limit]
             return rows, (rows[-1].id if more and rows else None)

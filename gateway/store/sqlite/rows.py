@@ -4,7 +4,6 @@ messages, contacts, agents and the load counters."""
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from connectors.base import Identity
 from gateway.domain import identity, load
@@ -13,47 +12,24 @@ from gateway.model import (
     Contact,
     Conversation,
     Message,
-    dumps,
     loads,
 )
 from gateway.store.base import NotFound
+from gateway.store.rows import (
+    CONV_COLS,
+    MSG_COLS,
+    contact_row,
+    conv_row,
+    message_values,
+    msg_row,
+)
 from gateway.store.sqlite.connection import SqliteBase
 
 
 class SqliteRows(SqliteBase):
     # --- row mapping ------------------------------------------------------------------------
-    _CONV_COLS = (
-        "id, contact_id, channel, channel_kind, last_channel, status, queue, priority, created_at,"
-        " updated_at, assignee, required_skills, tags, subject, thread_token, reply_kind,"
-        " reply_address, routing, assigned_at, first_response_at, resolved_at, last_inbound_at"
-    )
-
-    @staticmethod
-    def _conv(row: tuple[Any, ...]) -> Conversation:
-        return Conversation(
-            id=row[0],
-            contact_id=row[1],
-            channel=row[2],
-            channel_kind=row[3],
-            last_channel=row[4],
-            status=row[5],
-            queue=row[6],
-            priority=row[7],
-            created_at=row[8],
-            updated_at=row[9],
-            assignee=row[10],
-            required_skills=loads(row[11]),
-            tags=loads(row[12]),
-            subject=row[13],
-            thread_token=row[14],
-            reply_kind=row[15],
-            reply_address=row[16],
-            routing=loads(row[17]),
-            assigned_at=row[18],
-            first_response_at=row[19],
-            resolved_at=row[20],
-            last_inbound_at=row[21],
-        )
+    _CONV_COLS = CONV_COLS
+    _conv = staticmethod(conv_row)
 
     def _get_conv(self, conn: sqlite3.Connection, conversation_id: str) -> Conversation:
         row = conn.execute(
@@ -63,35 +39,8 @@ class SqliteRows(SqliteBase):
             raise NotFound(f"conversation {conversation_id} not found")
         return self._conv(row)
 
-    _MSG_COLS = (
-        "id, conversation_id, direction, channel, sender_type, sender_id, text, created_at,"
-        " updated_at, html, subject, attachments, external_id, provider_message_id, status,"
-        " reason, automated, metadata, raw_blob"
-    )
-
-    @staticmethod
-    def _msg(row: tuple[Any, ...]) -> Message:
-        return Message(
-            id=row[0],
-            conversation_id=row[1],
-            direction=row[2],
-            channel=row[3],
-            sender_type=row[4],
-            sender_id=row[5],
-            text=row[6],
-            created_at=row[7],
-            updated_at=row[8],
-            html=row[9],
-            subject=row[10],
-            attachments=loads(row[11]),
-            external_id=row[12],
-            provider_message_id=row[13],
-            status=row[14],
-            reason=row[15],
-            automated=bool(row[16]),
-            metadata=loads(row[17]),
-            raw_blob=row[18],
-        )
+    _MSG_COLS = MSG_COLS
+    _msg = staticmethod(msg_row)
 
     def _get_msg(self, conn: sqlite3.Connection, message_id: str) -> Message:
         row = conn.execute(
@@ -133,43 +82,13 @@ class SqliteRows(SqliteBase):
             "SELECT kind, address FROM claims WHERE contact_id=? ORDER BY created_at, kind, address",
             (contact_id,),
         ).fetchall()
-        return Contact(
-            row[0],
-            row[1],
-            loads(row[2]),
-            [(str(i[0]), str(i[1]), bool(i[2])) for i in identities],
-            row[3],
-            row[4],
-            claims=[(str(c[0]), str(c[1])) for c in claims],
-        )
+        return contact_row(row, identities, claims)
 
     @staticmethod
     def _insert_message(conn: sqlite3.Connection, m: Message) -> None:
         conn.execute(
-            "INSERT INTO messages(id, conversation_id, direction, channel, sender_type, sender_id, text,"
-            " created_at, updated_at, html, subject, attachments, external_id, provider_message_id,"
-            " status, reason, automated, metadata, raw_blob) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                m.id,
-                m.conversation_id,
-                m.direction,
-                m.channel,
-                m.sender_type,
-                m.sender_id,
-                m.text,
-                m.created_at,
-                m.updated_at,
-                m.html,
-                m.subject,
-                dumps(m.attachments),
-                m.external_id,
-                m.provider_message_id,
-                m.status,
-                m.reason,
-                int(m.automated),
-                dumps(m.metadata),
-                m.raw_blob,
-            ),
+            f"INSERT INTO messages({MSG_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            message_values(m),
         )
 
     @staticmethod

@@ -1,5 +1,5 @@
 """`SqliteStore`: every role of the store on one SQLite file, composed of one mixin per
-role. A feature's own store code is a mixin too (`gateway/store/sqlite_<feature>.py`,
+role. A feature's own store code is a mixin too (`gateway/store/sqlite/<feature>.py`,
 built on `_tx`, `_run` and `_events`): add it to the bases here."""
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ from gateway.store.base import Store
 from gateway.store.sqlite.blobs import SqliteBlobs
 from gateway.store.sqlite.contacts import SqliteContacts
 from gateway.store.sqlite.conversations import SqliteConversations
+from gateway.store.sqlite.escalation import SqliteEscalation
 from gateway.store.sqlite.eventlog import SqliteEventLog
 from gateway.store.sqlite.kv import SqliteKeyValue
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
 from gateway.store.sqlite.routing import SqliteRouting
-from gateway.store.sqlite_escalation import SqliteEscalation
-from gateway.store.sqlite_stats import SqliteStats
-from gateway.store.sqlite_surveys import SqliteSurveys
-from gateway.store.sqlite_time import SqliteTime
+from gateway.store.sqlite.stats import SqliteStats
+from gateway.store.sqlite.surveys import SqliteSurveys
+from gateway.store.sqlite.timekeeping import SqliteTime
 
 
 class SqliteStore(

@@ -1,10 +1,10 @@
-"""Business hours and SLAs in the running gateway: the timer sources (gateway/deadlines.py)
+"""Business hours and SLAs in the running gateway: the timer sources (gateway/time/deadlines.py)
 and the bridge from the store's facts to the pure rules (router/sla.py, router/schedule.py).
 
 - `SlaSource`: the SLA clocks. Its next due time is read from the store (`sla_next_due`):
   now when the event log holds changes the clocks have not read, else the earliest warning
   or breach still to fire. `fire` recomputes and fires in one transaction with conditional
-  updates (gateway/store/sqlite_time.py), through the one commit path.
+  updates (gateway/store/sqlite/timekeeping.py), through the one commit path.
 - `OpeningSource`: conversations parked in a closed queue are routed when it opens: its
   next due time is the next opening of a closed queue that has conversations waiting,
   computed from the configuration and the store (a restart routes whatever is open anyway).

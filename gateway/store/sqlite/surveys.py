@@ -13,6 +13,7 @@ from gateway.store.base import (
     NotFound,
     OutboundRequest,
     SurveyFacts,
+    SurveyMatch,
     SurveyResponse,
     SurveySend,
     SurveyStore,
@@ -43,6 +44,45 @@ def _response(row: tuple[Any, ...]) -> SurveyResponse:
     )
 
 
+def survey_facts(
+    conv: Conversation,
+    contact_id: str,
+    attributes: dict[str, str],
+    opted_out: bool,
+    last_in_automated: bool | None,
+    last_out_status: str | None,
+    last_sent: dict[str, float],
+    recent_surveys: int,
+    recent_automatic: int,
+) -> SurveyFacts:
+    """What the policy is told about one resolution, from what a store read (shared by the
+    SQLite and PostgreSQL stores): the conversation answers for the contact it resolves to;
+    it was automated when its latest inbound message was, bounced when its latest outbound
+    one failed."""
+    conv.contact_id = contact_id
+    return SurveyFacts(
+        conversation=conv,
+        contact_attributes=attributes,
+        opted_out=opted_out,
+        automated=bool(last_in_automated),
+        bounced=last_out_status == "failed",
+        last_sent=last_sent,
+        recent_surveys=recent_surveys,
+        recent_automatic=recent_automatic,
+    )
+
+
+def merge_attributes(current: dict[str, str], changes: dict[str, str | None]) -> dict[str, str]:
+    """`current` with `changes` applied: a value sets its key, None removes it."""
+    merged = dict(current)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _queue_filter(queues: set[str] | None) -> tuple[str, list[Any]]:
     if queues is None:
         return "", []
@@ -69,6 +109,8 @@ class SqliteSurveys(SurveyStore):
     async def survey_next_due(
         self, delay: float, horizon: float, queues: set[str] | None
     ) -> float | None:
+        if queues is not None and not queues:
+            return None  # no queue surveyed (INDEXED BY has no plan for `AND 0`)
         where, args = _queue_filter(queues)
 
         def op(conn: sqlite3.Connection) -> float | None:
@@ -95,6 +137,8 @@ class SqliteSurveys(SurveyStore):
         window: float,
         limit: int,
     ) -> list[SurveyFacts]:
+        if queues is not None and not queues:
+            return []  # no queue surveyed
         where, args = _queue_filter(queues)
 
         def op(conn: sqlite3.Connection) -> list[SurveyFacts]:
@@ -146,16 +190,16 @@ class SqliteSurveys(SurveyStore):
             " WHERE c.contact_id=? AND m.direction='out' AND m.automated=1 AND m.created_at >= ?",
             (contact_id, now - window),
         ).fetchone()[0]
-        conv.contact_id = contact_id
-        return SurveyFacts(
-            conversation=conv,
-            contact_attributes=attributes,
-            opted_out=opted is not None,
-            automated=bool(last_in and last_in[0]),
-            bounced=bool(last_out and last_out[0] == "failed"),
-            last_sent=last_sent,
-            recent_surveys=int(recent),
-            recent_automatic=int(automatic),
+        return survey_facts(
+            conv,
+            contact_id,
+            attributes,
+            opted is not None,
+            None if last_in is None else bool(last_in[0]),
+            None if last_out is None else last_out[0],
+            last_sent,
+            int(recent),
+            int(automatic),
         )
 
     async def survey_decide(
@@ -231,14 +275,30 @@ class SqliteSurveys(SurveyStore):
         return result
 
     async def survey_match(
-        self, identity: Identity, channel: str, external_id: str, since: float
-    ) -> tuple[SurveyResponse | None, SurveyResponse | None]:
-        def op(conn: sqlite3.Connection) -> tuple[SurveyResponse | None, SurveyResponse | None]:
-            return self._answered_by(conn, channel, external_id), self._open_for(
-                conn, identity, channel, since
+        self,
+        identity: Identity,
+        channel: str,
+        external_id: str,
+        since: float,
+        comment_since: float | None = None,
+    ) -> SurveyMatch:
+        def op(conn: sqlite3.Connection) -> SurveyMatch:
+            match = SurveyMatch(
+                self._answered_by(conn, channel, external_id),
+                self._open_for(conn, identity, channel, since),
             )
+            if comment_since is not None and match.answered_by is None and match.open is None:
+                contact_id = self._contact_of(conn, identity)
+                row = conn.execute(
+                    f"SELECT {_COLS} FROM survey_responses WHERE contact_id=? AND channel=?"
+                    " AND answered_at >= ? AND score IS NOT NULL AND comment IS NULL"
+                    " ORDER BY answered_at DESC LIMIT 1",
+                    (contact_id, channel, comment_since),
+                ).fetchone()
+                match.awaiting_comment = None if row is None else _response(row)
+            return match
 
-        result: tuple[SurveyResponse | None, SurveyResponse | None] = await self._run(op)
+        result: SurveyMatch = await self._run(op)
         return result
 
     def _open_for(
@@ -398,12 +458,7 @@ class SqliteSurveys(SurveyStore):
     ) -> tuple[Contact, list[Event]]:
         def op(conn: sqlite3.Connection) -> tuple[Contact, list[Event]]:
             contact = self._contact(conn, self._resolve_contact_id(conn, contact_id))
-            merged = dict(contact.attributes)
-            for key, value in attributes.items():
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
+            merged = merge_attributes(contact.attributes, attributes)
             if merged == contact.attributes:
                 return contact, []
             conn.execute(

@@ -1,7 +1,7 @@
 """The KPIs of `GET /v1/stats`: what each figure means, how facts are bucketed, and how the
 figures are computed from what the store's rollups return.
 
-Pure: no I/O. The store (`gateway/store/sqlite_stats.py`) folds the event log into facts
+Pure: no I/O. The store (`gateway/store/sqlite/stats.py`) folds the event log into facts
 (`kpi_facts`: one row per message, response, resolution ...) and reads them back grouped
 by a key; this module turns those groups into figures and renders CSV.
 

@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping
 
 from connectors.base import Capability, Connector, Identity, WaitStatus
 from gateway.eventloop import stop_tasks
-from gateway.i18n import preferred_language
+from gateway.i18n import Texts, preferred_language
 from gateway.model import Conversation, Event, Message
-from gateway.notice_texts import NoticesConfig, language_of, opens_phrase
 from gateway.services import Services
 from gateway.store.base import OutboundRequest, Store
 from gateway.store.timekeeping import TimeStore, WaitingSeat
+from gateway.time.notice_texts import NoticesConfig, language_of, opens_phrase
 from router import MessageFacts, RoutingConfig, classify
 from router.hours import add_business_seconds
 from router.schedule import calendar, place
@@ -111,8 +111,10 @@ class TimeNotices:
         services: Services,
         connectors: Mapping[str, Connector],
         clock: Callable[[], float],
+        texts: Texts,
     ) -> None:
         self.config = config
+        self.texts = texts
         self.routing = routing
         assert isinstance(store, TimeStore), "the store keeps no notices"
         self.store = store
@@ -149,9 +151,8 @@ class TimeNotices:
             return None
         language = await self._language(conv.contact_id)
         cal = calendar(self.routing, conv.queue)
-        text = self.config.closed_text(
-            language, opens_phrase(language, placed.opens_at, now, cal.zone if cal else None)
-        )
+        opens = opens_phrase(self.texts, language, placed.opens_at, now, cal.zone if cal else None)
+        text = self.config.closed_text(self.texts, language, opens)
         return await self.services.reply(
             OutboundRequest(
                 conv.id, text, "bot", None, now, automatic=True, metadata={"notice": "closed"}
@@ -211,7 +212,10 @@ class TimeNotices:
                 continue
             language = language_of(preferred_language(seat.attributes))
             text = self.config.wait_text(
-                language, seat.position, estimated_wait(seat.position, rates.get(seat.queue, 0))
+                self.texts,
+                language,
+                seat.position,
+                estimated_wait(seat.position, rates.get(seat.queue, 0)),
             )
             await self.services.reply(
                 OutboundRequest(

@@ -1,7 +1,7 @@
 """Time-driven routing (issue 12): the deadline sources for escalation steps, offer
 timeouts, no-reply reassignment and the offline policy.
 
-Each is a `DeadlineSource` (gateway/deadlines.py): `next_due` reads stamps from the store,
+Each is a `DeadlineSource` (gateway/time/deadlines.py): `next_due` reads stamps from the store,
 the pure router decides (router/policies.py), and `fire` commits through `Services` with
 compare-and-set updates — so a kill -9 loses nothing, a restart fires what fell due while
 down, and two processes fire each thing once. The routing config is read from the
@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.model import priority_name
+from gateway.model import Conversation, priority_name
 from gateway.services import Services
 from gateway.store.base import Store, WaitStamp, WaitUpdate, escalation_store
-from router import RoutingConfig
+from router import ConversationSnapshot, RoutingConfig, decide
+from router.explain import candidate_lines
 from router.policies import Routed, describe, due_at, escalate, no_reply_due, offline_due
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
 
 log = logging.getLogger("switchboard.timing")
 
@@ -141,6 +145,60 @@ async def escalation_of(
     elif esc is not None:
         out["next_at"] = due_at(esc, stamp.since, stamp.step)
     return out
+
+
+async def explain_conversation(gw: Gateway, conv: Conversation) -> dict[str, Any]:
+    """A conversation's routing as it stands: its queue, priority and skills now, its
+    escalation step, and each agent of its queue with a score or an exclusion (agents it
+    skips lately, its sticky agent), changing nothing."""
+    routing = gw.config.routing
+    now = gw.clock()
+    hints = await escalation_store(gw.store).routing_hints(
+        [conv.id], now, routing.skip_declined_for, routing.sticky.window if routing.sticky else None
+    )
+    hint = hints.get(conv.id)
+    snap = await gw.store.routing_state()
+    agents = gw.dispatcher.snapshots(snap, conv.channel_kind)
+    waiting = ConversationSnapshot(
+        conv.id,
+        conv.queue,
+        conv.priority,
+        conv.required_skills,
+        conv.channel_kind,
+        conv.created_at,
+        exclude=hint.exclude if hint else frozenset(),
+        sticky=hint.sticky if hint else None,
+    )
+    queue = routing.queue(conv.queue)
+    rr = snap.rr_last.get(conv.queue)
+    decision: dict[str, Any] | None = None
+    if queue is not None and conv.status == "open" and conv.assignee is None:
+        if hint is not None and hint.offered:
+            decision = {
+                "agent": None,
+                "strategy": None,
+                "reasons": ["offered; waits for the answer"],
+            }
+        else:
+            d = decide(waiting, queue, agents, rr, now)
+            decision = {"agent": d.agent_id, "strategy": d.strategy, "reasons": d.reasons}
+    return {
+        "classification": {
+            "queue": conv.queue,
+            "priority": priority_name(conv.priority),
+            "required_skills": conv.required_skills,
+            "tags": conv.tags,
+            "rule": conv.routing.get("rule"),
+            "rules": conv.routing.get("rules") or [],
+            "reasons": conv.routing.get("reasons", []),
+            "matches": [],
+            "escalation": await escalation_of(gw.store, routing, conv.id),
+        },
+        "status": conv.status,
+        "assignee": conv.assignee,
+        "candidates": candidate_lines(waiting, queue.strategy, agents, rr, now) if queue else [],
+        "decision": decision,
+    }
 
 
 class OfferTimeouts:

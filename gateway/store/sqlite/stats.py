@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import Identity
-from gateway.model import Event, NewEvent, loads
-from gateway.stats import (
+from gateway.kpis.figures import (
     COUNTED,
     SLOT,
     SLOTTED,
@@ -42,6 +41,7 @@ from gateway.stats import (
     segments,
     summarize,
 )
+from gateway.model import Event, NewEvent, loads
 from gateway.store.base import StatsStore
 
 log = logging.getLogger("switchboard.stats")

@@ -1,6 +1,8 @@
 """What the gateway tells a customer about time by itself (issue 12): the out-of-hours reply
-and the long-wait message, in German and English, overridable per language in the config
-(`notices:`)."""
+and the long-wait message. The texts are in the Babel catalogs with every other customer
+text (gateway/locale, keys `notice.*`; `texts:` overrides them), weekday names and dates
+formatted by Babel in the contact's language; `notices.closed` / `notices.wait` still
+override the whole message per language."""
 
 from __future__ import annotations
 
@@ -8,26 +10,12 @@ import datetime as dt
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Language = Literal["de", "en"]
+from gateway.i18n import Texts
 
-CLOSED: dict[str, str] = {
-    "en": "Thank you for your message. We are closed right now and back {opens}; we will "
-    "answer you then.",
-    "de": "Danke für Ihre Nachricht. Wir sind gerade nicht erreichbar und {opens} wieder für "
-    "Sie da; dann antworten wir Ihnen.",
-}
-WAIT: dict[str, str] = {
-    "en": "All our agents are busy. You are number {position} in the queue; the estimated wait "
-    "is {wait}.",
-    "de": "Alle unsere Mitarbeiter sind im Gespräch. Sie sind Nummer {position} in der "
-    "Warteschlange; die geschätzte Wartezeit beträgt {wait}.",
-}
-_DAYS = {
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
-}
+Language = Literal["de", "en"]
 
 
 def _duration(value: Any) -> float:
@@ -82,12 +70,13 @@ class NoticesConfig(BaseModel):
     def _durations(cls, value: Any) -> float | None:
         return None if value is None else _duration(value)
 
-    def closed_text(self, language: str, opens: str) -> str:
-        return (self.closed.get(language) or CLOSED[language]).format(opens=opens)  # type: ignore[call-overload]
+    def closed_text(self, texts: Texts, language: str, opens: str) -> str:
+        template = self.closed.get(language) or texts.template("notice.closed", language)  # type: ignore[call-overload]
+        return str(template).format(opens=opens)
 
-    def wait_text(self, language: str, position: int, wait: float | None) -> str:
-        template = self.wait.get(language) or WAIT[language]  # type: ignore[call-overload]
-        return str(template).format(position=position, wait=wait_phrase(language, wait))
+    def wait_text(self, texts: Texts, language: str, position: int, wait: float | None) -> str:
+        template = self.wait.get(language) or texts.template("notice.wait", language)  # type: ignore[call-overload]
+        return str(template).format(position=position, wait=wait_phrase(texts, language, wait))
 
 
 def language_of(tag: object) -> str:
@@ -97,36 +86,32 @@ def language_of(tag: object) -> str:
     return "en"
 
 
-def opens_phrase(language: str, opens_at: float | None, now: float, zone: ZoneInfo | None) -> str:
+def opens_phrase(
+    texts: Texts, language: str, opens_at: float | None, now: float, zone: ZoneInfo | None
+) -> str:
     """'at 08:00' today, 'tomorrow at 08:00', 'on Monday at 08:00' (in the queue's zone)."""
     if opens_at is None:
-        return "später" if language == "de" else "later"
+        return texts.text("notice.opens.later", language)
     tz = zone or ZoneInfo("UTC")
     when = dt.datetime.fromtimestamp(opens_at, tz)
     today = dt.datetime.fromtimestamp(now, tz).date()
     clock = when.strftime("%H:%M")
     days = (when.date() - today).days
-    if language == "de":
-        if days == 0:
-            return f"ab {clock} Uhr"
-        if days == 1:
-            return f"morgen ab {clock} Uhr"
-        if days < 7:
-            return f"am {_DAYS['de'][when.weekday()]} ab {clock} Uhr"
-        return f"am {when.strftime('%d.%m.%Y')} ab {clock} Uhr"
     if days == 0:
-        return f"at {clock}"
+        return texts.text("notice.opens.today", language, time=clock)
     if days == 1:
-        return f"tomorrow at {clock}"
+        return texts.text("notice.opens.tomorrow", language, time=clock)
     if days < 7:
-        return f"on {_DAYS['en'][when.weekday()]} at {clock}"
-    return f"on {when.strftime('%Y-%m-%d')} at {clock}"
+        weekday = format_date(when.date(), "EEEE", locale=language)
+        return texts.text("notice.opens.weekday", language, weekday=weekday, time=clock)
+    date = format_date(when.date(), "medium", locale=language)
+    return texts.text("notice.opens.date", language, date=date, time=clock)
 
 
-def wait_phrase(language: str, seconds: float | None) -> str:
+def wait_phrase(texts: Texts, language: str, seconds: float | None) -> str:
     if seconds is None:
-        return "unbekannt" if language == "de" else "unknown"
+        return texts.text("notice.wait.unknown", language)
     minutes = max(1, round(seconds / 60))
-    if language == "de":
-        return "etwa 1 Minute" if minutes == 1 else f"etwa {minutes} Minuten"
-    return "about 1 minute" if minutes == 1 else f"about {minutes} minutes"
+    if minutes == 1:
+        return texts.text("notice.wait.one_minute", language)
+    return texts.text("notice.wait.minutes", language, minutes=minutes)

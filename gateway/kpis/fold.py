@@ -16,13 +16,14 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.events import EventBus
+from gateway.kpis.figures import Duration, StatsQuery, TimedFact, report
 from gateway.metrics import METRICS, Metrics
-from gateway.stats import Duration, StatsQuery, TimedFact, report
 from gateway.store.base import StatsStore, Store
 
 log = logging.getLogger("switchboard.kpis")
 
 SURVEY_WINDOW = 30 * 86400.0
+REQUEST_PASSES = 10  # folded before an answer: up to 20,000 events
 
 
 class Kpis:
@@ -48,15 +49,18 @@ class Kpis:
         self._wake = asyncio.Event()
 
     # --- folding -----------------------------------------------------------------------------
-    async def catch_up(self, limit: int = 2000) -> int:
-        """Fold every event committed so far; returns how many were folded."""
-        total = 0
-        while True:
+    async def catch_up(self, limit: int = 2000, passes: int | None = None) -> int:
+        """Fold the events committed so far (at most `passes` transactions of `limit`);
+        returns how many were folded."""
+        total, done = 0, 0
+        while passes is None or done < passes:
             n, timed = await self.store.stats_fold(limit)
             self._observe(timed)
             total += n
+            done += 1
             if n < limit:
-                return total
+                break
+        return total
 
     def _observe(self, facts: list[TimedFact]) -> None:
         for f in facts:
@@ -97,7 +101,9 @@ class Kpis:
 
     # --- answers -----------------------------------------------------------------------------
     async def stats(self, query: StatsQuery) -> dict[str, Any]:
-        await self.catch_up()
+        # What committed before the request, unless the fold is far behind (the first start
+        # after migration 14 on a long log): the background loop does the rest.
+        await self.catch_up(passes=REQUEST_PASSES)
         totals, groups = await self.store.stats_read(query, self.duration)
         return report(query, totals, groups)
 
@@ -105,8 +111,8 @@ class Kpis:
         return await self.store.survey_rows(start, end)
 
     async def refresh_gauges(self) -> None:
-        """Before a scrape: backlog and waiting by queue, agents online, survey scores."""
-        await self.catch_up()
+        """Before a scrape: backlog and waiting by queue, agents online, survey scores (as
+        folded by the background loop, at most a second or so behind)."""
         g = await self.store.stats_gauges(self.clock(), SURVEY_WINDOW)
         m = self.metrics
         m.backlog.clear()
