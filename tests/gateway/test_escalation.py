@@ -8,8 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.app import Gateway
 from tests.gateway.conftest import Client, agent_token, base_config, wait_for
+from tests.pg import PgServer
 
 
 class Clock:
@@ -20,8 +23,31 @@ class Clock:
         return self.t
 
 
+def sqlite_store(place: Path) -> dict[str, Any]:
+    return {"path": str(place / "db.sqlite")}
+
+
+def postgres_store(place: Path) -> dict[str, Any]:
+    """A schema of its own per place on the session's private PostgreSQL (tests/pg.py):
+    two gateways configured for one place share it, as a restart or two instances do."""
+    return {"backend": "postgres", "dsn": PgServer.running().schema_dsn(place)}
+
+
+# Where a test's gateway keeps its state: every test here runs on each store backend.
+STORE: Callable[[Path], dict[str, Any]] = sqlite_store
+
+
+@pytest.fixture(autouse=True, params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "postgres":
+        request.getfixturevalue("pg_server")  # the session's server, started once
+        monkeypatch.setattr(f"{__name__}.STORE", postgres_store)
+    return str(request.param)
+
+
 def config(tmp_path: Path, **routing: Any) -> dict[str, Any]:
     cfg = base_config(tmp_path / "db.sqlite")
+    cfg["store"] = STORE(tmp_path)
     cfg["routing"].update(routing)
     return cfg
 

@@ -20,6 +20,7 @@ from gateway.store.base import (
     ConversationFilter,
     IngestRequest,
     OutboundRequest,
+    escalation_store,
 )
 from gateway.store.postgres import PostgresStore
 
@@ -57,8 +58,14 @@ async def fill(store: Store) -> None:
     await store.add_outbound(
         OutboundRequest(first.conversation.id, "still queued", "agent", "alice", 1005)
     )
-    await store.ingest(request("c1", visitor, 1010, extra_identities=[dana]))
+    chat = await store.ingest(request("c1", visitor, 1010, extra_identities=[dana]))
     await store.link_verified(visitor, dana, 1020)  # a merge: two open conversations
+    assert chat.conversation is not None
+    # Escalation's stamps: the chat waits, offered to alice (a unit of her capacity).
+    await escalation_store(store).offer_create(
+        [(Claim(chat.conversation.id, "alice", "webchat", 5, "general", "rr", []), 1100.0)],
+        1025,
+    )
     await store.quarantine_add("mail", "message/rfc822", b"bad\x00", "unreadable", 1030)
     await store.kv_set("imap", "uidnext", "42")
 
@@ -76,6 +83,9 @@ async def snapshot(store: Store) -> dict[str, object]:
         "agents": await store.agent_states(),
         "loads": (await store.routing_snapshot()).loads,
         "outbox_due": await store.outbox_next_due(),
+        "offers": await escalation_store(store).offers(),
+        "waits": await escalation_store(store).wait_stamps(1e12, 100),
+        "awaiting_reply": await escalation_store(store).awaiting_reply(),
     }
 
 

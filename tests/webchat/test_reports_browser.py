@@ -86,18 +86,28 @@ async def test_the_reports_page_shows_the_days_figures_in_english_and_german(
     _, api = await gateway_factory(cfg, clock=clock)
     await seed(api, clock, day)
     with sqlite3.connect(tmp_path / "db.sqlite") as db:  # two CSAT answers: 5 and 2 → 50 %
-        db.execute(
-            "CREATE TABLE survey_responses (id TEXT PRIMARY KEY, conversation_id TEXT,"
-            " contact_id TEXT, channel TEXT, kind TEXT CHECK(kind IN ('csat','nps','ces')),"
-            " score INTEGER, comment TEXT, agent_id TEXT, queue TEXT, sent_at REAL,"
-            " answered_at REAL)"
-        )
+        conv, contact, queue = db.execute(
+            "SELECT id, contact_id, queue FROM conversations ORDER BY created_at LIMIT 1"
+        ).fetchone()
         db.executemany(
-            "INSERT INTO survey_responses(id, channel, kind, score, agent_id, sent_at,"
-            " answered_at) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO survey_responses(id, conversation_id, contact_id, channel, kind, score,"
+            " agent_id, queue, sent_at, answered_at, language, resolved_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,'en',?)",
             [
-                ("s1", "api", "csat", 5, "alice", day + 700, day + 800),
-                ("s2", "partner", "csat", 2, "bob", day + 2000, day + 2100),
+                ("s1", conv, contact, "api", "csat", 5, "alice", queue, day + 700, day + 800, day),
+                (
+                    "s2",
+                    conv,
+                    contact,
+                    "partner",
+                    "csat",
+                    2,
+                    "bob",
+                    queue,
+                    day + 2000,
+                    day + 2100,
+                    day,
+                ),
             ],
         )
     base = f"http://127.0.0.1:{port}"

@@ -15,6 +15,7 @@ from typing import Any
 from gateway.model import Event, Message, NewEvent, dumps, loads
 from gateway.store.base import EventLogStore
 from gateway.store.postgres.pool import MSG_COLS, Conn, PgBase, msg_row, rowcount
+from gateway.store.postgres.stamps import stamp_events
 
 # Events stored with a `message_id` whose consumers get the whole message (the public
 # shape of the stream and webhooks), and what the message was when the event happened.
@@ -30,6 +31,7 @@ async def append_events(conn: Conn, now: float, new: list[NewEvent]) -> list[Eve
     here to the commit every other writer of events waits."""
     if not new:
         return []
+    await stamp_events(conn, now, new)  # before the head: see stamps.py
     encoded = [dumps(ev.data) for ev in new]
     # One statement, one round trip: draw the ids and insert the events.
     last = int(

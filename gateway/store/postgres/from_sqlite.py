@@ -198,6 +198,28 @@ class Copier:
                 "queue_cursors",
                 ("queue", "agent_id"),
             ),
+            # Escalation's stamps (issue 12): waits and their steps, pending offers (the
+            # units of capacity agent_load counts for them), declines, last replies.
+            Table("waits", ("conversation_id", "reason", "since", "step", "state", "due")),
+            Table(
+                "offers",
+                (
+                    "id",
+                    "conversation_id",
+                    "agent_id",
+                    "channel_kind",
+                    "queue",
+                    "strategy",
+                    "reasons",
+                    "status",
+                    "created_at",
+                    "expires_at",
+                    "answered_at",
+                ),
+            ),
+            Table("declines", ("conversation_id", "agent_id", "reason", "at")),
+            Table("agent_replies", ("conversation_id", "agent_id", "at")),
+            Table("presence_stamps", ("agent_id", "presence", "since")),
             Table("events", ("id", "type", "at", "data")),
             # The SLA clocks go on where SQLite stopped: what fired stays fired, and the
             # log is read on from SQLite's cursor (never back: a rerun after the gateway

@@ -286,6 +286,84 @@ CREATE TABLE notices (
 """,
     ),
     (
+        3,
+        """
+-- Escalation, offers, reassignment, sticky routing and the offline policy (issue 12), as
+-- the SQLite store's migration 13. The stamps are kept by `stamp_events`
+-- (gateway/store/postgres/stamps.py) in the transaction that appends the event they
+-- follow, before it takes the event log's head: what SQLite's `stamps` trigger does.
+--
+-- waits: when a conversation started waiting (created, reopened, transferred, requeued)
+-- and the escalation step it reached; `due` is the next step, set by the escalation timer
+-- (state new -> scheduled; idle once assigned or when nothing more is due).
+CREATE TABLE waits (
+    conversation_id TEXT COLLATE "C" PRIMARY KEY,
+    reason TEXT NOT NULL,
+    since DOUBLE PRECISION NOT NULL,
+    step INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL CHECK (state IN ('new', 'scheduled', 'idle')),
+    due DOUBLE PRECISION
+);
+CREATE INDEX waits_new ON waits(conversation_id) WHERE state = 'new';
+CREATE INDEX waits_due ON waits(due) WHERE state = 'scheduled';
+-- An offer of a conversation to one agent; a pending one holds a unit of the agent's
+-- capacity (agent_load) until it is accepted (it becomes the assignment's), rejected,
+-- expired or withdrawn (the conversation was assigned, moved or resolved meanwhile).
+CREATE TABLE offers (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    channel_kind TEXT COLLATE "C" NOT NULL,
+    queue TEXT COLLATE "C" NOT NULL,
+    strategy TEXT NOT NULL,
+    reasons TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL
+        CHECK (status IN ('pending', 'accepted', 'rejected', 'expired', 'withdrawn')),
+    created_at DOUBLE PRECISION NOT NULL,
+    expires_at DOUBLE PRECISION NOT NULL,
+    answered_at DOUBLE PRECISION
+);
+-- One pending offer per conversation, also when two instances offer it at once.
+CREATE UNIQUE INDEX offers_pending_conversation ON offers(conversation_id)
+    WHERE status = 'pending';
+CREATE INDEX offers_pending_due ON offers(expires_at) WHERE status = 'pending';
+CREATE INDEX offers_agent ON offers(agent_id, status);
+CREATE INDEX offers_conversation_agent ON offers(conversation_id, agent_id, created_at);
+-- Agents who declined a conversation (rejected, let an offer time out) or lost it (no
+-- reply, offline): routing skips them for it for `routing.skip_declined_for`.
+CREATE TABLE declines (
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    reason TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (conversation_id, agent_id)
+);
+-- The last agent reply of each conversation (no-reply reassignment, sticky routing).
+CREATE TABLE agent_replies (
+    conversation_id TEXT COLLATE "C" PRIMARY KEY,
+    agent_id TEXT COLLATE "C" NOT NULL,
+    at DOUBLE PRECISION NOT NULL
+);
+-- Since when each agent has its current presence (the offline grace period).
+CREATE TABLE presence_stamps (
+    agent_id TEXT COLLATE "C" PRIMARY KEY,
+    presence TEXT NOT NULL,
+    since DOUBLE PRECISION NOT NULL
+);
+-- A database that already holds conversations: they wait since their last change, their
+-- last agent replies are known, and every agent has had its presence since now.
+INSERT INTO waits(conversation_id, reason, since, step, state)
+    SELECT id, 'created', updated_at, 0, 'new' FROM conversations
+    WHERE status = 'open' AND assignee IS NULL;
+INSERT INTO agent_replies(conversation_id, agent_id, at)
+    SELECT DISTINCT ON (conversation_id) conversation_id, sender_id, created_at FROM messages
+    WHERE direction = 'out' AND sender_type = 'agent' AND sender_id IS NOT NULL
+    ORDER BY conversation_id, created_at DESC;
+INSERT INTO presence_stamps(agent_id, presence, since)
+    SELECT id, presence, extract(epoch FROM now())::float8 FROM agents
+""",
+    ),
+    (
         4,
         """
 -- KPI rollups (gateway/kpis/figures.py), folded from the event log by `PgStats.stats_fold`

@@ -7,6 +7,7 @@ from gateway.store.base import Store
 from gateway.store.postgres.blobs import PgBlobs
 from gateway.store.postgres.contacts import PgContacts
 from gateway.store.postgres.conversations import PgConversations
+from gateway.store.postgres.escalation import PgEscalation
 from gateway.store.postgres.eventlog import PgEventLog
 from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
@@ -22,6 +23,7 @@ class PostgresStore(
     PgContacts,
     PgOutbox,
     PgRouting,
+    PgEscalation,
     PgEventLog,
     PgKv,
     PgBlobs,

@@ -11,6 +11,13 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from gateway.domain.escalation import (
+    accepted_events,
+    away_event,
+    offer_data,
+    offer_refusal,
+    routing_rules,
+)
 from gateway.ids import new_id
 from gateway.model import AgentState, Conversation, Event, NewEvent, dumps, loads
 from gateway.store.base import (
@@ -59,8 +66,6 @@ class SqliteEscalation(EscalationStore):
 
     @staticmethod
     def _stamp(row: tuple[Any, ...]) -> WaitStamp:
-        routing = loads(row[11]) or {}
-        rules = routing.get("rules") or ([routing["rule"]] if routing.get("rule") else [])
         return WaitStamp(
             row[0],
             row[1],
@@ -73,7 +78,7 @@ class SqliteEscalation(EscalationStore):
             int(row[8]),
             loads(row[9]),
             row[10],
-            list(rules),
+            routing_rules(loads(row[11]) or {}),
         )
 
     async def wait_stamps(
@@ -288,21 +293,15 @@ class SqliteEscalation(EscalationStore):
             if row is None:
                 raise NotFound(f"no offer of {conversation_id} to {agent_id}")
             offer = _offer(row[:9])
-            if offer.status == "pending" and offer.expires_at <= now:
-                raise Conflict("the offer has expired")
-            if offer.status != "pending":
-                raise Conflict(f"the offer is {offer.status}")
+            refusal = offer_refusal(offer.status, offer.expires_at, now)
+            if refusal is not None:
+                raise Conflict(refusal)
             check_acts(scope, conv)
             conn.execute(
                 "UPDATE offers SET status=?, answered_at=? WHERE id=?",
                 ("accepted" if accept else "rejected", now, offer.id),
             )
-            data: dict[str, Any] = {
-                "offer_id": offer.id,
-                "conversation_id": conversation_id,
-                "agent": agent_id,
-                "queue": offer.queue,
-            }
+            data = offer_data(offer.id, conversation_id, agent_id, offer.queue)
             if not accept:
                 conn.execute(
                     "UPDATE agent_load SET n = n - 1 WHERE agent_id=? AND channel_kind=?",
@@ -319,26 +318,7 @@ class SqliteEscalation(EscalationStore):
             if cur.rowcount != 1:
                 raise Conflict("the conversation is no longer waiting")
             conv = self._get_conv(conn, conversation_id)
-            routing = conv.routing
-            events = [
-                NewEvent("offer.accepted", data),
-                NewEvent(
-                    "conversation.assigned",
-                    {
-                        "conversation_id": conversation_id,
-                        "agent": agent_id,
-                        "queue": offer.queue,
-                        "strategy": row[9],
-                        "rule": routing.get("rule"),
-                        "reasons": [
-                            *routing.get("reasons", []),
-                            *loads(row[10]),
-                            f"offer accepted by {agent_id}",
-                        ],
-                        "by": "router",
-                    },
-                ),
-            ]
+            events = accepted_events(data, conv.routing, row[9], loads(row[10]))
             return conv, self._events(conn, now, events)
 
         result: tuple[Conversation, list[Event]] = await self._tx(op)
@@ -387,12 +367,7 @@ class SqliteEscalation(EscalationStore):
                 new.append(
                     NewEvent(
                         "offer.expired",
-                        {
-                            "offer_id": offer.id,
-                            "conversation_id": offer.conversation_id,
-                            "agent": offer.agent_id,
-                            "queue": offer.queue,
-                        },
+                        offer_data(offer.id, offer.conversation_id, offer.agent_id, offer.queue),
                     )
                 )
                 if offer.queue in away_queues:
@@ -401,16 +376,7 @@ class SqliteEscalation(EscalationStore):
                         (offer.agent_id,),
                     )
                     if cur.rowcount == 1:
-                        new.append(
-                            NewEvent(
-                                "agent.presence",
-                                {
-                                    "agent": offer.agent_id,
-                                    "status": "away",
-                                    "reason": "offer timed out",
-                                },
-                            )
-                        )
+                        new.append(away_event(offer.agent_id))
             return self._events(conn, now, new)
 
         result: list[Event] = await self._tx(op)
