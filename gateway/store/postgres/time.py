@@ -1,5 +1,5 @@
 """Business hours, SLAs and the visible wait queue on PostgreSQL (the role: TimeStore in
-gateway/store/timekeeping.py; the same semantics as gateway/store/sqlite_time.py).
+gateway/store/timekeeping.py; the same semantics as gateway/store/sqlite/timekeeping.py).
 
 Several instances run the SLA timer against one database. A pass (`sla_fire`) takes the
 row of `sla_cursor` with `FOR UPDATE` first: passes take turns, and the second one starts
