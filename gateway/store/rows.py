@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from gateway.model import Contact, Conversation, Message, dumps, loads
-from gateway.store.base import QuarantinedItem
+from gateway.store.base import Offer, QuarantinedItem
 
 CONV_COLS = (
     "id, contact_id, channel, channel_kind, last_channel, status, queue, priority, created_at,"
@@ -142,3 +142,14 @@ def quarantine_row(row: Row) -> QuarantinedItem:
         created_at=float(row[10]),
         updated_at=float(row[11]),
     )
+
+
+OFFER_COLS = (
+    "id, conversation_id, agent_id, channel_kind, queue, status, created_at, expires_at,"
+    " answered_at"
+)
+
+
+def offer_row(row: Row) -> Offer:
+    """An offer from a row of `OFFER_COLS`."""
+    return Offer(*(row[i] for i in range(9)))

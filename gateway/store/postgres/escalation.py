@@ -40,21 +40,14 @@ from gateway.store.base import (
 from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import Conn, PgBase, get_conv, rowcount
 from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
+from gateway.store.rows import OFFER_COLS, offer_row
 
-_OFFER_COLS = (
-    "id, conversation_id, agent_id, channel_kind, queue, status, created_at, expires_at,"
-    " answered_at"
-)
 _WAIT_SELECT = (
     "SELECT w.conversation_id, w.reason, w.since, w.step, w.state, w.due,"
     " c.status = 'open' AND c.assignee IS NULL, c.queue, c.priority, c.required_skills,"
     " c.channel_kind, c.routing FROM waits w JOIN conversations c ON c.id = w.conversation_id"
 )
 EXPIRE_BATCH = 500  # offers expired per transaction
-
-
-def _offer(row: Any) -> Offer:
-    return Offer(*tuple(row)[:9])
 
 
 def _stamp(row: Any) -> WaitStamp:
@@ -232,7 +225,7 @@ class PgEscalation(PgBase, EscalationStore):
                 # offering it at once: the unique index on pending offers makes the second
                 # wait for the first and then insert nothing.
                 made = await conn.fetchval(
-                    f"INSERT INTO offers({_OFFER_COLS}, strategy, reasons)"
+                    f"INSERT INTO offers({OFFER_COLS}, strategy, reasons)"
                     " SELECT $1, $2, $3, $4, $5, 'pending', $6, $7, NULL, $8, $9"
                     " FROM conversations WHERE id = $2 AND status = 'open' AND assignee IS NULL"
                     # Locked: a claim of it by another instance waits for this offer (and
@@ -294,14 +287,14 @@ class PgEscalation(PgBase, EscalationStore):
             # the conversation went to someone else meanwhile.
             check_sees(scope, conv)
             row = await conn.fetchrow(
-                f"SELECT {_OFFER_COLS}, strategy, reasons FROM offers WHERE conversation_id = $1"
+                f"SELECT {OFFER_COLS}, strategy, reasons FROM offers WHERE conversation_id = $1"
                 " AND agent_id = $2 ORDER BY created_at DESC, id DESC LIMIT 1 FOR UPDATE",
                 conversation_id,
                 agent_id,
             )
             if row is None:
                 raise NotFound(f"no offer of {conversation_id} to {agent_id}")
-            offer = _offer(row)
+            offer = offer_row(row)
             refusal = offer_refusal(offer.status, offer.expires_at, now)
             if refusal is not None:
                 raise Conflict(refusal)
@@ -348,13 +341,13 @@ class PgEscalation(PgBase, EscalationStore):
             # A worker takes the due offers: another instance expiring at the same moment
             # skips the ones taken here (and finds them expired once this commits).
             rows = await conn.fetch(
-                f"SELECT {_OFFER_COLS} FROM offers WHERE status = 'pending'"
+                f"SELECT {OFFER_COLS} FROM offers WHERE status = 'pending'"
                 " AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
                 now,
                 EXPIRE_BATCH,
             )
             new: list[NewEvent] = []
-            for offer in map(_offer, rows):
+            for offer in map(offer_row, rows):
                 status = await conn.execute(
                     "UPDATE offers SET status = 'expired', answered_at = $1"
                     " WHERE id = $2 AND status = 'pending'",
@@ -386,7 +379,7 @@ class PgEscalation(PgBase, EscalationStore):
         self, agent_id: str | None = None, conversation_id: str | None = None
     ) -> list[Offer]:
         async def op(conn: Conn) -> list[Offer]:
-            sql = f"SELECT {_OFFER_COLS} FROM offers WHERE status = 'pending'"
+            sql = f"SELECT {OFFER_COLS} FROM offers WHERE status = 'pending'"
             args: list[str] = []
             if agent_id is not None:
                 args.append(agent_id)
@@ -394,7 +387,7 @@ class PgEscalation(PgBase, EscalationStore):
             if conversation_id is not None:
                 args.append(conversation_id)
                 sql += f" AND conversation_id = ${len(args)}"
-            return [_offer(r) for r in await conn.fetch(sql + " ORDER BY created_at, id", *args)]
+            return [offer_row(r) for r in await conn.fetch(sql + " ORDER BY created_at, id", *args)]
 
         return await self._read(op)
 

@@ -34,15 +34,7 @@ from gateway.store.base import (
     check_acts,
     check_sees,
 )
-
-_OFFER_COLS = (
-    "id, conversation_id, agent_id, channel_kind, queue, status, created_at, expires_at,"
-    " answered_at"
-)
-
-
-def _offer(row: tuple[Any, ...]) -> Offer:
-    return Offer(*row)
+from gateway.store.rows import OFFER_COLS, offer_row
 
 
 class SqliteEscalation(EscalationStore):
@@ -231,7 +223,7 @@ class SqliteEscalation(EscalationStore):
                     continue
                 offer_id = new_id("of")
                 conn.execute(
-                    f"INSERT INTO offers({_OFFER_COLS}, strategy, reasons)"
+                    f"INSERT INTO offers({OFFER_COLS}, strategy, reasons)"
                     " VALUES (?,?,?,?,?,'pending',?,?,NULL,?,?)",
                     (
                         offer_id,
@@ -286,13 +278,13 @@ class SqliteEscalation(EscalationStore):
             # the conversation went to someone else meanwhile.
             check_sees(scope, conv)
             row = conn.execute(
-                f"SELECT {_OFFER_COLS}, strategy, reasons FROM offers WHERE conversation_id=?"
+                f"SELECT {OFFER_COLS}, strategy, reasons FROM offers WHERE conversation_id=?"
                 " AND agent_id=? ORDER BY created_at DESC, id DESC LIMIT 1",
                 (conversation_id, agent_id),
             ).fetchone()
             if row is None:
                 raise NotFound(f"no offer of {conversation_id} to {agent_id}")
-            offer = _offer(row[:9])
+            offer = offer_row(row[:9])
             refusal = offer_refusal(offer.status, offer.expires_at, now)
             if refusal is not None:
                 raise Conflict(refusal)
@@ -347,12 +339,12 @@ class SqliteEscalation(EscalationStore):
     async def offers_expire(self, now: float, away_queues: frozenset[str]) -> list[Event]:
         def op(conn: sqlite3.Connection) -> list[Event]:
             rows = conn.execute(
-                f"SELECT {_OFFER_COLS} FROM offers INDEXED BY offers_pending_due"
+                f"SELECT {OFFER_COLS} FROM offers INDEXED BY offers_pending_due"
                 " WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT 500",
                 (now,),
             ).fetchall()
             new: list[NewEvent] = []
-            for offer in map(_offer, rows):
+            for offer in map(offer_row, rows):
                 cur = conn.execute(
                     "UPDATE offers SET status='expired', answered_at=? WHERE id=? AND status='pending'",
                     (now, offer.id),
@@ -386,7 +378,7 @@ class SqliteEscalation(EscalationStore):
         self, agent_id: str | None = None, conversation_id: str | None = None
     ) -> list[Offer]:
         def op(conn: sqlite3.Connection) -> list[Offer]:
-            sql = f"SELECT {_OFFER_COLS} FROM offers WHERE status = 'pending'"
+            sql = f"SELECT {OFFER_COLS} FROM offers WHERE status = 'pending'"
             args: list[str] = []
             if agent_id is not None:
                 sql += " AND agent_id = ?"
@@ -394,7 +386,7 @@ class SqliteEscalation(EscalationStore):
             if conversation_id is not None:
                 sql += " AND conversation_id = ?"
                 args.append(conversation_id)
-            return [_offer(r) for r in conn.execute(sql + " ORDER BY created_at, id", args)]
+            return [offer_row(r) for r in conn.execute(sql + " ORDER BY created_at, id", args)]
 
         result: list[Offer] = await self._run(op)
         return result
