@@ -380,9 +380,27 @@ class TimersConfig(Strict):
         return parse_duration(value)
 
 
+class CoordinationConfig(Strict):
+    """Issue 11: what several instances share besides the store (gateway/coord/)."""
+
+    redis: SecretStr | None = Field(
+        None,
+        description="redis://[:password@]host:port/db (or rediss://): wake-ups between "
+        "instances, webchat fan-out, leases, shared rate limits and presence. Unset: one "
+        "instance, coordinated in process.",
+    )
+    prefix: str = Field(
+        "switchboard",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Key prefix; keys are hash-tagged {prefix} so a Redis Cluster keeps "
+        "them on one slot.",
+    )
+
+
 class GatewayConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)  # type: ignore[arg-type]
     store: StoreConfig = Field(default_factory=StoreConfig)  # type: ignore[arg-type]
+    coordination: CoordinationConfig = Field(default_factory=CoordinationConfig)  # type: ignore[arg-type]
     auth: AuthConfig = Field(default_factory=AuthConfig)  # type: ignore[arg-type]
     agents: list[AgentConfig] = Field(default_factory=list)
     channels: list[ChannelConfig] = Field(default_factory=list)

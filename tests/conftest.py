@@ -12,6 +12,7 @@ import pytest
 
 from gateway import logs
 from tests.pg import PgServer
+from tests.redisserver import RedisServer
 from tests.standins.telegram import TelegramStandin
 from tests.standins.twilio import TwilioStandin
 
@@ -88,3 +89,20 @@ async def pg_dsn(pg_server: PgServer) -> str:
     """The DSN of a fresh, empty database (a schema of its own) on the session's private
     PostgreSQL."""
     return await pg_server.new_database()
+
+
+# --- Redis: one private server per test session, one logical database per test ------------
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    RedisServer._running = server
+    yield server
+    RedisServer._running = None
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of an empty logical database on the session's private Redis."""
+    return redis_server.new_url()
