@@ -39,6 +39,7 @@ from gateway.events import EventBus
 from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
+from gateway.kpis import hooks as kpi_hooks
 from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
@@ -189,7 +190,15 @@ class Gateway:
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
         self._time_work()
         # KPIs (issue 13): folds the event log into rollups; /v1/stats and /metrics read them.
-        self.kpis = Kpis(self.store, self.bus, clock)
+        self.kpis = Kpis(
+            self.store,
+            self.bus,
+            clock,
+            worktime=kpi_hooks.worktime(self.config.routing),
+            settle=kpi_hooks.sla_settle(
+                self.config.routing, self.services, self.notices.times, clock
+            ),
+        )
         self.verifier = Verifier(
             self.store,
             self.services,

@@ -311,6 +311,12 @@ class TimeFigure(Out):
     mean: float | None
 
 
+class BusinessTimeFigure(TimeFigure):
+    business: TimeFigure = Field(
+        description="The same samples in business seconds (the queue's open time)."
+    )
+
+
 class FcrFigure(Out):
     resolved: int
     first_contact: int
@@ -351,9 +357,17 @@ class SurveyRateFigure(Out):
     rate: float | None
 
 
-class SlaFigure(Out):
-    attainment: float | None
-    breaches: int | None
+class SlaTargetFigure(Out):
+    met: int
+    breached: int
+    attainment: float | None = Field(description="met / (met + breached); null: none decided.")
+
+
+class SlaFigure(SlaTargetFigure):
+    breaches: int
+    first_response: SlaTargetFigure
+    next_response: SlaTargetFigure
+    resolution: SlaTargetFigure
 
 
 def _d(name: str) -> Any:
@@ -365,9 +379,9 @@ class Figures(Out):
     conversations: int = _d("conversations")
     volume_in: int = _d("volume_in")
     volume_out: int = _d("volume_out")
-    first_response: TimeFigure = _d("first_response")
-    next_response: TimeFigure = _d("next_response")
-    resolution: TimeFigure = _d("resolution")
+    first_response: BusinessTimeFigure = _d("first_response")
+    next_response: BusinessTimeFigure = _d("next_response")
+    resolution: BusinessTimeFigure = _d("resolution")
     first_contact_resolution: FcrFigure = _d("first_contact_resolution")
     handling: TimeFigure = _d("handling")
     awaiting_agent: TimeFigure = _d("awaiting_agent")

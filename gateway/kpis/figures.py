@@ -5,9 +5,9 @@ Pure: no I/O. The store (`gateway/store/sqlite/stats.py`) folds the event log in
 (`kpi_facts`: one row per message, response, resolution ...) and reads them back grouped
 by a key; this module turns those groups into figures and renders CSV.
 
-Durations are calendar seconds. A business-hours variant passes its own `Duration`
-(`business_seconds_between(a, b)`) to the store's read: every interval fact carries its
-start and end, so the same facts give either figure.
+Durations are calendar seconds; first response, next response and resolution also carry
+their business seconds (the open time of the queue's calendar between the two stamps,
+computed when the fact is folded), reported beside them as `business`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 Duration = Callable[[float, float], float]
+# Business seconds of a queue between two instants (the queue's calendar).
+Worktime = Callable[[str, float, float], float]
 GroupBy = Literal["channel", "queue", "agent", "day", "hour"]
 GROUPS: tuple[str, ...] = ("channel", "queue", "agent", "day", "hour")
 
@@ -42,9 +44,15 @@ class TimedFact:
     queue: str
 
 
+# SLA targets (router/sla.py) and the facts of their outcomes: `sla_met_<target>` at the
+# instant the target was met, `sla_breached_<target>` at its due time.
+SLA_TARGETS = ("first_response", "next_response", "resolution")
+SLA_KINDS = tuple(f"sla_{o}_{t}" for o in ("met", "breached") for t in SLA_TARGETS)
 # Fact kinds in `kpi_facts` (what the fold writes): counted ones, and the timed ones
 # (first_response, next_response, resolved: resolution, handling and awaiting in one row).
-COUNTED = ("created", "in", "out", "reopened", "abandoned")
+COUNTED = ("created", "in", "out", "reopened", "abandoned", *SLA_KINDS)
+# The timed figures with a business-hours variant (`<name>_business` in `Group.timed`).
+BUSINESS = ("first_response", "next_response", "resolution")
 SLOT = 900  # seconds of a `kpi_slots` count: every zone's offset is a multiple of it
 # Counted per slot too: first resolutions, and (not a fact) those that were first-contact.
 SLOTTED = (*COUNTED, "first_resolution")
@@ -59,13 +67,15 @@ DEFINITIONS: dict[str, str] = {
     "and surveys not counted); by agent: the agent who wrote it.",
     "first_response": "Seconds from a conversation's creation to its first agent reply, "
     "one sample per first reply made in the period (median, p90 by nearest rank, mean); "
-    "by agent: the agent who replied.",
+    "by agent: the agent who replied. `business`: the same samples in business seconds "
+    "(only the time the conversation's queue was open by its calendar, `routing.hours`; a "
+    "queue without hours is always open), computed when the reply was folded.",
     "next_response": "Seconds from the first customer message not yet answered (after the "
     "first response) to the agent reply that answers it, one sample per such reply in the "
-    "period.",
+    "period; `business`: in business seconds, as for first_response.",
     "resolution": "Seconds from the start of a cycle (the conversation's creation, or its "
     "reopening) to its resolution, one sample per resolution in the period; by agent: the "
-    "assignee when resolved.",
+    "assignee when resolved; `business`: in business seconds, as for first_response.",
     "first_contact_resolution": "Among conversations resolved for the first time in the "
     "period: the share resolved with at most one agent reply and never reopened since.",
     "handling": "Seconds from the (latest) assignment to the resolution, per resolution "
@@ -89,8 +99,15 @@ DEFINITIONS: dict[str, str] = {
     "ces": "Customer effort score (1-7) answered in the period: the mean.",
     "survey_response_rate": "Surveys sent in the period and how many of them were "
     "answered: `rate` = answered / sent.",
-    "sla": "SLA attainment (share of targets met) and breaches in the period: null until "
-    "SLAs are configured.",
+    "sla": "SLA targets (`routing.sla`) decided in the period, per target (first_response, "
+    "next_response, resolution) and in all: `met` counts a target met by its due time, "
+    "at the reply (or resolution) that met it; `breached` a target missed, at its due time "
+    "(also when the reply came late); `attainment` = met / (met + breached), null when "
+    "none was decided. A target still running is not counted until decided. Each "
+    "conversation counts once for first response and resolution (its first resolution or "
+    "the breach, whichever comes first), next response once per customer message "
+    "answered. By queue/channel/agent: the conversation's at that moment. `breaches`: "
+    "the breached count in all.",
 }
 
 
@@ -291,9 +308,9 @@ def figures(g: Group, now: float, with_backlog: bool = True) -> dict[str, Any]:
         "conversations": created,
         "volume_in": counts.get("in", 0),
         "volume_out": counts.get("out", 0),
-        "first_response": summary(timed.get("first_response")),
-        "next_response": summary(timed.get("next_response")),
-        "resolution": summary(timed.get("resolution")),
+        "first_response": timed_figure(timed, "first_response"),
+        "next_response": timed_figure(timed, "next_response"),
+        "resolution": timed_figure(timed, "resolution"),
         "first_contact_resolution": {
             "resolved": g.resolved_first,
             "first_contact": g.first_contact,
@@ -339,8 +356,28 @@ def figures(g: Group, now: float, with_backlog: bool = True) -> dict[str, Any]:
         "answered": s.answered,
         "rate": _ratio(s.answered, s.sent),
     }
-    out["sla"] = {"attainment": None, "breaches": None}
+    out["sla"] = sla_figure(counts)
     return out
+
+
+def timed_figure(timed: dict[str, Summary], name: str) -> dict[str, Any]:
+    """A timed figure with its business-hours variant."""
+    return {**summary(timed.get(name)), "business": summary(timed.get(f"{name}_business"))}
+
+
+def sla_figure(counts: dict[str, int]) -> dict[str, Any]:
+    """Met, breached and attainment per SLA target and in all."""
+
+    def part(met: int, breached: int) -> dict[str, Any]:
+        return {"met": met, "breached": breached, "attainment": _ratio(met, met + breached)}
+
+    per = {
+        t: part(counts.get(f"sla_met_{t}", 0), counts.get(f"sla_breached_{t}", 0))
+        for t in SLA_TARGETS
+    }
+    met = sum(p["met"] for p in per.values())
+    breached = sum(p["breached"] for p in per.values())
+    return {**part(met, breached), "breaches": breached, **per}
 
 
 def iso(ts: float) -> str:
@@ -382,6 +419,11 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
         for name in ("first_response", "next_response", "resolution", "handling", "awaiting_agent")
         for part in ("count", "median", "p90", "mean")
     ),
+    *(
+        (f"{name}_business_{part}", (name, "business", part))
+        for name in BUSINESS
+        for part in ("median", "p90", "mean")
+    ),
     ("fcr_resolved", ("first_contact_resolution", "resolved")),
     ("fcr_first_contact", ("first_contact_resolution", "first_contact")),
     ("fcr_rate", ("first_contact_resolution", "rate")),
@@ -400,8 +442,14 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("surveys_sent", ("survey_response_rate", "sent")),
     ("surveys_answered", ("survey_response_rate", "answered")),
     ("survey_response_rate", ("survey_response_rate", "rate")),
-    ("sla_attainment", ("sla", "attainment")),
+    ("sla_met", ("sla", "met")),
     ("sla_breaches", ("sla", "breaches")),
+    ("sla_attainment", ("sla", "attainment")),
+    *(
+        (f"sla_{t}_{part}", ("sla", t, part))
+        for t in SLA_TARGETS
+        for part in ("met", "breached", "attainment")
+    ),
 )
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.events import EventBus
-from gateway.kpis.figures import Duration, StatsQuery, TimedFact, report
+from gateway.kpis.figures import Duration, StatsQuery, TimedFact, Worktime, report
 from gateway.metrics import METRICS, Metrics
 from gateway.store.base import StatsStore, Store
 
@@ -35,6 +35,8 @@ class Kpis:
         metrics: Metrics = METRICS,
         duration: Duration | None = None,
         interval: float = 1.0,
+        worktime: Worktime | None = None,
+        settle: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         if not isinstance(store, StatsStore):
             raise TypeError(f"{type(store).__name__} keeps no KPI rollups")
@@ -45,6 +47,10 @@ class Kpis:
         # A business-hours variant passes `business_seconds_between` here.
         self.duration = duration
         self.interval = interval
+        # Business seconds of a queue (kept beside the calendar ones), and with SLAs: what
+        # brings the SLA clocks up to the log before a fold (which then decides targets).
+        self.worktime = worktime
+        self.settle = settle
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -53,8 +59,10 @@ class Kpis:
         """Fold the events committed so far (at most `passes` transactions of `limit`);
         returns how many were folded."""
         total, done = 0, 0
+        if self.settle is not None:
+            await self.settle()
         while passes is None or done < passes:
-            n, timed = await self.store.stats_fold(limit)
+            n, timed = await self.store.stats_fold(limit, self.worktime, self.settle is not None)
             self._observe(timed)
             total += n
             done += 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from connectors.base import DeliveryResult, Identity, InboundMessage
 from gateway.clock import iso
-from gateway.kpis.figures import Duration, Group, Key, StatsQuery, TimedFact
+from gateway.kpis.figures import Duration, Group, Key, StatsQuery, TimedFact, Worktime
 from gateway.model import AgentState, Contact, Conversation, Event, Message
 
 
@@ -792,9 +792,13 @@ class StatsStore(ABC):
     """The store's role behind `/v1/stats`: fold the event log into KPI facts, read them."""
 
     @abstractmethod
-    async def stats_fold(self, limit: int = 2000) -> tuple[int, list[TimedFact]]:
+    async def stats_fold(
+        self, limit: int = 2000, worktime: Worktime | None = None, sla: bool = False
+    ) -> tuple[int, list[TimedFact]]:
         """Fold up to `limit` events after the fold's cursor (atomically with the cursor);
-        returns how many were folded and the first responses / resolutions recorded."""
+        returns how many were folded and the first responses / resolutions recorded.
+        `worktime(queue, a, b)`: business seconds of the timed facts; `sla`: decide SLA
+        targets, stopping before an event that changes the SLA clocks and they have not read."""
 
     @abstractmethod
     async def stats_read(

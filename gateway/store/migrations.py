@@ -537,4 +537,21 @@ CREATE TABLE survey_optouts (
 CREATE INDEX conversations_resolved_at ON conversations(resolved_at) WHERE status = 'resolved'
 """,
     ),
+    (
+        16,
+        """
+-- KPIs (issue 13): business seconds of first/next response and resolution facts (the
+-- queue's open time between the two stamps), and each SLA target's outcome as the fold
+-- decided it (first decision wins: met, or breached). `since`: 0 for first response and
+-- resolution, the start of the customer's wait for a next response.
+ALTER TABLE kpi_facts ADD COLUMN business REAL;
+CREATE TABLE kpi_sla (
+    conversation_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    since REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, target, since)
+) WITHOUT ROWID
+""",
+    ),
 ]

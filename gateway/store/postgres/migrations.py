@@ -471,4 +471,19 @@ CREATE TABLE survey_optouts (
 CREATE INDEX conversations_resolved_at ON conversations(resolved_at) WHERE status = 'resolved'
 """,
     ),
+    (
+        6,
+        """
+-- KPIs (issue 13; the SQLite store's migration 16): business seconds of the timed facts,
+-- and each SLA target's outcome as the fold decided it.
+ALTER TABLE kpi_facts ADD COLUMN business DOUBLE PRECISION;
+CREATE TABLE kpi_sla (
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    target TEXT COLLATE "C" NOT NULL,
+    since DOUBLE PRECISION NOT NULL,
+    outcome TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (conversation_id, target, since)
+)
+""",
+    ),
 ]

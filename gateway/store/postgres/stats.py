@@ -22,7 +22,7 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from connectors.base import Identity
-from gateway.kpis.figures import Duration, Group, Key, StatsQuery, TimedFact
+from gateway.kpis.figures import Duration, Group, Key, StatsQuery, TimedFact, Worktime
 from gateway.model import Event, NewEvent, loads
 from gateway.store.base import StatsStore
 from gateway.store.postgres.eventlog import append_events
@@ -31,7 +31,10 @@ from gateway.store.sqlite.stats import (
     _KCOLS,
     CURSOR_KEY,
     CURSOR_NS,
+    FACT_COLS,
     MESSAGE_COLS,
+    SLA_SAVE,
+    SLA_UNREAD,
     STAMP_COLS,
     SURVEY_COLS,
     VOID_FIRST_CONTACT,
@@ -77,8 +80,9 @@ class _PgFold(_Fold):
     """The fold's rules with what they read looked up ahead (`read_ahead`), and the
     corrections of earlier folds' facts made at `save`."""
 
-    def __init__(self) -> None:
-        super().__init__(None)
+    def __init__(self, worktime: Worktime | None = None, sla: bool = False) -> None:
+        super().__init__(None, worktime, sla)
+        self.sla_rows: dict[str, Sequence[Any]] = {}
         self.kpi_rows: dict[str, Sequence[Any]] = {}
         self.stamp_rows: dict[str, Sequence[Any]] = {}
         self.message_rows: dict[str, Sequence[Any]] = {}
@@ -102,6 +106,19 @@ class _PgFold(_Fold):
                 f"SELECT id, {STAMP_COLS} FROM conversations WHERE id = ANY($1)", cids
             ):
                 self.stamp_rows[r[0]] = tuple(r)[1:]
+            if self.sla:
+                for r in await conn.fetch(
+                    "SELECT conversation_id, targets, fired FROM sla"
+                    " WHERE conversation_id = ANY($1)",
+                    cids,
+                ):
+                    self.sla_rows[r[0]] = tuple(r)[1:]
+                for r in await conn.fetch(
+                    "SELECT conversation_id, target, since, outcome FROM kpi_sla"
+                    " WHERE conversation_id = ANY($1)",
+                    cids,
+                ):
+                    self.sla_done[(r[0], r[1], float(r[2]))] = str(r[3])
         if mids:
             for r in await conn.fetch(
                 f"SELECT id, {MESSAGE_COLS} FROM messages WHERE id = ANY($1)", mids
@@ -116,6 +133,12 @@ class _PgFold(_Fold):
 
     def message(self, message_id: str) -> Sequence[Any] | None:
         return self.message_rows.get(message_id)
+
+    def sla_row(self, conversation_id: str) -> Sequence[Any] | None:
+        return self.sla_rows.get(conversation_id)
+
+    def stored_outcome(self, conversation_id: str, target: str, since: float) -> str | None:
+        return None  # every stored outcome of these conversations was read ahead
 
     def void_first_contact(self, at: float, conversation_id: str) -> bool:
         self.voided.append((at, conversation_id))
@@ -135,11 +158,12 @@ class _PgFold(_Fold):
             self.conv_rows(),
         )
         await conn.executemany(
-            "INSERT INTO kpi_facts(kind, at, seq, start, start2, value, conversation_id,"
-            " channel, queue, agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            " ON CONFLICT DO NOTHING",
+            f"INSERT INTO kpi_facts({FACT_COLS})"
+            f" VALUES ({', '.join(f'${i}' for i in range(1, 12))}) ON CONFLICT DO NOTHING",
             self.facts,
         )
+        if self.sla_new:
+            await conn.executemany(marks(SLA_SAVE) + " ON CONFLICT DO NOTHING", self.sla_new)
         slots, keys = self.tallies()
         if slots:
             await conn.execute(
@@ -162,8 +186,11 @@ class _PgFold(_Fold):
 
 class PgStats(PgBase, StatsStore):
     # --- folding the event log ---------------------------------------------------------------
-    async def stats_fold(self, limit: int = 2000) -> tuple[int, list[TimedFact]]:
-        """Fold up to `limit` events after the cursor; (events folded, timed facts)."""
+    async def stats_fold(
+        self, limit: int = 2000, worktime: Worktime | None = None, sla: bool = False
+    ) -> tuple[int, list[TimedFact]]:
+        """Fold up to `limit` events after the cursor; (events folded, timed facts); see
+        `SqliteStats.stats_fold`."""
 
         async def op(conn: Conn) -> tuple[int, list[TimedFact]]:
             # The cursor's row, made if missing, then held: a second fold waits here.
@@ -180,10 +207,14 @@ class PgStats(PgBase, StatsStore):
                     CURSOR_KEY,
                 )
             )
+            unread = await conn.fetchval(SLA_UNREAD) if sla else None
+            upto = 2**62 if unread is None else int(unread) - 1
             rows = await conn.fetch(
-                "SELECT id, type, at, data FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                "SELECT id, type, at, data FROM events WHERE id > $1 AND id <= $3"
+                " ORDER BY id LIMIT $2",
                 cursor,
                 limit,
+                upto,
             )
             if not rows:
                 return 0, []
@@ -193,7 +224,7 @@ class PgStats(PgBase, StatsStore):
                     extra={"cursor": cursor, "next": rows[0][0]},
                 )
             events = [(int(r[0]), str(r[1]), float(r[2]), loads(r[3])) for r in rows]
-            fold = _PgFold()
+            fold = _PgFold(worktime, sla)
             await fold.read_ahead(conn, [(kind, data) for _, kind, _, data in events])
             for event_id, kind, at, data in events:
                 fold.apply(event_id, kind, at, data)

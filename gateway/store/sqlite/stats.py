@@ -26,6 +26,7 @@ from typing import Any
 
 from connectors.base import Identity
 from gateway.kpis.figures import (
+    BUSINESS,
     COUNTED,
     SLOT,
     SLOTTED,
@@ -37,12 +38,14 @@ from gateway.kpis.figures import (
     StatsQuery,
     SurveyTally,
     TimedFact,
+    Worktime,
     bucket_label,
     segments,
     summarize,
 )
 from gateway.model import Event, NewEvent, loads
 from gateway.store.base import StatsStore
+from gateway.store.timekeeping import SLA_EVENTS
 
 log = logging.getLogger("switchboard.stats")
 
@@ -78,6 +81,10 @@ def drive(conn: sqlite3.Connection, reads: Generator[Query, Rows, Any]) -> Any:
             query = reads.send(conn.execute(query[0], query[1]))
     except StopIteration as done:
         return done.value
+
+
+def _same(a: Any, b: float) -> bool:
+    return a is not None and abs(float(a) - b) < 1e-6
 
 
 def first_row(rows: Rows) -> Sequence[Any] | None:
@@ -116,6 +123,16 @@ STAMP_COLS = (
     "channel, queue, assignee, created_at, assigned_at, first_response_at, resolved_at, status"
 )
 MESSAGE_COLS = "channel, sender_type, sender_id, automated"
+FACT_COLS = "kind, at, seq, start, start2, value, conversation_id, channel, queue, agent, business"
+SLA_ROW = "SELECT targets, fired FROM sla WHERE conversation_id = ?"
+SLA_DONE = "SELECT outcome FROM kpi_sla WHERE conversation_id = ? AND target = ? AND since = ?"
+SLA_SAVE = "INSERT INTO kpi_sla(conversation_id, target, since, outcome) VALUES (?,?,?,?)"
+# With SLAs the fold stops before the first event the SLA clocks have not read that changes
+# them (later ones wait for the clocks): each target's outcome is read as the clocks saw it.
+SLA_UNREAD = (
+    "SELECT MIN(id) FROM events WHERE id > (SELECT event_id FROM sla_cursor)"
+    f" AND type IN ({', '.join(repr(t) for t in SLA_EVENTS)})"
+)
 VOID_FIRST_CONTACT = (
     "UPDATE kpi_facts SET value = 0 WHERE kind = 'first_resolution' AND at = ?"
     " AND conversation_id = ? AND value = 1"
@@ -125,8 +142,19 @@ VOID_FIRST_CONTACT = (
 class _Fold:
     """One fold pass inside one transaction."""
 
-    def __init__(self, conn: sqlite3.Connection | None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection | None,
+        worktime: Worktime | None = None,
+        sla: bool = False,
+    ) -> None:
         self.conn = conn
+        # Business seconds of a queue between two instants (None: not computed).
+        self.worktime = worktime
+        # Decide SLA targets (the SLA clocks have read every event this fold folds).
+        self.sla = sla
+        self.sla_done: dict[tuple[str, str, float], str | None] = {}
+        self.sla_new: list[tuple[str, str, float, str]] = []
         self.convs: dict[str, _Conv] = {}
         self.facts: list[tuple[Any, ...]] = []
         self.first_resolutions: dict[str, int] = {}  # conversation → its fact in `facts`
@@ -196,6 +224,7 @@ class _Fold:
         channel: str | None = None,
         agent: str | None = None,
         agent_given: bool = False,
+        business: float | None = None,
     ) -> None:
         self.seq += 1
         row = (
@@ -209,6 +238,7 @@ class _Fold:
             channel or c.channel,
             c.queue,
             agent if agent_given else c.agent,
+            business,
         )
         if kind == "first_resolution":
             self.first_resolutions[c.conversation_id] = len(self.facts)
@@ -273,15 +303,29 @@ class _Fold:
             if c.first_response_at is None:
                 c.first_response_at = at
                 self.fact(
-                    "first_response", at, c, start=c.created_at, agent=agent, agent_given=True
+                    "first_response",
+                    at,
+                    c,
+                    start=c.created_at,
+                    agent=agent,
+                    agent_given=True,
+                    business=self.business(c.queue, c.created_at, at),
                 )
                 self.timed.append(
                     TimedFact("first_response", at - c.created_at, c.channel, c.queue)
                 )
+                self.sla_met(c, "first_response", 0.0, at)
             elif c.wait_started_at is not None:
                 self.fact(
-                    "next_response", at, c, start=c.wait_started_at, agent=agent, agent_given=True
+                    "next_response",
+                    at,
+                    c,
+                    start=c.wait_started_at,
+                    agent=agent,
+                    agent_given=True,
+                    business=self.business(c.queue, c.wait_started_at, at),
                 )
+                self.sla_met(c, "next_response", c.wait_started_at, at)
             if c.wait_started_at is not None:
                 c.awaiting += at - c.wait_started_at
                 c.wait_started_at = None
@@ -297,8 +341,16 @@ class _Fold:
                 c.awaiting += at - c.wait_started_at
                 c.wait_started_at = None
             self.fact(
-                "resolved", at, c, start=c.cycle_started_at, start2=c.assigned_at, value=c.awaiting
+                "resolved",
+                at,
+                c,
+                start=c.cycle_started_at,
+                start2=c.assigned_at,
+                value=c.awaiting,
+                business=self.business(c.queue, c.cycle_started_at, at),
             )
+            if c.first_resolved_at is None:
+                self.sla_met(c, "resolution", 0.0, at)
             self.timed.append(TimedFact("resolution", at - c.cycle_started_at, c.channel, c.queue))
             if c.first_resolved_at is None:
                 # First-contact so far: at most one agent reply, and (as yet) never reopened.
@@ -314,6 +366,70 @@ class _Fold:
             c.agent, c.assigned_at, c.wait_started_at = None, None, None
         elif kind == "conversation.abandoned":
             self.fact("abandoned", at, c)
+        elif kind == "sla.breached" and self.sla:
+            target = str(data.get("target", ""))
+            if target == "next_response":
+                if c.wait_started_at is None:
+                    return  # met late: decided at the reply, from the clocks' record
+                since = c.wait_started_at
+            elif target in ("first_response", "resolution"):
+                since = 0.0
+            else:
+                return
+            due = data.get("due_at")
+            self.sla_decide(c, target, since, "breached", float(due) if due else at)
+
+    # --- SLA targets ---------------------------------------------------------------------
+    def business(self, queue: str, a: float, b: float) -> float | None:
+        return None if self.worktime is None else self.worktime(queue, a, b)
+
+    def sla_met(self, c: _Conv, target: str, since: float, at: float) -> None:
+        """A reply (or first resolution) at `at` ends `target`: met, or breached if the SLA
+        clocks recorded a breach of it (or its due time passed), or nothing when the
+        conversation's SLA has no such target."""
+        if not self.sla or self.decided(c.conversation_id, target, since):
+            return
+        found = self.sla_row(c.conversation_id)
+        if found is None:
+            return
+        targets, fired = loads(found[0]), loads(found[1])
+        t = targets.get(target)
+        if t is None:
+            return
+        done = fired.get(target) or {}
+        same = target != "next_response" or _same(t.get("since"), since)
+        if target == "next_response" and not _same(done.get("since"), since):
+            done = {}
+        due = t.get("due_at") if same else None
+        if "breached" in done or (due is not None and at > due + 1e-6):
+            self.sla_decide(c, target, since, "breached", due if due is not None else at)
+        else:
+            self.sla_decide(c, target, since, "met", at)
+
+    def sla_decide(self, c: _Conv, target: str, since: float, outcome: str, at: float) -> None:
+        """The first decision of a target wins."""
+        if self.decided(c.conversation_id, target, since):
+            return
+        self.sla_done[(c.conversation_id, target, since)] = outcome
+        self.sla_new.append((c.conversation_id, target, since, outcome))
+        self.fact(f"sla_{outcome}_{target}", at, c)
+
+    def decided(self, conversation_id: str, target: str, since: float) -> bool:
+        key = (conversation_id, target, since)
+        if key not in self.sla_done:
+            self.sla_done[key] = self.stored_outcome(*key)
+        return self.sla_done[key] is not None
+
+    def stored_outcome(self, conversation_id: str, target: str, since: float) -> str | None:
+        assert self.conn is not None
+        row = self.conn.execute(SLA_DONE, (conversation_id, target, since)).fetchone()
+        return None if row is None else str(row[0])
+
+    def sla_row(self, conversation_id: str) -> Sequence[Any] | None:
+        """The conversation's SLA clocks (`targets`, `fired` as JSON), None: no SLA."""
+        assert self.conn is not None
+        row: Sequence[Any] | None = self.conn.execute(SLA_ROW, (conversation_id,)).fetchone()
+        return row
 
     def not_first_contact(self, c: _Conv) -> None:
         """A reopening: the conversation's first resolution was not first-contact after all."""
@@ -380,10 +496,10 @@ class _Fold:
             self.conv_rows(),
         )
         self.conn.executemany(
-            "INSERT OR IGNORE INTO kpi_facts(kind, at, seq, start, start2, value,"
-            " conversation_id, channel, queue, agent) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR IGNORE INTO kpi_facts({FACT_COLS}) VALUES ({','.join('?' * 11)})",
             self.facts,
         )
+        self.conn.executemany(SLA_SAVE + " ON CONFLICT DO NOTHING", self.sla_new)
         slots, keys = self.tallies()
         self.conn.executemany(
             "INSERT INTO kpi_slots(kind, slot, n) VALUES (?,?,?)"
@@ -401,17 +517,24 @@ class SqliteStats(StatsStore):
     _events: Callable[[sqlite3.Connection, float, list[NewEvent]], list[Event]]
 
     # --- folding the event log ---------------------------------------------------------------
-    async def stats_fold(self, limit: int = 2000) -> tuple[int, list[TimedFact]]:
-        """Fold up to `limit` events after the cursor; (events folded, timed facts)."""
+    async def stats_fold(
+        self, limit: int = 2000, worktime: Worktime | None = None, sla: bool = False
+    ) -> tuple[int, list[TimedFact]]:
+        """Fold up to `limit` events after the cursor; (events folded, timed facts).
+        `worktime(queue, a, b)`: business seconds, kept beside the calendar ones. With `sla`
+        the fold decides SLA targets, and stops before an event the SLA clocks have not read."""
 
         def op(conn: sqlite3.Connection) -> tuple[int, list[TimedFact]]:
             row = conn.execute(
                 "SELECT value FROM kv WHERE namespace=? AND key=?", (CURSOR_NS, CURSOR_KEY)
             ).fetchone()
             cursor = int(row[0]) if row else 0
+            unread = conn.execute(SLA_UNREAD).fetchone()[0] if sla else None
+            upto = 2**62 if unread is None else int(unread) - 1
             events = conn.execute(
-                "SELECT id, type, at, data FROM events WHERE id > ? ORDER BY id LIMIT ?",
-                (cursor, limit),
+                "SELECT id, type, at, data FROM events WHERE id > ? AND id <= ?"
+                " ORDER BY id LIMIT ?",
+                (cursor, upto, limit),
             ).fetchall()
             if not events:
                 return 0, []
@@ -420,7 +543,7 @@ class SqliteStats(StatsStore):
                     "stats fold skipped pruned events",
                     extra={"cursor": cursor, "next": events[0][0]},
                 )
-            fold = _Fold(conn)
+            fold = _Fold(conn, worktime, sla)
             for event_id, kind, at, data in events:
                 fold.apply(int(event_id), kind, float(at), loads(data))
             fold.save()
@@ -611,12 +734,15 @@ def read(
     key_sql, decode = _key_sql(by, q, dialect)
     samples: dict[str, dict[Key, list[float]]] = {}
     picks = (
-        ("first_response", ("at - start",), ("start",)),
-        ("next_response", ("at - start",), ("start",)),
-        # One row, three figures: resolution, handling (when assigned), waiting for an agent.
-        ("resolved", ("at - start", "at - start2", "value"), ("start", "start2")),
+        ("first_response", ("at - start", "business"), ("start",)),
+        ("next_response", ("at - start", "business"), ("start",)),
+        # One row, four figures: resolution, handling (when assigned), waiting for an agent,
+        # and the resolution in business seconds.
+        ("resolved", ("at - start", "at - start2", "value", "business"), ("start", "start2")),
     )
-    names = {"resolved": ("resolution", "handling", "awaiting")}
+    names = {name: (name, f"{name}_business") for name in BUSINESS if name != "resolution"} | {
+        "resolved": ("resolution", "handling", "awaiting", "resolution_business")
+    }
     for kind, values_sql, starts in picks:
         figures = names.get(kind, (kind,))
         raw: list[dict[Any, list[float]]] = [{} for _ in figures]
