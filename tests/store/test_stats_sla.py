@@ -72,7 +72,9 @@ class Script:
         self.n += 1
         msg = InboundMessage(external_id=f"m{self.n}", sender=Identity("email", who), text="hi")
         classify = lambda attrs: Classification("general", 1, {}, [], None, [])  # noqa: E731
-        out = await self.store.ingest(IngestRequest("mail", "email", msg, classify, utc(when), WEEK))
+        out = await self.store.ingest(
+            IngestRequest("mail", "email", msg, classify, utc(when), WEEK)
+        )
         assert out.conversation is not None
         return out.conversation.id
 
