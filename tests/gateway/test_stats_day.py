@@ -127,6 +127,17 @@ def day_config(
         cfg["store"] = store
     cfg["server"]["port"] = port
     cfg["server"]["shutdown_timeout"] = 3
+    # One SLA policy for every conversation; no business hours: always open.
+    cfg["routing"]["sla"] = {
+        "policies": [
+            {
+                "name": "day",
+                "first_response": "25m",
+                "next_response": "20m",
+                "resolution": "50m",
+            }
+        ]
+    }
     # Nobody online: the router assigns nothing; the script assigns by hand at set times.
     for agent in cfg["agents"]:
         agent["presence"] = "offline"
@@ -184,6 +195,11 @@ class Day:
 
 def group(body: dict[str, Any], key: str | None) -> dict[str, Any]:
     return next(g for g in body["groups"] if g["key"] == key)
+
+
+def cal(figure: dict[str, Any]) -> dict[str, Any]:
+    """A timed figure's calendar part (without its business-hours variant)."""
+    return {k: figure[k] for k in ("count", "median", "p90", "mean")}
 
 
 def t(count: int, median: float | None, p90: float | None, mean: float | None) -> dict[str, Any]:
@@ -295,11 +311,11 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             # in: C1 2, C2 2, C3 1, C4 2, C5 1, C6 1 = 9; out: C1 2, C2 2, C3 1, C4 1 = 6.
             assert (tot["volume_in"], tot["volume_out"]) == (9, 6)
             # FRT [600, 1200, 1200, 2700]: median (1200+1200)/2, p90 = 4th of 4, mean 5700/4.
-            assert tot["first_response"] == t(4, 1200.0, 2700.0, 1425.0)
+            assert cal(tot["first_response"]) == t(4, 1200.0, 2700.0, 1425.0)
             # Next response [600, 900].
-            assert tot["next_response"] == t(2, 750.0, 900.0, 750.0)
+            assert cal(tot["next_response"]) == t(2, 750.0, 900.0, 750.0)
             # Resolution [1800, 2700, 3600, 3600]: median (2700+3600)/2, mean 11700/4.
-            assert tot["resolution"] == t(4, 3150.0, 3600.0, 2925.0)
+            assert cal(tot["resolution"]) == t(4, 3150.0, 3600.0, 2925.0)
             # Handling [1680, 1800, 2400, 3300]: median (1800+2400)/2, mean 9180/4.
             assert tot["handling"] == t(4, 2100.0, 3300.0, 2295.0)
             # Awaiting agent [900, 1200, 1200, 2700]: mean 6000/4.
@@ -321,7 +337,28 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             assert tot["nps"] == {"responses": 3, "promoters": 2, "detractors": 1, "score": 33.33}
             assert tot["ces"] == {"responses": 2, "mean": 3.5}
             assert tot["survey_response_rate"] == {"sent": 10, "answered": 8, "rate": 0.8}
-            assert tot["sla"] == {"attainment": None, "breaches": None}
+            # SLA (first response 25m, next response 20m, resolution 50m; the resolution
+            # clock pauses while the customer is the one to write):
+            # first response: met C1 (600), C2 (1200), C4 (1200); breached C3 (2700: due
+            # 10:25), C5 (due 14:25), C6 (due 15:25).
+            # next response: met C1 (08:30->08:40), C2 (11:00->11:15); breached C4
+            # (13:30, due 13:50).
+            # resolution (decided at the first resolution): met C1 (1200 s used),
+            # C2 (1200), C3 (2700); breached C4 (1200 used by 13:20, 1800 left from
+            # 13:30: due 14:00), C5 (due 14:50), C6 (due 15:50).
+            # In all: 8 met, 7 breached: 8/15.
+            assert tot["sla"] == {
+                "met": 8,
+                "breached": 7,
+                "attainment": 0.5333,
+                "breaches": 7,
+                "first_response": {"met": 3, "breached": 3, "attainment": 0.5},
+                "next_response": {"met": 2, "breached": 1, "attainment": 0.6667},
+                "resolution": {"met": 3, "breached": 3, "attainment": 0.5},
+            }
+            # No business hours configured: business time is calendar time.
+            assert tot["first_response"]["business"] == t(4, 1200.0, 2700.0, 1425.0)
+            assert tot["resolution"]["business"] == t(4, 3150.0, 3600.0, 2925.0)
 
             by_channel = await day.stats(**{"from": DAY, "to": DAY, "group_by": "channel"})
             assert [g["key"] for g in by_channel["groups"]] == ["api", "partner", "web"]
@@ -332,9 +369,12 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
                 1,
             )
             # api: FRT C1 600, C2 1200, C4 1200; partner: C3 2700.
-            assert api["first_response"] == t(3, 1200.0, 1200.0, 1000.0)
-            assert partner["first_response"] == t(1, 2700.0, 2700.0, 2700.0)
+            assert cal(api["first_response"]) == t(3, 1200.0, 1200.0, 1000.0)
+            assert cal(partner["first_response"]) == t(1, 2700.0, 2700.0, 2700.0)
             assert web["abandoned"] == {"count": 1, "rate": 1.0}
+            # SLA on the web channel: C5's first response and resolution, both breached.
+            assert (web["sla"]["met"], web["sla"]["breached"]) == (0, 2)
+            assert web["sla"]["attainment"] == 0.0
             # Backlog now: api C4 and C6 (oldest 13:30), web C5 (since 14:00 = 7200 s).
             assert api["backlog"] == {"open": 2, "waiting": 2, "oldest_waiting": 9000.0}
             assert web["backlog"] == {"open": 1, "waiting": 1, "oldest_waiting": 7200.0}
@@ -345,12 +385,12 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             alice, bob, nobody = (group(by_agent, k) for k in ("alice", "bob", None))
             # alice replied C1 twice, C3, C4; bob C2 twice. FRT alice [600, 1200, 2700].
             assert (alice["volume_out"], bob["volume_out"]) == (4, 2)
-            assert alice["first_response"] == t(3, 1200.0, 2700.0, 1500.0)
-            assert bob["first_response"] == t(1, 1200.0, 1200.0, 1200.0)
-            assert bob["next_response"] == t(1, 900.0, 900.0, 900.0)
+            assert cal(alice["first_response"]) == t(3, 1200.0, 2700.0, 1500.0)
+            assert cal(bob["first_response"]) == t(1, 1200.0, 1200.0, 1200.0)
+            assert cal(bob["next_response"]) == t(1, 900.0, 900.0, 900.0)
             # Resolutions by the assignee: alice C1 3600, C3 3600; bob C2 1800, 2700.
-            assert alice["resolution"] == t(2, 3600.0, 3600.0, 3600.0)
-            assert bob["resolution"] == t(2, 2250.0, 2700.0, 2250.0)
+            assert cal(alice["resolution"]) == t(2, 3600.0, 3600.0, 3600.0)
+            assert cal(bob["resolution"]) == t(2, 2250.0, 2700.0, 2250.0)
             assert alice["first_contact_resolution"] == {
                 "resolved": 2,
                 "first_contact": 1,
@@ -366,7 +406,12 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             by_queue = await day.stats(**{"from": DAY, "to": DAY, "group_by": "queue"})
             billing = group(by_queue, "billing")
             assert billing["conversations"] == 1 and billing["reopened"] == 1
-            assert billing["resolution"] == t(2, 2250.0, 2700.0, 2250.0)
+            # SLA: billing (C2) met all three; general the other 5 met, 7 breached.
+            assert (billing["sla"]["met"], billing["sla"]["attainment"]) == (3, 1.0)
+            general = group(by_queue, "general")
+            assert (general["sla"]["met"], general["sla"]["breached"]) == (5, 7)
+            assert general["sla"]["attainment"] == 0.4167
+            assert cal(billing["resolution"]) == t(2, 2250.0, 2700.0, 2250.0)
 
             # By hour in Berlin (UTC+1): every hour of the local day, C1's first response
             # (08:10 UTC) in the 09:00 local hour.
@@ -376,7 +421,7 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             assert len(by_hour["groups"]) == 24
             assert by_hour["groups"][0]["key"] == f"{DAY}T00:00+01:00"
             h9 = group(by_hour, f"{DAY}T09:00+01:00")
-            assert h9["first_response"] == t(1, 600.0, 600.0, 600.0)
+            assert cal(h9["first_response"]) == t(1, 600.0, 600.0, 600.0)
             assert h9["volume_in"] == 2 and h9["backlog"] is None
             by_day = await day.stats(**{"from": "2026-03-01", "to": DAY, "group_by": "day"})
             assert [g["key"] for g in by_day["groups"]] == ["2026-03-01", DAY]
@@ -388,7 +433,7 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
                 **{"from": DAY, "to": DAY, "group_by": "day", "channel": "partner"}
             )
             assert partner_days["totals"]["conversations"] == 1
-            assert partner_days["totals"]["first_response"] == t(1, 2700.0, 2700.0, 2700.0)
+            assert cal(partner_days["totals"]["first_response"]) == t(1, 2700.0, 2700.0, 2700.0)
             assert partner_days["totals"]["csat"]["percent"] == 100.0
             assert group(partner_days, DAY)["volume_in"] == 1
             api_hours = await day.stats(
@@ -409,6 +454,8 @@ async def test_a_scripted_day_gives_the_kpis_worked_out_by_hand(
             assert [r["channel"] for r in table] == ["api", "partner", "web", "total"]
             assert table[-1]["first_response_median"] == "1200.0"
             assert table[-1]["nps"] == "33.33" and table[0]["conversations"] == "4"
+            assert table[-1]["sla_attainment"] == "0.5333" and table[-1]["sla_breaches"] == "7"
+            assert table[-1]["first_response_business_median"] == "1200.0"
             status, text = await day.api.call(
                 "GET",
                 "/v1/stats/survey-responses",
