@@ -32,6 +32,9 @@
       c_conversations: "Conversations", c_out: "Replies", c_frt: "First response", c_next: "Next response",
       c_resolution: "Resolution", c_fcr: "FCR", c_handling: "Handling", c_csat: "CSAT", c_nps: "NPS",
       c_backlog: "Backlog", c_resolved: "Resolved",
+      t_sla: "SLA attainment", t_breaches: "SLA breaches", t_frt_business: "First response (business hours)",
+      c_sla: "SLA", sla_all: "All targets", sla_first_response: "First response",
+      sla_next_response: "Next response", sla_resolution: "Resolution",
     },
     de: {
       title: "Berichte", language: "Sprache", signout: "Abmelden", signin: "Anmelden",
@@ -51,6 +54,9 @@
       c_conversations: "Gespräche", c_out: "Antworten", c_frt: "Erste Antwort", c_next: "Folgeantwort",
       c_resolution: "Lösung", c_fcr: "Erstkontakt", c_handling: "Bearbeitung", c_csat: "CSAT", c_nps: "NPS",
       c_backlog: "Offen", c_resolved: "Gelöst",
+      t_sla: "SLA-Erfüllung", t_breaches: "SLA-Verletzungen", t_frt_business: "Erste Antwort (Geschäftszeit)",
+      c_sla: "SLA", sla_all: "Alle Ziele", sla_first_response: "Erste Antwort",
+      sla_next_response: "Folgeantwort", sla_resolution: "Lösung",
     },
   };
 
@@ -303,6 +309,7 @@
       ["t_in", num(tot.volume_in)],
       ["t_out", num(tot.volume_out)],
       ["t_frt", duration(tot.first_response.median)],
+      ["t_frt_business", duration(tot.first_response.business.median)],
       ["t_resolution", duration(tot.resolution.median)],
       ["t_fcr", pct(tot.first_contact_resolution.rate)],
       ["t_backlog", num(tot.backlog && tot.backlog.open)],
@@ -310,6 +317,8 @@
       ["t_abandoned", num(tot.abandoned.count)],
       ["t_csat", tot.csat.percent == null ? "–" : num(tot.csat.percent, 1) + " %"],
       ["t_nps", num(tot.nps.score, 1)],
+      ["t_sla", pct(tot.sla.attainment)],
+      ["t_breaches", num(tot.sla.breaches)],
     ];
     for (const [key, value] of items) {
       const tile = el("div", { className: "tile", "data-tile": key });
@@ -325,7 +334,7 @@
     clear(head);
     // A conversation is created before anyone is assigned: per agent, count what they resolved.
     const first = by === "agent" ? "c_resolved" : "c_conversations";
-    const cols = [first, "c_out", "c_frt", "c_next", "c_resolution", "c_fcr", "c_handling", "c_backlog", "c_csat", "c_nps"];
+    const cols = [first, "c_out", "c_frt", "c_next", "c_resolution", "c_fcr", "c_handling", "c_backlog", "c_csat", "c_nps", "c_sla"];
     head.appendChild(el("th", { scope: "col" }, t(by)));
     for (const c of cols) head.appendChild(el("th", { scope: "col" }, t(c)));
     const rows = $("table-body");
@@ -340,6 +349,7 @@
         pct(g.first_contact_resolution.rate), duration(g.handling.median),
         num(g.backlog && g.backlog.open),
         g.csat.percent == null ? "–" : num(g.csat.percent, 1) + " %", num(g.nps.score, 1),
+        pct(g.sla.attainment),
       ];
       cells.forEach((text, i) => tr.appendChild(el("td", { "data-col": cols[i] }, text)));
       rows.appendChild(tr);
@@ -360,9 +370,19 @@
       { name: t("p90"), values: groups.map((g) => g.first_response.p90) },
     ], 0, null, duration) || empty($("chart-frt"), t("no_data"));
     legend("legend-frt", [t("median"), t("p90")]);
-    lines($("chart-sla"), labels, [
-      { name: "SLA", values: groups.map((g) => (g.sla.attainment == null ? null : g.sla.attainment * 100)) },
-    ], 0, 100, (v) => num(v) + " %") || empty($("chart-sla"), t("no_sla"));
+    // Attainment over time: all targets, and each target the SLAs define.
+    const share = (part) => (part.attainment == null ? null : part.attainment * 100);
+    const slaSeries = [{ name: t("sla_all"), values: groups.map((g) => share(g.sla)) }];
+    for (const target of ["first_response", "next_response", "resolution"]) {
+      const values = groups.map((g) => share(g.sla[target]));
+      if (values.some((v) => v != null)) slaSeries.push({ name: t("sla_" + target), values });
+    }
+    if (lines($("chart-sla"), labels, slaSeries, 0, 100, (v) => num(v, 1) + " %")) {
+      legend("legend-sla", slaSeries.map((x) => x.name));
+    } else {
+      empty($("chart-sla"), t("no_sla"));
+      clear($("legend-sla"));
+    }
     lines($("chart-survey"), labels, [
       { name: t("csat"), values: groups.map((g) => g.csat.percent) },
       { name: t("nps"), values: groups.map((g) => g.nps.score) },

@@ -72,6 +72,9 @@ async def test_the_reports_page_shows_the_days_figures_in_english_and_german(
     cfg["server"]["port"] = port
     for agent in cfg["agents"]:
         agent["presence"] = "offline"
+    # First response within 5 minutes: alice's 90 s met; bob's 30 min and cust-3's wait
+    # breached: 1 of 3 met.
+    cfg["routing"]["sla"] = {"policies": [{"name": "fast", "first_response": "5m"}]}
     cfg["auth"]["tokens"].append({"name": "Lea Lead", "role": "supervisor", "token": SUPERVISOR})
     cfg["channels"].append(
         {
@@ -131,19 +134,29 @@ async def test_the_reports_page_shows_the_days_figures_in_english_and_german(
     await expect(tiles.locator('[data-tile="t_frt"] .value')).to_have_text("15.8 min")
     await expect(tiles.locator('[data-tile="t_csat"] .value')).to_have_text("50 %")
     await expect(tiles.locator('[data-tile="t_backlog"] .value')).to_have_text("2")
+    await expect(tiles.locator('[data-tile="t_sla"] .value')).to_have_text("33.3 %")
+    await expect(tiles.locator('[data-tile="t_breaches"] .value')).to_have_text("2")
+    # No business hours: business time is calendar time.
+    await expect(tiles.locator('[data-tile="t_frt_business"] .value')).to_have_text("15.8 min")
     alice = page.locator('#table-body tr[data-key="alice"]')
     await expect(alice.locator('[data-col="c_frt"]')).to_have_text("1.5 min")
     await expect(alice.locator('[data-col="c_fcr"]')).to_have_text("100 %")
     await expect(alice.locator('[data-col="c_resolved"]')).to_have_text("1")
     await expect(alice.locator('[data-col="c_csat"]')).to_have_text("100 %")
+    await expect(alice.locator('[data-col="c_sla"]')).to_have_text("100 %")
+    await expect(page.locator('#table-body tr[data-key="bob"] [data-col="c_sla"]')).to_have_text(
+        "0 %"
+    )
     await expect(page.locator('#table-body tr[data-key="bob"] [data-col="c_frt"]')).to_have_text(
         "30 min"
     )
-    # Volume per channel: a bar of each channel today; no SLA yet; a CSAT line.
+    # Volume per channel: a bar of each channel today; SLA attainment lines; a CSAT line.
     await expect(page.locator('#chart-volume rect[data-channel="api"]')).to_have_count(1)
     await expect(page.locator('#chart-volume rect[data-channel="partner"]')).to_have_count(1)
     await expect(page.locator("#legend-volume")).to_contain_text("partner")
-    await expect(page.locator("#chart-sla")).to_have_text("No SLAs configured yet.")
+    await expect(page.locator('#chart-sla path[data-series="All targets"]')).to_have_count(1)
+    await expect(page.locator('#chart-sla path[data-series="First response"]')).to_have_count(1)
+    await expect(page.locator("#legend-sla")).to_contain_text("First response")
     await expect(page.locator('#chart-survey path[data-series="CSAT %"]')).to_have_count(1)
     await expect(page.locator('#chart-frt path[data-series="Median"]')).to_have_count(1)
     await page.screenshot(path=artifact("reports-en.png"), full_page=True)
@@ -167,7 +180,9 @@ async def test_the_reports_page_shows_the_days_figures_in_english_and_german(
     await page.get_by_label("Language").select_option("de")
     await expect(page.locator("h1 .sub")).to_have_text("Berichte")
     await expect(tiles.locator('[data-tile="t_frt"] .value')).to_have_text("15,8 min")
-    await expect(page.locator("#chart-sla")).to_have_text("Noch keine SLAs eingerichtet.")
+    await expect(tiles.locator('[data-tile="t_sla"] .value')).to_have_text("33,3 %")
+    await expect(page.locator('#chart-sla path[data-series="Alle Ziele"]')).to_have_count(1)
+    await expect(page.locator("#legend-sla")).to_contain_text("Erste Antwort")
     await page.get_by_label("Tabelle nach").select_option("agent")
     await expect(page.locator("#table-title")).to_have_text("Pro Agent")
     await expect(alice.locator('[data-col="c_frt"]')).to_have_text("1,5 min")
