@@ -16,7 +16,7 @@ import bisect
 import csv
 import io
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -407,6 +407,104 @@ def report(query: StatsQuery, totals: Group, groups: dict[Key, Group] | None) ->
             {"key": k, **figures(groups.get(k, Group()), query.now, not timed_group)} for k in keys
         ]
     return body
+
+
+# --- histograms (the percentiles of whole days without reading every sample) ----------------
+# A timed fact's samples are also counted per UTC day in bins: whole seconds below
+# HIST_LINEAR, above it bins HIST_RATIO times wider than the one before (1 %). Each bin keeps
+# its count, sum, smallest and largest sample: counts and means stay exact; a median or p90
+# read from the bins is exact when its bin holds one value (or equal ones), otherwise
+# interpolated between the bin's smallest and largest sample: off by less than the bin's
+# width (1 s below 64 s, else 1 % of the value).
+HIST_LINEAR = 64
+HIST_RATIO = 1.01
+_LOG_RATIO = math.log(HIST_RATIO)
+DAY = 86400
+# The figures of each timed fact kind, and the SQL of each sample in a `kpi_facts` row.
+HIST_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
+    "first_response": (("first_response", "at - start"), ("first_response_business", "business")),
+    "next_response": (("next_response", "at - start"), ("next_response_business", "business")),
+    "resolved": (
+        ("resolution", "at - start"),
+        ("handling", "at - start2"),
+        ("awaiting", "value"),
+        ("resolution_business", "business"),
+    ),
+}
+HIST_DIMS = ("", "channel", "queue", "agent")  # "": the totals
+
+
+def hist_bin(v: float) -> int:
+    if v < HIST_LINEAR:
+        return int(v) if v > 0 else 0
+    return HIST_LINEAR + int(math.log(v / HIST_LINEAR) / _LOG_RATIO)
+
+
+def fact_samples(kind: str, row: Sequence[Any]) -> list[tuple[str, float]]:
+    """The (figure, seconds) samples of a `kpi_facts` row (kind, at, seq, start, start2,
+    value, conversation, channel, queue, agent, business)."""
+    at, start, start2, value, business = row[1], row[3], row[4], row[5], row[10]
+    out: list[tuple[str, float]] = []
+    if kind in ("first_response", "next_response"):
+        out.append((kind, at - start))
+        if business is not None:
+            out.append((f"{kind}_business", business))
+    elif kind == "resolved":
+        out.append(("resolution", at - start))
+        if start2 is not None:
+            out.append(("handling", at - start2))
+        if value is not None:
+            out.append(("awaiting", value))
+        if business is not None:
+            out.append(("resolution_business", business))
+    return out
+
+
+class Bin:
+    """One histogram bin: count, sum, smallest and largest sample."""
+
+    __slots__ = ("hi", "lo", "n", "total")
+
+    def __init__(self, n: int, total: float, lo: float, hi: float) -> None:
+        self.n, self.total, self.lo, self.hi = n, total, lo, hi
+
+    def add(self, n: int, total: float, lo: float, hi: float) -> None:
+        self.n += n
+        self.total += total
+        self.lo = min(self.lo, lo)
+        self.hi = max(self.hi, hi)
+
+
+Hist = dict[int, Bin]
+
+
+def hist_add(h: Hist, bin_: int, n: int, total: float, lo: float, hi: float) -> None:
+    found = h.get(bin_)
+    if found is None:
+        h[bin_] = Bin(n, total, lo, hi)
+    else:
+        found.add(n, total, lo, hi)
+
+
+def hist_summary(h: Hist) -> Summary | None:
+    """The figures of the samples a histogram counts (see HIST_RATIO for the accuracy)."""
+    bins = sorted(h.items())
+    count = sum(b.n for _, b in bins)
+    if count == 0:
+        return None
+    a, b_, p = ranks(count)
+    wanted = sorted({a, b_, p})
+    found: dict[int, float] = {}
+    seen = 0
+    i = 0
+    for _, b in bins:
+        while i < len(wanted) and wanted[i] <= seen + b.n:
+            pos = wanted[i] - seen - 1  # 0-based within the bin
+            found[wanted[i]] = b.lo if b.n == 1 else b.lo + (b.hi - b.lo) * pos / (b.n - 1)
+            i += 1
+        seen += b.n
+    total = sum(b.total for _, b in bins)
+    return Summary(count, (found[a] + found[b_]) / 2, found[p], total / count)
 
 
 # --- CSV --------------------------------------------------------------------------------------

@@ -551,6 +551,22 @@ CREATE TABLE kpi_sla (
     since REAL NOT NULL,
     outcome TEXT NOT NULL,
     PRIMARY KEY (conversation_id, target, since)
+) WITHOUT ROWID;
+-- Daily histograms of the timed figures (gateway/kpis/figures.py HIST_*): per figure, in
+-- total (dim '') and per channel, queue and agent (key '' : none), per UTC day and bin, the
+-- count, sum, smallest and largest sample. The fold fills them (and, once, from the facts
+-- folded before this migration); a month's percentiles read these, not every sample.
+CREATE TABLE kpi_hist (
+    kind TEXT NOT NULL,
+    dim TEXT NOT NULL,
+    key TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    bin INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    total REAL NOT NULL,
+    lo REAL NOT NULL,
+    hi REAL NOT NULL,
+    PRIMARY KEY (kind, dim, day, key, bin)
 ) WITHOUT ROWID
 """,
     ),

@@ -5,21 +5,24 @@ calendar. Numbers worked out by hand in the comments."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
 
 from connectors.base import Identity, InboundMessage
-from gateway.kpis.figures import StatsQuery, report
+from gateway.kpis.figures import StatsQuery, calendar_seconds, report
 from gateway.kpis.hooks import worktime
 from gateway.store import SqliteStore
 from gateway.store.base import Classification, IngestRequest, OutboundRequest
 from gateway.store.postgres import PostgresStore
 from gateway.time.sla import sla_planner
 from router import RoutingConfig
+from tests.pg import PgServer
 from tests.store.test_contract import BACKENDS, BackendFactory
 
 KpiStore = SqliteStore | PostgresStore
@@ -165,4 +168,77 @@ async def test_without_sla_clocks_nothing_is_decided(
     assert await fold(store, sla=False) > 0
     sla = (await figures(store, "2026-03-09"))["totals"]["sla"]
     assert (sla["met"], sla["breached"], sla["attainment"]) == (0, 0, None)
+    await store.close()
+
+
+async def run_sql(store: KpiStore, place: Path, *statements: str) -> None:
+    """Statements on the store's database from outside (as an operator would)."""
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(place / "store.db") as db:
+            for sql in statements:
+                db.execute(sql)
+        return
+    conn = await asyncpg.connect(PgServer.running().schema_dsn(place))
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def test_whole_days_from_histograms_agree_with_every_sample(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    store = cast(KpiStore, backend(tmp_path))
+    await store.open()
+    await store.sync_agents([("alice", "online", {"default": 5})])
+    s = Script(store)
+    # Three days of conversations, answered after 7 s to 5 h, some resolved.
+    for i in range(40):
+        opened = utc("2026-03-09T06:00:00") + i * 5400.0
+        cid = await s.inbound(f"c{i}@x.org", datetime.fromtimestamp(opened, UTC).isoformat()[:19])
+        if i % 3:
+            await store.assign(cid, "alice", None, "admin", opened + 5)
+        waited = 7.0 + (i * 7919 % 18000)
+        await s.reply(cid, datetime.fromtimestamp(opened + waited, UTC).isoformat()[:19])
+        if i % 2:
+            await store.resolve(cid, "alice", None, opened + waited + 60 * i)
+    await store.sla_fire(utc("2026-03-13T00:00:00"), PLANNER)
+    await fold(store)
+    # From noon to noon: the whole days 10th and 11th from the histograms, the rest read.
+    start, end = utc("2026-03-09T12:00:00"), utc("2026-03-12T12:00:00")
+    parts = ("count", "median", "p90", "mean")
+
+    async def both(by: str | None) -> list[dict[str, Any]]:
+        out = []
+        for duration in (None, calendar_seconds):  # with a duration: every sample
+            q = StatsQuery(start, end, by, UTC, end)
+            body = report(q, *await store.stats_read(q, duration))
+            rows = [body["totals"], *(body["groups"] or [])]
+            out.append(
+                [
+                    {n: {p: g[n][p] for p in parts} for n in ("first_response", "resolution")}
+                    | {"handling": g["handling"], "awaiting": g["awaiting_agent"]}
+                    for g in rows
+                ]
+            )
+        return out
+
+    for by in (None, "agent", "queue"):
+        from_histograms, from_samples = await both(by)
+        assert from_histograms == from_samples
+        assert from_histograms[0]["first_response"]["count"] > 20
+
+    # After migration 16 the histograms are filled once from the facts folded before it.
+    q = StatsQuery(start, end, "agent", UTC, end)
+    before = report(q, *await store.stats_read(q))
+    await run_sql(
+        store,
+        tmp_path,
+        "DELETE FROM kpi_hist",
+        "DELETE FROM kv WHERE namespace = 'stats' AND key = 'hist'",
+    )
+    await fold(store)
+    after = report(q, *await store.stats_read(q))
+    assert after["totals"] == before["totals"] and after["groups"] == before["groups"]
     await store.close()

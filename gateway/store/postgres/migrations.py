@@ -483,6 +483,19 @@ CREATE TABLE kpi_sla (
     since DOUBLE PRECISION NOT NULL,
     outcome TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (conversation_id, target, since)
+);
+-- Daily histograms of the timed figures (the SQLite store's migration 16 says what they hold).
+CREATE TABLE kpi_hist (
+    kind TEXT COLLATE "C" NOT NULL,
+    dim TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    day BIGINT NOT NULL,
+    bin INTEGER NOT NULL,
+    n BIGINT NOT NULL,
+    total DOUBLE PRECISION NOT NULL,
+    lo DOUBLE PRECISION NOT NULL,
+    hi DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (kind, dim, day, key, bin)
 )
 """,
     ),

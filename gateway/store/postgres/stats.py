@@ -32,16 +32,21 @@ from gateway.store.sqlite.stats import (
     CURSOR_KEY,
     CURSOR_NS,
     FACT_COLS,
+    HIST_COLS,
+    HIST_KEY,
     MESSAGE_COLS,
     SLA_SAVE,
     SLA_UNREAD,
     STAMP_COLS,
     SURVEY_COLS,
+    TIMED_FACTS,
     VOID_FIRST_CONTACT,
     Dialect,
     Query,
     Rows,
     _Fold,
+    hist_accumulate,
+    hist_rows,
     read,
     surveys,
 )
@@ -69,6 +74,36 @@ async def drive(conn: Conn, reads: Generator[Query, Rows, Any]) -> Any:
             query = reads.send([tuple(r) for r in rows])
     except StopIteration as done:
         return done.value
+
+
+HIST_SAVE = (
+    f"INSERT INTO kpi_hist({HIST_COLS}) SELECT * FROM unnest($1::text[], $2::text[],"
+    " $3::text[], $4::bigint[], $5::int[], $6::bigint[], $7::float8[], $8::float8[],"
+    " $9::float8[]) ON CONFLICT (kind, dim, day, key, bin) DO UPDATE SET"
+    " n = kpi_hist.n + excluded.n, total = kpi_hist.total + excluded.total,"
+    " lo = LEAST(kpi_hist.lo, excluded.lo), hi = GREATEST(kpi_hist.hi, excluded.hi)"
+)
+
+
+async def save_hist(conn: Conn, rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        await conn.execute(HIST_SAVE, *[list(column) for column in zip(*rows, strict=True)])
+
+
+async def hist_backfill(conn: Conn) -> None:
+    """Once, after migration 6: count the facts folded before it in the histograms."""
+    done = await conn.fetchval(
+        "SELECT 1 FROM kv WHERE namespace = $1 AND key = $2", CURSOR_NS, HIST_KEY
+    )
+    if done:
+        return
+    hist: dict[tuple[str, str, str, int], Any] = {}
+    for r in await conn.fetch(TIMED_FACTS):
+        hist_accumulate(hist, tuple(r))
+    await save_hist(conn, hist_rows(hist))
+    await conn.execute(
+        "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, '1')", CURSOR_NS, HIST_KEY
+    )
 
 
 def _conversation_of(data: dict[str, Any]) -> str | None:
@@ -162,6 +197,7 @@ class _PgFold(_Fold):
             f" VALUES ({', '.join(f'${i}' for i in range(1, 12))}) ON CONFLICT DO NOTHING",
             self.facts,
         )
+        await save_hist(conn, hist_rows(self.hist))
         if self.sla_new:
             await conn.executemany(marks(SLA_SAVE) + " ON CONFLICT DO NOTHING", self.sla_new)
         slots, keys = self.tallies()
@@ -207,6 +243,7 @@ class PgStats(PgBase, StatsStore):
                     CURSOR_KEY,
                 )
             )
+            await hist_backfill(conn)
             unread = await conn.fetchval(SLA_UNREAD) if sla else None
             upto = 2**62 if unread is None else int(unread) - 1
             rows = await conn.fetch(

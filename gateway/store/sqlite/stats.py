@@ -28,18 +28,25 @@ from connectors.base import Identity
 from gateway.kpis.figures import (
     BUSINESS,
     COUNTED,
+    DAY,
+    HIST_FIGURES,
     SLOT,
     SLOTTED,
     Backlog,
     Buckets,
     Duration,
     Group,
+    Hist,
     Key,
     StatsQuery,
     SurveyTally,
     TimedFact,
     Worktime,
     bucket_label,
+    fact_samples,
+    hist_add,
+    hist_bin,
+    hist_summary,
     segments,
     summarize,
 )
@@ -155,6 +162,7 @@ class _Fold:
         self.sla = sla
         self.sla_done: dict[tuple[str, str, float], str | None] = {}
         self.sla_new: list[tuple[str, str, float, str]] = []
+        self.hist: dict[tuple[str, str, str, int], Hist] = {}
         self.convs: dict[str, _Conv] = {}
         self.facts: list[tuple[Any, ...]] = []
         self.first_resolutions: dict[str, int] = {}  # conversation → its fact in `facts`
@@ -242,6 +250,8 @@ class _Fold:
         )
         if kind == "first_resolution":
             self.first_resolutions[c.conversation_id] = len(self.facts)
+        elif kind in HIST_FIGURES:
+            hist_accumulate(self.hist, row)
         self.facts.append(row)
 
     def message(self, message_id: str) -> Sequence[Any] | None:
@@ -500,6 +510,7 @@ class _Fold:
             self.facts,
         )
         self.conn.executemany(SLA_SAVE + " ON CONFLICT DO NOTHING", self.sla_new)
+        self.conn.executemany(HIST_SAVE, hist_rows(self.hist))
         slots, keys = self.tallies()
         self.conn.executemany(
             "INSERT INTO kpi_slots(kind, slot, n) VALUES (?,?,?)"
@@ -507,6 +518,51 @@ class _Fold:
             [(k, number, n) for (k, number), n in slots.items()],
         )
         self.conn.executemany("INSERT OR IGNORE INTO kpi_keys(dim, value) VALUES (?,?)", keys)
+
+
+def hist_accumulate(hist: dict[tuple[str, str, str, int], Hist], row: Sequence[Any]) -> None:
+    """Count a timed fact's samples in the daily histograms (in total, and by its channel,
+    queue and agent)."""
+    day = int(row[1] // DAY)
+    keys = (("", ""), ("channel", row[7]), ("queue", row[8]), ("agent", row[9] or ""))
+    for figure, v in fact_samples(row[0], row):
+        b = hist_bin(v)
+        for dim, key in keys:
+            hist_add(hist.setdefault((figure, dim, key, day), {}), b, 1, v, v, v)
+
+
+def hist_rows(hist: dict[tuple[str, str, str, int], Hist]) -> list[tuple[Any, ...]]:
+    """`kpi_hist` rows (HIST_COLS) to add."""
+    return [
+        (figure, dim, key, day, b, x.n, x.total, x.lo, x.hi)
+        for (figure, dim, key, day), h in hist.items()
+        for b, x in h.items()
+    ]
+
+
+HIST_COLS = "kind, dim, key, day, bin, n, total, lo, hi"
+HIST_SAVE = (
+    f"INSERT INTO kpi_hist({HIST_COLS}) VALUES (?,?,?,?,?,?,?,?,?)"
+    " ON CONFLICT(kind, dim, day, key, bin) DO UPDATE SET n = n + excluded.n,"
+    " total = total + excluded.total, lo = MIN(lo, excluded.lo), hi = MAX(hi, excluded.hi)"
+)
+HIST_KEY = "hist"  # kv stats/hist: the histograms hold every timed fact (migration 16)
+TIMED_FACTS = (
+    f"SELECT {FACT_COLS} FROM kpi_facts WHERE kind IN ({', '.join(repr(k) for k in HIST_FIGURES)})"
+)
+
+
+def hist_backfill(conn: sqlite3.Connection) -> None:
+    """Once, after migration 16: count the facts folded before it in the histograms."""
+    if conn.execute(
+        "SELECT 1 FROM kv WHERE namespace=? AND key=?", (CURSOR_NS, HIST_KEY)
+    ).fetchone():
+        return
+    hist: dict[tuple[str, str, str, int], Hist] = {}
+    for row in conn.execute(TIMED_FACTS):
+        hist_accumulate(hist, row)
+    conn.executemany(HIST_SAVE, hist_rows(hist))
+    conn.execute("INSERT INTO kv(namespace, key, value) VALUES (?,?,'1')", (CURSOR_NS, HIST_KEY))
 
 
 class SqliteStats(StatsStore):
@@ -529,6 +585,7 @@ class SqliteStats(StatsStore):
                 "SELECT value FROM kv WHERE namespace=? AND key=?", (CURSOR_NS, CURSOR_KEY)
             ).fetchone()
             cursor = int(row[0]) if row else 0
+            hist_backfill(conn)
             unread = conn.execute(SLA_UNREAD).fetchone()[0] if sla else None
             upto = 2**62 if unread is None else int(unread) - 1
             events = conn.execute(
@@ -729,64 +786,11 @@ def read(
                 g.counts[kind] = n
 
     # --- timed figures ------------------------------------------------------------------------
-    # The key in SQL (a column, or the local day/hour number), decoded per group afterwards:
-    # the loops below touch each row once, with no call per row.
     key_sql, decode = _key_sql(by, q, dialect)
-    samples: dict[str, dict[Key, list[float]]] = {}
-    picks = (
-        ("first_response", ("at - start", "business"), ("start",)),
-        ("next_response", ("at - start", "business"), ("start",)),
-        # One row, four figures: resolution, handling (when assigned), waiting for an agent,
-        # and the resolution in business seconds.
-        ("resolved", ("at - start", "at - start2", "value", "business"), ("start", "start2")),
-    )
-    names = {name: (name, f"{name}_business") for name in BUSINESS if name != "resolution"} | {
-        "resolved": ("resolution", "handling", "awaiting", "resolution_business")
-    }
-    for kind, values_sql, starts in picks:
-        figures = names.get(kind, (kind,))
-        raw: list[dict[Any, list[float]]] = [{} for _ in figures]
-        if duration is None:
-            sql = (
-                f"SELECT {key_sql}, {', '.join(values_sql)} FROM kpi_facts WHERE kind = ?"
-                f" AND at >= ? AND at < ?{cf}"
-            )
-            for row in (yield sql, (kind, *span, *cargs)):
-                k = row[0]
-                for i, v in enumerate(row[1:]):
-                    if v is not None:
-                        found_list = raw[i].get(k)
-                        if found_list is None:
-                            found_list = raw[i][k] = []
-                        found_list.append(v)
-        else:
-            sql = (
-                f"SELECT {key_sql}, {', '.join(starts)}, at{', value' if kind == 'resolved' else ''}"
-                f" FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?{cf}"
-            )
-            for row in (yield sql, (kind, *span, *cargs)):
-                k, at = row[0], row[1 + len(starts)]
-                for i, a in enumerate(row[1 : 1 + len(starts)]):
-                    if a is not None:
-                        raw[i].setdefault(k, []).append(duration(a, at))
-                if kind == "resolved":  # a sum of waits: calendar seconds
-                    raw[2].setdefault(k, []).append(row[-1])
-        for name, per_key in zip(figures, raw, strict=True):
-            by_key: dict[Key, list[float]] = {}
-            for k, values in per_key.items():
-                by_key.setdefault(decode(k), []).extend(values)
-            samples[name] = by_key
-    for kind, by_key in samples.items():
-        for key, values in by_key.items():
-            values.sort()
-            if by is not None:
-                found = summarize(values, presorted=True)
-                if found is not None:
-                    group(key).timed[kind] = found
-        # Sorted runs merge in linear time.
-        found = summarize(sorted(v for values in by_key.values() for v in values), presorted=True)
-        if found is not None:
-            totals.timed[kind] = found
+    if duration is None and not q.channel and by not in ("day", "hour"):
+        yield from _timed_from_histograms(q, totals, group)
+    else:
+        yield from _timed_from_facts(q, duration, dialect, totals, group)
 
     # --- first-contact resolution (per channel, queue, agent; else counted in slots above) ----
     fcr_rows: Rows = (
@@ -847,6 +851,136 @@ def read(
         ):
             group(_key(k)).backlog = Backlog(int(n), int(waiting), oldest)
     return totals, (groups if by is not None else None)
+
+
+def _timed_from_facts(
+    q: StatsQuery,
+    duration: Duration | None,
+    dialect: Dialect,
+    totals: Group,
+    group: Callable[[Key], Group],
+) -> Generator[Query, Rows, None]:
+    """The timed figures from every sample of the period (exact): one range read per kind."""
+    by = q.group_by
+    span = (q.start, q.end)
+    cf, cargs = (" AND channel = ?", (q.channel,)) if q.channel else ("", ())
+    # The key in SQL (a column, or the local day/hour number), decoded per group afterwards:
+    # the loops below touch each row once, with no call per row.
+    key_sql, decode = _key_sql(by, q, dialect)
+    samples: dict[str, dict[Key, list[float]]] = {}
+    picks = (
+        ("first_response", ("at - start", "business"), ("start",)),
+        ("next_response", ("at - start", "business"), ("start",)),
+        # One row, four figures: resolution, handling (when assigned), waiting for an agent,
+        # and the resolution in business seconds.
+        ("resolved", ("at - start", "at - start2", "value", "business"), ("start", "start2")),
+    )
+    names = {name: (name, f"{name}_business") for name in BUSINESS if name != "resolution"} | {
+        "resolved": ("resolution", "handling", "awaiting", "resolution_business")
+    }
+    for kind, values_sql, starts in picks:
+        figures = names.get(kind, (kind,))
+        raw: list[dict[Any, list[float]]] = [{} for _ in figures]
+        if duration is None:
+            sql = (
+                f"SELECT {key_sql}, {', '.join(values_sql)} FROM kpi_facts WHERE kind = ?"
+                f" AND at >= ? AND at < ?{cf}"
+            )
+            for row in (yield sql, (kind, *span, *cargs)):
+                k = row[0]
+                for i, v in enumerate(row[1:]):
+                    if v is not None:
+                        found_list = raw[i].get(k)
+                        if found_list is None:
+                            found_list = raw[i][k] = []
+                        found_list.append(v)
+        else:
+            sql = (
+                f"SELECT {key_sql}, {', '.join(starts)}, at{', value' if kind == 'resolved' else ''}"
+                f" FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?{cf}"
+            )
+            for row in (yield sql, (kind, *span, *cargs)):
+                k, at = row[0], row[1 + len(starts)]
+                for i, a in enumerate(row[1 : 1 + len(starts)]):
+                    if a is not None:
+                        raw[i].setdefault(k, []).append(duration(a, at))
+                if kind == "resolved":  # a sum of waits: calendar seconds
+                    raw[2].setdefault(k, []).append(row[-1])
+        for name, per_key in zip(figures, raw, strict=True):
+            by_key: dict[Key, list[float]] = {}
+            for k, values in per_key.items():
+                by_key.setdefault(decode(k), []).extend(values)
+            samples[name] = by_key
+    for kind, by_key in samples.items():
+        for key, values in by_key.items():
+            values.sort()
+            if by is not None:
+                found = summarize(values, presorted=True)
+                if found is not None:
+                    group(key).timed[kind] = found
+        # Sorted runs merge in linear time.
+        found = summarize(sorted(v for values in by_key.values() for v in values), presorted=True)
+        if found is not None:
+            totals.timed[kind] = found
+
+
+HIST_READ = (
+    "SELECT key, bin, SUM(n), SUM(total), MIN(lo), MAX(hi) FROM kpi_hist"
+    " WHERE kind = ? AND dim = ? AND day >= ? AND day < ? GROUP BY key, bin"
+)
+
+
+def _timed_from_histograms(
+    q: StatsQuery, totals: Group, group: Callable[[Key], Group]
+) -> Generator[Query, Rows, None]:
+    """The timed figures of the period's whole UTC days from the daily histograms
+    (`kpi_hist`), and of its ragged ends from the samples; in total and by channel, queue
+    or agent (see HIST_RATIO for the accuracy of median and p90)."""
+    by = q.group_by
+    dims = ("", by) if by else ("",)
+    hists: dict[tuple[str, str], dict[str, Hist]] = {}
+    first, last = math.ceil(q.start / DAY), math.floor(q.end / DAY)
+    edges = [(q.start, q.end)]
+    if first < last:
+        edges = [(q.start, first * DAY), (last * DAY, q.end)]
+        for figures in HIST_FIGURES.values():
+            for figure, _ in figures:
+                for dim in dims:
+                    per_key = hists.setdefault((figure, dim), {})
+                    for key, b, n, total, lo, hi in (
+                        yield (
+                            HIST_READ,
+                            (figure, dim, first, last),
+                        )
+                    ):
+                        hist_add(per_key.setdefault(key, {}), int(b), int(n), total, lo, hi)
+    column = {"channel": 7, "queue": 8, "agent": 9}.get(by or "")
+    for a, b in edges:
+        if b <= a:
+            continue
+        for kind in HIST_FIGURES:
+            for row in (
+                yield (
+                    f"SELECT {FACT_COLS} FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
+                    (kind, a, b),
+                )
+            ):
+                for figure, v in fact_samples(kind, row):
+                    k = hist_bin(v)
+                    hist_add(hists.setdefault((figure, ""), {}).setdefault("", {}), k, 1, v, v, v)
+                    if column is not None and by is not None:
+                        key = row[column] or ""
+                        per_key = hists.setdefault((figure, by), {})
+                        hist_add(per_key.setdefault(key, {}), k, 1, v, v, v)
+    for (figure, dim), per_key in hists.items():
+        for key, h in per_key.items():
+            found = hist_summary(h)
+            if found is None:
+                continue
+            if dim == "":
+                totals.timed[figure] = found
+            else:
+                group(_key(key)).timed[figure] = found
 
 
 def _slot_counts(
