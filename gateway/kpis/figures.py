@@ -57,6 +57,14 @@ SLOT = 900  # seconds of a `kpi_slots` count: every zone's offset is a multiple 
 # Counted per slot too: first resolutions, and (not a fact) those that were first-contact.
 SLOTTED = (*COUNTED, "first_resolution")
 
+# How exact the medians and p90s are (see HIST_RATIO below).
+ACCURACY = (
+    " Counts and means are exact. Median and p90 are exact when grouped by day or hour, or "
+    "filtered by channel; otherwise the whole UTC days of the period come from daily "
+    "histograms (1-second bins below 64 s, then bins 1 % wider each), exact where the "
+    "sample at that rank is alone in its bin or equal to its bin's others, else off by "
+    "less than its bin's width (under 1 s, or 1 % of the value)."
+)
 # Each figure's definition: the API document shows these (gateway/api/schemas.py).
 DEFINITIONS: dict[str, str] = {
     "conversations": "Conversations created in the period (a customer's first message).",
@@ -69,20 +77,20 @@ DEFINITIONS: dict[str, str] = {
     "one sample per first reply made in the period (median, p90 by nearest rank, mean); "
     "by agent: the agent who replied. `business`: the same samples in business seconds "
     "(only the time the conversation's queue was open by its calendar, `routing.hours`; a "
-    "queue without hours is always open), computed when the reply was folded.",
+    "queue without hours is always open), computed when the reply was folded." + ACCURACY,
     "next_response": "Seconds from the first customer message not yet answered (after the "
     "first response) to the agent reply that answers it, one sample per such reply in the "
-    "period; `business`: in business seconds, as for first_response.",
+    "period; `business`: in business seconds, as for first_response." + ACCURACY,
     "resolution": "Seconds from the start of a cycle (the conversation's creation, or its "
     "reopening) to its resolution, one sample per resolution in the period; by agent: the "
-    "assignee when resolved; `business`: in business seconds, as for first_response.",
+    "assignee when resolved; `business`: in business seconds, as for first_response." + ACCURACY,
     "first_contact_resolution": "Among conversations resolved for the first time in the "
     "period: the share resolved with at most one agent reply and never reopened since.",
     "handling": "Seconds from the (latest) assignment to the resolution, per resolution "
-    "in the period of an assigned conversation.",
+    "in the period of an assigned conversation." + ACCURACY,
     "awaiting_agent": "Per resolution in the period: the seconds in that cycle during which "
     "the customer waited for an agent's reply (from an unanswered customer message to the "
-    "agent's reply, or to the resolution).",
+    "agent's reply, or to the resolution)." + ACCURACY,
     "reopened": "Conversations reopened in the period (by the customer writing again or by "
     "an agent).",
     "backlog": "Now, whatever the period: conversations not resolved (open, assigned, "

@@ -10,9 +10,16 @@ are serialised by the write lock and the second finds nothing left to do. The fa
 outlive the event log's retention.
 
 `stats_read` runs on the store's thread. Counts are counts of index ranges (per channel,
-queue or agent) or sums of slots (per local day or hour), never a scan; the samples of the
-timed figures are one range read per kind, sorted in Python for the median and p90 (a
-window function in SQLite cost five times more).
+queue or agent) or sums of slots (per local day or hour), never a scan. The timed figures
+of the period's whole UTC days come from `kpi_hist` (daily histograms per figure, in total
+and per channel, queue and agent: one aggregate per figure and dimension), its ragged ends
+from the samples; grouped by local day or hour, or for one channel, every sample of the
+period is read (one range read per kind) and sorted in Python for the exact median and p90
+(a window function in SQLite cost five times more).
+
+Since migration 16 the fold also decides SLA targets (`kpi_sla`, facts `sla_met_*` and
+`sla_breached_*`; the definition is `DEFINITIONS["sla"]`) and keeps business seconds beside
+the calendar ones (`kpi_facts.business`).
 """
 
 from __future__ import annotations
