@@ -17,10 +17,12 @@ from gateway.store.sqlite.routing import SqliteRouting
 from gateway.store.sqlite.stats import SqliteStats
 from gateway.store.sqlite.surveys import SqliteSurveys
 from gateway.store.sqlite.timekeeping import SqliteTime
+from gateway.store.sqlite.workspace import SqliteWorkspace
 
 
 class SqliteStore(
     SqliteConversations,
+    SqliteWorkspace,
     SqliteContacts,
     SqliteOutbox,
     SqliteRouting,
