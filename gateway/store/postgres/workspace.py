@@ -322,12 +322,17 @@ class PgWorkspace(PgBase, WorkspaceStore):
             " '[^[:alnum:]]+', ' ', 'g'))) @@ q.q)"
             " ), page AS (SELECT * FROM hits ORDER BY rank DESC, at DESC LIMIT ? OFFSET ?)"
             " SELECT p.kind, p.conversation_id, p.message_id, p.contact_id,"
-            f" CASE WHEN p.kind = 'message' THEN ts_headline('simple', {doc}, q.q, '{opts}')"
-            " ELSE ts_headline('simple', coalesce(ct.name, '') || ' ' || coalesce((SELECT"
-            " string_agg(i.address, ' ') FROM identities i WHERE i.contact_id = ct.id), ''),"
-            f" q.q, '{opts}') END, p.rank, p.at"
+            # The text as written when a word matched it so; else (the query matched only
+            # with accents folded) the folded text, so the snippet shows the match.
+            f" CASE WHEN strpos(h.h, '{MARK_OPEN}') > 0 THEN h.h"
+            f" ELSE ts_headline('simple', switchboard_fold(h.doc), q.q, '{opts}') END,"
+            " p.rank, p.at"
             " FROM page p CROSS JOIN q LEFT JOIN messages m ON m.id = p.message_id"
             " LEFT JOIN contacts ct ON ct.id = p.contact_id"
+            " CROSS JOIN LATERAL (SELECT d.doc, ts_headline('simple', d.doc, q.q, "
+            f"'{opts}') AS h FROM (SELECT CASE WHEN p.kind = 'message' THEN {doc}"
+            " ELSE coalesce(ct.name, '') || ' ' || coalesce((SELECT string_agg(i.address, ' ')"
+            " FROM identities i WHERE i.contact_id = ct.id), '') END AS doc) d) h"
             " ORDER BY p.rank DESC, p.at DESC"
         )
 
