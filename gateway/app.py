@@ -57,8 +57,10 @@ from gateway.time.deadlines import Deadlines
 from gateway.time.escalation import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
 from gateway.time.notices import TimeNotices, WaitBoard, WaitNoticeSource
 from gateway.time.sla import OpeningSource, SlaSource
+from gateway.time.snooze import SnoozeSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
+from gateway.workspace import Workspace
 from router import MessageFacts, explain
 
 log = logging.getLogger("switchboard")
@@ -165,6 +167,9 @@ class Gateway:
                 self.texts,
             ),
         )
+        # Issue 14: the agent workspace's actions, and snoozed conversations waking.
+        self.workspace = Workspace(self.services)
+        self.deadlines.add(SnoozeSource(self.services))
         # Issue 12: escalation steps, offer timeouts, no-reply and offline requeueing.
         for source in (EscalationTimer, OfferTimeouts, NoReplyTimer, OfflineTimer):
             self.deadlines.add(source(self.store, self.services, lambda: self.config.routing))
