@@ -17,12 +17,12 @@ from gateway.store.workspace import (
     search_words,
     workspace_store,
 )
-from tests.store.test_contract import (  # noqa: F401  (fixtures)
-    backend,
-    inbound,
-    ingest,
-    store,
-)
+from tests.store import test_contract as contract
+from tests.store.test_contract import inbound, ingest
+
+# The contract suite's fixtures: each test runs on SQLite and on PostgreSQL.
+backend = contract.backend
+store = contract.store
 
 LONG = " ".join(f"filler{i}" for i in range(3000))
 
@@ -141,8 +141,9 @@ async def test_search_finds_a_word_in_the_middle_ranked_and_scoped(store: Store)
     conv = a.conversation.id  # type: ignore[attr-defined]
     b = await ingest(store, inbound("2", "zed@example.com", text="nothing here"), now=1001.0)
     await store.add_outbound(
-        OutboundRequest(conv, "Your code is 555123", "system", None, 1002.0,
-                        metadata={"verification": True})
+        OutboundRequest(
+            conv, "Your code is 555123", "system", None, 1002.0, metadata={"verification": True}
+        )
     )
     hits = await ws.ws_search(SearchQuery(search_words("uberweis")))
     assert [(h.kind, h.conversation_id) for h in hits] == [("message", conv)]
