@@ -302,7 +302,11 @@ class Copier:
             ),
             Table("survey_optouts", ("contact_id", "at", "via")),
             # The agent workspace (issue 14); its search indexes are built by PostgreSQL.
-            Table("read_markers", ("reader", "conversation_id", "read_at", "message_id")),
+            Table(
+                "read_markers",
+                ("reader", "conversation_id", "read_at", "message_id"),
+                key=("reader", "conversation_id"),
+            ),
             Table("snoozes", ("conversation_id", "until", "at", "by")),
         ]
 
