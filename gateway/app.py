@@ -38,6 +38,7 @@ from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.i18n import Texts
 from gateway.identity import normalize
+from gateway.inbox import Inbox
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
@@ -60,7 +61,6 @@ from gateway.time.sla import OpeningSource, SlaSource
 from gateway.time.snooze import SnoozeSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
-from gateway.workspace import Workspace
 from router import MessageFacts, explain
 
 log = logging.getLogger("switchboard")
@@ -168,7 +168,7 @@ class Gateway:
             ),
         )
         # Issue 14: the agent workspace's actions, and snoozed conversations waking.
-        self.workspace = Workspace(self.services)
+        self.inbox = Inbox(self.services)
         self.deadlines.add(SnoozeSource(self.services))
         # Issue 12: escalation steps, offer timeouts, no-reply and offline requeueing.
         for source in (EscalationTimer, OfferTimeouts, NoReplyTimer, OfflineTimer):

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import Field
 
 from connectors.http import fail
-from gateway.api import workspace
+from gateway.api import inbox
 from gateway.api.auth import require
 from gateway.api.common import Body, authenticate, gateway_of, read_body
 from gateway.model import Conversation
@@ -19,8 +19,8 @@ from gateway.time.escalation import escalation_of
 
 async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[str, Any]]:
     """Conversations as the API shows them: SLA due times (issue 12), and the workspace's
-    fields for the caller (issue 14: gateway/api/workspace.py)."""
-    return await workspace.render(request, authenticate(request), convs)
+    fields for the caller (issue 14: gateway/api/inbox.py)."""
+    return await inbox.render(request, authenticate(request), convs)
 
 
 async def _one(request: web.Request, conv: Conversation) -> web.Response:
@@ -50,8 +50,8 @@ class TypingBody(Body):
     typing: bool = True
 
 
-# Filters, sorts, keyset pages, unread: gateway/api/workspace.py (issue 14).
-list_conversations = workspace.list_conversations
+# Filters, sorts, keyset pages, unread: gateway/api/inbox.py (issue 14).
+list_conversations = inbox.list_conversations
 
 
 async def get_conversation(request: web.Request) -> web.Response:

@@ -21,9 +21,9 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, offers, routing, workspace
+from gateway.api import agents, conversations, inbox, offers, routing
 from gateway.api import schemas as out
-from gateway.store.workspace import SORT_NAMES
+from gateway.store.inbox import SORT_NAMES
 from gateway.surveys import web as surveys
 
 ALL = ("admin", "agent", "integration")
@@ -181,7 +181,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Mark read up to a message (default: the latest)",
         WORKSPACE,
         out.ReadOut,
-        body=workspace.ReadBody,
+        body=inbox.ReadBody,
         description="Stored per reader (the agent, or the token): survives reloads. A "
         "marker never moves back. Event `conversation.read`.",
     ),
@@ -191,7 +191,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Snooze until a time",
         WORKSPACE,
         out.ConversationOut,
-        body=workspace.SnoozeBody,
+        body=inbox.SnoozeBody,
         errors=(409, 422),
         description="Status `pending` with `snoozed_until`; not routed meanwhile. It wakes "
         "(`conversation.woken`) at that time or when the customer writes: back to "
@@ -211,7 +211,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Add tags",
         WORKSPACE,
         out.ConversationOut,
-        body=workspace.TagsBody,
+        body=inbox.TagsBody,
         errors=(409, 422),
         description="Event `conversation.tagged` with what was added and the tags now.",
     ),
@@ -230,7 +230,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Set the priority",
         WORKSPACE,
         out.ConversationOut,
-        body=workspace.PriorityBody,
+        body=inbox.PriorityBody,
         errors=(409,),
         description="Event `conversation.priority_changed`; a waiting conversation is "
         "routed in its new order.",

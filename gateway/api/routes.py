@@ -10,13 +10,13 @@ from gateway.api import (
     contacts,
     conversations,
     health,
+    inbox,
     offers,
     openapi,
     quarantine,
     routing,
     stats,
     stream,
-    workspace,
 )
 
 
@@ -27,7 +27,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/metrics", health.metrics)
     r.add_get("/v1/me", agents.me)
     r.add_get("/v1/conversations", conversations.list_conversations)
-    workspace.add_routes(app)  # before /v1/conversations/{id}: `counts` is not an id
+    inbox.add_routes(app)  # before /v1/conversations/{id}: `counts` is not an id
     r.add_get("/v1/conversations/{id}", conversations.get_conversation)
     r.add_post("/v1/conversations/{id}/messages", conversations.reply)
     r.add_post("/v1/conversations/{id}/assign", conversations.assign)

@@ -5,7 +5,7 @@ fell due while the process was down."""
 from __future__ import annotations
 
 from gateway.services import Services
-from gateway.store.workspace import workspace_store
+from gateway.store.inbox import inbox_store
 
 
 class SnoozeSource:
@@ -20,10 +20,10 @@ class SnoozeSource:
         self.services = services
 
     async def next_due(self, now: float) -> float | None:
-        return await workspace_store(self.services.store).ws_snooze_next_due()
+        return await inbox_store(self.services.store).ws_snooze_next_due()
 
     async def fire(self, now: float) -> None:
-        events = await workspace_store(self.services.store).ws_snooze_fire(now)
+        events = await inbox_store(self.services.store).ws_snooze_fire(now)
         self.services.committed(events)
         if any(e.data.get("reason") == "timer" for e in events):
             self.services.wake_routing()

@@ -9,6 +9,7 @@ from gateway.store.postgres.contacts import PgContacts
 from gateway.store.postgres.conversations import PgConversations
 from gateway.store.postgres.escalation import PgEscalation
 from gateway.store.postgres.eventlog import PgEventLog
+from gateway.store.postgres.inbox import PgInbox
 from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
@@ -16,7 +17,6 @@ from gateway.store.postgres.routing import PgRouting
 from gateway.store.postgres.stats import PgStats
 from gateway.store.postgres.surveys import PgSurveys
 from gateway.store.postgres.time import PgTime
-from gateway.store.postgres.workspace import PgWorkspace
 
 
 class PostgresStore(
@@ -32,7 +32,7 @@ class PostgresStore(
     PgStats,
     PgSurveys,
     PgTime,
-    PgWorkspace,
+    PgInbox,
     Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one

@@ -7,16 +7,16 @@ from __future__ import annotations
 from gateway.model import Conversation, Event
 from gateway.services import Services
 from gateway.store.base import Scope
-from gateway.store.workspace import ReadMarker, WorkspaceStore, workspace_store
+from gateway.store.inbox import InboxStore, ReadMarker, inbox_store
 
 
-class Workspace:
+class Inbox:
     def __init__(self, services: Services) -> None:
         self.services = services
 
     @property
-    def store(self) -> WorkspaceStore:
-        return workspace_store(self.services.store)
+    def store(self) -> InboxStore:
+        return inbox_store(self.services.store)
 
     def _done(self, conv: Conversation, events: list[Event]) -> Conversation:
         self.services.committed(events)

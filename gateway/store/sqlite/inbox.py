@@ -1,6 +1,6 @@
 """The agent workspace on SQLite (issue 14): list, counts, read markers, tags, priority,
 snooze and full-text search (FTS5, migration 17). The SQL of the list and the counts is
-shared with PostgreSQL: gateway/store/workspace.py."""
+shared with PostgreSQL: gateway/store/inbox.py."""
 
 from __future__ import annotations
 
@@ -12,18 +12,17 @@ from gateway.domain import workspace as rules
 from gateway.domain.lifecycle import State, TransitionRefused
 from gateway.model import Conversation, Event, NewEvent, dumps
 from gateway.store.base import Conflict, NotFound, Scope, check_acts, check_sees
-from gateway.store.sqlite.rows import SqliteRows
-from gateway.store.workspace import (
+from gateway.store.inbox import (
     MARK_CLOSE,
     MARK_OPEN,
     SQLITE,
     ConversationItem,
     Counts,
+    InboxStore,
     ListQuery,
     ReadMarker,
     SearchHit,
     SearchQuery,
-    WorkspaceStore,
     counts_row,
     counts_sql,
     item_row,
@@ -34,6 +33,7 @@ from gateway.store.workspace import (
     tag_event,
     wake_event,
 )
+from gateway.store.sqlite.rows import SqliteRows
 
 Mutate = Callable[[sqlite3.Connection, Conversation], NewEvent]
 
@@ -54,7 +54,7 @@ def _snoozed(conn: sqlite3.Connection, conv: Conversation) -> bool:
     )
 
 
-class SqliteWorkspace(SqliteRows, WorkspaceStore):
+class SqliteInbox(SqliteRows, InboxStore):
     # --- reads ------------------------------------------------------------------------------
     async def ws_list(self, query: ListQuery) -> list[ConversationItem]:
         sql, args = list_sql(query, SQLITE)

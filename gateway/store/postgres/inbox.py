@@ -1,7 +1,7 @@
 """The agent workspace on PostgreSQL (issue 14): list, counts, read markers, tags,
 priority, snooze and full-text search (tsvector on the `simple` configuration with
 unaccent where the server has it, GIN indexes: migration 7). The list and count SQL is
-shared with SQLite (gateway/store/workspace.py), its `?` marks numbered here."""
+shared with SQLite (gateway/store/inbox.py), its `?` marks numbered here."""
 
 from __future__ import annotations
 
@@ -13,20 +13,17 @@ from gateway.domain import workspace as rules
 from gateway.domain.lifecycle import State, TransitionRefused
 from gateway.model import Conversation, Event, NewEvent, dumps
 from gateway.store.base import Conflict, NotFound, Scope, check_acts, check_sees
-from gateway.store.postgres.eventlog import append_events
-from gateway.store.postgres.pool import Conn, PgBase, get_conv
-from gateway.store.postgres.routing import adjust_load
-from gateway.store.workspace import (
+from gateway.store.inbox import (
     MARK_CLOSE,
     MARK_OPEN,
     POSTGRES,
     ConversationItem,
     Counts,
+    InboxStore,
     ListQuery,
     ReadMarker,
     SearchHit,
     SearchQuery,
-    WorkspaceStore,
     counts_row,
     counts_sql,
     item_row,
@@ -37,6 +34,9 @@ from gateway.store.workspace import (
     tag_event,
     wake_event,
 )
+from gateway.store.postgres.eventlog import append_events
+from gateway.store.postgres.pool import Conn, PgBase, get_conv
+from gateway.store.postgres.routing import adjust_load
 
 Mutate = Callable[[Conn, Conversation], Awaitable[NewEvent]]
 
@@ -68,7 +68,7 @@ _SETTLE = (
 )
 
 
-class PgWorkspace(PgBase, WorkspaceStore):
+class PgInbox(PgBase, InboxStore):
     # --- reads ------------------------------------------------------------------------------
     async def ws_list(self, query: ListQuery) -> list[ConversationItem]:
         sql, args = list_sql(query, POSTGRES)

@@ -7,15 +7,15 @@ import pytest
 
 from gateway.store import Conflict, Store
 from gateway.store.base import OutboundRequest, Scope
-from gateway.store.workspace import (
+from gateway.store.inbox import (
     MARK_CLOSE,
     MARK_OPEN,
     ListQuery,
     SearchQuery,
     decode_cursor,
     encode_cursor,
+    inbox_store,
     search_words,
-    workspace_store,
 )
 from tests.store import test_contract as contract
 from tests.store.test_contract import inbound, ingest
@@ -29,11 +29,11 @@ LONG = " ".join(f"filler{i}" for i in range(3000))
 
 async def ids(s: Store, **kw: object) -> list[str]:
     q = ListQuery(reader="alice", now=kw.pop("now", 5000.0), **kw)  # type: ignore[arg-type]
-    return [i.conversation.id for i in await workspace_store(s).ws_list(q)][: q.limit]
+    return [i.conversation.id for i in await inbox_store(s).ws_list(q)][: q.limit]
 
 
 async def test_filters_sorts_and_keyset_pages(store: Store) -> None:
-    ws = workspace_store(store)
+    ws = inbox_store(store)
     convs = []
     for n in range(5):
         out = await ingest(store, inbound(f"m{n}", f"c{n}@example.com"), now=1000.0 + n)
@@ -69,7 +69,7 @@ async def test_filters_sorts_and_keyset_pages(store: Store) -> None:
 
 
 async def test_unread_counts_and_markers(store: Store) -> None:
-    ws = workspace_store(store)
+    ws = inbox_store(store)
     a = await ingest(store, inbound("1", "a@example.com"), now=1000.0)
     conv = a.conversation.id  # type: ignore[attr-defined]
     await ingest(store, inbound("2", "a@example.com"), now=1001.0)
@@ -101,7 +101,7 @@ async def test_unread_counts_and_markers(store: Store) -> None:
 
 
 async def test_snooze_wakes_on_time_and_on_customer(store: Store) -> None:
-    ws = workspace_store(store)
+    ws = inbox_store(store)
     a = await ingest(store, inbound("1", "a@example.com"), now=1000.0)
     conv = a.conversation.id  # type: ignore[attr-defined]
     b = await ingest(store, inbound("2", "b@example.com"), now=1000.0)
@@ -135,7 +135,7 @@ async def test_snooze_wakes_on_time_and_on_customer(store: Store) -> None:
 
 
 async def test_search_finds_a_word_in_the_middle_ranked_and_scoped(store: Store) -> None:
-    ws = workspace_store(store)
+    ws = inbox_store(store)
     long_text = f"{LONG} the Überweisung for order 4711 {LONG}"
     a = await ingest(store, inbound("1", "anna@example.com", text=long_text), now=1000.0)
     conv = a.conversation.id  # type: ignore[attr-defined]

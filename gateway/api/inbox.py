@@ -1,7 +1,7 @@
 """The agent workspace's API (issue 14): the conversation list with filters, sorts and
 keyset pages, the sidebar counts, read markers, snooze, tags, priority and `/v1/search`.
 Shapes: the OpenAPI document (gateway/api/openapi.py). Changes go through
-`gw.workspace` (gateway/workspace/), on the one commit path."""
+`gw.inbox` (gateway/inbox.py), on the one commit path."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from gateway.api.common import Body, authenticate, gateway_of, int_param, read_b
 from gateway.clock import iso
 from gateway.domain.workspace import MAX_TAGS, valid_tag
 from gateway.model import PRIORITIES, Conversation
-from gateway.store.workspace import (
+from gateway.store.inbox import (
     DEFAULT_SORT,
     MARK_CLOSE,
     MARK_OPEN,
@@ -31,8 +31,8 @@ from gateway.store.workspace import (
     SearchQuery,
     decode_cursor,
     encode_cursor,
+    inbox_store,
     search_words,
-    workspace_store,
 )
 from gateway.time.sla import sla_json
 
@@ -94,7 +94,7 @@ async def render(
     """Conversations as the API shows them: with SLA due times (issue 12) and the
     workspace's fields for the caller (issue 14)."""
     gw = gateway_of(request)
-    items = await workspace_store(gw.store).ws_items([c.id for c in convs], reader_of(principal))
+    items = await inbox_store(gw.store).ws_items([c.id for c in convs], reader_of(principal))
     return await render_items(
         request, [items.get(c.id) or ConversationItem(conversation=c) for c in convs]
     )
@@ -171,7 +171,7 @@ async def list_conversations(request: web.Request) -> web.Response:
         after=after,
         scope=principal.scope,
     )
-    items = await workspace_store(gw.store).ws_list(query)
+    items = await inbox_store(gw.store).ws_list(query)
     page, more = items[: query.limit], len(items) > query.limit
     cursor = None
     if more and page:
@@ -184,7 +184,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 async def counts(request: web.Request) -> web.Response:
     principal = authenticate(request)
     only_params(request, ())
-    found = await workspace_store(gateway_of(request).store).ws_counts(
+    found = await inbox_store(gateway_of(request).store).ws_counts(
         reader_of(principal), principal.agent, principal.scope
     )
     return web.json_response({"views": found.views, "status": found.status})
@@ -205,8 +205,8 @@ async def mark_read(request: web.Request) -> web.Response:
     gw = gateway_of(request)
     conv_id = request.match_info["id"]
     reader = reader_of(principal)
-    marker = await gw.workspace.mark_read(conv_id, reader, body.message_id, principal.scope)
-    items = await workspace_store(gw.store).ws_items([conv_id], reader)
+    marker = await gw.inbox.mark_read(conv_id, reader, body.message_id, principal.scope)
+    items = await inbox_store(gw.store).ws_items([conv_id], reader)
     return web.json_response(
         {
             "conversation_id": marker.conversation_id,
@@ -257,16 +257,14 @@ async def snooze(request: web.Request) -> web.Response:
     until = when.timestamp()
     if until <= gw.clock():
         fail(422, "validation_error", "until must be in the future")
-    conv = await gw.workspace.snooze(
-        request.match_info["id"], until, _by(principal), principal.scope
-    )
+    conv = await gw.inbox.snooze(request.match_info["id"], until, _by(principal), principal.scope)
     return await one(request, principal, conv)
 
 
 async def wake(request: web.Request) -> web.Response:
     principal = authenticate(request)
     gw = gateway_of(request)
-    conv = await gw.workspace.wake(request.match_info["id"], _by(principal), principal.scope)
+    conv = await gw.inbox.wake(request.match_info["id"], _by(principal), principal.scope)
     return await one(request, principal, conv)
 
 
@@ -286,7 +284,7 @@ async def add_tags(request: web.Request) -> web.Response:
     body = await read_body(request, TagsBody)
     _check_tags(body.tags)
     gw = gateway_of(request)
-    conv = await gw.workspace.tags(
+    conv = await gw.inbox.tags(
         request.match_info["id"], body.tags, [], _by(principal), principal.scope
     )
     return await one(request, principal, conv)
@@ -299,7 +297,7 @@ async def remove_tags(request: web.Request) -> web.Response:
     if not tags:
         fail(400, "invalid_parameter", "give the tags to remove as ?tag=")
     gw = gateway_of(request)
-    conv = await gw.workspace.tags(
+    conv = await gw.inbox.tags(
         request.match_info["id"], [], list(tags), _by(principal), principal.scope
     )
     return await one(request, principal, conv)
@@ -309,7 +307,7 @@ async def set_priority(request: web.Request) -> web.Response:
     principal = authenticate(request)
     body = await read_body(request, PriorityBody)
     gw = gateway_of(request)
-    conv = await gw.workspace.priority(
+    conv = await gw.inbox.priority(
         request.match_info["id"],
         PRIORITIES.index(body.priority),
         _by(principal),
@@ -345,7 +343,7 @@ async def search(request: web.Request) -> web.Response:
             fail(400, "invalid_parameter", str(exc))
         offset = max(0, int(value))
     gw = gateway_of(request)
-    ws = workspace_store(gw.store)
+    ws = inbox_store(gw.store)
     hits = await ws.ws_search(SearchQuery(words, limit, offset, principal.scope))
     page = hits[:limit]
     items = await ws.ws_items(list({h.conversation_id for h in page}), reader_of(principal))

@@ -3,8 +3,8 @@ filters, sorts and keyset pages, the sidebar counts, read markers (unread), tags
 snooze, and full-text search.
 
 The SQL of the list and the counts is built here once, with `?` marks, for both backends
-(`Dialect` covers what differs); SQLite: gateway/store/sqlite/workspace.py, PostgreSQL:
-gateway/store/postgres/workspace.py.
+(`Dialect` covers what differs); SQLite: gateway/store/sqlite/inbox.py, PostgreSQL:
+gateway/store/postgres/inbox.py.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Counts:
 
 
 # Private-use characters around a highlighted word: they survive HTML escaping and are
-# replaced by <mark> tags afterwards (gateway/api/workspace.py).
+# replaced by <mark> tags afterwards (gateway/api/inbox.py).
 MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"
 
 WORD = re.compile(r"\w+", re.UNICODE)
@@ -389,7 +389,7 @@ def wake_event(conv: Conversation, reason: str, by: str | None) -> NewEvent:
     )
 
 
-class WorkspaceStore(ABC):
+class InboxStore(ABC):
     """The agent workspace's reads and changes. Every change is atomic with its event."""
 
     @abstractmethod
@@ -453,7 +453,7 @@ class WorkspaceStore(ABC):
         """Up to `limit + 1` hits from `offset`, best first."""
 
 
-def workspace_store(store: Store) -> WorkspaceStore:
-    if not isinstance(store, WorkspaceStore):
-        raise TypeError(f"{type(store).__name__} has no workspace role")
+def inbox_store(store: Store) -> InboxStore:
+    if not isinstance(store, InboxStore):
+        raise TypeError(f"{type(store).__name__} has no inbox role")
     return store
