@@ -38,6 +38,7 @@ from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.i18n import Texts
 from gateway.identity import normalize
+from gateway.inbox import Inbox
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.kpis import hooks as kpi_hooks
 from gateway.kpis.fold import Kpis
@@ -58,6 +59,7 @@ from gateway.time.deadlines import Deadlines
 from gateway.time.escalation import EscalationTimer, NoReplyTimer, OfferTimeouts, OfflineTimer
 from gateway.time.notices import TimeNotices, WaitBoard, WaitNoticeSource
 from gateway.time.sla import OpeningSource, SlaSource
+from gateway.time.snooze import SnoozeSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
@@ -166,6 +168,9 @@ class Gateway:
                 self.texts,
             ),
         )
+        # Issue 14: the agent workspace's actions, and snoozed conversations waking.
+        self.inbox = Inbox(self.services)
+        self.deadlines.add(SnoozeSource(self.services))
         # Issue 12: escalation steps, offer timeouts, no-reply and offline requeueing.
         for source in (EscalationTimer, OfferTimeouts, NoReplyTimer, OfflineTimer):
             self.deadlines.add(source(self.store, self.services, lambda: self.config.routing))

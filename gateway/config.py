@@ -154,11 +154,16 @@ class TokenConfig(Strict):
     token: SecretStr = Field(min_length=12)
     role: Literal["admin", "agent", "integration", "supervisor"] = Field(
         description="admin: everything; agent: as one agent; integration: a helpdesk; "
-        "supervisor: reads /v1/stats and the reports page, nothing else."
+        "supervisor: a team lead: sees and acts on every conversation in its `queues` (all "
+        "without), reads /v1/stats and the reports page; no administration."
     )
     agent: str | None = Field(None, description="The agent an `agent` token acts as.")
     visibility: Visibility | None = Field(
         None, description="For an `agent` token: overrides `auth.visibility`."
+    )
+    queues: list[str] | None = Field(
+        None,
+        description="For a `supervisor` token: the queues it sees and acts on (none: all).",
     )
     acts_as_agents: bool = Field(
         False,
@@ -586,6 +591,11 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
             )
         if token.role != "agent" and token.agent is not None:
             problems.append((("auth", "tokens", i, "agent"), "only agent tokens name an agent"))
+        if token.queues is not None and token.role != "supervisor":
+            problems.append((("auth", "tokens", i, "queues"), "only supervisor tokens list queues"))
+        for q in token.queues or ():
+            if q not in queues:
+                problems.append((("auth", "tokens", i, "queues"), f"unknown queue {q!r}"))
     return problems
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import Field
 
 from connectors.http import fail
-from gateway.api.auth import Principal, require
+from gateway.api.auth import Principal, reader_of, require
 from gateway.api.common import Body, authenticate, gateway_of, read_body
 
 
@@ -23,8 +23,18 @@ class CapacityBody(Body):
 async def me(request: web.Request) -> web.Response:
     """Who the token is: lets a console or integration sign in with just a token."""
     principal = authenticate(request)
+    cfg = gateway_of(request).config.agent(principal.agent) if principal.agent else None
+    scope = principal.scope
     return web.json_response(
-        {"name": principal.name, "role": principal.role, "agent": principal.agent}
+        {
+            "name": principal.name,
+            "role": principal.role,
+            "agent": principal.agent,
+            "agent_name": cfg.name if cfg is not None else None,
+            # The queues it sees (besides its own conversations); null: every queue.
+            "queues": None if scope is None or scope.queues is None else sorted(scope.queues),
+            "reader": reader_of(principal),
+        }
     )
 
 

@@ -1,5 +1,6 @@
 """Bearer tokens with roles: `admin`, `agent` (bound to one agent id), `integration`,
-`supervisor` (reads the KPIs and the reports page, nothing else: `SUPERVISOR_READS`).
+`supervisor` (a team lead: sees and acts on every conversation of its `queues`, all without;
+reads the KPIs and the reports page; no administration: `supervisor_allowed`).
 
 An agent token carries a `Scope` (what it sees and acts on, from `auth.visibility`), which
 every store operation checks inside its transaction."""
@@ -17,6 +18,19 @@ from gateway.store.base import Scope
 
 # What a supervisor token may read; every other route answers it 403.
 SUPERVISOR_READS = frozenset({"/v1/me", "/v1/stats", "/v1/stats/survey-responses"})
+# The agent workspace a supervisor works in (issue 14): conversations (read and act),
+# search, the event stream, blobs; agents and contacts read only.
+SUPERVISOR_WORKSPACE = ("/v1/conversations", "/v1/search", "/v1/events", "/v1/blobs/")
+SUPERVISOR_WORKSPACE_READS = ("/v1/agents", "/v1/contacts")
+
+
+def supervisor_allowed(method: str, path: str) -> bool:
+    read = method in ("GET", "HEAD")
+    if read and path in SUPERVISOR_READS:
+        return True
+    if path.startswith(SUPERVISOR_WORKSPACE):
+        return True
+    return read and path.startswith(SUPERVISOR_WORKSPACE_READS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +49,9 @@ class Principal:
 
 
 def scope_for(token: TokenConfig, auth: AuthConfig, agents: list[AgentConfig]) -> Scope | None:
+    if token.role == "supervisor":
+        # Acts as nobody: sees and acts on everything in its queues, whoever has it.
+        return None if token.queues is None else Scope(agent=None, queues=frozenset(token.queues))
     if token.role != "agent":
         return None
     visibility = token.visibility or auth.visibility
@@ -95,11 +112,19 @@ class Authenticator:
         principal = self.lookup(token)
         if principal is None:
             fail(401, "unauthenticated", "invalid token")
-        if principal.role == "supervisor" and (
-            request.method not in ("GET", "HEAD") or request.path not in SUPERVISOR_READS
-        ):
-            fail(403, "forbidden", "a supervisor token reads /v1/stats and /v1/me only")
+        if principal.role == "supervisor" and not supervisor_allowed(request.method, request.path):
+            fail(
+                403,
+                "forbidden",
+                "a supervisor token works with conversations and reads the stats; "
+                "this needs an admin",
+            )
         return principal
+
+
+def reader_of(principal: Principal) -> str:
+    """Whose read markers a principal keeps: its agent's, else its token's name."""
+    return principal.agent or f"token:{principal.name}"
 
 
 def require(principal: Principal, *roles: str) -> None:

@@ -9,21 +9,18 @@ from aiohttp import web
 from pydantic import Field
 
 from connectors.http import fail
+from gateway.api import inbox
 from gateway.api.auth import require
-from gateway.api.common import Body, authenticate, gateway_of, int_param, read_body
+from gateway.api.common import Body, authenticate, gateway_of, read_body
 from gateway.model import Conversation
-from gateway.store.base import ConversationFilter, OutboundRequest, escalation_store
+from gateway.store.base import OutboundRequest, escalation_store
 from gateway.time.escalation import escalation_of
-from gateway.time.sla import sla_json
 
 
 async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[str, Any]]:
-    """Conversations as the API shows them, with their SLA due times (issue 12)."""
-    gw = gateway_of(request)
-    if gw.config.routing.sla is None:
-        return [c.to_api() | {"sla": None} for c in convs]
-    rows = await gw.notices.times.sla_of([c.id for c in convs])
-    return [c.to_api() | {"sla": sla_json(rows.get(c.id))} for c in convs]
+    """Conversations as the API shows them: SLA due times (issue 12), and the workspace's
+    fields for the caller (issue 14: gateway/api/inbox.py)."""
+    return await inbox.render(request, authenticate(request), convs)
 
 
 async def _one(request: web.Request, conv: Conversation) -> web.Response:
@@ -43,31 +40,18 @@ class AssignBody(Body):
 
 
 class TransferBody(Body):
-    queue: str
+    queue: str | None = Field(None, description="Back to routing in this queue.")
+    agent: str | None = Field(
+        None, description="Assign to this agent (after the queue, when both are given)."
+    )
 
 
 class TypingBody(Body):
     typing: bool = True
 
 
-async def list_conversations(request: web.Request) -> web.Response:
-    principal = authenticate(request)
-    q = request.query
-    status = q.get("status")
-    if status is not None and status not in ("open", "assigned", "pending", "resolved", "closed"):
-        fail(400, "invalid_parameter", "status must be open, assigned, pending, resolved or closed")
-    flt = ConversationFilter(
-        status=status,
-        queue=q.get("queue"),
-        assignee=q.get("assignee"),
-        channel=q.get("channel"),
-        contact_id=q.get("contact"),
-        limit=int_param(request, "limit", 50, 1, 500),
-        cursor=q.get("cursor"),
-        scope=principal.scope,
-    )
-    rows, cursor = await gateway_of(request).store.list_conversations(flt)
-    return web.json_response({"conversations": await _render(request, rows), "next_cursor": cursor})
+# Filters, sorts, keyset pages, unread: gateway/api/inbox.py (issue 14).
+list_conversations = inbox.list_conversations
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -91,7 +75,7 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 async def reply(request: web.Request) -> web.Response:
     principal = authenticate(request)
-    require(principal, "admin", "agent", "integration")
+    require(principal, "admin", "agent", "integration", "supervisor")
     body = await read_body(request, ReplyBody)
     gw = gateway_of(request)
     if principal.role == "agent" and body.agent not in (None, principal.agent):
@@ -152,14 +136,33 @@ async def assign(request: web.Request) -> web.Response:
 
 
 async def transfer(request: web.Request) -> web.Response:
+    """To a queue (routing takes it there), to an agent (a hand-over: an agent may give its
+    own conversation to a colleague; capacity counts), or both."""
     principal = authenticate(request)
     body = await read_body(request, TransferBody)
     gw = gateway_of(request)
-    if gw.config.routing.queue(body.queue) is None:
+    if body.queue is None and body.agent is None:
+        fail(422, "validation_error", "give the queue or the agent to transfer to")
+    if body.queue is not None and gw.config.routing.queue(body.queue) is None:
         fail(422, "validation_error", f"unknown queue {body.queue!r}")
-    conv = await gw.services.transfer(
-        request.match_info["id"], body.queue, principal.name, principal.scope
-    )
+    agent_cfg = gw.config.agent(body.agent) if body.agent is not None else None
+    if body.agent is not None and agent_cfg is None:
+        fail(422, "validation_error", f"unknown agent {body.agent!r}")
+    conv_id = request.match_info["id"]
+    if body.queue is not None:
+        conv = await gw.services.transfer(conv_id, body.queue, principal.name, principal.scope)
+    if body.agent is not None and agent_cfg is not None:
+        conv = await gw.store.get_conversation(conv_id, principal.scope)
+        states = {s.id: s for s in await gw.store.agent_states()}
+        state = states.get(body.agent)
+        capacity = (
+            state.capacity_for(conv.channel_kind)
+            if state
+            else agent_cfg.capacity_for(conv.channel_kind)
+        )
+        conv = await gw.services.assign(
+            conv_id, body.agent, capacity, principal.name, principal.scope
+        )
     return await _one(request, conv)
 
 

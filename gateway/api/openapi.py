@@ -21,13 +21,16 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, offers, routing
+from gateway.api import agents, conversations, inbox, offers, routing
 from gateway.api import schemas as out
+from gateway.store.inbox import SORT_NAMES
 from gateway.surveys import web as surveys
 
 ALL = ("admin", "agent", "integration")
 ADMIN = ("admin",)
 STATS_READERS = ("admin", "supervisor")
+# The agent workspace (issue 14): a supervisor works with conversations too.
+WORKSPACE = ("admin", "agent", "integration", "supervisor")
 
 _ERRORS = {
     400: "Malformed request: not JSON, not UTF-8, a bad query parameter.",
@@ -101,26 +104,143 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "GET",
         "/v1/conversations",
-        "Conversations, newest first",
-        ALL,
+        "Conversations: filters, sorts, keyset pages, unread counts",
+        WORKSPACE,
         out.ConversationPage,
         query=(
-            q("status", "", enum=["open", "assigned", "pending", "resolved", "closed"]),
+            q(
+                "status",
+                "One or a comma list of open, assigned, pending, snoozed, resolved, closed, "
+                "active (open+assigned+pending). `pending` includes the snoozed ones.",
+            ),
             q("queue", ""),
-            q("assignee", "An agent id."),
+            q("assignee", "An agent id, `me` (the token's agent) or `none` (unassigned)."),
             q("channel", "The channel last used."),
             q("contact", "A contact id."),
+            q("tag", "Has this tag."),
+            q(
+                "sla",
+                "breached: a running SLA target is past due; warning: due within "
+                "`sla.warning`; ok: neither.",
+                enum=["breached", "warning", "ok"],
+            ),
+            q(
+                "waiting",
+                "true: the customer's last message has no agent reply after it.",
+                enum=["true", "false"],
+            ),
+            q(
+                "unread",
+                "true: customer messages after the caller's read marker.",
+                enum=["true", "false"],
+            ),
+            q(
+                "sort",
+                "`-` for descending; ties break on the id. Default -created_at.",
+                enum=list(SORT_NAMES),
+            ),
             LIMIT,
             CURSOR,
         ),
-        description="An agent token sees only what its scope (`auth.visibility`) sees.",
+        description="Any other query parameter is refused (400, naming it). A token sees "
+        "what its scope sees: an agent its own and its queues' (`auth.visibility`), a "
+        "supervisor its `queues` (all without). Keyset pages: a conversation created between "
+        "two pages does not shift the next one. `unread` counts the customer messages after "
+        "the caller's read marker (POST .../read).",
     ),
-    Op("GET", CONV, "One conversation with its messages", ALL, out.ConversationWithMessages),
+    Op(
+        "GET",
+        "/v1/conversations/counts",
+        "Counts per view and per status, for a sidebar",
+        WORKSPACE,
+        out.ConversationCounts,
+        description="Within what the token sees. mine: active and assigned to the token's "
+        "agent; unassigned: open and nobody's; all: active. `unread`: how many of them have "
+        "customer messages after the caller's read marker. `snoozed` is part of `pending`.",
+    ),
+    Op(
+        "GET",
+        "/v1/search",
+        "Full-text search over messages, subjects and contacts",
+        WORKSPACE,
+        out.SearchPage,
+        query=(
+            q("q", "Words (all must match, each a prefix; accents ignored).", required=True),
+            Param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 100}),
+            CURSOR,
+        ),
+        errors=(400,),
+        description="Best first (bm25 on SQLite, ts_rank on PostgreSQL); only conversations "
+        "the token sees; verification codes are never indexed. A contact hit (name or "
+        "identity) points at the contact's latest visible conversation. Snippets are HTML "
+        "with the matches in <mark>.",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/read",
+        "Mark read up to a message (default: the latest)",
+        WORKSPACE,
+        out.ReadOut,
+        body=inbox.ReadBody,
+        description="Stored per reader (the agent, or the token): survives reloads. A "
+        "marker never moves back. Event `conversation.read`.",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/snooze",
+        "Snooze until a time",
+        WORKSPACE,
+        out.ConversationOut,
+        body=inbox.SnoozeBody,
+        errors=(409, 422),
+        description="Status `pending` with `snoozed_until`; not routed meanwhile. It wakes "
+        "(`conversation.woken`) at that time or when the customer writes: back to "
+        "`assigned`, or `open` for routing. Event `conversation.snoozed`.",
+    ),
+    Op(
+        "DELETE",
+        f"{CONV}/snooze",
+        "Wake a snoozed conversation now",
+        WORKSPACE,
+        out.ConversationOut,
+        errors=(409,),
+    ),
+    Op(
+        "POST",
+        f"{CONV}/tags",
+        "Add tags",
+        WORKSPACE,
+        out.ConversationOut,
+        body=inbox.TagsBody,
+        errors=(409, 422),
+        description="Event `conversation.tagged` with what was added and the tags now.",
+    ),
+    Op(
+        "DELETE",
+        f"{CONV}/tags",
+        "Remove tags",
+        WORKSPACE,
+        out.ConversationOut,
+        query=(q("tag", "A tag to remove (repeat for several).", required=True),),
+        description="Event `conversation.tagged` with what was removed and the tags now.",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/priority",
+        "Set the priority",
+        WORKSPACE,
+        out.ConversationOut,
+        body=inbox.PriorityBody,
+        errors=(409,),
+        description="Event `conversation.priority_changed`; a waiting conversation is "
+        "routed in its new order.",
+    ),
+    Op("GET", CONV, "One conversation with its messages", WORKSPACE, out.ConversationWithMessages),
     Op(
         "POST",
         f"{CONV}/messages",
         "Reply through the outbox",
-        ALL,
+        WORKSPACE,
         out.MessageOut,
         ok=202,
         body=conversations.ReplyBody,
@@ -132,29 +252,31 @@ OPERATIONS: tuple[Op, ...] = (
         "POST",
         f"{CONV}/assign",
         "Assign to an agent",
-        ALL,
+        WORKSPACE,
         out.ConversationOut,
         body=conversations.AssignBody,
         errors=(409,),
         description="Capacity is enforced unless an admin sets `force`; an agent assigns "
-        "only to itself.",
+        "only to itself; an admin, supervisor or integration to any agent.",
     ),
     Op(
         "POST",
         f"{CONV}/transfer",
-        "Back to routing in another queue",
-        ALL,
+        "To another queue (back to routing there) or to an agent",
+        WORKSPACE,
         out.ConversationOut,
         body=conversations.TransferBody,
-        errors=(409,),
+        errors=(409, 422),
+        description="Give `queue`, `agent` or both (queue first). To an agent: assigned to "
+        "it, capacity enforced; an agent may hand its own conversation to a colleague.",
     ),
-    Op("POST", f"{CONV}/resolve", "Resolve", ALL, out.ConversationOut, errors=(409,)),
-    Op("POST", f"{CONV}/reopen", "Reopen", ALL, out.ConversationOut, errors=(409,)),
+    Op("POST", f"{CONV}/resolve", "Resolve", WORKSPACE, out.ConversationOut, errors=(409,)),
+    Op("POST", f"{CONV}/reopen", "Reopen", WORKSPACE, out.ConversationOut, errors=(409,)),
     Op(
         "POST",
         f"{CONV}/typing",
         "An agent is typing",
-        ALL,
+        WORKSPACE,
         out.Accepted,
         ok=202,
         body=conversations.TypingBody,

@@ -10,6 +10,7 @@ from gateway.api import (
     contacts,
     conversations,
     health,
+    inbox,
     offers,
     openapi,
     quarantine,
@@ -26,6 +27,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/metrics", health.metrics)
     r.add_get("/v1/me", agents.me)
     r.add_get("/v1/conversations", conversations.list_conversations)
+    inbox.add_routes(app)  # before /v1/conversations/{id}: `counts` is not an id
     r.add_get("/v1/conversations/{id}", conversations.get_conversation)
     r.add_post("/v1/conversations/{id}/messages", conversations.reply)
     r.add_post("/v1/conversations/{id}/assign", conversations.assign)

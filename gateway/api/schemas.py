@@ -49,6 +49,11 @@ class Me(Out):
     name: str
     role: Literal["admin", "agent", "integration", "supervisor"]
     agent: str | None
+    agent_name: str | None = Field(None, description="The display name of `agent`.")
+    queues: list[str] | None = Field(
+        None, description="The queues it sees besides its own conversations; null: every queue."
+    )
+    reader: str | None = Field(None, description="Whose read markers (unread) it keeps.")
 
 
 class Sender(Out):
@@ -122,6 +127,13 @@ class ConversationOut(Out):
     resolved_at: str | None
     last_inbound_at: str | None
     sla: SlaOut | None = Field(description="Null when no SLA policy applies.")
+    contact_name: str | None = None
+    last_message_at: str | None = None
+    snoozed_until: str | None = Field(
+        None, description="While snoozed (status `pending`): when it wakes."
+    )
+    unread: int = Field(0, description="Customer messages after the caller's read marker.")
+    waiting: bool = Field(False, description="The customer waits for an agent's reply.")
 
 
 class EscalationStepOut(Out):
@@ -457,3 +469,54 @@ class SurveyOptOut(Out):
     contact_id: str
     opted_out: bool
     at: str | None
+
+
+# --- the agent workspace (issue 14) -------------------------------------------------------
+
+
+class ViewCount(Out):
+    total: int
+    unread: int = Field(description="Conversations with unread customer messages.")
+
+
+class ViewCounts(Out):
+    mine: ViewCount
+    unassigned: ViewCount
+    all: ViewCount
+
+
+class StatusCounts(Out):
+    open: int
+    assigned: int
+    pending: int
+    snoozed: int
+    resolved: int
+    closed: int
+
+
+class ConversationCounts(Out):
+    views: ViewCounts
+    status: StatusCounts
+
+
+class ReadOut(Out):
+    conversation_id: str
+    reader: str
+    message_id: str | None
+    read_at: str
+    unread: int
+
+
+class SearchResult(Out):
+    kind: Literal["message", "contact"]
+    conversation_id: str
+    message_id: str | None
+    contact_id: str
+    snippet: str = Field(description="HTML: the text escaped, the matches in <mark> tags.")
+    at: str | None
+    conversation: ConversationOut
+
+
+class SearchPage(Out):
+    results: list[SearchResult]
+    next_cursor: str | None

@@ -570,4 +570,58 @@ CREATE TABLE kpi_hist (
 ) WITHOUT ROWID
 """,
     ),
+    (
+        17,
+        """
+-- The agent workspace (issue 14). When a conversation last had a message (the list's sort
+-- `last_message_at`), kept by a trigger on every message written.
+ALTER TABLE conversations ADD COLUMN last_message_at REAL;
+UPDATE conversations SET last_message_at =
+    (SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = conversations.id);
+CREATE TRIGGER conversations_last_message AFTER INSERT ON messages BEGIN UPDATE conversations SET last_message_at = MAX(COALESCE(last_message_at, 0), new.created_at) WHERE id = new.conversation_id; END;
+-- The list's sorts, read in index order.
+CREATE INDEX conversations_ws_last ON conversations(COALESCE(last_message_at, created_at), id);
+CREATE INDEX conversations_ws_created ON conversations(created_at, id);
+CREATE INDEX conversations_ws_priority ON conversations(priority, id);
+CREATE INDEX conversations_ws_sla ON conversations(sla_due, id);
+-- Read markers: up to when each reader (an agent, or a token) has read a conversation.
+CREATE TABLE read_markers (
+    reader TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    read_at REAL NOT NULL,
+    message_id TEXT,
+    PRIMARY KEY (reader, conversation_id)
+) WITHOUT ROWID;
+-- Snoozed conversations (status pending) and when they wake.
+CREATE TABLE snoozes (
+    conversation_id TEXT PRIMARY KEY,
+    until REAL NOT NULL,
+    at REAL NOT NULL,
+    by TEXT
+);
+CREATE INDEX snoozes_until ON snoozes(until);
+-- Full-text search: message text and subjects (an external-content index over `messages`,
+-- verification codes never in it), contact names and identities.
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    text, subject, content='messages', content_rowid='rowid',
+    tokenize='unicode61 remove_diacritics 2'
+);
+INSERT INTO messages_fts(rowid, text, subject)
+    SELECT rowid, text, subject FROM messages WHERE instr(metadata, '"verification"') = 0;
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN instr(new.metadata, '"verification"') = 0 BEGIN INSERT INTO messages_fts(rowid, text, subject) VALUES (new.rowid, new.text, new.subject); END;
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN instr(old.metadata, '"verification"') = 0 BEGIN INSERT INTO messages_fts(messages_fts, rowid, text, subject) VALUES ('delete', old.rowid, old.text, old.subject); END;
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, subject ON messages WHEN instr(old.metadata, '"verification"') = 0 BEGIN INSERT INTO messages_fts(messages_fts, rowid, text, subject) VALUES ('delete', old.rowid, old.text, old.subject); INSERT INTO messages_fts(rowid, text, subject) VALUES (new.rowid, new.text, new.subject); END;
+CREATE VIRTUAL TABLE contacts_fts USING fts5(
+    name, identities, tokenize='unicode61 remove_diacritics 2'
+);
+INSERT INTO contacts_fts(rowid, name, identities)
+    SELECT c.rowid, c.name, (SELECT group_concat(i.address, ' ') FROM identities i
+    WHERE i.contact_id = c.id) FROM contacts c;
+CREATE TRIGGER contacts_fts_insert AFTER INSERT ON contacts BEGIN INSERT INTO contacts_fts(rowid, name, identities) VALUES (new.rowid, new.name, ''); END;
+CREATE TRIGGER contacts_fts_update AFTER UPDATE OF name ON contacts BEGIN UPDATE contacts_fts SET name = new.name WHERE rowid = new.rowid; END;
+CREATE TRIGGER contacts_fts_identity_insert AFTER INSERT ON identities BEGIN UPDATE contacts_fts SET identities = (SELECT group_concat(i.address, ' ') FROM identities i WHERE i.contact_id = new.contact_id) WHERE rowid = (SELECT rowid FROM contacts WHERE id = new.contact_id); END;
+CREATE TRIGGER contacts_fts_identity_update AFTER UPDATE ON identities BEGIN UPDATE contacts_fts SET identities = (SELECT group_concat(i.address, ' ') FROM identities i WHERE i.contact_id = old.contact_id) WHERE rowid = (SELECT rowid FROM contacts WHERE id = old.contact_id); UPDATE contacts_fts SET identities = (SELECT group_concat(i.address, ' ') FROM identities i WHERE i.contact_id = new.contact_id) WHERE rowid = (SELECT rowid FROM contacts WHERE id = new.contact_id); END;
+CREATE TRIGGER contacts_fts_identity_delete AFTER DELETE ON identities BEGIN UPDATE contacts_fts SET identities = (SELECT group_concat(i.address, ' ') FROM identities i WHERE i.contact_id = old.contact_id) WHERE rowid = (SELECT rowid FROM contacts WHERE id = old.contact_id); END
+""",
+    ),
 ]

@@ -301,6 +301,13 @@ class Copier:
                 ("conversation_id", "resolved_at", "decided_at", "outcome", "response_id"),
             ),
             Table("survey_optouts", ("contact_id", "at", "via")),
+            # The agent workspace (issue 14); its search indexes are built by PostgreSQL.
+            Table(
+                "read_markers",
+                ("reader", "conversation_id", "read_at", "message_id"),
+                key=("reader", "conversation_id"),
+            ),
+            Table("snoozes", ("conversation_id", "until", "at", "by")),
         ]
 
     async def _copy_all(self, src: sqlite3.Connection, dst: asyncpg.Connection) -> None:
@@ -310,7 +317,9 @@ class Copier:
         others = sorted(
             str(r[0])
             for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            if r[0] not in known and r[0] not in ignored
+            if r[0] not in known
+            and r[0] not in ignored
+            and not str(r[0]).startswith(("messages_fts", "contacts_fts"))
         )
         if others:
             self.out.write(f"not copied (not kept in PostgreSQL): {', '.join(others)}\n")

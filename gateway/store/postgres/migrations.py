@@ -499,4 +499,75 @@ CREATE TABLE kpi_hist (
 )
 """,
     ),
+    (
+        7,
+        r"""
+-- The agent workspace (issue 14); as the SQLite store's migration 17.
+ALTER TABLE conversations ADD COLUMN last_message_at DOUBLE PRECISION;
+UPDATE conversations c SET last_message_at = m.latest
+    FROM (SELECT conversation_id, MAX(created_at) AS latest FROM messages
+          GROUP BY conversation_id) m
+    WHERE m.conversation_id = c.id;
+CREATE FUNCTION switchboard_last_message() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE conversations
+        SET last_message_at = GREATEST(COALESCE(last_message_at, 0), NEW.created_at)
+        WHERE id = NEW.conversation_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER conversations_last_message AFTER INSERT ON messages
+    FOR EACH ROW EXECUTE FUNCTION switchboard_last_message();
+CREATE INDEX conversations_ws_last ON conversations((COALESCE(last_message_at, created_at)), id);
+CREATE INDEX conversations_ws_created ON conversations(created_at, id);
+CREATE INDEX conversations_ws_priority ON conversations(priority, id);
+CREATE INDEX conversations_ws_sla ON conversations(sla_due, id);
+CREATE TABLE read_markers (
+    reader TEXT COLLATE "C" NOT NULL,
+    conversation_id TEXT COLLATE "C" NOT NULL,
+    read_at DOUBLE PRECISION NOT NULL,
+    message_id TEXT,
+    PRIMARY KEY (reader, conversation_id)
+);
+CREATE TABLE snoozes (
+    conversation_id TEXT COLLATE "C" PRIMARY KEY,
+    until DOUBLE PRECISION NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    by TEXT
+);
+CREATE INDEX snoozes_until ON snoozes(until);
+-- Full-text search: `simple` configuration (no language's stemming), accents folded with
+-- unaccent where the server has it (else lower case only), GIN expression indexes (built
+-- over the existing rows here). Verification codes are never in the index.
+DO $$
+BEGIN
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS unaccent;
+    EXCEPTION WHEN OTHERS THEN
+        NULL;  -- not installed, or no right to create it: lower case only
+    END;
+END $$;
+DO $$
+DECLARE
+    ext_schema TEXT;
+BEGIN
+    SELECT n.nspname INTO ext_schema FROM pg_extension e
+        JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'unaccent';
+    IF ext_schema IS NOT NULL THEN
+        EXECUTE format(
+            'CREATE FUNCTION switchboard_fold(t TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE'
+            ' PARALLEL SAFE AS $f$ SELECT %I.unaccent(%L::regdictionary, lower(coalesce(t, '''')))'
+            ' $f$', ext_schema, ext_schema || '.unaccent');
+    ELSE
+        CREATE FUNCTION switchboard_fold(t TEXT) RETURNS TEXT LANGUAGE sql IMMUTABLE
+            PARALLEL SAFE AS $f$ SELECT lower(coalesce(t, '')) $f$;
+    END IF;
+END $$;
+CREATE INDEX messages_search ON messages USING GIN
+    (to_tsvector('simple', switchboard_fold(coalesce(subject, '') || ' ' || text)))
+    WHERE strpos(metadata, '"verification"') = 0;
+CREATE INDEX contacts_search ON contacts USING GIN (to_tsvector('simple', switchboard_fold(name)));
+CREATE INDEX identities_search ON identities USING GIN
+    (to_tsvector('simple', switchboard_fold(regexp_replace(address, '[^[:alnum:]]+', ' ', 'g'))));
+""",
+    ),
 ]

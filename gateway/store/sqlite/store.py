@@ -10,6 +10,7 @@ from gateway.store.sqlite.contacts import SqliteContacts
 from gateway.store.sqlite.conversations import SqliteConversations
 from gateway.store.sqlite.escalation import SqliteEscalation
 from gateway.store.sqlite.eventlog import SqliteEventLog
+from gateway.store.sqlite.inbox import SqliteInbox
 from gateway.store.sqlite.kv import SqliteKeyValue
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
@@ -21,6 +22,7 @@ from gateway.store.sqlite.timekeeping import SqliteTime
 
 class SqliteStore(
     SqliteConversations,
+    SqliteInbox,
     SqliteContacts,
     SqliteOutbox,
     SqliteRouting,
