@@ -16,6 +16,7 @@ import mimetypes
 import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
@@ -62,7 +63,8 @@ class Uploads:
 
 
 def _safe_name(raw: str | None) -> str:
-    name = (raw or "file").replace("\\", "/").rsplit("/", 1)[-1]
+    # Some clients (aiohttp's own) percent-encode the file name in the part's header.
+    name = unquote(raw or "file").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if c.isprintable() and c not in '"<>')[:200].strip()
     return name or "file"
 
