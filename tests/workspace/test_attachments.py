@@ -29,9 +29,9 @@ def _form(text: str, *files: tuple[str, bytes, str], **fields: str) -> aiohttp.F
 
 
 async def test_a_file_goes_as_a_signed_link_where_the_channel_has_no_files(
-    gateway_factory: Any, receiver: Receiver, tmp_path: Path
+    gateway_factory: Any, receiver: Receiver, tmp_path: Path, on_backend: Any
 ) -> None:
-    cfg = base_config(tmp_path / "db.sqlite", receiver.url)
+    cfg = on_backend(base_config(tmp_path / "db.sqlite", receiver.url))
     cfg["agent_attachments"] = {"max_bytes": 100_000}
     _, client = await gateway_factory(cfg)
     status, body = await client.inbound("f1", "Send me the invoice please")
