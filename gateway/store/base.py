@@ -197,6 +197,9 @@ class OutboundRequest:
     channel: str | None = None
     to: Identity | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Files an agent attached (issue 14): as the message stores them, and their blobs.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -217,6 +220,8 @@ class OutboxItem:
     queued_at: float = 0.0
     # A question with fixed answers (a survey), as stored: `connectors.base.Prompt` fields.
     prompt: dict[str, Any] | None = None
+    # Files the message carries, as stored (name, content_type, size, blob): issue 14.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
 QUARANTINE_STATUSES = ("new", "retried", "dismissed")

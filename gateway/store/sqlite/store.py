@@ -18,6 +18,7 @@ from gateway.store.sqlite.routing import SqliteRouting
 from gateway.store.sqlite.stats import SqliteStats
 from gateway.store.sqlite.surveys import SqliteSurveys
 from gateway.store.sqlite.timekeeping import SqliteTime
+from gateway.store.sqlite.workspace import SqliteWorkspace
 
 
 class SqliteStore(
@@ -33,6 +34,7 @@ class SqliteStore(
     SqliteTime,
     SqliteEscalation,
     SqliteStats,
+    SqliteWorkspace,
     SqliteSurveys,
     Store,
 ):
