@@ -29,6 +29,7 @@
     conv: null,        // the open conversation as last loaded
     contacts: new Map(),   // contact id → contact
     unread: new Map(),     // conversation id → unread count (server, or news seen live)
+    countedUnread: new Set(),  // ids the server's counts already include
     lists: [],             // conversations shown in the lists, for j/k
     mineIds: new Set(),
     events: null,
@@ -161,6 +162,8 @@
     S.name = me.name;
     S.me = role === "agent" ? me.agent : (me.agent || null);
     S.myQueues = me.queues || null;
+    S.agentName = me.agent_name || null;
+    S.reader = me.reader || me.agent || me.name;
     S.agents = agents;
     try { sessionStorage.setItem(TOKEN_KEY, token); } catch (e) { /* private mode */ }
     startApp();
@@ -235,8 +238,10 @@
     for (const a of S.agents) if (a.id !== S.me) option(assignees, a.id, a.name || a.id);
     assignees.value = aKeep;
     fillFilter($("f-sla"), ["", "breached", "warning", "ok"], "sla");
-    fillFilter($("f-sort"), ["", "-last_message_at", "created_at", "priority", "sla_due"], "sort");
-    for (const id of ["f-sla", "f-sort", "f-tag"]) {
+    fillFilter($("f-sort"), ["", "-last_message_at", "created_at", "-priority", "sla_due"], "sort");
+    fillFilter($("f-waiting"), ["", "true", "false"], "waiting");
+    fillFilter($("f-unread"), ["", "true"], "unread");
+    for (const id of ["f-sla", "f-sort", "f-tag", "f-waiting", "f-unread"]) {
       $(id).hidden = !S.listApi;
       const label = document.querySelector('label[for="' + id + '"]');
       if (label) label.hidden = !S.listApi;
@@ -254,7 +259,14 @@
     const sel = $("transfer-queue");
     const tKeep = sel.value;
     clear(sel);
-    for (const q of S.queues) option(sel, q, q);
+    const qg = el("optgroup", { label: t("queues.group") });
+    for (const q of S.queues) qg.appendChild(el("option", { value: q }, q));
+    sel.appendChild(qg);
+    if (S.transferAgent) {
+      const ag = el("optgroup", { label: t("agents.group") });
+      for (const a of S.agents) if (a.id !== S.me) ag.appendChild(el("option", { value: "agent:" + a.id }, a.name || a.id));
+      sel.appendChild(ag);
+    }
     if (tKeep) sel.value = tKeep;
     const who = $("assign-agent");
     const wKeep = who.value;
@@ -305,13 +317,14 @@
     S.mergeApi = has("POST", "/v1/contacts/{id}/merge");
     S.splitApi = has("POST", "/v1/contacts/{id}/identities/{identity}/split");
     S.viewingApi = has("POST", "/v1/conversations/{id}/viewing");
+    S.transferAgent = S.listApi;  // the same branch lets a transfer name an agent
   }
 
   // --- lists ------------------------------------------------------------------------------
   function myQueues() {
-    if (S.myQueues) return S.myQueues;
     const agent = S.agents.find((a) => a.id === S.me);
-    return agent ? agent.queues || [] : S.queues;
+    if (agent) return agent.queues || [];
+    return S.myQueues || S.queues;
   }
 
   function filterParams() {
@@ -325,13 +338,13 @@
 
   function viewParams(view) {
     const p = filterParams();
+    const status = (v) => { if (!p.has("status")) p.set("status", v); };
     if (view === "mine" && S.me && !p.has("assignee")) p.set("assignee", S.me);
-    if (view === "unassigned" && !p.has("status")) {
-      if (S.listApi) p.set("assignee", "none"); else p.set("status", "open");
-    }
-    if (view === "resolved" && !p.has("status")) p.set("status", "resolved");
-    if (view === "snoozed" && !p.has("status")) p.set("status", "snoozed");
-    if (view === "mine" && !p.has("status") && !S.listApi) { /* all of mine */ }
+    if (view === "mine" && S.listApi) status("active");
+    if (view === "unassigned") { status("open"); if (S.listApi && !p.has("assignee")) p.set("assignee", "none"); }
+    if (view === "all" && S.listApi) status("active");
+    if (view === "resolved") status("resolved");
+    if (view === "snoozed") status("snoozed");
     if (!p.has("limit")) p.set("limit", "50");
     return p;
   }
@@ -346,9 +359,11 @@
   function countLabel(view) {
     const c = S.counts;
     if (!c) return "";
-    const n = view === "all" ? c.all : view === "mine" ? c.mine : view === "unassigned" ? c.unassigned
-      : c.status && view in c.status ? c.status[view] : view === "inbox" ? c.mine : null;
-    return typeof n === "number" ? " (" + n + ")" : "";
+    const views = c.views || {};
+    const v = views[view === "inbox" ? "mine" : view];
+    const n = v ? v.total : c.status ? c.status[view] : null;
+    const unread = v && v.unread ? " · " + t("unread.label", { n: v.unread }) : "";
+    return typeof n === "number" ? " (" + n + unread + ")" : "";
   }
 
   async function refreshLists() {
@@ -362,6 +377,7 @@
       ]);
       S.agents = agents.agents;
       S.counts = counts;
+      S.countedUnread = new Set();
       const meNow = S.agents.find((a) => a.id === S.me);
       if (meNow && document.activeElement !== $("presence")) $("presence").value = meNow.presence;
       let mine = [];
@@ -387,6 +403,7 @@
       S.mineIds = new Set(mine.map((c) => c.id));
       for (const c of [...mine, ...open, ...(results ? results.conversations : [])]) {
         if (typeof c.unread === "number") S.unread.set(c.id, c.id === S.current ? 0 : c.unread);
+        if (c.unread > 0) S.countedUnread.add(c.id);
       }
       S.lastLists = { offers: offers.offers, mine, open, results };
       const channels = new Set(S.channels || []);
@@ -442,14 +459,22 @@
 
   function unreadOf(id) { return S.unread.get(id) || 0; }
 
+  /** Conversations with unread customer messages: the server's count when it keeps read markers. */
   function totalUnread() {
-    if (S.counts && typeof S.counts.unread === "number") return S.counts.unread;
+    const views = S.counts && S.counts.views;
+    if (views) {
+      let n = supervising() ? (views.all ? views.all.unread : 0)
+        : (views.mine ? views.mine.unread : 0) + (views.unassigned ? views.unassigned.unread : 0);
+      // news seen live since the counts were fetched
+      for (const [id, k] of S.unread) if (k > 0 && !S.countedUnread.has(id)) n += 1;
+      return n;
+    }
     let n = 0;
     const ids = new Set();
     const l = S.lastLists;
     if (l) for (const c of [...l.mine, ...l.open]) ids.add(c.id);
     for (const id of S.mineIds) ids.add(id);
-    for (const id of ids) n += unreadOf(id);
+    for (const id of ids) if (unreadOf(id) > 0) n += 1;
     return n;
   }
 
@@ -470,8 +495,9 @@
       type: "button", className: "conv-item", "data-id": c.id,
       "aria-current": c.id === S.current ? "true" : false,
     });
+    const known = S.contacts.get(c.contact_id);
     btn.appendChild(el("span", { className: "who", "data-contact": c.contact_id || false },
-      contactLabel(S.contacts.get(c.contact_id))));
+      known || !c.contact_name ? contactLabel(known) : c.contact_name));
     const n = unreadOf(c.id);
     if (n > 0) btn.appendChild(el("span", { className: "badge unread", "aria-label": t("unread.label", { n }) }, n));
     const info = [c.last_channel, c.queue, word("status", c.status)];
@@ -684,6 +710,7 @@
     $("resolve").hidden = !active;
     $("resolve").disabled = !may;
     $("reopen").hidden = active || !has("POST", "/v1/conversations/{id}/reopen");
+    $("wake").hidden = !conv.snoozed_until || !S.snoozeSupported;
     $("transfer").disabled = !active || !may;
     $("transfer-queue").disabled = $("transfer").disabled;
     $("snooze").disabled = !active || !may;
@@ -691,7 +718,7 @@
     if (document.activeElement !== $("priority")) $("priority").value = conv.priority || "normal";
     if (!S.queues.includes(conv.queue)) {
       S.queues.push(conv.queue);
-      option($("transfer-queue"), conv.queue, conv.queue);
+      $("transfer-queue").querySelector("optgroup").appendChild(el("option", { value: conv.queue }, conv.queue));
     }
     if (document.activeElement !== $("transfer-queue")) $("transfer-queue").value = conv.queue;
     if (document.activeElement !== $("assign-agent") && conv.assignee) $("assign-agent").value = conv.assignee;
@@ -1051,10 +1078,7 @@
 
   async function removeTag(tag) {
     if (!S.current) return;
-    const path = has("DELETE", "/v1/conversations/{id}/tags/{tag}")
-      ? convPath(S.current, "/tags/" + enc(tag)) : convPath(S.current, "/tags");
-    const body = path.endsWith("/tags") ? { tags: [tag] } : undefined;
-    await act(t("done.tag_removed", { tag }), "DELETE", path, body);
+    await act(t("done.tag_removed", { tag }), "DELETE", convPath(S.current, "/tags?tag=" + enc(tag)));
   }
 
   // --- canned replies: "/" in the reply box ------------------------------------------------
@@ -1214,6 +1238,7 @@
       return;
     }
     if (e.type === "agent.presence" && data.agent === S.me) $("presence").value = data.status;
+    if (e.type === "conversation.read" && cid && data.reader === S.reader) { S.unread.set(cid, 0); updateTitle(); }
     if (e.type === "conversation.assigned" && cid) {
       if (data.reasons) S.routingLive.set(cid, data.reasons);
       if (S.me && data.agent === S.me && data.by !== S.name) {
@@ -1374,9 +1399,15 @@
       act(t("done.assigned", { name: agentName(agent) }), "POST", convPath(S.current, "/assign"), { agent });
     });
     $("transfer").addEventListener("click", () => {
-      const queue = $("transfer-queue").value;
-      act(t("done.transferred", { queue }), "POST", convPath(S.current, "/transfer"), { queue });
+      const target = $("transfer-queue").value;
+      if (target.startsWith("agent:")) {
+        const agent = target.slice(6);
+        act(t("done.assigned", { name: agentName(agent) }), "POST", convPath(S.current, "/transfer"), { agent });
+      } else {
+        act(t("done.transferred", { queue: target }), "POST", convPath(S.current, "/transfer"), { queue: target });
+      }
     });
+    $("wake").addEventListener("click", () => act(t("done.woken"), "DELETE", convPath(S.current, "/snooze")));
     $("snooze").addEventListener("click", () => {
       const until = snoozeUntil($("snooze-for").value);
       act(t("done.snoozed", { time: I.when(until.toISOString()) }), "POST", convPath(S.current, "/snooze"),
