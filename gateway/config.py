@@ -35,6 +35,7 @@ from connectors.egress import (
     static_private_problem,
 )
 from gateway.config_surveys import SurveysConfig, TextsConfig
+from gateway.config_workspace import AgentAttachmentsConfig, CannedReplyConfig
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from gateway.time.notice_texts import NoticesConfig
 from router.config import RoutingConfig
@@ -415,6 +416,9 @@ class GatewayConfig(Strict):
     # Customer surveys (gateway/surveys/) and customer texts (gateway/i18n.py).
     surveys: SurveysConfig | None = None
     texts: TextsConfig = Field(default_factory=TextsConfig)  # type: ignore[arg-type]
+    # The agent workspace (issue 14; gateway/config_workspace.py).
+    canned_replies: list[CannedReplyConfig] = Field(default_factory=list)
+    agent_attachments: AgentAttachmentsConfig = Field(default_factory=AgentAttachmentsConfig)  # type: ignore[arg-type]
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)
@@ -574,6 +578,19 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
         for i, queue in enumerate(getattr(surveys, kind).queues):
             if queue != "*" and queue not in queues:
                 problems.append(((("surveys", kind, "queues", i)), f"unknown queue {queue!r}"))
+    owners: set[tuple[str, str]] = set()
+    for i, canned in enumerate(cfg.canned_replies):
+        for j, queue in enumerate(canned.queues):
+            if queue not in queues:
+                problems.append((("canned_replies", i, "queues", j), f"unknown queue {queue!r}"))
+        if canned.agent is not None and canned.agent not in agent_ids:
+            problems.append((("canned_replies", i, "agent"), f"unknown agent {canned.agent!r}"))
+        owner = (canned.agent or "", canned.shortcut)
+        if owner in owners:
+            problems.append(
+                (("canned_replies", i, "shortcut"), f"duplicate shortcut {canned.shortcut!r}")
+            )
+        owners.add(owner)
     tokens: set[str] = set()
     for i, token in enumerate(cfg.auth.tokens):
         secret = token.token.get_secret_value()

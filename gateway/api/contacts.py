@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from connectors.http import fail
+from gateway.api import workspace
 from gateway.api.auth import require
 from gateway.api.common import authenticate, gateway_of
 from gateway.identity import InvalidIdentity, parse_identity
@@ -13,7 +14,8 @@ from gateway.identity import InvalidIdentity, parse_identity
 async def get_contact(request: web.Request) -> web.Response:
     principal = authenticate(request)
     contact = await gateway_of(request).store.get_contact(request.match_info["id"], principal.scope)
-    return web.json_response(contact.to_api())
+    # Issue 14: the console's contact panel (conversations across channels, merges).
+    return web.json_response(await workspace.panel(request, principal, contact))
 
 
 async def find_contact(request: web.Request) -> web.Response:

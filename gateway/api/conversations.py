@@ -9,12 +9,14 @@ from aiohttp import web
 from pydantic import Field
 
 from connectors.http import fail
+from gateway.api import workspace
 from gateway.api.auth import require
 from gateway.api.common import Body, authenticate, gateway_of, int_param, read_body
 from gateway.model import Conversation
 from gateway.store.base import ConversationFilter, OutboundRequest, escalation_store
 from gateway.time.escalation import escalation_of
 from gateway.time.sla import sla_json
+from gateway.workspace.attachments import read_upload
 
 
 async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[str, Any]]:
@@ -26,6 +28,10 @@ async def _render(request: web.Request, convs: list[Conversation]) -> list[dict[
     return [c.to_api() | {"sla": sla_json(rows.get(c.id))} for c in convs]
 
 
+# The contact panel renders a contact's conversations as the list does (gateway/api/workspace.py).
+render_conversations = _render
+
+
 async def _one(request: web.Request, conv: Conversation) -> web.Response:
     return web.json_response((await _render(request, [conv]))[0])
 
@@ -35,6 +41,12 @@ class ReplyBody(Body):
     html: str | None = Field(None, max_length=1_000_000)
     subject: str | None = Field(None, max_length=998)
     agent: str | None = None
+    private: bool = Field(
+        False, description="An internal note (as `POST …/notes`): agents only, never sent."
+    )
+    mentions: list[str] = Field(
+        default_factory=list, max_length=50, description="Notes: agents to notify."
+    )
 
 
 class AssignBody(Body):
@@ -76,13 +88,17 @@ async def get_conversation(request: web.Request) -> web.Response:
     conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
     messages = await gw.store.messages(conv.id, principal.scope)
     [out] = await _render(request, [conv])
+    # Issue 14: the internal notes on the same timeline, marked private.
+    timeline = [m.to_api() | {"private": False} for m in messages]
+    timeline += await workspace.timeline(request, conv.id)
+    timeline.sort(key=lambda m: (m["created_at"], m["id"]))
     # Issue 12: its escalation step and its pending offer.
     escalation = await escalation_of(gw.store, gw.config.routing, conv.id)
     offers = await escalation_store(gw.store).offers(conversation_id=conv.id)
     return web.json_response(
         out
         | {
-            "messages": [m.to_api() for m in messages],
+            "messages": timeline,
             "escalation": escalation,
             "offer": offers[0].to_api() if offers else None,
         }
@@ -92,7 +108,12 @@ async def get_conversation(request: web.Request) -> web.Response:
 async def reply(request: web.Request) -> web.Response:
     principal = authenticate(request)
     require(principal, "admin", "agent", "integration")
-    body = await read_body(request, ReplyBody)
+    body, uploads = await read_upload(request, ReplyBody)
+    attachments, blobs = uploads.stored()
+    if body.private:  # an internal note (issue 14)
+        return await workspace.create_note(
+            request, principal, body.text, body.mentions, attachments, blobs
+        )
     gw = gateway_of(request)
     if principal.role == "agent" and body.agent not in (None, principal.agent):
         fail(403, "forbidden", "an agent token replies only as its own agent")
@@ -121,9 +142,11 @@ async def reply(request: web.Request) -> web.Response:
             sender_id=agent or principal.name,
             now=gw.clock(),
             scope=principal.scope,
+            attachments=attachments,
+            blobs=blobs,
         )
     )
-    return web.json_response(message.to_api(), status=202)
+    return web.json_response(message.to_api() | {"private": False}, status=202)
 
 
 async def assign(request: web.Request) -> web.Response:

@@ -21,8 +21,9 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, offers, routing
+from gateway.api import agents, conversations, offers, routing, workspace
 from gateway.api import schemas as out
+from gateway.api import workspace_schemas as ws
 from gateway.surveys import web as surveys
 
 ALL = ("admin", "agent", "integration")
@@ -192,7 +193,13 @@ OPERATIONS: tuple[Op, ...] = (
         ),
         errors=(404,),
     ),
-    Op("GET", "/v1/contacts/{id}", "One contact", ALL, out.ContactOut),
+    Op(
+        "GET",
+        "/v1/contacts/{id}",
+        "One contact with its conversations on every channel and its merges",
+        ALL,
+        ws.ContactPanel,
+    ),
     Op(
         "POST",
         "/v1/contacts/{id}/unmerge",
@@ -206,8 +213,8 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "PATCH",
         "/v1/contacts/{id}",
-        "Set contact attributes (e.g. language: de or en; null removes one)",
-        ("admin", "integration"),
+        "Set contact attributes (e.g. language: de or en; null removes one) and name",
+        ("admin", "integration", "agent", "supervisor"),
         out.ContactOut,
         body=surveys.ContactPatchBody,
         errors=(422,),
@@ -389,6 +396,128 @@ OPERATIONS += (
         query=STATS_PERIOD,
         also=("text/csv",),
         description="Empty until surveys exist. CSV with `format=csv` or `Accept: text/csv`.",
+    ),
+)
+
+# Issue 14: the agent workspace (gateway/api/workspace.py).
+WORKSPACE = ("admin", "agent", "supervisor", "integration")
+CANNED_WRITERS = ("admin", "agent", "supervisor")
+OPERATIONS += (
+    Op(
+        "POST",
+        f"{CONV}/notes",
+        "Add an internal note",
+        WORKSPACE,
+        ws.NoteOut,
+        ok=201,
+        body=workspace.NoteBody,
+        errors=(422,),
+        description="Agents only: never queued in the outbox, never sent to a channel, never "
+        "in the widget's history. `message.created` (private) on the stream, and "
+        "`agent.mentioned` for each `@agent` in the text or in `mentions`. Also "
+        "`POST …/messages` with `private: true`. Files: multipart/form-data as for a reply.",
+    ),
+    Op("GET", f"{CONV}/notes", "The internal notes, oldest first", WORKSPACE, ws.NoteList),
+    Op(
+        "POST",
+        f"{CONV}/viewing",
+        "I am viewing (or typing in) this conversation: a heartbeat",
+        WORKSPACE,
+        ws.ViewingOut,
+        body=workspace.ViewingBody,
+        description="Send every ~10 s; a viewer is forgotten 30 s after its last heartbeat. "
+        "Every change is the live-only event `conversation.viewing` with the viewers. "
+        "`leaving: true` leaves at once.",
+    ),
+    Op("GET", f"{CONV}/viewing", "Who is viewing it now", WORKSPACE, ws.ViewingOut),
+    Op(
+        "GET",
+        "/v1/canned-replies",
+        "Canned replies the token may use",
+        WORKSPACE,
+        ws.CannedReplyList,
+        query=(
+            q("q", "In the shortcut or the title."),
+            q("queue", "Team replies of this queue (and the personal ones)."),
+        ),
+        description="An agent sees the team replies of its queues and its own personal ones; "
+        "those of the config file (`canned_replies:`) too, read-only.",
+    ),
+    Op(
+        "POST",
+        "/v1/canned-replies",
+        "Add a canned reply",
+        CANNED_WRITERS,
+        ws.CannedReplyOut,
+        ok=201,
+        body=workspace.CannedBody,
+        errors=(409,),
+        description="Personal: an agent for itself (an admin names `agent`). Team: admin or "
+        "supervisor. 409 `duplicate` when the owner has the shortcut already.",
+    ),
+    Op(
+        "PUT",
+        "/v1/canned-replies/{id}",
+        "Replace a canned reply",
+        CANNED_WRITERS,
+        ws.CannedReplyOut,
+        body=workspace.CannedBody,
+        errors=(409,),
+        description="409 `read_only` for one of the config file.",
+    ),
+    Op(
+        "DELETE",
+        "/v1/canned-replies/{id}",
+        "Remove a canned reply",
+        CANNED_WRITERS,
+        None,
+        ok=204,
+        errors=(409,),
+    ),
+    Op(
+        "POST",
+        "/v1/canned-replies/{id}/render",
+        "A canned reply filled in for a conversation",
+        WORKSPACE,
+        ws.CannedRendered,
+        query=(
+            q("conversation_id", "The conversation it answers.", required=True),
+            q("agent", "Admin: whose name fills {{agent.name}} (an agent token: itself)."),
+        ),
+        description="In the contact's language (its `language` attribute) when the reply has "
+        "it, else the default language, else English. Fills {{contact.name}}, "
+        "{{agent.name}}, {{conversation.id}}.",
+    ),
+    Op(
+        "POST",
+        "/v1/contacts/{id}/merge",
+        "Merge another contact into this one",
+        WORKSPACE,
+        ws.MergeResult,
+        body=workspace.MergeBody,
+        errors=(409,),
+        description="`other` joins this contact with its identities and conversations; "
+        "recorded as `contact.merged` (what moved) and undoable.",
+    ),
+    Op(
+        "POST",
+        "/v1/contacts/{id}/merge/{merge_id}/undo",
+        "Undo a merge into this contact",
+        WORKSPACE,
+        ws.ContactPanel,
+        errors=(409,),
+        description="The other contact stands alone again with its identities and the "
+        "conversations the merge moved (`contact.unmerged`). 409 when undone already.",
+    ),
+    Op(
+        "POST",
+        "/v1/contacts/{id}/identities/{identity}/split",
+        "Split one identity off into a new contact",
+        WORKSPACE,
+        ws.SplitResult,
+        errors=(409,),
+        description="`identity` is kind:address (URL-encoded). The new contact takes the "
+        "conversations that answer to that identity (`contact.split`). 409 for the only one.",
     ),
 )
 

@@ -16,6 +16,7 @@ from gateway.api import (
     routing,
     stats,
     stream,
+    workspace,
 )
 
 
@@ -46,6 +47,7 @@ def add_routes(app: web.Application) -> None:
     quarantine.add_routes(app)
     offers.add_routes(app)
     stats.add_routes(app)
+    workspace.add_routes(app)
     from gateway import console
 
     console.add_routes(app)

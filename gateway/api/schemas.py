@@ -59,8 +59,11 @@ class Sender(Out):
 class MessageOut(Out):
     id: str
     conversation_id: str
-    direction: Literal["in", "out"]
-    channel: str
+    direction: Literal["in", "out", "note"] = Field(
+        description="`note`: an internal note (`private`), never sent to the customer."
+    )
+    channel: str | None = Field(description="Null for a note.")
+    private: bool = Field(False, description="An internal note: agents only.")
     sender: Sender
     text: str
     html: str | None

@@ -197,6 +197,9 @@ class OutboundRequest:
     channel: str | None = None
     to: Identity | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Files an agent attached (issue 14): as the message stores them, and their blobs.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    blobs: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -26,6 +26,7 @@ from gateway.api.common import Body, authenticate, gateway_of, int_param, read_b
 from gateway.clock import iso
 from gateway.store.base import SURVEY_KINDS, NotFound, SurveyResponse, SurveyStore
 from gateway.surveys.policy import read_score
+from gateway.workspace.service import WorkspaceService
 
 if TYPE_CHECKING:
     from gateway.surveys.service import Surveys
@@ -41,7 +42,9 @@ class ContactPatchBody(Body):
     attributes: dict[
         Annotated[str, Field(min_length=1, max_length=64)],
         Annotated[str, Field(max_length=256)] | None,
-    ] = Field(max_length=32)
+    ] = Field(default_factory=dict, max_length=32)
+    # Issue 14: the contact panel edits the display name too (null clears it).
+    name: str | None = Field(None, max_length=200)
 
 
 def _store(request: web.Request) -> SurveyStore:
@@ -88,11 +91,14 @@ async def set_optout(request: web.Request) -> web.Response:
 
 async def patch_contact(request: web.Request) -> web.Response:
     principal = authenticate(request)
-    require(principal, "admin", "integration")
+    require(principal, "admin", "integration", "agent", "supervisor")
     body = await read_body(request, ContactPatchBody)
-    contact = await gateway_of(request).services.set_contact_attributes(
-        request.match_info["id"], dict(body.attributes)
-    )
+    gw = gateway_of(request)
+    # An agent edits the contacts it sees (issue 14: the console's contact panel).
+    contact_id = (await gw.store.get_contact(request.match_info["id"], principal.scope)).id
+    contact = await gw.services.set_contact_attributes(contact_id, dict(body.attributes))
+    if "name" in body.model_fields_set:
+        contact = await WorkspaceService(gw.services).rename(contact_id, body.name)
     return web.json_response(contact.to_api())
 
 

@@ -165,15 +165,17 @@ class PgContacts(PgBase):
                 target,
             )
             await conn.execute("UPDATE merges SET undone_at=$1 WHERE id=$2", now, merge_id)
-            # What it proved is again only what it claims, as before the merge.
-            await conn.execute(
-                "INSERT INTO claims(contact_id, kind, address, channel, created_at)"
-                " VALUES ($1, $2, $3, '', $4) ON CONFLICT DO NOTHING",
-                contact_id,
-                row[3],
-                row[4],
-                now,
-            )
+            # What it proved is again only what it claims, as before the merge (a merge by
+            # hand proved nothing).
+            if row[3]:
+                await conn.execute(
+                    "INSERT INTO claims(contact_id, kind, address, channel, created_at)"
+                    " VALUES ($1, $2, $3, '', $4) ON CONFLICT DO NOTHING",
+                    contact_id,
+                    row[3],
+                    row[4],
+                    now,
+                )
             event = NewEvent(
                 "contact.unmerged",
                 {

@@ -423,7 +423,17 @@ class PgConversations(PgContacts, ConversationStore):
             status="queued",
             automated=req.automatic,
             metadata=dict(req.metadata),
+            attachments=list(req.attachments),
         )
+        for blob_id, (content_type, data) in req.blobs.items():  # an agent's files (issue 14)
+            await conn.execute(
+                "INSERT INTO blobs(id, content_type, size, data) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT DO NOTHING",
+                blob_id,
+                content_type,
+                len(data),
+                data,
+            )
         await insert_message(conn, message)
         to_kind, to_address = (
             (req.to.kind, req.to.address) if req.to else (conv.reply_kind, conv.reply_address)

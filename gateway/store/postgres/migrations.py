@@ -471,4 +471,41 @@ CREATE TABLE survey_optouts (
 CREATE INDEX conversations_resolved_at ON conversations(resolved_at) WHERE status = 'resolved'
 """,
     ),
+    (
+        8,
+        """
+-- The agent workspace (issue 14; as the SQLite store's migration 18). Internal notes: a
+-- table of their own, so nothing that reads messages (outbox, widget history, SLA, KPIs)
+-- sees one.
+CREATE TABLE notes (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    conversation_id TEXT COLLATE "C" NOT NULL REFERENCES conversations(id),
+    sender_type TEXT NOT NULL,
+    sender_id TEXT COLLATE "C",
+    text TEXT NOT NULL,
+    mentions TEXT NOT NULL DEFAULT '[]',
+    attachments TEXT NOT NULL DEFAULT '[]',
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX notes_conversation ON notes(conversation_id, created_at);
+-- Canned replies made through the API. `owner`: the agent of a personal reply, '' for a
+-- team one; a shortcut is unique per owner.
+CREATE TABLE canned_replies (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    shortcut TEXT COLLATE "C" NOT NULL,
+    title TEXT NOT NULL,
+    texts TEXT NOT NULL,
+    scope TEXT NOT NULL CHECK (scope IN ('team', 'personal')),
+    queues TEXT NOT NULL DEFAULT '[]',
+    agent TEXT COLLATE "C",
+    owner TEXT COLLATE "C" NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    UNIQUE (owner, shortcut)
+);
+-- Who merged two contacts by hand (NULL: a verification); such a merge has no identity.
+ALTER TABLE merges ADD COLUMN by_whom TEXT;
+CREATE INDEX merges_target ON merges(target, at)
+""",
+    ),
 ]

@@ -16,6 +16,7 @@ from gateway.store.postgres.routing import PgRouting
 from gateway.store.postgres.stats import PgStats
 from gateway.store.postgres.surveys import PgSurveys
 from gateway.store.postgres.time import PgTime
+from gateway.store.postgres.workspace import PgWorkspace
 
 
 class PostgresStore(
@@ -31,6 +32,7 @@ class PostgresStore(
     PgStats,
     PgSurveys,
     PgTime,
+    PgWorkspace,
     Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one

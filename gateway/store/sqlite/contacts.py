@@ -132,12 +132,14 @@ class SqliteContacts(SqliteRows):
                     (contact_id, conv_id, target),
                 )
             conn.execute("UPDATE merges SET undone_at=? WHERE id=?", (now, merge_id))
-            # What it proved is again only what it claims, as before the merge.
-            conn.execute(
-                "INSERT OR IGNORE INTO claims(contact_id, kind, address, channel, created_at)"
-                " VALUES (?,?,?,'',?)",
-                (contact_id, row[3], row[4], now),
-            )
+            # What it proved is again only what it claims, as before the merge (a merge by
+            # hand proved nothing).
+            if row[3]:
+                conn.execute(
+                    "INSERT OR IGNORE INTO claims(contact_id, kind, address, channel, created_at)"
+                    " VALUES (?,?,?,'',?)",
+                    (contact_id, row[3], row[4], now),
+                )
             event = NewEvent(
                 "contact.unmerged",
                 {

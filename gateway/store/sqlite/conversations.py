@@ -422,7 +422,9 @@ class SqliteConversations(SqliteRows):
             status="queued",
             automated=req.automatic,
             metadata=dict(req.metadata),
+            attachments=list(req.attachments),
         )
+        put_blobs(conn, req.blobs)  # files an agent attached (issue 14)
         self._insert_message(conn, message)
         to_kind, to_address = (
             (req.to.kind, req.to.address) if req.to else (conv.reply_kind, conv.reply_address)

@@ -17,6 +17,7 @@ from gateway.store.sqlite.routing import SqliteRouting
 from gateway.store.sqlite.stats import SqliteStats
 from gateway.store.sqlite.surveys import SqliteSurveys
 from gateway.store.sqlite.timekeeping import SqliteTime
+from gateway.store.sqlite.workspace import SqliteWorkspace
 
 
 class SqliteStore(
@@ -31,6 +32,7 @@ class SqliteStore(
     SqliteTime,
     SqliteEscalation,
     SqliteStats,
+    SqliteWorkspace,
     SqliteSurveys,
     Store,
 ):
