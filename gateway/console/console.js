@@ -1177,6 +1177,17 @@
     renderNotifyButton();
   }
 
+  async function notifyAssigned(cid) {
+    if (!notifyWanted()) return;
+    let who = "";
+    try {
+      const conv = await api("GET", convPath(cid));
+      if (!S.contacts.has(conv.contact_id)) await loadContacts([conv.contact_id]);
+      who = conv.contact_name || contactLabel(S.contacts.get(conv.contact_id));
+    } catch (e) { /* the title says enough */ }
+    notify(t("notify.assigned"), who, cid);
+  }
+
   function notify(title, body, cid) {
     if (!notifyWanted() || !("Notification" in window) || Notification.permission !== "granted") return;
     if (!document.hidden && cid === S.current) return;
@@ -1241,9 +1252,7 @@
     if (e.type === "conversation.read" && cid && data.reader === S.reader) { S.unread.set(cid, 0); updateTitle(); }
     if (e.type === "conversation.assigned" && cid) {
       if (data.reasons) S.routingLive.set(cid, data.reasons);
-      if (S.me && data.agent === S.me && data.by !== S.name) {
-        notify(t("notify.assigned"), contactLabel(S.contacts.get(data.contact_id)), cid);
-      }
+      if (S.me && data.agent === S.me && data.by !== S.name) notifyAssigned(cid);
     }
     if (e.type === "agent.mentioned" && S.me && data.agent === S.me) {
       notify(t("notify.mention", { name: agentName(data.by) }), "", cid);
