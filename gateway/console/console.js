@@ -720,8 +720,14 @@
       S.queues.push(conv.queue);
       $("transfer-queue").querySelector("optgroup").appendChild(el("option", { value: conv.queue }, conv.queue));
     }
-    if (document.activeElement !== $("transfer-queue")) $("transfer-queue").value = conv.queue;
-    if (document.activeElement !== $("assign-agent") && conv.assignee) $("assign-agent").value = conv.assignee;
+    // Preset the pickers for each newly opened conversation only: a live refresh must not
+    // undo what the agent is choosing.
+    if (S.pickersFor !== conv.id) {
+      S.pickersFor = conv.id;
+      $("transfer-queue").value = conv.queue;
+      if (conv.assignee) $("assign-agent").value = conv.assignee;
+      $("snooze-for").value = "1h";
+    }
 
     const log = $("messages");
     const stick = log.scrollHeight - log.scrollTop - log.clientHeight < 60;
