@@ -59,6 +59,7 @@ from gateway.time.notices import TimeNotices, WaitBoard, WaitNoticeSource
 from gateway.time.sla import OpeningSource, SlaSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
+from gateway.workspace.files import AgentFiles
 from router import MessageFacts, explain
 
 log = logging.getLogger("switchboard")
@@ -148,6 +149,15 @@ class Gateway:
             services=self.services,
         )
         self.services.wake_outbox = self.outbox.poke
+        # Issue 14: agents' files go out as the channel can carry them (gateway/workspace/files.py).
+        self.files = AgentFiles(
+            self.store,
+            Texts(self.config.texts.overrides(), self.config.texts.default_language),
+            self.public_url,
+            self.config.agent_attachments.link_ttl,
+            clock,
+        )
+        self.outbox.attach = self.files.attach
         self.services.wake_routing = self.dispatcher.poke
         # Texts for customers, in their language (gateway/i18n.py).
         self.texts = Texts(self.config.texts.overrides(), self.config.texts.default_language)

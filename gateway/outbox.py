@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from connectors.base import Capability, Choice, Connector, DeliveryResult, OutboundMessage, Prompt
@@ -117,6 +117,10 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(config.concurrency)
+        # Issue 14: agents' files, degraded to what the channel carries (gateway/workspace/files.py).
+        self.attach: (
+            Callable[[OutboxItem, Connector, OutboundMessage], Awaitable[OutboundMessage]] | None
+        ) = None
 
     def poke(self) -> None:
         self._wake.set()
@@ -192,10 +196,10 @@ class Outbox:
         else:
             started = time.perf_counter()
             try:
-                result = await asyncio.wait_for(
-                    connector.send(degrade(item, connector, self.agent_names)),
-                    self.config.send_timeout,
-                )
+                message = degrade(item, connector, self.agent_names)
+                if self.attach is not None and item.attachments:
+                    message = await self.attach(item, connector, message)
+                result = await asyncio.wait_for(connector.send(message), self.config.send_timeout)
             except TimeoutError:
                 result = DeliveryResult.retry("send timed out")
             except asyncio.CancelledError:

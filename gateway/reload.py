@@ -7,8 +7,8 @@ pass, a request or a timer sees the old config or the new, never a mix; work in 
 (a pass, a send, an offer) finishes under the config it started with.
 
 Live: `routing` (queues, rules, escalation, offers, reassignment, sticky, offline),
-`agents` (skills, queues, names, capacity), `auth` (tokens, visibility) and
-`conversations`. The other sections (server, store, channels, outbox, webhooks, events,
+`agents` (skills, queues, names, capacity), `auth` (tokens, visibility),
+`conversations`, `canned_replies` and `agent_attachments`. The other sections (server, store, channels, outbox, webhooks, events,
 timers) need a restart: a reload that changes one of them is refused, naming them.
 """
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.reload")
 
 RESTART_ONLY = ("server", "store", "channels", "outbox", "webhooks", "events", "timers")
+# Issue 14: read per request (canned replies, upload caps) or set here (link lifetime).
+WORKSPACE_LIVE = ("canned_replies", "agent_attachments")
 
 
 @dataclass
@@ -76,7 +78,7 @@ async def reload(gw: Gateway) -> ReloadResult:
     old = gw.config
     changed = [
         name
-        for name in ("routing", "agents", "auth", "conversations")
+        for name in ("routing", "agents", "auth", "conversations", *WORKSPACE_LIVE)
         if getattr(old, name) != getattr(new.config, name)
     ]
     cfg = new.config
@@ -90,6 +92,7 @@ async def reload(gw: Gateway) -> ReloadResult:
     if gw.ingestor.acknowledger is not None:
         gw.ingestor.acknowledger.config = cfg.conversations.acknowledgement
     gw.outbox.agent_names = {a.id: a.name for a in cfg.agents}
+    gw.files.ttl = cfg.agent_attachments.link_ttl
     # The app is frozen: the authenticator it holds takes the new tokens in place.
     Authenticator.__init__(gw.app[AUTH], cfg.auth, cfg.agents)
     if "routing" in changed:

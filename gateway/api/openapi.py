@@ -519,6 +519,20 @@ OPERATIONS += (
         description="`identity` is kind:address (URL-encoded). The new contact takes the "
         "conversations that answer to that identity (`contact.split`). 409 for the only one.",
     ),
+    Op(
+        "GET",
+        "/files/{id}",
+        "A file an agent sent, by the signed link in the message",
+        (),
+        "application/octet-stream",
+        query=(
+            q("exp", "Expiry (epoch seconds), as in the link.", required=True),
+            q("sig", "The link's signature.", required=True),
+        ),
+        errors=(403,),
+        description="For channels that cannot carry files: the customer gets this link. No "
+        "token; 403 when the signature is wrong or the link expired.",
+    ),
 )
 
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (out.Error,)

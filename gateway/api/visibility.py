@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from gateway.api.auth import Principal
 
 ADMIN_ONLY = ("message.quarantined", "quarantine.")
+# Live-only conversation events that change nobody's view of the conversation.
+LIVE_ONLY = ("conversation.typing", "conversation.viewing")
 
 
 def conversation_of(event: Event) -> str | None:
@@ -51,7 +53,7 @@ class StreamFilter:
         conv_id = conversation_of(event)
         if conv_id is None:
             return False  # contact.* and anything not tied to a conversation
-        if event.type.startswith("conversation.") and event.type != "conversation.typing":
+        if event.type.startswith("conversation.") and event.type not in LIVE_ONLY:
             self._seen.pop(conv_id, None)  # assignment, transfer, reopen: look again
         seen = self._seen.get(conv_id)
         if seen is None:

@@ -390,6 +390,11 @@ async def viewers(request: web.Request) -> web.Response:
     return await _viewing(request, None)
 
 
+async def serve_file(request: web.Request) -> web.Response:
+    """A file an agent sent, by its signed link (no token: the signature is the key)."""
+    return await gateway_of(request).files.serve(request)
+
+
 def add_routes(app: web.Application) -> None:
     from gateway.api.common import GATEWAY
 
@@ -417,3 +422,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/contacts/{id}/merge", merge_contacts)
     r.add_post("/v1/contacts/{id}/merge/{merge_id}/undo", undo_merge)
     r.add_post("/v1/contacts/{id}/identities/{identity}/split", split_identity)
+    r.add_get("/files/{id}", serve_file)

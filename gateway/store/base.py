@@ -220,6 +220,8 @@ class OutboxItem:
     queued_at: float = 0.0
     # A question with fixed answers (a survey), as stored: `connectors.base.Prompt` fields.
     prompt: dict[str, Any] | None = None
+    # Files the message carries, as stored (name, content_type, size, blob): issue 14.
+    attachments: list[dict[str, Any]] = field(default_factory=list)
 
 
 QUARANTINE_STATUSES = ("new", "retried", "dismissed")

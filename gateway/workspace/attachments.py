@@ -16,8 +16,9 @@ import mimetypes
 import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, ClientPayloadError, web
 from pydantic import BaseModel, ValidationError
 
 from connectors.http import fail, validation_details
@@ -62,7 +63,8 @@ class Uploads:
 
 
 def _safe_name(raw: str | None) -> str:
-    name = (raw or "file").replace("\\", "/").rsplit("/", 1)[-1]
+    # Some clients (aiohttp's own) percent-encode the file name in the part's header.
+    name = unquote(raw or "file").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if c.isprintable() and c not in '"<>')[:200].strip()
     return name or "file"
 
@@ -71,6 +73,18 @@ async def read_upload(request: web.Request, model: type[M]) -> tuple[M, Uploads]
     """The body as `model` and its files: JSON (no files) or multipart/form-data."""
     if not request.content_type.startswith("multipart/"):
         return await read_body(request, model), Uploads()
+    try:
+        fields, uploads = await _read_parts(request)
+    except (ValueError, AssertionError, LookupError, ClientPayloadError) as exc:
+        # A broken body (no boundary, cut short, a bad charset): the client's fault.
+        fail(400, "invalid_body", f"malformed multipart body: {exc}")
+    try:
+        return model.model_validate(fields), uploads
+    except ValidationError as exc:
+        fail(422, "validation_error", "the form is not valid", validation_details(exc.errors()))
+
+
+async def _read_parts(request: web.Request) -> tuple[dict[str, Any], Uploads]:
     cfg = gateway_of(request).config.agent_attachments
     fields: dict[str, Any] = {}
     uploads = Uploads()
@@ -92,6 +106,8 @@ async def read_upload(request: web.Request, model: type[M]) -> tuple[M, Uploads]
             )
             uploads.files.append(Upload(name, content_type.split(";")[0].strip(), bytes(data)))
         elif part.name:
+            if len(fields) >= 20:
+                fail(413, "too_large", "too many form fields")
             raw = await part.text()
             if len(raw) > 1_000_000:
                 fail(413, "too_large", f"the field {part.name} is too long")
@@ -103,10 +119,7 @@ async def read_upload(request: web.Request, model: type[M]) -> tuple[M, Uploads]
                 )
             else:
                 fields[part.name] = raw
-    try:
-        return model.model_validate(fields), uploads
-    except ValidationError as exc:
-        fail(422, "validation_error", "the form is not valid", validation_details(exc.errors()))
+    return fields, uploads
 
 
 # --- signed links for channels without files -------------------------------------------------
@@ -126,4 +139,4 @@ def verify(secret: bytes, blob: str, exp: str, sig: str, now: float | None = Non
         return False
     if expires < (now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(sign(secret, blob, expires), sig)
+    return hmac.compare_digest(sign(secret, blob, expires).encode(), sig.encode("utf-8", "replace"))

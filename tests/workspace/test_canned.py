@@ -6,7 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.conftest import ADMIN, Receiver, agent_token, base_config, wait_for
+import aiohttp
+
+from gateway.app import Gateway
+from gateway.config import load_config
+from gateway.workspace.canned import render
+from tests.gateway.conftest import (
+    ADMIN,
+    Client,
+    Receiver,
+    agent_token,
+    base_config,
+    config_text,
+    wait_for,
+)
 
 CANNED = [
     {
@@ -161,8 +174,29 @@ async def test_rendered_in_the_contacts_language_and_sent_filled_in(
 
 
 def test_placeholders_without_a_value_leave_no_gap() -> None:
-    from gateway.workspace.canned import render
-
     assert render("Hello {{contact.name}}, hi", {"contact.name": None}) == "Hello, hi"
     assert render("{{ contact.name }}!", {"contact.name": "Ann"}) == "Ann!"
     assert render("{{unknown.thing}} stays", {"contact.name": "x"}) == "{{unknown.thing}} stays"
+
+
+async def test_canned_replies_of_the_config_change_on_reload(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(cfg))
+    gw = Gateway(load_config(path))
+    await gw.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = Client(f"http://127.0.0.1:{gw.port}", http)
+            cfg["canned_replies"] = [
+                *CANNED,
+                {"shortcut": "bye", "title": "Bye", "text": {"en": "Bye"}},
+            ]
+            cfg["agent_attachments"] = {"link_ttl": 60}
+            path.write_text(config_text(cfg))
+            result = await gw.reload()
+            assert result.ok and {"canned_replies", "agent_attachments"} <= set(result.changed)
+            assert "bye" in await _shortcuts(client, ADMIN)
+            assert gw.files.ttl == 60
+    finally:
+        await gw.stop()

@@ -26,9 +26,10 @@ async def _conversation(client: Any) -> str:
 
 
 async def test_a_note_is_on_the_timeline_and_never_sent(
-    gateway_factory: Any, receiver: Receiver, tmp_path: Any
+    gateway_factory: Any, receiver: Receiver, tmp_path: Any, on_backend: Any
 ) -> None:
-    gw, client = await gateway_factory(base_config(tmp_path / "db.sqlite", receiver.url))
+    cfg = on_backend(base_config(tmp_path / "db.sqlite", receiver.url))
+    gw, client = await gateway_factory(cfg)
     conv_id = await _conversation(client)
     conv = await client.conversation(conv_id)
     me = conv["assignee"]

@@ -57,7 +57,7 @@ class PgOutbox(PgBase, OutboxStore):
                 "  WHERE p.conversation_id = m.conversation_id"
                 "  AND p.provider_message_id IS NOT NULL AND p.created_at <= m.created_at"
                 "  ORDER BY p.created_at),"
-                " m.metadata::jsonb -> 'prompt'"
+                " m.metadata::jsonb -> 'prompt', m.attachments"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.message_id = ANY($1) ORDER BY o.next_attempt_at",
@@ -79,6 +79,7 @@ class PgOutbox(PgBase, OutboxStore):
                     sender_name=r[11],
                     queued_at=r[12],
                     prompt=loads(r[14]) if r[14] else None,
+                    attachments=loads(r[15]) if r[15] else [],
                 )
                 for r in rows
             ]

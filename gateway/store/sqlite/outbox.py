@@ -73,7 +73,7 @@ class SqliteOutbox(SqliteRows):
                 "SELECT o.message_id, o.attempts, m.conversation_id, m.channel, m.text, m.html,"
                 " COALESCE(m.subject, c.subject),"
                 " m.automated, COALESCE(o.to_kind, c.reply_kind), COALESCE(o.to_address, c.reply_address),"
-                " c.thread_token, m.sender_id, m.created_at, json_extract(m.metadata, '$.prompt')"
+                " c.thread_token, m.sender_id, m.created_at, json_extract(m.metadata, '$.prompt'), m.attachments"
                 " FROM outbox o JOIN messages m ON m.id = o.message_id"
                 " JOIN conversations c ON c.id = m.conversation_id"
                 " WHERE o.next_attempt_at <= ? AND (o.lease_until IS NULL OR o.lease_until < ?)"
@@ -116,6 +116,7 @@ class SqliteOutbox(SqliteRows):
                         sender_name=r[11],
                         queued_at=r[12],
                         prompt=loads(r[13]) if r[13] else None,
+                        attachments=loads(r[14]) if r[14] else [],
                     )
                 )
             return items
