@@ -68,7 +68,7 @@ async def reports_page(request: web.Request) -> web.Response:
 
 async def console_asset(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    if name not in ("console.js", "console.css", "reports.js", "reports.css"):
+    if name not in ("console.js", "i18n.js", "console.css", "reports.js", "reports.css"):
         raise web.HTTPNotFound()
     suffix = name[name.rindex(".") :]
     return web.Response(body=_asset(name), headers=_headers(request, TYPES[suffix], False))

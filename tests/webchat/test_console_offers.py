@@ -49,7 +49,7 @@ async def test_offer_buttons_reject_then_accept(
     await expect(bob_offer).to_be_visible()
 
     await bob_offer.get_by_role("button", name="Accept").click()
-    await expect(bob.page.locator("#conv-meta")).to_contain_text("assigned to bob")
+    await expect(bob.page.locator("#conv-meta")).to_contain_text("assigned to Bob")
     await expect(bob.page.locator(f'#mine [data-id="{conv_id}"]')).to_be_visible()
     await expect(bob.page.locator("#offers-box")).to_be_hidden()
     await expect(bob.message("Hello, anyone there?")).to_be_visible()
