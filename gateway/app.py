@@ -39,6 +39,7 @@ from gateway.events import EventBus
 from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
+from gateway.kb import web as kb_web
 from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
@@ -220,6 +221,7 @@ class Gateway:
         self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
         add_routes(self.app)
         surveys_web.add_routes(self.app)
+        kb_web.add_routes(self.app)  # issue 15: /v1/kb/search and the help pages
         self.port: int | None = None
 
     def _time_work(self) -> None:

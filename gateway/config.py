@@ -35,6 +35,8 @@ from connectors.egress import (
     static_private_problem,
 )
 from gateway.config_surveys import SurveysConfig, TextsConfig
+from gateway.kb.config import KnowledgeBaseConfig
+from gateway.kb.search import KnowledgeBase
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from gateway.time.notice_texts import NoticesConfig
 from router.config import RoutingConfig
@@ -415,6 +417,8 @@ class GatewayConfig(Strict):
     # Customer surveys (gateway/surveys/) and customer texts (gateway/i18n.py).
     surveys: SurveysConfig | None = None
     texts: TextsConfig = Field(default_factory=TextsConfig)  # type: ignore[arg-type]
+    # Issue 15: articles as Markdown files (gateway/kb/).
+    knowledge_base: KnowledgeBaseConfig | None = None
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)
@@ -427,6 +431,9 @@ class LoadedConfig:
     config: GatewayConfig
     channel_settings: dict[str, ConnectorSettings]
     path: Path | None = None
+    # The articles of `knowledge_base` (issue 15), read and checked with the config.
+    kb: KnowledgeBase | None = None
+    kb_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -595,8 +602,10 @@ def load_config_text(
     env: dict[str, str] | None = None,
     registry: ConnectorRegistry | None = None,
     source: str = "config",
+    base_dir: Path | None = None,
 ) -> LoadedConfig:
-    """Parse and validate a config; raises `ConfigError` listing every problem."""
+    """Parse and validate a config; raises `ConfigError` listing every problem.
+    `base_dir`: where relative paths (the knowledge base) start; default the working one."""
     env = dict(os.environ) if env is None else env
     registry = registry or default_registry()
     try:
@@ -649,9 +658,16 @@ def load_config_text(
             ConfigProblem(format_loc(loc), msg, _line_for(loc, lines))
             for loc, msg in _cross_checks(cfg)
         )
+    kb: KnowledgeBase | None = None
+    kb_missing = False
+    if cfg is not None and cfg.knowledge_base is not None:
+        from gateway.kb.config import build
+
+        kb, kb_problems, kb_missing = build(cfg.knowledge_base, base_dir)
+        problems.extend(ConfigProblem(p.file, p.message, p.line) for p in kb_problems)
     if problems or cfg is None:
         raise ConfigError(problems, source)
-    return LoadedConfig(cfg, channel_settings)
+    return LoadedConfig(cfg, channel_settings, kb=kb, kb_missing=kb_missing)
 
 
 def load_config(
@@ -667,8 +683,10 @@ def load_config(
         raise ConfigError(
             [ConfigProblem("(file)", f"cannot read {path}: {exc}")], str(path)
         ) from None
-    loaded = load_config_text(text, env=env, registry=registry, source=str(path))
-    return LoadedConfig(loaded.config, loaded.channel_settings, path)
+    loaded = load_config_text(
+        text, env=env, registry=registry, source=str(path), base_dir=path.parent
+    )
+    return LoadedConfig(loaded.config, loaded.channel_settings, path, loaded.kb, loaded.kb_missing)
 
 
 async def resolved_endpoint_problems(loaded: LoadedConfig) -> list[ConfigProblem]:
