@@ -40,6 +40,7 @@ from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.kb import web as kb_web
+from gateway.kb.suggest import Suggester
 from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
@@ -184,6 +185,8 @@ class Gateway:
             )
             self.deadlines.add(self.surveys)
             self.ingestor.intercept = self.surveys.intercept
+        # Issue 15: article suggestions for the chat widget (gateway/kb/suggest.py).
+        self.suggester = Suggester(lambda: self.loaded.kb, self.texts, self.services)
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -418,6 +421,8 @@ class Gateway:
                 verify_start=verify_start,
                 verify_confirm=verify_confirm,
                 clock=self.clock,
+                suggest=self.suggester.suggest if self.loaded.kb is not None else None,
+                suggestion_event=self.suggester.events_for(channel.name),
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

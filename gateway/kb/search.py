@@ -42,7 +42,11 @@ class Hit:
     article: Article
     score: float
     title_html: str
-    snippet_html: str
+    snippet_parts: Segments
+
+    @property
+    def snippet_html(self) -> str:
+        return to_html(self.snippet_parts)
 
     def to_api(self) -> dict[str, object]:
         a = self.article
@@ -201,24 +205,42 @@ def _marks(token: Token, matched: set[str]) -> bool:
     return not token.stop and (token.stem in matched or any(p in matched for p in token.parts))
 
 
-def highlight(text: str, tokens: list[Token], matched: set[str]) -> str:
-    """`text` HTML-escaped, with the matching words in <mark>."""
-    out: list[str] = []
+Segments = tuple[tuple[str, bool], ...]
+
+
+def segments(text: str, tokens: list[Token], matched: set[str]) -> Segments:
+    """`text` cut into (piece, is a match) pairs."""
+    out: list[tuple[str, bool]] = []
     at = 0
     for token in tokens:
         if _marks(token, matched):
-            out.append(html.escape(text[at : token.start]))
-            out.append(f"<mark>{html.escape(text[token.start : token.end])}</mark>")
+            if token.start > at:
+                out.append((text[at : token.start], False))
+            out.append((text[token.start : token.end], True))
             at = token.end
-    out.append(html.escape(text[at:]))
-    return "".join(out)
+    if at < len(text):
+        out.append((text[at:], False))
+    return tuple(out)
 
 
-def snippet(text: str, analyzer: Analyzer, matched: set[str]) -> str:
+def to_html(parts: Segments) -> str:
+    """Segments HTML-escaped, the matches in <mark>."""
+    return "".join(
+        f"<mark>{html.escape(piece)}</mark>" if marked else html.escape(piece)
+        for piece, marked in parts
+    )
+
+
+def highlight(text: str, tokens: list[Token], matched: set[str]) -> str:
+    """`text` HTML-escaped, with the matching words in <mark>."""
+    return to_html(segments(text, tokens, matched))
+
+
+def snippet(text: str, analyzer: Analyzer, matched: set[str]) -> Segments:
     """The passage of `text` with the most matching words, about SNIPPET_CHARS long."""
     sentences = [s.strip() for s in _SENTENCE.split(text) if s.strip()]
     if not sentences:
-        return ""
+        return ()
     best, best_score = 0, -1
     for i, sentence in enumerate(sentences):
         hits = {t.stem for t in analyzer.tokens(sentence) if _marks(t, matched)}
@@ -234,6 +256,7 @@ def snippet(text: str, analyzer: Analyzer, matched: set[str]) -> str:
     cut = passage
     if len(passage) > SNIPPET_CHARS:
         cut = passage[:SNIPPET_CHARS].rsplit(" ", 1)[0]
-    more = "…" if len(cut) < len(passage) or j < len(sentences) else ""
-    lead = "…" if best > 0 else ""
-    return lead + highlight(cut, analyzer.tokens(cut), matched) + more
+    more = " …" if len(cut) < len(passage) or j < len(sentences) else ""
+    lead = "… " if best > 0 else ""
+    parts = segments(cut, analyzer.tokens(cut), matched)
+    return ((lead, False),) * bool(lead) + parts + ((more, False),) * bool(more)

@@ -9,6 +9,7 @@ from gateway.store.postgres.contacts import PgContacts
 from gateway.store.postgres.conversations import PgConversations
 from gateway.store.postgres.escalation import PgEscalation
 from gateway.store.postgres.eventlog import PgEventLog
+from gateway.store.postgres.kb import PgKb
 from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
@@ -31,6 +32,7 @@ class PostgresStore(
     PgStats,
     PgSurveys,
     PgTime,
+    PgKb,
     Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one

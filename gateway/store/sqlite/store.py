@@ -10,6 +10,7 @@ from gateway.store.sqlite.contacts import SqliteContacts
 from gateway.store.sqlite.conversations import SqliteConversations
 from gateway.store.sqlite.escalation import SqliteEscalation
 from gateway.store.sqlite.eventlog import SqliteEventLog
+from gateway.store.sqlite.kb import SqliteKb
 from gateway.store.sqlite.kv import SqliteKeyValue
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
@@ -32,6 +33,7 @@ class SqliteStore(
     SqliteEscalation,
     SqliteStats,
     SqliteSurveys,
+    SqliteKb,
     Store,
 ):
     """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""
