@@ -152,9 +152,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     articles = ""
     if cfg.knowledge_base is not None:
-        if loaded.kb_missing:
+        if loaded.kb_missing:  # a note, not a warning: a copied config may run without one
             print(
-                f"warning: knowledge_base.path: no folder {cfg.knowledge_base.path!r} next to "
+                f"note: knowledge_base.path: no folder {cfg.knowledge_base.path!r} next to "
                 "the config; the knowledge base is empty",
                 file=sys.stderr,
             )

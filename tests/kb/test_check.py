@@ -43,5 +43,5 @@ def test_check_warns_when_the_folder_is_missing(tmp_path: Path) -> None:
     shutil.copy(ROOT / "config" / "gateway.yaml", tmp_path / "gateway.yaml")
     res = check(tmp_path / "gateway.yaml")
     assert res.returncode == 0, res.stderr
-    assert "warning: knowledge_base.path: no folder 'kb/'" in res.stderr
+    assert "note: knowledge_base.path: no folder 'kb/'" in res.stderr
     assert "0 articles" in res.stdout
