@@ -17,7 +17,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from gateway.kb.articles import Article
-from gateway.kb.text import LANGUAGES, Analyzer, Token, corpus_words
+from gateway.kb.text import LANGUAGES, Analyzer, Token, corpus_words, fold
 
 FIELDS = {"title": 3.0, "keywords": 2.5, "body": 1.0}
 K1, B = 1.2, 0.75
@@ -155,7 +155,7 @@ class KnowledgeBase:
     def listing(self, lang: str, public_only: bool = True) -> list[Article]:
         return sorted(
             (a for a in self.articles if a.language == lang and (a.public or not public_only)),
-            key=lambda a: a.title.casefold(),
+            key=lambda a: fold(a.title),
         )
 
     def search(
