@@ -40,6 +40,7 @@ from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor
 from gateway.kb import web as kb_web
+from gateway.kb.bot import KbBot
 from gateway.kb.suggest import Suggester
 from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
@@ -187,6 +188,16 @@ class Gateway:
             self.ingestor.intercept = self.surveys.intercept
         # Issue 15: article suggestions for the chat widget (gateway/kb/suggest.py).
         self.suggester = Suggester(lambda: self.loaded.kb, self.texts, self.services)
+        self.ingestor.bot = KbBot(
+            lambda: self.loaded.kb,
+            lambda: self.config.knowledge_base,
+            lambda: self.config.routing,
+            self.texts,
+            self.store,
+            self.services,
+            self.public_url,
+            clock,
+        )
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )

@@ -22,6 +22,18 @@ class KnowledgeBaseConfig(BaseModel):
     default_language: Literal["de", "en"] = Field(
         "en", description="The language of an article whose front matter names none."
     )
+    bot_min_score: float = Field(
+        2.0,
+        gt=0,
+        description="The knowledge-base bot (`bot: knowledge_base` on a routing rule) "
+        "answers only with an article scoring at least this (BM25F; a good match of a "
+        "short question scores about 2-5).",
+    )
+    handoff_keywords: list[str] = Field(
+        default_factory=lambda: ["agent", "human", "person", "mensch", "mitarbeiter"],
+        description="A first message that is one of these words goes to a person at "
+        "once, without the bot (case-insensitive).",
+    )
     search_per_minute: int = Field(
         60,
         ge=1,

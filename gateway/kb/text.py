@@ -163,3 +163,16 @@ def corpus_words(texts: Iterable[str]) -> set[str]:
 def trigrams(term: str) -> list[str]:
     padded = f" {term} "
     return [padded[i : i + 3] for i in range(len(padded) - 2)]
+
+
+def detect_language(text: str) -> str | None:
+    """de or en by the stop words a text uses; None when it does not tell."""
+    counts = {lang: 0 for lang in LANGUAGES}
+    for _, _, word in words(text):
+        for lang in LANGUAGES:
+            if word in STOP_WORDS[lang]:
+                counts[lang] += 1
+    de, en = counts["de"], counts["en"]
+    if de == en:
+        return None
+    return "de" if de > en else "en"
