@@ -581,6 +581,14 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
         for i, queue in enumerate(getattr(surveys, kind).queues):
             if queue != "*" and queue not in queues:
                 problems.append(((("surveys", kind, "queues", i)), f"unknown queue {queue!r}"))
+    for i, rule in enumerate(cfg.routing.rules):  # issue 15: the bot needs the articles
+        if rule.bot == "knowledge_base" and cfg.knowledge_base is None:
+            problems.append(
+                (
+                    ("routing", "rules", i, "bot"),
+                    "bot: knowledge_base needs a knowledge_base section",
+                )
+            )
     tokens: set[str] = set()
     for i, token in enumerate(cfg.auth.tokens):
         secret = token.token.get_secret_value()

@@ -23,11 +23,11 @@ class KnowledgeBaseConfig(BaseModel):
         "en", description="The language of an article whose front matter names none."
     )
     bot_min_score: float = Field(
-        2.0,
+        1.5,
         gt=0,
         description="The knowledge-base bot (`bot: knowledge_base` on a routing rule) "
         "answers only with an article scoring at least this (BM25F; a good match of a "
-        "short question scores about 2-5).",
+        "short question scores about 1.5-5, a stray word below 1.3).",
     )
     handoff_keywords: list[str] = Field(
         default_factory=lambda: ["agent", "human", "person", "mensch", "mitarbeiter"],

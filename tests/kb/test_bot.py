@@ -103,3 +103,19 @@ async def test_no_bot_without_a_good_answer_or_when_a_person_is_asked_for(
         conv = await only_conversation(client, who)
         assert conv["queue"] == "general" and HOLD_REASON not in conv["routing"]["reasons"]
     assert receiver.bodies() == []
+
+
+def test_a_bot_rule_needs_a_knowledge_base(tmp_path: Path) -> None:
+    from gateway.config import ConfigError, load_config_text
+    from tests.gateway.conftest import config_text
+
+    cfg = bot_config(tmp_path, "http://127.0.0.1:9/none")
+    del cfg["knowledge_base"]
+    try:
+        load_config_text(config_text(cfg))
+    except ConfigError as exc:
+        assert [(p.path, p.message) for p in exc.problems] == [
+            ("routing.rules[0].bot", "bot: knowledge_base needs a knowledge_base section")
+        ]
+    else:
+        raise AssertionError("accepted")
