@@ -362,6 +362,17 @@ class WaitStatus:
         }
 
 
+# Issue 15: (text typed, language) → {"items": [{slug, language, title, url, snippet:
+# [[text, marked], ...]}], "texts": {heading, question, yes, no, glad}}.
+Suggest = Callable[[str, str], Awaitable[dict[str, Any]]]
+# (the visitor, "shown" | "clicked" | "answered", {"items": [{slug, language}], "helpful"?})
+SuggestionEvent = Callable[[Identity, str, dict[str, Any]], Awaitable[None]]
+
+
+async def _no_suggestion_event(visitor: Identity, event: str, data: dict[str, Any]) -> None:
+    return None
+
+
 @dataclass(slots=True)
 class ConnectorContext:
     """What the core gives a connector."""
@@ -381,6 +392,10 @@ class ConnectorContext:
     verify_confirm: VerifyConfirm = _no_verify_confirm
     # The core's clock (seconds since the epoch); tests inject one.
     clock: Callable[[], float] = time.time
+    # Issue 15: knowledge-base articles for what a visitor is typing (None: the core has
+    # no knowledge base), and what became of them (shown, clicked, answered).
+    suggest: Suggest | None = None
+    suggestion_event: SuggestionEvent = _no_suggestion_event
 
 
 class OfflineChannel(Protocol):

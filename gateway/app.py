@@ -40,6 +40,9 @@ from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.inbox import Inbox
 from gateway.ingest import ChannelInfo, Ingestor
+from gateway.kb import web as kb_web
+from gateway.kb.bot import KbBot
+from gateway.kb.suggest import Suggester
 from gateway.kpis import hooks as kpi_hooks
 from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
@@ -199,6 +202,18 @@ class Gateway:
             )
             self.deadlines.add(self.surveys)
             self.ingestor.intercept = self.surveys.intercept
+        # Issue 15: article suggestions for the chat widget (gateway/kb/suggest.py).
+        self.suggester = Suggester(lambda: self.loaded.kb, self.texts, self.services)
+        self.ingestor.bot = KbBot(
+            lambda: self.loaded.kb,
+            lambda: self.config.knowledge_base,
+            lambda: self.config.routing,
+            self.texts,
+            self.store,
+            self.services,
+            self.public_url,
+            clock,
+        )
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -244,6 +259,7 @@ class Gateway:
         self.app[AUTH] = Authenticator(self.config.auth, self.config.agents)
         add_routes(self.app)
         surveys_web.add_routes(self.app)
+        kb_web.add_routes(self.app)  # issue 15: /v1/kb/search and the help pages
         self.port: int | None = None
 
     def _time_work(self) -> None:
@@ -440,6 +456,8 @@ class Gateway:
                 verify_start=verify_start,
                 verify_confirm=verify_confirm,
                 clock=self.clock,
+                suggest=self.suggester.suggest if self.loaded.kb is not None else None,
+                suggestion_event=self.suggester.events_for(channel.name),
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

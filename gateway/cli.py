@@ -150,9 +150,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     for warning in warnings(cfg):
         print(f"warning: {warning}", file=sys.stderr)
+    articles = ""
+    if cfg.knowledge_base is not None:
+        if loaded.kb_missing:  # a note, not a warning: a copied config may run without one
+            print(
+                f"note: knowledge_base.path: no folder {cfg.knowledge_base.path!r} next to "
+                "the config; the knowledge base is empty",
+                file=sys.stderr,
+            )
+        articles = f", {len(loaded.kb or ())} articles"
     print(
         f"{args.config}: ok ({len(cfg.channels)} channels, {len(cfg.agents)} agents, "
-        f"{len(cfg.routing.queues)} queues, {len(cfg.routing.rules)} rules)"
+        f"{len(cfg.routing.queues)} queues, {len(cfg.routing.rules)} rules{articles})"
     )
     return 0
 

@@ -36,6 +36,8 @@ from connectors.egress import (
 )
 from gateway.config_surveys import SurveysConfig, TextsConfig
 from gateway.config_workspace import AgentAttachmentsConfig, CannedReplyConfig
+from gateway.kb.config import KnowledgeBaseConfig
+from gateway.kb.search import KnowledgeBase
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from gateway.time.notice_texts import NoticesConfig
 from router.config import RoutingConfig
@@ -424,6 +426,8 @@ class GatewayConfig(Strict):
     # The agent workspace (issue 14; gateway/config_workspace.py).
     canned_replies: list[CannedReplyConfig] = Field(default_factory=list)
     agent_attachments: AgentAttachmentsConfig = Field(default_factory=AgentAttachmentsConfig)  # type: ignore[arg-type]
+    # Issue 15: articles as Markdown files (gateway/kb/).
+    knowledge_base: KnowledgeBaseConfig | None = None
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)
@@ -436,6 +440,9 @@ class LoadedConfig:
     config: GatewayConfig
     channel_settings: dict[str, ConnectorSettings]
     path: Path | None = None
+    # The articles of `knowledge_base` (issue 15), read and checked with the config.
+    kb: KnowledgeBase | None = None
+    kb_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -596,6 +603,14 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
                 (("canned_replies", i, "shortcut"), f"duplicate shortcut {canned.shortcut!r}")
             )
         owners.add(owner)
+    for i, rule in enumerate(cfg.routing.rules):  # issue 15: the bot needs the articles
+        if rule.bot == "knowledge_base" and cfg.knowledge_base is None:
+            problems.append(
+                (
+                    ("routing", "rules", i, "bot"),
+                    "bot: knowledge_base needs a knowledge_base section",
+                )
+            )
     tokens: set[str] = set()
     for i, token in enumerate(cfg.auth.tokens):
         secret = token.token.get_secret_value()
@@ -622,8 +637,10 @@ def load_config_text(
     env: dict[str, str] | None = None,
     registry: ConnectorRegistry | None = None,
     source: str = "config",
+    base_dir: Path | None = None,
 ) -> LoadedConfig:
-    """Parse and validate a config; raises `ConfigError` listing every problem."""
+    """Parse and validate a config; raises `ConfigError` listing every problem.
+    `base_dir`: where relative paths (the knowledge base) start; default the working one."""
     env = dict(os.environ) if env is None else env
     registry = registry or default_registry()
     try:
@@ -676,9 +693,16 @@ def load_config_text(
             ConfigProblem(format_loc(loc), msg, _line_for(loc, lines))
             for loc, msg in _cross_checks(cfg)
         )
+    kb: KnowledgeBase | None = None
+    kb_missing = False
+    if cfg is not None and cfg.knowledge_base is not None:
+        from gateway.kb.config import build
+
+        kb, kb_problems, kb_missing = build(cfg.knowledge_base, base_dir)
+        problems.extend(ConfigProblem(p.file, p.message, p.line) for p in kb_problems)
     if problems or cfg is None:
         raise ConfigError(problems, source)
-    return LoadedConfig(cfg, channel_settings)
+    return LoadedConfig(cfg, channel_settings, kb=kb, kb_missing=kb_missing)
 
 
 def load_config(
@@ -694,8 +718,10 @@ def load_config(
         raise ConfigError(
             [ConfigProblem("(file)", f"cannot read {path}: {exc}")], str(path)
         ) from None
-    loaded = load_config_text(text, env=env, registry=registry, source=str(path))
-    return LoadedConfig(loaded.config, loaded.channel_settings, path)
+    loaded = load_config_text(
+        text, env=env, registry=registry, source=str(path), base_dir=path.parent
+    )
+    return LoadedConfig(loaded.config, loaded.channel_settings, path, loaded.kb, loaded.kb_missing)
 
 
 async def resolved_endpoint_problems(loaded: LoadedConfig) -> list[ConfigProblem]:

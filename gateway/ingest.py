@@ -33,6 +33,7 @@ from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
 from router.schedule import place
 
 if TYPE_CHECKING:
+    from gateway.kb.bot import KbBot
     from gateway.time.notices import TimeNotices
 
 log = logging.getLogger("switchboard.ingest")
@@ -78,6 +79,8 @@ class Ingestor:
         self.intercept: (
             Callable[[ChannelInfo, InboundMessage], Awaitable[SubmitResult | None]] | None
         ) = None
+        # Issue 15: the knowledge-base bot stage (gateway/kb/bot.py), set by the gateway.
+        self.bot: KbBot | None = None
 
     def classifier(
         self, channel: ChannelInfo, msg: InboundMessage
@@ -86,6 +89,23 @@ class Ingestor:
             facts = MessageFacts(channel.name, channel.kind, msg.text, msg.subject, attributes)
             c = classify(self.routing, facts)
             queue, reasons = c.queue, c.reasons
+            if self.bot is not None:  # `bot: knowledge_base`: held while the bot answers
+                held = self.bot.hold(
+                    Classification(
+                        queue,
+                        PRIORITY_RANK[c.priority],
+                        c.required_skills,
+                        c.tags,
+                        c.rule,
+                        reasons,
+                        c.rules,
+                    ),
+                    msg.text,
+                    msg.automated,
+                    attributes,
+                )
+                if held.queue != queue:
+                    return held
             if self.routing.hours:  # a closed queue: park, or overflow to an open one
                 placed = place(self.routing, queue, self.clock())
                 if placed.reason is not None:
@@ -164,8 +184,17 @@ class Ingestor:
         else:
             METRICS.messages_in.labels(channel.name, channel.kind).inc()
             closed_reply = None
+            by_bot = False
+            if self.bot is not None:
+                try:
+                    by_bot = await self.bot.after_ingest(outcome, msg.text)
+                except Exception:  # the customer's message is stored; never fail it
+                    log.exception(
+                        "knowledge-base bot failed", extra={"conversation": conv and conv.id}
+                    )
             if (
-                (outcome.created or outcome.reopened)
+                not by_bot
+                and (outcome.created or outcome.reopened)
                 and self.notices is not None
                 and conv is not None
                 and message is not None
@@ -178,6 +207,7 @@ class Ingestor:
                 METRICS.conversations_created.labels(channel.name, conv.queue if conv else "").inc()
                 if (
                     closed_reply is None
+                    and not by_bot
                     and self.acknowledger is not None
                     and conv is not None
                     and message is not None

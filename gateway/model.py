@@ -163,6 +163,8 @@ class Message:
             "truncated": bool(self.metadata.get("truncated")),
             "original_length": self.metadata.get("original_length"),
             "raw": f"/v1/blobs/{self.raw_blob}" if self.raw_blob else None,
+            # Issue 15: the articles the widget suggested before the visitor sent this.
+            "kb_suggestions": list(self.metadata.get("kb_suggestions") or []),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }

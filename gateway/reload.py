@@ -8,7 +8,8 @@ pass, a request or a timer sees the old config or the new, never a mix; work in 
 
 Live: `routing` (queues, rules, escalation, offers, reassignment, sticky, offline),
 `agents` (skills, queues, names, capacity), `auth` (tokens, visibility),
-`conversations`, `canned_replies` and `agent_attachments`. The other sections (server, store, channels, outbox, webhooks, events,
+`conversations`, `canned_replies`, `agent_attachments` and `knowledge_base` (its articles
+are read again). The other sections (server, store, channels, outbox, webhooks, events,
 timers) need a restart: a reload that changes one of them is refused, naming them.
 """
 
@@ -50,6 +51,10 @@ def _restart_needed(old: LoadedConfig, new: LoadedConfig) -> list[str]:
     return out
 
 
+def _articles(loaded: LoadedConfig) -> list[Any]:
+    return list(loaded.kb.articles) if loaded.kb is not None else []
+
+
 async def reload(gw: Gateway) -> ReloadResult:
     """Re-read the gateway's config file and swap the live sections."""
     path = gw.loaded.path
@@ -81,6 +86,9 @@ async def reload(gw: Gateway) -> ReloadResult:
         for name in ("routing", "agents", "auth", "conversations", *WORKSPACE_LIVE)
         if getattr(old, name) != getattr(new.config, name)
     ]
+    # Issue 15: the articles are read with the config and swapped with it (`gw.loaded.kb`).
+    if _articles(gw.loaded) != _articles(new):
+        changed.append("knowledge_base")
     cfg = new.config
     # Capacities first (the one await): if the store refuses, nothing was swapped.
     await gw.store.sync_agents([(a.id, a.presence, dict(a.capacity)) for a in cfg.agents])

@@ -321,6 +321,12 @@ class Services:
         self.committed(events)
         return changed
 
+    async def kb_suggestion(self, event: str, data: dict[str, Any]) -> None:
+        """Issue 15: what the widget's article suggestions did (gateway/store/kb.py)."""
+        from gateway.store.kb import kb_store
+
+        self.committed(await kb_store(self.store).kb_record(event, data, self.clock()))
+
     async def set_contact_attributes(
         self, contact_id: str, attributes: dict[str, str | None]
     ) -> Contact:

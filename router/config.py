@@ -159,6 +159,13 @@ class Rule(_Strict):
     then: Action
     continue_: bool = Field(False, alias="continue")
     escalation: Escalation | None = None
+    bot: Literal["knowledge_base"] | None = Field(
+        None,
+        description="Issue 15: `knowledge_base` answers a new conversation this rule takes "
+        "with the best public article (above `knowledge_base.bot_min_score`, in the "
+        "contact's language) and resolves it; the customer's next message reopens it for a "
+        "person in this rule's queue.",
+    )
 
 
 def _error(

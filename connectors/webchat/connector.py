@@ -20,6 +20,13 @@ Protocol (JSON text frames). Client → gateway:
   `{"type": "verify", "code": str}` — that code; `{"type": "verify_resend"}` — a new one.
   `{"type": "answer", "client_id": str, "prompt": str, "value": str?, "comment": str?}` —
       a survey button clicked, or the comment after it (answered by `answered`).
+  `{"type": "suggest", "id": str, "text": str}` — knowledge-base articles for what the
+      visitor is typing (answered by `suggestions` {id, items [{slug, language, title, url,
+      snippet [[text, marked]]}], texts}); only when `welcome.suggest` is true.
+  `{"type": "suggestion", "event": "shown"|"clicked"|"answered", "items": [{slug,
+      language}], "helpful": bool?}` — what the visitor did with them (recorded by the core).
+  A `message` may carry `suggestions` [{slug, language}]: the articles shown before the
+      visitor chose to write anyway (kept on the message as `kb_suggestions`).
 Gateway → client:
   `welcome`, `ack` {client_id, message_id, status: "sent"}, `message` (an agent reply, or
   the visitor's own message sent from another tab; a survey carries `prompt` {id, choices
@@ -412,6 +419,7 @@ class WebchatConnector(Connector):
                 "agents_online": await self._availability(),
                 "status": self._status_frame(visitor, sock.language),
                 "history": history,
+                "suggest": self.ctx.suggest is not None,
             },
         )
 
@@ -448,6 +456,10 @@ class WebchatConnector(Connector):
                 await self._request_code(sock)
             elif kind == "answer":
                 await self._on_answer(sock, frame)
+            elif kind == "suggest":
+                await self._on_suggest(sock, frame)
+            elif kind == "suggestion":
+                await self._on_suggestion(sock, frame)
             elif kind == "ping":
                 await self._send(ws, {"type": "pong"})
             else:
@@ -489,13 +501,17 @@ class WebchatConnector(Connector):
         window.append(now)
         profile = self._profiles.get(visitor) or {}
         email = profile.get("email")
+        metadata: dict[str, Any] = {"webchat": {"origin": sock.origin}} if sock.origin else {}
+        shown = _article_refs(frame.get("suggestions"))
+        if shown:  # the articles suggested before the visitor chose to write anyway
+            metadata["kb_suggestions"] = shown
         inbound = InboundMessage(
             external_id=f"{visitor}:{client_id}",
             sender=Identity(KIND, visitor),
             sender_name=profile.get("name") or None,
             text=text,
             extra_identities=[Identity("email", email)] if email else [],
-            metadata={"webchat": {"origin": sock.origin}} if sock.origin else {},
+            metadata=metadata,
             contact_attributes=(
                 {"browser_language": sock.browser_language} if sock.browser_language else {}
             ),
@@ -539,6 +555,40 @@ class WebchatConnector(Connector):
             await self._push(visitor, echo, skip=sock)
         if email and email not in (profile.get("verified"), profile.get("asked_for")):
             await self._request_code(sock)
+
+    async def _on_suggest(self, sock: _Socket, frame: dict[str, Any]) -> None:
+        """Articles for what the visitor is typing (the widget asks, debounced)."""
+        ident, text = frame.get("id"), frame.get("text")
+        if (
+            not isinstance(ident, str)
+            or not _CLIENT_ID.match(ident)
+            or not isinstance(text, str)
+            or len(text) > _SUGGEST_CHARS
+        ):
+            await self._error(sock.ws, "invalid_frame", "a suggest frame needs id and text")
+            return
+        result: dict[str, Any] = {"items": []}
+        if self.ctx.suggest is not None and text.strip():
+            try:
+                async with asyncio.timeout(_SUGGEST_TIMEOUT):
+                    result = await self.ctx.suggest(text, sock.language)
+            except Exception as exc:  # suggestions are a help, never a failure
+                self.ctx.log.debug("suggestions unavailable: %s", exc)
+        await self._send(sock.ws, {"type": "suggestions", "id": ident, **result})
+
+    async def _on_suggestion(self, sock: _Socket, frame: dict[str, Any]) -> None:
+        """What the visitor did with the suggestions: shown, clicked, answered (helpful)."""
+        event, refs = frame.get("event"), _article_refs(frame.get("items"))
+        if event not in ("shown", "clicked", "answered") or not refs:
+            await self._error(sock.ws, "invalid_frame", "a suggestion frame needs event and items")
+            return
+        data: dict[str, Any] = {"items": refs}
+        if event == "answered":
+            data["helpful"] = frame.get("helpful") is True
+        try:
+            await self.ctx.suggestion_event(Identity(KIND, sock.visitor), str(event), data)
+        except Exception:
+            self.ctx.log.exception("suggestion event not recorded")
 
     async def _on_answer(self, sock: _Socket, frame: dict[str, Any]) -> None:
         """A click on a survey button, or the comment typed after it."""
@@ -904,6 +954,25 @@ class WebchatConnector(Connector):
 
 
 _PROFILE_KEYS = ("name", "email", "verified", "code_for", "asked_for")
+_SUGGEST_CHARS = 500
+_SUGGEST_TIMEOUT = 2.0
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+
+
+def _article_refs(value: Any) -> list[dict[str, str]] | None:
+    """Up to five `{slug, language}` the widget names; None when there are none or they
+    are malformed."""
+    if not isinstance(value, list) or not value or len(value) > 5:
+        return None
+    out: list[dict[str, str]] = []
+    for item in value:
+        if not isinstance(item, dict):
+            return None
+        slug, lang = item.get("slug"), item.get("language")
+        if not isinstance(slug, str) or not _SLUG.match(slug) or lang not in ("de", "en"):
+            return None
+        out.append({"slug": slug, "language": lang})
+    return out
 
 
 _DAYS = {

@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.api import agents, conversations, inbox, offers, routing, workspace
 from gateway.api import schemas as out
 from gateway.api import workspace_schemas as ws
+from gateway.kb import web as kb
 from gateway.store.inbox import SORT_NAMES
 from gateway.surveys import web as surveys
 
@@ -43,6 +44,7 @@ _ERRORS = {
     "starts now).",
     413: "Body larger than server.max_body_bytes.",
     422: "Well-formed, but the fields are wrong (`details` names each).",
+    429: "Too many requests from this client; `Retry-After` says when to try again.",
     503: "Not ready (store down, or a dependency).",
 }
 
@@ -518,6 +520,23 @@ OPERATIONS += (
         query=STATS_PERIOD,
         also=("text/csv",),
         description="Empty until surveys exist. CSV with `format=csv` or `Accept: text/csv`.",
+    ),
+    Op(
+        "GET",
+        "/v1/kb/search",
+        "Search the knowledge base",
+        (),
+        kb.KbSearchOut,
+        query=(
+            q("q", "The search text (at most 200 characters).", required=True),
+            q("lang", "Only articles in this language.", enum=["de", "en"]),
+            Param("limit", "Results at most.", {"type": "integer", "minimum": 1, "maximum": 20}),
+        ),
+        errors=(400, 401, 404, 429),
+        description="Ranked articles (stems, German compound parts, typos) with HTML "
+        "snippets (escaped, matches in `<mark>`). Without a token: public articles only, "
+        "`knowledge_base.search_per_minute` per client address; an admin, agent or "
+        "integration token also finds internal ones.",
     ),
 )
 

@@ -61,6 +61,12 @@ class Sender(Out):
     id: str | None
 
 
+class KbSuggestionRef(Out):
+    slug: str
+    language: str
+    title: str | None = None
+
+
 class MessageOut(Out):
     id: str
     conversation_id: str
@@ -87,6 +93,11 @@ class MessageOut(Out):
         description="Length in characters of the text before it was cut; null when not cut."
     )
     raw: str | None = Field(description="Link to the message as the provider sent it.")
+    kb_suggestions: list[KbSuggestionRef] = Field(
+        default_factory=list,
+        description="Knowledge-base articles the chat widget suggested before the visitor "
+        'sent this (they answered "no, send my message").',
+    )
     created_at: str
     updated_at: str
 

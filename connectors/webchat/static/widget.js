@@ -133,7 +133,19 @@
     ".survey-comment{display:flex;flex-direction:column;gap:6px;margin-top:6px;width:100%}",
     ".survey-comment label{display:flex;flex-direction:column;gap:4px;font-size:14px}",
     ".survey-comment textarea{flex:none;width:100%;min-height:60px}",
-    ".survey-thanks{font-size:13px;color:#16652c;font-weight:600;margin-top:4px}"
+    ".survey-thanks{font-size:13px;color:#16652c;font-weight:600;margin-top:4px}",
+    ".suggest{border-top:1px solid #e3e6ee;background:#fbfcff;padding:10px 14px;display:flex;flex-direction:column;gap:6px;max-height:55%;overflow-y:auto}",
+    ".suggest h3{font-size:13px;margin:0;color:#3b4357;font-weight:600}",
+    ".suggest ul{list-style:none;margin:0;padding:0;display:flex;flex-direction:column;gap:6px}",
+    ".suggest li{background:#fff;border:1px solid #dde1ea;border-radius:10px;padding:7px 10px}",
+    ".suggest a{color:#2447d5;font-weight:600;text-decoration:none}",
+    ".suggest a:hover{text-decoration:underline}",
+    ".suggest .snip{font-size:12.5px;color:#4a5266;margin:2px 0 0}",
+    ".suggest mark{background:#fff0a0;color:inherit;padding:0 1px;border-radius:2px}",
+    ".suggest .ask{font-size:13px;margin:2px 0 0;font-weight:600}",
+    ".suggest .row{justify-content:flex-start}",
+    ".suggest button{padding:6px 12px;font-size:13px}",
+    ".glad{margin:0;padding:8px 14px;font-size:13px;color:#16652c;background:#eef9f0;border-top:1px solid #cfe9d5}"
   ].join("\n");
 
   // --- state -------------------------------------------------------------------------------
@@ -156,7 +168,12 @@
     typingTimer: null,
     agentTypingTimer: null,
     hadHistory: false,
-    welcomed: false
+    welcomed: false,
+    suggestOn: false,    // the gateway offers knowledge-base suggestions
+    suggestSeq: 0,
+    suggestTimer: null,
+    suggested: null,     // {items, texts} on screen
+    shownKey: ""         // the set last recorded as shown
   };
   var items = {};  // key → {li, meta, data}
 
@@ -260,6 +277,27 @@
   var errorBox = el("p", { id: "sbw-error", className: "error", role: "alert" });
   show(errorBox, false);
 
+  // Knowledge-base articles for what the visitor types, before a conversation exists:
+  // "Did this answer your question?" Yes: nothing is sent. No: the message goes, carrying
+  // the articles shown.
+  var suggestBox = el("section", { className: "suggest", "aria-live": "polite",
+    "aria-labelledby": "sbw-suggest-title", "data-testid": "suggestions" });
+  var suggestTitle = el("h3", { id: "sbw-suggest-title" });
+  var suggestList = el("ul");
+  var suggestAsk = el("p", { className: "ask" });
+  var suggestRow = el("div", { className: "row" });
+  var yesBtn = el("button", { type: "button", className: "secondary", "data-answer": "yes" });
+  var noBtn = el("button", { type: "button", className: "primary", "data-answer": "no" });
+  suggestRow.appendChild(yesBtn);
+  suggestRow.appendChild(noBtn);
+  suggestBox.appendChild(suggestTitle);
+  suggestBox.appendChild(suggestList);
+  suggestBox.appendChild(suggestAsk);
+  suggestBox.appendChild(suggestRow);
+  show(suggestBox, false);
+  var gladNote = el("p", { className: "glad", role: "status" });
+  show(gladNote, false);
+
   panel.appendChild(header);
   panel.appendChild(banner);
   panel.appendChild(waitNote);
@@ -267,6 +305,8 @@
   panel.appendChild(log);
   panel.appendChild(typing);
   panel.appendChild(errorBox);
+  panel.appendChild(gladNote);
+  panel.appendChild(suggestBox);
   panel.appendChild(prechat);
   panel.appendChild(verify);
   panel.appendChild(composer);
@@ -437,6 +477,7 @@
       case "error": onError(f); break;
       case "token": saveToken(f.token); break;
       case "verification": onVerification(f); break;
+      case "suggestions": onSuggestions(f); break;
       default: break;
     }
   }
@@ -466,6 +507,7 @@
       try { local.removeItem(KEY + ":prechat"); } catch (e) { /* ignore */ }
     }
     title.textContent = f.title || "Chat";
+    state.suggestOn = f.suggest === true;
     state.maxChars = f.max_message_chars || 4000;
     state.prechat = f.prechat !== false;
     if (f.profile) { state.profile = f.profile; saveJSON(local, "profile", f.profile); }
@@ -692,7 +734,9 @@
   }
 
   function transmit(p) {
-    if (send({ type: "message", client_id: p.client_id, text: p.text })) { armAckTimer(); }
+    var frame = { type: "message", client_id: p.client_id, text: p.text };
+    if (p.suggestions) { frame.suggestions = p.suggestions; }
+    if (send(frame)) { armAckTimer(); }
     else { connect(); }
   }
 
@@ -722,6 +766,8 @@
     }
     showError("");
     var p = { client_id: newId(), text: text };
+    if (state.suggested) { p.suggestions = refs(state.suggested.items); }
+    hideSuggestions();
     state.pending.push(p);
     saveJSON(session, "pending", state.pending);
     upsert("c:" + p.client_id, { direction: "in", client_id: p.client_id, text: text, state: "sending" });
@@ -732,7 +778,87 @@
     input.focus();
   }
 
+  // --- knowledge-base suggestions ---------------------------------------------------------
+  function suggesting() {
+    return state.suggestOn && !state.hadHistory && state.pending.length === 0;
+  }
+
+  function refs(list) {
+    return list.map(function (a) { return { slug: a.slug, language: a.language }; });
+  }
+
+  function hideSuggestions() {
+    state.suggested = null;
+    state.suggestSeq += 1;  // an answer still on its way is stale now
+    clearTimeout(state.suggestTimer);
+    show(suggestBox, false);
+  }
+
+  function askSuggestions() {
+    clearTimeout(state.suggestTimer);
+    if (!suggesting()) { return; }
+    show(gladNote, false);
+    var text = input.value.trim();
+    if (text.length < 3) { hideSuggestions(); return; }
+    state.suggestTimer = setTimeout(function () {
+      state.suggestSeq += 1;
+      send({ type: "suggest", id: "s" + state.suggestSeq, text: text.slice(0, 500) });
+    }, 350);
+  }
+
+  function onSuggestions(f) {
+    if (f.id !== "s" + state.suggestSeq || !suggesting()) { return; }
+    var list = f.items || [];
+    if (!list.length) { state.suggested = null; show(suggestBox, false); return; }
+    var texts = f.texts || {};
+    state.suggested = { items: list, texts: texts };
+    suggestTitle.textContent = texts.heading || "These articles may answer your question:";
+    suggestAsk.textContent = texts.question || "Did this answer your question?";
+    yesBtn.textContent = texts.yes || "Yes, thanks";
+    noBtn.textContent = texts.no || "No, send my message";
+    while (suggestList.firstChild) { suggestList.removeChild(suggestList.firstChild); }
+    list.forEach(function (a) {
+      var li = el("li", { "data-slug": a.slug });
+      var link = el("a", { href: new URL(a.url, src.origin).href, target: "_blank",
+        rel: "noopener" }, a.title);
+      link.addEventListener("click", function () {
+        send({ type: "suggestion", event: "clicked", items: refs([a]) });
+      });
+      li.appendChild(link);
+      var snip = el("p", { className: "snip" });
+      (a.snippet || []).forEach(function (part) {
+        snip.appendChild(part[1] ? el("mark", null, part[0]) : document.createTextNode(String(part[0])));
+      });
+      li.appendChild(snip);
+      suggestList.appendChild(li);
+    });
+    show(suggestBox, true);
+    var key = list.map(function (a) { return a.language + "/" + a.slug; }).join(",");
+    if (key !== state.shownKey) {
+      state.shownKey = key;
+      send({ type: "suggestion", event: "shown", items: refs(list) });
+    }
+  }
+
+  yesBtn.addEventListener("click", function () {
+    var shown = state.suggested;
+    if (!shown) { return; }
+    send({ type: "suggestion", event: "answered", helpful: true, items: refs(shown.items) });
+    hideSuggestions();
+    input.value = "";
+    state.shownKey = "";
+    gladNote.textContent = shown.texts.glad || "Glad we could help!";
+    show(gladNote, true);
+  });
+  noBtn.addEventListener("click", function () {
+    var shown = state.suggested;
+    if (!shown) { return; }
+    send({ type: "suggestion", event: "answered", helpful: false, items: refs(shown.items) });
+    submitMessage();
+  });
+
   function onInput() {
+    askSuggestions();
     var now = Date.now();
     if (now - state.typingSentAt > 2500) {
       if (send({ type: "typing", typing: true })) { state.typingSentAt = now; }

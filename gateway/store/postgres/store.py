@@ -10,6 +10,7 @@ from gateway.store.postgres.conversations import PgConversations
 from gateway.store.postgres.escalation import PgEscalation
 from gateway.store.postgres.eventlog import PgEventLog
 from gateway.store.postgres.inbox import PgInbox
+from gateway.store.postgres.kb import PgKb
 from gateway.store.postgres.kv import PgKv
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
@@ -35,6 +36,7 @@ class PostgresStore(
     PgTime,
     PgInbox,
     PgWorkspace,
+    PgKb,
     Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one

@@ -11,6 +11,7 @@ from gateway.store.sqlite.conversations import SqliteConversations
 from gateway.store.sqlite.escalation import SqliteEscalation
 from gateway.store.sqlite.eventlog import SqliteEventLog
 from gateway.store.sqlite.inbox import SqliteInbox
+from gateway.store.sqlite.kb import SqliteKb
 from gateway.store.sqlite.kv import SqliteKeyValue
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
@@ -36,6 +37,7 @@ class SqliteStore(
     SqliteStats,
     SqliteWorkspace,
     SqliteSurveys,
+    SqliteKb,
     Store,
 ):
     """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""
