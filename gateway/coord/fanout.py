@@ -325,7 +325,7 @@ class RedisCoordinator(Coordinator):
         if Capability.LOCAL_SESSIONS not in connector.capabilities or result.status != "sent":
             return result
         here = result.reached or 0
-        waiting = DeliveryResult.retry(
+        waiting = DeliveryResult.defer(
             "coordination unavailable: the visitor may be connected to another instance",
             retry_after=max(1.0, self.poll_interval),
         )
@@ -357,7 +357,7 @@ class RedisCoordinator(Coordinator):
             return DeliveryResult.sent(result.provider_message_id, reached=total)
         if asked.expected is not None and len(asked.answers) >= asked.expected:
             return result  # no socket anywhere: the next connect shows it from history
-        return DeliveryResult.retry(
+        return DeliveryResult.defer(
             "an instance did not answer whether it holds the visitor's socket",
             retry_after=1.0,
         )
