@@ -137,3 +137,49 @@ def _received(seen: list[dict[str, Any]]) -> set[str]:
     return {
         e["data"]["message"].get("external_id") for e in seen if e["type"] == "message.received"
     }
+
+
+@pytest.mark.timeout(180)
+async def test_a_chat_reply_for_a_socket_elsewhere_waits_for_redis_and_is_not_given_up(
+    gateway_factory: MakeGateway, tmp_path: Path, pg_dsn: str
+) -> None:
+    """Only A's outbox runs; the visitor's socket is on B. With Redis down A cannot reach B:
+    the reply stays queued (not `sent`, not `failed` after max_attempts: 4 in this config),
+    and is written on B's socket once Redis is back."""
+    redis = own_server()
+    try:
+        cfg = cluster_config(tmp_path, pg_dsn, redis.url)
+        _, a = await gateway_factory(cfg)
+        gw_b, b = await gateway_factory(cfg)
+        await gw_b.outbox.stop(1.0)  # so A's outbox is the one that sends
+        async with aiohttp.ClientSession() as http:
+            visitor = Visitor(b.base, http)
+            try:
+                await visitor.connect()
+                await visitor.say("v1", "Hello?")
+                conv_id = (await wait_for(lambda: chats(a)))[0]["id"]
+                conv = await wait_for(lambda: a.assigned(conv_id))
+                redis.kill()
+                await wait_for(lambda: _is(coordination(a), "degraded"), timeout=15)
+                status, reply = await a.call(
+                    "POST",
+                    f"/v1/conversations/{conv_id}/messages",
+                    token=agent_token(conv["assignee"]),
+                    json={"text": "Here I am"},
+                )
+                assert status == 202
+                await asyncio.sleep(4)  # many times base_delay x max_attempts
+                current = await a.conversation(conv_id)
+                state = next(m for m in current["messages"] if m["id"] == reply["id"])
+                assert state["status"] == "queued", state
+                assert visitor.replies() == []
+                redis.start()
+                await wait_for(lambda: "Here I am" in visitor.replies(), timeout=20)
+                await wait_for(
+                    lambda: a.message_with_status(conv_id, reply["id"], "sent"), timeout=10
+                )
+                assert visitor.replies() == ["Here I am"]
+            finally:
+                await visitor.close()
+    finally:
+        redis.close()
