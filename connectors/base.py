@@ -36,6 +36,10 @@ class Capability(StrEnum):
     SUBJECT = "subject"
     # Shows the customer live where they stand (closed, queue position): `wait_status`.
     WAIT_STATUS = "wait_status"
+    # The customer is reached through connections this process holds (a chat socket): with
+    # several gateway instances, a reply must be written by the instance that holds them
+    # (`DeliveryResult.reached` says how many this one wrote to).
+    LOCAL_SESSIONS = "local_sessions"
 
 
 class NotReady(Exception):
@@ -243,14 +247,26 @@ class DeliveryResult:
     provider_message_id: str | None = None
     retry_after: float | None = None
     reason: str | None = None
+    # LOCAL_SESSIONS channels: how many open sessions of this process the message was
+    # written to (0: none here; the core may hand it to the instance holding them).
+    reached: int | None = None
+    # A retry that is no attempt of the channel (the core could not yet reach the instance
+    # that must write it): it does not count against `max_attempts`.
+    deferred: bool = False
 
     @classmethod
-    def sent(cls, provider_message_id: str | None = None) -> DeliveryResult:
-        return cls("sent", provider_message_id=provider_message_id)
+    def sent(
+        cls, provider_message_id: str | None = None, reached: int | None = None
+    ) -> DeliveryResult:
+        return cls("sent", provider_message_id=provider_message_id, reached=reached)
 
     @classmethod
     def retry(cls, reason: str, retry_after: float | None = None) -> DeliveryResult:
         return cls("retry", reason=reason, retry_after=retry_after)
+
+    @classmethod
+    def defer(cls, reason: str, retry_after: float | None = None) -> DeliveryResult:
+        return cls("retry", reason=reason, retry_after=retry_after, deferred=True)
 
     @classmethod
     def failed(cls, reason: str) -> DeliveryResult:

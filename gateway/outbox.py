@@ -90,6 +90,12 @@ def prompt_of(stored: dict[str, Any] | None) -> Prompt | None:
     )
 
 
+async def _send_direct(
+    channel: str, connector: Connector, message: OutboundMessage
+) -> DeliveryResult:
+    return await connector.send(message)
+
+
 class Outbox:
     def __init__(
         self,
@@ -121,6 +127,11 @@ class Outbox:
         self.attach: (
             Callable[[OutboxItem, Connector, OutboundMessage], Awaitable[OutboundMessage]] | None
         ) = None
+        # How a message goes out (channel, connector, message): the connector's own send,
+        # or the coordinator's when another instance may hold the customer's socket.
+        self.send: Callable[[str, Connector, OutboundMessage], Awaitable[DeliveryResult]] = (
+            _send_direct
+        )
 
     def poke(self) -> None:
         self._wake.set()
@@ -199,7 +210,9 @@ class Outbox:
                 message = degrade(item, connector, self.agent_names)
                 if self.attach is not None and item.attachments:
                     message = await self.attach(item, connector, message)
-                result = await asyncio.wait_for(connector.send(message), self.config.send_timeout)
+                result = await asyncio.wait_for(
+                    self.send(item.channel, connector, message), self.config.send_timeout
+                )
             except TimeoutError:
                 result = DeliveryResult.retry("send timed out")
             except asyncio.CancelledError:
@@ -234,7 +247,7 @@ class Outbox:
         now = self.clock()
         deadline = item.queued_at + horizon
         reason = result.reason or "retry"
-        if max_attempts is not None and attempt >= max_attempts:
+        if max_attempts is not None and attempt >= max_attempts and not result.deferred:
             return DeliveryResult.failed(f"gave up after {attempt} attempts: {reason}"), None
         if now >= deadline:
             hours = horizon / 3600
