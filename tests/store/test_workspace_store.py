@@ -3,10 +3,15 @@ keyset pages, counts, read markers, tags, priority, snooze and full-text search.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import asyncpg
 import pytest
 
-from gateway.store import Conflict, Store
+from gateway.store import Conflict, SqliteStore, Store
 from gateway.store.base import OutboundRequest, Scope
+from gateway.store.postgres import PostgresStore
+from gateway.store.postgres.migrations import MIGRATIONS as PG_MIGRATIONS
 from gateway.store.workspace import (
     MARK_CLOSE,
     MARK_OPEN,
@@ -17,8 +22,10 @@ from gateway.store.workspace import (
     search_words,
     workspace_store,
 )
+from tests.pg import PgServer
 from tests.store import test_contract as contract
 from tests.store.test_contract import inbound, ingest
+from tests.store.test_migrations import _schema_at
 
 # The contract suite's fixtures: each test runs on SQLite and on PostgreSQL.
 backend = contract.backend
@@ -161,3 +168,71 @@ async def test_search_finds_a_word_in_the_middle_ranked_and_scoped(store: Store)
     assert await ws.ws_search(SearchQuery(search_words("555123"))) == []
     hidden = Scope(agent="bob", queues=frozenset())
     assert await ws.ws_search(SearchQuery(search_words("order"), scope=hidden)) == []
+
+
+OLD_ROWS = """
+INSERT INTO contacts(id, name, attributes, created_at, updated_at)
+    VALUES ('ct_old', 'Jürgen Öztürk', '{}', 1, 1);
+INSERT INTO identities(kind, address, contact_id, verified)
+    VALUES ('email', 'juergen@example.org', 'ct_old', TRUE);
+INSERT INTO conversations(id, contact_id, channel, channel_kind, last_channel, status,
+    queue, priority, created_at, updated_at, reply_kind, reply_address)
+    VALUES ('cv_old', 'ct_old', 'mail', 'email', 'mail', 'open', 'general', 1, 100, 200,
+            'email', 'juergen@example.org');
+INSERT INTO messages(id, conversation_id, direction, channel, sender_type, sender_id, text,
+    created_at, updated_at)
+    VALUES ('msg_old1', 'cv_old', 'in', 'mail', 'contact', 'ct_old', '{long}', 100, 100),
+           ('msg_old2', 'cv_old', 'in', 'mail', 'contact', 'ct_old', 'danke', 200, 200);
+"""
+
+
+async def check_backfilled(store: Store) -> None:
+    ws = workspace_store(store)
+    [item] = await ws.ws_list(ListQuery("alice", 5000.0, sort="-last_message_at"))
+    assert item.last_message_at == 200.0 and item.unread == 2
+    hits = await ws.ws_search(SearchQuery(["Kontonummer"]))
+    assert [(h.kind, h.message_id) for h in hits] == [("message", "msg_old1")]
+    contact = await ws.ws_search(SearchQuery(["ozturk"]))
+    assert [(h.kind, h.conversation_id) for h in contact] == [("contact", "cv_old")]
+    by_identity = await ws.ws_search(SearchQuery(search_words("juergen@example")))
+    assert [h.kind for h in by_identity] == ["contact"]
+
+
+async def test_sqlite_migration_17_backfills_rows_written_before(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = _schema_at(path, 15)
+    conn.executescript(
+        OLD_ROWS.replace("TRUE", "1").replace("{long}", f"{LONG} meine Kontonummer {LONG}")
+    )
+    conn.close()
+    old = SqliteStore(path)
+    await old.open()
+    try:
+        await check_backfilled(old)
+    finally:
+        await old.close()
+
+
+async def test_postgres_migration_7_backfills_rows_written_before(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    dsn = pg_server.schema_dsn(tmp_path)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations ("
+            " version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, script in PG_MIGRATIONS:
+            if version < 7:
+                await conn.execute(script)
+                await conn.execute("INSERT INTO schema_migrations(version) VALUES ($1)", version)
+        await conn.execute(OLD_ROWS.replace("{long}", f"{LONG} meine Kontonummer {LONG}"))
+    finally:
+        await conn.close()
+    old = PostgresStore(dsn)
+    await old.open()
+    try:
+        await check_backfilled(old)
+    finally:
+        await old.close()
