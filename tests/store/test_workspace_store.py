@@ -236,3 +236,19 @@ async def test_postgres_migration_7_backfills_rows_written_before(
         await check_backfilled(old)
     finally:
         await old.close()
+
+
+async def test_search_ranks_the_better_match_first_and_pages(store: Store) -> None:
+    ws = workspace_store(store)
+    weak = await ingest(store, inbound("1", "w@example.com", text=f"{LONG} parcel {LONG}"))
+    strong = await ingest(
+        store, inbound("2", "s@example.com", text="parcel lost, parcel late"), now=1001.0
+    )
+    hits = await ws.ws_search(SearchQuery(["parcel"]))
+    assert [h.conversation_id for h in hits] == [
+        strong.conversation.id,  # type: ignore[attr-defined]
+        weak.conversation.id,  # type: ignore[attr-defined]
+    ]
+    assert hits[0].rank != hits[1].rank
+    page = await ws.ws_search(SearchQuery(["parcel"], limit=1, offset=1))
+    assert [h.conversation_id for h in page] == [weak.conversation.id]  # type: ignore[attr-defined]
