@@ -4,6 +4,7 @@ keyset pages, counts, read markers, tags, priority, snooze and full-text search.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -252,3 +253,30 @@ async def test_search_ranks_the_better_match_first_and_pages(store: Store) -> No
     assert hits[0].rank != hits[1].rank
     page = await ws.ws_search(SearchQuery(["parcel"], limit=1, offset=1))
     assert [h.conversation_id for h in page] == [weak.conversation.id]  # type: ignore[attr-defined]
+
+
+async def set_sla_due(store: Store, conv_id: str, due: float) -> None:
+    if isinstance(store, SqliteStore):
+
+        def op(conn: Any) -> None:
+            conn.execute("UPDATE conversations SET sla_due=? WHERE id=?", (due, conv_id))
+
+        await store._tx(op)
+    else:
+        assert isinstance(store, PostgresStore)
+        async with store.pool.acquire() as conn:
+            await conn.execute("UPDATE conversations SET sla_due=$1 WHERE id=$2", due, conv_id)
+
+
+async def test_sla_filter_and_sort(store: Store) -> None:
+    convs = []
+    for n in range(3):
+        out = await ingest(store, inbound(f"s{n}", f"sla{n}@example.com"), now=1000.0 + n)
+        convs.append(out.conversation.id)  # type: ignore[attr-defined]
+    await set_sla_due(store, convs[0], 4000.0)  # breached at 5000
+    await set_sla_due(store, convs[1], 5600.0)  # due within the 900 s warning
+    # convs[2]: no SLA (1e18): ok
+    assert await ids(store, sla="breached") == [convs[0]]
+    assert await ids(store, sla="warning") == [convs[1]]
+    assert await ids(store, sla="ok") == [convs[2]]
+    assert await ids(store, sort="sla_due") == convs
