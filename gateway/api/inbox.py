@@ -53,6 +53,7 @@ LIST_PARAMS = frozenset(
     }
 )
 SEARCH_PARAMS = frozenset({"q", "limit", "cursor"})
+MAX_SNOOZE = 366 * 86400.0
 
 
 def only_params(request: web.Request, allowed: Iterable[str]) -> None:
@@ -254,9 +255,11 @@ async def snooze(request: web.Request) -> web.Response:
         fail(422, "validation_error", "until must be an ISO 8601 time")
     if when.tzinfo is None:
         fail(422, "validation_error", "until needs its UTC offset (e.g. Z or +01:00)")
-    until = when.timestamp()
-    if until <= gw.clock():
+    until, now = when.timestamp(), gw.clock()
+    if until <= now:
         fail(422, "validation_error", "until must be in the future")
+    if until > now + MAX_SNOOZE:
+        fail(422, "validation_error", "a snooze lasts at most a year")
     conv = await gw.inbox.snooze(request.match_info["id"], until, _by(principal), principal.scope)
     return await one(request, principal, conv)
 

@@ -194,14 +194,14 @@ def _scope_clause(scope: Scope | None, dialect: Dialect) -> tuple[str, list[Any]
 
 
 def list_sql(q: ListQuery, dialect: Dialect) -> tuple[str, list[Any]]:
-    """The SQL of one page (`limit + 1` rows, to know whether there is another)."""
+    """The SQL of one page (`limit + 1` rows, to know whether there is another). The page
+    is chosen first (ids and sort keys only), then its rows get their contact, unread count
+    and waiting state: those are computed for the page, not for every row sorted."""
     desc = q.sort.startswith("-")
     expr = SORTS[q.sort.lstrip("-")]
-    args: list[Any] = [q.reader]
-    select = (
-        f"SELECT {C_COLS}, ct.name, c.last_message_at, s.until, {_UNREAD} AS unread,"
-        f" {_WAITING} AS waiting, {expr} AS sort_value"
-        " FROM conversations c LEFT JOIN contacts ct ON ct.id = c.contact_id" + SNOOZE_JOIN
+    args: list[Any] = []
+    select = f"SELECT c.id AS pid, {expr} AS sort_value FROM conversations c" + (
+        SNOOZE_JOIN if "snoozed" in q.statuses else ""
     )
     where: list[str] = []
     statuses = set(q.statuses)
@@ -251,13 +251,21 @@ def list_sql(q: ListQuery, dialect: Dialect) -> tuple[str, list[Any]]:
     if q.after is not None:
         where.append(f"({expr}, c.id) {'<' if desc else '>'} (?, ?)")
         args.extend(q.after)
-    sql = select
+    inner = select
     if where:
-        sql += " WHERE " + " AND ".join(where)
+        inner += " WHERE " + " AND ".join(where)
     order = "DESC" if desc else "ASC"
-    sql += f" ORDER BY {expr} {order}, c.id {order} LIMIT ?"
+    inner += f" ORDER BY {expr} {order}, c.id {order} LIMIT ?"
     args.append(q.limit + 1)
-    return sql, args
+    sql = (
+        f"SELECT {C_COLS}, ct.name, c.last_message_at, s.until, {_UNREAD} AS unread,"
+        f" {_WAITING} AS waiting, p.sort_value"
+        f" FROM ({inner}) p JOIN conversations c ON c.id = p.pid"
+        " LEFT JOIN contacts ct ON ct.id = c.contact_id"
+        + SNOOZE_JOIN
+        + f" ORDER BY p.sort_value {order}, p.pid {order}"
+    )
+    return sql, [q.reader, *args]
 
 
 def item_sql(ids: list[str], reader: str) -> tuple[str, list[Any]]:

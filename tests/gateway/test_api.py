@@ -259,6 +259,9 @@ async def test_me_and_unencoded_plus_in_phone_lookup(gateway_factory: Any) -> No
         "name": "bob",
         "role": "agent",
         "agent": "bob",
+        "agent_name": "Bob",
+        "queues": ["general"],
+        "reader": "bob",
     }
     assert (await client.call("GET", "/v1/me", token=None))[0] == 401
     await client.call(

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from gateway.api.common import AUTH
+from gateway.api.visibility import StreamFilter
 from tests.gateway.conftest import ADMIN, agent_token, base_config, wait_for
 
 SUPERVISOR = "test-supervisor-token"
@@ -240,10 +242,11 @@ async def test_snooze_wakes_on_time_and_when_the_customer_writes(
     def at(seconds: float) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(clock.t + seconds))
 
-    status, body = await client.call(
-        "POST", f"/v1/conversations/{conv}/snooze", json={"until": at(-60)}
-    )
-    assert status == 422
+    for until in (at(-60), "9999-12-31T23:59:59-01:00", "tomorrow", "2030-01-01T08:00:00"):
+        status, body = await client.call(
+            "POST", f"/v1/conversations/{conv}/snooze", json={"until": until}
+        )
+        assert status == 422, until
     status, body = await client.call(
         "POST", f"/v1/conversations/{conv}/snooze", json={"until": at(3600)}
     )
@@ -309,3 +312,44 @@ async def test_search_ranked_highlighted_and_scoped(
     for params in ({}, {"q": "!!"}, {"q": "x", "tag": "y"}):
         status, _ = await client.call("GET", "/v1/search", params=params)
         assert status == 400, params
+
+
+async def test_each_action_is_an_event_each_console_sees_by_its_scope(
+    gateway_factory: Any, config: dict[str, Any]
+) -> None:
+    gw, client = await gateway_factory(config)
+    general = await conversation_of(client, "e1", "hello", "cust-e")
+    billing = await conversation_of(client, "e2", "refund", "cust-f")
+    start = await gw.store.last_event_id()
+    for conv in (general, billing):
+        await client.call("POST", f"/v1/conversations/{conv}/tags", json={"tags": ["x"]})
+        await client.call("POST", f"/v1/conversations/{conv}/priority", json={"priority": "high"})
+        await client.call("POST", f"/v1/conversations/{conv}/read", json={})
+    events = await gw.store.events_since(start, 100)
+    types = [(e.type, e.data["conversation_id"]) for e in events]
+    for conv in (general, billing):
+        for kind in ("conversation.tagged", "conversation.priority_changed", "conversation.read"):
+            assert (kind, conv) in types
+    # The stream's filter: the billing supervisor sees billing's events only; bob (general)
+    # the general one's.
+    lead = gw_principal(client, gw, LEAD)
+    bob = gw_principal(client, gw, agent_token("bob"))
+    seen_by_lead = {e.data["conversation_id"] for e in events if await allows(gw, lead, e)}
+    seen_by_bob = {e.data["conversation_id"] for e in events if await allows(gw, bob, e)}
+    assert seen_by_lead == {billing} and seen_by_bob == {general}
+    status, counts = await client.call("GET", "/v1/conversations/counts", token=LEAD)
+    assert (
+        status == 200
+        and counts["views"]["all"]["total"] == 1
+        and counts["views"]["mine"]["total"] == 0
+    )
+
+
+def gw_principal(client: Any, gw: Any, token: str) -> Any:
+    principal = gw.app[AUTH].lookup(token)
+    assert principal is not None
+    return principal
+
+
+async def allows(gw: Any, principal: Any, event: Any) -> bool:
+    return bool(await StreamFilter(gw.store, principal).allows(event))

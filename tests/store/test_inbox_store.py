@@ -3,9 +3,13 @@ keyset pages, counts, read markers, tags, priority, snooze and full-text search.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import asyncpg
 import pytest
 
-from gateway.store import Conflict, Store
+from gateway.store import Conflict, SqliteStore, Store
 from gateway.store.base import OutboundRequest, Scope
 from gateway.store.inbox import (
     MARK_CLOSE,
@@ -17,8 +21,12 @@ from gateway.store.inbox import (
     inbox_store,
     search_words,
 )
+from gateway.store.postgres import PostgresStore
+from gateway.store.postgres.migrations import MIGRATIONS as PG_MIGRATIONS
+from tests.pg import PgServer
 from tests.store import test_contract as contract
 from tests.store.test_contract import inbound, ingest
+from tests.store.test_migrations import _schema_at
 
 # The contract suite's fixtures: each test runs on SQLite and on PostgreSQL.
 backend = contract.backend
@@ -161,3 +169,114 @@ async def test_search_finds_a_word_in_the_middle_ranked_and_scoped(store: Store)
     assert await ws.ws_search(SearchQuery(search_words("555123"))) == []
     hidden = Scope(agent="bob", queues=frozenset())
     assert await ws.ws_search(SearchQuery(search_words("order"), scope=hidden)) == []
+
+
+OLD_ROWS = """
+INSERT INTO contacts(id, name, attributes, created_at, updated_at)
+    VALUES ('ct_old', 'Jürgen Öztürk', '{}', 1, 1);
+INSERT INTO identities(kind, address, contact_id, verified)
+    VALUES ('email', 'juergen@example.org', 'ct_old', TRUE);
+INSERT INTO conversations(id, contact_id, channel, channel_kind, last_channel, status,
+    queue, priority, created_at, updated_at, reply_kind, reply_address)
+    VALUES ('cv_old', 'ct_old', 'mail', 'email', 'mail', 'open', 'general', 1, 100, 200,
+            'email', 'juergen@example.org');
+INSERT INTO messages(id, conversation_id, direction, channel, sender_type, sender_id, text,
+    created_at, updated_at)
+    VALUES ('msg_old1', 'cv_old', 'in', 'mail', 'contact', 'ct_old', '{long}', 100, 100),
+           ('msg_old2', 'cv_old', 'in', 'mail', 'contact', 'ct_old', 'danke', 200, 200);
+"""
+
+
+async def check_backfilled(store: Store) -> None:
+    ws = inbox_store(store)
+    [item] = await ws.ws_list(ListQuery("alice", 5000.0, sort="-last_message_at"))
+    assert item.last_message_at == 200.0 and item.unread == 2
+    hits = await ws.ws_search(SearchQuery(["Kontonummer"]))
+    assert [(h.kind, h.message_id) for h in hits] == [("message", "msg_old1")]
+    contact = await ws.ws_search(SearchQuery(["ozturk"]))
+    assert [(h.kind, h.conversation_id) for h in contact] == [("contact", "cv_old")]
+    by_identity = await ws.ws_search(SearchQuery(search_words("juergen@example")))
+    assert [h.kind for h in by_identity] == ["contact"]
+
+
+async def test_sqlite_migration_17_backfills_rows_written_before(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = _schema_at(path, 15)
+    conn.executescript(
+        OLD_ROWS.replace("TRUE", "1").replace("{long}", f"{LONG} meine Kontonummer {LONG}")
+    )
+    conn.close()
+    old = SqliteStore(path)
+    await old.open()
+    try:
+        await check_backfilled(old)
+    finally:
+        await old.close()
+
+
+async def test_postgres_migration_7_backfills_rows_written_before(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    dsn = pg_server.schema_dsn(tmp_path)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations ("
+            " version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        for version, script in PG_MIGRATIONS:
+            if version < 7:
+                await conn.execute(script)
+                await conn.execute("INSERT INTO schema_migrations(version) VALUES ($1)", version)
+        await conn.execute(OLD_ROWS.replace("{long}", f"{LONG} meine Kontonummer {LONG}"))
+    finally:
+        await conn.close()
+    old = PostgresStore(dsn)
+    await old.open()
+    try:
+        await check_backfilled(old)
+    finally:
+        await old.close()
+
+
+async def test_search_ranks_the_better_match_first_and_pages(store: Store) -> None:
+    ws = inbox_store(store)
+    weak = await ingest(store, inbound("1", "w@example.com", text=f"{LONG} parcel {LONG}"))
+    strong = await ingest(
+        store, inbound("2", "s@example.com", text="parcel lost, parcel late"), now=1001.0
+    )
+    hits = await ws.ws_search(SearchQuery(["parcel"]))
+    assert [h.conversation_id for h in hits] == [
+        strong.conversation.id,  # type: ignore[attr-defined]
+        weak.conversation.id,  # type: ignore[attr-defined]
+    ]
+    assert hits[0].rank != hits[1].rank
+    page = await ws.ws_search(SearchQuery(["parcel"], limit=1, offset=1))
+    assert [h.conversation_id for h in page] == [weak.conversation.id]  # type: ignore[attr-defined]
+
+
+async def set_sla_due(store: Store, conv_id: str, due: float) -> None:
+    if isinstance(store, SqliteStore):
+
+        def op(conn: Any) -> None:
+            conn.execute("UPDATE conversations SET sla_due=? WHERE id=?", (due, conv_id))
+
+        await store._tx(op)
+    else:
+        assert isinstance(store, PostgresStore)
+        async with store.pool.acquire() as conn:
+            await conn.execute("UPDATE conversations SET sla_due=$1 WHERE id=$2", due, conv_id)
+
+
+async def test_sla_filter_and_sort(store: Store) -> None:
+    convs = []
+    for n in range(3):
+        out = await ingest(store, inbound(f"s{n}", f"sla{n}@example.com"), now=1000.0 + n)
+        convs.append(out.conversation.id)  # type: ignore[attr-defined]
+    await set_sla_due(store, convs[0], 4000.0)  # breached at 5000
+    await set_sla_due(store, convs[1], 5600.0)  # due within the 900 s warning
+    # convs[2]: no SLA (1e18): ok
+    assert await ids(store, sla="breached") == [convs[0]]
+    assert await ids(store, sla="warning") == [convs[1]]
+    assert await ids(store, sla="ok") == [convs[2]]
+    assert await ids(store, sort="sla_due") == convs
