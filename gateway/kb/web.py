@@ -15,7 +15,6 @@ import html
 import time
 from functools import lru_cache
 
-import markdown
 import nh3
 from aiohttp import web
 from pydantic import BaseModel
@@ -135,6 +134,8 @@ _STYLE = (
 @lru_cache(maxsize=512)
 def render_markdown(body: str) -> str:
     """An article's Markdown as HTML, sanitised (no script, no event handler, no style)."""
+    import markdown  # on first use: a gateway without articles does not load it
+
     raw = markdown.markdown(body, extensions=["extra", "sane_lists"], output_format="html")
     return nh3.clean(raw)
 
