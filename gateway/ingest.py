@@ -54,6 +54,11 @@ def blob_id(data: bytes) -> str:
     return "b_" + hashlib.sha256(data).hexdigest()[:40]
 
 
+def _question(msg: InboundMessage) -> str:
+    """What the knowledge-base bot reads: an email's subject and its text."""
+    return f"{msg.subject}\n{msg.text}" if msg.subject else msg.text
+
+
 class Ingestor:
     def __init__(
         self,
@@ -100,7 +105,7 @@ class Ingestor:
                         reasons,
                         c.rules,
                     ),
-                    msg.text,
+                    _question(msg),
                     msg.automated,
                     attributes,
                 )
@@ -187,7 +192,7 @@ class Ingestor:
             by_bot = False
             if self.bot is not None:
                 try:
-                    by_bot = await self.bot.after_ingest(outcome, msg.text)
+                    by_bot = await self.bot.after_ingest(outcome, _question(msg))
                 except Exception:  # the customer's message is stored; never fail it
                     log.exception(
                         "knowledge-base bot failed", extra={"conversation": conv and conv.id}

@@ -61,7 +61,7 @@ class KbBot:
         self.services = services
         self.public_url = public_url
         self.clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
     # --- the decision (pure; runs in the classifier) ---------------------------------------
     def _bot_rule(self, rules: list[str]) -> str | None:
@@ -112,7 +112,10 @@ class KbBot:
         conv, message = outcome.conversation, outcome.message
         if outcome.duplicate or conv is None or conv.queue != BOT_QUEUE:
             return False
-        lock = self._locks.setdefault(conv.id, asyncio.Lock())
+        # One conversation at a time: a second message while the bot answers waits, then
+        # hands off (the answer's resolve comes first, the reopen after it).
+        lock, users = self._locks.get(conv.id, (asyncio.Lock(), 0))
+        self._locks[conv.id] = (lock, users + 1)
         try:
             async with lock:
                 if outcome.created and message is not None:
@@ -120,8 +123,11 @@ class KbBot:
                 else:
                     await self._handoff(conv.id, conv, "the customer wrote again")
         finally:
-            if not lock.locked():
-                self._locks.pop(conv.id, None)
+            lock, users = self._locks[conv.id]
+            if users <= 1:
+                del self._locks[conv.id]
+            else:
+                self._locks[conv.id] = (lock, users - 1)
         return True
 
     def _target(self, conv: Conversation) -> str:

@@ -13,9 +13,6 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
-
 from gateway.kb.articles import Article
 from gateway.kb.text import LANGUAGES, Analyzer, Token, corpus_words, fold
 
@@ -99,6 +96,9 @@ class _LanguageIndex:
         """Index terms a query term stands for, each with a weight."""
         if term in self.idf:
             return [(term, 1.0)]
+        from rapidfuzz import process  # on first use: a start without articles skips it
+        from rapidfuzz.distance import Levenshtein
+
         out: list[tuple[str, float]] = []
         if len(term) >= 4:
             limit = 1 if len(term) <= 6 else 2

@@ -84,7 +84,7 @@ class Suggester:
             if refs is None:
                 return
             kb = self.knowledge_base()
-            record: dict[str, Any] = {
+            entry: dict[str, Any] = {
                 "channel": channel,
                 "visitor": f"{visitor.kind}:{visitor.address}",
                 "articles": refs,
@@ -95,9 +95,9 @@ class Suggester:
                     if article is not None:
                         ref["title"] = article.title
             if event == "answered":
-                record["helpful"] = data.get("helpful") is True
+                entry["helpful"] = data.get("helpful") is True
             try:
-                await self.services.kb_suggestion(event, record)
+                await self.services.kb_suggestion(event, entry)
             except ValueError:
                 log.debug("unknown suggestion event ignored", extra={"event": event[:32]})
 

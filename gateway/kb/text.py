@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import snowballstemmer
-
 LANGUAGES = ("de", "en")
 _STEMMERS = {"de": "german", "en": "english"}
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?", re.UNICODE)
@@ -56,6 +54,9 @@ def fold(text: str) -> str:
 
 @lru_cache(maxsize=4)
 def _stemmer(lang: str) -> Any:
+    # Imported on first use: it loads every language (a start without articles skips it).
+    import snowballstemmer
+
     return snowballstemmer.stemmer(_STEMMERS.get(lang, "english"))
 
 

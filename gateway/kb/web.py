@@ -5,6 +5,7 @@ GET /v1/kb/search?q=&lang=&limit=   ranked articles with highlighted snippets. W
     (429 beyond); with an admin, agent or integration token: internal articles too.
 GET /help/                          to the index in the reader's language (Accept-Language)
 GET /help/{lang}/?q=                the public articles of a language, or a search in them
+                                    (searches limited as the anonymous API's)
 GET /help/{lang}/{slug}             one public article as sanitised HTML
 """
 
@@ -15,7 +16,6 @@ import html
 import time
 from functools import lru_cache
 
-import markdown
 import nh3
 from aiohttp import web
 from pydantic import BaseModel
@@ -81,17 +81,21 @@ class SearchLimiter:
 LIMITER: web.AppKey[SearchLimiter] = web.AppKey("kb_search_limiter")
 
 
+def _limited(request: web.Request) -> float | None:
+    """An anonymous search: None when allowed, else the seconds to wait."""
+    cfg = gateway_of(request).config.knowledge_base
+    per_minute = cfg.search_per_minute if cfg is not None else 60
+    return request.app[LIMITER].allow(client_key(request.remote), per_minute)
+
+
 async def search(request: web.Request) -> web.Response:
     kb = knowledge_base(request)
-    gw = gateway_of(request)
     internal = False
     if "Authorization" in request.headers:
         principal = authenticate(request)
         internal = principal.role in ("admin", "agent", "integration")
     else:
-        cfg = gw.config.knowledge_base
-        per_minute = cfg.search_per_minute if cfg is not None else 60
-        wait = request.app[LIMITER].allow(client_key(request.remote), per_minute)
+        wait = _limited(request)
         if wait is not None:
             error = ApiError(429, "rate_limited", "too many searches; try again shortly")
             error.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
@@ -135,6 +139,8 @@ _STYLE = (
 @lru_cache(maxsize=512)
 def render_markdown(body: str) -> str:
     """An article's Markdown as HTML, sanitised (no script, no event handler, no style)."""
+    import markdown  # on first use: a gateway without articles does not load it
+
     raw = markdown.markdown(body, extensions=["extra", "sane_lists"], output_format="html")
     return nh3.clean(raw)
 
@@ -204,6 +210,9 @@ async def help_index(request: web.Request) -> web.Response:
     title = texts.text("kb.help.title", lang)
     parts = [f"<h1>{html.escape(title)}</h1>", _search_form(lang, texts, query)]
     if query:
+        wait = _limited(request)
+        if wait is not None:
+            raise web.HTTPTooManyRequests(headers={"Retry-After": str(max(1, int(wait + 0.999)))})
         hits = kb.search(query, lang, limit=10)
         parts.append(f"<h2>{html.escape(texts.text('kb.help.results', lang))}</h2>")
         if hits:

@@ -119,3 +119,30 @@ def test_a_bot_rule_needs_a_knowledge_base(tmp_path: Path) -> None:
         ]
     else:
         raise AssertionError("accepted")
+
+
+async def test_a_second_message_while_the_bot_answers_goes_to_a_person(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    _, client = await gateway_factory(bot_config(tmp_path, receiver.url))
+    await asyncio.gather(
+        client.inbound("r1", "How do I reset my password?", "eve"),
+        client.inbound("r2", "Also my parcel is late", "eve"),
+    )
+
+    async def handed_off() -> dict[str, Any] | None:
+        c = await only_conversation(client, "eve")
+        return c if c["assignee"] else None
+
+    conv = await wait_for(handed_off, timeout=10)
+    assert conv["queue"] == "general"
+    # Whichever arrived first, both are in the one conversation a person now has.
+    assert sorted(m["text"] for m in conv["messages"] if m["direction"] == "in") == [
+        "Also my parcel is late",
+        "How do I reset my password?",
+    ]
+    assert len([m for m in conv["messages"] if m["direction"] == "out"]) <= 1

@@ -66,8 +66,10 @@ async def test_internal_articles_need_a_token_and_anonymous_search_is_limited(
     # search_per_minute: 5 anonymous searches (two were spent above, the 400s too)
     codes = [(await search(client, q="refund"))[0] for _ in range(5)]
     assert codes[-1] == 429 and 200 in codes
-    # a token is not limited
+    # a token is not limited; the help page's search shares the anonymous budget
     assert (await search(client, ADMIN, q="refund"))[0] == 200
+    status, _ = await client.call("GET", "/help/en/", token=None, params={"q": "refund"})
+    assert status == 429
 
 
 async def test_help_pages_in_the_readers_language(started: tuple[Gateway, Client, Path]) -> None:

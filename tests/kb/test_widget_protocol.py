@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.api.schemas import ConversationWithMessages
 from gateway.app import Gateway
 from tests.gateway.conftest import Client, gateway_factory  # noqa: F401 - fixture by name
 from tests.webchat.conftest import CHANNEL, free_port, receive, webchat_config
@@ -86,6 +87,19 @@ async def test_suggest_answers_in_the_visitors_language(make: Any) -> None:
     assert ack["type"] == "ack"
     _, conv = await client.call("GET", f"/v1/conversations/{ack['conversation_id']}")
     assert conv["messages"][0]["kb_suggestions"] == []
+    # Well-formed ones stay on the message, as the API document describes them.
+    await ws.send_json(
+        {
+            "type": "message",
+            "client_id": "m2",
+            "text": "Doch noch eine Frage",
+            "suggestions": [{"slug": "rechnungsadresse", "language": "de"}],
+        }
+    )
+    assert (await receive(ws))["type"] == "ack"
+    _, conv = await client.call("GET", f"/v1/conversations/{ack['conversation_id']}")
+    checked = ConversationWithMessages.model_validate(conv)
+    assert checked.messages[1].kb_suggestions[0].slug == "rechnungsadresse"
     await ws.close()
 
 
