@@ -13,6 +13,7 @@ an exception. A connector knows nothing about routing or storage.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -268,6 +269,61 @@ class KeyValue(Protocol):
         ...
 
 
+class LeaseLost(Exception):
+    """The channel's lease is gone (a renewal failed, or a newer holder has written): stop
+    the work and `acquire()` again."""
+
+
+class Lease(Protocol):
+    """A named right to do one job alone across the gateway's instances (poll one mailbox,
+    one bot). The core renews it while held; `set` writes to the channel's key-value store
+    only while this holding is the newest (a fencing token checked in the store)."""
+
+    @property
+    def held(self) -> bool: ...
+
+    async def acquire(self) -> None:
+        """Wait until held (a dead holder's lease is taken over within about 10 s)."""
+        ...
+
+    async def release(self) -> None: ...
+
+    async def wait_lost(self) -> None:
+        """Return once the lease is no longer held."""
+        ...
+
+    async def set(self, key: str, value: str) -> None:
+        """`ctx.kv.set`, fenced: raises LeaseLost (nothing written) when not the holder."""
+        ...
+
+
+class LocalLease:
+    """One instance: always held; writes are plain `kv.set`."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self._released = asyncio.Event()
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
+
+    async def acquire(self) -> None:
+        self._released.clear()
+
+    async def release(self) -> None:
+        self._released.set()
+
+    async def wait_lost(self) -> None:
+        await self._released.wait()
+
+    async def set(self, key: str, value: str) -> None:
+        await self._kv.set(key, value)
+
+
+LeaseFactory = Callable[[str], Lease]
+
+
 @dataclass(slots=True)
 class VerificationResult:
     """The core's answer about proving a claimed address (a chat's pre-chat email).
@@ -381,6 +437,12 @@ class ConnectorContext:
     verify_confirm: VerifyConfirm = _no_verify_confirm
     # The core's clock (seconds since the epoch); tests inject one.
     clock: Callable[[], float] = time.time
+    # Leases shared by the gateway's instances (None: one instance, always held).
+    leases: LeaseFactory | None = None
+
+    def lease(self, name: str) -> Lease:
+        """The lease `name` of this channel (e.g. one per polled mailbox)."""
+        return self.leases(name) if self.leases is not None else LocalLease(self.kv)
 
 
 class OfflineChannel(Protocol):
