@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import LeaseLost
+from gateway.coord.keys import Keys
 
 log = logging.getLogger("switchboard.coord.leases")
 
@@ -120,32 +121,22 @@ class LocalLeases(LeaseBackend):
         return None
 
 
-def _default_key(prefix: str) -> Callable[[str], str]:
-    """Hash-tagged key names (`{prefix}:...`): one Redis Cluster slot for all of them."""
-
-    def key(suffix: str) -> str:
-        return f"{{{prefix}}}:{suffix}"
-
-    return key
-
-
 class RedisLeases(LeaseBackend):
     """Leases in Redis; all time is the Redis server's (see the module docstring)."""
 
-    def __init__(
-        self, client: Any, prefix: str = "switchboard", key: Callable[[str], str] | None = None
-    ) -> None:
+    def __init__(self, client: Any, keys: Keys | None = None) -> None:
+        """`client`: a redis.asyncio.Redis (the shared one: gateway/coord/client.py)."""
         self.client = client
-        self._key = key or _default_key(prefix)
+        self.keys = keys or Keys()
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
     def lease_key(self, name: str) -> str:
-        return self._key(f"lease:{name}")
+        return self.keys.lease(name)
 
     def fence_key(self, name: str) -> str:
-        return self._key(f"fence:{name}")
+        return self.keys.fence(name)
 
     async def acquire(self, name: str, holder: str, ttl: float) -> Grant | None:
         ok, token, _ = await self._acquire(
@@ -167,9 +158,6 @@ class RedisLeases(LeaseBackend):
             return None
         data = {_text(k): _text(v) for k, v in raw.items()}
         return data["holder"], int(data["token"]), int(data["expires"])
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
 
 def _ms(seconds: float) -> int:
@@ -355,11 +343,8 @@ class Leases:
         await self.backend.close()
 
 
-def make_leases(redis_url: str | None, prefix: str, holder: str) -> Leases:
-    """Redis leases when coordination.redis is set, else local ones."""
-    if not redis_url:
+def make_leases(redis: Any | None, keys: Keys, holder: str) -> Leases:
+    """Redis leases on the shared client when coordination.redis is set, else local ones."""
+    if redis is None:
         return Leases(LocalLeases(), holder)
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
-    return Leases(RedisLeases(client, prefix), holder)
+    return Leases(RedisLeases(redis, keys), holder)

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from connectors.base import LeaseLost, LocalLease
+from gateway.coord.keys import Keys
 from gateway.coord.leases import ChannelLease, Lease, Leases, LocalLeases, RedisLeases
 from gateway.store import Store
 from tests.standins.context import MemoryKV
@@ -22,10 +23,10 @@ TTL = 0.9  # short for the tests; production is 6 s
 
 @pytest.fixture
 async def backend(redis_url: str) -> AsyncIterator[RedisLeases]:
-    client = aioredis.Redis.from_url(redis_url)
-    b = RedisLeases(client, "t")
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    b = RedisLeases(client, Keys("t"))
     yield b
-    await b.close()
+    await client.aclose()
 
 
 def lease(backend: RedisLeases, holder: str, name: str = "imap") -> Lease:
@@ -120,7 +121,7 @@ async def test_wall_clock_of_the_caller_is_never_read(
 
 async def test_redis_unreachable_gives_the_work_up(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url, socket_timeout=0.3)
-    backend = RedisLeases(client, "t")
+    backend = RedisLeases(client, Keys("t"))
     a = lease(backend, "a")
     await a.acquire()
     await client.aclose()
