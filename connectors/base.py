@@ -324,6 +324,21 @@ class LocalLease:
 LeaseFactory = Callable[[str], Lease]
 
 
+async def acquire_unless(lease: Lease, stopping: asyncio.Event) -> bool:
+    """Wait for `lease` or for `stopping`, whichever comes first; True when held."""
+    if lease.held:
+        return True
+    waiter = asyncio.ensure_future(lease.acquire())
+    stopper = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiter, stopper):
+            task.cancel()
+        await asyncio.gather(waiter, stopper, return_exceptions=True)
+    return lease.held and not stopping.is_set()
+
+
 @dataclass(slots=True)
 class VerificationResult:
     """The core's answer about proving a claimed address (a chat's pre-chat email).
