@@ -53,6 +53,8 @@ RECONNECT_MIN, RECONNECT_MAX = 1.0, 300.0
 RETRY_MAX = 900.0
 # Fetches of a UID that comes back empty before it is kept in quarantine.
 UNREADABLE_ATTEMPTS = 3
+# Parsed once by a standby instance so its parser worker is running when it takes over.
+_WARM_MAIL = b"From: warm@localhost\r\nSubject: warm-up\r\n\r\nwarm-up\r\n"
 _LOOP_ERRORS: tuple[type[Exception], ...] = (NotReady, ImapError, *IMAP_ERRORS)
 
 
@@ -150,6 +152,7 @@ class EmailConnector(Connector):
         # With several gateway instances one polls the mailbox: the holder of this lease.
         # Its cursor is written with the lease's fencing token (a stale holder is refused).
         self._lease = ctx.lease(self._kv_key)
+        self._warm: asyncio.Task[None] | None = None
 
     @property
     def _kv_key(self) -> str:
@@ -196,6 +199,9 @@ class EmailConnector(Connector):
             await self._imap.close()
             self._imap = None
         await self._lease.release()
+        if self._warm is not None:
+            self._warm.cancel()
+            await asyncio.gather(self._warm, return_exceptions=True)
         await self._parser.close()
         self.log.info("email %s: stopped", self.name)
 
@@ -244,8 +250,14 @@ class EmailConnector(Connector):
         await self._drop_connection()
         self._state = None
         self._failed.clear()
+        if self._warm is None:  # a standby: start a parser now, so a takeover is quick
+            self._warm = asyncio.create_task(self._warm_parser(), name=f"email-{self.name}-warm")
         if await acquire_unless(self._lease, self._stopping):
             self.log.info("email %s: polling the mailbox (lease taken)", self.name)
+
+    async def _warm_parser(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._parser.parse(_WARM_MAIL)
 
     async def _drop_connection(self) -> None:
         imap, self._imap = self._imap, None
