@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -35,7 +35,7 @@ from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
-from gateway.coord.client import RedisClient
+from gateway.coord import Coordinator, LocalCoordinator
 from gateway.coord.keys import Keys
 from gateway.coord.leases import ChannelLease, make_leases
 from gateway.dispatch import Dispatcher
@@ -64,6 +64,9 @@ from gateway.time.sla import OpeningSource, SlaSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
+
+if TYPE_CHECKING:
+    from gateway.coord.client import RedisClient
 
 log = logging.getLogger("switchboard")
 
@@ -94,6 +97,23 @@ async def _close_quietly(ws: web.WebSocketResponse) -> None:
     """Close an event stream socket; a client already gone is no error."""
     with contextlib.suppress(Exception):
         await ws.close(code=1001, message=b"server shutting down")
+
+
+def make_coordinator(gw: Gateway) -> Coordinator:
+    """Redis pub/sub between instances when `coordination.redis` is set, else in process."""
+    cfg = gw.config.coordination
+    if cfg.redis is None:
+        return LocalCoordinator()
+    # Imported only when configured, like asyncpg.
+    from gateway.coord.client import RedisClient
+    from gateway.coord.fanout import RedisCoordinator
+    from gateway.coord.keys import Keys
+
+    if gw.redis is None:  # one client per instance, shared with the leases
+        gw.redis = RedisClient(
+            cfg.redis.get_secret_value(), Keys(cfg.prefix), name=f"switchboard:{gw.instance}"
+        )
+    return RedisCoordinator(gw.redis, gw.bus, gw.store, gw.instance, gw.connectors, gw.outbox.poke)
 
 
 def make_store(loaded: LoadedConfig, instance: str | None = None) -> Store:
@@ -139,6 +159,9 @@ class Gateway:
         keys = Keys(coordination.prefix)
         self.redis: RedisClient | None = None
         if coordination.redis is not None:
+            # Imported only when configured, like asyncpg (an embedded start stays light).
+            from gateway.coord.client import RedisClient
+
             self.redis = RedisClient(
                 coordination.redis.get_secret_value(), keys, name=f"switchboard-{self.instance}"
             )
@@ -165,6 +188,9 @@ class Gateway:
             services=self.services,
         )
         self.services.wake_outbox = self.outbox.poke
+        # Issue 11: the other instances (gateway/coord/); `redis` is the shared client.
+        self.coordinator = make_coordinator(self)
+        self.outbox.send = self.coordinator.send
         self.services.wake_routing = self.dispatcher.poke
         # Texts for customers, in their language (gateway/i18n.py).
         self.texts = Texts(self.config.texts.overrides(), self.config.texts.default_language)
@@ -322,6 +348,13 @@ class Gateway:
             )
         except Exception:
             log.warning("typing indicator not delivered", extra={"channel": conv.last_channel})
+        await self.coordinator.typing(
+            conv.last_channel,
+            connector,
+            Identity(conv.reply_kind, conv.reply_address or ""),
+            conv.id,
+            typing,
+        )
 
     async def history(self, identity: Identity, limit: int) -> list[dict[str, Any]]:
         """A customer's recent messages across their conversations, oldest first."""
@@ -456,6 +489,7 @@ class Gateway:
     async def start(self) -> None:
         """Open the store, mount and start everything, listen. Returns once serving."""
         await self.store.open()
+        await self.coordinator.start()
         released = await self.store.outbox_release_all()
         if released:
             log.info("outbox leases released after restart", extra={"count": released})
@@ -464,8 +498,7 @@ class Gateway:
         )
         if self.surveys is not None:
             await self.surveys.start()
-        if self.redis is not None:
-            await self.redis.start()
+        # (The shared Redis client was started by the coordinator.)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
         openapi.mount(self.app, self.connectors.values())
@@ -649,11 +682,10 @@ class Gateway:
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
         await step("kpis", self.kpis.stop(left(deadline)))
+        await step("coordination", self.coordinator.stop())
         if self._http is not None:
             await step("HTTP client", self._http.close())
         await step("store", self.store.close())
-        if self.redis is not None:
-            await step("redis", self.redis.stop())
         if self.abandoned:
             log.warning(
                 "shutdown deadline passed: abandoned what had not stopped",

@@ -1,4 +1,13 @@
-"""`/healthz`, `/readyz` and `/metrics`: is this instance alive, ready, and how it does."""
+"""`/healthz`, `/readyz` and `/metrics`: is this instance alive, ready, and how it does.
+
+`/readyz` fields: `ready` (take traffic: the store answers and every channel runs, or runs
+degraded); `store` (`ok`/`down`); `channels` (each channel's state); `coordination`, how
+this instance hears of the other instances' work (gateway/coord/): `local` (no Redis
+configured: one instance), `ok` (Redis reachable and listened to), `degraded` (Redis
+configured but unreachable: the instance still serves from the store and polls its event
+log and outbox every second instead of being woken; replies to a chat socket held by
+another instance wait until Redis is back). `degraded` coordination never makes an
+instance unready: the store is the truth, Redis only speeds things up."""
 
 from __future__ import annotations
 
@@ -23,7 +32,12 @@ async def readyz(request: web.Request) -> web.Response:
         state == "running" or state.startswith("degraded") for state in channels.values()
     )
     return web.json_response(
-        {"ready": ready, "store": "ok" if store_ok else "down", "channels": channels},
+        {
+            "ready": ready,
+            "store": "ok" if store_ok else "down",
+            "channels": channels,
+            "coordination": gw.coordinator.status,
+        },
         status=200 if ready else 503,
     )
 
