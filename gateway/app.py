@@ -230,6 +230,9 @@ class Gateway:
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        if self.leases.shared:  # one instance sends to each endpoint, one runs the timers
+            self.webhooks.leases = self.leases
+            self.deadlines.lease = self.leases.lease("timers")
         self._time_work()
         # KPIs (issue 13): folds the event log into rollups; /v1/stats and /metrics read them.
         self.kpis = Kpis(self.store, self.bus, clock)
