@@ -27,6 +27,7 @@ from connectors.base import (
     VerifyConfirm,
     VerifyStart,
 )
+from connectors.ratelimit import RateLimiter
 from gateway.api import openapi
 from gateway.api.auth import Authenticator
 from gateway.api.common import AUTH, GATEWAY
@@ -456,6 +457,15 @@ class Gateway:
 
         return lease
 
+    def _channel_rates(self, channel: str) -> RateLimiter | None:
+        """A channel's rate limits shared by every instance (Redis); None: in process."""
+        if self.redis is None:
+            return None
+        from gateway.coord.ratelimit import RedisRateLimiter
+
+        keys = Keys(self.config.coordination.prefix)
+        return RedisRateLimiter(self.redis.redis, keys, f"channel:{channel}:")
+
     def _build_connectors(self) -> None:
         assert self._http is not None
         public = self.config.server.public_url or ""
@@ -470,6 +480,7 @@ class Gateway:
                 add_route=self._add_route,
                 kv=kv,
                 leases=self._channel_leases(channel.name, kv),
+                rates=self._channel_rates(channel.name),
                 log=logging.LoggerAdapter(
                     logging.getLogger(f"switchboard.channel.{channel.name}"),
                     {"channel": channel.name},
