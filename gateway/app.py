@@ -460,7 +460,7 @@ class Gateway:
 
         def lease(name: str) -> ChannelLease:
             inner = self.leases.lease(f"channel:{channel}:{name}")
-            return ChannelLease(inner, kv.set, kv.set_fenced)
+            return ChannelLease(inner, kv.set, kv.set_fenced, kv.get)
 
         return lease
 
