@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, inbox, offers, routing, workspace
+from gateway.api import agents, conversations, heartbeat, inbox, offers, routing, workspace
 from gateway.api import schemas as out
 from gateway.api import workspace_schemas as ws
 from gateway.kb import web as kb
@@ -293,6 +293,16 @@ OPERATIONS: tuple[Op, ...] = (
         ("admin", "agent"),
         out.PresenceOut,
         body=agents.PresenceBody,
+    ),
+    Op(
+        "POST",
+        "/v1/agents/{id}/heartbeat",
+        "The agent's console is open",
+        ("agent",),
+        heartbeat.HeartbeatOut,
+        description="Sent by the console every third of `ttl` seconds while it is open. "
+        "An agent whose heartbeats stop (on every gateway instance) for `ttl` seconds is set "
+        "offline; agents that never send one keep the presence they were given.",
     ),
     Op(
         "PUT",
