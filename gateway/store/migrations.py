@@ -553,8 +553,8 @@ CREATE TABLE kpi_sla (
     PRIMARY KEY (conversation_id, target, since)
 ) WITHOUT ROWID;
 -- Daily histograms of the timed figures (gateway/kpis/figures.py HIST_*): per figure, in
--- total (dim '') and per channel, queue and agent (key '' : none), per UTC day and bin, the
--- count, sum, smallest and largest sample. The fold fills them (and, once, from the facts
+-- total (dim '') and per channel, queue and agent (key '' : none), per UTC day (`day` >= 0)
+-- and per UTC week (`day` = -1 - week) and bin, the count, sum, smallest and largest sample. The fold fills them (and, once, from the facts
 -- folded before this migration); a month's percentiles read these, not every sample.
 CREATE TABLE kpi_hist (
     kind TEXT NOT NULL,

@@ -205,11 +205,9 @@ async def test_whole_days_from_histograms_agree_with_every_sample(
             await store.resolve(cid, "alice", None, opened + waited + 60 * i)
     await store.sla_fire(utc("2026-03-13T00:00:00"), PLANNER)
     await fold(store)
-    # From noon to noon: the whole days 10th and 11th from the histograms, the rest read.
-    start, end = utc("2026-03-09T12:00:00"), utc("2026-03-12T12:00:00")
     parts = ("count", "median", "p90", "mean")
 
-    async def both(by: str | None) -> list[dict[str, Any]]:
+    async def both(by: str | None, start: float, end: float) -> list[dict[str, Any]]:
         out = []
         for duration in (None, calendar_seconds):  # with a duration: every sample
             q = StatsQuery(start, end, by, UTC, end)
@@ -224,10 +222,18 @@ async def test_whole_days_from_histograms_agree_with_every_sample(
             )
         return out
 
-    for by in (None, "agent", "queue"):
-        from_histograms, from_samples = await both(by)
-        assert from_histograms == from_samples
-        assert from_histograms[0]["first_response"]["count"] > 20
+    # From noon to noon: the whole days 10th and 11th from the daily histograms, the rest
+    # read; from the 1st to the 20th: the whole week of Monday the 9th from the weekly ones,
+    # the days around it from the daily ones.
+    for start, end in (
+        (utc("2026-03-09T12:00:00"), utc("2026-03-12T12:00:00")),
+        (utc("2026-03-01T00:00:00"), utc("2026-03-20T06:00:00")),
+    ):
+        for by in (None, "agent", "queue"):
+            from_histograms, from_samples = await both(by, start, end)
+            assert from_histograms == from_samples
+            assert from_histograms[0]["first_response"]["count"] > 20
+    start, end = utc("2026-03-09T12:00:00"), utc("2026-03-12T12:00:00")
 
     # After migration 16 the histograms are filled once from the facts folded before it.
     q = StatsQuery(start, end, "agent", UTC, end)

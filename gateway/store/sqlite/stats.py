@@ -528,14 +528,32 @@ class _Fold:
 
 
 def hist_accumulate(hist: dict[tuple[str, str, str, int], Hist], row: Sequence[Any]) -> None:
-    """Count a timed fact's samples in the daily histograms (in total, and by its channel,
-    queue and agent)."""
+    """Count a timed fact's samples in the histograms of its UTC day and week (in total, and
+    by its channel, queue and agent)."""
     day = int(row[1] // DAY)
+    week = week_row(day)
     keys = (("", ""), ("channel", row[7]), ("queue", row[8]), ("agent", row[9] or ""))
     for figure, v in fact_samples(row[0], row):
         b = hist_bin(v)
         for dim, key in keys:
             hist_add(hist.setdefault((figure, dim, key, day), {}), b, 1, v, v, v)
+            hist_add(hist.setdefault((figure, dim, key, week), {}), b, 1, v, v, v)
+
+
+def week_row(day: int) -> int:
+    """The `kpi_hist.day` of the UTC week (Monday to Sunday) holding `day`: weeks are kept
+    as negative numbers, -1 - week, where week w spans the days [7w - 3, 7w + 4)."""
+    return -1 - (day + 3) // 7
+
+
+def hist_ranges(first: int, last: int) -> list[tuple[int, int]]:
+    """The `kpi_hist.day` ranges that count the days [first, last) once: its whole weeks,
+    and the days before and after them."""
+    wf, wl = -(-(first + 3) // 7), (last + 3) // 7
+    if wf >= wl:
+        return [(first, last)]
+    out = [(-wl, -wf), (first, 7 * wf - 3), (7 * wl - 3, last)]
+    return [(a, b) for a, b in out if a < b]
 
 
 def hist_rows(hist: dict[tuple[str, str, str, int], Hist]) -> list[tuple[Any, ...]]:
@@ -954,13 +972,11 @@ def _timed_from_histograms(
             for figure, _ in figures:
                 for dim in dims:
                     per_key = hists.setdefault((figure, dim), {})
-                    for key, b, n, total, lo, hi in (
-                        yield (
-                            HIST_READ,
-                            (figure, dim, first, last),
-                        )
-                    ):
-                        hist_add(per_key.setdefault(key, {}), int(b), int(n), total, lo, hi)
+                    for lo_day, hi_day in hist_ranges(first, last):
+                        for key, b, n, total, lo, hi in (
+                            yield (HIST_READ, (figure, dim, lo_day, hi_day))
+                        ):
+                            hist_add(per_key.setdefault(key, {}), int(b), int(n), total, lo, hi)
     column = {"channel": 7, "queue": 8, "agent": 9}.get(by or "")
     for a, b in edges:
         if b <= a:
