@@ -949,9 +949,10 @@
 
   async function mergeContact() {
     const c = S.conv && S.conv.contact_id;
-    const other = $("merge-other").value.trim();
-    if (!c || !other) return;
+    const given = $("merge-other").value.trim();
+    if (!c || !given) return;
     try {
+      const other = await contactIdOf(given);
       const out = await api("POST", "/v1/contacts/" + enc(c) + "/merge", { other });
       S.contacts.set(out.contact.id, out.contact);
       S.contacts.delete(other);
@@ -961,6 +962,16 @@
       await refreshConversation(true);
       scheduleLists();
     } catch (e) { status(e.message, true); }
+  }
+
+  /** A contact id as typed, or the contact owning an identity ("a@b.c", "sms:+49…"). */
+  async function contactIdOf(given) {
+    if (given.startsWith("ct_")) return given;
+    const identity = given.includes(":") ? given : given.includes("@") ? "email:" + given : given;
+    const found = await api("GET", "/v1/contacts?identity=" + enc(identity));
+    const first = (found.contacts || [])[0];
+    if (!first) throw new Error(t("contact.not_found", { identity }));
+    return first.id;
   }
 
   async function undoMerge(contactId, mergeId) {

@@ -133,7 +133,7 @@ async def test_merge_then_undo_in_the_contact_panel(
     await page.locator("#view").select_option("all")
     await page.locator(f'#results [data-id="{conv["id"]}"]').click()
     await expect(page.locator("#c-identities li")).to_have_count(1)
-    await page.get_by_label("Merge another contact into this one").fill(gone)
+    await page.get_by_label("Merge another contact into this one").fill("api:cust-b")
     await page.get_by_role("button", name="Merge", exact=True).click()
     await expect(page.locator("#status")).to_have_text("Merged.")
     await expect(page.locator("#c-identities li")).to_have_count(2)
