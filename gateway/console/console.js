@@ -402,7 +402,7 @@
       }
       S.mineIds = new Set(mine.map((c) => c.id));
       for (const c of [...mine, ...open, ...(results ? results.conversations : [])]) {
-        if (typeof c.unread === "number") S.unread.set(c.id, c.id === S.current ? 0 : c.unread);
+        if (typeof c.unread === "number") S.unread.set(c.id, c.id === S.current && !document.hidden ? 0 : c.unread);
         if (c.unread > 0) S.countedUnread.add(c.id);
       }
       S.lastLists = { offers: offers.offers, mine, open, results };
@@ -465,9 +465,10 @@
     if (views) {
       let n = supervising() ? (views.all ? views.all.unread : 0)
         : (views.mine ? views.mine.unread : 0) + (views.unassigned ? views.unassigned.unread : 0);
-      // news seen live since the counts were fetched
+      // news seen live since the counts were fetched; the open conversation is being read
       for (const [id, k] of S.unread) if (k > 0 && !S.countedUnread.has(id)) n += 1;
-      return n;
+      if (S.current && S.countedUnread.has(S.current) && unreadOf(S.current) === 0) n -= 1;
+      return Math.max(0, n);
     }
     let n = 0;
     const ids = new Set();
@@ -639,13 +640,16 @@
     $("reply-text").focus();
   }
 
+  /** Read up to the last message shown, while the agent can see it (not in a hidden tab). */
   async function markRead(conv) {
-    if (!S.readApi || !conv.messages || !conv.messages.length) return;
+    if (!S.readApi || document.hidden || !conv.messages || !conv.messages.length) return;
     const last = conv.messages[conv.messages.length - 1];
     if (S.readSent === last.id) return;
     S.readSent = last.id;
-    try { await api("POST", convPath(conv.id, "/read"), { message_id: last.id }); }
-    catch (e) { S.readSent = null; }
+    try {
+      await api("POST", convPath(conv.id, "/read"), { message_id: last.id });
+      if (S.countedUnread.has(conv.id)) scheduleLists();  // the server's counts change
+    } catch (e) { S.readSent = null; }
   }
 
   async function refreshConversation(full) {
@@ -678,7 +682,7 @@
     S.conv = conv;
     renderConversation(conv, contact, earlier);
     renderContact(contact);
-    S.unread.set(id, 0);
+    if (!document.hidden) S.unread.set(id, 0);
     updateTitle();
     markRead(conv);
   }
@@ -1454,7 +1458,7 @@
     $("contact-form").addEventListener("submit", (ev) => { ev.preventDefault(); saveContact(); });
     $("merge-form").addEventListener("submit", (ev) => { ev.preventDefault(); mergeContact(); });
     document.addEventListener("keydown", onKey);
-    document.addEventListener("visibilitychange", () => { if (!document.hidden && S.conv) markRead(S.conv); });
+    document.addEventListener("visibilitychange", () => { if (!document.hidden && S.current) refreshConversation(false); });
     window.addEventListener("pagehide", leaveViewing);
     setInterval(tickOffers, 1000);
     setInterval(() => {

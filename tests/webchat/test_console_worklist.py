@@ -84,11 +84,15 @@ async def test_unread_counts_survive_a_reload(
     await console.open(news)
     await expect(badge).to_have_count(0)
     await expect(page).to_have_title("Switchboard")
-    status, body = await client.call(
-        "GET", "/v1/conversations?assignee=alice", token=agent_token("alice")
-    )
-    assert status == 200
-    assert {c["id"]: c["unread"] for c in body["conversations"]}[news] == 0
+
+    async def read_on_the_server() -> bool:
+        status, body = await client.call(
+            "GET", "/v1/conversations?assignee=alice", token=agent_token("alice")
+        )
+        assert status == 200
+        return {c["id"]: c["unread"] for c in body["conversations"]}[news] == 0
+
+    await wait_for(read_on_the_server, timeout=5)
     await page.reload()
     await page.locator("#live.on").wait_for()
     await expect(page.locator(f'#mine [data-id="{news}"]')).to_be_visible()
