@@ -154,6 +154,12 @@
     S.features = new Set();
     await loadFeatures(token);
     learnFeatures();
+    if (role === "supervisor" && !S.listApi) {
+      // A gateway before issue 14 lets supervisors read the reports only.
+      err.textContent = t("signin.not_console");
+      err.hidden = false;
+      return false;
+    }
     let agents = [];
     try { agents = (await api("GET", "/v1/agents", undefined, token)).agents; }
     catch (e) { if (e.status !== 403) { err.textContent = e.message; err.hidden = false; return false; } }
