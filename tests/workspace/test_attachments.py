@@ -33,6 +33,7 @@ async def test_a_file_goes_as_a_signed_link_where_the_channel_has_no_files(
 ) -> None:
     cfg = on_backend(base_config(tmp_path / "db.sqlite", receiver.url))
     cfg["agent_attachments"] = {"max_bytes": 100_000}
+    cfg["auth"]["visibility"] = "assigned"  # agents see their own conversations only
     _, client = await gateway_factory(cfg)
     status, body = await client.inbound("f1", "Send me the invoice please")
     conv_id = body["conversation_id"]
@@ -96,10 +97,12 @@ async def test_a_file_goes_as_a_signed_link_where_the_channel_has_no_files(
     )
     assert status == 201, note
     assert note["private"] is True and note["attachments"][0]["name"] == "claim.png"
-    async with client.http.get(
-        client.base + note["attachments"][0]["url"], headers={"Authorization": f"Bearer {ADMIN}"}
-    ) as resp:
-        assert resp.status == 200 and await resp.read() == b"\x89PNG fake"
+    note_file = client.base + note["attachments"][0]["url"]
+    for who, expected in ((token, 200), (ADMIN, 200), (agent_token("carol"), 404)):
+        async with client.http.get(note_file, headers={"Authorization": f"Bearer {who}"}) as resp:
+            assert resp.status == expected, who
+            if expected == 200:
+                assert await resp.read() == b"\x89PNG fake"
     await asyncio.sleep(0.3)
     assert len(receiver.requests) == 1
 
