@@ -128,3 +128,33 @@ async def test_twilio_gets_the_file_as_media(
     assert "/files/" in media and "sig=" in media
     async with client.http.get(media) as resp:
         assert resp.status == 200 and await resp.read() == b"\x89PNG label"
+
+
+async def test_a_broken_upload_is_refused_not_an_error(gateway_factory: Any) -> None:
+    _, client = await gateway_factory()
+    status, body = await client.inbound("b1", "hello")
+    conv_id = body["conversation_id"]
+    broken = [
+        ("multipart/form-data", b"no boundary"),
+        (
+            "multipart/form-data; boundary=xx",
+            b'--xx\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi',
+        ),
+        (
+            "multipart/form-data; boundary=xx",
+            b'--xx\r\nContent-Disposition: form-data; name="\x0f\xf3"\r\n\r\nx\r\n--xx--\r\n',
+        ),
+        (
+            "multipart/mixed; boundary=xx",
+            b"--xx\r\nContent-Type: multipart/mixed; boundary=yy\r\n\r\n--yy--\r\n--xx--\r\n",
+        ),
+    ]
+    for path in ("messages", "notes"):
+        for ctype, raw in broken:
+            status, err = await client.call(
+                "POST",
+                f"/v1/conversations/{conv_id}/{path}",
+                data=raw,
+                headers={"Content-Type": ctype},
+            )
+            assert status == 400 and err["error"]["code"] == "invalid_body", (path, ctype, err)
