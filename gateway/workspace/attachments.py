@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from connectors.http import fail, validation_details
@@ -75,7 +76,13 @@ async def read_upload(request: web.Request, model: type[M]) -> tuple[M, Uploads]
         return await read_body(request, model), Uploads()
     try:
         fields, uploads = await _read_parts(request)
-    except (ValueError, AssertionError, LookupError, ClientPayloadError) as exc:
+    except (
+        ValueError,
+        AssertionError,
+        LookupError,
+        ClientPayloadError,
+        HttpProcessingError,
+    ) as exc:
         # A broken body (no boundary, cut short, a bad charset): the client's fault.
         fail(400, "invalid_body", f"malformed multipart body: {exc}")
     try:
