@@ -1419,7 +1419,9 @@
       if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendReply(); }
     });
     $("reply-text").addEventListener("input", onReplyInput);
-    $("reply-text").addEventListener("blur", () => setTimeout(() => { $("canned").hidden = true; }, 150));
+    $("reply-text").addEventListener("blur", () => setTimeout(() => {
+      if (document.activeElement !== $("reply-text")) $("canned").hidden = true;
+    }, 150));
     for (const r of document.querySelectorAll('input[name="mode"]')) {
       r.addEventListener("change", () => setReplyMode(r.value));
     }
