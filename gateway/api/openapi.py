@@ -160,7 +160,7 @@ OPERATIONS: tuple[Op, ...] = (
         form=REPLY_FORM,
         description="An agent replies as itself, on unassigned or its own conversations; an "
         "integration gives `agent` only with `acts_as_agents`. `private: true` keeps an "
-        "internal note instead (201, as `POST …/notes`). Files: send multipart/form-data; "
+        "internal note instead (answered as `POST …/notes` does, with 202). Files: send multipart/form-data; "
         "the core degrades them to what the channel carries (email attaches them, other "
         "channels get a signed download link).",
     ),
