@@ -380,12 +380,8 @@ async def _viewing(request: web.Request, body: ViewingBody | None) -> web.Respon
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    body = (
-        await read_body(request, ViewingBody)
-        if request.can_read_body
-        else ViewingBody(typing=False, leaving=False)
-    )
-    return await _viewing(request, body)
+    # A body is required (`{}` is a plain heartbeat), as the API document says.
+    return await _viewing(request, await read_body(request, ViewingBody))
 
 
 async def viewers(request: web.Request) -> web.Response:
