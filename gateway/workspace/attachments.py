@@ -100,7 +100,9 @@ async def _read_parts(request: web.Request) -> tuple[dict[str, Any], Uploads]:
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             fail(400, "invalid_body", "nested multipart bodies are not accepted")
-        if part.name == "file" or part.filename is not None:
+        if part.name == "file":
+            if part.filename is None:  # a value, not a file
+                fail(422, "validation_error", "`file` must be a file part (with a filename)")
             if len(uploads.files) >= cfg.max_files:
                 fail(413, "too_large", f"at most {cfg.max_files} files per message")
             data = bytearray()
