@@ -73,37 +73,6 @@ class Op:
     errors: tuple[int, ...] = ()
     description: str = ""
     also: tuple[str, ...] = ()  # further media types of the answer (e.g. text/csv)
-    # The body may also be multipart/form-data: these fields and `file` parts (issue 14).
-    form: dict[str, Any] | None = None
-
-
-# Issue 14: replies and notes may carry files (multipart/form-data).
-def upload_form(**fields: dict[str, Any]) -> dict[str, Any]:
-    """A multipart/form-data body: the JSON body's fields as form fields, plus files."""
-    return {
-        "type": "object",
-        "required": ["text"],
-        "properties": {
-            "text": {"type": "string", "minLength": 1},
-            **fields,
-            "file": {
-                "type": "array",
-                "items": {"type": "string", "format": "binary"},
-                "description": "Files (each ≤ agent_attachments.max_bytes; at most "
-                "agent_attachments.max_files).",
-            },
-        },
-    }
-
-
-REPLY_FORM = upload_form(
-    private={"type": "boolean", "description": "true: an internal note."},
-    mentions={"type": "string", "description": "Notes: agent ids, separated by spaces."},
-    agent={"type": "string"},
-    subject={"type": "string"},
-    html={"type": "string"},
-)
-NOTE_FORM = upload_form(mentions={"type": "string", "description": "Agent ids, space-separated."})
 
 
 CONV = "/v1/conversations/{id}"
@@ -157,11 +126,11 @@ OPERATIONS: tuple[Op, ...] = (
         ok=202,
         body=conversations.ReplyBody,
         errors=(409,),
-        form=REPLY_FORM,
         description="An agent replies as itself, on unassigned or its own conversations; an "
         "integration gives `agent` only with `acts_as_agents`. `private: true` keeps an "
-        "internal note instead (201, as `POST …/notes`). Files: send multipart/form-data; "
-        "the core degrades them to what the channel carries (email attaches them, other "
+        "internal note instead (answered as `POST …/notes` does, with 202). Files: send multipart/form-data "
+        "(the body's fields as form fields, each file a part named `file`; not described "
+        "as a schema here); the core degrades them to what the channel carries (email attaches them, other "
         "channels get a signed download link).",
     ),
     Op(
@@ -449,7 +418,6 @@ OPERATIONS += (
         ok=201,
         body=workspace.NoteBody,
         errors=(422,),
-        form=NOTE_FORM,
         description="Agents only: never queued in the outbox, never sent to a channel, never "
         "in the widget's history. `message.created` (private) on the stream, and "
         "`agent.mentioned` for each `@agent` in the text or in `mentions`. Also "
@@ -639,8 +607,6 @@ def _operation(op: Op) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": _ref(op.body)}},
         }
-        if op.form is not None:
-            doc["requestBody"]["content"]["multipart/form-data"] = {"schema": op.form}
     return doc
 
 

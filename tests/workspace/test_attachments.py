@@ -19,7 +19,7 @@ PDF = b"%PDF-1.4 invoice " + bytes(range(256)) * 300  # ~77 kB: over the tests' 
 
 
 def _form(text: str, *files: tuple[str, bytes, str], **fields: str) -> aiohttp.FormData:
-    form = aiohttp.FormData()
+    form = aiohttp.FormData(default_to_multipart=True)
     form.add_field("text", text)
     for key, value in fields.items():
         form.add_field(key, value)
@@ -158,3 +158,14 @@ async def test_a_broken_upload_is_refused_not_an_error(gateway_factory: Any) -> 
                 headers={"Content-Type": ctype},
             )
             assert status == 400 and err["error"]["code"] == "invalid_body", (path, ctype, err)
+    # A form's booleans are true/false (1/0, on/off): anything else is not one.
+    status, err = await client.call(
+        "POST",
+        f"/v1/conversations/{conv_id}/messages",
+        data=_form("hi", private="maybe"),
+    )
+    assert status == 422, err
+    status, note = await client.call(
+        "POST", f"/v1/conversations/{conv_id}/messages", data=_form("hi", private="true")
+    )
+    assert status == 202 and note["private"] is True
