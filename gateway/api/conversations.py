@@ -95,7 +95,7 @@ async def reply(request: web.Request) -> web.Response:
     attachments, blobs = uploads.stored()
     if body.private:  # an internal note (issue 14)
         return await workspace.create_note(
-            request, principal, body.text, body.mentions, attachments, blobs
+            request, principal, body.text, body.mentions, attachments, blobs, status=202
         )
     gw = gateway_of(request)
     if principal.role == "agent" and body.agent not in (None, principal.agent):

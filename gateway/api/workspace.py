@@ -57,8 +57,10 @@ async def create_note(
     mentions: list[str],
     attachments: list[dict[str, Any]] | None = None,
     blobs: dict[str, tuple[str, bytes]] | None = None,
+    status: int = 201,
 ) -> web.Response:
-    """Keep an internal note (also `POST …/messages` with `private: true`): 201."""
+    """Keep an internal note: 201 (202 through `POST …/messages` with `private: true`, the
+    status that operation answers)."""
     require(principal, *STAFF)
     gw = gateway_of(request)
     agents = {a.id for a in gw.config.agents}
@@ -74,7 +76,7 @@ async def create_note(
         attachments,
         blobs,
     )
-    return web.json_response(note.to_api(), status=201)
+    return web.json_response(note.to_api(), status=status)
 
 
 async def add_note(request: web.Request) -> web.Response:
@@ -378,12 +380,8 @@ async def _viewing(request: web.Request, body: ViewingBody | None) -> web.Respon
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    body = (
-        await read_body(request, ViewingBody)
-        if request.can_read_body
-        else ViewingBody(typing=False, leaving=False)
-    )
-    return await _viewing(request, body)
+    # A body is required (`{}` is a plain heartbeat), as the API document says.
+    return await _viewing(request, await read_body(request, ViewingBody))
 
 
 async def viewers(request: web.Request) -> web.Response:

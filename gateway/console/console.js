@@ -154,6 +154,12 @@
     S.features = new Set();
     await loadFeatures(token);
     learnFeatures();
+    if (role === "supervisor" && !S.listApi) {
+      // A gateway before issue 14 lets supervisors read the reports only.
+      err.textContent = t("signin.not_console");
+      err.hidden = false;
+      return false;
+    }
     let agents = [];
     try { agents = (await api("GET", "/v1/agents", undefined, token)).agents; }
     catch (e) { if (e.status !== 403) { err.textContent = e.message; err.hidden = false; return false; } }
@@ -426,7 +432,7 @@
       }
       S.mineIds = new Set(mine.map((c) => c.id));
       for (const c of [...mine, ...open, ...(results ? results.conversations : [])]) {
-        if (typeof c.unread === "number") S.unread.set(c.id, c.id === S.current ? 0 : c.unread);
+        if (typeof c.unread === "number") S.unread.set(c.id, c.id === S.current && !document.hidden ? 0 : c.unread);
         if (c.unread > 0) S.countedUnread.add(c.id);
       }
       S.lastLists = { offers: offers.offers, mine, open, results };
@@ -489,9 +495,10 @@
     if (views) {
       let n = supervising() ? (views.all ? views.all.unread : 0)
         : (views.mine ? views.mine.unread : 0) + (views.unassigned ? views.unassigned.unread : 0);
-      // news seen live since the counts were fetched
+      // news seen live since the counts were fetched; the open conversation is being read
       for (const [id, k] of S.unread) if (k > 0 && !S.countedUnread.has(id)) n += 1;
-      return n;
+      if (S.current && S.countedUnread.has(S.current) && unreadOf(S.current) === 0) n -= 1;
+      return Math.max(0, n);
     }
     let n = 0;
     const ids = new Set();
@@ -663,13 +670,16 @@
     $("reply-text").focus();
   }
 
+  /** Read up to the last message shown, while the agent can see it (not in a hidden tab). */
   async function markRead(conv) {
-    if (!S.readApi || !conv.messages || !conv.messages.length) return;
+    if (!S.readApi || document.hidden || !conv.messages || !conv.messages.length) return;
     const last = conv.messages[conv.messages.length - 1];
     if (S.readSent === last.id) return;
     S.readSent = last.id;
-    try { await api("POST", convPath(conv.id, "/read"), { message_id: last.id }); }
-    catch (e) { S.readSent = null; }
+    try {
+      await api("POST", convPath(conv.id, "/read"), { message_id: last.id });
+      if (S.countedUnread.has(conv.id)) scheduleLists();  // the server's counts change
+    } catch (e) { S.readSent = null; }
   }
 
   async function refreshConversation(full) {
@@ -702,7 +712,7 @@
     S.conv = conv;
     renderConversation(conv, contact, earlier);
     renderContact(contact);
-    S.unread.set(id, 0);
+    if (!document.hidden) S.unread.set(id, 0);
     updateTitle();
     markRead(conv);
   }
@@ -973,9 +983,10 @@
 
   async function mergeContact() {
     const c = S.conv && S.conv.contact_id;
-    const other = $("merge-other").value.trim();
-    if (!c || !other) return;
+    const given = $("merge-other").value.trim();
+    if (!c || !given) return;
     try {
+      const other = await contactIdOf(given);
       const out = await api("POST", "/v1/contacts/" + enc(c) + "/merge", { other });
       S.contacts.set(out.contact.id, out.contact);
       S.contacts.delete(other);
@@ -985,6 +996,16 @@
       await refreshConversation(true);
       scheduleLists();
     } catch (e) { status(e.message, true); }
+  }
+
+  /** A contact id as typed, or the contact owning an identity ("a@b.c", "sms:+49…"). */
+  async function contactIdOf(given) {
+    if (given.startsWith("ct_")) return given;
+    const identity = given.includes(":") ? given : given.includes("@") ? "email:" + given : given;
+    const found = await api("GET", "/v1/contacts?identity=" + enc(identity));
+    const first = (found.contacts || [])[0];
+    if (!first) throw new Error(t("contact.not_found", { identity }));
+    return first.id;
   }
 
   async function undoMerge(contactId, mergeId) {
@@ -1422,7 +1443,9 @@
       if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendReply(); }
     });
     $("reply-text").addEventListener("input", onReplyInput);
-    $("reply-text").addEventListener("blur", () => setTimeout(() => { $("canned").hidden = true; }, 150));
+    $("reply-text").addEventListener("blur", () => setTimeout(() => {
+      if (document.activeElement !== $("reply-text")) $("canned").hidden = true;
+    }, 150));
     for (const r of document.querySelectorAll('input[name="mode"]')) {
       r.addEventListener("change", () => setReplyMode(r.value));
     }
@@ -1467,7 +1490,7 @@
     $("contact-form").addEventListener("submit", (ev) => { ev.preventDefault(); saveContact(); });
     $("merge-form").addEventListener("submit", (ev) => { ev.preventDefault(); mergeContact(); });
     document.addEventListener("keydown", onKey);
-    document.addEventListener("visibilitychange", () => { if (!document.hidden && S.conv) markRead(S.conv); });
+    document.addEventListener("visibilitychange", () => { if (!document.hidden && S.current) refreshConversation(false); });
     window.addEventListener("pagehide", leaveViewing);
     setInterval(tickOffers, 1000);
     setInterval(() => {

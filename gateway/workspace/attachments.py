@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, ValidationError
 
 from connectors.http import fail, validation_details
@@ -30,6 +31,7 @@ M = TypeVar("M", bound=BaseModel)
 # Form fields that are JSON booleans or lists in the JSON body.
 _BOOLS = ("private", "typing")
 _LISTS = ("mentions",)
+_TRUE = {"true": True, "1": True, "on": True, "false": False, "0": False, "off": False}
 
 
 @dataclass(slots=True)
@@ -75,7 +77,13 @@ async def read_upload(request: web.Request, model: type[M]) -> tuple[M, Uploads]
         return await read_body(request, model), Uploads()
     try:
         fields, uploads = await _read_parts(request)
-    except (ValueError, AssertionError, LookupError, ClientPayloadError) as exc:
+    except (
+        ValueError,
+        AssertionError,
+        LookupError,
+        ClientPayloadError,
+        HttpProcessingError,
+    ) as exc:
         # A broken body (no boundary, cut short, a bad charset): the client's fault.
         fail(400, "invalid_body", f"malformed multipart body: {exc}")
     try:
@@ -92,7 +100,9 @@ async def _read_parts(request: web.Request) -> tuple[dict[str, Any], Uploads]:
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             fail(400, "invalid_body", "nested multipart bodies are not accepted")
-        if part.name == "file" or part.filename is not None:
+        if part.name == "file":
+            if part.filename is None:  # a value, not a file
+                fail(422, "validation_error", "`file` must be a file part (with a filename)")
             if len(uploads.files) >= cfg.max_files:
                 fail(413, "too_large", f"at most {cfg.max_files} files per message")
             data = bytearray()
@@ -112,7 +122,9 @@ async def _read_parts(request: web.Request) -> tuple[dict[str, Any], Uploads]:
             if len(raw) > 1_000_000:
                 fail(413, "too_large", f"the field {part.name} is too long")
             if part.name in _BOOLS:
-                fields[part.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                # A form's true/false; anything else stays text (refused as not a boolean).
+                word = raw.strip().lower()
+                fields[part.name] = _TRUE.get(word, raw)
             elif part.name in _LISTS:
                 fields.setdefault(part.name, []).extend(
                     x.strip() for x in raw.replace(",", " ").split() if x.strip()

@@ -99,7 +99,7 @@ async def test_notifications_and_the_title_badge(
     second = await _conversation(client, "n2", "Second question", "cust-n2", "Otto")
     await expect(page.locator(f'#mine [data-id="{second}"]')).to_be_visible()
     await page.wait_for_function(
-        "window.__notes.some((n) => n.title === 'New conversation for you' && n.body === 'Otto')"
+        "() => window.__notes.some((n) => n.title === 'New conversation for you' && n.body === 'Otto')"
     )
     code, _ = await client.inbound("n3", "Hello? Still waiting", "cust-n2", from_={"name": "Otto"})
     assert code == 202
@@ -114,6 +114,17 @@ async def test_notifications_and_the_title_badge(
     await console.open(second)
     await expect(badge).to_have_count(0)
     await expect(page).to_have_title("Switchboard")
+
+    # A note mentioning Alice on another conversation tells her; it is on that timeline.
+    status, body = await client.call(
+        "POST", f"/v1/conversations/{first}/notes", json={"text": "@alice please call Nina"}
+    )
+    assert status == 201, body
+    await page.wait_for_function(
+        "() => window.__notes.some((n) => n.title === 'admin mentioned you')"
+    )
+    await console.open(first)
+    await expect(console.message("@alice please call Nina")).to_have_class("msg note")
 
     # Opted out: no more notifications.
     await page.locator("#notify").click()

@@ -133,7 +133,7 @@ async def test_merge_then_undo_in_the_contact_panel(
     await page.locator("#view").select_option("all")
     await page.locator(f'#results [data-id="{conv["id"]}"]').click()
     await expect(page.locator("#c-identities li")).to_have_count(1)
-    await page.get_by_label("Merge another contact into this one").fill(gone)
+    await page.get_by_label("Merge another contact into this one").fill("api:cust-b")
     await page.get_by_role("button", name="Merge", exact=True).click()
     await expect(page.locator("#status")).to_have_text("Merged.")
     await expect(page.locator("#c-identities li")).to_have_count(2)
@@ -151,5 +151,44 @@ async def test_merge_then_undo_in_the_contact_panel(
     await expect(console.message("Hello from my laptop")).to_have_count(0)
     assert (await client.conversation(other["id"]))["contact_id"] == gone
     await page.screenshot(path=shot("console-unmerged.png"))
+    assert watch.problems() == []
+    await ctx.close()
+
+
+async def test_contact_attributes_edited_in_the_panel(
+    gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
+) -> None:
+    gw, client = await gateway_factory(base_config(tmp_path / "db.sqlite"))
+    base = f"http://127.0.0.1:{gw.port}"
+    code, body = await client.inbound("e1", "Hallo!", "cust-e", from_={"name": "Eva"})
+    assert code == 202
+    conv = await wait_for(lambda: client.assigned(body["conversation_id"]), timeout=10)
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    page = await new_page(ctx, watch)
+    console = Console(page)
+    await console.sign_in(base, agent_token(conv["assignee"]))
+    await console.open(conv["id"])
+    await page.get_by_label("Name", exact=True).fill("Eva Weber")
+    await page.get_by_label("Preferred language").fill("de")
+    await page.get_by_label("Segment").fill("vip")
+    await page.get_by_label("New attribute").fill("plan")
+    await page.get_by_label("Value", exact=True).fill("gold")
+    await page.get_by_role("button", name="Save contact").click()
+    await expect(page.locator("#status")).to_have_text("Contact saved.")
+    await expect(page.locator("#conv-title")).to_have_text("Eva Weber")
+    await expect(page.get_by_label("plan", exact=True)).to_have_value("gold")
+    status, contact = await client.call("GET", f"/v1/contacts/{conv['contact_id']}")
+    assert status == 200
+    assert contact["name"] == "Eva Weber"
+    assert contact["attributes"]["segment"] == "vip"
+    assert contact["attributes"]["language"] == "de"
+    assert contact["attributes"]["plan"] == "gold"
+    # Shown the same after a reload, and in the list by the new name.
+    await page.reload()
+    await page.locator("#live.on").wait_for()
+    await expect(page.locator(f'#mine [data-id="{conv["id"]}"] .who')).to_have_text("Eva Weber")
+    await console.open(conv["id"])
+    await expect(page.get_by_label("Segment")).to_have_value("vip")
+    await page.screenshot(path=shot("console-contact-edited.png"))
     assert watch.problems() == []
     await ctx.close()

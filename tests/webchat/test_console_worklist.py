@@ -6,25 +6,16 @@ conversation actions."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.async_api import Browser, expect
 
 from gateway.app import Gateway
 from tests.gateway.conftest import Client, agent_token, base_config, wait_for
 from tests.webchat.conftest import Console, PageWatch, new_page
 from tests.webchat.test_console_workspace import shot
-
-# These need the workspace list API, which lands with the branch `ws-list` (the lead merges
-# it with this one); without it the console hides those controls.
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("gateway.time.snooze") is None,
-    reason="the ws-list API (read markers, counts, search, snooze) is not merged yet",
-)
 
 Factory = Callable[..., Awaitable[tuple[Gateway, Client]]]
 LEAD = "test-lead-token"
@@ -84,11 +75,15 @@ async def test_unread_counts_survive_a_reload(
     await console.open(news)
     await expect(badge).to_have_count(0)
     await expect(page).to_have_title("Switchboard")
-    status, body = await client.call(
-        "GET", "/v1/conversations?assignee=alice", token=agent_token("alice")
-    )
-    assert status == 200
-    assert {c["id"]: c["unread"] for c in body["conversations"]}[news] == 0
+
+    async def read_on_the_server() -> bool:
+        status, body = await client.call(
+            "GET", "/v1/conversations?assignee=alice", token=agent_token("alice")
+        )
+        assert status == 200
+        return {c["id"]: c["unread"] for c in body["conversations"]}[news] == 0
+
+    await wait_for(read_on_the_server, timeout=5)
     await page.reload()
     await page.locator("#live.on").wait_for()
     await expect(page.locator(f'#mine [data-id="{news}"]')).to_be_visible()

@@ -92,6 +92,16 @@ async def test_german_after_switching_survives_a_reload(
     )
     await expect(stamp).to_have_text(expected)
 
+    # Every word of the console exists in both languages.
+    missing = await page.evaluate(
+        """() => {
+          const c = window.SwitchboardI18n.catalog;
+          const en = Object.keys(c.en), de = Object.keys(c.de);
+          return en.filter((k) => !de.includes(k)).concat(de.filter((k) => !en.includes(k)));
+        }"""
+    )
+    assert missing == []
+
     # Back to English, also remembered.
     await page.get_by_label("Sprache", exact=True).select_option("en")
     await expect(page.get_by_role("button", name="Sign out")).to_be_visible()

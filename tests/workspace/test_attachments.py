@@ -19,7 +19,7 @@ PDF = b"%PDF-1.4 invoice " + bytes(range(256)) * 300  # ~77 kB: over the tests' 
 
 
 def _form(text: str, *files: tuple[str, bytes, str], **fields: str) -> aiohttp.FormData:
-    form = aiohttp.FormData()
+    form = aiohttp.FormData(default_to_multipart=True)
     form.add_field("text", text)
     for key, value in fields.items():
         form.add_field(key, value)
@@ -33,6 +33,7 @@ async def test_a_file_goes_as_a_signed_link_where_the_channel_has_no_files(
 ) -> None:
     cfg = on_backend(base_config(tmp_path / "db.sqlite", receiver.url))
     cfg["agent_attachments"] = {"max_bytes": 100_000}
+    cfg["auth"]["visibility"] = "assigned"  # agents see their own conversations only
     _, client = await gateway_factory(cfg)
     status, body = await client.inbound("f1", "Send me the invoice please")
     conv_id = body["conversation_id"]
@@ -96,10 +97,12 @@ async def test_a_file_goes_as_a_signed_link_where_the_channel_has_no_files(
     )
     assert status == 201, note
     assert note["private"] is True and note["attachments"][0]["name"] == "claim.png"
-    async with client.http.get(
-        client.base + note["attachments"][0]["url"], headers={"Authorization": f"Bearer {ADMIN}"}
-    ) as resp:
-        assert resp.status == 200 and await resp.read() == b"\x89PNG fake"
+    note_file = client.base + note["attachments"][0]["url"]
+    for who, expected in ((token, 200), (ADMIN, 200), (agent_token("carol"), 404)):
+        async with client.http.get(note_file, headers={"Authorization": f"Bearer {who}"}) as resp:
+            assert resp.status == expected, who
+            if expected == 200:
+                assert await resp.read() == b"\x89PNG fake"
     await asyncio.sleep(0.3)
     assert len(receiver.requests) == 1
 
@@ -125,3 +128,44 @@ async def test_twilio_gets_the_file_as_media(
     assert "/files/" in media and "sig=" in media
     async with client.http.get(media) as resp:
         assert resp.status == 200 and await resp.read() == b"\x89PNG label"
+
+
+async def test_a_broken_upload_is_refused_not_an_error(gateway_factory: Any) -> None:
+    _, client = await gateway_factory()
+    status, body = await client.inbound("b1", "hello")
+    conv_id = body["conversation_id"]
+    broken = [
+        ("multipart/form-data", b"no boundary"),
+        (
+            "multipart/form-data; boundary=xx",
+            b'--xx\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi',
+        ),
+        (
+            "multipart/form-data; boundary=xx",
+            b'--xx\r\nContent-Disposition: form-data; name="\x0f\xf3"\r\n\r\nx\r\n--xx--\r\n',
+        ),
+        (
+            "multipart/mixed; boundary=xx",
+            b"--xx\r\nContent-Type: multipart/mixed; boundary=yy\r\n\r\n--yy--\r\n--xx--\r\n",
+        ),
+    ]
+    for path in ("messages", "notes"):
+        for ctype, raw in broken:
+            status, err = await client.call(
+                "POST",
+                f"/v1/conversations/{conv_id}/{path}",
+                data=raw,
+                headers={"Content-Type": ctype},
+            )
+            assert status == 400 and err["error"]["code"] == "invalid_body", (path, ctype, err)
+    # A form's booleans are true/false (1/0, on/off): anything else is not one.
+    status, err = await client.call(
+        "POST",
+        f"/v1/conversations/{conv_id}/messages",
+        data=_form("hi", private="maybe"),
+    )
+    assert status == 422, err
+    status, note = await client.call(
+        "POST", f"/v1/conversations/{conv_id}/messages", data=_form("hi", private="true")
+    )
+    assert status == 202 and note["private"] is True

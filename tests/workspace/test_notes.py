@@ -49,7 +49,7 @@ async def test_a_note_is_on_the_timeline_and_never_sent(
         token=agent_token(me),
         json={"text": "second thought", "private": True, "mentions": ["bob"]},
     )
-    assert status == 201 and second["private"] is True and second["mentions"] == ["bob"]
+    assert status == 202 and second["private"] is True and second["mentions"] == ["bob"]
     # A real reply, so we know the channel would have got something by now.
     status, reply = await client.call(
         "POST",

@@ -42,7 +42,7 @@ async def test_a_note_never_reaches_the_sms_customer(
         token=token,
         json={"text": "INTERNAL too", "private": True},
     )
-    assert status == 201, private
+    assert status == 202, private
     status, out = await client.call(
         "POST",
         f"/v1/conversations/{conv['id']}/messages",

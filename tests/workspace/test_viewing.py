@@ -84,4 +84,6 @@ async def test_viewing_needs_a_visible_conversation(gateway_factory: Any, tmp_pa
     status, _ = await client.call("GET", path, token=agent_token("carol"))
     assert status == 404
     status, _ = await client.call("POST", path, token=agent_token(conv["assignee"]))
-    assert status == 200  # an empty body is a plain heartbeat
+    assert status == 400  # the body is required ...
+    status, _ = await client.call("POST", path, token=agent_token(conv["assignee"]), json={})
+    assert status == 200  # ... and `{}` is a plain heartbeat

@@ -72,6 +72,21 @@
     return node;
   }
   function show(node, on) { node.hidden = !on; }
+  // Text with its http(s) addresses as links (a file an agent sent comes as a download
+  // link): built from text nodes and <a> elements, never parsed as HTML.
+  var URL_RE = /https?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/g;
+  function setLinkedText(node, text) {
+    while (node.firstChild) { node.removeChild(node.firstChild); }
+    var last = 0;
+    text.replace(URL_RE, function (url, at) {
+      if (at > last) { node.appendChild(document.createTextNode(text.slice(last, at))); }
+      var shown = url.length > 48 ? url.slice(0, 44) + "…" : url;  // a signed link is long
+      node.appendChild(el("a", { href: url, target: "_blank", rel: "noopener noreferrer nofollow", title: url }, shown));
+      last = at + url.length;
+      return url;
+    });
+    if (last < text.length) { node.appendChild(document.createTextNode(text.slice(last))); }
+  }
 
   var CSS = [
     ":host{all:initial;position:fixed;right:20px;bottom:20px;z-index:2147483000;",
@@ -100,6 +115,7 @@
     ".msg.in{align-self:flex-end;align-items:flex-end}",
     ".msg.out{align-self:flex-start;align-items:flex-start}",
     ".text{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}",
+    ".text a{color:inherit;text-decoration:underline}",
     ".in .text{background:#2447d5;color:#fff;border-bottom-right-radius:4px}",
     ".out .text{background:#fff;border:1px solid #dde1ea;border-bottom-left-radius:4px}",
     ".meta{font-size:11px;color:#646c7f;margin-top:2px;display:flex;gap:6px;align-items:center}",
@@ -341,7 +357,7 @@
     }
     for (var k in data) { if (Object.prototype.hasOwnProperty.call(data, k)) { item.data[k] = data[k]; } }
     var d = item.data;
-    item.text.textContent = d.text == null ? "" : String(d.text);
+    setLinkedText(item.text, d.text == null ? "" : String(d.text));
     item.li.setAttribute("data-key", key);
     if (d.id) { item.li.setAttribute("data-id", d.id); }
     renderMeta(item);

@@ -10,9 +10,9 @@ class PgBlobs(PgBase, BlobStore):
     async def get_blob(self, blob_id: str, scope: Scope | None = None) -> tuple[str, bytes]:
         async def op(conn: Conn) -> tuple[str, bytes]:
             if scope is not None:
-                clause, args = scope.where("c.queue", "c.assignee")
-                if clause:
-                    clause, args = scope_where(clause, args, 3)
+                raw, raw_args = scope.where("c.queue", "c.assignee")
+                if raw:
+                    clause, args = scope_where(raw, raw_args, 3)
                     # A blob is seen through a message of a conversation the scope sees.
                     seen = await conn.fetchval(
                         "SELECT 1 FROM messages m JOIN conversations c"
@@ -23,6 +23,15 @@ class PgBlobs(PgBase, BlobStore):
                         f'"{blob_id}"',
                         *args,
                     )
+                    if seen is None:  # or through a note (issue 14)
+                        note_clause, note_args = scope_where(raw, raw_args, 2)
+                        seen = await conn.fetchval(
+                            "SELECT 1 FROM notes n JOIN conversations c"
+                            " ON c.id = n.conversation_id"
+                            f" WHERE strpos(n.attachments, $1) > 0 AND {note_clause} LIMIT 1",
+                            f'"{blob_id}"',
+                            *note_args,
+                        )
                     if seen is None:
                         raise NotFound(f"blob {blob_id} not found")
             row = await conn.fetchrow("SELECT content_type, data FROM blobs WHERE id=$1", blob_id)

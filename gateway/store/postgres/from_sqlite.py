@@ -163,6 +163,7 @@ class Copier:
                     "conversations",
                     "at",
                     "undone_at",
+                    "by_whom",
                 ),
             ),
             # `opened_for` and `claimed` as SQLite's migration 11 set them: the same rules.
@@ -172,6 +173,35 @@ class Copier:
                 _bool_at(23),
             ),
             Table("messages", MESSAGE_COLUMNS, _bool_at(16)),
+            # The agent workspace (issue 14): internal notes and canned replies.
+            Table(
+                "notes",
+                (
+                    "id",
+                    "conversation_id",
+                    "sender_type",
+                    "sender_id",
+                    "text",
+                    "mentions",
+                    "attachments",
+                    "created_at",
+                ),
+            ),
+            Table(
+                "canned_replies",
+                (
+                    "id",
+                    "shortcut",
+                    "title",
+                    "texts",
+                    "scope",
+                    "queues",
+                    "agent",
+                    "owner",
+                    "created_at",
+                    "updated_at",
+                ),
+            ),
             Table("edits", ("channel", "external_id", "message_id", "at")),
             Table("blobs", ("id", "content_type", "size", "data")),
             # An SQLite lease belongs to a process that is gone: the items are due at once.

@@ -30,6 +30,13 @@ class SqliteBlobs(SqliteBase):
                         " LIMIT 1",
                         (blob_id, f'"{blob_id}"', *args),
                     ).fetchone()
+                    if seen is None:  # or through a note (issue 14)
+                        seen = conn.execute(
+                            "SELECT 1 FROM notes n JOIN conversations c"
+                            " ON c.id = n.conversation_id"
+                            f" WHERE instr(n.attachments, ?) > 0 AND {clause} LIMIT 1",
+                            (f'"{blob_id}"', *args),
+                        ).fetchone()
                     if seen is None:
                         raise NotFound(f"blob {blob_id} not found")
             row = conn.execute(
