@@ -251,10 +251,10 @@ OPERATIONS: tuple[Op, ...] = (
         errors=(409,),
         description="An agent replies as itself, on unassigned or its own conversations; an "
         "integration gives `agent` only with `acts_as_agents`. `private: true` keeps an "
-        "internal note instead (answered as `POST …/notes` does, with 202). Files: send multipart/form-data "
-        "(the body's fields as form fields, each file a part named `file`; not described "
-        "as a schema here); the core degrades them to what the channel carries (email attaches them, other "
-        "channels get a signed download link).",
+        "internal note instead (answered as `POST …/notes` does, with 202). Files: send "
+        "multipart/form-data (the body's fields as form fields, each file a part named "
+        "`file`; not described as a schema here); the core degrades them to what the "
+        "channel carries (email attaches them, other channels get a signed download link).",
     ),
     Op(
         "POST",
