@@ -22,10 +22,14 @@ async def readyz(request: web.Request) -> web.Response:
     ready = store_ok and all(
         state == "running" or state.startswith("degraded") for state in channels.values()
     )
-    return web.json_response(
-        {"ready": ready, "store": "ok" if store_ok else "down", "channels": channels},
-        status=200 if ready else 503,
-    )
+    body: dict[str, object] = {
+        "ready": ready,
+        "store": "ok" if store_ok else "down",
+        "channels": channels,
+    }
+    if not store_ok:
+        body["reason"] = f"store unreachable: {gw.store.down_reason() or 'no answer'}"
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
