@@ -94,8 +94,16 @@ def is_outage(exc: BaseException | None) -> bool:
 
 
 class OutageFilter(logging.Filter):
-    """Drops the tracebacks that a lost store causes in the background loops: `Outage`
-    already logs the outage once per interval, and each loop retries by itself."""
+    """Drops the tracebacks that a lost store causes in the background loops, and asyncpg's
+    own warning for each failed reconnect of its pool: `Outage` already logs the outage
+    once per interval, and each loop retries by itself."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and is_outage(record.exc_info[1]))
+        if not record.exc_info:
+            return True
+        exc = record.exc_info[1]
+        if record.name.startswith("asyncpg.") and isinstance(exc, OSError | ConnectionError):
+            return False
+        if record.name.startswith("asyncpg.") and type(exc).__module__.startswith("asyncpg"):
+            return False
+        return not is_outage(exc)
