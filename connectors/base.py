@@ -36,6 +36,10 @@ class Capability(StrEnum):
     SUBJECT = "subject"
     # Shows the customer live where they stand (closed, queue position): `wait_status`.
     WAIT_STATUS = "wait_status"
+    # The customer is reached through connections this process holds (a chat socket): with
+    # several gateway instances, a reply must be written by the instance that holds them
+    # (`DeliveryResult.reached` says how many this one wrote to).
+    LOCAL_SESSIONS = "local_sessions"
 
 
 class NotReady(Exception):
@@ -243,10 +247,15 @@ class DeliveryResult:
     provider_message_id: str | None = None
     retry_after: float | None = None
     reason: str | None = None
+    # LOCAL_SESSIONS channels: how many open sessions of this process the message was
+    # written to (0: none here; the core may hand it to the instance holding them).
+    reached: int | None = None
 
     @classmethod
-    def sent(cls, provider_message_id: str | None = None) -> DeliveryResult:
-        return cls("sent", provider_message_id=provider_message_id)
+    def sent(
+        cls, provider_message_id: str | None = None, reached: int | None = None
+    ) -> DeliveryResult:
+        return cls("sent", provider_message_id=provider_message_id, reached=reached)
 
     @classmethod
     def retry(cls, reason: str, retry_after: float | None = None) -> DeliveryResult:

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -34,6 +34,7 @@ from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
+from gateway.coord import Coordinator, LocalCoordinator
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.i18n import Texts
@@ -61,6 +62,9 @@ from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from router import MessageFacts, explain
 
+if TYPE_CHECKING:
+    from gateway.coord.client import RedisClient
+
 log = logging.getLogger("switchboard")
 
 
@@ -87,6 +91,22 @@ async def _close_quietly(ws: web.WebSocketResponse) -> None:
     """Close an event stream socket; a client already gone is no error."""
     with contextlib.suppress(Exception):
         await ws.close(code=1001, message=b"server shutting down")
+
+
+def make_coordinator(gw: Gateway) -> Coordinator:
+    """Redis pub/sub between instances when `coordination.redis` is set, else in process."""
+    cfg = gw.config.coordination
+    if cfg.redis is None:
+        return LocalCoordinator()
+    # Imported only when configured, like asyncpg.
+    from gateway.coord.client import RedisClient
+    from gateway.coord.fanout import RedisCoordinator
+    from gateway.coord.keys import Keys
+
+    gw.redis = RedisClient(
+        cfg.redis.get_secret_value(), Keys(cfg.prefix), name=f"switchboard:{gw.instance}"
+    )
+    return RedisCoordinator(gw.redis, gw.bus, gw.store, gw.instance, gw.connectors, gw.outbox.poke)
 
 
 def make_store(loaded: LoadedConfig, instance: str | None = None) -> Store:
@@ -148,6 +168,10 @@ class Gateway:
             services=self.services,
         )
         self.services.wake_outbox = self.outbox.poke
+        # Issue 11: the other instances (gateway/coord/); `redis` is the shared client.
+        self.redis: RedisClient | None = None
+        self.coordinator = make_coordinator(self)
+        self.outbox.send = self.coordinator.send
         self.services.wake_routing = self.dispatcher.poke
         # Texts for customers, in their language (gateway/i18n.py).
         self.texts = Texts(self.config.texts.overrides(), self.config.texts.default_language)
@@ -305,6 +329,13 @@ class Gateway:
             )
         except Exception:
             log.warning("typing indicator not delivered", extra={"channel": conv.last_channel})
+        await self.coordinator.typing(
+            conv.last_channel,
+            connector,
+            Identity(conv.reply_kind, conv.reply_address or ""),
+            conv.id,
+            typing,
+        )
 
     async def history(self, identity: Identity, limit: int) -> list[dict[str, Any]]:
         """A customer's recent messages across their conversations, oldest first."""
@@ -426,6 +457,7 @@ class Gateway:
     async def start(self) -> None:
         """Open the store, mount and start everything, listen. Returns once serving."""
         await self.store.open()
+        await self.coordinator.start()
         released = await self.store.outbox_release_all()
         if released:
             log.info("outbox leases released after restart", extra={"count": released})
@@ -618,6 +650,7 @@ class Gateway:
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
         await step("kpis", self.kpis.stop(left(deadline)))
+        await step("coordination", self.coordinator.stop())
         if self._http is not None:
             await step("HTTP client", self._http.close())
         await step("store", self.store.close())

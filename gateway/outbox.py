@@ -17,7 +17,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from connectors.base import Capability, Choice, Connector, DeliveryResult, OutboundMessage, Prompt
@@ -90,6 +90,12 @@ def prompt_of(stored: dict[str, Any] | None) -> Prompt | None:
     )
 
 
+async def _send_direct(
+    channel: str, connector: Connector, message: OutboundMessage
+) -> DeliveryResult:
+    return await connector.send(message)
+
+
 class Outbox:
     def __init__(
         self,
@@ -117,6 +123,11 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._sem = asyncio.Semaphore(config.concurrency)
+        # How a message goes out (channel, connector, message): the connector's own send,
+        # or the coordinator's when another instance may hold the customer's socket.
+        self.send: Callable[[str, Connector, OutboundMessage], Awaitable[DeliveryResult]] = (
+            _send_direct
+        )
 
     def poke(self) -> None:
         self._wake.set()
@@ -193,7 +204,7 @@ class Outbox:
             started = time.perf_counter()
             try:
                 result = await asyncio.wait_for(
-                    connector.send(degrade(item, connector, self.agent_names)),
+                    self.send(item.channel, connector, degrade(item, connector, self.agent_names)),
                     self.config.send_timeout,
                 )
             except TimeoutError:

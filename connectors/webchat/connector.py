@@ -166,7 +166,7 @@ class WebchatConnector(Connector):
     identity_kind: ClassVar[str] = KIND
     settings_model: ClassVar[type[ConnectorSettings]] = WebchatSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.TEXT, Capability.TYPING, Capability.WAIT_STATUS}
+        {Capability.TEXT, Capability.TYPING, Capability.WAIT_STATUS, Capability.LOCAL_SESSIONS}
     )
     refusals_reach_sender: ClassVar[bool] = True  # the widget shows the refusal at once
 
@@ -858,8 +858,11 @@ class WebchatConnector(Connector):
 
     # --- outbound ------------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> DeliveryResult:
-        """Push the reply to every open tab of the visitor. With none open it is still
-        sent: the core holds it, and the next connect restores it from history."""
+        """Push the reply to every open tab of the visitor here; `reached` says how many.
+        With none open here it is still sent as far as this process goes: the core may
+        hand it to another instance holding the visitor's socket (gateway/coord/), or, with
+        none anywhere, holds it, and the next connect restores it from history."""
+        reached = 0
         try:
             frame: dict[str, Any] = {
                 "type": "message",
@@ -871,10 +874,10 @@ class WebchatConnector(Connector):
             }
             if message.prompt is not None:  # a survey: buttons under the message
                 frame["prompt"] = _prompt_frame(message.prompt)
-            await self._push(message.to.address, frame)
+            reached = await self._push(message.to.address, frame)
         except Exception:
             self.ctx.log.exception("webchat push failed")
-        return DeliveryResult.sent(message.id)
+        return DeliveryResult.sent(message.id, reached=reached)
 
     async def typing(self, to: Identity, conversation_id: str, typing: bool) -> None:
         with contextlib.suppress(Exception):

@@ -1,4 +1,13 @@
-"""`/healthz`, `/readyz` and `/metrics`: is this instance alive, ready, and how it does."""
+"""`/healthz`, `/readyz` and `/metrics`: is this instance alive, ready, and how it does.
+
+`/readyz` fields: `ready` (take traffic: the store answers and every channel runs, or runs
+degraded); `store` (`ok`/`down`); `channels` (each channel's state); `coordination`, how
+this instance hears of the other instances' work (gateway/coord/): `local` (no Redis
+configured: one instance), `ok` (Redis reachable and listened to), `degraded` (Redis
+configured but unreachable: the instance still serves from the store and polls its event
+log and outbox every second instead of being woken; replies to a chat socket held by
+another instance wait until Redis is back). `degraded` coordination never makes an
+instance unready: the store is the truth, Redis only speeds things up."""
 
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
         "ready": ready,
         "store": "ok" if store_ok else "down",
         "channels": channels,
+        "coordination": gw.coordinator.status,
     }
     if not store_ok:
         body["reason"] = f"store unreachable: {gw.store.down_reason() or 'no answer'}"
