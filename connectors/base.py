@@ -13,6 +13,7 @@ an exception. A connector knows nothing about routing or storage.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -277,6 +278,76 @@ class KeyValue(Protocol):
         ...
 
 
+class LeaseLost(Exception):
+    """The channel's lease is gone (a renewal failed, or a newer holder has written): stop
+    the work and `acquire()` again."""
+
+
+class Lease(Protocol):
+    """A named right to do one job alone across the gateway's instances (poll one mailbox,
+    one bot). The core renews it while held; `set` writes to the channel's key-value store
+    only while this holding is the newest (a fencing token checked in the store)."""
+
+    @property
+    def held(self) -> bool: ...
+
+    async def acquire(self) -> None:
+        """Wait until held (a dead holder's lease is taken over within about 10 s)."""
+        ...
+
+    async def release(self) -> None: ...
+
+    async def wait_lost(self) -> None:
+        """Return once the lease is no longer held."""
+        ...
+
+    async def set(self, key: str, value: str) -> None:
+        """`ctx.kv.set`, fenced: raises LeaseLost (nothing written) when not the holder."""
+        ...
+
+
+class LocalLease:
+    """One instance: always held; writes are plain `kv.set`."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+        self._released = asyncio.Event()
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
+
+    async def acquire(self) -> None:
+        self._released.clear()
+
+    async def release(self) -> None:
+        self._released.set()
+
+    async def wait_lost(self) -> None:
+        await self._released.wait()
+
+    async def set(self, key: str, value: str) -> None:
+        await self._kv.set(key, value)
+
+
+LeaseFactory = Callable[[str], Lease]
+
+
+async def acquire_unless(lease: Lease, stopping: asyncio.Event) -> bool:
+    """Wait for `lease` or for `stopping`, whichever comes first; True when held."""
+    if lease.held:
+        return True
+    waiter = asyncio.ensure_future(lease.acquire())
+    stopper = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (waiter, stopper):
+            task.cancel()
+        await asyncio.gather(waiter, stopper, return_exceptions=True)
+    return lease.held and not stopping.is_set()
+
+
 @dataclass(slots=True)
 class VerificationResult:
     """The core's answer about proving a claimed address (a chat's pre-chat email).
@@ -390,6 +461,12 @@ class ConnectorContext:
     verify_confirm: VerifyConfirm = _no_verify_confirm
     # The core's clock (seconds since the epoch); tests inject one.
     clock: Callable[[], float] = time.time
+    # Leases shared by the gateway's instances (None: one instance, always held).
+    leases: LeaseFactory | None = None
+
+    def lease(self, name: str) -> Lease:
+        """The lease `name` of this channel (e.g. one per polled mailbox)."""
+        return self.leases(name) if self.leases is not None else LocalLease(self.kv)
 
 
 class OfflineChannel(Protocol):

@@ -20,6 +20,7 @@ from connectors.base import (
     Connector,
     ConnectorContext,
     Identity,
+    LeaseFactory,
     NotReady,
     RawItem,
     VerificationResult,
@@ -35,6 +36,9 @@ from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.coord import Coordinator, LocalCoordinator
+from gateway.coord.client import RedisClient
+from gateway.coord.keys import Keys
+from gateway.coord.leases import ChannelLease, make_leases
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.i18n import Texts
@@ -86,6 +90,9 @@ class ChannelKV:
     async def lease(self, key: str, holder: str, ttl: float) -> bool:
         return await self._store.kv_lease(self._ns, key, holder, ttl, self._clock())
 
+    async def set_fenced(self, key: str, value: str, fence: str, token: int) -> bool:
+        return await self._store.kv_set_fenced(self._ns, key, value, fence, token)
+
 
 async def _close_quietly(ws: web.WebSocketResponse) -> None:
     """Close an event stream socket; a client already gone is no error."""
@@ -103,9 +110,10 @@ def make_coordinator(gw: Gateway) -> Coordinator:
     from gateway.coord.fanout import RedisCoordinator
     from gateway.coord.keys import Keys
 
-    gw.redis = RedisClient(
-        cfg.redis.get_secret_value(), Keys(cfg.prefix), name=f"switchboard:{gw.instance}"
-    )
+    if gw.redis is None:  # one client per instance, shared with the leases
+        gw.redis = RedisClient(
+            cfg.redis.get_secret_value(), Keys(cfg.prefix), name=f"switchboard:{gw.instance}"
+        )
     return RedisCoordinator(gw.redis, gw.bus, gw.store, gw.instance, gw.connectors, gw.outbox.poke)
 
 
@@ -146,6 +154,16 @@ class Gateway:
         self.clock = clock
         self.instance = uuid.uuid4().hex[:12]
         self.store: Store = make_store(loaded, self.instance)
+        # Issue 11: Redis when configured (gateway/coord/): leases for work that must run
+        # once across instances; without it everything is local (one instance).
+        coordination = self.config.coordination
+        keys = Keys(coordination.prefix)
+        self.redis: RedisClient | None = None
+        if coordination.redis is not None:
+            self.redis = RedisClient(
+                coordination.redis.get_secret_value(), keys, name=f"switchboard-{self.instance}"
+            )
+        self.leases = make_leases(self.redis.redis if self.redis else None, keys, self.instance)
         self.bus = EventBus()
         # The one commit path: every change of state commits, publishes, wakes (services.py).
         self.services = Services(self.store, self.bus, clock)
@@ -169,7 +187,6 @@ class Gateway:
         )
         self.services.wake_outbox = self.outbox.poke
         # Issue 11: the other instances (gateway/coord/); `redis` is the shared client.
-        self.redis: RedisClient | None = None
         self.coordinator = make_coordinator(self)
         self.outbox.send = self.coordinator.send
         self.services.wake_routing = self.dispatcher.poke
@@ -423,6 +440,17 @@ class Gateway:
     ) -> None:
         self.app.router.add_route(method, path, handler)
 
+    def _channel_leases(self, channel: str, kv: ChannelKV) -> LeaseFactory | None:
+        """A channel's leases (`lease:channel:<name>:<lease>`); None with one instance."""
+        if not self.leases.shared:
+            return None
+
+        def lease(name: str) -> ChannelLease:
+            inner = self.leases.lease(f"channel:{channel}:{name}")
+            return ChannelLease(inner, kv.set, kv.set_fenced)
+
+        return lease
+
     def _build_connectors(self) -> None:
         assert self._http is not None
         public = self.config.server.public_url or ""
@@ -430,11 +458,13 @@ class Gateway:
             cls = self.registry.get(channel.type)
             info = ChannelInfo(channel.name, cls.kind)
             verify_start, verify_confirm = self._verification_for(channel.name)
+            kv = ChannelKV(self.store, f"channel:{channel.name}", self.clock)
             ctx = ConnectorContext(
                 submit=self.quarantine.submitter(info, cls.refusals_reach_sender),
                 http=self._http,
                 add_route=self._add_route,
-                kv=ChannelKV(self.store, f"channel:{channel.name}", self.clock),
+                kv=kv,
+                leases=self._channel_leases(channel.name, kv),
                 log=logging.LoggerAdapter(
                     logging.getLogger(f"switchboard.channel.{channel.name}"),
                     {"channel": channel.name},
@@ -466,6 +496,7 @@ class Gateway:
         )
         if self.surveys is not None:
             await self.surveys.start()
+        # (The shared Redis client was started by the coordinator.)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._build_connectors()
         openapi.mount(self.app, self.connectors.values())
@@ -654,6 +685,8 @@ class Gateway:
         if self._http is not None:
             await step("HTTP client", self._http.close())
         await step("store", self.store.close())
+        if self.redis is not None:
+            await step("redis", self.redis.stop())
         if self.abandoned:
             log.warning(
                 "shutdown deadline passed: abandoned what had not stopped",

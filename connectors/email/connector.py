@@ -34,10 +34,12 @@ from connectors.base import (
     DeliveryReceipt,
     DeliveryResult,
     InboundMessage,
+    LeaseLost,
     NotReady,
     OutboundMessage,
     RawItem,
     Refused,
+    acquire_unless,
 )
 from connectors.email.backfill import BACKFILL_COMMAND
 from connectors.email.compose import ComposeError, build_message
@@ -51,6 +53,8 @@ RECONNECT_MIN, RECONNECT_MAX = 1.0, 300.0
 RETRY_MAX = 900.0
 # Fetches of a UID that comes back empty before it is kept in quarantine.
 UNREADABLE_ATTEMPTS = 3
+# Parsed once by a standby instance so its parser worker is running when it takes over.
+_WARM_MAIL = b"From: warm@localhost\r\nSubject: warm-up\r\n\r\nwarm-up\r\n"
 _LOOP_ERRORS: tuple[type[Exception], ...] = (NotReady, ImapError, *IMAP_ERRORS)
 
 
@@ -145,6 +149,10 @@ class EmailConnector(Connector):
         # Submits go to the core in the order the mails were handed to `_handle` (UID
         # order), whatever order their parses finish in: each waits for the one before.
         self._turn: asyncio.Future[None] | None = None
+        # With several gateway instances one polls the mailbox: the holder of this lease.
+        # Its cursor is written with the lease's fencing token (a stale holder is refused).
+        self._lease = ctx.lease(self._kv_key)
+        self._warm: asyncio.Task[None] | None = None
 
     @property
     def _kv_key(self) -> str:
@@ -190,6 +198,10 @@ class EmailConnector(Connector):
         if self._imap is not None:
             await self._imap.close()
             self._imap = None
+        await self._lease.release()
+        if self._warm is not None:
+            self._warm.cancel()
+            await asyncio.gather(self._warm, return_exceptions=True)
         await self._parser.close()
         self.log.info("email %s: stopped", self.name)
 
@@ -201,6 +213,9 @@ class EmailConnector(Connector):
     async def _run(self) -> None:
         delay = RECONNECT_MIN
         while not self._stopping.is_set():
+            if not self._lease.held:
+                await self._wait_for_lease()
+                continue
             try:
                 if self._imap is None:
                     imap = ImapConnection(self.cfg.imap)
@@ -210,6 +225,9 @@ class EmailConnector(Connector):
                 await self._sync(self._imap)
                 delay = RECONNECT_MIN
                 await self._wait_for_mail(self._imap)
+            except LeaseLost:
+                self.log.info("email %s: another instance polls the mailbox now", self.name)
+                await self._drop_connection()
             except AuthFailed as exc:
                 self.log.error("email %s: %s", self.name, exc)
                 await self._drop_connection()
@@ -225,6 +243,21 @@ class EmailConnector(Connector):
                 delay = min(delay * 2, RECONNECT_MAX)
         # leave cleanly: IDLE is done by now, log out
         await self._drop_connection()
+
+    async def _wait_for_lease(self) -> None:
+        """Another instance polls this mailbox: hold no connection, forget what this one
+        knew (the holder moves the cursor), and wait to take over."""
+        await self._drop_connection()
+        self._state = None
+        self._failed.clear()
+        if self._warm is None:  # a standby: start a parser now, so a takeover is quick
+            self._warm = asyncio.create_task(self._warm_parser(), name=f"email-{self.name}-warm")
+        if await acquire_unless(self._lease, self._stopping):
+            self.log.info("email %s: polling the mailbox (lease taken)", self.name)
+
+    async def _warm_parser(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._parser.parse(_WARM_MAIL)
 
     async def _drop_connection(self) -> None:
         imap, self._imap = self._imap, None
@@ -258,7 +291,7 @@ class EmailConnector(Connector):
         if state is None:
             start = await self._first_start_watermark(imap)
             state = MailboxState(uidvalidity=current, uid=start)
-            await self.ctx.kv.set(self._kv_key, state.dump())
+            await self._lease.set(self._kv_key, state.dump())
             self.log.info("email %s: first start, reading from UID %d on", self.name, start + 1)
         elif state.uidvalidity != current:
             self.log.warning(
@@ -271,7 +304,7 @@ class EmailConnector(Connector):
             )
             state = MailboxState(uidvalidity=current, uid=0)
             self._failed.clear()
-            await self.ctx.kv.set(self._kv_key, state.dump())
+            await self._lease.set(self._kv_key, state.dump())
         self._state = state
         return state
 
@@ -309,6 +342,8 @@ class EmailConnector(Connector):
             for i in range(0, len(uids), size):
                 if self._stopping.is_set():
                     break
+                if not self._lease.held:
+                    raise LeaseLost(self._kv_key)
                 fetched = await imap.fetch(uids[i : i + size])
                 previous, inflight = (
                     inflight,
@@ -344,7 +379,7 @@ class EmailConnector(Connector):
         for uid in done:
             self._failed.pop(uid, None)
         state.mark_all(done, set(self._failed))
-        await self.ctx.kv.set(self._kv_key, state.dump())
+        await self._lease.set(self._kv_key, state.dump())
 
     async def _handle(self, m: FetchedMessage) -> bool:
         """Hand one message to the core. True when it may be acknowledged (submitted, kept

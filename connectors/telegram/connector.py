@@ -39,11 +39,13 @@ from connectors.base import (
     DeliveryReceipt,
     DeliveryResult,
     InboundMessage,
+    LeaseLost,
     NotReady,
     OutboundMessage,
     Prompt,
     RawItem,
     Refused,
+    acquire_unless,
 )
 from connectors.http import Rejected
 
@@ -128,6 +130,9 @@ class TelegramConnector(Connector):
         self._fetching = False
         self._last_update_id: int | None = None
         self._update_lock = asyncio.Lock()
+        # Polling: one instance of the gateway polls the bot, the holder of this lease; the
+        # offset is written with its fencing token. Webhook mode needs none.
+        self._lease = ctx.lease("polling")
         if settings.mode == "webhook":
             ctx.add_route("POST", self.webhook_path, self._on_webhook)
 
@@ -191,6 +196,8 @@ class TelegramConnector(Connector):
                 poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+        if self.settings.mode == "polling":
+            await self._lease.release()
         with contextlib.suppress(TelegramError):
             await self.bot.shutdown()
 
@@ -205,8 +212,11 @@ class TelegramConnector(Connector):
     async def _handled(self, update_id: int) -> None:
         async with self._update_lock:
             if self._last_update_id is None or update_id > self._last_update_id:
+                if self.settings.mode == "polling":
+                    await self._lease.set(LAST_UPDATE_KEY, str(update_id))  # LeaseLost
+                else:
+                    await self.ctx.kv.set(LAST_UPDATE_KEY, str(update_id))
                 self._last_update_id = update_id
-                await self.ctx.kv.set(LAST_UPDATE_KEY, str(update_id))
 
     async def _submit_update(self, update: Update) -> None:
         """Normalise and submit one update. Returns once it is stored, skipped, or kept in
@@ -269,6 +279,12 @@ class TelegramConnector(Connector):
     async def _poll(self) -> None:
         backoff = self.retry_initial
         while not self._stopping.is_set():
+            if not self._lease.held:
+                if not await acquire_unless(self._lease, self._stopping):
+                    continue
+                # the previous holder moved the offset: start from what it wrote
+                self._last_update_id = await self._stored_update_id()
+                self.ctx.log.info("telegram %s: polling (lease taken)", self.name)
             offset = None if self._last_update_id is None else self._last_update_id + 1
             self._fetching = True
             try:
@@ -289,7 +305,7 @@ class TelegramConnector(Connector):
                 self._fetching = False
             backoff = self.retry_initial
             for update in updates:
-                if self._stopping.is_set():
+                if self._stopping.is_set() or not self._lease.held:
                     break
                 if self._last_update_id is not None and update.update_id <= self._last_update_id:
                     continue  # handled before (Telegram re-sent it)
@@ -304,7 +320,11 @@ class TelegramConnector(Connector):
                     await self._pause(backoff)
                     backoff = min(backoff * 2, self.retry_max)
                     break
-                await self._handled(update.update_id)
+                try:
+                    await self._handled(update.update_id)
+                except LeaseLost:
+                    self.ctx.log.info("telegram %s: another instance polls now", self.name)
+                    break
 
     async def _on_webhook(self, request: web.Request) -> web.StreamResponse:
         try:

@@ -549,6 +549,14 @@ class KeyValueStore(StoreResource):
         self, namespace: str, key: str, holder: str, ttl: float, now: float
     ) -> bool: ...
 
+    @abstractmethod
+    async def kv_set_fenced(
+        self, namespace: str, key: str, value: str, fence: str, token: int
+    ) -> bool:
+        """Set `key` only if `token` is at least the fencing token last written for `fence`
+        (kept as the entry `fence:<fence>` of the namespace), in one transaction; records
+        `token`. False (nothing written) when a newer lease holder has written."""
+
 
 class BlobStore(StoreResource):
     """Attachments and raw inbound items, by id."""

@@ -53,3 +53,32 @@ class PgKv(PgBase, KeyValueStore):
             return bool(taken)
 
         return await self._tx(op)
+
+    async def kv_set_fenced(
+        self, namespace: str, key: str, value: str, fence: str, token: int
+    ) -> bool:
+        """The fence row is locked by the conditional upsert until the transaction ends, so
+        two holders writing at once are serialised and the older one refused."""
+
+        async def op(conn: Conn) -> bool:
+            taken = await conn.fetchval(
+                "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, $3)"
+                " ON CONFLICT(namespace, key) DO UPDATE SET value=excluded.value"
+                " WHERE kv.value::bigint <= excluded.value::bigint"
+                " RETURNING TRUE",
+                namespace,
+                f"fence:{fence}",
+                str(token),
+            )
+            if not taken:
+                return False
+            await conn.execute(
+                "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, $3)"
+                " ON CONFLICT(namespace, key) DO UPDATE SET value=excluded.value",
+                namespace,
+                key,
+                value,
+            )
+            return True
+
+        return await self._tx(op)

@@ -49,3 +49,25 @@ class SqliteKeyValue(SqliteBase):
             return True
 
         return await self._tx(op)
+
+    async def kv_set_fenced(
+        self, namespace: str, key: str, value: str, fence: str, token: int
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            taken = conn.execute(
+                "INSERT INTO kv(namespace, key, value) VALUES (?,?,?)"
+                " ON CONFLICT(namespace, key) DO UPDATE SET value=excluded.value"
+                " WHERE CAST(kv.value AS INTEGER) <= CAST(excluded.value AS INTEGER)"
+                " RETURNING 1",
+                (namespace, f"fence:{fence}", str(token)),
+            ).fetchone()
+            if taken is None:
+                return False
+            conn.execute(
+                "INSERT INTO kv(namespace, key, value) VALUES (?,?,?)"
+                " ON CONFLICT(namespace, key) DO UPDATE SET value=excluded.value",
+                (namespace, key, value),
+            )
+            return True
+
+        return await self._tx(op)
