@@ -1,7 +1,8 @@
 """`/healthz`, `/readyz` and `/metrics`: is this instance alive, ready, and how it does.
 
 `/readyz` fields: `ready` (take traffic: the store answers and every channel runs, or runs
-degraded); `store` (`ok`/`down`); `channels` (each channel's state); `coordination`, how
+degraded); `store` (`ok`/`down`), and while it is down `reason` (`store unreachable: ...`,
+gateway/store/outage.py); `channels` (each channel's state); `coordination`, how
 this instance hears of the other instances' work (gateway/coord/): `local` (no Redis
 configured: one instance), `ok` (Redis reachable and listened to), `degraded` (Redis
 configured but unreachable: the instance still serves from the store and polls its event

@@ -43,6 +43,9 @@ class Readiness(Out):
     channels: dict[str, str] = Field(
         description="running, degraded: N quarantined, starting, not_ready: ..., auth_failed: ..."
     )
+    reason: str | None = Field(
+        None, description="Why the store is down: `store unreachable: <error>` (only then)."
+    )
 
 
 class Me(Out):

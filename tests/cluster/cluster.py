@@ -33,6 +33,7 @@ def cluster_config(
     outbound_url: str,
     agents: int,
     capacity: dict[str, int],
+    origins: list[str] | None = None,
 ) -> dict[str, Any]:
     """One instance's config: the same store, coordination and agents for all."""
     cfg = base_config(Path("/nonexistent.db"), outbound_url)
@@ -60,7 +61,7 @@ def cluster_config(
             "type": "webchat",
             "secret": WEBCHAT_SECRET,
             # Any instance serves any visitor: the widget's origin is the shop's page.
-            "allowed_origins": ["http://shop.test"],
+            "allowed_origins": ["http://shop.test", *(origins or [])],
             "rate_per_minute": 10_000,
             "max_sockets_per_address": 5_000,
         }
