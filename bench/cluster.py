@@ -43,7 +43,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench.ingest import ADMIN, TOKEN, free_port, gateway_config, wait_up
+from bench.ingest import ADMIN, TOKEN, free_port, gateway_config
 from tests.pg import PgServer
 from tests.redisserver import RedisServer
 
@@ -79,6 +79,23 @@ def postgres_cpu(data: Path) -> float:
         if int(stat[1]) == postmaster:
             total += cpu_seconds(int(entry.name))
     return total
+
+
+async def wait_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    """Until /healthz answers (a loaded 2-core machine can take a while to import it all)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError("server exited")
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("server did not start")
 
 
 @dataclass

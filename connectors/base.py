@@ -27,6 +27,8 @@ import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from connectors.ratelimit import LocalRateLimiter, RateLimiter
+
 
 class Capability(StrEnum):
     TEXT = "text"
@@ -463,6 +465,12 @@ class ConnectorContext:
     clock: Callable[[], float] = time.time
     # Leases shared by the gateway's instances (None: one instance, always held).
     leases: LeaseFactory | None = None
+    # Rate limits shared by the gateway's instances (None: kept in this process).
+    rates: RateLimiter | None = None
+
+    def rate_limiter(self) -> RateLimiter:
+        """The channel's rate limiter: shared across instances when the core has Redis."""
+        return self.rates if self.rates is not None else LocalRateLimiter()
 
     def lease(self, name: str) -> Lease:
         """The lease `name` of this channel (e.g. one per polled mailbox)."""

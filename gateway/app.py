@@ -27,6 +27,7 @@ from connectors.base import (
     VerifyConfirm,
     VerifyStart,
 )
+from connectors.ratelimit import RateLimiter
 from gateway.api import openapi
 from gateway.api.auth import Authenticator
 from gateway.api.common import AUTH, GATEWAY
@@ -36,7 +37,6 @@ from gateway.autoreply import Acknowledger
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.coord import Coordinator, LocalCoordinator
-from gateway.coord.client import RedisClient
 from gateway.coord.keys import Keys
 from gateway.coord.leases import ChannelLease, make_leases
 from gateway.dispatch import Dispatcher
@@ -160,6 +160,9 @@ class Gateway:
         keys = Keys(coordination.prefix)
         self.redis: RedisClient | None = None
         if coordination.redis is not None:
+            # Imported only when configured, like asyncpg (an embedded start stays light).
+            from gateway.coord.client import RedisClient
+
             self.redis = RedisClient(
                 coordination.redis.get_secret_value(), keys, name=f"switchboard-{self.instance}"
             )
@@ -228,6 +231,9 @@ class Gateway:
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        if self.leases.shared:  # one instance sends to each endpoint, one runs the timers
+            self.webhooks.leases = self.leases
+            self.deadlines.lease = self.leases.lease("timers")
         self._time_work()
         # KPIs (issue 13): folds the event log into rollups; /v1/stats and /metrics read them.
         self.kpis = Kpis(self.store, self.bus, clock)
@@ -451,6 +457,15 @@ class Gateway:
 
         return lease
 
+    def _channel_rates(self, channel: str) -> RateLimiter | None:
+        """A channel's rate limits shared by every instance (Redis); None: in process."""
+        if self.redis is None:
+            return None
+        from gateway.coord.ratelimit import RedisRateLimiter
+
+        keys = Keys(self.config.coordination.prefix)
+        return RedisRateLimiter(self.redis.redis, keys, f"channel:{channel}:")
+
     def _build_connectors(self) -> None:
         assert self._http is not None
         public = self.config.server.public_url or ""
@@ -465,6 +480,7 @@ class Gateway:
                 add_route=self._add_route,
                 kv=kv,
                 leases=self._channel_leases(channel.name, kv),
+                rates=self._channel_rates(channel.name),
                 log=logging.LoggerAdapter(
                     logging.getLogger(f"switchboard.channel.{channel.name}"),
                     {"channel": channel.name},
@@ -685,8 +701,6 @@ class Gateway:
         if self._http is not None:
             await step("HTTP client", self._http.close())
         await step("store", self.store.close())
-        if self.redis is not None:
-            await step("redis", self.redis.stop())
         if self.abandoned:
             log.warning(
                 "shutdown deadline passed: abandoned what had not stopped",

@@ -18,6 +18,7 @@ import aiohttp
 from connectors import egress
 from connectors.signing import decode_secret, headers
 from gateway.config import WebhookConfig
+from gateway.coord.leases import Lease, Leases
 from gateway.eventlog import POLL_INTERVAL, CursorExpired, LogReader
 from gateway.eventloop import stop_tasks
 from gateway.events import EventBus
@@ -29,8 +30,17 @@ log = logging.getLogger("switchboard.webhooks")
 
 
 class _Endpoint:
-    def __init__(self, cfg: WebhookConfig, store: Store, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        cfg: WebhookConfig,
+        store: Store,
+        http: aiohttp.ClientSession,
+        lease: Lease | None = None,
+    ) -> None:
         self.cfg = cfg
+        # Several instances: the holder of this lease sends to the endpoint (issue 11); its
+        # cursor is written with the lease's fencing token.
+        self.lease = lease
         self.key = decode_secret(cfg.secret.get_secret_value())
         self.store = store
         self.http = http
@@ -52,11 +62,35 @@ class _Endpoint:
     def wants(self, event_type: str) -> bool:
         return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.cfg.events)
 
+    async def save_cursor(self) -> bool:
+        """Persist the cursor; False when a newer holder of the lease has written (this
+        instance stops sending)."""
+        value = str(self.cursor)
+        token = self.lease.token if self.lease is not None else None
+        if token is None:
+            await self.store.kv_set("webhooks", self.cursor_key, value)
+            return True
+        assert self.lease is not None
+        if await self.store.kv_set_fenced(
+            "webhooks", self.cursor_key, value, self.lease.name, token
+        ):
+            return True
+        self.lease.refused()
+        return False
+
+    def holding(self) -> bool:
+        return self.lease is None or self.lease.held
+
     async def run(self) -> None:
         """Deliver until stopped; a store error is logged and retried, never the end of
         delivery. Every wait also checks `stopping`: Python 3.11 can lose a cancellation."""
         while not self.stopping:
             try:
+                if self.lease is not None and not self.lease.held:
+                    if not await self.lease.try_acquire():
+                        await asyncio.sleep(self.lease.retry)
+                        continue
+                    await self.load_cursor()  # where the previous holder left it
                 await self._deliver()
             except asyncio.CancelledError:
                 raise
@@ -76,13 +110,13 @@ class _Endpoint:
                 extra={"url": self.cfg.url, "cursor": exc.cursor, "oldest_id": exc.oldest},
             )
             self.cursor = reader.cursor = exc.oldest - 1
-            await self.store.kv_set("webhooks", self.cursor_key, str(self.cursor))
+            await self.save_cursor()
             return await reader.read(100)
 
     async def _deliver(self) -> None:
         failures = 0
         reader = LogReader(self.store, self.cursor)
-        while not self.stopping:
+        while not self.stopping and self.holding():
             self.wake.clear()
             batch = await self._read(reader)
             if not batch:
@@ -97,14 +131,13 @@ class _Endpoint:
             for event in batch:
                 if self.wants(event.type):
                     while not await self._post(event):
-                        if self.stopping:
+                        if self.stopping or not self.holding():
                             return
                         failures += 1
                         await asyncio.sleep(backoff(failures, 1.0, 300.0))
                     failures = 0
                 self.cursor = event.id
-                await self.store.kv_set("webhooks", self.cursor_key, str(self.cursor))
-                if self.stopping:
+                if not await self.save_cursor() or self.stopping:
                     return
 
     async def _post(self, event: Event) -> bool:
@@ -150,6 +183,8 @@ class WebhookSender:
     def __init__(self, configs: list[WebhookConfig], store: Store) -> None:
         self.configs = configs
         self.store = store
+        # Set by the gateway when several instances share the work (gateway/coord/leases.py).
+        self.leases: Leases | None = None
         self._endpoints: list[_Endpoint] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -157,7 +192,10 @@ class WebhookSender:
         """Load every cursor, then deliver. Called before the gateway accepts anything, so
         no event falls between a new endpoint's starting point and its first delivery."""
         for cfg in self.configs:
-            endpoint = _Endpoint(cfg, self.store, http)
+            lease = None
+            if self.leases is not None and self.leases.shared:
+                lease = self.leases.lease(f"webhook:{cfg.url}")
+            endpoint = _Endpoint(cfg, self.store, http, lease)
             await endpoint.load_cursor()
             self._endpoints.append(endpoint)
         for endpoint in self._endpoints:
@@ -179,3 +217,6 @@ class WebhookSender:
             endpoint.wake.set()
         tasks, self._tasks = self._tasks, []
         await stop_tasks(tasks, timeout, "webhook delivery")
+        for endpoint in self._endpoints:
+            if endpoint.lease is not None:
+                await endpoint.lease.release()

@@ -124,7 +124,7 @@ class TelegramConnector(Connector):
             ),
             get_updates_request=HTTPXRequest(connect_timeout=timeout, read_timeout=timeout),
         )
-        self.limiter = FloodLimiter(settings.per_chat_rate, settings.global_rate)
+        self.limiter = FloodLimiter(settings.per_chat_rate, settings.global_rate, shared=ctx.rates)
         self._poller: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._fetching = False
@@ -383,7 +383,7 @@ class TelegramConnector(Connector):
             sent = await self.bot.send_message(chat_id=chat_id, text=text, reply_markup=markup)
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
-            self.limiter.pause(chat_id, seconds)
+            await self.limiter.pause_everywhere(chat_id, seconds)
             return DeliveryResult.retry(f"telegram flood control: {exc}", retry_after=seconds)
         except Forbidden as exc:  # the user blocked the bot, or never started it
             return DeliveryResult.failed(f"telegram: {exc.message}")

@@ -1,5 +1,7 @@
 """Telegram flood limits as token buckets: about one message a second per chat and thirty a
-second overall. Waiting is `asyncio.sleep`, never blocking the loop."""
+second overall. Waiting is `asyncio.sleep`, never blocking the loop. With several gateway
+instances the buckets are shared (`shared`: the core's rate limiter, on Redis); the send
+order per chat is kept by the local `turn`."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+
+from connectors.ratelimit import RateLimiter
 
 
 class TokenBucket:
@@ -57,8 +61,11 @@ class FloodLimiter:
         per_chat_rate: float = 1.0,
         global_rate: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: RateLimiter | None = None,
     ) -> None:
         self._clock = clock
+        self._shared = shared
+        self._global_rate = global_rate
         self._per_chat_rate = per_chat_rate
         self._global = TokenBucket(global_rate, burst=max(1, int(global_rate)), clock=clock)
         self._chats: dict[Hashable, TokenBucket] = {}
@@ -107,6 +114,8 @@ class FloodLimiter:
         return delay
 
     async def acquire(self, chat: Hashable, max_wait: float | None = None) -> bool:
+        if self._shared is not None:
+            return await self._acquire_shared(chat, max_wait)
         delay = self.reserve(chat, max_wait)
         if delay is None:
             return False
@@ -114,5 +123,26 @@ class FloodLimiter:
             await asyncio.sleep(delay)
         return True
 
+    async def _acquire_shared(self, chat: Hashable, max_wait: float | None) -> bool:
+        assert self._shared is not None
+        per_chat = await self._shared.reserve(f"chat:{chat}", self._per_chat_rate, 1, max_wait)
+        if per_chat is None:
+            return False
+        burst = max(1, int(self._global_rate))
+        overall = await self._shared.reserve("global", self._global_rate, burst, max_wait)
+        if overall is None:
+            return False
+        self._bucket(chat).reserve()  # the local estimate for `next_free`
+        delay = max(per_chat, overall)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return True
+
     def pause(self, chat: Hashable, seconds: float) -> None:
         self._bucket(chat).pause(seconds)
+
+    async def pause_everywhere(self, chat: Hashable, seconds: float) -> None:
+        """`pause`, and for every instance when the buckets are shared."""
+        self.pause(chat, seconds)
+        if self._shared is not None:
+            await self._shared.pause(f"chat:{chat}", self._per_chat_rate, seconds)

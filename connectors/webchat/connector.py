@@ -37,7 +37,6 @@ in the core, and `ctx.history` restores them on every (re)connect, in every tab.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import re
@@ -186,7 +185,8 @@ class WebchatConnector(Connector):
         self._channel_status: WaitStatus | None = None
         self._fetched_status: WaitStatus | None = None
         self._profiles: dict[str, dict[str, str]] = {}
-        self._sent_at: dict[str, collections.deque[float]] = {}
+        # Messages per visitor per minute, counted across the gateway's instances.
+        self._rates = ctx.rate_limiter()
         self._typing: dict[str, float] = {}  # visitor → when we last forwarded typing=True
         self._wrote: set[str] = set()  # visitors who sent a message while connected here
         self._leaving: dict[str, asyncio.Task[None]] = {}  # visitor → its departure timer
@@ -475,12 +475,9 @@ class WebchatConnector(Connector):
                 client_id,
             )
             return
-        window = self._sent_at.setdefault(visitor, collections.deque())
-        now = time.monotonic()
-        while window and now - window[0] >= 60.0:
-            window.popleft()
-        if len(window) >= s.rate_per_minute:
-            wait = max(1, int(60.0 - (now - window[0]) + 0.999))
+        waiting = await self._rates.window(f"webchat:{visitor}", s.rate_per_minute, 60.0)
+        if waiting > 0:
+            wait = max(1, int(waiting + 0.999))
             await self._error(
                 ws,
                 "rate_limited",
@@ -489,7 +486,6 @@ class WebchatConnector(Connector):
                 retry_after=wait,
             )
             return
-        window.append(now)
         profile = self._profiles.get(visitor) or {}
         email = profile.get("email")
         inbound = InboundMessage(
@@ -809,17 +805,9 @@ class WebchatConnector(Connector):
             self.ctx.log.debug("availability unknown: %s", exc)
             return 0
 
-    def _forget_idle_senders(self) -> None:
-        """Rate windows outlive the sockets (a reconnect must not reset the limit); drop
-        the ones with nothing left in the last minute."""
-        cutoff = time.monotonic() - 60.0
-        for visitor in [v for v, w in self._sent_at.items() if not w or w[-1] < cutoff]:
-            del self._sent_at[visitor]
-
     async def _poll_availability(self) -> None:
         while not self._stopping:  # not only the cancellation: Python 3.11 can lose it
             await asyncio.sleep(AVAILABILITY_INTERVAL)
-            self._forget_idle_senders()
             online = await self._fetch_availability()
             await self._set_channel_status(self._fetched_status)
             if online != self._agents_online:

@@ -85,7 +85,8 @@ OPERATIONS: tuple[Op, ...] = (
         out.Readiness,
         errors=(503,),
         description="503 with the same body when the store is down or a channel is not "
-        "running; a channel with quarantined items is `degraded` but ready.",
+        "running; a channel with quarantined items is `degraded` but ready, and so is an "
+        "instance whose Redis is unreachable (`coordination: degraded`).",
     ),
     Op(
         "GET",

@@ -43,6 +43,11 @@ class Readiness(Out):
     channels: dict[str, str] = Field(
         description="running, degraded: N quarantined, starting, not_ready: ..., auth_failed: ..."
     )
+    coordination: Literal["local", "ok", "degraded"] = Field(
+        description="How this instance hears of the other instances' work: local (no Redis "
+        "configured), ok (Redis reachable), degraded (Redis unreachable: serving from the "
+        "store, polling it every second; never a reason to be unready)"
+    )
     reason: str | None = Field(
         None, description="Why the store is down: `store unreachable: <error>` (only then)."
     )

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from gateway.coord.leases import Lease
 from gateway.eventloop import stop_tasks
 
 log = logging.getLogger("switchboard.deadlines")
@@ -53,6 +54,9 @@ class Deadlines:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._failing: dict[str, float] = {}
+        # Several instances: the holder of this lease runs the timers (issue 11); the
+        # others wait to take over. None: this instance runs them.
+        self.lease: Lease | None = None
 
     def add(self, source: DeadlineSource) -> None:
         self._sources.append(source)
@@ -76,6 +80,8 @@ class Deadlines:
         if self._task is not None:
             await stop_tasks([self._task], timeout, "deadlines")
             self._task = None
+        if self.lease is not None:
+            await self.lease.release()
 
     async def run_once(self) -> float | None:
         """Fire every source that is due; the earliest future due time (None: nothing)."""
@@ -103,6 +109,14 @@ class Deadlines:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
+            if self.lease is not None and not await self.lease.try_acquire():
+                # another instance runs the timers: ask again soon
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.lease.retry):
+                        while not self._stopping:
+                            self._wake.clear()
+                            await self._wake.wait()
+                continue
             earliest = await self.run_once()
             wait = self.max_sleep
             if earliest is not None:
