@@ -253,6 +253,9 @@ class DeliveryResult:
     # LOCAL_SESSIONS channels: how many open sessions of this process the message was
     # written to (0: none here; the core may hand it to the instance holding them).
     reached: int | None = None
+    # A retry that is no attempt of the channel (the core could not yet reach the instance
+    # that must write it): it does not count against `max_attempts`.
+    deferred: bool = False
 
     @classmethod
     def sent(
@@ -263,6 +266,10 @@ class DeliveryResult:
     @classmethod
     def retry(cls, reason: str, retry_after: float | None = None) -> DeliveryResult:
         return cls("retry", reason=reason, retry_after=retry_after)
+
+    @classmethod
+    def defer(cls, reason: str, retry_after: float | None = None) -> DeliveryResult:
+        return cls("retry", reason=reason, retry_after=retry_after, deferred=True)
 
     @classmethod
     def failed(cls, reason: str) -> DeliveryResult:

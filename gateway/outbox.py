@@ -241,7 +241,7 @@ class Outbox:
         now = self.clock()
         deadline = item.queued_at + horizon
         reason = result.reason or "retry"
-        if max_attempts is not None and attempt >= max_attempts:
+        if max_attempts is not None and attempt >= max_attempts and not result.deferred:
             return DeliveryResult.failed(f"gave up after {attempt} attempts: {reason}"), None
         if now >= deadline:
             hours = horizon / 3600

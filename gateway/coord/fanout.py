@@ -55,6 +55,9 @@ log = logging.getLogger("switchboard.coord")
 # announcement lost in a reconnect), and how soon a reader held behind a hole looks again.
 SAFETY_POLL = 5.0
 GAP_POLL = 0.05
+# How long an event found in the log but announced by nobody waits before it is published
+# here (long enough for a commit of our own to come back from the store and say so).
+SUSPECT_WAIT = 0.2
 # How long the instance sending a reply waits for the others to say whether they wrote it.
 ANSWER_TIMEOUT = 3.0
 
@@ -112,6 +115,11 @@ class RedisCoordinator(Coordinator):
         self._all = self.keys.deliver_channel("*")
         self._mine = self.keys.deliver_channel(instance)
         self._local: set[int] = set()  # ids of events committed here, not yet passed
+        self._announced: set[int] = set()  # ids the others announced, not yet passed
+        # Events found in the log that nobody announced (an announcement missed, or Redis
+        # down) and not known as ours: published on the next pass unless they turn out to
+        # be ours (committed here, the commit's answer still on its way back).
+        self._suspects: list[Event] = []
         self._relaying = False  # publishing others' events on the bus: not ours to announce
         self._pending: list[list[Any]] = []
         self._pending_live: list[dict[str, Any]] = []
@@ -235,6 +243,9 @@ class RedisCoordinator(Coordinator):
             if body.get("i") == self.instance:
                 return
             if body.get("e"):
+                for item in body["e"]:
+                    if isinstance(item, list) and item and isinstance(item[0], int):
+                        self._announced.add(item[0])
                 self._relay.set()
             live = [
                 ephemeral(str(e["type"]), dict(e["data"]), float(e["at"]))
@@ -273,6 +284,8 @@ class RedisCoordinator(Coordinator):
             assert self.reader is not None
             if self.reader.holding:
                 wait = GAP_POLL
+            elif self._suspects:
+                wait = SUSPECT_WAIT
             elif failures:
                 wait = min(30.0, self.poll_interval * 2**failures)
             else:
@@ -301,21 +314,33 @@ class RedisCoordinator(Coordinator):
     async def _relay_once(self) -> None:
         reader = self.reader
         assert reader is not None
+        out = [e for e in self._suspects if e.id not in self._local]
+        self._suspects = []
         while True:
             try:
                 batch = await reader.read(500)
             except CursorExpired as exc:
                 reader.cursor = exc.oldest - 1
                 continue
-            others = [e for e in batch if e.id not in self._local]
-            if self._local:
-                self._local = {i for i in self._local if i > reader.cursor}
-            if others:
-                self._publish_relayed(others)
-                if any(e.type.startswith("message.") for e in others):
-                    self.wake_outbox()
+            for event in batch:
+                if event.id in self._local:
+                    continue
+                if event.id in self._announced:
+                    out.append(event)
+                else:
+                    self._suspects.append(event)
             if len(batch) < 500:
-                return
+                break
+        floor = min((e.id for e in self._suspects), default=reader.cursor + 1)
+        if self._local:
+            self._local = {i for i in self._local if i >= floor}
+        if self._announced:
+            self._announced = {i for i in self._announced if i > reader.cursor}
+        if out:
+            out.sort(key=lambda e: e.id)
+            self._publish_relayed(out)
+            if any(e.type.startswith("message.") for e in out):
+                self.wake_outbox()
 
     # --- replies for sockets another instance may hold -------------------------------------
     async def send(
@@ -325,7 +350,7 @@ class RedisCoordinator(Coordinator):
         if Capability.LOCAL_SESSIONS not in connector.capabilities or result.status != "sent":
             return result
         here = result.reached or 0
-        waiting = DeliveryResult.retry(
+        waiting = DeliveryResult.defer(
             "coordination unavailable: the visitor may be connected to another instance",
             retry_after=max(1.0, self.poll_interval),
         )
@@ -342,6 +367,8 @@ class RedisCoordinator(Coordinator):
         }
         try:
             receivers = int(await self.client.redis.publish(self._all, json.dumps(body)))
+            if here:
+                return result  # written here; the others write to their tabs, if any
             asked.expected = max(0, receivers - 1)  # we listen on it too
             asked.check()
             with contextlib.suppress(TimeoutError):
@@ -357,7 +384,7 @@ class RedisCoordinator(Coordinator):
             return DeliveryResult.sent(result.provider_message_id, reached=total)
         if asked.expected is not None and len(asked.answers) >= asked.expected:
             return result  # no socket anywhere: the next connect shows it from history
-        return DeliveryResult.retry(
+        return DeliveryResult.defer(
             "an instance did not answer whether it holds the visitor's socket",
             retry_after=1.0,
         )

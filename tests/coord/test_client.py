@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import pytest
 from redis.exceptions import RedisError
 
+from connectors.base import Choice, Identity, OutboundMessage, Prompt
 from gateway.coord.client import RedisClient, redacted
+from gateway.coord.fanout import decode_message, encode_message
 from gateway.coord.keys import Keys
 from tests.redisserver import own_server
 
@@ -110,3 +113,24 @@ async def test_a_gateway_starts_while_redis_is_down() -> None:
     finally:
         await client.stop()
         server.close()
+
+
+def test_an_outbound_message_survives_the_trip_to_another_instance() -> None:
+    """A survey reply handed to the instance holding the socket keeps its buttons."""
+    message = OutboundMessage(
+        id="msg_1",
+        conversation_id="cv_1",
+        to=Identity("webchat", "v_1"),
+        text="How did we do?",
+        sender_name="Alice",
+        attempt=2,
+        metadata={"k": "v"},
+        prompt=Prompt(
+            id="sv_1",
+            choices=[Choice("1", "Bad"), Choice("5", "Great", "https://x.example/5")],
+            comment=True,
+            texts={"thanks": "Danke"},
+        ),
+    )
+    wire = json.loads(json.dumps(encode_message(message)))
+    assert decode_message(wire) == message

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,34 @@ async def test_a_reply_to_a_visitor_connected_nowhere_is_sent_and_shown_on_retur
     again = visitors(b.base)
     back = await again.connect(welcome["token"])
     assert "Answer while away" in [m["text"] for m in back["history"]]
+
+
+async def test_every_instance_is_woken_once_by_every_event_wherever_it_was_committed(
+    gateway_factory: MakeGateway, tmp_path: Path, pg_dsn: str, redis_url: str
+) -> None:
+    """Each instance's bus (what wakes its routing, outbox, webhooks, deadlines and
+    streams) carries every committed event once: its own as it commits them, the others'
+    read from the log."""
+    cfg = cluster_config(tmp_path, pg_dsn, redis_url)
+    gw_a, a = await gateway_factory(cfg)
+    gw_b, b = await gateway_factory(cfg)
+    heard: dict[str, Counter[int]] = {"a": Counter(), "b": Counter()}
+    gw_a.bus.listen(lambda e: heard["a"].update([e.id]) if e.durable else None)
+    gw_b.bus.listen(lambda e: heard["b"].update([e.id]) if e.durable else None)
+    start = await gw_a.store.last_event_id()
+
+    async def send(client: Client, n: int) -> None:
+        status, body = await client.inbound(f"once-{n}", f"hello {n}", sender=f"o{n}")
+        assert status == 202, body
+
+    await asyncio.gather(*(send((a, b)[n % 2], n) for n in range(30)))
+
+    async def all_heard() -> bool:
+        stored = {e.id for e in await gw_a.store.events_since(start, 10_000)}
+        return bool(stored) and set(heard["a"]) >= stored and set(heard["b"]) >= stored
+
+    await wait_for(all_heard, timeout=10)
+    await asyncio.sleep(1.0)
+    for name, counts in heard.items():
+        twice = {i: c for i, c in counts.items() if c > 1}
+        assert not twice, (name, twice)
