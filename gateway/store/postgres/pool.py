@@ -58,7 +58,18 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
+    # What asyncpg raises when the server goes away while it is between two protocol
+    # states (a COMMIT meeting a terminated connection); the pool drops that connection.
+    asyncpg.exceptions.InternalClientError,
 )
+
+
+def lost(exc: BaseException) -> bool:
+    """`exc` says the server cannot be reached (also asyncpg's "the underlying connection
+    is closed", raised when a transaction ends on a connection the server terminated)."""
+    if isinstance(exc, UNREACHABLE):
+        return True
+    return isinstance(exc, asyncpg.exceptions.InterfaceError) and "closed" in str(exc)
 
 
 class PgBase:
@@ -120,7 +131,9 @@ class PgBase:
         try:
             async with self.pool.acquire() as conn:
                 result = await fn(conn)
-        except UNREACHABLE as exc:
+        except Exception as exc:
+            if not lost(exc):
+                raise
             raise self._unreachable(exc) from exc
         self.outage.succeeded()
         return result
@@ -140,12 +153,14 @@ class PgBase:
                     result = await fn(conn)
                 self.outage.succeeded()
                 return result
-            except UNREACHABLE as exc:
-                raise self._unreachable(exc) from exc
             except (*RETRYABLE, *retry) as exc:
                 if attempt == ATTEMPTS:
                     raise
                 log.debug("transaction retried", extra={"error": type(exc).__name__})
+            except Exception as exc:
+                if not lost(exc):
+                    raise
+                raise self._unreachable(exc) from exc
         raise AssertionError("unreachable")
 
 

@@ -24,7 +24,7 @@ from gateway.store.base import (
     WaitingKey,
 )
 from gateway.store.postgres.eventlog import append_events
-from gateway.store.postgres.pool import UNREACHABLE, Conn, PgBase, rowcount
+from gateway.store.postgres.pool import Conn, PgBase, lost, rowcount
 
 T = TypeVar("T")
 _WAITING = "status='open' AND assignee IS NULL"
@@ -153,7 +153,9 @@ class PgRouting(PgBase, RoutingStore):
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
                 result = await fn(conn)
-        except UNREACHABLE as exc:
+        except Exception as exc:
+            if not lost(exc):
+                raise
             raise self._unreachable(exc) from exc
         self.outage.succeeded()
         return result
