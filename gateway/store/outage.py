@@ -17,6 +17,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from connectors.base import Unavailable
+
 log = logging.getLogger("switchboard.store")
 
 # What an HTTP client is told to wait before trying again (seconds).
@@ -25,8 +27,10 @@ RETRY_AFTER = 5
 LOG_INTERVAL = 30.0
 
 
-class StoreUnavailable(Exception):
-    """The store's server cannot be reached now; try again later."""
+class StoreUnavailable(Unavailable):
+    """The store's server cannot be reached now; try again later. An `Unavailable` of the
+    connector contract: a connector that meets it through `ctx.kv` (a cursor it could not
+    read or write) waits and tries again, as when `submit` raises it."""
 
 
 class Outage:

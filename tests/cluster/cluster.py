@@ -138,11 +138,14 @@ class SlowReceiver:
         self.acknowledged: Counter[str] = Counter()
         self.runner: web.AppRunner | None = None
         self.url = ""
+        self.gate = asyncio.Event()  # cleared: requests wait (a stalled endpoint)
+        self.gate.set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         await request.read()
         hook = request.headers.get("webhook-id", "")
         self.arrived[hook] += 1
+        await self.gate.wait()
         await asyncio.sleep(self.delay)
         transport = request.transport
         if transport is None or transport.is_closing():

@@ -89,9 +89,10 @@ async def test_three_instances_with_one_killed_mid_load(
             await until(half_in, 240)
             await answering
             # A burst of replies made on the instance about to die, which its outbox
-            # starts sending at once (the receiver answers each after 0.5 s): it dies
-            # holding their leases.
+            # starts sending at once while the receiver stalls: it dies holding their
+            # leases.
             doomed = instance_id(cluster.daemons[KILLED].log)
+            receiver.gate.clear()
             burst = [
                 await reply(http, cluster.bases[KILLED], conv, "One more thing")
                 for conv in await assigned_api(pg_dsn, 40)
@@ -101,9 +102,10 @@ async def test_three_instances_with_one_killed_mid_load(
             async def doomed_holds() -> bool:
                 return bool(await held_by(pg_dsn, doomed))
 
-            await until(doomed_holds, 30, every=0.05)
+            await until(doomed_holds, 60, every=0.05)
             held = await held_by(pg_dsn, doomed)
             cluster.kill(KILLED)
+            receiver.gate.set()
             await asyncio.sleep(3)
             await cluster.restart(KILLED)
             await asyncio.wait_for(traffic, 400)

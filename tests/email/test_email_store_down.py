@@ -30,7 +30,7 @@ async def test_mail_stays_unseen_until_postgres_is_back(
         cfg["store"] = {"backend": "postgres", "dsn": pg.dsn, "pool_size": 3}
         gw, client = await gateway_factory(cfg)
         first = await mailbox.append(make_mail("Where is my parcel?", sender="a@customer.test"))
-        await wait_for(lambda: seen(mailbox, first), timeout=15)
+        await wait_for(lambda: seen(mailbox, first), timeout=45)
 
         pg.pause()
         later = await mailbox.append(make_mail("Still waiting", sender="b@customer.test"))
@@ -41,7 +41,7 @@ async def test_mail_stays_unseen_until_postgres_is_back(
         assert status == 503 and body["store"] == "down" and "reason" in body
 
         pg.resume()
-        await wait_for(lambda: seen(mailbox, later), timeout=30)
+        await wait_for(lambda: seen(mailbox, later), timeout=45)
         rows = await query(
             pg.dsn, "SELECT subject FROM messages WHERE channel='mail' ORDER BY created_at"
         )
