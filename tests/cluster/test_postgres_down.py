@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.cluster.cluster import SlowStartDaemon as Daemon
 from tests.cluster.servers import OwnPg, half_written, log_lines, query, readyz, until
 from tests.gateway.conftest import ADMIN, CHANNEL, base_config, config_text
-from tests.gateway.test_e2e_daemon import Daemon, free_port
+from tests.gateway.test_e2e_daemon import free_port
 
 OUTAGE = 30.0
 WEBCHAT_SECRET = "test-webchat-secret-0123456789"
