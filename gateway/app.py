@@ -559,6 +559,7 @@ class Gateway:
                 "port": self.port,
                 "channels": len(self.connectors),
                 "max_connections": self.guard.max_connections,
+                "coordination": self.coordinator.status,
             },
         )
 
