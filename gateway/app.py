@@ -39,6 +39,7 @@ from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.coord import Coordinator, LocalCoordinator
 from gateway.coord.keys import Keys
 from gateway.coord.leases import ChannelLease, make_leases
+from gateway.coord.presence import Heartbeats, LocalHeartbeats, PresenceSweeper, RedisHeartbeats
 from gateway.dispatch import Dispatcher
 from gateway.events import EventBus
 from gateway.i18n import Texts
@@ -231,6 +232,12 @@ class Gateway:
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
         self.webhooks = WebhookSender(self.config.webhooks, self.store)
+        # Agent presence heartbeats (gateway/coord/presence.py): lapsed consoles go offline.
+        self.heartbeats: Heartbeats = LocalHeartbeats()
+        if self.redis is not None:
+            self.heartbeats = RedisHeartbeats(self.redis.redis, keys)
+        self.presence = PresenceSweeper(self.heartbeats, self.store, self.services)
+        self.deadlines.add(self.presence)
         if self.leases.shared:  # one instance sends to each endpoint, one runs the timers
             self.webhooks.leases = self.leases
             self.deadlines.lease = self.leases.lease("timers")
@@ -453,7 +460,7 @@ class Gateway:
 
         def lease(name: str) -> ChannelLease:
             inner = self.leases.lease(f"channel:{channel}:{name}")
-            return ChannelLease(inner, kv.set, kv.set_fenced)
+            return ChannelLease(inner, kv.set, kv.set_fenced, kv.get)
 
         return lease
 

@@ -75,7 +75,8 @@ class _Endpoint:
             "webhooks", self.cursor_key, value, self.lease.name, token
         ):
             return True
-        self.lease.refused()
+        seen = await self.store.kv_get("webhooks", f"fence:{self.lease.name}")
+        await self.lease.refused(int(seen) if seen and seen.isdigit() else None)
         return False
 
     def holding(self) -> bool:

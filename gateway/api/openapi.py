@@ -21,7 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, offers, routing
+from gateway.api import agents, conversations, heartbeat, offers, routing
 from gateway.api import schemas as out
 from gateway.surveys import web as surveys
 
@@ -168,6 +168,16 @@ OPERATIONS: tuple[Op, ...] = (
         ("admin", "agent"),
         out.PresenceOut,
         body=agents.PresenceBody,
+    ),
+    Op(
+        "POST",
+        "/v1/agents/{id}/heartbeat",
+        "The agent's console is open",
+        ("agent",),
+        heartbeat.HeartbeatOut,
+        description="Sent by the console every third of `ttl` seconds while it is open. "
+        "An agent whose heartbeats stop (on every gateway instance) for `ttl` seconds is set "
+        "offline; agents that never send one keep the presence they were given.",
     ),
     Op(
         "PUT",

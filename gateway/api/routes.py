@@ -10,6 +10,7 @@ from gateway.api import (
     contacts,
     conversations,
     health,
+    heartbeat,
     offers,
     openapi,
     quarantine,
@@ -35,6 +36,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/conversations/{id}/typing", conversations.typing)
     r.add_get("/v1/agents", agents.list_agents)
     r.add_put("/v1/agents/{id}/presence", agents.set_presence)
+    r.add_post("/v1/agents/{id}/heartbeat", heartbeat.heartbeat)
     r.add_put("/v1/agents/{id}/capacity", agents.set_capacity)
     r.add_get("/v1/contacts", contacts.find_contact)
     r.add_get("/v1/contacts/{id}", contacts.get_contact)

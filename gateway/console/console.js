@@ -132,6 +132,7 @@
 
   function signOut(message) {
     S.stopped = true;
+    stopHeartbeat();
     try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* ignore */ }
     if (S.events) { try { S.events.close(); } catch (e) { /* ignore */ } S.events = null; }
     S.token = null; S.me = null; S.current = null;
@@ -159,6 +160,29 @@
     for (const q of S.queues) sel.appendChild(el("option", { value: q }, q));
     connectEvents();
     refreshLists();
+    startHeartbeat();
+  }
+
+  // Presence heartbeat: while the console is open it tells the gateway every third of the
+  // heartbeat's TTL that its agent is here; when the beats stop (tab closed, network gone)
+  // the gateway sets the agent offline.
+  function startHeartbeat() {
+    stopHeartbeat();
+    const beat = async () => {
+      if (S.stopped || !S.me) return;
+      let every = 10000;
+      try {
+        const r = await api("POST", "/v1/agents/" + encodeURIComponent(S.me) + "/heartbeat");
+        if (r && r.ttl) every = Math.max(1000, (r.ttl * 1000) / 3);
+      } catch (e) { /* tried again at the next beat */ }
+      if (!S.stopped) S.heartbeat = setTimeout(beat, every);
+    };
+    beat();
+  }
+
+  function stopHeartbeat() {
+    if (S.heartbeat) clearTimeout(S.heartbeat);
+    S.heartbeat = null;
   }
 
   // --- lists ------------------------------------------------------------------------------

@@ -72,6 +72,13 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
+# KEYS[1] fence counter; ARGV[1] floor.
+_ADVANCE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or 0)
+if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+"""
+
 # KEYS[1] lease hash; ARGV[1] holder, ARGV[2] token. 1 released, 0 not ours.
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'holder') == ARGV[1]
@@ -104,6 +111,10 @@ class LeaseBackend(ABC):
     async def release(self, name: str, holder: str, token: int | None) -> None:
         """Give the lease up (a no-op when it is no longer theirs)."""
 
+    async def advance(self, name: str, floor: int) -> None:  # noqa: B027 - optional hook
+        """Make the next token of `name` greater than `floor` (the store saw `floor`: a
+        coordination server that lost its counter must not hand out lower tokens)."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Free what the backend holds."""
 
@@ -131,6 +142,7 @@ class RedisLeases(LeaseBackend):
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._advance = client.register_script(_ADVANCE)
 
     def lease_key(self, name: str) -> str:
         return self.keys.lease(name)
@@ -150,6 +162,9 @@ class RedisLeases(LeaseBackend):
 
     async def release(self, name: str, holder: str, token: int | None) -> None:
         await self._release(keys=[self.lease_key(name)], args=[holder, str(token)])
+
+    async def advance(self, name: str, floor: int) -> None:
+        await self._advance(keys=[self.fence_key(name)], args=[floor])
 
     async def holder(self, name: str) -> tuple[str, int, int] | None:
         """(holder, token, server ms when it expires) of a lease, for tools and tests."""
@@ -258,9 +273,18 @@ class Lease:
         self._held = False
         self.lost.set()
 
-    def refused(self) -> None:
-        """The store refused a write with this lease's token: someone newer holds it."""
+    async def refused(self, floor: int | None) -> None:
+        """The store refused a write with this lease's token; `floor` is the token it has
+        seen. Either a newer holder exists (then nothing changes for it), or Redis lost its
+        token counter (restarted without its last writes): the counter is moved past
+        `floor` and this holding given up, so the next acquisition gets a valid token
+        instead of being refused for ever."""
         self._lose("a fenced write was refused")
+        if floor is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.backend.advance(self.name, floor)
+            await self.backend.release(self.name, self.holder, self.token)
 
     async def release(self) -> None:
         renewer, self._renewer = self._renewer, None
@@ -292,9 +316,14 @@ class ChannelLease:
     key-value entry with the fencing token, in the store's transaction (`kv_set_fenced`)."""
 
     def __init__(
-        self, lease: Lease, plain_set: Callable[[str, str], Awaitable[None]], fenced_set: FencedSet
+        self,
+        lease: Lease,
+        plain_set: Callable[[str, str], Awaitable[None]],
+        fenced_set: FencedSet,
+        get: Callable[[str], Awaitable[str | None]],
     ) -> None:
         self._lease, self._plain_set, self._fenced_set = lease, plain_set, fenced_set
+        self._get = get
 
     @property
     def held(self) -> bool:
@@ -314,7 +343,8 @@ class ChannelLease:
         if token is None:
             await self._plain_set(key, value)
         elif not await self._fenced_set(key, value, self._lease.name, token):
-            self._lease.refused()
+            seen = await self._get(f"fence:{self._lease.name}")
+            await self._lease.refused(int(seen) if seen and seen.isdigit() else None)
             raise LeaseLost(self._lease.name)
 
 

@@ -183,7 +183,10 @@ async def test_a_stale_holders_write_is_refused(backend: RedisLeases, store: Sto
         async def fenced(key: str, value: str, fence: str, token: int) -> bool:
             return await store.kv_set_fenced("channel:mail", key, value, fence, token)
 
-        return ChannelLease(lease(backend, holder), plain, fenced)
+        async def get(key: str) -> str | None:
+            return await store.kv_get("channel:mail", key)
+
+        return ChannelLease(lease(backend, holder), plain, fenced, get)
 
     a, b = channel("a"), channel("b")
     await a.acquire()
@@ -200,3 +203,31 @@ async def test_a_stale_holders_write_is_refused(backend: RedisLeases, store: Sto
     assert not a.held
     assert await store.kv_get("channel:mail", "cursor") == "2"
     await b.release()
+
+
+async def test_a_redis_that_lost_its_token_counter_does_not_stall_the_work(
+    backend: RedisLeases, store: Store
+) -> None:
+    """Redis restarted without its last writes: the counter starts again below the token
+    the store has seen. The first write is refused, the counter is moved past it, and the
+    next holding writes again."""
+
+    async def plain(key: str, value: str) -> None:
+        await store.kv_set("channel:tg", key, value)
+
+    async def fenced(key: str, value: str, fence: str, token: int) -> bool:
+        return await store.kv_set_fenced("channel:tg", key, value, fence, token)
+
+    async def get(key: str) -> str | None:
+        return await store.kv_get("channel:tg", key)
+
+    assert await store.kv_set_fenced("channel:tg", "offset", "100", "imap", 7)  # seen: 7
+    a = ChannelLease(lease(backend, "a"), plain, fenced, get)
+    await a.acquire()  # token 1: the counter was lost
+    with pytest.raises(LeaseLost):
+        await a.set("offset", "101")
+    assert not a.held
+    await a.acquire()
+    await a.set("offset", "101")
+    assert await store.kv_get("channel:tg", "offset") == "101"
+    await a.release()
