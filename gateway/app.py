@@ -603,6 +603,7 @@ class Gateway:
         log.info(
             "switchboard started",
             extra={
+                "instance": self.instance,
                 "host": self.config.server.host,
                 "port": self.port,
                 "channels": len(self.connectors),

@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.store.outage import OutageFilter
+
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -38,6 +40,8 @@ def handler(stream: Any = None) -> logging.Handler:
     """The production handler: JSON lines on `stream` (stderr by default)."""
     out = logging.StreamHandler(stream or sys.stderr)
     out.setFormatter(JsonFormatter())
+    # A lost store is logged once per interval by the store itself, not by every loop.
+    out.addFilter(OutageFilter())
     return out
 
 

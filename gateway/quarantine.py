@@ -42,6 +42,7 @@ from gateway.ingest import ChannelInfo, RejectedMessage
 from gateway.metrics import METRICS
 from gateway.services import Services
 from gateway.store.base import Conflict, QuarantinedItem, Store
+from gateway.store.outage import StoreUnavailable
 
 log = logging.getLogger("switchboard.quarantine")
 
@@ -163,10 +164,17 @@ class QuarantineService:
 
         async def submit(item: Item) -> SubmitResult:
             if isinstance(item, Typing | VisitorLeft):
-                return await self.ingest(info, item)
+                try:
+                    return await self.ingest(info, item)
+                except StoreUnavailable as exc:
+                    raise Unavailable(str(exc)) from exc
             key = (info.name, _key(item))
             try:
                 result = await self.ingest(info, item)
+            except StoreUnavailable as exc:
+                # Not the item's fault: nothing counted, nothing kept; the connector leaves
+                # it with the provider (503, mail unseen, offset kept) to be taken later.
+                raise Unavailable(str(exc)) from exc
             except RejectedMessage as exc:
                 self._failures.pop(key, None)
                 if synchronous or not isinstance(item, InboundMessage):

@@ -40,10 +40,12 @@ from connectors.base import (
     Refused,
     Unavailable,
 )
-from connectors.http import bearer_token, fail, read_json, token_bytes, validation_details
+from connectors.http import ApiError, bearer_token, fail, read_json, token_bytes, validation_details
 from connectors.signing import decode_secret, headers
 
 RETRYABLE = {408, 425, 429}
+# Seconds a sender is asked to wait when the gateway cannot take a message (503).
+RETRY_AFTER = 5
 
 
 class ApiSettings(ConnectorSettings):
@@ -169,7 +171,10 @@ class ApiConnector(Connector):
         except Refused as exc:
             fail(422, "rejected", exc.reason)
         except Unavailable as exc:
-            fail(503, "unavailable", f"the gateway cannot take messages right now: {exc}")
+            # The sender keeps the message and tries again (idempotent on external_id).
+            err = ApiError(503, "unavailable", f"the gateway cannot take messages right now: {exc}")
+            err.headers["Retry-After"] = str(RETRY_AFTER)
+            raise err from None
         # Encoded in C (orjson); the same keys and values, compact.
         body = orjson.dumps(
             {

@@ -39,6 +39,7 @@ from connectors.base import (
     OutboundMessage,
     RawItem,
     Refused,
+    Unavailable,
     acquire_unless,
 )
 from connectors.email.backfill import BACKFILL_COMMAND
@@ -51,6 +52,8 @@ from connectors.email.settings import EmailSettings
 # Backoff between reconnection attempts, and for a message whose submit failed.
 RECONNECT_MIN, RECONNECT_MAX = 1.0, 300.0
 RETRY_MAX = 900.0
+# The longest wait before a mail the gateway could not take (store down) is tried again.
+UNAVAILABLE_RETRY_MAX = 5.0
 # Fetches of a UID that comes back empty before it is kept in quarantine.
 UNREADABLE_ATTEMPTS = 3
 # Parsed once by a standby instance so its parser worker is running when it takes over.
@@ -228,6 +231,11 @@ class EmailConnector(Connector):
             except LeaseLost:
                 self.log.info("email %s: another instance polls the mailbox now", self.name)
                 await self._drop_connection()
+            except Unavailable:
+                # The gateway's store is down (it logs that itself): the mail waits unseen
+                # on the server; try again shortly, on the same connection.
+                self.log.debug("email %s: the gateway is unavailable; waiting", self.name)
+                await self._sleep(UNAVAILABLE_RETRY_MAX)
             except AuthFailed as exc:
                 self.log.error("email %s: %s", self.name, exc)
                 await self._drop_connection()
@@ -452,6 +460,15 @@ class EmailConnector(Connector):
                 exc.reason,
             )
             return True
+        except Unavailable:
+            # The gateway logs its own outage once per interval; the mail waits unseen.
+            self.log.debug(
+                "email %s: UID %d left unseen: the gateway is unavailable", self.name, m.uid
+            )
+            # Not this mail's fault: tried again every few seconds, so that it is taken
+            # soon after the gateway is back, not after a backoff grown during the outage.
+            self._retry_later(m.uid, cap=UNAVAILABLE_RETRY_MAX)
+            return False
         except Exception as exc:
             self.log.warning(
                 "email %s: submit of UID %d (%s) failed, left unseen: %r",
@@ -510,9 +527,9 @@ class EmailConnector(Connector):
         else:
             await imap.mark_seen(uids)
 
-    def _retry_later(self, uid: int) -> None:
+    def _retry_later(self, uid: int, cap: float = RETRY_MAX) -> None:
         attempts = self._failed.get(uid, (0, 0.0))[0] + 1
-        delay = min(self.cfg.imap.retry_interval * 2 ** (attempts - 1), RETRY_MAX)
+        delay = min(self.cfg.imap.retry_interval * 2 ** (attempts - 1), cap)
         self._failed[uid] = (attempts, time.monotonic() + delay)
 
     # -- sending ----------------------------------------------------------------------

@@ -45,6 +45,7 @@ from connectors.base import (
     Prompt,
     RawItem,
     Refused,
+    Unavailable,
     acquire_unless,
 )
 from connectors.http import Rejected
@@ -283,7 +284,14 @@ class TelegramConnector(Connector):
                 if not await acquire_unless(self._lease, self._stopping):
                     continue
                 # the previous holder moved the offset: start from what it wrote
-                self._last_update_id = await self._stored_update_id()
+                while True:
+                    try:
+                        self._last_update_id = await self._stored_update_id()
+                        break
+                    except Unavailable:  # the gateway's store is down: wait for it
+                        await self._pause(backoff)
+                        if self._stopping.is_set():
+                            return
                 self.ctx.log.info("telegram %s: polling (lease taken)", self.name)
             offset = None if self._last_update_id is None else self._last_update_id + 1
             self._fetching = True
@@ -324,6 +332,9 @@ class TelegramConnector(Connector):
                     await self._handled(update.update_id)
                 except LeaseLost:
                     self.ctx.log.info("telegram %s: another instance polls now", self.name)
+                    break
+                except Unavailable:  # stored, offset not written: fetched again, deduplicated
+                    await self._pause(backoff)
                     break
 
     async def _on_webhook(self, request: web.Request) -> web.StreamResponse:

@@ -67,6 +67,7 @@ from connectors.base import (
     Prompt,
     Refused,
     Typing,
+    Unavailable,
     VerificationResult,
     VisitorLeft,
     WaitStatus,
@@ -91,6 +92,8 @@ _FRAME_BURST = 40.0
 _FRAME_RATE = 10.0
 _SEND_TIMEOUT = 5.0
 AVAILABILITY_INTERVAL = 5.0
+# Seconds after which the widget sends a message again that the gateway could not store.
+UNAVAILABLE_RETRY = 2
 # A socket in use sends its visitor a renewed token at most this often.
 TOKEN_RENEW_INTERVAL = 60.0
 _CODE = re.compile(r"^\s*[0-9]{6}\s*$")
@@ -516,6 +519,16 @@ class WebchatConnector(Connector):
             result = await self.ctx.submit(inbound)
         except Refused as exc:
             await self._error(ws, "rejected", f"The message was refused: {exc.reason}", client_id)
+            return
+        except Unavailable:
+            # The widget keeps the message and sends it again (idempotent on client_id).
+            await self._error(
+                ws,
+                "unavailable",
+                "The chat cannot store messages right now; yours is sent again shortly.",
+                client_id,
+                retry_after=UNAVAILABLE_RETRY,
+            )
             return
         except Exception:
             self.ctx.log.exception("webchat submit failed")

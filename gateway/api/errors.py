@@ -10,6 +10,7 @@ from aiohttp import web
 
 from connectors.http import ApiError, printable
 from gateway.store.base import Conflict, Forbidden, NotFound
+from gateway.store.outage import RETRY_AFTER, StoreUnavailable
 
 log = logging.getLogger("switchboard.api")
 
@@ -40,6 +41,11 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         raise ApiError(409, "conflict", str(exc)) from None
     except Forbidden as exc:
         raise ApiError(403, "forbidden", str(exc)) from None
+    except StoreUnavailable:
+        # Logged once per interval by the store (gateway/store/outage.py), not per request.
+        err = ApiError(503, "unavailable", "the store cannot be reached; try again shortly")
+        err.headers["Retry-After"] = str(RETRY_AFTER)
+        raise err from None
     except asyncio.CancelledError:
         raise
     except (RecursionError, UnicodeError) as exc:

@@ -1,7 +1,8 @@
 """`/healthz`, `/readyz` and `/metrics`: is this instance alive, ready, and how it does.
 
 `/readyz` fields: `ready` (take traffic: the store answers and every channel runs, or runs
-degraded); `store` (`ok`/`down`); `channels` (each channel's state); `coordination`, how
+degraded); `store` (`ok`/`down`), and while it is down `reason` (`store unreachable: ...`,
+gateway/store/outage.py); `channels` (each channel's state); `coordination`, how
 this instance hears of the other instances' work (gateway/coord/): `local` (no Redis
 configured: one instance), `ok` (Redis reachable and listened to), `degraded` (Redis
 configured but unreachable: the instance still serves from the store and polls its event
@@ -31,15 +32,15 @@ async def readyz(request: web.Request) -> web.Response:
     ready = store_ok and all(
         state == "running" or state.startswith("degraded") for state in channels.values()
     )
-    return web.json_response(
-        {
-            "ready": ready,
-            "store": "ok" if store_ok else "down",
-            "channels": channels,
-            "coordination": gw.coordinator.status,
-        },
-        status=200 if ready else 503,
-    )
+    body: dict[str, object] = {
+        "ready": ready,
+        "store": "ok" if store_ok else "down",
+        "channels": channels,
+        "coordination": gw.coordinator.status,
+    }
+    if not store_ok:
+        body["reason"] = f"store unreachable: {gw.store.down_reason() or 'no answer'}"
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -48,6 +48,9 @@ class Readiness(Out):
         "configured), ok (Redis reachable), degraded (Redis unreachable: serving from the "
         "store, polling it every second; never a reason to be unready)"
     )
+    reason: str | None = Field(
+        None, description="Why the store is down: `store unreachable: <error>` (only then)."
+    )
 
 
 class Me(Out):

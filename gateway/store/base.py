@@ -352,6 +352,11 @@ class StoreResource(ABC):
     @abstractmethod
     async def ping(self) -> bool: ...
 
+    def down_reason(self) -> str | None:
+        """Why the store's server cannot be reached now (None: it can, or the backend
+        has no server)."""
+        return None
+
 
 class ConversationStore(StoreResource):
     """Conversations, messages, contacts and identities: ingest, replies, the lifecycle of

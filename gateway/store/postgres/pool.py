@@ -21,6 +21,7 @@ from connectors.base import Identity
 from gateway.domain import identity
 from gateway.model import Contact, Conversation, Message
 from gateway.store.base import NotFound
+from gateway.store.outage import Outage, StoreUnavailable
 from gateway.store.postgres.migrations import MIGRATIONS
 from gateway.store.rows import CONV_COLS as CONV_COLS
 from gateway.store.rows import MSG_COLS as MSG_COLS
@@ -48,6 +49,27 @@ RETRYABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
+# The server cannot be reached: refused or reset connections, a connection lost mid-way, a
+# server shutting down or starting up, a connect or command timeout (TimeoutError is an
+# OSError). Callers see `StoreUnavailable` (gateway/store/outage.py).
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    # What asyncpg raises when the server goes away while it is between two protocol
+    # states (a COMMIT meeting a terminated connection); the pool drops that connection.
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+def lost(exc: BaseException) -> bool:
+    """`exc` says the server cannot be reached (also asyncpg's "the underlying connection
+    is closed", raised when a transaction ends on a connection the server terminated)."""
+    if isinstance(exc, UNREACHABLE):
+        return True
+    return isinstance(exc, asyncpg.exceptions.InterfaceError) and "closed" in str(exc)
 
 
 class PgBase:
@@ -59,6 +81,8 @@ class PgBase:
         # Recorded as the holder of what this store object leases (outbox items).
         self.instance = instance or uuid.uuid4().hex[:12]
         self._pool: asyncpg.Pool[asyncpg.Record] | None = None
+        # Whether the server answers, from the operations that run; logged once per interval.
+        self.outage = Outage("store (PostgreSQL)")
 
     # --- lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -81,9 +105,19 @@ class PgBase:
         keep a new connection waiting for the whole connect timeout)."""
         try:
             await asyncio.wait_for(self._read(lambda conn: conn.fetchval("SELECT 1")), PING_TIMEOUT)
-        except Exception:
+        except StoreUnavailable:
+            return False
+        except Exception as exc:
+            self.outage.failed(exc)
             return False
         return True
+
+    def down_reason(self) -> str | None:
+        return self.outage.reason
+
+    def _unreachable(self, exc: BaseException) -> StoreUnavailable:
+        self.outage.failed(exc)
+        return StoreUnavailable(f"PostgreSQL unreachable: {type(exc).__name__}")
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
@@ -94,8 +128,15 @@ class PgBase:
     async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """Run `fn` on a pooled connection, outside a transaction (each statement sees
         what is committed when it starts)."""
-        async with self.pool.acquire() as conn:
-            return await fn(conn)
+        try:
+            async with self.pool.acquire() as conn:
+                result = await fn(conn)
+        except Exception as exc:
+            if not lost(exc):
+                raise
+            raise self._unreachable(exc) from exc
+        self.outage.succeeded()
+        return result
 
     async def _tx(
         self,
@@ -103,15 +144,23 @@ class PgBase:
         retry: tuple[type[BaseException], ...] = (),
     ) -> T:
         """Run `fn` in one transaction: commit on return, roll back on error. Lost races
-        (a deadlock, and the errors in `retry`) run it again, from the start."""
+        (a deadlock, and the errors in `retry`) run it again, from the start. A server that
+        cannot be reached raises `StoreUnavailable` (the transaction did not commit, or a
+        connection lost during COMMIT leaves it unknown: callers retry idempotently)."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    return await fn(conn)
+                    result = await fn(conn)
+                self.outage.succeeded()
+                return result
             except (*RETRYABLE, *retry) as exc:
                 if attempt == ATTEMPTS:
                     raise
                 log.debug("transaction retried", extra={"error": type(exc).__name__})
+            except Exception as exc:
+                if not lost(exc):
+                    raise
+                raise self._unreachable(exc) from exc
         raise AssertionError("unreachable")
 
 

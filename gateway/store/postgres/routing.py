@@ -24,7 +24,7 @@ from gateway.store.base import (
     WaitingKey,
 )
 from gateway.store.postgres.eventlog import append_events
-from gateway.store.postgres.pool import Conn, PgBase, rowcount
+from gateway.store.postgres.pool import Conn, PgBase, lost, rowcount
 
 T = TypeVar("T")
 _WAITING = "status='open' AND assignee IS NULL"
@@ -147,11 +147,18 @@ class PgRouting(PgBase, RoutingStore):
 
     async def _snapshot(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         """A read of several statements that sees one state (REPEATABLE READ, read only)."""
-        async with (
-            self.pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            return await fn(conn)
+        try:
+            async with (
+                self.pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                result = await fn(conn)
+        except Exception as exc:
+            if not lost(exc):
+                raise
+            raise self._unreachable(exc) from exc
+        self.outage.succeeded()
+        return result
 
     async def routing_state(self, count_waiting: bool = False, head: int = 0) -> RoutingState:
         async def op(conn: Conn) -> RoutingState:
