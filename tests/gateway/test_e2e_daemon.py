@@ -73,7 +73,15 @@ class Daemon:
                 except aiohttp.ClientError:
                     return False
 
-            await wait_for(up, timeout=20)
+            try:
+                # Generous: a loaded 2-core machine has taken 18 s to start one.
+                await wait_for(up, timeout=60)
+            except BaseException:
+                # A daemon that did not come up must not outlive its test.
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait(10)
+                raise
 
     def kill(self) -> None:
         assert self.proc is not None
