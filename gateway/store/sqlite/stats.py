@@ -812,7 +812,10 @@ def read(
 
     # --- timed figures ------------------------------------------------------------------------
     key_sql, decode = _key_sql(by, q, dialect)
-    if duration is None and not q.channel and by not in ("day", "hour"):
+    # By channel or queue the histograms compress (thousands of samples per key and day);
+    # by agent they do not (a few hundred samples spread over as many bins), so reading the
+    # samples is cheaper there, and exact.
+    if duration is None and not q.channel and by in (None, "channel", "queue"):
         yield from _timed_from_histograms(q, totals, group)
     else:
         yield from _timed_from_facts(q, duration, dialect, totals, group)
@@ -911,14 +914,19 @@ def _timed_from_facts(
                 f"SELECT {key_sql}, {', '.join(values_sql)} FROM kpi_facts WHERE kind = ?"
                 f" AND at >= ? AND at < ?{cf}"
             )
+            # Rows by key, then column by column: the per-sample work stays in C (list
+            # comprehensions and sorts), no Python call per sample.
+            by_raw: dict[Any, list[Sequence[Any]]] = {}
             for row in (yield sql, (kind, *span, *cargs)):
-                k = row[0]
-                for i, v in enumerate(row[1:]):
-                    if v is not None:
-                        found_list = raw[i].get(k)
-                        if found_list is None:
-                            found_list = raw[i][k] = []
-                        found_list.append(v)
+                found_rows = by_raw.get(row[0])
+                if found_rows is None:
+                    found_rows = by_raw[row[0]] = []
+                found_rows.append(row)
+            for k, key_rows in by_raw.items():
+                for i, column in enumerate(list(zip(*key_rows, strict=True))[1:]):
+                    values = [v for v in column if v is not None]
+                    if values:
+                        raw[i][k] = values
         else:
             sql = (
                 f"SELECT {key_sql}, {', '.join(starts)}, at{', value' if kind == 'resolved' else ''}"
@@ -944,7 +952,11 @@ def _timed_from_facts(
                 if found is not None:
                     group(key).timed[kind] = found
         # Sorted runs merge in linear time.
-        found = summarize(sorted(v for values in by_key.values() for v in values), presorted=True)
+        every: list[float] = []
+        for values in by_key.values():
+            every.extend(values)
+        every.sort()
+        found = summarize(every, presorted=True)
         if found is not None:
             totals.timed[kind] = found
 
