@@ -40,6 +40,7 @@ from gateway.kpis.figures import (
     SLOT,
     SLOTTED,
     Backlog,
+    Bin,
     Buckets,
     Duration,
     Group,
@@ -817,6 +818,8 @@ def read(
     # samples is cheaper there, and exact.
     if duration is None and not q.channel and by in (None, "channel", "queue"):
         yield from _timed_from_histograms(q, totals, group)
+    elif duration is None and not q.channel and by == "day" and _utc(q):
+        yield from _timed_by_utc_day(q, totals, group)
     else:
         yield from _timed_from_facts(q, duration, dialect, totals, group)
 
@@ -1016,6 +1019,64 @@ def _timed_from_histograms(
                 totals.timed[figure] = found
             else:
                 group(_key(key)).timed[figure] = found
+
+
+def _utc(q: StatsQuery) -> bool:
+    """Whether the zone's offset is 0 throughout the period (its local days are UTC days)."""
+    return all(seg.offset == 0 for seg in segments(q.start, q.end, q.zone))
+
+
+HIST_DAYS = (
+    "SELECT day, bin, n, total, lo, hi FROM kpi_hist"
+    " WHERE kind = ? AND dim = '' AND day >= ? AND day < ? AND key = ''"
+)
+
+
+def _timed_by_utc_day(
+    q: StatsQuery, totals: Group, group: Callable[[Key], Group]
+) -> Generator[Query, Rows, None]:
+    """The timed figures by UTC day: each whole day's histogram is its answer (one index
+    range per figure), the ragged ends' samples are counted into theirs; the totals merge
+    the days (see HIST_RATIO for the accuracy of median and p90)."""
+    first, last = math.ceil(q.start / DAY), math.floor(q.end / DAY)
+    hists: dict[str, dict[int, Hist]] = {}
+    edges = [(q.start, q.end)]
+    if first < last:
+        edges = [(q.start, first * DAY), (last * DAY, q.end)]
+        for figures in HIST_FIGURES.values():
+            for figure, _ in figures:
+                per_day = hists.setdefault(figure, {})
+                for day, b, n, total, lo, hi in (yield (HIST_DAYS, (figure, first, last))):
+                    h = per_day.get(day)
+                    if h is None:
+                        h = per_day[day] = {}
+                    h[int(b)] = Bin(int(n), total, lo, hi)  # one row per (day, bin)
+    for a, b in edges:
+        if b <= a:
+            continue
+        for kind in HIST_FIGURES:
+            for row in (
+                yield (
+                    f"SELECT {FACT_COLS} FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
+                    (kind, a, b),
+                )
+            ):
+                day = int(row[1] // DAY)
+                for figure, v in fact_samples(kind, row):
+                    hist_add(
+                        hists.setdefault(figure, {}).setdefault(day, {}), hist_bin(v), 1, v, v, v
+                    )
+    for figure, per_day in hists.items():
+        merged: Hist = {}
+        for day, h in per_day.items():
+            found = hist_summary(h)
+            if found is not None:
+                group(bucket_label("day", day, 0)).timed[figure] = found
+            for b_, x in h.items():
+                hist_add(merged, b_, x.n, x.total, x.lo, x.hi)
+        found = hist_summary(merged)
+        if found is not None:
+            totals.timed[figure] = found
 
 
 def _slot_counts(
