@@ -24,8 +24,10 @@ the calendar ones (`kpi_facts.business`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import operator
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -917,19 +919,21 @@ def _timed_from_facts(
                 f"SELECT {key_sql}, {', '.join(values_sql)} FROM kpi_facts WHERE kind = ?"
                 f" AND at >= ? AND at < ?{cf}"
             )
-            # Rows by key, then column by column: the per-sample work stays in C (list
-            # comprehensions and sorts), no Python call per sample.
-            by_raw: dict[Any, list[Sequence[Any]]] = {}
-            for row in (yield sql, (kind, *span, *cargs)):
-                found_rows = by_raw.get(row[0])
-                if found_rows is None:
-                    found_rows = by_raw[row[0]] = []
-                found_rows.append(row)
-            for k, key_rows in by_raw.items():
+            # Rows in runs of one key (by time for a day or hour; sorted by the database for
+            # a channel, queue or agent), then column by column: the per-sample work stays in
+            # C (groupby, zip, comprehensions, sorts), no Python step per row.
+            order = " ORDER BY 1" if by in DIMS else ""
+            for k, key_rows in itertools.groupby(
+                (yield sql + order, (kind, *span, *cargs)), operator.itemgetter(0)
+            ):
                 for i, column in enumerate(list(zip(*key_rows, strict=True))[1:]):
                     values = [v for v in column if v is not None]
                     if values:
-                        raw[i][k] = values
+                        found_list = raw[i].get(k)
+                        if found_list is None:
+                            raw[i][k] = values
+                        else:
+                            found_list.extend(values)
         else:
             sql = (
                 f"SELECT {key_sql}, {', '.join(starts)}, at{', value' if kind == 'resolved' else ''}"
