@@ -12,10 +12,12 @@ outlive the event log's retention.
 `stats_read` runs on the store's thread. Counts are counts of index ranges (per channel,
 queue or agent) or sums of slots (per local day or hour), never a scan. The timed figures
 of the period's whole UTC days come from `kpi_hist` (daily histograms per figure, in total
-and per channel, queue and agent: one aggregate per figure and dimension), its ragged ends
-from the samples; grouped by local day or hour, or for one channel, every sample of the
-period is read (one range read per kind) and sorted in Python for the exact median and p90
-(a window function in SQLite cost five times more).
+and per channel and queue: one aggregate per figure and dimension; by UTC day each day's
+histogram is that day's answer), its ragged ends from the samples; by agent (a few hundred
+samples per agent and week spread over as many bins: the histograms do not compress), by
+hour, by day in a zone with an offset, or for one channel, every sample of the period is
+read (one range read per kind, in runs of one key, split column by column in C) and sorted
+in Python for the exact median and p90 (a window function in SQLite cost five times more).
 
 Since migration 16 the fold also decides SLA targets (`kpi_sla`, facts `sla_met_*` and
 `sla_breached_*`; the definition is `DEFINITIONS["sla"]`) and keeps business seconds beside
