@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import sqlite3
@@ -209,6 +210,10 @@ async def run(conversations: int, agents: int, repeat: int) -> None:
             f"generated {conversations:,} conversations, {len(w.messages):,} messages,"
             f" {len(w.events):,} events in {time.perf_counter() - t0:.1f} s"
         )
+        # Millions of generated rows kept alive would be walked by every full garbage
+        # collection during the timed answers (a gateway holds nothing like them).
+        del w
+        gc.collect()
         store = SqliteStore(db)
         await store.open()
         t0, c0, folded = time.perf_counter(), time.process_time(), 0

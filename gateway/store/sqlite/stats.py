@@ -12,10 +12,12 @@ outlive the event log's retention.
 `stats_read` runs on the store's thread. Counts are counts of index ranges (per channel,
 queue or agent) or sums of slots (per local day or hour), never a scan. The timed figures
 of the period's whole UTC days come from `kpi_hist` (daily histograms per figure, in total
-and per channel, queue and agent: one aggregate per figure and dimension), its ragged ends
-from the samples; grouped by local day or hour, or for one channel, every sample of the
-period is read (one range read per kind) and sorted in Python for the exact median and p90
-(a window function in SQLite cost five times more).
+and per channel and queue: one aggregate per figure and dimension; by UTC day each day's
+histogram is that day's answer), its ragged ends from the samples; by agent (a few hundred
+samples per agent and week spread over as many bins: the histograms do not compress), by
+hour, by day in a zone with an offset, or for one channel, every sample of the period is
+read (one range read per kind, in runs of one key, split column by column in C) and sorted
+in Python for the exact median and p90 (a window function in SQLite cost five times more).
 
 Since migration 16 the fold also decides SLA targets (`kpi_sla`, facts `sla_met_*` and
 `sla_breached_*`; the definition is `DEFINITIONS["sla"]`) and keeps business seconds beside
@@ -24,8 +26,10 @@ the calendar ones (`kpi_facts.business`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import operator
 import sqlite3
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +44,7 @@ from gateway.kpis.figures import (
     SLOT,
     SLOTTED,
     Backlog,
+    Bin,
     Buckets,
     Duration,
     Group,
@@ -812,8 +817,13 @@ def read(
 
     # --- timed figures ------------------------------------------------------------------------
     key_sql, decode = _key_sql(by, q, dialect)
-    if duration is None and not q.channel and by not in ("day", "hour"):
+    # By channel or queue the histograms compress (thousands of samples per key and day);
+    # by agent they do not (a few hundred samples spread over as many bins), so reading the
+    # samples is cheaper there, and exact.
+    if duration is None and not q.channel and by in (None, "channel", "queue"):
         yield from _timed_from_histograms(q, totals, group)
+    elif duration is None and not q.channel and by == "day" and _utc(q):
+        yield from _timed_by_utc_day(q, totals, group)
     else:
         yield from _timed_from_facts(q, duration, dialect, totals, group)
 
@@ -911,14 +921,21 @@ def _timed_from_facts(
                 f"SELECT {key_sql}, {', '.join(values_sql)} FROM kpi_facts WHERE kind = ?"
                 f" AND at >= ? AND at < ?{cf}"
             )
-            for row in (yield sql, (kind, *span, *cargs)):
-                k = row[0]
-                for i, v in enumerate(row[1:]):
-                    if v is not None:
+            # Rows in runs of one key (by time for a day or hour; sorted by the database for
+            # a channel, queue or agent), then column by column: the per-sample work stays in
+            # C (groupby, zip, comprehensions, sorts), no Python step per row.
+            order = " ORDER BY 1" if by in DIMS else ""
+            for k, key_rows in itertools.groupby(
+                (yield sql + order, (kind, *span, *cargs)), operator.itemgetter(0)
+            ):
+                for i, column in enumerate(list(zip(*key_rows, strict=True))[1:]):
+                    values = [v for v in column if v is not None]
+                    if values:
                         found_list = raw[i].get(k)
                         if found_list is None:
-                            found_list = raw[i][k] = []
-                        found_list.append(v)
+                            raw[i][k] = values
+                        else:
+                            found_list.extend(values)
         else:
             sql = (
                 f"SELECT {key_sql}, {', '.join(starts)}, at{', value' if kind == 'resolved' else ''}"
@@ -944,7 +961,11 @@ def _timed_from_facts(
                 if found is not None:
                     group(key).timed[kind] = found
         # Sorted runs merge in linear time.
-        found = summarize(sorted(v for values in by_key.values() for v in values), presorted=True)
+        every: list[float] = []
+        for values in by_key.values():
+            every.extend(values)
+        every.sort()
+        found = summarize(every, presorted=True)
         if found is not None:
             totals.timed[kind] = found
 
@@ -1004,6 +1025,64 @@ def _timed_from_histograms(
                 totals.timed[figure] = found
             else:
                 group(_key(key)).timed[figure] = found
+
+
+def _utc(q: StatsQuery) -> bool:
+    """Whether the zone's offset is 0 throughout the period (its local days are UTC days)."""
+    return all(seg.offset == 0 for seg in segments(q.start, q.end, q.zone))
+
+
+HIST_DAYS = (
+    "SELECT day, bin, n, total, lo, hi FROM kpi_hist"
+    " WHERE kind = ? AND dim = '' AND day >= ? AND day < ? AND key = ''"
+)
+
+
+def _timed_by_utc_day(
+    q: StatsQuery, totals: Group, group: Callable[[Key], Group]
+) -> Generator[Query, Rows, None]:
+    """The timed figures by UTC day: each whole day's histogram is its answer (one index
+    range per figure), the ragged ends' samples are counted into theirs; the totals merge
+    the days (see HIST_RATIO for the accuracy of median and p90)."""
+    first, last = math.ceil(q.start / DAY), math.floor(q.end / DAY)
+    hists: dict[str, dict[int, Hist]] = {}
+    edges = [(q.start, q.end)]
+    if first < last:
+        edges = [(q.start, first * DAY), (last * DAY, q.end)]
+        for figures in HIST_FIGURES.values():
+            for figure, _ in figures:
+                per_day = hists.setdefault(figure, {})
+                for day, b, n, total, lo, hi in (yield (HIST_DAYS, (figure, first, last))):
+                    h = per_day.get(day)
+                    if h is None:
+                        h = per_day[day] = {}
+                    h[int(b)] = Bin(int(n), total, lo, hi)  # one row per (day, bin)
+    for a, b in edges:
+        if b <= a:
+            continue
+        for kind in HIST_FIGURES:
+            for row in (
+                yield (
+                    f"SELECT {FACT_COLS} FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
+                    (kind, a, b),
+                )
+            ):
+                day = int(row[1] // DAY)
+                for figure, v in fact_samples(kind, row):
+                    hist_add(
+                        hists.setdefault(figure, {}).setdefault(day, {}), hist_bin(v), 1, v, v, v
+                    )
+    for figure, per_day in hists.items():
+        merged: Hist = {}
+        for day, h in per_day.items():
+            found = hist_summary(h)
+            if found is not None:
+                group(bucket_label("day", day, 0)).timed[figure] = found
+            for b_, x in h.items():
+                hist_add(merged, b_, x.n, x.total, x.lo, x.hi)
+        found = hist_summary(merged)
+        if found is not None:
+            totals.timed[figure] = found
 
 
 def _slot_counts(
