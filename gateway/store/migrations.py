@@ -537,4 +537,16 @@ CREATE TABLE survey_optouts (
 CREATE INDEX conversations_resolved_at ON conversations(resolved_at) WHERE status = 'resolved'
 """,
     ),
+    (
+        20,
+        """
+-- Issue 11: lease rows with fencing tokens (gateway/store/leaserows.py).
+CREATE TABLE coord_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT,
+    token INTEGER NOT NULL DEFAULT 0,
+    expires_at REAL NOT NULL DEFAULT 0
+)
+""",
+    ),
 ]

@@ -471,4 +471,17 @@ CREATE TABLE survey_optouts (
 CREATE INDEX conversations_resolved_at ON conversations(resolved_at) WHERE status = 'resolved'
 """,
     ),
+    (
+        11,
+        """
+-- Issue 11: leases held in the store (the arbiter across instances, and the fallback while
+-- Redis is down). expires_at is the database server's time; token the highest ever issued.
+CREATE TABLE coord_leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT,
+    token BIGINT NOT NULL DEFAULT 0,
+    expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
+)
+""",
+    ),
 ]

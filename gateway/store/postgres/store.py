@@ -10,6 +10,7 @@ from gateway.store.postgres.conversations import PgConversations
 from gateway.store.postgres.escalation import PgEscalation
 from gateway.store.postgres.eventlog import PgEventLog
 from gateway.store.postgres.kv import PgKv
+from gateway.store.postgres.leases import PgLeases
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
 from gateway.store.postgres.routing import PgRouting
@@ -26,6 +27,7 @@ class PostgresStore(
     PgEscalation,
     PgEventLog,
     PgKv,
+    PgLeases,
     PgBlobs,
     PgQuarantine,
     PgStats,

@@ -11,6 +11,7 @@ from gateway.store.sqlite.conversations import SqliteConversations
 from gateway.store.sqlite.escalation import SqliteEscalation
 from gateway.store.sqlite.eventlog import SqliteEventLog
 from gateway.store.sqlite.kv import SqliteKeyValue
+from gateway.store.sqlite.leases import SqliteLeases
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
 from gateway.store.sqlite.routing import SqliteRouting
@@ -26,6 +27,7 @@ class SqliteStore(
     SqliteRouting,
     SqliteEventLog,
     SqliteKeyValue,
+    SqliteLeases,
     SqliteBlobs,
     SqliteQuarantine,
     SqliteTime,
