@@ -21,13 +21,21 @@ whichever of them can reach Redis. The cost: one small PostgreSQL write per leas
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Protocol, TypeVar
 
 from gateway.coord.leases import Grant, LeaseBackend, RedisLeases
 from gateway.store.leaserows import LeaseRows
 
 log = logging.getLogger("switchboard.coord.leases")
+
+T = TypeVar("T")
+
+# The longest one Redis step may take before the store answers alone: a Redis that hangs
+# (rather than refusing connections) must not make a renewal miss its TTL/3 deadline.
+REDIS_STEP = 1.0
 
 
 class Health(Protocol):
@@ -41,15 +49,23 @@ class Health(Protocol):
 class StoreBackedLeases(LeaseBackend):
     """Leases decided by the store's lease row, with Redis tokens while Redis is up."""
 
-    def __init__(self, redis: RedisLeases, rows: LeaseRows, health: Health) -> None:
-        self.redis, self.rows, self.health = redis, rows, health
+    def __init__(
+        self, redis: RedisLeases, rows: LeaseRows, health: Health, step: float = REDIS_STEP
+    ) -> None:
+        self.redis, self.rows, self.health, self.step = redis, rows, health, step
+
+    async def _bounded(self, call: Awaitable[T], ttl: float | None = None) -> T:
+        """`call`, given at most `step` (and a sixth of the TTL: the renewal's deadline is a
+        third, and the store's step has to fit in it too)."""
+        async with asyncio.timeout(self.step if ttl is None else min(self.step, ttl / 6)):
+            return await call
 
     async def _redis_acquire(self, name: str, holder: str, ttl: float) -> Grant | bool | None:
         """Redis's answer; False when Redis is (or just went) unreachable."""
         if not self.health.healthy:
             return False
         try:
-            return await self.redis.acquire(name, holder, ttl)
+            return await self._bounded(self.redis.acquire(name, holder, ttl), ttl)
         except Exception as exc:  # redis errors, OSError, timeouts: use the store
             self.health.report_failure(exc)
             return False
@@ -73,8 +89,8 @@ class StoreBackedLeases(LeaseBackend):
     async def _quietly_redis(self, name: str, holder: str, token: int, floor: int | None) -> None:
         try:
             if floor is not None:
-                await self.redis.advance(name, floor)
-            await self.redis.release(name, holder, token)
+                await self._bounded(self.redis.advance(name, floor))
+            await self._bounded(self.redis.release(name, holder, token))
         except Exception as exc:
             self.health.report_failure(exc)
 
@@ -84,7 +100,7 @@ class StoreBackedLeases(LeaseBackend):
             return False
         if self.health.healthy:
             try:  # keeps the fast path answering "held"; the store row decides
-                await self.redis.renew(name, holder, token, ttl)
+                await self._bounded(self.redis.renew(name, holder, token, ttl), ttl)
             except Exception as exc:
                 self.health.report_failure(exc)
         return True
@@ -99,7 +115,7 @@ class StoreBackedLeases(LeaseBackend):
         await self.rows.lease_advance(name, floor)
         if self.health.healthy:
             try:
-                await self.redis.advance(name, floor)
+                await self._bounded(self.redis.advance(name, floor))
             except Exception as exc:
                 self.health.report_failure(exc)
 

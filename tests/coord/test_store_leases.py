@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -152,6 +153,36 @@ async def test_leases_go_on_while_redis_is_down_and_move_back_after(
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        for lease in (a, b):
+            await lease.release()
+        for c in clients:
+            await c.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_hung_redis_does_not_cost_the_holder_its_lease(
+    redis: RedisServer, pg_store: PostgresStore
+) -> None:
+    """Redis stopped (SIGSTOP: connections hang instead of being refused): the holder's
+    renewals still land in time in the store, nobody else takes the lease."""
+    clients = [RedisClient(redis.url, Keys("t"), interval=0.5) for _ in "ab"]
+    for c in clients:
+        await c.start()
+    backends = [StoreBackedLeases(RedisLeases(c.redis, Keys("t")), pg_store, c) for c in clients]
+    a, b = (
+        Lease(be, "poll", who, ttl=3.0, retry=0.3) for be, who in zip(backends, "ab", strict=True)
+    )
+    assert redis._proc is not None
+    try:
+        await a.acquire()
+        redis._proc.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 4 * 3.0
+        while time.monotonic() < deadline:
+            assert not await b.try_acquire()
+            assert a.held, "the holder lost its lease to a hung Redis"
+            await asyncio.sleep(0.3)
+    finally:
+        redis._proc.send_signal(signal.SIGCONT)
         for lease in (a, b):
             await lease.release()
         for c in clients:
