@@ -174,7 +174,15 @@ class Gateway:
             self.redis = RedisClient(
                 coordination.redis.get_secret_value(), keys, name=f"switchboard-{self.instance}"
             )
-        self.leases = make_leases(self.redis.redis if self.redis else None, keys, self.instance)
+        # The store's lease rows decide (PostgreSQL's clock), so leased work goes on while
+        # Redis is down; SQLite is one instance: Redis leases or local ones as before.
+        self.leases = make_leases(
+            self.redis.redis if self.redis else None,
+            keys,
+            self.instance,
+            rows=self.store if self.config.store.backend == "postgres" else None,
+            health=self.redis,
+        )
         self.bus = EventBus()
         # The one commit path: every change of state commits, publishes, wakes (services.py).
         self.services = Services(self.store, self.bus, clock)

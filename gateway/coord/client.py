@@ -68,6 +68,7 @@ class RedisClient:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_warning = 0.0
+        self._stopping = False
 
     def on_change(self, fn: Callable[[bool], None]) -> None:
         """Call `fn(healthy)` on every transition (synchronously, from the loop)."""
@@ -83,11 +84,16 @@ class RedisClient:
         self._task = asyncio.create_task(self._loop(), name="redis-health")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
+            task, self._task = self._task, None
+            # Python 3.11 can lose a cancellation that meets the loop's own timeout (seen:
+            # stop() hanging for ever): ask again until the task is done.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
         with contextlib.suppress(Exception):
             await self.redis.aclose()
 
@@ -145,7 +151,7 @@ class RedisClient:
         )
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
                     await self._poke.wait()

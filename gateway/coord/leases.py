@@ -373,8 +373,22 @@ class Leases:
         await self.backend.close()
 
 
-def make_leases(redis: Any | None, keys: Keys, holder: str) -> Leases:
-    """Redis leases on the shared client when coordination.redis is set, else local ones."""
+def make_leases(
+    redis: Any | None,
+    keys: Keys,
+    holder: str,
+    *,
+    rows: Any | None = None,
+    health: Any | None = None,
+) -> Leases:
+    """Redis leases on the shared client when coordination.redis is set, else local ones.
+    With `rows` (a store with lease rows, gateway/store/leaserows.py) and `health` (the
+    RedisClient), the store row decides and leases keep working while Redis is down
+    (gateway/coord/storeleases.py)."""
     if redis is None:
         return Leases(LocalLeases(), holder)
+    if rows is not None and health is not None:
+        from gateway.coord.storeleases import StoreBackedLeases
+
+        return Leases(StoreBackedLeases(RedisLeases(redis, keys), rows, health), holder)
     return Leases(RedisLeases(redis, keys), holder)

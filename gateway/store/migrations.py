@@ -660,4 +660,16 @@ ALTER TABLE merges ADD COLUMN by_whom TEXT;
 CREATE INDEX merges_target ON merges(target, at)
 """,
     ),
+    (
+        19,
+        """
+-- Issue 11: lease rows with fencing tokens (gateway/store/leaserows.py).
+CREATE TABLE coord_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT,
+    token INTEGER NOT NULL DEFAULT 0,
+    expires_at REAL NOT NULL DEFAULT 0
+)
+""",
+    ),
 ]

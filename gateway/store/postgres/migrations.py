@@ -607,4 +607,17 @@ ALTER TABLE merges ADD COLUMN by_whom TEXT;
 CREATE INDEX merges_target ON merges(target, at)
 """,
     ),
+    (
+        9,
+        """
+-- Issue 11: leases held in the store (the arbiter across instances, and the fallback while
+-- Redis is down). expires_at is the database server's time; token the highest ever issued.
+CREATE TABLE coord_leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT,
+    token BIGINT NOT NULL DEFAULT 0,
+    expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
+)
+""",
+    ),
 ]

@@ -12,6 +12,7 @@ from gateway.store.postgres.eventlog import PgEventLog
 from gateway.store.postgres.inbox import PgInbox
 from gateway.store.postgres.kb import PgKb
 from gateway.store.postgres.kv import PgKv
+from gateway.store.postgres.leases import PgLeases
 from gateway.store.postgres.outbox import PgOutbox
 from gateway.store.postgres.quarantine import PgQuarantine
 from gateway.store.postgres.routing import PgRouting
@@ -29,6 +30,7 @@ class PostgresStore(
     PgEscalation,
     PgEventLog,
     PgKv,
+    PgLeases,
     PgBlobs,
     PgQuarantine,
     PgStats,

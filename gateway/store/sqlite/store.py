@@ -13,6 +13,7 @@ from gateway.store.sqlite.eventlog import SqliteEventLog
 from gateway.store.sqlite.inbox import SqliteInbox
 from gateway.store.sqlite.kb import SqliteKb
 from gateway.store.sqlite.kv import SqliteKeyValue
+from gateway.store.sqlite.leases import SqliteLeases
 from gateway.store.sqlite.outbox import SqliteOutbox
 from gateway.store.sqlite.quarantine import SqliteQuarantine
 from gateway.store.sqlite.routing import SqliteRouting
@@ -30,6 +31,7 @@ class SqliteStore(
     SqliteRouting,
     SqliteEventLog,
     SqliteKeyValue,
+    SqliteLeases,
     SqliteBlobs,
     SqliteQuarantine,
     SqliteTime,
