@@ -129,7 +129,7 @@ async def reply(request: web.Request) -> web.Response:
             blobs=blobs,
         )
     )
-    return web.json_response(message.to_api() | {"private": False}, status=202)
+    return web.json_response(message.to_api(), status=202)
 
 
 async def assign(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from playwright.async_api import Browser, expect
 
+from connectors.ratelimit import LocalRateLimiter
 from connectors.webchat import WebchatConnector
 from tests.gateway.conftest import ADMIN, agent_token, wait_for
 from tests.webchat.conftest import (
@@ -357,7 +358,9 @@ async def test_a_refused_message_shows_failed_with_retry(
     # A minute later (the test forgets the window instead of waiting), Retry delivers it.
     connector = chat.gw.connectors["webchat"]
     assert isinstance(connector, WebchatConnector)
-    connector._sent_at.clear()
+    limiter = connector._rates
+    assert isinstance(limiter, LocalRateLimiter)
+    limiter._windows.clear()
     await failed.get_by_role("button", name="Retry").click()
     await expect(failed).to_have_attribute("data-state", "sent")
     await expect(failed.get_by_role("button", name="Retry")).to_have_count(0)

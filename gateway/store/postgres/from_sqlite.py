@@ -280,8 +280,19 @@ class Copier:
                     "channel",
                     "queue",
                     "agent",
+                    "business",
                 ),
                 key=("kind", "at", "seq"),
+            ),
+            Table(
+                "kpi_sla",
+                ("conversation_id", "target", "since", "outcome"),
+                key=("conversation_id", "target", "since"),
+            ),
+            Table(
+                "kpi_hist",
+                ("kind", "dim", "key", "day", "bin", "n", "total", "lo", "hi"),
+                key=("kind", "dim", "day", "key", "bin"),
             ),
             Table("kpi_slots", ("kind", "slot", "n"), key=("kind", "slot")),
             Table("kpi_keys", ("dim", "value"), key=("dim", "value")),
@@ -343,7 +354,8 @@ class Copier:
     async def _copy_all(self, src: sqlite3.Connection, dst: asyncpg.Connection) -> None:
         tables = self._tables()
         known = {t.name for t in tables}
-        ignored = {"sqlite_sequence"}
+        # Who holds which lease is not state to move (a lease's fence is in `kv`, copied).
+        ignored = {"sqlite_sequence", "coord_leases"}
         others = sorted(
             str(r[0])
             for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")
