@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.faketime import write_clock
 from tests.gateway.conftest import ADMIN, CHANNEL, agent_token, base_config, config_text, wait_for
 from tests.gateway.test_e2e_daemon import Daemon, free_port
 
@@ -185,7 +186,7 @@ class FakeTimeDaemon(Daemon):
         self.set_offset(0)
 
     def set_offset(self, seconds: int) -> None:
-        self.clock_file.write_text(f"+{seconds}\n")
+        write_clock(self.clock_file, f"+{seconds}")
 
     async def start(self) -> None:
         """As `Daemon.start`, under libfaketime, waiting up to a minute for /healthz (the

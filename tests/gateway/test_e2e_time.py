@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.faketime import write_clock
 from tests.gateway.conftest import ADMIN, CHANNEL, base_config, config_text, wait_for
 from tests.gateway.test_e2e_daemon import Daemon, free_port
 from tests.pg import PgServer
@@ -22,7 +23,7 @@ FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 def set_clock(path: Path, utc: str) -> None:
     """Freeze the daemon's wall clock at `utc` (read on every call: FAKETIME_NO_CACHE)."""
-    path.write_text(f"{utc}\n")
+    write_clock(path, utc)
 
 
 async def events(http: aiohttp.ClientSession, base: str, want: set[str]) -> list[dict[str, Any]]:

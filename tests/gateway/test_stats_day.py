@@ -22,6 +22,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from tests.faketime import write_clock
 from tests.gateway.conftest import (
     ADMIN,
     CHANNEL,
@@ -54,7 +55,7 @@ class FrozenClock:
         self.path = path
 
     def set(self, hhmm: str) -> float:
-        self.path.write_text(f"{DAY} {hhmm}:00\n")
+        write_clock(self.path, f"{DAY} {hhmm}:00")
         return at(hhmm)
 
 
