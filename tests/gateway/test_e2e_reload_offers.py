@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.faketime import write_clock
+from tests.faketime import faketime_env, write_clock
 from tests.gateway.conftest import ADMIN, CHANNEL, agent_token, base_config, config_text, wait_for
 from tests.gateway.test_e2e_daemon import Daemon, free_port
 
@@ -172,9 +172,6 @@ async def test_offer_rejected_then_accepted_through_the_api(tmp_path: Path) -> N
         assert daemon.terminate() == 0
 
 
-FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-
-
 class FakeTimeDaemon(Daemon):
     """The daemon with its wall clock under the test's control (libfaketime): the offset
     written to `clock_file` (`+600` = ten minutes ahead) is read at every call; the
@@ -198,10 +195,7 @@ class FakeTimeDaemon(Daemon):
             env={
                 **os.environ,
                 "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-                "LD_PRELOAD": str(FAKETIME_LIB),
-                "FAKETIME_TIMESTAMP_FILE": str(self.clock_file),
-                "FAKETIME_NO_CACHE": "1",
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                **faketime_env(self.clock_file),
             },
         )
         async with aiohttp.ClientSession() as http:
@@ -218,7 +212,6 @@ class FakeTimeDaemon(Daemon):
 
 
 async def test_offer_timeout_and_escalation_in_the_daemon_across_a_kill(tmp_path: Path) -> None:
-    assert FAKETIME_LIB.exists(), "scripts/test installs faketime"
     port = free_port()
     cfg = base_config(tmp_path / "gw.db")
     cfg["server"]["port"] = port

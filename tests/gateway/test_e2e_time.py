@@ -13,12 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.faketime import write_clock
+from tests.faketime import faketime_env, write_clock
 from tests.gateway.conftest import ADMIN, CHANNEL, base_config, config_text, wait_for
 from tests.gateway.test_e2e_daemon import Daemon, free_port
 from tests.pg import PgServer
-
-FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 def set_clock(path: Path, utc: str) -> None:
@@ -75,10 +73,7 @@ async def test_closed_over_the_dst_weekend_then_kill_and_restart_past_due(
     config.write_text(config_text(cfg))
     clock = tmp_path / "faketime"
     env = {
-        "LD_PRELOAD": FAKETIME,
-        "FAKETIME_TIMESTAMP_FILE": str(clock),
-        "FAKETIME_NO_CACHE": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        **faketime_env(clock),
         "TZ": "UTC",
     }
     daemon = Daemon(config, port, tmp_path / "daemon.log", env=env)

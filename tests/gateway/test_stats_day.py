@@ -10,7 +10,6 @@ The day runs once on each store backend: SQLite, and the session's private Postg
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import sqlite3
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.faketime import write_clock
+from tests.faketime import faketime_env, write_clock
 from tests.gateway.conftest import (
     ADMIN,
     CHANNEL,
@@ -40,12 +39,6 @@ from tests.pg import PgServer
 SUPERVISOR = "test-supervisor-token"
 PARTNER = "test-partner-channel-token"
 DAY = "2026-03-02"  # a Monday, UTC+1 in Berlin
-
-
-def _libfaketime() -> str:
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
-    assert found, "libfaketime is missing: apt-get install faketime (scripts/test does)"
-    return found[0]
 
 
 class FrozenClock:
@@ -68,24 +61,13 @@ def clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FrozenClo
     frozen = FrozenClock(tmp_path / "faketime")
     frozen.set("07:00")
     # Only the daemon (a child process) loads the library; this process keeps real time.
-    monkeypatch.setenv("LD_PRELOAD", _libfaketime())
-    monkeypatch.setenv("FAKETIME_TIMESTAMP_FILE", str(frozen.path))
-    monkeypatch.setenv("FAKETIME_NO_CACHE", "1")
-    monkeypatch.setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+    for name, value in faketime_env(frozen.path).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("TZ", "UTC")
     yield frozen
 
 
-# Known bug (issue 13, open): in a whole-suite run on SQLite, an SLA timer can decide a
-# target before the clocks have taken the reply that met it (a race between the timer and
-# the SLA clock update when the wall clock jumps); alone the test passes. Not strict, so
-# the day still runs and is reported; fix the race, then drop this mark.
-SLA_RACE = pytest.mark.xfail(
-    strict=False, reason="issue 13: SLA timer vs clock-update race on SQLite (open bug)"
-)
-
-
-@pytest.fixture(params=[pytest.param("sqlite", marks=SLA_RACE), "postgres"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """The daemon's `store:` config: an SQLite file, or a schema of its own on the
     session's private PostgreSQL."""
