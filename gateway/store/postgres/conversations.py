@@ -502,12 +502,15 @@ class PgConversations(PgContacts, ConversationStore):
                     # A new assignee is a manual one (`claimed` is the router's).
                     "UPDATE conversations SET claimed = CASE WHEN assignee IS NOT DISTINCT"
                     " FROM $2 THEN claimed ELSE FALSE END, status=$1, assignee=$2, queue=$3,"
-                    " assigned_at=$4, resolved_at=$5, updated_at=$6 WHERE id=$7",
+                    " assigned_at=$4, resolved_at=$5, tags=$6, priority=$7, updated_at=$8"
+                    " WHERE id=$9",
                     conv.status,
                     conv.assignee,
                     conv.queue,
                     conv.assigned_at,
                     conv.resolved_at,
+                    dumps(conv.tags),
+                    conv.priority,
                     now,
                     conv.id,
                 )

@@ -11,8 +11,8 @@ from typing import Any
 from gateway.clock import iso
 from gateway.domain import workspace as rules
 from gateway.domain.lifecycle import State, TransitionRefused
-from gateway.model import Conversation, Event, NewEvent, dumps
-from gateway.store.base import Conflict, NotFound, Scope, check_acts, check_sees
+from gateway.model import Conversation, Event, NewEvent
+from gateway.store.base import NotFound, Scope, check_sees
 from gateway.store.inbox import (
     MARK_CLOSE,
     MARK_OPEN,
@@ -34,8 +34,9 @@ from gateway.store.inbox import (
     tag_event,
     wake_event,
 )
+from gateway.store.postgres.conversations import PgConversations
 from gateway.store.postgres.eventlog import append_events
-from gateway.store.postgres.pool import Conn, PgBase, get_conv
+from gateway.store.postgres.pool import Conn, get_conv
 from gateway.store.postgres.routing import adjust_load
 
 Mutate = Callable[[Conn, Conversation], Awaitable[NewEvent]]
@@ -68,7 +69,7 @@ _SETTLE = (
 )
 
 
-class PgInbox(PgBase, InboxStore):
+class PgInbox(PgConversations, InboxStore):
     # --- reads ------------------------------------------------------------------------------
     async def ws_list(self, query: ListQuery) -> list[ConversationItem]:
         sql, args = list_sql(query, POSTGRES)
@@ -151,33 +152,6 @@ class PgInbox(PgBase, InboxStore):
         return await self._tx(op)
 
     # --- changes ------------------------------------------------------------------------------
-    async def _act(
-        self, conversation_id: str, mutate: Mutate, now: float, scope: Scope | None
-    ) -> tuple[Conversation, list[Event]]:
-        async def op(conn: Conn) -> tuple[Conversation, list[Event]]:
-            conv = await get_conv(conn, conversation_id, lock=True)
-            check_acts(scope, conv)
-            before = (conv.assignee, conv.status)
-            try:
-                event = await mutate(conn, conv)
-            except TransitionRefused as refused:
-                raise Conflict(str(refused)) from None
-            await adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
-            conv.updated_at = now
-            await conn.execute(
-                "UPDATE conversations SET status=$1, tags=$2, priority=$3, updated_at=$4"
-                " WHERE id=$5",
-                conv.status,
-                dumps(conv.tags),
-                conv.priority,
-                now,
-                conv.id,
-            )
-            event.data.setdefault("conversation", conv.to_api())
-            return conv, await append_events(conn, now, [event])
-
-        return await self._tx(op)
-
     async def ws_tags(
         self,
         conversation_id: str,
@@ -191,7 +165,7 @@ class PgInbox(PgBase, InboxStore):
             conv.tags, added, removed = rules.retag(conv.tags, add, remove)
             return tag_event(conv, added, removed, by)
 
-        return await self._act(conversation_id, mutate, now, scope)
+        return await self._change(conversation_id, mutate, now, scope)
 
     async def ws_priority(
         self, conversation_id: str, priority: int, by: str | None, scope: Scope | None, now: float
@@ -200,7 +174,7 @@ class PgInbox(PgBase, InboxStore):
             previous, conv.priority = conv.priority, priority
             return priority_event(conv, previous, by)
 
-        return await self._act(conversation_id, mutate, now, scope)
+        return await self._change(conversation_id, mutate, now, scope)
 
     async def ws_snooze(
         self, conversation_id: str, until: float, by: str | None, scope: Scope | None, now: float
@@ -221,7 +195,7 @@ class PgInbox(PgBase, InboxStore):
                 {"conversation_id": conv.id, "until": iso(until), "by": by},
             )
 
-        return await self._act(conversation_id, mutate, now, scope)
+        return await self._change(conversation_id, mutate, now, scope)
 
     async def ws_wake(
         self, conversation_id: str, by: str | None, scope: Scope | None, now: float
@@ -233,7 +207,7 @@ class PgInbox(PgBase, InboxStore):
             conv.status = rules.wake(_state(conv)).status
             return wake_event(conv, "manual", by)
 
-        return await self._act(conversation_id, mutate, now, scope)
+        return await self._change(conversation_id, mutate, now, scope)
 
     async def ws_snooze_next_due(self) -> float | None:
         async def op(conn: Conn) -> float | None:

@@ -23,6 +23,7 @@ from gateway.store.postgres.workspace import PgWorkspace
 
 
 class PostgresStore(
+    PgInbox,
     PgConversations,
     PgContacts,
     PgOutbox,
@@ -36,7 +37,6 @@ class PostgresStore(
     PgStats,
     PgSurveys,
     PgTime,
-    PgInbox,
     PgWorkspace,
     PgKb,
     Store,

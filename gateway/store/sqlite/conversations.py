@@ -483,8 +483,8 @@ class SqliteConversations(SqliteRows):
                 conn.execute(
                     # A new assignee is a manual one (`claimed` is the router's: migration 11).
                     "UPDATE conversations SET claimed = CASE WHEN assignee IS ? THEN claimed ELSE 0 END,"
-                    " status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, updated_at=?"
-                    " WHERE id=?",
+                    " status=?, assignee=?, queue=?, assigned_at=?, resolved_at=?, tags=?,"
+                    " priority=?, updated_at=? WHERE id=?",
                     (
                         conv.assignee,
                         conv.status,
@@ -492,6 +492,8 @@ class SqliteConversations(SqliteRows):
                         conv.queue,
                         conv.assigned_at,
                         conv.resolved_at,
+                        dumps(conv.tags),
+                        conv.priority,
                         now,
                         conv.id,
                     ),

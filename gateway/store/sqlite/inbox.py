@@ -10,8 +10,8 @@ from collections.abc import Callable
 from gateway.clock import iso
 from gateway.domain import workspace as rules
 from gateway.domain.lifecycle import State, TransitionRefused
-from gateway.model import Conversation, Event, NewEvent, dumps
-from gateway.store.base import Conflict, NotFound, Scope, check_acts, check_sees
+from gateway.model import Conversation, Event, NewEvent
+from gateway.store.base import NotFound, Scope, check_sees
 from gateway.store.inbox import (
     MARK_CLOSE,
     MARK_OPEN,
@@ -33,7 +33,7 @@ from gateway.store.inbox import (
     tag_event,
     wake_event,
 )
-from gateway.store.sqlite.rows import SqliteRows
+from gateway.store.sqlite.conversations import SqliteConversations
 
 Mutate = Callable[[sqlite3.Connection, Conversation], NewEvent]
 
@@ -54,7 +54,7 @@ def _snoozed(conn: sqlite3.Connection, conv: Conversation) -> bool:
     )
 
 
-class SqliteInbox(SqliteRows, InboxStore):
+class SqliteInbox(SqliteConversations, InboxStore):
     # --- reads ------------------------------------------------------------------------------
     async def ws_list(self, query: ListQuery) -> list[ConversationItem]:
         sql, args = list_sql(query, SQLITE)
@@ -118,28 +118,6 @@ class SqliteInbox(SqliteRows, InboxStore):
         return await self._tx(op)
 
     # --- changes ------------------------------------------------------------------------------
-    def _act(
-        self, conversation_id: str, mutate: Mutate, now: float, scope: Scope | None
-    ) -> Callable[[sqlite3.Connection], tuple[Conversation, list[Event]]]:
-        def op(conn: sqlite3.Connection) -> tuple[Conversation, list[Event]]:
-            conv = self._get_conv(conn, conversation_id)
-            check_acts(scope, conv)
-            before = (conv.assignee, conv.status)
-            try:
-                event = mutate(conn, conv)
-            except TransitionRefused as refused:
-                raise Conflict(str(refused)) from None
-            self._adjust_load(conn, conv.channel_kind, before, (conv.assignee, conv.status))
-            conv.updated_at = now
-            conn.execute(
-                "UPDATE conversations SET status=?, tags=?, priority=?, updated_at=? WHERE id=?",
-                (conv.status, dumps(conv.tags), conv.priority, now, conv.id),
-            )
-            event.data.setdefault("conversation", conv.to_api())
-            return conv, self._events(conn, now, [event])
-
-        return op
-
     async def ws_tags(
         self,
         conversation_id: str,
@@ -153,7 +131,7 @@ class SqliteInbox(SqliteRows, InboxStore):
             conv.tags, added, removed = rules.retag(conv.tags, add, remove)
             return tag_event(conv, added, removed, by)
 
-        return await self._tx(self._act(conversation_id, mutate, now, scope))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def ws_priority(
         self, conversation_id: str, priority: int, by: str | None, scope: Scope | None, now: float
@@ -162,7 +140,7 @@ class SqliteInbox(SqliteRows, InboxStore):
             previous, conv.priority = conv.priority, priority
             return priority_event(conv, previous, by)
 
-        return await self._tx(self._act(conversation_id, mutate, now, scope))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def ws_snooze(
         self, conversation_id: str, until: float, by: str | None, scope: Scope | None, now: float
@@ -180,7 +158,7 @@ class SqliteInbox(SqliteRows, InboxStore):
                 {"conversation_id": conv.id, "until": iso(until), "by": by},
             )
 
-        return await self._tx(self._act(conversation_id, mutate, now, scope))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def ws_wake(
         self, conversation_id: str, by: str | None, scope: Scope | None, now: float
@@ -192,7 +170,7 @@ class SqliteInbox(SqliteRows, InboxStore):
             conv.status = rules.wake(_state(conv)).status
             return wake_event(conv, "manual", by)
 
-        return await self._tx(self._act(conversation_id, mutate, now, scope))
+        return await self._tx(self._change(conversation_id, mutate, now, scope))
 
     async def ws_snooze_next_due(self) -> float | None:
         def op(conn: sqlite3.Connection) -> float | None:

@@ -24,8 +24,8 @@ from gateway.store.sqlite.workspace import SqliteWorkspace
 
 
 class SqliteStore(
-    SqliteConversations,
     SqliteInbox,
+    SqliteConversations,
     SqliteContacts,
     SqliteOutbox,
     SqliteRouting,
