@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -348,3 +349,39 @@ class Console:
         box = self.page.get_by_label("Reply", exact=True)
         await box.fill(text)
         await box.press("Enter")
+
+
+# --- shared set-up of the console tests ------------------------------------------------------
+SHOTS = Path(tempfile.gettempdir()) / "switchboard-console-shots"
+GatewayFactory = Callable[..., Awaitable[tuple[Gateway, Client]]]
+
+
+def shot(name: str) -> str:
+    """Where a console test saves a screenshot to look at."""
+    SHOTS.mkdir(exist_ok=True)
+    return str(SHOTS / name)
+
+
+async def console_gateway(
+    factory: GatewayFactory, config: dict[str, Any], online: tuple[str, ...] | None = None
+) -> tuple[Client, str]:
+    """An in-process gateway and its base URL; with `online`, every other agent of the
+    config is set offline, so routing is predictable."""
+    gw, client = await factory(config)
+    if online is not None:
+        for agent in config["agents"]:
+            if agent["id"] not in online:
+                status, body = await client.call(
+                    "PUT", f"/v1/agents/{agent['id']}/presence", json={"status": "offline"}
+                )
+                assert status == 200, body
+    return client, f"http://127.0.0.1:{gw.port}"
+
+
+async def routed_conversation(client: Client, ext: str, text: str, sender: str, name: str) -> str:
+    """An api-channel message from `sender`, waited for until routing assigned it."""
+    code, body = await client.inbound(ext, text, sender, from_={"name": name})
+    assert code == 202, body
+    conv_id = str(body["conversation_id"])
+    await wait_for(lambda: client.assigned(conv_id), timeout=10)
+    return conv_id

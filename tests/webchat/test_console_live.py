@@ -4,17 +4,22 @@ reply."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
-from gateway.app import Gateway
-from tests.gateway.conftest import ADMIN, Client, agent_token, base_config, wait_for
-from tests.webchat.conftest import Console, PageWatch, new_page
-from tests.webchat.test_console_workspace import shot
-
-Factory = Callable[..., Awaitable[tuple[Gateway, Client]]]
+from tests.gateway.conftest import ADMIN, agent_token, base_config
+from tests.webchat.conftest import (
+    Console,
+    PageWatch,
+    console_gateway,
+    new_page,
+    routed_conversation,
+    shot,
+)
+from tests.webchat.conftest import (
+    GatewayFactory as Factory,
+)
 
 # Headless Chromium shows no notifications: a stand-in records what the page asks for.
 RECORD_NOTIFICATIONS = """
@@ -29,30 +34,13 @@ window.Notification = FakeNotification;
 """
 
 
-async def _only_alice(tmp_path: Path, factory: Factory) -> tuple[Client, str]:
-    """A gateway where every conversation goes to Alice (the others are offline)."""
-    gw, client = await factory(base_config(tmp_path / "db.sqlite"))
-    for agent in ("bob", "carol"):
-        status, body = await client.call(
-            "PUT", f"/v1/agents/{agent}/presence", json={"status": "offline"}
-        )
-        assert status == 200, body
-    return client, f"http://127.0.0.1:{gw.port}"
-
-
-async def _conversation(client: Client, ext: str, text: str, sender: str, name: str) -> str:
-    code, body = await client.inbound(ext, text, sender, from_={"name": name})
-    assert code == 202, body
-    conv_id = str(body["conversation_id"])
-    await wait_for(lambda: client.assigned(conv_id), timeout=10)
-    return conv_id
-
-
 async def test_who_else_is_viewing_and_typing(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _only_alice(tmp_path, gateway_factory)
-    conv_id = await _conversation(client, "v1", "Is anyone there?", "cust-v", "Vera")
+    client, base = await console_gateway(
+        gateway_factory, base_config(tmp_path / "db.sqlite"), ("alice",)
+    )
+    conv_id = await routed_conversation(client, "v1", "Is anyone there?", "cust-v", "Vera")
     alice_ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     admin_ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     alice = Console(await new_page(alice_ctx, watch))
@@ -81,8 +69,10 @@ async def test_who_else_is_viewing_and_typing(
 async def test_notifications_and_the_title_badge(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _only_alice(tmp_path, gateway_factory)
-    first = await _conversation(client, "n1", "First question", "cust-n1", "Nina")
+    client, base = await console_gateway(
+        gateway_factory, base_config(tmp_path / "db.sqlite"), ("alice",)
+    )
+    first = await routed_conversation(client, "n1", "First question", "cust-n1", "Nina")
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     await ctx.add_init_script(RECORD_NOTIFICATIONS)
     page = await new_page(ctx, watch)
@@ -96,7 +86,7 @@ async def test_notifications_and_the_title_badge(
     await expect(page.locator("#notify")).to_have_attribute("aria-pressed", "true")
 
     # A new conversation for Alice: a notification, and a badge once the customer writes on.
-    second = await _conversation(client, "n2", "Second question", "cust-n2", "Otto")
+    second = await routed_conversation(client, "n2", "Second question", "cust-n2", "Otto")
     await expect(page.locator(f'#mine [data-id="{second}"]')).to_be_visible()
     await page.wait_for_function(
         "() => window.__notes.some((n) => n.title === 'New conversation for you' && n.body === 'Otto')"
@@ -132,7 +122,7 @@ async def test_notifications_and_the_title_badge(
     count = len(await page.evaluate("window.__notes"))
     status, body = await client.call("POST", f"/v1/conversations/{first}/resolve")
     assert status == 200, body  # room for one more (capacity)
-    await _conversation(client, "n4", "Third question", "cust-n4", "Paul")
+    await routed_conversation(client, "n4", "Third question", "cust-n4", "Paul")
     await expect(page.locator("#mine button.conv-item")).to_have_count(2)
     await expect(page.locator("#mine")).to_contain_text("Paul")
     assert len(await page.evaluate("window.__notes")) == count
@@ -143,8 +133,10 @@ async def test_notifications_and_the_title_badge(
 async def test_an_attachment_uploaded_with_a_reply(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _only_alice(tmp_path, gateway_factory)
-    conv_id = await _conversation(client, "a1", "Can you send the invoice?", "cust-a", "Ada")
+    client, base = await console_gateway(
+        gateway_factory, base_config(tmp_path / "db.sqlite"), ("alice",)
+    )
+    conv_id = await routed_conversation(client, "a1", "Can you send the invoice?", "cust-a", "Ada")
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     page = await new_page(ctx, watch)
     console = Console(page)

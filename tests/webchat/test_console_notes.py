@@ -11,8 +11,7 @@ from playwright.async_api import Browser, expect
 
 from gateway.app import Gateway
 from tests.gateway.conftest import ADMIN, Client, agent_token, base_config, wait_for
-from tests.webchat.conftest import Chat, Console, PageWatch, Widget, new_page
-from tests.webchat.test_console_workspace import shot
+from tests.webchat.conftest import Chat, Console, PageWatch, Widget, new_page, shot
 
 Factory = Callable[..., Awaitable[tuple[Gateway, Client]]]
 

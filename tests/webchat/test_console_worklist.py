@@ -6,18 +6,24 @@ conversation actions."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from gateway.app import Gateway
-from tests.gateway.conftest import Client, agent_token, base_config, wait_for
-from tests.webchat.conftest import Console, PageWatch, new_page
-from tests.webchat.test_console_workspace import shot
+from tests.gateway.conftest import agent_token, base_config, wait_for
+from tests.webchat.conftest import (
+    Console,
+    PageWatch,
+    console_gateway,
+    new_page,
+    routed_conversation,
+    shot,
+)
+from tests.webchat.conftest import (
+    GatewayFactory as Factory,
+)
 
-Factory = Callable[..., Awaitable[tuple[Gateway, Client]]]
 LEAD = "test-lead-token"
 
 
@@ -27,31 +33,12 @@ def _config(tmp_path: Path) -> dict[str, Any]:
     return cfg
 
 
-async def _start(factory: Factory, tmp_path: Path, online: tuple[str, ...]) -> tuple[Client, str]:
-    gw, client = await factory(_config(tmp_path))
-    for agent in ("alice", "bob", "carol"):
-        if agent not in online:
-            status, body = await client.call(
-                "PUT", f"/v1/agents/{agent}/presence", json={"status": "offline"}
-            )
-            assert status == 200, body
-    return client, f"http://127.0.0.1:{gw.port}"
-
-
-async def _conversation(client: Client, ext: str, text: str, sender: str, name: str) -> str:
-    code, body = await client.inbound(ext, text, sender, from_={"name": name})
-    assert code == 202, body
-    conv_id = str(body["conversation_id"])
-    await wait_for(lambda: client.assigned(conv_id), timeout=10)
-    return conv_id
-
-
 async def test_unread_counts_survive_a_reload(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path, ("alice",))
-    seen = await _conversation(client, "u1", "I have read this one", "cust-u1", "Uma")
-    news = await _conversation(client, "u2", "First message", "cust-u2", "Ulf")
+    client, base = await console_gateway(gateway_factory, _config(tmp_path), ("alice",))
+    seen = await routed_conversation(client, "u1", "I have read this one", "cust-u1", "Uma")
+    news = await routed_conversation(client, "u2", "First message", "cust-u2", "Ulf")
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     page = await new_page(ctx, watch)
     console = Console(page)
@@ -96,8 +83,8 @@ async def test_unread_counts_survive_a_reload(
 async def test_a_supervisor_reassigns_to_a_named_agent_and_both_consoles_update(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path, ("alice",))
-    conv_id = await _conversation(client, "s1", "Please call me back", "cust-s1", "Sam")
+    client, base = await console_gateway(gateway_factory, _config(tmp_path), ("alice",))
+    conv_id = await routed_conversation(client, "s1", "Please call me back", "cust-s1", "Sam")
     status, body = await client.call("PUT", "/v1/agents/bob/presence", json={"status": "online"})
     assert status == 200, body
     contexts = [
@@ -147,11 +134,11 @@ async def test_a_supervisor_reassigns_to_a_named_agent_and_both_consoles_update(
 async def test_search_finds_a_word_from_the_middle_of_a_message(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path, ("alice",))
+    client, base = await console_gateway(gateway_factory, _config(tmp_path), ("alice",))
     filler = "lorem ipsum dolor sit amet " * 40
     text = filler + "my parcel went to Quixotic Street by mistake " + filler
-    conv_id = await _conversation(client, "q1", text, "cust-q1", "Quinn")
-    await _conversation(client, "q2", "Nothing to see here", "cust-q2", "Rita")
+    conv_id = await routed_conversation(client, "q1", text, "cust-q1", "Quinn")
+    await routed_conversation(client, "q2", "Nothing to see here", "cust-q2", "Rita")
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     page = await new_page(ctx, watch)
     console = Console(page)
@@ -179,9 +166,9 @@ async def test_search_finds_a_word_from_the_middle_of_a_message(
 async def test_tags_priority_snooze_and_filters(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path, ("alice",))
-    conv_id = await _conversation(client, "t1", "The app crashes on start", "cust-t1", "Tom")
-    other = await _conversation(client, "t2", "How do I log in?", "cust-t2", "Tina")
+    client, base = await console_gateway(gateway_factory, _config(tmp_path), ("alice",))
+    conv_id = await routed_conversation(client, "t1", "The app crashes on start", "cust-t1", "Tom")
+    other = await routed_conversation(client, "t2", "How do I log in?", "cust-t2", "Tina")
     ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
     page = await new_page(ctx, watch)
     console = Console(page)

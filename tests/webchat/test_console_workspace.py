@@ -4,7 +4,6 @@ Screenshots go to a temporary directory, never into the repository."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,32 +11,21 @@ from typing import Any
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from gateway.app import Gateway
-from tests.gateway.conftest import Client, agent_token, base_config, wait_for
-from tests.webchat.conftest import Console, PageWatch, new_page
-
-SHOTS = Path(tempfile.gettempdir()) / "switchboard-console-shots"
+from tests.gateway.conftest import Client, agent_token, base_config
+from tests.webchat.conftest import (
+    Console,
+    PageWatch,
+    console_gateway,
+    new_page,
+    routed_conversation,
+    shot,
+)
 
 Factory = Callable[..., Awaitable[tuple[Gateway, Client]]]
 
 
-def shot(name: str) -> str:
-    SHOTS.mkdir(exist_ok=True)
-    return str(SHOTS / name)
-
-
-async def _start(factory: Factory, tmp_path: Path) -> tuple[Client, str]:
-    gw, client = await factory(base_config(tmp_path / "db.sqlite"))
-    return client, f"http://127.0.0.1:{gw.port}"
-
-
 async def _assigned_conversation(client: Client, text: str, name: str = "Dana Fox") -> str:
-    code, body = await client.inbound(
-        f"x-{text[:12]}", text, sender=f"cust-{name.lower()}", from_={"name": name}
-    )
-    assert code == 202, body
-    conv_id = str(body["conversation_id"])
-    await wait_for(lambda: client.assigned(conv_id), timeout=10)
-    return conv_id
+    return await routed_conversation(client, f"x-{text[:12]}", text, f"cust-{name.lower()}", name)
 
 
 async def _context(
@@ -56,7 +44,7 @@ async def _no_overflow(page: Page) -> None:
 async def test_german_after_switching_survives_a_reload(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path)
+    client, base = await console_gateway(gateway_factory, base_config(tmp_path / "db.sqlite"))
     conv_id = await _assigned_conversation(client, "Where is my parcel?")
     assignee = (await client.conversation(conv_id))["assignee"]
     ctx = await _context(browser, timezone_id="Europe/Berlin")
@@ -115,7 +103,7 @@ async def test_german_after_switching_survives_a_reload(
 async def test_a_german_browser_starts_in_german(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    _, base = await _start(gateway_factory, tmp_path)
+    _, base = await console_gateway(gateway_factory, base_config(tmp_path / "db.sqlite"))
     ctx = await browser.new_context(locale="de-DE")
     page = await new_page(ctx, watch)
     await page.goto(base + "/console")
@@ -131,7 +119,7 @@ async def test_a_german_browser_starts_in_german(
 async def test_390_px_wide_without_horizontal_overflow(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path)
+    client, base = await console_gateway(gateway_factory, base_config(tmp_path / "db.sqlite"))
     conv_id = await _assigned_conversation(
         client, "A rather long first message " + "with many words " * 20, name="Dana Fox"
     )
@@ -175,7 +163,7 @@ async def test_390_px_wide_without_horizontal_overflow(
 async def test_agents_by_display_name_also_after_a_reload(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path)
+    client, base = await console_gateway(gateway_factory, base_config(tmp_path / "db.sqlite"))
     conv_id = await _assigned_conversation(client, "Can you help me with my invoice?")
     conv = await client.conversation(conv_id)
     assignee = conv["assignee"]
@@ -211,7 +199,7 @@ async def test_agents_by_display_name_also_after_a_reload(
 async def test_keyboard_shortcuts(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:
-    client, base = await _start(gateway_factory, tmp_path)
+    client, base = await console_gateway(gateway_factory, base_config(tmp_path / "db.sqlite"))
     first = await _assigned_conversation(client, "first customer", name="First")
     second = await _assigned_conversation(client, "second customer", name="Second")
     a1 = (await client.conversation(first))["assignee"]
