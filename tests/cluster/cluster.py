@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -69,30 +66,6 @@ def cluster_config(
     return cfg
 
 
-class SlowStartDaemon(Daemon):
-    """A daemon given a minute to answer /healthz: three start at once on a shared 2-core
-    machine, each importing the whole gateway."""
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **self.env},
-        )
-        async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await until(up, 90, every=0.1)
-
-
 class Cluster:
     def __init__(self, tmp: Path, configs: list[dict[str, Any]]) -> None:
         self.daemons: list[Daemon] = []
@@ -101,7 +74,7 @@ class Cluster:
             path = tmp / f"gateway-{i}.yaml"
             path.write_text(config_text(cfg))
             port = cfg["server"]["port"]
-            self.daemons.append(SlowStartDaemon(path, port, tmp / f"daemon-{i}.log"))
+            self.daemons.append(Daemon(path, port, tmp / f"daemon-{i}.log", start_timeout=90))
             self.bases.append(f"http://127.0.0.1:{port}")
         self.down: set[int] = set()
 

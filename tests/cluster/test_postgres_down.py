@@ -17,10 +17,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.cluster.cluster import SlowStartDaemon as Daemon
 from tests.cluster.servers import OwnPg, half_written, log_lines, query, readyz, until
 from tests.gateway.conftest import ADMIN, CHANNEL, base_config, config_text
-from tests.gateway.test_e2e_daemon import free_port
+from tests.gateway.test_e2e_daemon import Daemon, free_port
 
 OUTAGE = 30.0
 WEBCHAT_SECRET = "test-webchat-secret-0123456789"
@@ -95,7 +94,7 @@ async def test_postgres_stopped_for_30_seconds(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
     config.write_text(config_text(cfg))
     log = tmp_path / "daemon.log"
-    daemon = Daemon(config, port, log)
+    daemon = Daemon(config, port, log, start_timeout=90)
     base = f"http://127.0.0.1:{port}"
     try:
         await daemon.start()

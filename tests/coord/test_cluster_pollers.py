@@ -6,16 +6,12 @@ polling within 10 s."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -46,29 +42,6 @@ class ExclusiveTelegram(TelegramStandin):
             return await super()._m_getUpdates(params)
         finally:
             self.polling -= 1
-
-
-class SlowStartDaemon(Daemon):
-    """A daemon given a minute to come up: three start on a shared 2-core machine."""
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        )
-        async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=60, interval=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +162,7 @@ async def test_one_poller_per_mailbox_and_bot_and_takeover_after_sigkill(
             cfg["server"]["port"] = port = free_port()
             config = tmp_path / f"gateway{i}.yaml"
             config.write_text(config_text(cfg))
-            daemons.append(SlowStartDaemon(config, port, tmp_path / f"daemon{i}.log"))
+            daemons.append(Daemon(config, port, tmp_path / f"daemon{i}.log"))
         # one after the other: the first migrates the empty database (and a shared 2-core
         # machine starts three Pythons slowly)
         for d in daemons:

@@ -14,7 +14,6 @@ import pytest
 from tests.coord.test_cluster_pollers import (
     TAKEOVER,
     ExclusiveTelegram,
-    SlowStartDaemon,
     cluster_config,
     dovecot,
     holder,
@@ -64,7 +63,7 @@ async def test_pollers_run_once_and_are_taken_over_while_redis_is_down(
             cfg["server"]["port"] = port = free_port()
             config = tmp_path / f"gateway{i}.yaml"
             config.write_text(config_text(cfg))
-            daemons.append(SlowStartDaemon(config, port, tmp_path / f"daemon{i}.log"))
+            daemons.append(Daemon(config, port, tmp_path / f"daemon{i}.log"))
         for d in daemons:
             await d.start()
         first, first_updates = await mail_and_updates("redis-up", 3)

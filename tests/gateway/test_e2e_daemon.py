@@ -35,8 +35,10 @@ def free_port() -> int:
 
 
 class Daemon:
-    """`switchboard run` as a child process; `start()` returns once /healthz answers.
-    `preexec_fn` runs in the child before exec (e.g. to lower its open-file limit)."""
+    """`switchboard run` as a child process; `start()` returns once /healthz answers, within
+    `start_timeout` seconds (generous: a loaded 2-core machine has taken 18 s to start one,
+    and several starting at once take longer). `preexec_fn` runs in the child before exec
+    (e.g. to lower its open-file limit)."""
 
     def __init__(
         self,
@@ -45,8 +47,10 @@ class Daemon:
         log: Path,
         preexec_fn: Callable[[], None] | None = None,
         env: dict[str, str] | None = None,
+        start_timeout: float = 60.0,
     ) -> None:
         self.config, self.port, self.log = config, port, log
+        self.start_timeout = start_timeout
         self.preexec_fn = preexec_fn
         self.env = env or {}  # extra environment (e.g. libfaketime for a movable clock)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -74,8 +78,7 @@ class Daemon:
                     return False
 
             try:
-                # Generous: a loaded 2-core machine has taken 18 s to start one.
-                await wait_for(up, timeout=60)
+                await wait_for(up, timeout=self.start_timeout, interval=0.1)
             except BaseException:
                 # A daemon that did not come up must not outlive its test.
                 if self.proc.poll() is None:

@@ -4,10 +4,7 @@ rejected then accepted through the API."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -178,37 +175,12 @@ class FakeTimeDaemon(Daemon):
     monotonic clock (asyncio's timers) is left real."""
 
     def __init__(self, config: Path, port: int, log: Path, clock_file: Path) -> None:
-        super().__init__(config, port, log)
+        super().__init__(config, port, log, env=faketime_env(clock_file))
         self.clock_file = clock_file
         self.set_offset(0)
 
     def set_offset(self, seconds: int) -> None:
         write_clock(self.clock_file, f"+{seconds}")
-
-    async def start(self) -> None:
-        """As `Daemon.start`, under libfaketime, waiting up to a minute for /healthz (the
-        preloaded library makes the interpreter's start slower on a loaded machine)."""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "-c", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-            env={
-                **os.environ,
-                "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-                **faketime_env(self.clock_file),
-            },
-        )
-        async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-                try:
-                    async with http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=60)
 
 
 async def test_offer_timeout_and_escalation_in_the_daemon_across_a_kill(tmp_path: Path) -> None:
