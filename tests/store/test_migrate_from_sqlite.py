@@ -28,6 +28,17 @@ WEEK = 7 * 86400.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def migrate_cli(source: Path, dsn: str) -> subprocess.CompletedProcess[str]:
+    """`switchboard migrate --from sqlite:… --to postgresql://…` as a user runs it; it
+    must succeed."""
+    args = ["migrate", "--from", f"sqlite:{source}", "--to", dsn]
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 def request(ext: str, sender: Identity, now: float, **kw: object) -> IngestRequest:
     return IngestRequest(
         "mail",
@@ -104,11 +115,7 @@ def test_an_installation_moves_to_postgresql_and_a_second_run_changes_nothing(
             await sqlite.close()
 
     before = asyncio.run(make())
-    args = ["migrate", "--from", f"sqlite:{path}", "--to", pg_dsn]
-    run = subprocess.run(  # the command as a user runs it
-        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, cwd=ROOT
-    )
-    assert run.returncode == 0, run.stderr
+    run = migrate_cli(path, pg_dsn)
     assert "messages        [##############################] 4/4" in run.stderr
     assert "messages: 4 rows, 4 new" in run.stderr and "events: " in run.stderr
 
@@ -129,7 +136,7 @@ def test_an_installation_moves_to_postgresql_and_a_second_run_changes_nothing(
 
     asyncio.run(check())
     capsys.readouterr()
-    assert cli.main(args) == 0
+    assert cli.main(["migrate", "--from", f"sqlite:{path}", "--to", pg_dsn]) == 0
     again = capsys.readouterr().err
     assert "messages: 4 rows, 0 new" in again
     assert "contacts: 2 rows, 0 new" in again and ", 1 new" not in again
@@ -161,22 +168,7 @@ def test_the_kpis_move_with_the_installation(tmp_path: Path, pg_dsn: str) -> Non
 
     before = asyncio.run(make())
     assert before["totals"]["conversations"] == 2  # type: ignore[index]
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "migrate",
-            "--from",
-            f"sqlite:{path}",
-            "--to",
-            pg_dsn,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stderr
+    run = migrate_cli(path, pg_dsn)
     assert "kpi_facts: " in run.stderr and "kpi_" not in run.stderr.split("\n")[0]
 
     async def check() -> None:

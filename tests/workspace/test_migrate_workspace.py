@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 from connectors.base import Identity
@@ -12,8 +10,7 @@ from gateway.store import SqliteStore
 from gateway.store.postgres import PostgresStore
 from gateway.store.workspace import CannedReply, workspace_store
 from tests.store.test_contract import inbound, ingest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.store.test_migrate_from_sqlite import migrate_cli
 
 
 def test_notes_canned_replies_and_merges_move_to_postgresql(tmp_path: Path, pg_dsn: str) -> None:
@@ -35,22 +32,7 @@ def test_notes_canned_replies_and_merges_move_to_postgresql(tmp_path: Path, pg_d
             await sqlite.close()
 
     conv, merge_id, ann = asyncio.run(make())
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "migrate",
-            "--from",
-            f"sqlite:{path}",
-            "--to",
-            pg_dsn,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert run.returncode == 0, run.stderr
+    migrate_cli(path, pg_dsn)
 
     async def check() -> None:
         pg = PostgresStore(pg_dsn)
