@@ -222,22 +222,24 @@ async def test_prechat_email_is_only_a_claim_until_the_mailed_code_proves_it(
     assert status == 202, body
     api_conv = body["conversation_id"]
 
-    # A German browser: the code mail is written in German.
+    # A German browser: the widget and the code mail speak German.
     ctx = await browser.new_context(locale="de-DE")
     page = await new_page(ctx, watch)
     await page.goto(chat.base + "/")
     widget = Widget(page)
     await widget.open()
+    await expect(page.locator("section.panel button.send")).to_have_text("Senden")
+    await expect(widget.input).to_have_attribute("placeholder", "Nachricht schreiben…")
     await page.get_by_label("Name").fill("Dana Smith")
-    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("E-Mail").fill(email)
     await page.screenshot(path=artifact("widget-prechat.png"))
-    await page.get_by_role("button", name="Start chat").click()
+    await page.get_by_role("button", name="Chat starten").click()
     await widget.send("Following up on my invoice in the chat")
     await expect(widget.message("Following up on my invoice in the chat")).to_have_attribute(
         "data-state", "sent"
     )
     form = page.locator("form.verify")
-    await expect(form).to_contain_text("We emailed a code to dana.smith@example.com")
+    await expect(form).to_contain_text("Wir haben einen Code an dana.smith@example.com geschickt")
     # Typing an address reveals nothing of its owner, and joins nothing of theirs.
     assert "My invoice is wrong (sent through the API)" not in await widget.texts()
     assert [m["channel"] for m in await chat.messages(api_conv)] == ["api"]
@@ -264,14 +266,14 @@ async def test_prechat_email_is_only_a_claim_until_the_mailed_code_proves_it(
     assert mail.message["Subject"].startswith("Ihr Bestätigungscode")
     code = mail.code()
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    code_box = page.get_by_label("Confirmation code")
+    code_box = page.get_by_label("Bestätigungscode")
     await code_box.fill(wrong)
-    await page.get_by_role("button", name="Confirm").click()
-    await expect(form).to_contain_text("That code is not right (4 tries left).")
+    await page.get_by_role("button", name="Bestätigen").click()
+    await expect(form).to_contain_text("Der Code stimmt nicht (noch 4 Versuche).")
     await page.screenshot(path=artifact("widget-code-form.png"))
     await code_box.fill(code)
-    await page.get_by_role("button", name="Confirm").click()
-    await expect(form).to_contain_text("Thank you: dana.smith@example.com is confirmed.")
+    await page.get_by_role("button", name="Bestätigen").click()
+    await expect(form).to_contain_text("Danke: dana.smith@example.com ist bestätigt.")
     await page.screenshot(path=artifact("widget-email-confirmed.png"))
     status, body = await chat.api.call("GET", "/v1/contacts?identity=email:dana.smith@example.com")
     assert status == 200, body

@@ -32,7 +32,76 @@
   if (window[globalName]) { return; }  // included twice: keep the first
   window[globalName] = true;
 
-  var OFFLINE_TEXT = "No agent is online right now; leave a message and we'll reply here.";
+  // --- the widget's own words, in the visitor's language -----------------------------------
+  // `data-lang="de"` on the script tag wins; else the browser's language; English otherwise.
+  // Texts the gateway sends (title, greeting, wait notes, survey and suggestion texts) are
+  // already in the visitor's language.
+  var UI = {
+    en: {
+      offline_banner: "No agent is online right now; leave a message and we'll reply here.",
+      title: "Chat", open_chat: "Open chat", open_chat_unread: "Open chat ({n} unread)",
+      close_chat: "Close chat", connecting: "Connecting\u2026", reconnecting: "Reconnecting\u2026",
+      connection_lost: "Connection lost. Reconnecting\u2026", offline_state: "offline",
+      offline_conn: "You are offline. Messages will be sent when you reconnect.",
+      messages: "Messages", agent_typing: "Agent is typing\u2026", before_start: "Before we start",
+      prechat_intro: "Tell us who you are, so we can follow up (optional).", name: "Name",
+      email: "Email", skip: "Skip", start_chat: "Start chat", confirm_address: "Confirm the address",
+      code: "Confirmation code", confirm: "Confirm", new_code: "Send a new code",
+      write: "Write a message", write_placeholder: "Write a message\u2026", your_message: "Your message",
+      send: "Send", sending: "Sending\u2026", not_sent: "Not sent", sent: "Sent", retry: "Retry",
+      support: "Support", anything_to_add: "Anything to add?", thank_you: "Thank you!",
+      code_sent: "We emailed a code to {email}. Type it here to confirm the address is yours.",
+      code_pending: "Type the code we emailed to {email} to confirm the address is yours.",
+      code_wrong_one: "That code is not right (1 try left).",
+      code_wrong: "That code is not right ({n} tries left).",
+      not_confirmed: "We could not confirm {email}.",
+      locked: "Too many wrong codes. Try again in {n} min.",
+      code_expired: "The code has expired. Ask for a new one.",
+      code_rate: "We sent several codes already. Try again in {n} min.",
+      confirmed: "Thank you: {email} is confirmed.", type_code: "Type the 6-digit code from the email.",
+      check_form: "Please check the form.", went_wrong: "Something went wrong.",
+      bad_email: "That does not look like an email address.",
+      offline_retry: "You are offline; try again in a moment.", sending_code: "Sending a new code\u2026",
+      articles: "These articles may answer your question:", answered: "Did this answer your question?",
+      yes: "Yes, thanks", no: "No, send my message", glad: "Glad we could help!"
+    },
+    de: {
+      offline_banner: "Gerade ist niemand online. Hinterlassen Sie eine Nachricht, wir antworten hier.",
+      title: "Chat", open_chat: "Chat \u00f6ffnen", open_chat_unread: "Chat \u00f6ffnen ({n} ungelesen)",
+      close_chat: "Chat schlie\u00dfen", connecting: "Verbinde\u2026", reconnecting: "Verbinde neu\u2026",
+      connection_lost: "Verbindung verloren. Verbinde neu\u2026", offline_state: "offline",
+      offline_conn: "Sie sind offline. Nachrichten werden gesendet, sobald die Verbindung steht.",
+      messages: "Nachrichten", agent_typing: "Ein Mitarbeiter schreibt\u2026", before_start: "Bevor es losgeht",
+      prechat_intro: "Sagen Sie uns, wer Sie sind, damit wir nachfassen k\u00f6nnen (optional).",
+      name: "Name", email: "E-Mail", skip: "\u00dcberspringen", start_chat: "Chat starten",
+      confirm_address: "Adresse best\u00e4tigen", code: "Best\u00e4tigungscode", confirm: "Best\u00e4tigen",
+      new_code: "Neuen Code senden", write: "Nachricht schreiben",
+      write_placeholder: "Nachricht schreiben\u2026", your_message: "Ihre Nachricht", send: "Senden",
+      sending: "Wird gesendet\u2026", not_sent: "Nicht gesendet", sent: "Gesendet", retry: "Erneut senden",
+      support: "Support", anything_to_add: "M\u00f6chten Sie noch etwas erg\u00e4nzen?", thank_you: "Danke!",
+      code_sent: "Wir haben einen Code an {email} geschickt. Geben Sie ihn hier ein, um zu best\u00e4tigen, dass die Adresse Ihnen geh\u00f6rt.",
+      code_pending: "Geben Sie den Code ein, den wir an {email} geschickt haben, um die Adresse zu best\u00e4tigen.",
+      code_wrong_one: "Der Code stimmt nicht (noch 1 Versuch).",
+      code_wrong: "Der Code stimmt nicht (noch {n} Versuche).",
+      not_confirmed: "Wir konnten {email} nicht best\u00e4tigen.",
+      locked: "Zu viele falsche Codes. Versuchen Sie es in {n} Min. erneut.",
+      code_expired: "Der Code ist abgelaufen. Fordern Sie einen neuen an.",
+      code_rate: "Wir haben schon mehrere Codes geschickt. Versuchen Sie es in {n} Min. erneut.",
+      confirmed: "Danke: {email} ist best\u00e4tigt.", type_code: "Geben Sie den 6-stelligen Code aus der E-Mail ein.",
+      check_form: "Bitte pr\u00fcfen Sie das Formular.", went_wrong: "Etwas ist schiefgegangen.",
+      bad_email: "Das sieht nicht wie eine E-Mail-Adresse aus.",
+      offline_retry: "Sie sind offline; versuchen Sie es gleich noch einmal.", sending_code: "Neuer Code wird gesendet\u2026",
+      articles: "Diese Artikel beantworten vielleicht Ihre Frage:", answered: "Hat das Ihre Frage beantwortet?",
+      yes: "Ja, danke", no: "Nein, Nachricht senden", glad: "Sch\u00f6n, dass wir helfen konnten!"
+    }
+  };
+  var LANG = /^de\b/i.test(script.getAttribute("data-lang") || navigator.language || "") ? "de" : "en";
+  function t(key, vars) {
+    var text = (UI[LANG] && UI[LANG][key]) || UI.en[key] || key;
+    return text.replace(/\{(\w+)\}/g, function (m, k) { return vars && k in vars ? String(vars[k]) : m; });
+  }
+
+  var OFFLINE_TEXT = t("offline_banner");
   var ACK_TIMEOUT = 10000;
   var PING_EVERY = 25000;
 
@@ -194,7 +263,8 @@
   var items = {};  // key → {li, meta, data}
 
   // --- build the widget ------------------------------------------------------------------
-  var host = el("div", { id: "switchboard-webchat-" + channel, "data-switchboard-webchat": channel });
+  var host = el("div", { id: "switchboard-webchat-" + channel, "data-switchboard-webchat": channel,
+    lang: LANG });
   var root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     var sheet = new CSSStyleSheet();
@@ -205,7 +275,7 @@
   }
 
   var panelId = "sbw-panel";
-  var bubble = el("button", { type: "button", className: "bubble", "aria-label": "Open chat",
+  var bubble = el("button", { type: "button", className: "bubble", "aria-label": t("open_chat"),
     "aria-expanded": "false", "aria-controls": panelId, part: "bubble" });
   var svgNS = "http://www.w3.org/2000/svg";
   var svg = document.createElementNS(svgNS, "svg");
@@ -222,9 +292,9 @@
   var panel = el("section", { id: panelId, className: "panel", role: "dialog", "aria-labelledby": "sbw-title" });
   show(panel, false);
   var header = el("header");
-  var title = el("h2", { id: "sbw-title" }, "Chat");
+  var title = el("h2", { id: "sbw-title" }, t("title"));
   var connState = el("span", { className: "state" });
-  var closeBtn = el("button", { type: "button", className: "close", "aria-label": "Close chat" }, "\u00d7");
+  var closeBtn = el("button", { type: "button", className: "close", "aria-label": t("close_chat") }, "\u00d7");
   header.appendChild(title);
   header.appendChild(connState);
   header.appendChild(closeBtn);
@@ -236,25 +306,25 @@
   var waitNote = el("div", { className: "waitnote", role: "status", "aria-live": "polite",
     "data-state": "served" });
   show(waitNote, false);
-  var conn = el("div", { className: "conn", role: "status" }, "Connecting\u2026");
+  var conn = el("div", { className: "conn", role: "status" }, t("connecting"));
   show(conn, false);
-  var log = el("ol", { className: "log", role: "log", "aria-live": "polite", "aria-label": "Messages" });
-  var typing = el("div", { className: "typing", "aria-live": "polite" }, "Agent is typing\u2026");
+  var log = el("ol", { className: "log", role: "log", "aria-live": "polite", "aria-label": t("messages") });
+  var typing = el("div", { className: "typing", "aria-live": "polite" }, t("agent_typing"));
   show(typing, false);
 
-  var prechat = el("form", { className: "prechat", "aria-label": "Before we start", novalidate: true });
-  prechat.appendChild(el("p", null, "Tell us who you are, so we can follow up (optional)."));
-  var nameLabel = el("label", null, "Name");
+  var prechat = el("form", { className: "prechat", "aria-label": t("before_start"), novalidate: true });
+  prechat.appendChild(el("p", null, t("prechat_intro")));
+  var nameLabel = el("label", null, t("name"));
   var nameInput = el("input", { type: "text", name: "name", autocomplete: "name", maxlength: "100" });
   nameLabel.appendChild(nameInput);
-  var emailLabel = el("label", null, "Email");
+  var emailLabel = el("label", null, t("email"));
   var emailInput = el("input", { type: "email", name: "email", autocomplete: "email", maxlength: "254" });
   emailLabel.appendChild(emailInput);
   var prechatError = el("p", { className: "error", role: "alert" });
   show(prechatError, false);
   var prechatRow = el("div", { className: "row" });
-  var skipBtn = el("button", { type: "button", className: "secondary" }, "Skip");
-  var startBtn = el("button", { type: "submit", className: "primary" }, "Start chat");
+  var skipBtn = el("button", { type: "button", className: "secondary" }, t("skip"));
+  var startBtn = el("button", { type: "submit", className: "primary" }, t("start_chat"));
   prechatRow.appendChild(skipBtn);
   prechatRow.appendChild(startBtn);
   prechat.appendChild(nameLabel);
@@ -264,30 +334,30 @@
   show(prechat, false);
 
   // Proving the pre-chat email: the code mailed to it, typed here.
-  var verify = el("form", { className: "verify", "aria-label": "Confirm the address", novalidate: true });
+  var verify = el("form", { className: "verify", "aria-label": t("confirm_address"), novalidate: true });
   var verifyText = el("p", { className: "note", role: "status" });
   var verifyLine = el("div", { className: "line" });
-  var codeLabel = el("label", { className: "sr", "for": "sbw-code" }, "Confirmation code");
+  var codeLabel = el("label", { className: "sr", "for": "sbw-code" }, t("code"));
   var codeInput = el("input", { id: "sbw-code", type: "text", name: "code", inputmode: "numeric",
     autocomplete: "one-time-code", maxlength: "6", pattern: "[0-9]{6}", placeholder: "123456" });
-  var codeBtn = el("button", { type: "submit", className: "primary" }, "Confirm");
+  var codeBtn = el("button", { type: "submit", className: "primary" }, t("confirm"));
   verifyLine.appendChild(codeLabel);
   verifyLine.appendChild(codeInput);
   verifyLine.appendChild(codeBtn);
   var verifyResult = el("p", { role: "alert" });
-  var resendBtn = el("button", { type: "button", className: "link" }, "Send a new code");
+  var resendBtn = el("button", { type: "button", className: "link" }, t("new_code"));
   verify.appendChild(verifyText);
   verify.appendChild(verifyLine);
   verify.appendChild(verifyResult);
   verify.appendChild(resendBtn);
   show(verify, false);
 
-  var composer = el("form", { className: "composer", "aria-label": "Write a message" });
+  var composer = el("form", { className: "composer", "aria-label": t("write") });
   var inputId = "sbw-input";
-  composer.appendChild(el("label", { className: "sr", "for": inputId }, "Your message"));
-  var input = el("textarea", { id: inputId, rows: "2", placeholder: "Write a message\u2026",
+  composer.appendChild(el("label", { className: "sr", "for": inputId }, t("your_message")));
+  var input = el("textarea", { id: inputId, rows: "2", placeholder: t("write_placeholder"),
     "aria-describedby": "sbw-error" });
-  var sendBtn = el("button", { type: "submit", className: "send" }, "Send");
+  var sendBtn = el("button", { type: "submit", className: "send" }, t("send"));
   composer.appendChild(input);
   composer.appendChild(sendBtn);
   var errorBox = el("p", { id: "sbw-error", className: "error", role: "alert" });
@@ -372,19 +442,19 @@
     item.li.classList.toggle("failed", d.state === "failed");
     if (d.direction === "in") {
       item.li.setAttribute("data-state", d.state || "sent");
-      var label = d.state === "sending" ? "Sending\u2026" : d.state === "failed" ?
-        "Not sent" + (d.reason ? ": " + d.reason : "") : "Sent";
+      var label = d.state === "sending" ? t("sending") : d.state === "failed" ?
+        t("not_sent") + (d.reason ? ": " + d.reason : "") : t("sent");
       var time = fmtTime(d.created_at);
       meta.appendChild(el("span", { className: "status" }, label + (time && d.state === "sent" ? " \u00b7 " + time : "")));
       if (d.state === "failed") {
-        var retry = el("button", { type: "button", className: "retry" }, "Retry");
+        var retry = el("button", { type: "button", className: "retry" }, t("retry"));
         retry.addEventListener("click", function () { resend(d.client_id); });
         meta.appendChild(retry);
       }
     } else {
-      var who = d.sender_name || (d.greeting ? "" : "Support");
-      var t = fmtTime(d.created_at);
-      var line = [who, t].filter(Boolean).join(" \u00b7 ");
+      var who = d.sender_name || (d.greeting ? "" : t("support"));
+      var at = fmtTime(d.created_at);
+      var line = [who, at].filter(Boolean).join(" \u00b7 ");
       if (line) { meta.appendChild(el("span", null, line)); }
     }
   }
@@ -393,7 +463,7 @@
     state.unread = n;
     show(badge, n > 0);
     badge.textContent = n > 9 ? "9+" : String(n);
-    bubble.setAttribute("aria-label", n > 0 ? "Open chat (" + n + " unread)" : "Open chat");
+    bubble.setAttribute("aria-label", n > 0 ? t("open_chat_unread", { n: n }) : t("open_chat"));
   }
 
   function showError(text) {
@@ -404,7 +474,7 @@
   function setConn(text) {
     conn.textContent = text || "";
     show(conn, !!text);
-    connState.textContent = state.ready ? "" : "offline";
+    connState.textContent = state.ready ? "" : t("offline_state");
   }
 
   function updateForms() {
@@ -415,7 +485,7 @@
   }
 
   // --- socket ----------------------------------------------------------------------------
-  var OFFLINE_CONN = "You are offline. Messages will be sent when you reconnect.";
+  var OFFLINE_CONN = t("offline_conn");
 
   function connect() {
     if (state.ws) { return; }
@@ -426,7 +496,7 @@
     try { ws = new WebSocket(wsUrl); } catch (e) { scheduleReconnect(); return; }
     state.ws = ws;
     state.ready = false;
-    if (state.welcomed) { setConn("Reconnecting\u2026"); }
+    if (state.welcomed) { setConn(t("reconnecting")); }
     ws.onopen = function () {
       // Another tab may hold a newer (renewed) token: tokens expire after a while unused.
       state.token = local.getItem(KEY + ":token") || state.token;
@@ -445,7 +515,7 @@
       clearInterval(state.pingTimer);
       clearTimeout(state.ackTimer);
       if (navigator.onLine === false) { setConn(OFFLINE_CONN); return; }
-      setConn("Connection lost. Reconnecting\u2026");
+      setConn(t("connection_lost"));
       scheduleReconnect(ev.code === 4429 ? 30000 : 0);
     };
     ws.onerror = function () { /* onclose follows */ };
@@ -460,7 +530,7 @@
     clearInterval(state.pingTimer);
     clearTimeout(state.ackTimer);
     try { ws.close(); } catch (e) { /* already closing */ }
-    setConn(navigator.onLine === false ? OFFLINE_CONN : "Connection lost. Reconnecting\u2026");
+    setConn(navigator.onLine === false ? OFFLINE_CONN : t("connection_lost"));
     if (navigator.onLine !== false) { scheduleReconnect(); }
   }
 
@@ -522,7 +592,7 @@
       state.prechatDone = false;
       try { local.removeItem(KEY + ":prechat"); } catch (e) { /* ignore */ }
     }
-    title.textContent = f.title || "Chat";
+    title.textContent = f.title || t("title");
     state.suggestOn = f.suggest === true;
     state.maxChars = f.max_message_chars || 4000;
     state.prechat = f.prechat !== false;
@@ -607,10 +677,10 @@
 
   function renderComment(box, prompt, texts) {
     var form = el("form", { className: "survey-comment" });
-    var label = el("label", null, texts.comment_prompt || "Anything to add?");
+    var label = el("label", null, texts.comment_prompt || t("anything_to_add"));
     var area = el("textarea", { name: "comment", rows: 2, maxlength: 4000 });
     label.appendChild(area);
-    var submit = el("button", { type: "submit", className: "primary" }, texts.comment_submit || "Send");
+    var submit = el("button", { type: "submit", className: "primary" }, texts.comment_submit || t("send"));
     form.appendChild(label);
     form.appendChild(submit);
     form.addEventListener("submit", function (e) {
@@ -622,7 +692,7 @@
       submit.disabled = true;
       form.classList.add("sent");
       form.appendChild(el("div", { className: "survey-thanks", role: "status" },
-        texts.comment_thanks || "Thank you!"));
+        texts.comment_thanks || t("thank_you")));
       log.scrollTop = log.scrollHeight;
     });
     box.appendChild(form);
@@ -652,36 +722,36 @@
     show(resendBtn, true);
     switch (f.status) {
       case "sent":
-        verifyText.textContent = "We emailed a code to " + email + ". Type it here to confirm the address is yours.";
+        verifyText.textContent = t("code_sent", { email: email });
         verifyNote("");
         codeInput.value = "";
         break;
       case "pending":
-        verifyText.textContent = "Type the code we emailed to " + email + " to confirm the address is yours.";
+        verifyText.textContent = t("code_pending", { email: email });
         verifyNote("");
         break;
       case "wrong_code":
-        verifyNote("That code is not right (" + f.attempts_left + (f.attempts_left === 1 ? " try" : " tries") + " left).", "bad");
+        verifyNote(f.attempts_left === 1 ? t("code_wrong_one") : t("code_wrong", { n: f.attempts_left }), "bad");
         codeInput.select();
         break;
       case "locked":
-        verifyText.textContent = "We could not confirm " + email + ".";
-        verifyNote("Too many wrong codes. Try again in " + minutes(f.retry_after) + " min.", "bad");
+        verifyText.textContent = t("not_confirmed", { email: email });
+        verifyNote(t("locked", { n: minutes(f.retry_after) }), "bad");
         codeInput.disabled = true;
         codeBtn.disabled = true;
         show(resendBtn, false);
         break;
       case "expired":
-        verifyNote("The code has expired. Ask for a new one.", "bad");
+        verifyNote(t("code_expired"), "bad");
         codeInput.disabled = true;
         codeBtn.disabled = true;
         break;
       case "rate_limited":
-        verifyNote("We sent several codes already. Try again in " + minutes(f.retry_after) + " min.", "bad");
+        verifyNote(t("code_rate", { n: minutes(f.retry_after) }), "bad");
         break;
       case "verified":
         verifyText.textContent = "";
-        verifyNote(f.welcome ? "" : "Thank you: " + email + " is confirmed.", "ok");
+        verifyNote(f.welcome ? "" : t("confirmed", { email: email }), "ok");
         show(verifyLine, false);
         show(resendBtn, false);
         form = !f.welcome;
@@ -722,17 +792,17 @@
       return;
     }
     if (f.code === "invalid_code") {
-      verifyNote(f.message || "Type the 6-digit code from the email.", "bad");
+      verifyNote(t("type_code"), "bad");
       return;
     }
     if (f.code === "invalid_profile") {
-      prechatError.textContent = f.message || "Please check the form.";
+      prechatError.textContent = f.message || t("check_form");
       show(prechatError, true);
       show(prechat, true);
       show(composer, false);
       return;
     }
-    showError(f.message || "Something went wrong.");
+    showError(f.message || t("went_wrong"));
   }
 
   function onTyping(on) {
@@ -828,10 +898,10 @@
     if (!list.length) { state.suggested = null; show(suggestBox, false); return; }
     var texts = f.texts || {};
     state.suggested = { items: list, texts: texts };
-    suggestTitle.textContent = texts.heading || "These articles may answer your question:";
-    suggestAsk.textContent = texts.question || "Did this answer your question?";
-    yesBtn.textContent = texts.yes || "Yes, thanks";
-    noBtn.textContent = texts.no || "No, send my message";
+    suggestTitle.textContent = texts.heading || t("articles");
+    suggestAsk.textContent = texts.question || t("answered");
+    yesBtn.textContent = texts.yes || t("yes");
+    noBtn.textContent = texts.no || t("no");
     while (suggestList.firstChild) { suggestList.removeChild(suggestList.firstChild); }
     list.forEach(function (a) {
       var li = el("li", { "data-slug": a.slug });
@@ -863,7 +933,7 @@
     hideSuggestions();
     input.value = "";
     state.shownKey = "";
-    gladNote.textContent = shown.texts.glad || "Glad we could help!";
+    gladNote.textContent = shown.texts.glad || t("glad");
     show(gladNote, true);
   });
   noBtn.addEventListener("click", function () {
@@ -891,7 +961,7 @@
     bubble.setAttribute("aria-expanded", "true");
     setUnread(0);
     if (!state.ws) { connect(); }
-    if (!state.welcomed) { setConn("Connecting\u2026"); }
+    if (!state.welcomed) { setConn(t("connecting")); }
     updateForms();
     log.scrollTop = log.scrollHeight;
     (prechat.hidden ? input : nameInput).focus();
@@ -917,7 +987,7 @@
     var email = emailInput.value.trim();
     var name = nameInput.value.trim();
     if (email && !/^[^@\s]+@[^@\s]+\.[^@\s.]+$/.test(email)) {
-      prechatError.textContent = "That does not look like an email address.";
+      prechatError.textContent = t("bad_email");
       show(prechatError, true);
       emailInput.focus();
       return;
@@ -937,14 +1007,14 @@
     e.preventDefault();
     var code = codeInput.value.replace(/\s+/g, "");
     if (!/^[0-9]{6}$/.test(code)) {
-      verifyNote("Type the 6-digit code from the email.", "bad");
+      verifyNote(t("type_code"), "bad");
       codeInput.focus();
       return;
     }
-    if (!send({ type: "verify", code: code })) { verifyNote("You are offline; try again in a moment.", "bad"); }
+    if (!send({ type: "verify", code: code })) { verifyNote(t("offline_retry"), "bad"); }
   });
   resendBtn.addEventListener("click", function () {
-    if (send({ type: "verify_resend" })) { verifyNote("Sending a new code\u2026"); }
+    if (send({ type: "verify_resend" })) { verifyNote(t("sending_code")); }
   });
   skipBtn.addEventListener("click", function () {
     state.prechatDone = true;
