@@ -81,7 +81,7 @@ class PgContacts(PgBase):
     async def portal_revoke(self, contact_id: str, now: float) -> int:
         async def op(conn: Conn) -> int:
             await conn.execute(
-                "WITH RECURSIVE merged(id) AS (SELECT $1::text"
+                'WITH RECURSIVE merged(id) AS (SELECT $1::text COLLATE "C"'
                 " UNION SELECT c.id FROM contacts c JOIN merged ON c.merged_into = merged.id)"
                 " UPDATE contacts SET portal_epoch = portal_epoch + 1, updated_at=$2"
                 " WHERE id IN (SELECT id FROM merged)",
