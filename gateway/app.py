@@ -563,6 +563,11 @@ class Gateway:
                 clock=self.clock,
                 suggest=self.suggester.suggest if self.loaded.kb is not None else None,
                 suggestion_event=self.suggester.events_for(channel.name),
+                portal_link=(
+                    self.portal.widget_link
+                    if self.portal is not None and self.config.portal.enabled
+                    else None
+                ),
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.base import Identity, InboundMessage
-from gateway.i18n import Texts
+from gateway.i18n import Texts, primary
+from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor, RejectedMessage
 from gateway.model import ACTIVE_STATUSES, Contact, Conversation, Message
 from gateway.portal import links
@@ -142,6 +143,19 @@ class Portal:
         url = f"{self.public_url().rstrip('/')}/portal/{token}"
         log.info("portal link issued", extra={"contact": contact.id, "expires": expires})
         return Issued(contact.id, url, token, expires)
+
+    async def widget_link(self, identity: Identity, language: str) -> dict[str, str] | None:
+        """`ctx.portal_link` for the web chat: a link for the visitor's contact and the
+        text to show it with; None while the visitor has no contact (nothing sent yet)."""
+        if not self.enabled:
+            return None
+        try:
+            contact = await self.store.find_contact(normalize(identity))
+        except (NotFound, ValueError):
+            return None
+        issued = await self.issue(contact.id)
+        lang = primary(language) or self.texts.language_for(contact.attributes)
+        return {"url": issued.url, "label": self.texts.text("portal.widget_link", lang)}
 
     async def revoke(self, contact_id: str) -> int:
         """Every link given out for the contact (and for the contacts merged into it) stops

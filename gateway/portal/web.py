@@ -350,11 +350,13 @@ async def portal_page(request: web.Request) -> web.Response:
 
 
 def _same_origin(request: web.Request, public_url: str) -> bool:
-    """A browser's POST from this site: `Sec-Fetch-Site` (when sent) is same-origin, and
-    `Origin` (when sent) is this server as the browser reached it, or the public URL."""
+    """A browser's POST from this site: `Sec-Fetch-Site` says same-origin; without it,
+    `Origin` (when sent) is this server as the browser reached it, or the public URL. (The
+    page's `no-referrer` policy makes a browser send `Origin: null` on its own forms, which
+    is why the fetch metadata is asked first.)"""
     site = request.headers.get("Sec-Fetch-Site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("Origin")
     if origin is None:
         return True

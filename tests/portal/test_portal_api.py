@@ -156,6 +156,16 @@ async def test_a_forged_cross_site_or_stale_post_is_refused(
     action, form = _form(page, conv)
     status, _, _ = await _answer(client.base, action, form, "from evil", "https://evil.example")
     assert status == 403
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            client.base + action,
+            data={"text": "from evil", "form": form},
+            headers={"Sec-Fetch-Site": "cross-site", "Origin": "null"},
+            allow_redirects=False,
+        ) as resp,
+    ):
+        assert resp.status == 403
     status, body, _ = await _answer(client.base, action, form[:-2] + "xx", "forged form")
     assert status == 403 and "out of date" in body
     status, body, _ = await _answer(client.base, action, form, "x" * 51)

@@ -110,6 +110,8 @@
     ".banner{background:#fff4d6;color:#5c4300;padding:8px 14px;font-size:13px;border-bottom:1px solid #f0dfa8}",
     ".waitnote{background:#e8f0fe;color:#1a3d7c;padding:8px 14px;font-size:13px;border-bottom:1px solid #c6d6f5}",
     ".conn{background:#eef1f7;color:#3b4357;padding:6px 14px;font-size:12px}",
+    ".portal{display:block;padding:6px 14px;font-size:12.5px;background:#f6f8fc;border-bottom:1px solid #e3e6ee;color:#2447d5;font-weight:600;text-decoration:none}",
+    ".portal:hover{text-decoration:underline}",
     ".log{list-style:none;margin:0;padding:12px;flex:1;overflow-y:auto;display:flex;flex-direction:column;gap:8px;background:#f6f7fb}",
     ".msg{max-width:82%;display:flex;flex-direction:column}",
     ".msg.in{align-self:flex-end;align-items:flex-end}",
@@ -237,6 +239,11 @@
     "data-state": "served" });
   show(waitNote, false);
   var conn = el("div", { className: "conn", role: "status" }, "Connecting\u2026");
+  // Issue 15: "See my requests": the customer portal, in a new tab (a signed link the
+  // gateway makes for this visitor's contact, once there is one).
+  var portalLink = el("a", { className: "portal", target: "_blank", rel: "noopener noreferrer",
+    "data-testid": "portal-link" });
+  show(portalLink, false);
   show(conn, false);
   var log = el("ol", { className: "log", role: "log", "aria-live": "polite", "aria-label": "Messages" });
   var typing = el("div", { className: "typing", "aria-live": "polite" }, "Agent is typing\u2026");
@@ -318,6 +325,7 @@
   panel.appendChild(banner);
   panel.appendChild(waitNote);
   panel.appendChild(conn);
+  panel.appendChild(portalLink);
   panel.appendChild(log);
   panel.appendChild(typing);
   panel.appendChild(errorBox);
@@ -494,8 +502,16 @@
       case "token": saveToken(f.token); break;
       case "verification": onVerification(f); break;
       case "suggestions": onSuggestions(f); break;
+      case "portal": onPortal(f); break;
       default: break;
     }
+  }
+
+  function onPortal(f) {
+    if (!f || !f.url) { return; }
+    portalLink.href = f.url;
+    portalLink.textContent = f.label || "See my requests";
+    show(portalLink, true);
   }
 
   function closedNow() { return waitNote.getAttribute("data-state") === "closed"; }
@@ -524,6 +540,8 @@
     }
     title.textContent = f.title || "Chat";
     state.suggestOn = f.suggest === true;
+    state.portalOn = f.portal === true;
+    onPortal(f.portal_link);
     state.maxChars = f.max_message_chars || 4000;
     state.prechat = f.prechat !== false;
     if (f.profile) { state.profile = f.profile; saveJSON(local, "profile", f.profile); }
@@ -709,6 +727,8 @@
     }
     dropPending(f.client_id);
     state.hadHistory = true;
+    // The first message made a contact: now there is a portal to show.
+    if (state.portalOn && portalLink.hidden) { send({ type: "portal" }); }
   }
 
   function onError(f) {
