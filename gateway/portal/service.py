@@ -116,13 +116,14 @@ class Portal:
     def enabled(self) -> bool:
         return self.config.enabled
 
-    async def secret(self) -> bytes:
+    async def secret(self, fresh: bool = False) -> bytes:
         """The configured secret, else one made at first use and kept in the store (links
-        stay valid across restarts and instances)."""
+        stay valid across restarts and instances). `fresh`: read the kept one again (two
+        instances making the first one at once: the one the store kept wins)."""
         configured = self.config.secret
         if configured is not None:
             return configured.get_secret_value().encode()
-        if not self._secret:
+        if fresh or not self._secret:
             kept = await self.store.kv_get(SECRET_NAMESPACE, SECRET_KEY)
             if kept is None:
                 await self.store.kv_set(SECRET_NAMESPACE, SECRET_KEY, secrets.token_urlsafe(32))
@@ -168,6 +169,8 @@ class Portal:
     async def open(self, token: str) -> Visitor | links.Refusal:
         """Whom a link shows, or why it does not work."""
         link = links.read(await self.secret(), token)
+        if link is None and self.config.secret is None:
+            link = links.read(await self.secret(fresh=True), token)
         epoch: int | None = None
         if link is not None:
             try:
