@@ -11,9 +11,9 @@ from typing import Any
 import aiohttp
 
 from gateway.app import Gateway
-from tests.gateway.conftest import Client, agent_token, base_config, wait_for
+from tests.gateway.conftest import Client, Receiver, agent_token, base_config, wait_for
 from tests.portal.conftest import OnBackend
-from tests.surveys.helpers import Clock
+from tests.surveys.helpers import Clock, fire, surveys
 
 
 def _config(tmp_path: Path, on_backend: OnBackend, **portal: Any) -> dict[str, Any]:
@@ -278,3 +278,28 @@ async def test_merged_contacts_share_one_portal(
     status, _ = await client.call("DELETE", f"/v1/contacts/{holder}/portal-link")
     assert status == 200
     assert (await _page(old_link))[0] == 410
+
+
+async def test_an_answer_in_the_portal_is_never_taken_as_a_survey_score(
+    gateway_factory: Any, tmp_path: Path, on_backend: OnBackend, receiver: Receiver
+) -> None:
+    clock = Clock()
+    cfg = on_backend(base_config(tmp_path / "db.sqlite", receiver.url))
+    cfg["portal"] = {"enabled": True}
+    cfg["surveys"] = {"delay": "10m"}
+    gw, client = await gateway_factory(cfg, clock=clock)
+    conv = await _conversation(client, "m1", "The app crashes")
+    status, _ = await client.call("POST", f"/v1/conversations/{conv}/resolve")
+    assert status == 200
+    await fire(gw, clock, 3600)
+    await wait_for(lambda: any("satisfied" in str(b.get("text")) for b in receiver.bodies()))
+    url = await _link(client, await _contact_of(client, conv))
+    _, page, _ = await _page(url)
+    action, form = _form(page, conv)
+    # "5" typed on the channel would answer the open survey; in the portal it is a message.
+    status, _, _ = await _answer(client.base, action, form, "5")
+    assert status == 303
+    after = await client.conversation(conv)
+    assert _inbound_texts(after)[-1] == "5" and after["status"] in ("open", "assigned")
+    [asked] = await surveys(client, conversation_id=conv)
+    assert asked["score"] is None
