@@ -342,6 +342,7 @@
     S.tagsPath = has("POST", "/v1/conversations/{id}/tags");
     S.readApi = has("POST", "/v1/conversations/{id}/read");
     S.notesApi = has("POST", "/v1/conversations/{id}/notes");
+    S.portalApi = has("POST", "/v1/conversations/{id}/portal-link");
     S.cannedApi = has("GET", "/v1/canned-replies");
     S.attachApi = S.notesApi;  // the same branch brought multipart replies
     S.mergeApi = has("POST", "/v1/contacts/{id}/merge");
@@ -745,6 +746,9 @@
     $("resolve").disabled = !may;
     $("reopen").hidden = active || !has("POST", "/v1/conversations/{id}/reopen");
     $("wake").hidden = !conv.snoozed_until || !S.snoozeSupported;
+    // Issue 15: the customer portal link, sent to the customer in this conversation.
+    $("portal-link").hidden = !S.portalApi || conv.status === "closed";
+    $("portal-link").disabled = !may;
     $("transfer").disabled = !active || !may;
     $("transfer-queue").disabled = $("transfer").disabled;
     $("snooze").disabled = !active || !may;
@@ -1470,6 +1474,7 @@
       }
     });
     $("wake").addEventListener("click", () => act(t("done.woken"), "DELETE", convPath(S.current, "/snooze")));
+    $("portal-link").addEventListener("click", () => act(t("done.portal_link"), "POST", convPath(S.current, "/portal-link")));
     $("snooze").addEventListener("click", () => {
       const until = snoozeUntil($("snooze-for").value);
       act(t("done.snoozed", { time: I.when(until.toISOString()) }), "POST", convPath(S.current, "/snooze"),

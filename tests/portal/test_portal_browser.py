@@ -10,9 +10,10 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.gateway.conftest import Client
+from tests.gateway.conftest import Client, agent_token
 from tests.webchat.conftest import (
     CHANNEL,
+    Console,
     PageWatch,
     Widget,
     artifact,
@@ -134,3 +135,50 @@ async def test_portal_from_the_widget_shows_both_channels_and_takes_an_answer(
     await ctx.close()
     await de.close()
     assert gw.portal is not None
+
+
+async def test_an_agent_sends_the_portal_link_from_the_console(
+    gateway_factory: Any, tmp_path: Path, browser: Browser, watch: PageWatch
+) -> None:
+    port = free_port()
+    cfg = webchat_config(tmp_path / "db.sqlite", port)
+    cfg["portal"] = {"enabled": True}
+    _, api = await gateway_factory(cfg)
+    base = f"http://127.0.0.1:{port}"
+
+    visitor = await browser.new_context(locale="en-US", viewport={"width": 1000, "height": 760})
+    page = await new_page(visitor, watch)
+    await page.goto(base + "/")
+    widget = Widget(page)
+    await widget.open()
+    await widget.skip_prechat()
+    await widget.send("Can I see my earlier requests?")
+    await expect(widget.message("Can I see my earlier")).to_have_attribute("data-state", "sent")
+
+    async def assigned() -> dict[str, Any] | None:
+        conv = await _webchat_conversation(api)
+        return conv if conv and conv["assignee"] else None
+
+    conv = await wait_for(assigned, timeout=10)
+    agent = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
+    console = Console(await new_page(agent, watch))
+    await console.sign_in(base, agent_token(conv["assignee"]))
+    await console.open(conv["id"])
+    await console.page.get_by_role("button", name="Send portal link").click()
+    await expect(console.page.locator("#status")).to_contain_text("Portal link sent.")
+
+    # The visitor gets it in the widget, in its own language, as a link it can follow.
+    sent = widget.message("You can see all your requests with us", "out")
+    await expect(sent).to_be_visible(timeout=10_000)
+    await page.screenshot(path=artifact("widget-portal-message.png"))
+    async with visitor.expect_page() as opened:
+        await sent.locator("a").click()
+    portal = await opened.value
+    await portal.wait_for_load_state()
+    await expect(portal.locator("h1")).to_have_text("Your requests")
+    await expect(portal.locator(f"#c-{conv['id']} .transcript")).to_contain_text(
+        "Can I see my earlier requests?"
+    )
+    assert watch.problems() == []
+    await visitor.close()
+    await agent.close()
