@@ -61,6 +61,8 @@ class Entry:
     conversation: Conversation
     messages: list[Message]
     can_reply: bool
+    # Another conversation of the contact is active (where a follow-up goes).
+    elsewhere: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,18 +207,19 @@ class Portal:
         out = []
         for conv in rows:
             messages = [m for m in await self.store.messages(conv.id) if visible(m)]
-            out.append(Entry(conv, messages, self.can_reply(conv, active)))
+            others = [a for a in active if a != conv.id]
+            out.append(Entry(conv, messages, self.can_reply(conv, others), bool(others)))
         return out
 
-    def can_reply(self, conv: Conversation, active: list[str]) -> bool:
+    def can_reply(self, conv: Conversation, others: list[str]) -> bool:
         """An answer can join this conversation: it is not closed, it has a channel and an
-        address, and it is active or (resolved) no other conversation of the contact is
-        (a contact has one active conversation: the answer would join that one)."""
+        address, and it is active or (resolved) none of the contact's `others` is active (a
+        contact has one active conversation: the answer would join that one)."""
         if conv.status == "closed" or conv.reply_kind is None or not conv.reply_address:
             return False
         if conv.last_channel not in self.channel_kinds():
             return False
-        return conv.status in ACTIVE_STATUSES or not active
+        return conv.status in ACTIVE_STATUSES or not others
 
     # --- answers ---------------------------------------------------------------------------
     async def reply(
@@ -231,8 +234,8 @@ class Portal:
         rows, _ = await self.store.list_conversations(
             ConversationFilter(contact_id=contact.id, limit=MAX_CONVERSATIONS)
         )
-        active = [c.id for c in rows if c.status in ACTIVE_STATUSES and c.id != conv.id]
-        if not self.can_reply(conv, active) or conv.reply_kind is None:
+        others = [c.id for c in rows if c.status in ACTIVE_STATUSES and c.id != conv.id]
+        if not self.can_reply(conv, others) or conv.reply_kind is None:
             return ReplyOutcome("closed", None)
         kind = self.channel_kinds()[conv.last_channel]
         msg = InboundMessage(

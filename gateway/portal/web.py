@@ -298,7 +298,8 @@ def _entry_html(
             "</form>"
         )
     elif status == "resolved":
-        parts.append(f'<p class="hint">{html.escape(texts.text("portal.reply_closed", lang))}</p>')
+        key = "portal.reply_closed" if entry.elsewhere else "portal.reply_closed_new"
+        parts.append(f'<p class="hint closed">{html.escape(texts.text(key, lang))}</p>')
     parts.append("</section>")
     return "".join(parts)
 
