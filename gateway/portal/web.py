@@ -382,7 +382,8 @@ async def portal_reply(request: web.Request) -> web.Response:
     form = await request.post()
     nonce, _, mac = str(form.get("form") or "").partition(".")
     secret = await portal.secret()
-    if not nonce or not secrets.compare_digest(mac, form_mac(secret, token, conv_id, nonce)):
+    expected = form_mac(secret, token, conv_id, nonce)
+    if not nonce or not secrets.compare_digest(mac.encode(), expected.encode()):
         notice = (conv_id, texts.text("portal.form_stale", lang), True)
         return await _render(request, portal, visitor, notice, 403)
     text = str(form.get("text") or "").replace("\r\n", "\n").strip()

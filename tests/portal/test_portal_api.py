@@ -168,6 +168,8 @@ async def test_a_forged_cross_site_or_stale_post_is_refused(
         assert resp.status == 403
     status, body, _ = await _answer(client.base, action, form[:-2] + "xx", "forged form")
     assert status == 403 and "out of date" in body
+    status, body, _ = await _answer(client.base, action, form[:-2] + "äö", "forged form")
+    assert status == 403 and "out of date" in body
     status, body, _ = await _answer(client.base, action, form, "x" * 51)
     assert status == 413 and "at most 50 characters" in body
     status, body, _ = await _answer(client.base, action, form, "   ")
