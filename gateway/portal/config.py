@@ -36,6 +36,9 @@ class PortalConfig(BaseModel):
     max_reply_chars: int = Field(
         5000, ge=1, le=100_000, description="The longest answer a customer may send."
     )
+    answers_per_hour: int = Field(
+        30, ge=1, description="Answers one contact may send through the portal per hour."
+    )
 
     @field_validator("link_ttl", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.base import Identity, InboundMessage
+from connectors.ratelimit import LocalRateLimiter
 from gateway.i18n import Texts, primary
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor, RejectedMessage
@@ -109,6 +110,8 @@ class Portal:
         self.public_url = public_url
         self.channel_kinds = channel_kinds
         self._secret = b""
+        # Answers per contact and hour (in this instance).
+        self.rates = LocalRateLimiter()
 
     @property
     def config(self) -> PortalConfig:
@@ -222,6 +225,12 @@ class Portal:
         return conv.status in ACTIVE_STATUSES or not others
 
     # --- answers ---------------------------------------------------------------------------
+    async def answer_wait(self, contact: Contact) -> float:
+        """Count one answer of the contact: 0 when allowed, else the seconds to wait."""
+        return await self.rates.window(
+            f"answers:{contact.id}", self.config.answers_per_hour, 3600.0
+        )
+
     async def reply(
         self, contact: Contact, conversation_id: str, text: str, nonce: str
     ) -> ReplyOutcome:

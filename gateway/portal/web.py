@@ -395,6 +395,12 @@ async def portal_reply(request: web.Request) -> web.Response:
     if len(text) > limit:
         notice = (conv_id, texts.text("portal.reply_too_long", lang, count=limit), True)
         return await _render(request, portal, visitor, notice, 413)
+    wait = await portal.answer_wait(visitor.contact)
+    if wait:
+        notice = (conv_id, texts.text("portal.too_many", lang), True)
+        response = await _render(request, portal, visitor, notice, 429)
+        response.headers["Retry-After"] = str(max(1, int(wait)))
+        return response
     try:
         outcome = await portal.reply(visitor.contact, conv_id, text, nonce)
     except NotFound:

@@ -149,7 +149,9 @@ async def test_a_customer_sees_its_requests_and_answers_one(
 async def test_a_forged_cross_site_or_stale_post_is_refused(
     gateway_factory: Any, tmp_path: Path, on_backend: OnBackend
 ) -> None:
-    _, client = await gateway_factory(_config(tmp_path, on_backend, max_reply_chars=50))
+    _, client = await gateway_factory(
+        _config(tmp_path, on_backend, max_reply_chars=50, answers_per_hour=1)
+    )
     conv = await _conversation(client, "m1", "Hello")
     url = await _link(client, await _contact_of(client, conv))
     _, page, _ = await _page(url)
@@ -176,6 +178,22 @@ async def test_a_forged_cross_site_or_stale_post_is_refused(
     assert status == 422
     texts = _inbound_texts(await client.conversation(conv))
     assert texts == ["Hello"]
+    # One answer an hour here: the second is refused, and says when to try again.
+    status, _, _ = await _answer(client.base, action, form, "first answer")
+    assert status == 303
+    _, page, _ = await _page(url)
+    action, form = _form(page, conv)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            client.base + action,
+            data={"text": "second answer", "form": form},
+            allow_redirects=False,
+        ) as resp,
+    ):
+        assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+        assert "Please wait a little" in await resp.text()
+    assert _inbound_texts(await client.conversation(conv)) == ["Hello", "first answer"]
 
 
 async def test_an_answer_reopens_a_resolved_request(
