@@ -853,7 +853,9 @@ OPERATIONS += (
         "Revoke every portal link given out for this contact",
         PORTAL_ROLES,
         portal.PortalRevokedOut,
-        description="Also the links of the contacts merged into it. A revoked link answers 410.",
+        description="Every link that shows the contact's conversations: merges are followed "
+        "to the contact holding them (`contact_id`), whose links and those of every contact "
+        "merged into it stop working. A revoked link answers 410.",
     ),
     Op(
         "POST",

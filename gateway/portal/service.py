@@ -163,13 +163,14 @@ class Portal:
         lang = primary(language) or self.texts.language_for(contact.attributes)
         return {"url": issued.url, "label": self.texts.text("portal.widget_link", lang)}
 
-    async def revoke(self, contact_id: str) -> int:
-        """Every link given out for the contact (and for the contacts merged into it) stops
-        working; returns the new epoch."""
-        contact = await self.store.get_contact(contact_id)
-        epoch = await self.epochs.portal_revoke(contact.id, self.clock())
+    async def revoke(self, contact_id: str) -> str:
+        """Every link that shows the contact's conversations stops working: merges are
+        followed to the contact holding them, whose links and those of every contact merged
+        into it are revoked. Returns the holder's id."""
+        contact = await self._holder(contact_id)
+        await self.epochs.portal_revoke(contact.id, self.clock())
         log.info("portal links revoked", extra={"contact": contact.id})
-        return epoch
+        return contact.id
 
     async def open(self, token: str) -> Visitor | links.Refusal:
         """Whom a link shows, or why it does not work."""

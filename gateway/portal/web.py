@@ -96,8 +96,8 @@ async def revoke_links(request: web.Request) -> web.Response:
     portal = portal_of(request)
     gw = gateway_of(request)
     contact = await gw.store.get_contact(request.match_info["id"], principal.scope)
-    await portal.revoke(contact.id)
-    return web.json_response({"contact_id": contact.id, "revoked": True})
+    holder = await portal.revoke(contact.id)
+    return web.json_response({"contact_id": holder, "revoked": True})
 
 
 async def send_link(request: web.Request) -> web.Response:

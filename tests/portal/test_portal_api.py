@@ -298,6 +298,12 @@ async def test_merged_contacts_share_one_portal(
     status, _ = await client.call("DELETE", f"/v1/contacts/{holder}/portal-link")
     assert status == 200
     assert (await _page(old_link))[0] == 410
+    # Revoking through the merged contact revokes the holder's links too: they show the
+    # same conversations.
+    fresh = await _link(client, holder)
+    status, body = await client.call("DELETE", f"/v1/contacts/{other}/portal-link")
+    assert status == 200 and body["contact_id"] == holder
+    assert (await _page(fresh))[0] == 410
 
 
 async def test_an_answer_in_the_portal_is_never_taken_as_a_survey_score(
