@@ -4,6 +4,7 @@ gateway/config.py."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -36,6 +37,9 @@ class PortalConfig(BaseModel):
     max_reply_chars: int = Field(
         5000, ge=1, le=100_000, description="The longest answer a customer may send."
     )
+    timezone: str = Field(
+        "UTC", description="IANA zone the page shows times in, e.g. Europe/Berlin."
+    )
     answers_per_hour: int = Field(
         30, ge=1, description="Answers one contact may send through the portal per hour."
     )
@@ -44,6 +48,17 @@ class PortalConfig(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> float:
         return _seconds(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Europe/Berlin)"
+            ) from None
+        return value
 
     @field_validator("secret")
     @classmethod

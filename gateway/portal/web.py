@@ -226,7 +226,7 @@ async def _visitor(request: web.Request) -> tuple[Portal, Visitor] | web.Respons
     return portal, found
 
 
-def _message_html(entry: Entry, lang: str, texts: Texts) -> str:
+def _message_html(entry: Entry, lang: str, texts: Texts, tz: str) -> str:
     items = []
     for m in entry.messages:
         who = texts.text("portal.you" if m.direction == "in" else "portal.team", lang)
@@ -238,7 +238,7 @@ def _message_html(entry: Entry, lang: str, texts: Texts) -> str:
             files = f'<div class="files">📎 {names}</div>'
         items.append(
             f'<li class="{m.direction}"><span class="who">{html.escape(who)}</span>'
-            f'<time datetime="{iso(m.created_at)}">{html.escape(texts.datetime(m.created_at, lang))}'
+            f'<time datetime="{iso(m.created_at)}">{html.escape(texts.datetime(m.created_at, lang, tz))}'
             f'</time><div class="text">{body}</div>{files}</li>'
         )
     return f'<ol class="transcript">{"".join(items)}</ol>'
@@ -252,11 +252,12 @@ def _entry_html(
     secret: bytes,
     notice: tuple[str, bool] | None,
     max_chars: int,
+    tz: str,
 ) -> str:
     conv = entry.conversation
     status = customer_status(conv.status)
     title = conv.subject or texts.text(
-        "portal.request", lang, date=texts.datetime(conv.created_at, lang)
+        "portal.request", lang, date=texts.datetime(conv.created_at, lang, tz)
     )
     channel_kind = conv.channel_kind
     try:
@@ -271,9 +272,9 @@ def _entry_html(
         f'<span class="channel">{html.escape(channel)}</span>'
         f'<span class="status {status}">{html.escape(texts.text(f"portal.status.{status}", lang))}'
         "</span>"
-        f'<span class="activity">{html.escape(texts.text("portal.last_activity", lang, date=texts.datetime(conv.updated_at, lang)))}'
+        f'<span class="activity">{html.escape(texts.text("portal.last_activity", lang, date=texts.datetime(conv.updated_at, lang, tz)))}'
         "</span></div>",
-        _message_html(entry, lang, texts),
+        _message_html(entry, lang, texts, tz),
     ]
     if notice is not None:
         text, error = notice
@@ -317,6 +318,7 @@ async def _render(
     entries = await portal.entries(visitor.contact)
     secret = await portal.secret()
     max_chars = portal.config.max_reply_chars
+    tz = portal.config.timezone
     title = texts.text("portal.title", lang)
     other = "en" if lang == "de" else "de"
     body = [
@@ -324,7 +326,7 @@ async def _render(
         f"{'English' if other == 'en' else 'Deutsch'}</a></nav>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="intro">{html.escape(texts.text("portal.intro", lang))}</p>',
-        f'<p class="hint" id="valid">{html.escape(texts.text("portal.valid_until", lang, date=texts.datetime(visitor.link.expires, lang)))}</p>',
+        f'<p class="hint" id="valid">{html.escape(texts.text("portal.valid_until", lang, date=texts.datetime(visitor.link.expires, lang, tz)))}</p>',
     ]
     if not entries:
         body.append(f'<p id="empty">{html.escape(texts.text("portal.empty", lang))}</p>')
@@ -332,7 +334,7 @@ async def _render(
         here = None
         if notice is not None and notice[0] == entry.conversation.id:
             here = (notice[1], notice[2])
-        body.append(_entry_html(entry, lang, texts, token, secret, here, max_chars))
+        body.append(_entry_html(entry, lang, texts, token, secret, here, max_chars, tz))
     return _page(lang, title, "".join(body), status)
 
 

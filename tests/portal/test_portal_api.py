@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from gateway.app import Gateway
+from gateway.i18n import Texts
 from tests.gateway.conftest import Client, Receiver, agent_token, base_config, wait_for
 from tests.portal.conftest import OnBackend
 from tests.surveys.helpers import Clock, fire, surveys
@@ -250,7 +252,7 @@ async def test_revoked_expired_and_tampered_links(
 async def test_agents_issue_links_only_for_contacts_they_see_and_can_send_one(
     gateway_factory: Any, tmp_path: Path, on_backend: OnBackend
 ) -> None:
-    cfg = _config(tmp_path, on_backend)
+    cfg = _config(tmp_path, on_backend, timezone="Europe/Berlin")
     cfg["auth"]["visibility"] = "assigned"  # an agent sees the conversations it holds
     _, client = await gateway_factory(cfg)
     conv = await _conversation(client, "m1", "Hello there")
@@ -279,6 +281,9 @@ async def test_agents_issue_links_only_for_contacts_they_see_and_can_send_one(
     assert sent["direction"] == "out" and body["url"] in sent["text"]
     status, page, _ = await _page(body["url"])
     assert status == 200 and "Ihre Anfragen" in page and 'lang="de"' in page
+    # Times as the customer's clock shows them (portal.timezone), in its language.
+    expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert Texts.datetime(expires, "de", "Europe/Berlin") in page
 
 
 async def test_merged_contacts_share_one_portal(

@@ -31,6 +31,7 @@ def test_the_portal_is_off_by_default_and_links_last_a_week(tmp_path: Path) -> N
         ({"secret": "short"}, "portal.secret", "at least 16 characters"),
         ({"enabeld": True}, "portal.enabeld", "unknown key"),
         ({"max_reply_chars": 0}, "portal.max_reply_chars", "greater than or equal"),
+        ({"timezone": "Mars/Olympus"}, "portal.timezone", "unknown time zone"),
     ],
 )
 def test_a_wrong_portal_section_is_refused_naming_the_key(
