@@ -140,7 +140,7 @@ async def test_a_customer_sees_its_requests_and_answers_one(
     assert any(e.data["conversation_id"] == conv for e in received)
     # The answer goes out as the customer's message on the conversation's channel.
     last_in = [m for m in after["messages"] if m["direction"] == "in"][-1]
-    assert last_in["channel"] == "api"
+    assert last_in["channel"] == "api" and last_in["via"] == "portal"
 
     status, page, _ = await _page(client.base + location)
     assert "Thank you, your answer has been added to this request." in page
