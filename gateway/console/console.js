@@ -817,6 +817,8 @@
     head.appendChild(el("strong", null, who));
     if (note) head.appendChild(el("span", { className: "note-label" }, t("msg.note")));
     else if (m.channel) head.appendChild(el("span", { className: "channel" }, m.channel));
+    // Issue 15: an answer the customer wrote in the customer portal.
+    if (m.via === "portal") head.appendChild(el("span", { className: "channel via" }, t("msg.via_portal")));
     head.appendChild(el("time", { datetime: m.created_at, title: I.full(m.created_at) }, I.when(m.created_at)));
     if (!note && m.direction === "out" && m.status) {
       head.appendChild(el("span", { className: "state state-" + m.status },

@@ -179,6 +179,13 @@ async def test_an_agent_sends_the_portal_link_from_the_console(
     await expect(portal.locator(f"#c-{conv['id']} .transcript")).to_contain_text(
         "Can I see my earlier requests?"
     )
+    # The answer from the portal appears live in the agent's console, marked as such.
+    await portal.locator(f"#c-{conv['id']} textarea").fill("Thanks, found them all.")
+    await portal.get_by_role("button", name="Send answer").click()
+    answer = console.message("Thanks, found them all.")
+    await expect(answer).to_be_visible(timeout=10_000)
+    await expect(answer.locator(".via")).to_have_text("via the customer portal")
+    await console.page.screenshot(path=artifact("console-portal-answer.png"))
     assert watch.problems() == []
     await visitor.close()
     await agent.close()
