@@ -462,6 +462,11 @@ async def _no_suggestion_event(visitor: Identity, event: str, data: dict[str, An
     return None
 
 
+# Issue 15: (the customer, language) → {"url", "label"}: a link to the customer portal for
+# the contact holding that identity, and the text to show it with; None: no contact yet.
+PortalLink = Callable[[Identity, str], Awaitable[dict[str, str] | None]]
+
+
 @dataclass(slots=True)
 class ConnectorContext:
     """What the core gives a connector."""
@@ -485,6 +490,8 @@ class ConnectorContext:
     # no knowledge base), and what became of them (shown, clicked, answered).
     suggest: Suggest | None = None
     suggestion_event: SuggestionEvent = _no_suggestion_event
+    # Issue 15: a link to the customer portal (None: the portal is off).
+    portal_link: PortalLink | None = None
     # Leases shared by the gateway's instances (None: one instance, always held).
     leases: LeaseFactory | None = None
     # Rate limits shared by the gateway's instances (None: kept in this process).

@@ -54,6 +54,8 @@ from gateway.kpis.fold import Kpis
 from gateway.metrics import METRICS
 from gateway.model import Conversation, Event, Message, ephemeral
 from gateway.outbox import Outbox
+from gateway.portal import web as portal_web
+from gateway.portal.service import Portal
 from gateway.quarantine import QuarantineService
 from gateway.registry import ConnectorRegistry, default_registry
 from gateway.reload import ReloadResult
@@ -267,6 +269,16 @@ class Gateway:
             self.public_url,
             clock,
         )
+        # Issue 15: the customer portal (gateway/portal/): signed links, the page, answers.
+        self.portal: Portal | None = Portal(
+            lambda: self.config.portal,
+            self.store,
+            self.ingestor,
+            self.texts,
+            clock,
+            self.public_url,
+            lambda: {c.name: self.registry.get(c.type).kind for c in self.config.channels},
+        )
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -322,6 +334,7 @@ class Gateway:
         add_routes(self.app)
         surveys_web.add_routes(self.app)
         kb_web.add_routes(self.app)  # issue 15: /v1/kb/search and the help pages
+        portal_web.add_routes(self.app)  # issue 15: the customer portal
         self.port: int | None = None
 
     def _time_work(self) -> None:
@@ -550,6 +563,11 @@ class Gateway:
                 clock=self.clock,
                 suggest=self.suggester.suggest if self.loaded.kb is not None else None,
                 suggestion_event=self.suggester.events_for(channel.name),
+                portal_link=(
+                    self.portal.widget_link
+                    if self.portal is not None and self.config.portal.enabled
+                    else None
+                ),
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

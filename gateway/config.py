@@ -38,6 +38,7 @@ from gateway.config_surveys import SurveysConfig, TextsConfig
 from gateway.config_workspace import AgentAttachmentsConfig, CannedReplyConfig
 from gateway.kb.config import KnowledgeBaseConfig
 from gateway.kb.search import KnowledgeBase
+from gateway.portal.config import PortalConfig
 from gateway.registry import ConnectorRegistry, UnknownConnector, default_registry
 from gateway.time.notice_texts import NoticesConfig
 from router.config import RoutingConfig
@@ -428,6 +429,8 @@ class GatewayConfig(Strict):
     agent_attachments: AgentAttachmentsConfig = Field(default_factory=AgentAttachmentsConfig)  # type: ignore[arg-type]
     # Issue 15: articles as Markdown files (gateway/kb/).
     knowledge_base: KnowledgeBaseConfig | None = None
+    # Issue 15: the customer portal (gateway/portal/).
+    portal: PortalConfig = Field(default_factory=PortalConfig)  # type: ignore[arg-type]
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)

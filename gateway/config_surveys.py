@@ -27,7 +27,12 @@ def _known_texts(value: dict[str, str]) -> dict[str, str]:
         if key not in known:
             raise ValueError(f"unknown text {key!r}; known: {', '.join(sorted(known))}")
         try:
-            text.format_map({k: "" for k in ("name", "reference", "subject", "low", "high")})
+            text.format_map(
+                {
+                    k: ""
+                    for k in ("name", "reference", "subject", "low", "high", "url", "date", "count")
+                }
+            )
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"text {key!r} is not a valid template ({exc})") from None
     return value

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from gateway.time.notices import TimeNotices
 
 log = logging.getLogger("switchboard.ingest")
+# A follow-up (the portal) reopens a resolved conversation of any age (a century, in seconds).
+FOLLOW_UP_WINDOW = 100 * 365 * 86400.0
 
 
 class RejectedMessage(ValueError):
@@ -128,8 +130,15 @@ class Ingestor:
         return run
 
     async def submit(
-        self, channel: ChannelInfo, item: InboundMessage | DeliveryReceipt | Typing | VisitorLeft
+        self,
+        channel: ChannelInfo,
+        item: InboundMessage | DeliveryReceipt | Typing | VisitorLeft,
+        *,
+        follow_up: bool = False,
     ) -> SubmitResult:
+        """`follow_up`: the customer chose the conversation (the portal, gateway/portal/:
+        the message carries its thread token): no survey takes it, and a resolved
+        conversation reopens however long ago it was resolved."""
         if isinstance(item, Typing):
             return await self._typing(channel, item)
         if isinstance(item, VisitorLeft):  # KPIs (issue 13): abandonment
@@ -140,9 +149,11 @@ class Ingestor:
                 channel.name, item.provider_message_id, item.status, item.reason
             )
             return SubmitResult(None, None, duplicate=not events)
-        return await self._message(channel, item)
+        return await self._message(channel, item, follow_up)
 
-    async def _message(self, channel: ChannelInfo, msg: InboundMessage) -> SubmitResult:
+    async def _message(
+        self, channel: ChannelInfo, msg: InboundMessage, follow_up: bool = False
+    ) -> SubmitResult:
         if not msg.external_id or len(msg.external_id) > 512:
             raise RejectedMessage("external_id must be 1 to 512 characters")
         if len(msg.text) > self.max_text_chars:
@@ -158,7 +169,7 @@ class Ingestor:
             msg.extra_identities = [normalize(i) for i in msg.extra_identities]
         except ValueError as exc:
             raise RejectedMessage(str(exc)) from exc
-        if self.intercept is not None:
+        if self.intercept is not None and not follow_up:
             answered = await self.intercept(channel, msg)
             if answered is not None:
                 return answered
@@ -177,7 +188,7 @@ class Ingestor:
                 message=msg,
                 classify=self.classifier(channel, msg),
                 now=self.clock(),
-                reopen_window=self.reopen_window,
+                reopen_window=FOLLOW_UP_WINDOW if follow_up else self.reopen_window,
                 blobs=blobs,
                 attachments=attachments,
                 raw_blob=raw_blob,

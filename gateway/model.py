@@ -165,6 +165,8 @@ class Message:
             "raw": f"/v1/blobs/{self.raw_blob}" if self.raw_blob else None,
             # Issue 15: the articles the widget suggested before the visitor sent this.
             "kb_suggestions": list(self.metadata.get("kb_suggestions") or []),
+            # Issue 15: "portal" for a customer's answer written in the customer portal.
+            "via": self.metadata.get("via") if self.direction == "in" else None,
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
         }

@@ -23,6 +23,9 @@ Protocol (JSON text frames). Client → gateway:
   `{"type": "suggest", "id": str, "text": str}` — knowledge-base articles for what the
       visitor is typing (answered by `suggestions` {id, items [{slug, language, title, url,
       snippet [[text, marked]]}], texts}); only when `welcome.suggest` is true.
+  `{"type": "portal"}` — a link to the customer portal (answered by `portal` {url, label},
+      url null while the visitor has no contact); `welcome.portal` says whether it is on
+      and `welcome.portal_link` carries one already for a visitor who has written before.
   `{"type": "suggestion", "event": "shown"|"clicked"|"answered", "items": [{slug,
       language}], "helpful": bool?}` — what the visitor did with them (recorded by the core).
   A `message` may carry `suggestions` [{slug, language}]: the articles shown before the
@@ -423,8 +426,24 @@ class WebchatConnector(Connector):
                 "status": self._status_frame(visitor, sock.language),
                 "history": history,
                 "suggest": self.ctx.suggest is not None,
+                # Issue 15: "see my requests", once the visitor has a contact.
+                "portal": self.ctx.portal_link is not None,
+                "portal_link": await self._portal_link(visitor, sock.language),
             },
         )
+
+    async def _portal_link(self, visitor: str, language: str) -> dict[str, str] | None:
+        if self.ctx.portal_link is None:
+            return None
+        try:
+            return await self.ctx.portal_link(Identity(KIND, visitor), language)
+        except Exception:  # a help, never a failure of the chat
+            self.ctx.log.exception("portal link not made")
+            return None
+
+    async def _on_portal(self, sock: _Socket) -> None:
+        link = await self._portal_link(sock.visitor, sock.language)
+        await self._send(sock.ws, {"type": "portal", **(link or {"url": None})})
 
     async def _serve(self, sock: _Socket) -> None:
         ws = sock.ws
@@ -463,6 +482,8 @@ class WebchatConnector(Connector):
                 await self._on_suggest(sock, frame)
             elif kind == "suggestion":
                 await self._on_suggestion(sock, frame)
+            elif kind == "portal":
+                await self._on_portal(sock)
             elif kind == "ping":
                 await self._send(ws, {"type": "pong"})
             else:

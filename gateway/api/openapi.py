@@ -25,6 +25,7 @@ from gateway.api import agents, conversations, heartbeat, inbox, offers, routing
 from gateway.api import schemas as out
 from gateway.api import workspace_schemas as ws
 from gateway.kb import web as kb
+from gateway.portal import web as portal
 from gateway.store.inbox import SORT_NAMES
 from gateway.surveys import web as surveys
 
@@ -827,3 +828,44 @@ def mount(app: web.Application, connectors: Iterable[Connector]) -> None:
 
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
+
+
+# Issue 15: the customer portal (gateway/portal/). The pages under /portal/ are the
+# customer's, not the API.
+PORTAL_ROLES = ("admin", "agent", "supervisor", "integration")
+OPERATIONS += (
+    Op(
+        "POST",
+        "/v1/contacts/{id}/portal-link",
+        "A signed link to the customer portal for this contact",
+        PORTAL_ROLES,
+        portal.PortalLinkOut,
+        ok=201,
+        errors=(409,),
+        description="The customer opens it without a password and sees its conversations "
+        "on every channel (contacts merged into it included), and can answer them. Valid "
+        "for `portal.link_ttl`; `DELETE` revokes every link given out. 409 "
+        "`portal_disabled` unless `portal.enabled`.",
+    ),
+    Op(
+        "DELETE",
+        "/v1/contacts/{id}/portal-link",
+        "Revoke every portal link given out for this contact",
+        PORTAL_ROLES,
+        portal.PortalRevokedOut,
+        description="Every link that shows the contact's conversations: merges are followed "
+        "to the contact holding them (`contact_id`), whose links and those of every contact "
+        "merged into it stop working. A revoked link answers 410.",
+    ),
+    Op(
+        "POST",
+        f"{CONV}/portal-link",
+        "Send the customer a portal link in this conversation",
+        PORTAL_ROLES,
+        portal.PortalLinkSentOut,
+        ok=202,
+        errors=(409,),
+        description="A message in the customer's language on the conversation's channel, "
+        "through the outbox like a reply.",
+    ),
+)

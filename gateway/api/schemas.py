@@ -106,6 +106,11 @@ class MessageOut(Out):
         description="Knowledge-base articles the chat widget suggested before the visitor "
         'sent this (they answered "no, send my message").',
     )
+    via: str | None = Field(
+        None,
+        description='How an inbound message came other than on its channel: "portal" for '
+        "an answer the customer wrote in the customer portal; null otherwise.",
+    )
     created_at: str
     updated_at: str
 

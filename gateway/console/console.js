@@ -342,6 +342,7 @@
     S.tagsPath = has("POST", "/v1/conversations/{id}/tags");
     S.readApi = has("POST", "/v1/conversations/{id}/read");
     S.notesApi = has("POST", "/v1/conversations/{id}/notes");
+    S.portalApi = has("POST", "/v1/conversations/{id}/portal-link");
     S.cannedApi = has("GET", "/v1/canned-replies");
     S.attachApi = S.notesApi;  // the same branch brought multipart replies
     S.mergeApi = has("POST", "/v1/contacts/{id}/merge");
@@ -745,6 +746,9 @@
     $("resolve").disabled = !may;
     $("reopen").hidden = active || !has("POST", "/v1/conversations/{id}/reopen");
     $("wake").hidden = !conv.snoozed_until || !S.snoozeSupported;
+    // Issue 15: the customer portal link, sent to the customer in this conversation.
+    $("portal-link").hidden = !S.portalApi || conv.status === "closed";
+    $("portal-link").disabled = !may;
     $("transfer").disabled = !active || !may;
     $("transfer-queue").disabled = $("transfer").disabled;
     $("snooze").disabled = !active || !may;
@@ -813,6 +817,8 @@
     head.appendChild(el("strong", null, who));
     if (note) head.appendChild(el("span", { className: "note-label" }, t("msg.note")));
     else if (m.channel) head.appendChild(el("span", { className: "channel" }, m.channel));
+    // Issue 15: an answer the customer wrote in the customer portal.
+    if (m.via === "portal") head.appendChild(el("span", { className: "channel via" }, t("msg.via_portal")));
     head.appendChild(el("time", { datetime: m.created_at, title: I.full(m.created_at) }, I.when(m.created_at)));
     if (!note && m.direction === "out" && m.status) {
       head.appendChild(el("span", { className: "state state-" + m.status },
@@ -1470,6 +1476,7 @@
       }
     });
     $("wake").addEventListener("click", () => act(t("done.woken"), "DELETE", convPath(S.current, "/snooze")));
+    $("portal-link").addEventListener("click", () => act(t("done.portal_link"), "POST", convPath(S.current, "/portal-link")));
     $("snooze").addEventListener("click", () => {
       const until = snoozeUntil($("snooze-for").value);
       act(t("done.snoozed", { time: I.when(until.toISOString()) }), "POST", convPath(S.current, "/snooze"),

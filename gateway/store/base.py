@@ -1016,3 +1016,24 @@ class SurveyStore(ABC):
         self, contact_id: str, attributes: dict[str, str | None], now: float
     ) -> tuple[Contact, list[Event]]:
         """Set (or, with None, remove) contact attributes such as `language`."""
+
+
+class PortalStore(ABC):
+    """The store's part of the customer portal (issue 15, gateway/portal/): each contact's
+    portal epoch, which every link carries; bumping it revokes the links made before."""
+
+    @abstractmethod
+    async def portal_epoch(self, contact_id: str) -> int:
+        """The contact's portal epoch (0 until revoked); NotFound for an unknown contact."""
+
+    @abstractmethod
+    async def portal_revoke(self, contact_id: str, now: float) -> int:
+        """Bump the portal epoch of the contact and of every contact merged into it (its
+        links show the same conversations), atomically; returns the contact's new epoch.
+        NotFound for an unknown contact."""
+
+
+def portal_store(store: object) -> PortalStore:
+    if not isinstance(store, PortalStore):
+        raise TypeError(f"{type(store).__name__} keeps no portal epochs")
+    return store

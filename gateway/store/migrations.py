@@ -672,4 +672,12 @@ CREATE TABLE coord_leases (
 )
 """,
     ),
+    (
+        21,
+        """
+-- Issue 15: the customer portal (gateway/portal/). Every portal link carries its contact's
+-- epoch; revoking the contact's links bumps it.
+ALTER TABLE contacts ADD COLUMN portal_epoch INTEGER NOT NULL DEFAULT 0
+""",
+    ),
 ]

@@ -26,7 +26,7 @@ from tests.gateway.test_e2e_daemon import Daemon, free_port
 
 # Routes that are not the JSON API: provider webhooks speak the provider's protocol, the
 # console and widget serve pages and scripts.
-NOT_API = re.compile(r"^/(channels/|webchat/|surveys/|help|console|$|demo|plain|static/)")
+NOT_API = re.compile(r"^/(channels/|webchat/|surveys/|portal/|help|console|$|demo|plain|static/)")
 
 # schemathesis' negative-data check also counts 413 (a too-long field in a body over
 # server.max_body_bytes) as the refusal it is; "schema-valid data accepted" is off because

@@ -63,7 +63,8 @@
       bad_email: "That does not look like an email address.",
       offline_retry: "You are offline; try again in a moment.", sending_code: "Sending a new code\u2026",
       articles: "These articles may answer your question:", answered: "Did this answer your question?",
-      yes: "Yes, thanks", no: "No, send my message", glad: "Glad we could help!"
+      yes: "Yes, thanks", no: "No, send my message", glad: "Glad we could help!",
+      my_requests: "See my requests"
     },
     de: {
       offline_banner: "Gerade ist niemand online. Hinterlassen Sie eine Nachricht, wir antworten hier.",
@@ -92,7 +93,8 @@
       bad_email: "Das sieht nicht wie eine E-Mail-Adresse aus.",
       offline_retry: "Sie sind offline; versuchen Sie es gleich noch einmal.", sending_code: "Neuer Code wird gesendet\u2026",
       articles: "Diese Artikel beantworten vielleicht Ihre Frage:", answered: "Hat das Ihre Frage beantwortet?",
-      yes: "Ja, danke", no: "Nein, Nachricht senden", glad: "Sch\u00f6n, dass wir helfen konnten!"
+      yes: "Ja, danke", no: "Nein, Nachricht senden", glad: "Sch\u00f6n, dass wir helfen konnten!",
+      my_requests: "Meine Anfragen ansehen"
     }
   };
   var LANG = /^de\b/i.test(script.getAttribute("data-lang") || navigator.language || "") ? "de" : "en";
@@ -179,6 +181,8 @@
     ".banner{background:#fff4d6;color:#5c4300;padding:8px 14px;font-size:13px;border-bottom:1px solid #f0dfa8}",
     ".waitnote{background:#e8f0fe;color:#1a3d7c;padding:8px 14px;font-size:13px;border-bottom:1px solid #c6d6f5}",
     ".conn{background:#eef1f7;color:#3b4357;padding:6px 14px;font-size:12px}",
+    ".portal{display:block;padding:6px 14px;font-size:12.5px;background:#f6f8fc;border-bottom:1px solid #e3e6ee;color:#2447d5;font-weight:600;text-decoration:none}",
+    ".portal:hover{text-decoration:underline}",
     ".log{list-style:none;margin:0;padding:12px;flex:1;overflow-y:auto;display:flex;flex-direction:column;gap:8px;background:#f6f7fb}",
     ".msg{max-width:82%;display:flex;flex-direction:column}",
     ".msg.in{align-self:flex-end;align-items:flex-end}",
@@ -307,6 +311,11 @@
     "data-state": "served" });
   show(waitNote, false);
   var conn = el("div", { className: "conn", role: "status" }, t("connecting"));
+  // Issue 15: "See my requests": the customer portal, in a new tab (a signed link the
+  // gateway makes for this visitor's contact, once there is one).
+  var portalLink = el("a", { className: "portal", target: "_blank", rel: "noopener noreferrer",
+    "data-testid": "portal-link" });
+  show(portalLink, false);
   show(conn, false);
   var log = el("ol", { className: "log", role: "log", "aria-live": "polite", "aria-label": t("messages") });
   var typing = el("div", { className: "typing", "aria-live": "polite" }, t("agent_typing"));
@@ -388,6 +397,7 @@
   panel.appendChild(banner);
   panel.appendChild(waitNote);
   panel.appendChild(conn);
+  panel.appendChild(portalLink);
   panel.appendChild(log);
   panel.appendChild(typing);
   panel.appendChild(errorBox);
@@ -564,8 +574,16 @@
       case "token": saveToken(f.token); break;
       case "verification": onVerification(f); break;
       case "suggestions": onSuggestions(f); break;
+      case "portal": onPortal(f); break;
       default: break;
     }
+  }
+
+  function onPortal(f) {
+    if (!f || !f.url) { return; }
+    portalLink.href = f.url;
+    portalLink.textContent = f.label || t("my_requests");
+    show(portalLink, true);
   }
 
   function closedNow() { return waitNote.getAttribute("data-state") === "closed"; }
@@ -594,6 +612,8 @@
     }
     title.textContent = f.title || t("title");
     state.suggestOn = f.suggest === true;
+    state.portalOn = f.portal === true;
+    onPortal(f.portal_link);
     state.maxChars = f.max_message_chars || 4000;
     state.prechat = f.prechat !== false;
     if (f.profile) { state.profile = f.profile; saveJSON(local, "profile", f.profile); }
@@ -779,6 +799,8 @@
     }
     dropPending(f.client_id);
     state.hadHistory = true;
+    // The first message made a contact: now there is a portal to show.
+    if (state.portalOn && portalLink.hidden) { send({ type: "portal" }); }
   }
 
   function onError(f) {

@@ -68,6 +68,33 @@ class PgContacts(PgBase):
 
         return await self._read(op)
 
+    # --- the customer portal (issue 15, gateway/portal/) ------------------------------------
+    async def portal_epoch(self, contact_id: str) -> int:
+        async def op(conn: Conn) -> int:
+            epoch = await conn.fetchval("SELECT portal_epoch FROM contacts WHERE id=$1", contact_id)
+            if epoch is None:
+                raise NotFound(f"contact {contact_id} not found")
+            return int(epoch)
+
+        return await self._read(op)
+
+    async def portal_revoke(self, contact_id: str, now: float) -> int:
+        async def op(conn: Conn) -> int:
+            await conn.execute(
+                'WITH RECURSIVE merged(id) AS (SELECT $1::text COLLATE "C"'
+                " UNION SELECT c.id FROM contacts c JOIN merged ON c.merged_into = merged.id)"
+                " UPDATE contacts SET portal_epoch = portal_epoch + 1, updated_at=$2"
+                " WHERE id IN (SELECT id FROM merged)",
+                contact_id,
+                now,
+            )
+            epoch = await conn.fetchval("SELECT portal_epoch FROM contacts WHERE id=$1", contact_id)
+            if epoch is None:
+                raise NotFound(f"contact {contact_id} not found")
+            return int(epoch)
+
+        return await self._tx(op)
+
     async def link_verified(
         self, claimant: Identity, claimed: Identity, now: float
     ) -> tuple[str, list[Event]]:

@@ -147,7 +147,15 @@ class Copier:
         return [
             Table(
                 "contacts",
-                ("id", "name", "attributes", "merged_into", "created_at", "updated_at"),
+                (
+                    "id",
+                    "name",
+                    "attributes",
+                    "merged_into",
+                    "created_at",
+                    "updated_at",
+                    "portal_epoch",
+                ),
                 _no_merge,
             ),
             Table("identities", ("kind", "address", "contact_id", "verified"), _bool_at(3)),

@@ -3,7 +3,7 @@ implementing its role protocol of gateway/store/base.py."""
 
 from __future__ import annotations
 
-from gateway.store.base import Store
+from gateway.store.base import PortalStore, Store
 from gateway.store.postgres.blobs import PgBlobs
 from gateway.store.postgres.contacts import PgContacts
 from gateway.store.postgres.conversations import PgConversations
@@ -39,6 +39,7 @@ class PostgresStore(
     PgTime,
     PgWorkspace,
     PgKb,
+    PortalStore,
     Store,
 ):
     """Durable state in PostgreSQL (asyncpg): several gateway instances may share one

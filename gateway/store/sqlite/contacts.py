@@ -56,6 +56,35 @@ class SqliteContacts(SqliteRows):
 
         return await self._run(op)
 
+    # --- the customer portal (issue 15, gateway/portal/) ------------------------------------
+    async def portal_epoch(self, contact_id: str) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT portal_epoch FROM contacts WHERE id=?", (contact_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"contact {contact_id} not found")
+            return int(row[0])
+
+        return await self._run(op)
+
+    async def portal_revoke(self, contact_id: str, now: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            self._contact(conn, contact_id)  # NotFound for an unknown id
+            conn.execute(
+                "WITH RECURSIVE merged(id) AS (SELECT ?"
+                " UNION SELECT c.id FROM contacts c JOIN merged ON c.merged_into = merged.id)"
+                " UPDATE contacts SET portal_epoch = portal_epoch + 1, updated_at=?"
+                " WHERE id IN (SELECT id FROM merged)",
+                (contact_id, now),
+            )
+            row = conn.execute(
+                "SELECT portal_epoch FROM contacts WHERE id=?", (contact_id,)
+            ).fetchone()
+            return int(row[0])
+
+        return await self._tx(op)
+
     async def link_verified(
         self, claimant: Identity, claimed: Identity, now: float
     ) -> tuple[str, list[Event]]:

@@ -4,7 +4,7 @@ built on `_tx`, `_run` and `_events`): add it to the bases here."""
 
 from __future__ import annotations
 
-from gateway.store.base import Store
+from gateway.store.base import PortalStore, Store
 from gateway.store.sqlite.blobs import SqliteBlobs
 from gateway.store.sqlite.contacts import SqliteContacts
 from gateway.store.sqlite.conversations import SqliteConversations
@@ -40,6 +40,7 @@ class SqliteStore(
     SqliteWorkspace,
     SqliteSurveys,
     SqliteKb,
+    PortalStore,
     Store,
 ):
     """The embedded store: SQLite in WAL mode, one connection on a thread of its own."""
