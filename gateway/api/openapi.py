@@ -720,8 +720,8 @@ OPERATIONS += (
         "422 codes: unknown_channel, channel_cannot_start, template_required, "
         "template_not_supported, subject_required, invalid_address, wrong_address_kind, "
         "unknown_contact, no_address, never_wrote, opted_out (contact attribute "
-        "`do_not_contact: true`), unknown_agent, unknown_queue. 409 conversation_exists "
-        "(`details.conversation_id`): the contact has an active conversation; reply there.",
+        "`do_not_contact: true`), unknown_agent, unknown_queue. 409 conversation_exists: "
+        "the contact has an active conversation (its id is in the message); reply there.",
     ),
 )
 

@@ -136,6 +136,6 @@ async def start_conversation(request: web.Request) -> web.Response:
     except OutreachRefused as refused:
         fail(422, refused.code, str(refused))
     except ConversationExists as exists:
-        fail(409, "conversation_exists", str(exists), {"conversation_id": exists.conversation_id})
+        fail(409, "conversation_exists", str(exists))
     [out] = await conversations.render_conversations(request, [outcome.conversation])
     return web.json_response(out | {"messages": [outcome.message.to_api()]}, status=201)
