@@ -1,13 +1,13 @@
-"""Starting a conversation (issue 15): the router's classification for it, the store's one
-unit of work, then the commit path's publish and wake-ups (the outbox sends the first
-message; routing assigns a conversation nobody took)."""
+"""Starting a conversation (issue 15): the router's classification for it, then the one
+commit path (`Services.start_conversation`: the store's unit of work, publish, wake the
+outbox that sends the first message and routing for a conversation nobody took)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from gateway.metrics import METRICS
-from gateway.outreach.store import StartOutcome, StartRequest, outreach_store
+from gateway.outreach.store import StartOutcome, StartRequest
 from gateway.services import Services
 from gateway.store.base import Classification, Classifier
 from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
@@ -45,12 +45,9 @@ def classifier(
 
 
 async def start(services: Services, request: StartRequest) -> StartOutcome:
-    """One unit of work, then publish; wake the outbox (and routing when unassigned)."""
-    outcome = await outreach_store(services.store).start_conversation(request)
-    services.committed(outcome.events)
-    services.wake_outbox()
+    """Through the one commit path (`Services.start_conversation`), counted as a new
+    conversation."""
+    outcome = await services.start_conversation(request)
     conv = outcome.conversation
-    if conv.assignee is None:
-        services.wake_routing()
     METRICS.conversations_created.labels(conv.channel, conv.queue).inc()
     return outcome
