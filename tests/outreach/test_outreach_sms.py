@@ -117,6 +117,25 @@ async def test_agent_texts_first_and_the_answer_joins(
     assert after["messages"][1]["text"] == "Great, coming at 5"
     assert after["status"] == "assigned" and after["assignee"] == "bob"
 
+    # The KPIs: nobody waited for a first response (we wrote first); bob's answer to the
+    # customer's reply is a next response.
+    status, _ = await client.call(
+        "POST",
+        f"/v1/conversations/{conv['id']}/messages",
+        token=agent_token("bob"),
+        json={"text": "See you then!"},
+    )
+    assert status == 202
+
+    async def totals() -> dict[str, Any] | None:
+        status, body = await client.call("GET", "/v1/stats")
+        assert status == 200, body
+        tot: dict[str, Any] = body["totals"]
+        return tot if tot["next_response"]["count"] == 1 else None
+
+    tot = await wait_for(totals, timeout=10)
+    assert tot["first_response"]["count"] == 0
+
     # A second start while that conversation is active points at it.
     status, err = await start_conv(
         client, channel="sms", contact_id=conv["contact_id"], text="another"
