@@ -305,3 +305,31 @@ async def test_telegram_starts_only_after_the_user_wrote(
     # Another user of the same bot who never wrote: refused.
     status, err = await start_conv(client, channel="tg", to={"address": "5550002"}, text="Hi")
     assert (status, err["error"]["code"]) == (422, "never_wrote"), err
+
+
+async def test_a_customer_who_texts_stop_is_not_contacted_first(
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, store_cfg: Any
+) -> None:
+    _, client = await gateway_factory(config(tmp_path, store_cfg, twilio))
+
+    async def text(body: str) -> None:
+        params = twilio.inbound_params(CUSTOMER_NUMBER, CHANNEL_NUMBER, body)
+        status, _, _ = await twilio.post_webhook(client.http, client.base + SMS_INBOUND, params)
+        assert status == 200
+
+    await text("Where is my order?")
+    await text("STOP")
+    [conv] = await client.conversations_of(f"phone:{CUSTOMER_NUMBER}")
+    status, contact = await client.call("GET", f"/v1/contacts/{conv['contact_id']}")
+    assert contact["attributes"]["do_not_contact"] == "true"
+    status, _ = await client.call("POST", f"/v1/conversations/{conv['id']}/resolve")
+    assert status == 200
+    body = {"channel": "sms", "contact_id": conv["contact_id"], "text": "A new offer!"}
+    status, err = await start_conv(client, **body)
+    assert (status, err["error"]["code"]) == (422, "opted_out"), err
+    # START opts back in (Twilio's keyword): writing first is allowed again.
+    await text("start")
+    status, _ = await client.call("POST", f"/v1/conversations/{conv['id']}/resolve")
+    assert status == 200
+    status, started = await start_conv(client, **body)
+    assert status == 201, started
