@@ -25,6 +25,11 @@ class To(Body):
     kind: str | None = Field(
         None, description="The identity kind (email, phone, telegram, api); the channel's own"
     )
+    channel: str | None = Field(
+        None,
+        max_length=200,
+        description="Same as `kind`, also as a channel kind (sms, whatsapp) or the channel's name",
+    )
     name: str | None = Field(None, max_length=200, description="Name of a new contact")
 
 
@@ -63,6 +68,29 @@ def _assignee(body: StartBody, role: str, agent: str | None) -> str | None:
     return body.assign_to
 
 
+# `to.channel` as people write it: an identity kind, a channel kind or a short name of one.
+_KIND_OF = {
+    "email": "email",
+    "phone": "phone",
+    "sms": "phone",
+    "whatsapp": "phone",
+    "twilio_sms": "phone",
+    "twilio_whatsapp": "phone",
+    "telegram": "telegram",
+    "api": "api",
+}
+
+
+def _kind(to: To, channel: str, default: str) -> str:
+    """The identity kind `to` names (`kind`, else `channel`), or the channel's own."""
+    if to.kind is not None:
+        return to.kind.strip().lower()
+    if to.channel is None or to.channel == channel:
+        return default
+    named = to.channel.strip().lower()
+    return _KIND_OF.get(named, named)
+
+
 async def start_conversation(request: web.Request) -> web.Response:
     principal = authenticate(request)
     require(principal, "admin", "agent", "integration", "supervisor")
@@ -83,7 +111,7 @@ async def start_conversation(request: web.Request) -> web.Response:
         fail(422, "unknown_queue", f"unknown queue {body.queue!r}")
     to = None
     if body.to is not None:
-        kind = (body.to.kind or decided.identity_kind).strip().lower()
+        kind = _kind(body.to, body.channel, decided.identity_kind)
         if kind != decided.identity_kind:
             fail(
                 422,

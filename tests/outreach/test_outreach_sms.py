@@ -173,6 +173,11 @@ async def test_unassigned_start_is_routed_by_the_rules(
     )
     assert status == 201, other
     assert other["queue"] == "billing"
+    # `to.channel` may name the kind of channel, as people write it.
+    status, third = await start_conv(
+        client, channel="sms", to={"channel": "sms", "address": "+14155550177"}, text="Hi"
+    )
+    assert status == 201, third
     assert "queue billing chosen by bob" in other["routing"]["reasons"]
     await wait_for(lambda: client.assigned(other["id"]))
 
@@ -227,6 +232,13 @@ async def test_refusals_are_precise(
     await refused(422, "invalid_address", channel="sms", to={"address": "not a number"}, **text)
     await refused(
         422, "wrong_address_kind", channel="sms", to={"address": "a@b.c", "kind": "email"}, **text
+    )
+    await refused(
+        422,
+        "wrong_address_kind",
+        channel="sms",
+        to={"address": "a@b.c", "channel": "email"},
+        **text,
     )
     await refused(
         422,
