@@ -4,6 +4,7 @@ the outbox like every reply. The rules of which channel may start: gateway/outre
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -68,6 +69,8 @@ def _assignee(body: StartBody, role: str, agent: str | None) -> str | None:
     return body.assign_to
 
 
+_MAILBOX = re.compile(r"[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+\.[^@\s<>(),;:\"\[\]]+")
+
 # `to.channel` as people write it: an identity kind, a channel kind or a short name of one.
 _KIND_OF = {
     "email": "email",
@@ -122,6 +125,9 @@ async def start_conversation(request: web.Request) -> web.Response:
             to = normalize(Identity(kind, body.to.address))
         except InvalidIdentity as exc:
             fail(422, "invalid_address", str(exc))
+        if kind == "email" and not _MAILBOX.fullmatch(to.address):
+            # We write to it: a bare address, not a display name or a local name.
+            fail(422, "invalid_address", f"not an email address: {body.to.address!r}")
     metadata: dict[str, Any] = {"outreach": {"by": principal.name}}
     if body.template is not None:
         # Sent by the WhatsApp channel in place of the text while the window is closed.

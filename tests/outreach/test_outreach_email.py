@@ -32,6 +32,14 @@ async def test_first_mail_out_and_the_answer_threads_in(
         json={"channel": "mail", "to": {"address": CUSTOMER}, "text": "Hello"},
     )
     assert (status, err["error"]["code"]) == (422, "subject_required"), err
+    for wrong in ("Erin <erin@customer.test>", "erin", "erin@customer"):
+        status, err = await client.call(
+            "POST",
+            "/v1/conversations",
+            token=agent_token("alice"),
+            json={"channel": "mail", "to": {"address": wrong}, "subject": "Hi", "text": "Hello"},
+        )
+        assert (status, err["error"]["code"]) == (422, "invalid_address"), (wrong, err)
 
     status, conv = await client.call(
         "POST",
