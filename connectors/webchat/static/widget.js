@@ -63,7 +63,8 @@
       bad_email: "That does not look like an email address.",
       offline_retry: "You are offline; try again in a moment.", sending_code: "Sending a new code\u2026",
       articles: "These articles may answer your question:", answered: "Did this answer your question?",
-      yes: "Yes, thanks", no: "No, send my message", glad: "Glad we could help!"
+      yes: "Yes, thanks", no: "No, send my message", glad: "Glad we could help!",
+      dismiss_invitation: "Dismiss invitation"
     },
     de: {
       offline_banner: "Gerade ist niemand online. Hinterlassen Sie eine Nachricht, wir antworten hier.",
@@ -92,7 +93,8 @@
       bad_email: "Das sieht nicht wie eine E-Mail-Adresse aus.",
       offline_retry: "Sie sind offline; versuchen Sie es gleich noch einmal.", sending_code: "Neuer Code wird gesendet\u2026",
       articles: "Diese Artikel beantworten vielleicht Ihre Frage:", answered: "Hat das Ihre Frage beantwortet?",
-      yes: "Ja, danke", no: "Nein, Nachricht senden", glad: "Sch\u00f6n, dass wir helfen konnten!"
+      yes: "Ja, danke", no: "Nein, Nachricht senden", glad: "Sch\u00f6n, dass wir helfen konnten!",
+      dismiss_invitation: "Einladung schlie\u00dfen"
     }
   };
   var LANG = /^de\b/i.test(script.getAttribute("data-lang") || navigator.language || "") ? "de" : "en";
@@ -407,11 +409,10 @@
 
   // A proactive invitation (issue 15): shown by the channel's rules on page URL, time on
   // page and visitor attributes; it opens nothing until the visitor writes.
-  var GERMAN = /^de\b/i.test(navigator.language || "");
   var invite = el("div", { className: "invite", role: "status", "data-testid": "invitation" });
   var inviteText = el("button", { type: "button", className: "invite-text" });
   var inviteClose = el("button", { type: "button", className: "invite-close",
-    "aria-label": GERMAN ? "Einladung schlie\u00dfen" : "Dismiss invitation" }, "\u00d7");
+    "aria-label": t("dismiss_invitation") }, "\u00d7");
   invite.appendChild(inviteText);
   invite.appendChild(inviteClose);
   show(invite, false);
@@ -1023,7 +1024,7 @@
     return true;
   }
   function inviteWording(text) {
-    return (GERMAN ? text.de || text.en : text.en || text.de) || "";
+    return (LANG === "de" ? text.de || text.en : text.en || text.de) || "";
   }
   function hideInvitation() {
     clearTimeout(state.inviteTimer);
