@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from playwright.async_api import Browser, expect
 
+from tests.gateway.conftest import Client, gateway_factory
 from tests.webchat.conftest import (
     CHANNEL,
     Chat,
@@ -21,13 +24,15 @@ from tests.webchat.conftest import (
     Widget,
     artifact,
     browser,
+    free_port,
     make_chat,
     new_page,
     receive,
     watch,
+    webchat_config,
 )
 
-__all__ = ["browser", "make_chat", "watch"]
+__all__ = ["browser", "gateway_factory", "make_chat", "watch"]
 
 RULES = [
     {
@@ -207,3 +212,31 @@ async def receive_type(ws: Any, kind: str) -> dict[str, Any]:
         frame = await receive(ws)
         if frame["type"] == kind:
             return frame
+
+
+async def test_a_routing_rule_can_use_the_invitation(
+    gateway_factory: Callable[..., Awaitable[tuple[Any, Client]]], tmp_path: Path
+) -> None:
+    port = free_port()
+    cfg = webchat_config(tmp_path / "db.sqlite", port, invitations=RULES)
+    cfg["routing"]["rules"].insert(
+        0,
+        {
+            "name": "invited-to-billing",
+            "when": {"contact": {"invited_by": "pricing-pro"}},
+            "then": {"queue": "billing"},
+        },
+    )
+    gw, client = await gateway_factory(cfg)
+    async with aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{port}"
+        chat = Chat(gw, client, base, base, http)
+        ws, _ = await chat.visitor()
+        await ws.send_json(
+            {"type": "message", "client_id": "c1", "text": "Hallo", "invitation": "pricing-pro"}
+        )
+        await receive_type(ws, "ack")
+        [conv] = await chat.conversations()
+        assert conv["queue"] == "billing"
+        assert conv["routing"]["rule"] == "invited-to-billing"
+        await ws.close()
