@@ -72,7 +72,7 @@ def new_conversation(
     routing), its reasons saying who started it."""
     cls = req.classify(dict(attributes))
     started = f"started by {req.by} (proactive outreach)"
-    conv = Conversation(
+    return Conversation(
         id=new_id("cv"),
         contact_id=contact_id,
         channel=req.channel,
@@ -98,7 +98,6 @@ def new_conversation(
         },
         assigned_at=req.now if req.assignee else None,
     )
-    return conv
 
 
 def start_events(conv: Conversation, req: StartRequest, new_contact: bool) -> list[NewEvent]:
