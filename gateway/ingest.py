@@ -96,6 +96,9 @@ class Ingestor:
             facts = MessageFacts(channel.name, channel.kind, msg.text, msg.subject, attributes)
             c = classify(self.routing, facts)
             queue, reasons = c.queue, c.reasons
+            invited = msg.metadata.get("invitation")
+            if isinstance(invited, str):  # issue 15: the answer to a widget invitation
+                reasons = [f"invited by rule {invited}", *reasons]
             if self.bot is not None:  # `bot: knowledge_base`: held while the bot answers
                 held = self.bot.hold(
                     Classification(

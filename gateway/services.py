@@ -14,7 +14,7 @@ delivery results.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import DeliveryResult, Identity
 from gateway.events import EventBus
@@ -35,6 +35,9 @@ from gateway.store.base import (
     escalation_store,
 )
 from gateway.store.timekeeping import SlaPlanner, TimeStore
+
+if TYPE_CHECKING:
+    from gateway.outreach.store import StartOutcome, StartRequest
 
 
 def _nothing() -> None:
@@ -320,6 +323,18 @@ class Services:
         )
         self.committed(events)
         return changed
+
+    async def start_conversation(self, request: StartRequest) -> StartOutcome:
+        """Issue 15, proactive outreach: contact, conversation and first message in one unit
+        of work (gateway/outreach/store.py); wake the outbox, and routing when unassigned."""
+        from gateway.outreach.store import outreach_store
+
+        outcome = await outreach_store(self.store).start_conversation(request)
+        self.committed(outcome.events)
+        self.wake_outbox()
+        if outcome.conversation.assignee is None:
+            self.wake_routing()
+        return outcome
 
     async def kb_suggestion(self, event: str, data: dict[str, Any]) -> None:
         """Issue 15: what the widget's article suggestions did (gateway/store/kb.py)."""

@@ -226,6 +226,7 @@ class TwilioConnector(Connector):
             attachments=list(attachments),
             provider_message_id=sid,
             metadata=metadata,
+            contact_attributes=opt_out_attributes(params),
         )
 
     async def _attachment(self, url: str, content_type: str, index: int) -> Attachment:
@@ -349,3 +350,21 @@ class TwilioWhatsAppConnector(TwilioConnector):
         if variables:
             content.append(("ContentVariables", json.dumps(variables, ensure_ascii=False)))
         return content
+
+
+# Twilio's default opt-out and opt-in keywords (Messaging Services' Advanced Opt-Out sends
+# them as `OptOutType` too): Twilio itself stops delivering to a number that sent STOP.
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+OPT_IN_KEYWORDS = frozenset({"START", "UNSTOP"})
+
+
+def opt_out_attributes(params: MultiDict[str]) -> dict[str, str]:
+    """`do_not_contact` for the contact when the customer opted out (or back in): the
+    gateway then refuses to start a conversation with them."""
+    kind = (params.get("OptOutType") or "").strip().upper()
+    word = (params.get("Body") or "").strip().strip(".!").upper()
+    if kind == "STOP" or (not kind and word in OPT_OUT_KEYWORDS):
+        return {"do_not_contact": "true"}
+    if kind == "START" or (not kind and word in OPT_IN_KEYWORDS):
+        return {"do_not_contact": "false"}
+    return {}

@@ -3,6 +3,9 @@
 Routes (mounted at construction):
 
 - `GET /webchat/{name}/widget.js` — the widget, embedded with one `<script>` tag.
+- `GET /webchat/{name}/invitations` — the proactive invitation rules (`invitations` in
+  the settings), read by the widget on load; it shows the first whose page URL, time on
+  page and visitor attributes hold (issue 15). Nothing is stored until the visitor writes.
 - `GET /webchat/{name}/ws` — the visitor's WebSocket. The `Origin` must be one of
   `allowed_origins` (else 403 before the upgrade), and the first frame must be a `hello`
   within `handshake_timeout` seconds (else the socket is closed with 4408).
@@ -30,6 +33,8 @@ Protocol (JSON text frames). Client → gateway:
       language}], "helpful": bool?}` — what the visitor did with them (recorded by the core).
   A `message` may carry `suggestions` [{slug, language}]: the articles shown before the
       visitor chose to write anyway (kept on the message as `kb_suggestions`).
+  A `message` may carry `invitation` (a configured invitation's name): the visitor answers
+      that invitation; kept on the message and as the contact attribute `invited_by`.
 Gateway → client:
   `welcome`, `ack` {client_id, message_id, status: "sent"}, `message` (an agent reply, or
   the visitor's own message sent from another tab; a survey carries `prompt` {id, choices
@@ -212,6 +217,7 @@ class WebchatConnector(Connector):
         self._max_frame = settings.max_message_chars * 6 + 4096
         ctx.add_route("GET", f"/webchat/{name}/widget.js", self.handle_widget)
         ctx.add_route("GET", f"/webchat/{name}/ws", self.handle_ws)
+        ctx.add_route("GET", f"/webchat/{name}/invitations", self.handle_invitations)
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -248,6 +254,33 @@ class WebchatConnector(Connector):
                 "Cross-Origin-Resource-Policy": "cross-origin",
             },
         )
+
+    async def handle_invitations(self, request: web.Request) -> web.StreamResponse:
+        """The invitation rules as the widget evaluates them (nothing here is secret; a
+        page on an allowed origin may read them)."""
+        origin = request.headers.get("Origin")
+        headers = {"Cache-Control": "public, max-age=60", "X-Content-Type-Options": "nosniff"}
+        if origin is not None:
+            if not self.origin_allowed(origin):
+                return web.json_response(
+                    {"error": {"code": "forbidden", "message": "origin not allowed"}},
+                    status=403,
+                )
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Vary"] = "Origin"
+        body = {
+            "invitations": [
+                {
+                    "name": inv.name,
+                    "url": inv.when.url,
+                    "seconds_on_page": inv.when.seconds_on_page,
+                    "attributes": inv.when.attributes,
+                    "text": inv.text,
+                }
+                for inv in self.settings.invitations
+            ]
+        }
+        return web.json_response(body, headers=headers)
 
     def origin_allowed(self, origin: str | None) -> bool:
         if self._any_origin:
@@ -525,6 +558,13 @@ class WebchatConnector(Connector):
         shown = _article_refs(frame.get("suggestions"))
         if shown:  # the articles suggested before the visitor chose to write anyway
             metadata["kb_suggestions"] = shown
+        attributes = {"browser_language": sock.browser_language} if sock.browser_language else {}
+        invited = frame.get("invitation")
+        if isinstance(invited, str) and any(
+            inv.name == invited for inv in self.settings.invitations
+        ):  # the visitor answers this invitation (an unknown name is ignored)
+            metadata["invitation"] = invited
+            attributes["invited_by"] = invited
         inbound = InboundMessage(
             external_id=f"{visitor}:{client_id}",
             sender=Identity(KIND, visitor),
@@ -532,9 +572,7 @@ class WebchatConnector(Connector):
             text=text,
             extra_identities=[Identity("email", email)] if email else [],
             metadata=metadata,
-            contact_attributes=(
-                {"browser_language": sock.browser_language} if sock.browser_language else {}
-            ),
+            contact_attributes=attributes,
         )
         try:
             result = await self.ctx.submit(inbound)

@@ -4,9 +4,58 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors.base import ConnectorSettings
+
+
+class InvitationWhen(BaseModel):
+    """When the widget invites: every condition given must hold (issue 15)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        None,
+        min_length=1,
+        max_length=500,
+        description="The page's path (and query), a glob: `*` is any text, e.g. /pricing*.",
+    )
+    seconds_on_page: float = Field(
+        0.0, ge=0, le=3600, description="Seconds the visitor has been on the page."
+    )
+    attributes: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=20,
+        description="Visitor attributes the page gives the widget (the script tag's "
+        "data-attributes JSON), each equal, e.g. {plan: pro}.",
+    )
+
+
+class Invitation(BaseModel):
+    """A proactive invitation: the widget shows `text` in a bubble when `when` holds; a
+    conversation opens only once the visitor answers, and carries the rule's name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_.-]{0,64}$",
+        description="The rule's name, kept on the conversation it opens; default invitation-N.",
+    )
+    when: InvitationWhen = Field(default_factory=lambda: InvitationWhen.model_validate({}))
+    text: dict[str, str] = Field(
+        min_length=1, description="The invitation per language: de and/or en."
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _languages(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang, text in value.items():
+            if lang not in ("de", "en"):
+                raise ValueError(f"language {lang!r} is not one of de, en")
+            if not text.strip() or len(text) > 500:
+                raise ValueError(f"text.{lang} must be 1 to 500 characters")
+        return value
 
 
 class WebchatSettings(ConnectorSettings):
@@ -70,6 +119,25 @@ class WebchatSettings(ConnectorSettings):
             " default: the first email channel. Without one, a typed address stays a claim."
         ),
     )
+
+    invitations: list[Invitation] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Proactive invitations by page URL, time on page and visitor attributes; "
+        "the first that holds is shown (issue 15).",
+    )
+
+    @field_validator("invitations")
+    @classmethod
+    def _invitation_names(cls, value: list[Invitation]) -> list[Invitation]:
+        seen: set[str] = set()
+        for i, inv in enumerate(value):
+            if not inv.name:
+                inv.name = f"invitation-{i + 1}"
+            if inv.name in seen:
+                raise ValueError(f"two invitations are named {inv.name!r}")
+            seen.add(inv.name)
+        return value
 
     @field_validator("token_ttl", mode="before")
     @classmethod

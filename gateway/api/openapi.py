@@ -21,7 +21,16 @@ from pydantic.json_schema import models_json_schema
 
 from connectors.base import Connector
 from gateway import __version__
-from gateway.api import agents, conversations, heartbeat, inbox, offers, routing, workspace
+from gateway.api import (
+    agents,
+    conversations,
+    heartbeat,
+    inbox,
+    offers,
+    outreach,
+    routing,
+    workspace,
+)
 from gateway.api import schemas as out
 from gateway.api import workspace_schemas as ws
 from gateway.kb import web as kb
@@ -688,6 +697,32 @@ OPERATIONS += (
         errors=(403,),
         description="For channels that cannot carry files: the customer gets this link. No "
         "token; 403 when the signature is wrong or the link expired.",
+    ),
+)
+
+# Issue 15: proactive outreach (gateway/api/outreach.py).
+OPERATIONS += (
+    Op(
+        "POST",
+        "/v1/conversations",
+        "Start a conversation with a contact (proactive outreach)",
+        WORKSPACE,
+        out.ConversationWithMessages,
+        ok=201,
+        body=outreach.StartBody,
+        errors=(403, 409, 422),
+        description="To a known contact (`contact_id`) or an address (`to`; a new contact "
+        "when nobody has it) on a configured channel that can write first: email (needs a "
+        "`subject`), SMS, Telegram only to a user who wrote to the bot on that channel, "
+        "WhatsApp only with an approved `template`; never web chat. The first message goes "
+        "through the outbox (`status` queued, then sent or failed with a reason) and the "
+        "customer's answer threads into the conversation. It is assigned to the calling "
+        "agent (or `assign_to`; `null` routes it by the rules, in `queue` when given). "
+        "422 codes: unknown_channel, channel_cannot_start, template_required, "
+        "template_not_supported, subject_required, invalid_address, wrong_address_kind, "
+        "unknown_contact, no_address, never_wrote, opted_out (contact attribute "
+        "`do_not_contact: true`), unknown_agent, unknown_queue. 409 conversation_exists: "
+        "the contact has an active conversation (its id is in the message); reply there.",
     ),
 )
 

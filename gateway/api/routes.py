@@ -14,6 +14,7 @@ from gateway.api import (
     inbox,
     offers,
     openapi,
+    outreach,
     quarantine,
     routing,
     stats,
@@ -29,6 +30,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/metrics", health.metrics)
     r.add_get("/v1/me", agents.me)
     r.add_get("/v1/conversations", conversations.list_conversations)
+    r.add_post("/v1/conversations", outreach.start_conversation)  # issue 15
     inbox.add_routes(app)  # before /v1/conversations/{id}: `counts` is not an id
     r.add_get("/v1/conversations/{id}", conversations.get_conversation)
     r.add_post("/v1/conversations/{id}/messages", conversations.reply)

@@ -316,6 +316,7 @@
       if (label) label.hidden = !ok;
     }
     $("search-form").hidden = !has("GET", "/v1/search");
+    $("new-conv-btn").hidden = !S.startApi;
     document.querySelector(".reply-mode").hidden = !S.notesApi;
     $("attach").parentElement.hidden = !S.attachApi;
     $("merge-form").hidden = !S.mergeApi;
@@ -349,6 +350,48 @@
     S.splitApi = has("POST", "/v1/contacts/{id}/identities/{identity}/split");
     S.viewingApi = has("POST", "/v1/conversations/{id}/viewing");
     S.transferAgent = S.listApi;  // the same branch lets a transfer name an agent
+    S.startApi = has("POST", "/v1/conversations");  // proactive outreach (issue 15)
+  }
+
+  // --- a new conversation (proactive outreach) ---------------------------------------------
+  async function showNewConversation(on) {
+    $("new-conv").hidden = !on;
+    if (!on) { $("new-conv-btn").focus(); return; }
+    $("nc-error").hidden = true;
+    const select = $("nc-channel");
+    const keep = select.value;
+    let names = S.channels || [];
+    try {
+      const ready = await fetch("/readyz").then((r) => r.json());
+      names = Object.keys((ready && ready.channels) || {}).sort();
+    } catch (e) { /* the channels seen in the lists */ }
+    clear(select);
+    for (const name of names) option(select, name, name);
+    if (names.includes(keep)) select.value = keep;
+    $("nc-to").focus();
+  }
+
+  async function startConversation(ev) {
+    ev.preventDefault();
+    const body = { channel: $("nc-channel").value, to: { address: $("nc-to").value.trim() },
+      text: $("nc-text").value };
+    const name = $("nc-name").value.trim();
+    const subject = $("nc-subject").value.trim();
+    if (name) body.to.name = name;
+    if (subject) body.subject = subject;
+    try {
+      const conv = await api("POST", "/v1/conversations", body);
+      $("new-conv-form").reset();
+      showNewConversation(false);
+      status(t("new.done"));
+      scheduleLists();
+      await openConversation(conv.id);
+    } catch (e) {
+      const key = "new.error." + e.code;
+      const box = $("nc-error");
+      box.textContent = t(key) !== key ? t(key) : t("new.error.other", { error: e.message });
+      box.hidden = false;
+    }
   }
 
   // --- lists ------------------------------------------------------------------------------
@@ -1374,6 +1417,7 @@
     if (S.stopped || ev.ctrlKey || ev.metaKey || ev.altKey) return;
     if (ev.key === "Escape") {
       if (!$("help").hidden) { showHelp(false); ev.preventDefault(); return; }
+      if (!$("new-conv").hidden) { showNewConversation(false); ev.preventDefault(); return; }
       const pane = $("app").getAttribute("data-pane");
       if (pane === "contact") $("app").setAttribute("data-pane", "conv");
       else if (pane === "conv") $("app").setAttribute("data-pane", "list");
@@ -1381,7 +1425,7 @@
     }
     const tag = (ev.target && ev.target.tagName) || "";
     if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || (ev.target && ev.target.isContentEditable)) return;
-    if (!$("help").hidden) return;
+    if (!$("help").hidden || !$("new-conv").hidden) return;
     const go = {
       j: () => step(1), k: () => step(-1),
       r: () => { if (S.current) { setReplyMode("reply"); $("reply-text").focus(); } },
@@ -1418,6 +1462,9 @@
     });
     $("notify").addEventListener("click", toggleNotify);
     $("help-btn").addEventListener("click", () => showHelp(true));
+    $("new-conv-btn").addEventListener("click", () => showNewConversation(true));
+    $("nc-cancel").addEventListener("click", () => showNewConversation(false));
+    $("new-conv-form").addEventListener("submit", startConversation);
     $("help-close").addEventListener("click", () => showHelp(false));
     $("help").addEventListener("click", (ev) => { if (ev.target === $("help")) showHelp(false); });
     $("view").addEventListener("change", (ev) => {

@@ -64,7 +64,7 @@
       offline_retry: "You are offline; try again in a moment.", sending_code: "Sending a new code\u2026",
       articles: "These articles may answer your question:", answered: "Did this answer your question?",
       yes: "Yes, thanks", no: "No, send my message", glad: "Glad we could help!",
-      my_requests: "See my requests"
+      my_requests: "See my requests", dismiss_invitation: "Dismiss invitation"
     },
     de: {
       offline_banner: "Gerade ist niemand online. Hinterlassen Sie eine Nachricht, wir antworten hier.",
@@ -94,7 +94,7 @@
       offline_retry: "Sie sind offline; versuchen Sie es gleich noch einmal.", sending_code: "Neuer Code wird gesendet\u2026",
       articles: "Diese Artikel beantworten vielleicht Ihre Frage:", answered: "Hat das Ihre Frage beantwortet?",
       yes: "Ja, danke", no: "Nein, Nachricht senden", glad: "Sch\u00f6n, dass wir helfen konnten!",
-      my_requests: "Meine Anfragen ansehen"
+      my_requests: "Meine Anfragen ansehen", dismiss_invitation: "Einladung schlie\u00dfen"
     }
   };
   var LANG = /^de\b/i.test(script.getAttribute("data-lang") || navigator.language || "") ? "de" : "en";
@@ -234,7 +234,11 @@
     ".suggest .ask{font-size:13px;margin:2px 0 0;font-weight:600}",
     ".suggest .row{justify-content:flex-start}",
     ".suggest button{padding:6px 12px;font-size:13px}",
-    ".glad{margin:0;padding:8px 14px;font-size:13px;color:#16652c;background:#eef9f0;border-top:1px solid #cfe9d5}"
+    ".glad{margin:0;padding:8px 14px;font-size:13px;color:#16652c;background:#eef9f0;border-top:1px solid #cfe9d5}",
+    ".invite{position:absolute;right:0;bottom:72px;width:280px;max-width:calc(100vw - 40px);background:#fff;",
+    "border:1px solid #d8dce6;border-radius:14px;box-shadow:0 8px 28px rgba(20,30,60,.22);display:flex;align-items:flex-start}",
+    ".invite .invite-text{flex:1;text-align:left;background:none;border:0;font:inherit;color:inherit;padding:12px 6px 12px 14px;cursor:pointer;white-space:pre-wrap;overflow-wrap:anywhere}",
+    ".invite .invite-close{background:none;border:0;font-size:18px;line-height:1;color:#646c7f;cursor:pointer;padding:8px 10px}"
   ].join("\n");
 
   // --- state -------------------------------------------------------------------------------
@@ -262,7 +266,9 @@
     suggestSeq: 0,
     suggestTimer: null,
     suggested: null,     // {items, texts} on screen
-    shownKey: ""         // the set last recorded as shown
+    shownKey: "",        // the set last recorded as shown
+    invitation: null,    // {name, text}: the invitation the visitor answers
+    inviteTimer: null
   };
   var items = {};  // key → {li, meta, data}
 
@@ -408,6 +414,17 @@
   panel.appendChild(composer);
   root.appendChild(panel);
   root.appendChild(bubble);
+
+  // A proactive invitation (issue 15): shown by the channel's rules on page URL, time on
+  // page and visitor attributes; it opens nothing until the visitor writes.
+  var invite = el("div", { className: "invite", role: "status", "data-testid": "invitation" });
+  var inviteText = el("button", { type: "button", className: "invite-text" });
+  var inviteClose = el("button", { type: "button", className: "invite-close",
+    "aria-label": t("dismiss_invitation") }, "\u00d7");
+  invite.appendChild(inviteText);
+  invite.appendChild(inviteClose);
+  show(invite, false);
+  root.appendChild(invite);
 
   function mount() { (document.body || document.documentElement).appendChild(host); }
   if (document.body) { mount(); } else { document.addEventListener("DOMContentLoaded", mount); }
@@ -844,6 +861,7 @@
   function transmit(p) {
     var frame = { type: "message", client_id: p.client_id, text: p.text };
     if (p.suggestions) { frame.suggestions = p.suggestions; }
+    if (p.invitation) { frame.invitation = p.invitation; }
     if (send(frame)) { armAckTimer(); }
     else { connect(); }
   }
@@ -875,6 +893,7 @@
     showError("");
     var p = { client_id: newId(), text: text };
     if (state.suggested) { p.suggestions = refs(state.suggested.items); }
+    if (state.invitation) { p.invitation = state.invitation.name; state.invitation = null; }
     hideSuggestions();
     state.pending.push(p);
     saveJSON(session, "pending", state.pending);
@@ -978,6 +997,11 @@
   }
 
   function openPanel() {
+    var answered = state.invitation;  // opened while invited: the visitor answers it
+    hideInvitation();
+    if (answered && !items.invitation) {
+      upsert("invitation", { direction: "out", text: answered.text, greeting: true });
+    }
     state.open = true;
     show(panel, true);
     bubble.setAttribute("aria-expanded", "true");
@@ -995,6 +1019,68 @@
     bubble.setAttribute("aria-expanded", "false");
     bubble.focus();
   }
+
+  // --- proactive invitations ---------------------------------------------------------------
+  var pageStart = Date.now();
+  function visitorAttributes() {
+    try {
+      var a = JSON.parse(script.getAttribute("data-attributes") || "{}");
+      return a && typeof a === "object" ? a : {};
+    } catch (e) { return {}; }
+  }
+  function globMatch(glob, text) {
+    var re = "^" + glob.split("*").map(function (part) {
+      return part.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+    }).join(".*") + "$";
+    return new RegExp(re).test(text);
+  }
+  function inviteHolds(rule, attrs) {
+    if (rule.url && !globMatch(rule.url, location.pathname + location.search) &&
+        !globMatch(rule.url, location.pathname)) { return false; }
+    var want = rule.attributes || {};
+    for (var k in want) {
+      if (Object.prototype.hasOwnProperty.call(want, k) && String(attrs[k]) !== String(want[k])) { return false; }
+    }
+    return true;
+  }
+  function inviteWording(text) {
+    return (LANG === "de" ? text.de || text.en : text.en || text.de) || "";
+  }
+  function hideInvitation() {
+    clearTimeout(state.inviteTimer);
+    show(invite, false);
+  }
+  function showInvitation(rule) {
+    // Not over an open chat, not to a visitor already talking, not after a dismissal.
+    if (state.open || state.hadHistory || state.pending.length ||
+        session.getItem(KEY + ":invite-dismissed")) { return; }
+    state.invitation = { name: rule.name, text: inviteWording(rule.text) };
+    inviteText.textContent = state.invitation.text;
+    invite.setAttribute("data-rule", rule.name);
+    show(invite, true);
+  }
+  function loadInvitations() {
+    if (!window.fetch || session.getItem(KEY + ":invite-dismissed")) { return; }
+    fetch(src.origin + "/webchat/" + encodeURIComponent(channel) + "/invitations",
+      { credentials: "omit" }).then(function (r) { return r.ok ? r.json() : { invitations: [] }; })
+      .then(function (body) {
+        var attrs = visitorAttributes();
+        var rules = (body && body.invitations) || [];
+        for (var i = 0; i < rules.length; i++) {
+          if (!inviteHolds(rules[i], attrs)) { continue; }
+          var rule = rules[i];
+          var wait = Math.max(0, (rule.seconds_on_page || 0) * 1000 - (Date.now() - pageStart));
+          state.inviteTimer = setTimeout(function () { showInvitation(rule); }, wait);
+          return;
+        }
+      }).catch(function () { /* no invitation: the chat works as before */ });
+  }
+  inviteText.addEventListener("click", function () { openPanel(); });
+  inviteClose.addEventListener("click", function () {
+    hideInvitation();
+    state.invitation = null;
+    try { session.setItem(KEY + ":invite-dismissed", "1"); } catch (e) { /* ignore */ }
+  });
 
   bubble.addEventListener("click", function () { if (state.open) { closePanel(); } else { openPanel(); } });
   closeBtn.addEventListener("click", closePanel);
@@ -1060,6 +1146,7 @@
   // A returning visitor connects at once (replies arrive with an unread badge);
   // a new one only when they open the chat.
   if (state.token || state.pending.length) { connect(); }
+  loadInvitations();
 
   window.SwitchboardWebchat = window.SwitchboardWebchat || {};
   window.SwitchboardWebchat[channel] = { open: openPanel, close: closePanel };

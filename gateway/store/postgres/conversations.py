@@ -12,16 +12,30 @@ conversation locks its row (`FOR UPDATE`) first.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import asyncpg
 
-from connectors.base import InboundMessage
+from connectors.base import Identity, InboundMessage
 from gateway.domain import identity as rules_identity
 from gateway.domain import lifecycle, load, threading
 from gateway.domain.lifecycle import TransitionRefused
 from gateway.domain.threading import Candidate
 from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
+from gateway.outreach import policy as outreach_policy
+from gateway.outreach.store import (
+    ConversationExists,
+    OutreachRefused,
+    OutreachStore,
+    StartOutcome,
+    StartRequest,
+    new_conversation,
+    refuse_missing,
+    refuse_never_wrote,
+    refuse_opted_out,
+    start_events,
+)
 from gateway.store.base import (
     Classification,
     Conflict,
@@ -47,6 +61,7 @@ from gateway.store.postgres.pool import (
     get_conv,
     get_msg,
     msg_row,
+    resolve_contact_id,
     rowcount,
     scope_where,
 )
@@ -101,7 +116,7 @@ async def insert_message(conn: Conn, m: Message) -> None:
     )
 
 
-class PgConversations(PgContacts, ConversationStore):
+class PgConversations(PgContacts, ConversationStore, OutreachStore):
     # --- ingest ----------------------------------------------------------------------------
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
         # The router's rules run before the transaction (`Preclassified`). A unique
@@ -464,6 +479,113 @@ class PgConversations(PgContacts, ConversationStore):
             [NewEvent("message.queued", {"conversation_id": conv.id, "message_id": message.id})],
         )
         return message, events
+
+    # --- proactive outreach (issue 15: gateway/outreach/) -----------------------------------
+    async def start_conversation(self, request: StartRequest) -> StartOutcome:
+        # A unique violation: another writer made the contact (or opened its conversation)
+        # a moment before; run again and find it.
+        return await self._tx(
+            lambda conn: self._start(conn, request),
+            retry=(asyncpg.exceptions.UniqueViolationError,),
+        )
+
+    async def _start(self, conn: Conn, req: StartRequest) -> StartOutcome:
+        now = req.now
+        new_contact = False
+        if req.contact_id is not None:
+            if await conn.fetchval("SELECT 1 FROM contacts WHERE id=$1", req.contact_id) is None:
+                raise OutreachRefused("unknown_contact", f"contact {req.contact_id} not found")
+            contact_id = await resolve_contact_id(conn, req.contact_id)
+            row = await conn.fetchrow(
+                "SELECT kind, address FROM identities WHERE contact_id=$1 AND kind=$2"
+                " ORDER BY verified DESC, address LIMIT 1",
+                contact_id,
+                req.identity_kind,
+            )
+            if row is None:
+                raise refuse_missing(req)
+            to = Identity(row[0], row[1])
+        else:
+            assert req.to is not None
+            to = req.to
+            found = await contact_of(conn, to)
+            if found is None:
+                if req.needs_inbound:
+                    raise refuse_never_wrote(req)
+                contact_id = new_id("ct")
+                await conn.execute(
+                    "INSERT INTO contacts(id, name, attributes, created_at, updated_at)"
+                    " VALUES ($1, $2, '{}', $3, $3)",
+                    contact_id,
+                    req.name,
+                    now,
+                )
+                await conn.execute(
+                    "INSERT INTO identities(kind, address, contact_id, verified)"
+                    " VALUES ($1, $2, $3, TRUE)",
+                    to.kind,
+                    to.address,
+                    contact_id,
+                )
+                new_contact = True
+            else:
+                contact_id = found
+        attributes: dict[str, str] = {}
+        if not new_contact:
+            # The contact's row is held until the commit, as an ingest holds it.
+            raw = await conn.fetchval(
+                "SELECT attributes FROM contacts WHERE id=$1 FOR UPDATE", contact_id
+            )
+            attributes = loads(raw) if raw else {}
+            if outreach_policy.opted_out(attributes):
+                raise refuse_opted_out()
+            if req.needs_inbound and not await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM messages m JOIN conversations c"
+                " ON c.id = m.conversation_id WHERE c.contact_id=$1 AND m.channel=$2"
+                " AND m.direction='in')",
+                contact_id,
+                req.channel,
+            ):
+                raise refuse_never_wrote(req)
+            active = await conn.fetchval(
+                f"SELECT id FROM conversations WHERE contact_id=$1 AND {_ACTIVE}"
+                " ORDER BY updated_at DESC LIMIT 1",
+                contact_id,
+            )
+            if active is not None:
+                raise ConversationExists(active)
+        conv = new_conversation(req, contact_id, to, attributes)
+        await self._insert_conversation(conn, replace(conv, status="open", assignee=None))
+        # Inserted waiting, then assigned: as an assignment changes any conversation.
+        if conv.assignee is not None:
+            if await lock_agent(conn, conv.assignee) is None:
+                raise OutreachRefused("unknown_agent", f"agent {conv.assignee} not found")
+            await conn.execute(
+                "UPDATE conversations SET status=$4, assignee=$1, assigned_at=$2 WHERE id=$3",
+                conv.assignee,
+                conv.assigned_at,
+                conv.id,
+                conv.status,
+            )
+            await conn.execute(
+                "UPDATE agents SET last_assigned_at=$1 WHERE id=$2", now, conv.assignee
+            )
+            await adjust_load(conn, conv.channel_kind, (None, "open"), (conv.assignee, "assigned"))
+        events = await append_events(conn, now, start_events(conv, req, new_contact))
+        message, queued = await self._add_outbound(
+            conn,
+            OutboundRequest(
+                conversation_id=conv.id,
+                text=req.text,
+                sender_type="agent",
+                sender_id=req.sender_id,
+                now=now,
+                subject=req.subject,
+                metadata=dict(req.metadata),
+            ),
+        )
+        conv = await get_conv(conn, conv.id)
+        return StartOutcome(conv, message, contact_id, events + queued)
 
     async def automatic_count(self, contact_id: str, since: float) -> int:
         async def op(conn: Conn) -> int:

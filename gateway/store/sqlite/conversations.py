@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 
 from connectors.base import Identity, InboundMessage
 from gateway.domain import identity as rules_identity
@@ -14,6 +15,19 @@ from gateway.domain.lifecycle import TransitionRefused
 from gateway.domain.threading import Candidate
 from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
+from gateway.outreach import policy as outreach_policy
+from gateway.outreach.store import (
+    ConversationExists,
+    OutreachRefused,
+    OutreachStore,
+    StartOutcome,
+    StartRequest,
+    new_conversation,
+    refuse_missing,
+    refuse_never_wrote,
+    refuse_opted_out,
+    start_events,
+)
 from gateway.store.base import (
     Conflict,
     ConversationFilter,
@@ -45,7 +59,7 @@ def apply_state(conv: Conversation, state: lifecycle.State) -> None:
     conv.resolved_at, conv.first_response_at = state.resolved_at, state.first_response_at
 
 
-class SqliteConversations(SqliteRows):
+class SqliteConversations(SqliteRows, OutreachStore):
     # --- ingest ----------------------------------------------------------------------------
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
         """Group commit: ingests that arrive while a transaction is in flight share the next
@@ -448,6 +462,101 @@ class SqliteConversations(SqliteRows):
             [NewEvent("message.queued", {"conversation_id": conv.id, "message_id": message.id})],
         )
         return message, events
+
+    # --- proactive outreach (issue 15: gateway/outreach/) -----------------------------------
+    async def start_conversation(self, request: StartRequest) -> StartOutcome:
+        return await self._tx(lambda conn: self._start(conn, request))
+
+    def _start(self, conn: sqlite3.Connection, req: StartRequest) -> StartOutcome:
+        now = req.now
+        new_contact = False
+        if req.contact_id is not None:
+            if (
+                conn.execute("SELECT 1 FROM contacts WHERE id=?", (req.contact_id,)).fetchone()
+                is None
+            ):
+                raise OutreachRefused("unknown_contact", f"contact {req.contact_id} not found")
+            contact_id = self._resolve_contact_id(conn, req.contact_id)
+            row = conn.execute(
+                "SELECT kind, address FROM identities WHERE contact_id=? AND kind=?"
+                " ORDER BY verified DESC, address LIMIT 1",
+                (contact_id, req.identity_kind),
+            ).fetchone()
+            if row is None:
+                raise refuse_missing(req)
+            to = Identity(row[0], row[1])
+        else:
+            assert req.to is not None
+            to = req.to
+            found = self._contact_of(conn, to)
+            if found is None:
+                if req.needs_inbound:
+                    raise refuse_never_wrote(req)
+                contact_id = new_id("ct")
+                conn.execute(
+                    "INSERT INTO contacts(id, name, attributes, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?)",
+                    (contact_id, req.name, "{}", now, now),
+                )
+                conn.execute(
+                    "INSERT INTO identities(kind, address, contact_id, verified) VALUES (?,?,?,1)",
+                    (to.kind, to.address, contact_id),
+                )
+                new_contact = True
+            else:
+                contact_id = found
+        attributes: dict[str, str] = {}
+        if not new_contact:
+            attributes = loads(
+                conn.execute(
+                    "SELECT attributes FROM contacts WHERE id=?", (contact_id,)
+                ).fetchone()[0]
+            )
+            if outreach_policy.opted_out(attributes):
+                raise refuse_opted_out()
+            if req.needs_inbound and (
+                conn.execute(
+                    "SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                    " WHERE c.contact_id=? AND m.channel=? AND m.direction='in' LIMIT 1",
+                    (contact_id, req.channel),
+                ).fetchone()
+                is None
+            ):
+                raise refuse_never_wrote(req)
+            active = conn.execute(
+                "SELECT id FROM conversations WHERE contact_id=?"
+                " AND status IN ('open','assigned','pending') ORDER BY updated_at DESC LIMIT 1",
+                (contact_id,),
+            ).fetchone()
+            if active is not None:
+                raise ConversationExists(active[0])
+        conv = new_conversation(req, contact_id, to, attributes)
+        self._insert_conversation(conn, replace(conv, status="open", assignee=None))
+        # Inserted waiting, then assigned: as an assignment changes any conversation.
+        if conv.assignee is not None:
+            if conn.execute("SELECT 1 FROM agents WHERE id=?", (conv.assignee,)).fetchone() is None:
+                raise OutreachRefused("unknown_agent", f"agent {conv.assignee} not found")
+            conn.execute(
+                "UPDATE conversations SET status=?, assignee=?, assigned_at=? WHERE id=?",
+                (conv.status, conv.assignee, conv.assigned_at, conv.id),
+            )
+            conn.execute("UPDATE agents SET last_assigned_at=? WHERE id=?", (now, conv.assignee))
+            self._adjust_load(conn, conv.channel_kind, (None, "open"), (conv.assignee, "assigned"))
+        events = self._events(conn, now, start_events(conv, req, new_contact))
+        message, queued = self._add_outbound(
+            conn,
+            OutboundRequest(
+                conversation_id=conv.id,
+                text=req.text,
+                sender_type="agent",
+                sender_id=req.sender_id,
+                now=now,
+                subject=req.subject,
+                metadata=dict(req.metadata),
+            ),
+        )
+        conv = self._get_conv(conn, conv.id)
+        return StartOutcome(conv, message, contact_id, events + queued)
 
     async def automatic_count(self, contact_id: str, since: float) -> int:
         def op(conn: sqlite3.Connection) -> int:

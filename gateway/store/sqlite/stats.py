@@ -282,6 +282,9 @@ class _Fold:
             cid = d.get("id")
             if not cid:
                 return
+            # Started by us (issue 15, proactive outreach): nobody waits for a first
+            # response, so none is measured; the customer's answers get next responses.
+            started = isinstance(d.get("routing"), dict) and "outreach" in d["routing"]
             c = _Conv(
                 cid,
                 d["channel"],
@@ -290,7 +293,7 @@ class _Fold:
                 at,
                 at,
                 None,
-                None,
+                at if started else None,
                 None,
                 0,
                 0,
