@@ -34,6 +34,7 @@ from gateway.api.common import AUTH, GATEWAY
 from gateway.api.errors import error_middleware
 from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
+from gateway.bots.stage import WebhookBotStage
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.coord import Coordinator, LocalCoordinator
@@ -267,6 +268,16 @@ class Gateway:
             self.public_url,
             clock,
         )
+        # Issue 15: external bots by signed webhook (gateway/bots/stage.py).
+        self.bot_stage = WebhookBotStage(
+            lambda: self.config.bots,
+            lambda: self.config.routing,
+            self.texts,
+            self.store,
+            self.services,
+            clock,
+        )
+        self.ingestor.webhook_bot = self.bot_stage
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -574,6 +585,8 @@ class Gateway:
         self._build_connectors()
         openapi.mount(self.app, self.connectors.values())
         await self.webhooks.start(self.bus, self._http)
+        self.bot_stage.http = self._http
+        await self.bot_stage.recover()  # bot calls cut off by the last stop: to a person
         server = self.config.server
         self._runner = web.AppRunner(
             self.app,
@@ -754,6 +767,7 @@ class Gateway:
         await step("wait board", self.wait_board.stop(left(deadline)))
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
+        await step("bot calls", self.bot_stage.stop(left(deadline)))
         await step("kpis", self.kpis.stop(left(deadline)))
         await step("coordination", self.coordinator.stop())
         if self._http is not None:
