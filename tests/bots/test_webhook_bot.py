@@ -199,3 +199,28 @@ async def test_a_first_message_asking_for_a_person_skips_the_bot(
     await client.inbound("p1", "agent", "hal")
     conv = await wait_for(lambda: _assigned(client, "hal"), timeout=10)
     assert conv["queue"] == "general" and not bot.calls
+
+
+async def test_a_call_cut_off_by_a_restart_is_handed_off_at_start(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    store_config: dict[str, Any],
+) -> None:
+    bot.replies = [("sleep", 30, {"action": "answer", "text": "never"})]
+    cfg = bot_config(store_config, receiver.url, bot.url, timeout=20)
+    gw, client = await gateway_factory(cfg)
+    await client.inbound("r1", "Hello, is anyone there?", "ida")
+    await wait_for(lambda: len(bot.calls) == 1, timeout=10)
+    # A second conversation waits for its customer after a bot answer: it stays.
+    bot.replies = [{"action": "answer", "text": "Yes, we open at nine."}]
+    await client.inbound("r2", "Are you open on Saturday?", "joe")
+    await wait_for(lambda: "Yes, we open at nine." in texts_to(receiver), timeout=10)
+    await gw.stop()
+
+    _, client = await gateway_factory(cfg)
+    conv = await wait_for(lambda: _assigned(client, "ida"), timeout=10)
+    assert conv["routing"]["handoff"]["reason"] == "restart"
+    waiting = await only_conversation(client, "joe")
+    assert waiting["queue"] == BOT_QUEUE and waiting["assignee"] is None
+    assert len(bot.calls) == 2  # nothing was sent to the bot again
