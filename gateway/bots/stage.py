@@ -123,7 +123,13 @@ class WebhookBotStage:
         """Start the bot's turn for a message of a conversation in the bot stage; True
         when the conversation is the bot's (no acknowledgement, no closed notice then)."""
         conv, message = outcome.conversation, outcome.message
-        if outcome.duplicate or conv is None or message is None or conv.queue != BOT_QUEUE:
+        if (
+            outcome.duplicate
+            or conv is None
+            or message is None
+            or conv.queue != BOT_QUEUE
+            or conv.assignee is not None  # a person took it from the bot by hand
+        ):
             return False
         self._spawn(self._turn(conv.id, message, text))
         return True
@@ -172,8 +178,8 @@ class WebhookBotStage:
 
     async def _take(self, conversation_id: str, message: Message, text: str) -> None:
         conv = await self.store.get_conversation(conversation_id)
-        if conv.queue != BOT_QUEUE or conv.status not in ACTIVE_STATUSES:
-            return  # handed off meanwhile
+        if conv.queue != BOT_QUEUE or conv.status not in ACTIVE_STATUSES or conv.assignee:
+            return  # handed off meanwhile, or a person took it by hand
         name = self.bot_of(conv.routing.get("rules") or [])
         cfg = self.bots().get(name) if name is not None else None
         contact = await self.store.get_contact(conv.contact_id)

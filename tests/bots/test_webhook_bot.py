@@ -101,6 +101,9 @@ async def test_handoff_facts_route_to_the_skill_queue_with_the_summary_for_the_a
     ]
     (handoff,) = await events_of(gw, "bot.handoff")
     assert handoff.data["reason"] == "billing" and handoff.data["queue"] == "billing"
+    # The assignment's reason says what the bot handed off with.
+    (assigned,) = await events_of(gw, "conversation.assigned")
+    assert any(r.startswith("bot handed off: reason 'billing'") for r in assigned.data["reasons"])
 
     # The explanation shows the same decision for the same facts.
     status, out = await client.call(
