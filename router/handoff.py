@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import PRIORITY_RANK, RoutingConfig
+from .config import PRIORITY_RANK, Condition, RoutingConfig
 from .rules import Classification, MessageFacts, classify
 
 
@@ -87,3 +87,32 @@ def route_handoff(config: RoutingConfig, facts: MessageFacts, handoff: Handoff) 
         cls.rules,
         cls.matches,
     )
+
+
+def uses_handoff(cond: Condition) -> bool:
+    """Whether `cond` (or a part of it) reads a handoff's facts."""
+    parts = [*(cond.all_ or []), *(cond.any_ or []), *([cond.not_] if cond.not_ else [])]
+    return cond.handoff is not None or any(uses_handoff(c) for c in parts)
+
+
+def handoff_order_problems(config: RoutingConfig) -> list[tuple[int, str]]:
+    """Rules reading handoff facts that can never decide a handoff: no rule hands to a
+    webhook bot, or they sit below the first one (which holds for the same message)."""
+    out: list[tuple[int, str]] = []
+    first_bot = next(
+        (i for i, r in enumerate(config.rules) if getattr(r.bot, "webhook", None)), None
+    )
+    for i, rule in enumerate(config.rules):
+        if not uses_handoff(rule.when):
+            continue
+        if first_bot is None:
+            out.append((i, "reads handoff facts, but no rule hands conversations to a webhook bot"))
+        elif i > first_bot and not config.rules[first_bot].continue_:
+            out.append(
+                (
+                    i,
+                    f"reads handoff facts below rule {config.rules[first_bot].name!r}, which "
+                    "has the bot and decides first; move it above",
+                )
+            )
+    return out

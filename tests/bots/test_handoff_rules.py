@@ -130,3 +130,23 @@ def test_never_held_for_an_automated_sender_or_a_request_for_a_person(tmp_path: 
     assert stage.hold(taken, "Mitarbeiter bitte!", automated=False) is taken
     other = Classification("general", 1, {}, [], "billing", [], ["billing"])
     assert stage.hold(other, "refund please", automated=False) is other
+
+
+def test_check_warns_about_handoff_rules_that_cannot_decide(tmp_path: Path) -> None:
+    from gateway.rulecheck import warnings
+
+    cfg = bot_config({"path": str(tmp_path / "db")}, "http://127.0.0.1:9/x", "http://127.0.0.1:9/b")
+    good = load_config_text(config_text(cfg)).config
+    assert not [w for w in warnings(good) if "handoff" in w]
+    rules = cfg["routing"]["rules"]
+    rules[0], rules[1] = rules[1], rules[0]
+    below = load_config_text(config_text(cfg)).config
+    assert any(
+        w.startswith(
+            "routing.rules[1] (bot-says-billing): reads handoff facts below rule 'self-service'"
+        )
+        for w in warnings(below)
+    )
+    del rules[0]
+    no_bot = load_config_text(config_text(cfg)).config
+    assert any("no rule hands conversations to a webhook bot" in w for w in warnings(no_bot))
