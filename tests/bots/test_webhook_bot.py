@@ -146,6 +146,8 @@ async def test_a_bot_that_times_out_hands_off_at_once(
     assert texts_to(receiver) == [
         "Connecting you to a person: someone from our team will answer you here."
     ]
+    _, metrics = await client.call("GET", "/metrics", token=None)
+    assert 'switchboard_bot_turns_total{bot="helper",outcome="timeout"}' in metrics
 
 
 async def test_a_failing_or_garbled_bot_hands_off(
