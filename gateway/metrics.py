@@ -24,6 +24,15 @@ class Metrics:
             ["bot", "outcome"],
             registry=r,
         )
+        # Issue 15: the self-service rate's parts: conversations a bot resolved with no
+        # agent reply (`resolved_by_bot`), widget suggestions that answered the visitor's
+        # question or did not (`kb_helpful`, `kb_unhelpful`).
+        self.self_service = Counter(
+            "switchboard_self_service_total",
+            "Self-service outcomes",
+            ["outcome"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "switchboard_messages_duplicate_total",
             "Inbound redeliveries dropped",

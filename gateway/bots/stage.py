@@ -236,6 +236,9 @@ class WebhookBotStage:
         data = {"conversation_id": conv.id, "bot": bot, "message_id": sent.id, "turn": turn}
         self.services.committed(await self.store.bot_record(kind, data, now))
         METRICS.bot_turns.labels(bot, reply.action).inc()
+        if reply.resolve:  # the bot is done; the customer writing again reopens it
+            await self.services.resolve(conv.id, f"bot:{bot}")
+            METRICS.self_service.labels("resolved_by_bot").inc()
         log.info(
             "bot answered", extra={"conversation": conv.id, "bot": bot, "action": reply.action}
         )

@@ -5,6 +5,7 @@ event webhooks are: `webhook-id: bot_<message id>`, `webhook-timestamp`,
 `webhook-signature`. The answer is one of
 
     {"action": "answer", "text": "..."}      the bot answers; it keeps the conversation
+                                             (`"resolve": true`: and resolves it)
     {"action": "ask", "text": "..."}         the bot asks back; it keeps the conversation
     {"action": "handoff", "reason": "...", "summary": "...", "language": "de",
      "skills": ["billing"], "priority": "high"}   a person takes over
@@ -46,6 +47,7 @@ class _Answer(BaseModel):
 
     action: Literal["answer", "ask"]
     text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+    resolve: bool = False
 
 
 class _Handoff(BaseModel):
@@ -69,9 +71,12 @@ _REPLY: TypeAdapter[_Answer | _Handoff] = TypeAdapter(
 class BotAnswer:
     """An answer or a question back, to send to the customer."""
 
-    def __init__(self, action: Literal["answer", "ask"], text: str) -> None:
+    def __init__(self, action: Literal["answer", "ask"], text: str, resolve: bool = False) -> None:
         self.action = action
         self.text = text
+        # `"resolve": true` on an answer: the bot is done; the customer writing again
+        # reopens the conversation, still with the bot.
+        self.resolve = resolve and action == "answer"
 
 
 async def _post(
@@ -122,7 +127,7 @@ def parse_reply(body: bytes) -> BotAnswer | Handoff:
             where = f": {'.'.join(str(p) for p in first['loc'])} {first['type']}"
         raise BotFailure("bot_failed", f"not a valid bot answer{where}") from None
     if isinstance(reply, _Answer):
-        return BotAnswer(reply.action, reply.text)
+        return BotAnswer(reply.action, reply.text, reply.resolve)
     return Handoff(
         reply.reason,
         reply.summary or None,

@@ -229,3 +229,35 @@ async def test_a_call_cut_off_by_a_restart_is_handed_off_at_start(
     waiting = await only_conversation(client, "joe")
     assert waiting["queue"] == BOT_QUEUE and waiting["assignee"] is None
     assert len(bot.calls) == 2  # nothing was sent to the bot again
+
+
+async def test_a_bot_that_resolves_counts_as_self_service_and_the_customer_can_go_on(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    store_config: dict[str, Any],
+) -> None:
+    bot.replies = [
+        {"action": "answer", "text": "We open at nine.", "resolve": True},
+        {"action": "answer", "text": "Yes, on Saturdays too."},
+    ]
+    _gw, client = await gateway_factory(bot_config(store_config, receiver.url, bot.url))
+    await client.inbound("s1", "When do you open?", "kim")
+
+    async def resolved() -> dict[str, Any] | None:
+        c = await only_conversation(client, "kim")
+        return c if c["status"] == "resolved" else None
+
+    conv = await wait_for(resolved, timeout=10)
+    assert conv["queue"] == BOT_QUEUE and conv["assignee"] is None
+    status, stats = await client.call("GET", "/v1/stats")
+    assert status == 200, stats
+    assert stats["totals"]["self_service"] == {"resolved": 1, "without_agent": 1, "rate": 1.0}
+    _, metrics = await client.call("GET", "/metrics", token=None)
+    assert 'switchboard_self_service_total{outcome="resolved_by_bot"}' in metrics
+
+    # The customer writes again: the same conversation, still with the bot.
+    await client.inbound("s2", "On Saturdays too?", "kim")
+    await wait_for(lambda: "Yes, on Saturdays too." in texts_to(receiver), timeout=10)
+    conv = await only_conversation(client, "kim")
+    assert conv["status"] == "open" and conv["queue"] == BOT_QUEUE and len(bot.calls) == 2
