@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from connectors.egress import endpoint_url_problem, static_private_problem
 from router.policies import PositiveDuration
 
+# The queue a conversation waits in while a bot has it: no agent serves it, so routing
+# never assigns it (gateway/bots/stage.py).
+BOT_QUEUE = "bot"
+
 
 def _default_keywords() -> dict[str, list[str]]:
     return {

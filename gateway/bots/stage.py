@@ -18,8 +18,11 @@ Restart: a conversation left in the bot stage whose last message is the customer
 bot call was cut off by the stop or crash) is handed off at start with reason `restart`,
 not retried: the customer waited once already. One waiting for the customer stays.
 
-State is the conversation itself: the bot's turns are its bot messages, so nothing else is
-stored.
+State is the conversation itself: the bot's turns are its messages marked `bot` in their
+metadata, so nothing else is stored.
+
+While in the bot stage a conversation is not in any wait queue a customer is shown (no
+position, no long-wait message: gateway/time/notices.py leaves BOT_QUEUE out).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from gateway.bots.config import WebhookBotConfig
+from gateway.bots.config import BOT_QUEUE, WebhookBotConfig
 from gateway.bots.webhook import BotAnswer, BotFailure, call_bot
 from gateway.clock import iso
 from gateway.eventloop import stop_tasks
@@ -56,8 +59,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.bots")
 
-BOT_QUEUE = "bot"
+__all__ = ["BOT_QUEUE", "WebhookBotStage", "hold_reason"]
+
 MAX_TRANSCRIPT_CHARS = 2000
+
+
+def _bot_turn(m: Message) -> bool:
+    """An answer or question of the external bot (not a notice, an acknowledgement...)."""
+    meta = m.metadata.get("bot")
+    return (
+        m.direction == "out" and isinstance(meta, dict) and meta.get("action") in ("answer", "ask")
+    )
 
 
 def hold_reason(bot: str) -> str:
@@ -195,7 +207,7 @@ class WebhookBotStage:
             await self.handoff(conv.id, Handoff("keyword", language=language))
             return
         history = await self.store.messages(conv.id)
-        turns = sum(1 for m in history if m.direction == "out" and m.sender_type == "bot")
+        turns = sum(1 for m in history if _bot_turn(m))
         if turns >= cfg.max_turns:
             await self.handoff(conv.id, Handoff("max_turns", language=language))
             return

@@ -261,3 +261,24 @@ async def test_a_bot_that_resolves_counts_as_self_service_and_the_customer_can_g
     await wait_for(lambda: "Yes, on Saturdays too." in texts_to(receiver), timeout=10)
     conv = await only_conversation(client, "kim")
     assert conv["status"] == "open" and conv["queue"] == BOT_QUEUE and len(bot.calls) == 2
+
+
+async def test_a_conversation_with_the_bot_waits_in_no_queue_and_notices_are_no_turns(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    store_config: dict[str, Any],
+) -> None:
+    cfg = bot_config(store_config, receiver.url, bot.url, max_turns=1)
+    cfg["notices"] = {"wait_after": "1h", "wait_channel_kinds": ["api"]}
+    bot.replies = [{"action": "ask", "text": "Which product?"}]
+    gw, client = await gateway_factory(cfg)
+    await client.inbound("w1", "My device is broken", "lou")
+    await wait_for(lambda: "Which product?" in texts_to(receiver), timeout=10)
+    # Hours later: no long-wait message for a customer talking to the bot.
+    assert await gw.notices.send_wait_notices(gw.clock() + 7200) == 0
+    assert await gw.notices.wait_candidates() == []
+    # The one bot turn is used up: the next message goes to a person.
+    await client.inbound("w2", "The blue one", "lou")
+    conv = await wait_for(lambda: _assigned(client, "lou"), timeout=10)
+    assert conv["routing"]["handoff"]["reason"] == "max_turns"
