@@ -263,7 +263,7 @@ async def test_a_bot_that_resolves_counts_as_self_service_and_the_customer_can_g
     assert conv["status"] == "open" and conv["queue"] == BOT_QUEUE and len(bot.calls) == 2
 
 
-async def test_a_conversation_with_the_bot_waits_in_no_queue_and_notices_are_no_turns(
+async def test_a_conversation_with_the_bot_gets_no_wait_notice_and_one_turn_holds(
     gateway_factory: Any,  # noqa: F811
     receiver: Receiver,  # noqa: F811
     bot: StandInBot,
