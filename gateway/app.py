@@ -762,12 +762,14 @@ class Gateway:
         )
         if self._runner is not None:
             await step("in-flight requests", self._drain_requests(left(requests_by)), requests_by)
+        # The bot calls the last requests started (their conversations go to a person at
+        # the next start).
+        await step("bot calls", self.bot_stage.stop(left(deadline)))
         await step("routing", self.dispatcher.stop(left(deadline)))
         await step("deadlines", self.deadlines.stop(left(deadline)))
         await step("wait board", self.wait_board.stop(left(deadline)))
         await step("outbox", self.outbox.stop(left(sends_by)))
         await step("webhooks", self.webhooks.stop(left(deadline)))
-        await step("bot calls", self.bot_stage.stop(left(deadline)))
         await step("kpis", self.kpis.stop(left(deadline)))
         await step("coordination", self.coordinator.stop())
         if self._http is not None:

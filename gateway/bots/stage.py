@@ -15,8 +15,10 @@ language) and leaves the bot's summary as an internal note for the agent. Events
 `bot.answered`, `bot.asked`, `bot.handoff`; counter `switchboard_bot_turns_total`.
 
 Restart: a conversation left in the bot stage whose last message is the customer's (the
-bot call was cut off by the stop or crash) is handed off at start with reason `restart`,
-not retried: the customer waited once already. One waiting for the customer stays.
+bot call was cut off by the stop or crash) is handed off with reason `restart`, not
+retried: the customer waited once already. It happens once the bot's timeout (plus a
+second) has passed since that message, so a call another instance is making for it has
+its chance. One waiting for the customer stays.
 
 State is the conversation itself: the bot's turns are its messages marked `bot` in their
 metadata, so nothing else is stored.
@@ -62,6 +64,8 @@ log = logging.getLogger("switchboard.bots")
 __all__ = ["BOT_QUEUE", "WebhookBotStage", "hold_reason"]
 
 MAX_TRANSCRIPT_CHARS = 2000
+# After a restart, a cut-off call's message is handed off this long after the bot's timeout.
+RESTART_MARGIN = 1.0
 
 
 def _bot_turn(m: Message) -> bool:
@@ -383,29 +387,51 @@ class WebhookBotStage:
                 )
             )
 
-    def _restart_handoff(self, conversation_id: str) -> Callable[[], Any]:
-        async def work() -> None:
-            await self.handoff(conversation_id, Handoff("restart"))
+    async def _after_restart(self, conversation_id: str, message_id: str, due: float) -> None:
+        """Hand off once the call another instance may be making for the same message has
+        had its time (the bot's timeout), unless the bot answered or handed off meanwhile."""
+        await asyncio.sleep(max(0.0, due - self.clock()))
 
-        return work
+        async def work() -> None:
+            conv = await self.store.get_conversation(conversation_id)
+            if conv.queue != BOT_QUEUE or conv.status not in ACTIVE_STATUSES or conv.assignee:
+                return
+            history = await self.store.messages(conversation_id)
+            if history and history[-1].id == message_id:
+                await self.handoff(conversation_id, Handoff("restart"))
+
+        try:
+            await self._locked(conversation_id, work)
+        except Exception:
+            log.exception(
+                "bot handoff after a restart failed", extra={"conversation": conversation_id}
+            )
 
     async def recover(self) -> int:
-        """At start: hand off every conversation a bot call was cut off for."""
-        handed = 0
+        """At start: every conversation whose last message is the customer's (its bot call
+        was cut off) is handed off, once the bot's timeout has passed since that message
+        (with several instances, another one may be making the call). Returns how many."""
+        found = 0
         cursor: str | None = None
         while True:
             rows, cursor = await self.store.list_conversations(
                 ConversationFilter(queue=BOT_QUEUE, limit=200, cursor=cursor)
             )
             for conv in rows:
-                if conv.status not in ACTIVE_STATUSES:
+                if conv.status not in ACTIVE_STATUSES or conv.assignee:
                     continue
                 history = await self.store.messages(conv.id)
                 if history and history[-1].direction == "in":
-                    await self._locked(conv.id, self._restart_handoff(conv.id))
-                    handed += 1
+                    name = self.bot_of(conv.routing.get("rules") or [])
+                    cfg = self.bots().get(name) if name is not None else None
+                    wait = (cfg.timeout if cfg is not None else 0.0) + RESTART_MARGIN
+                    due = history[-1].created_at + wait
+                    self._spawn(self._after_restart(conv.id, history[-1].id, due))
+                    found += 1
             if cursor is None:
                 break
-        if handed:
-            log.info("bot conversations handed off after a restart", extra={"count": handed})
-        return handed
+        if found:
+            log.info(
+                "bot conversations cut off by a restart go to a person", extra={"count": found}
+            )
+        return found

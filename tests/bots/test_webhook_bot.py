@@ -213,15 +213,16 @@ async def test_a_call_cut_off_by_a_restart_is_handed_off_at_start(
     store_config: dict[str, Any],
 ) -> None:
     bot.replies = [("sleep", 30, {"action": "answer", "text": "never"})]
-    cfg = bot_config(store_config, receiver.url, bot.url, timeout=20)
+    cfg = bot_config(store_config, receiver.url, bot.url, timeout=3)
     gw, client = await gateway_factory(cfg)
-    await client.inbound("r1", "Hello, is anyone there?", "ida")
-    await wait_for(lambda: len(bot.calls) == 1, timeout=10)
-    # A second conversation waits for its customer after a bot answer: it stays.
-    bot.replies = [{"action": "answer", "text": "Yes, we open at nine."}]
+    # A conversation waits for its customer after a bot answer: it stays with the bot.
+    bot.replies.insert(0, {"action": "answer", "text": "Yes, we open at nine."})
     await client.inbound("r2", "Are you open on Saturday?", "joe")
     await wait_for(lambda: "Yes, we open at nine." in texts_to(receiver), timeout=10)
-    await gw.stop()
+    # Another one's call is under way when the gateway stops.
+    await client.inbound("r1", "Hello, is anyone there?", "ida")
+    await wait_for(lambda: len(bot.calls) == 2, timeout=10)
+    await gw.stop()  # well within the bot's timeout: the call is cut, not timed out
 
     _, client = await gateway_factory(cfg)
     conv = await wait_for(lambda: _assigned(client, "ida"), timeout=10)
