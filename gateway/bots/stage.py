@@ -229,6 +229,11 @@ class WebhookBotStage:
             METRICS.bot_turns.labels(name, failure.reason).inc()
             await self.handoff(conv.id, Handoff(failure.reason, language=language))
             return
+        current = await self.store.get_conversation(conv.id)
+        if current.queue != BOT_QUEUE or current.assignee or current.status == "closed":
+            # A person (or an escalation step) took it during the call: the bot is late.
+            log.info("bot answer dropped: a person has it", extra={"conversation": conv.id})
+            return
         if isinstance(reply, Handoff):
             METRICS.bot_turns.labels(name, "handoff").inc()
             await self.handoff(conv.id, reply)

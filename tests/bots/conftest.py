@@ -26,7 +26,9 @@ class StandInBot:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
         self.bad_signatures = 0
-        self.replies: list[Any] = []  # one per call; a dict, an int status, ("sleep", s, r)
+        # One per call: a dict, an int status, raw bytes, ("sleep", seconds, reply) or
+        # ("wait", asyncio.Event, reply).
+        self.replies: list[Any] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -45,6 +47,9 @@ class StandInBot:
         reply = self.replies.pop(0) if self.replies else {"action": "answer", "text": "OK"}
         if isinstance(reply, tuple) and reply[0] == "sleep":
             await asyncio.sleep(reply[1])
+            reply = reply[2]
+        elif isinstance(reply, tuple) and reply[0] == "wait":  # until the test says so
+            await reply[1].wait()
             reply = reply[2]
         if isinstance(reply, int):
             return web.Response(status=reply, text="no")

@@ -5,6 +5,7 @@ keyword, after `max_turns`, and after a restart that cut a call off."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway.bots.stage import BOT_QUEUE
@@ -283,3 +284,26 @@ async def test_a_conversation_with_the_bot_gets_no_wait_notice_and_one_turn_hold
     await client.inbound("w2", "The blue one", "lou")
     conv = await wait_for(lambda: _assigned(client, "lou"), timeout=10)
     assert conv["routing"]["handoff"]["reason"] == "max_turns"
+
+
+async def test_a_late_answer_after_a_person_took_over_is_dropped(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    store_config: dict[str, Any],
+) -> None:
+    release = asyncio.Event()
+    bot.replies = [("wait", release, {"action": "answer", "text": "Too late"})]
+    gw, client = await gateway_factory(bot_config(store_config, receiver.url, bot.url, timeout=10))
+    await client.inbound("l1", "Can someone call me back?", "max")
+    await wait_for(lambda: len(bot.calls) == 1, timeout=10)
+    (conv,) = await client.conversations_of("api:max")
+    status, body = await client.call(
+        "POST", f"/v1/conversations/{conv['id']}/transfer", json={"agent": "bob"}
+    )
+    assert status == 200, body
+    release.set()
+    await gw.bot_stage.idle()
+    conv = await only_conversation(client, "max")
+    assert conv["assignee"] == "bob"
+    assert texts_to(receiver) == [] and await events_of(gw, "bot.") == []
