@@ -150,3 +150,24 @@ def test_check_warns_about_handoff_rules_that_cannot_decide(tmp_path: Path) -> N
     del rules[0]
     no_bot = load_config_text(config_text(cfg)).config
     assert any("no rule hands conversations to a webhook bot" in w for w in warnings(no_bot))
+
+
+async def test_bots_are_reloaded_live(tmp_path: Path) -> None:
+    from gateway.app import Gateway
+    from gateway.config import load_config
+
+    cfg = bot_config(
+        {"path": str(tmp_path / "db.sqlite")}, "http://127.0.0.1:9/x", "http://127.0.0.1:9/b"
+    )
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(cfg))
+    gw = Gateway(load_config(path))
+    await gw.start()
+    try:
+        cfg["bots"]["helper"]["max_turns"] = 1
+        path.write_text(config_text(cfg))
+        result = await gw.reload()
+        assert result.ok and result.changed == ["bots"]
+        assert gw.bot_stage.bots()["helper"].max_turns == 1
+    finally:
+        await gw.stop()
