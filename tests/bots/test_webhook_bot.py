@@ -121,6 +121,12 @@ async def test_handoff_facts_route_to_the_skill_queue_with_the_summary_for_the_a
     assert cls["queue"] == "billing" and cls["priority"] == "high"
     assert cls["rule"] == "bot-says-billing"
     assert cls["reasons"][0].startswith("bot handed off: reason 'billing'")
+    status, out = await client.call(
+        "POST",
+        "/v1/routing/explain",
+        json={"channel": "api", "text": "x", "handoff": {"reason": "billing", "priority": "asap"}},
+    )
+    assert status == 422 and out["error"]["code"] == "validation_error", out
 
 
 async def _assigned(client: Client, sender: str) -> dict[str, Any] | None:
