@@ -171,3 +171,25 @@ async def test_bots_are_reloaded_live(tmp_path: Path) -> None:
         assert gw.bot_stage.bots()["helper"].max_turns == 1
     finally:
         await gw.stop()
+
+
+def test_switchboard_route_explains_a_handoff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from gateway import cli
+
+    cfg = bot_config(
+        {"path": str(tmp_path / "db.sqlite")}, "http://127.0.0.1:9/x", "http://127.0.0.1:9/b"
+    )
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(cfg))
+    args = ["route", "-c", str(path), "--channel", "api", "--text", "hi", "--json"]
+    assert cli.main([*args, "--handoff", "reason=billing", "--handoff", "priority=high"]) == 0
+    cls = json.loads(capsys.readouterr().out)["classification"]
+    assert (cls["queue"], cls["rule"], cls["priority"]) == ("billing", "bot-says-billing", "high")
+    assert cli.main(args) == 0  # without: the bot's rule
+    assert json.loads(capsys.readouterr().out)["classification"]["rule"] == "self-service"
+    assert cli.main([*args, "--handoff", "priority=asap", "--handoff", "reason=x"]) == 1
+    assert "priority is one of low, normal, high, urgent" in capsys.readouterr().err
