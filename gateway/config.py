@@ -614,7 +614,7 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
                     "bot: knowledge_base needs a knowledge_base section",
                 )
             )
-    problems.extend(bot_problems(cfg.routing.rules, cfg.bots))
+    problems.extend(bot_problems(cfg.routing.rules, cfg.bots, [q.name for q in cfg.routing.queues]))
     tokens: set[str] = set()
     for i, token in enumerate(cfg.auth.tokens):
         secret = token.token.get_secret_value()

@@ -82,11 +82,19 @@ class WebhookBotConfig(BaseModel):
 
 
 def bot_problems(
-    rules: list[Any], bots: dict[str, WebhookBotConfig]
+    rules: list[Any], bots: dict[str, WebhookBotConfig], queues: list[str]
 ) -> list[tuple[tuple[str | int, ...], str]]:
-    """Rules naming a bot that `bots:` does not define."""
+    """Rules naming a bot that `bots:` does not define; a queue named like the bots' own."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     known = ", ".join(sorted(bots)) or "none defined"
+    for i, queue in enumerate(queues):
+        if queue == BOT_QUEUE:
+            problems.append(
+                (
+                    ("routing", "queues", i, "name"),
+                    f"queue name {BOT_QUEUE!r} is reserved for conversations a bot has",
+                )
+            )
     for i, rule in enumerate(rules):
         name = getattr(rule.bot, "webhook", None)
         if name is not None and name not in bots:
