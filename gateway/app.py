@@ -349,6 +349,7 @@ class Gateway:
             self.texts,
         )
         self.ingestor.notices = self.notices
+        self.bot_stage.closed_notice = self.notices.on_inbound
         self.bus.listen(self.notices.rate.on_event)
         self.wait_board = WaitBoard(self.notices)
         self.bus.listen(self.wait_board.on_event)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -98,6 +98,11 @@ class WebhookBotStage:
         self.clock = clock
         # Set by the gateway when it starts (its aiohttp client session).
         self.http: aiohttp.ClientSession | None = None
+        # Set by the gateway (gateway/time/notices.py): the closed reply for a conversation
+        # handed to a queue that is closed now, instead of "connecting you to a person".
+        self.closed_notice: Callable[[Conversation, Message], Awaitable[Message | None]] | None = (
+            None
+        )
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -379,6 +384,14 @@ class WebhookBotStage:
             moved.id, "bot", bot, note, [], now
         )
         self.services.committed(note_events)
+        last_in = next((m for m in reversed(history) if m.direction == "in"), None)
+        if (
+            notify
+            and self.closed_notice is not None
+            and last_in is not None
+            and await self.closed_notice(moved, last_in) is not None
+        ):
+            return  # the customer was told when a person will be there
         if notify:
             await self.services.reply(
                 OutboundRequest(

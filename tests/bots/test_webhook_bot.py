@@ -313,3 +313,37 @@ async def test_a_late_answer_after_a_person_took_over_is_dropped(
     conv = await only_conversation(client, "max")
     assert conv["assignee"] == "bob"
     assert texts_to(receiver) == [] and await events_of(gw, "bot.") == []
+
+
+async def test_a_handoff_to_a_closed_queue_says_when_a_person_will_be_there(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    store_config: dict[str, Any],
+) -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    monday_7 = dt.datetime(2026, 3, 23, 7, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+    cfg = bot_config(store_config, receiver.url, bot.url)
+    cfg["routing"]["hours"] = {
+        "office": {
+            "timezone": "Europe/Berlin",
+            "weekly": {d: ["08:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        }
+    }
+    cfg["routing"]["queues"][1]["hours"] = "office"  # billing
+    bot.replies = [{"action": "handoff", "reason": "billing", "summary": "Refund"}]
+    _, client = await gateway_factory(cfg, clock=lambda: monday_7)
+    await client.inbound("c1", "I want my money back", "ned")
+
+    async def told() -> list[str]:
+        return texts_to(receiver)
+
+    assert await wait_for(told, timeout=10) == [
+        "Thank you for your message. We are closed right now and back at 08:00; we will "
+        "answer you then."
+    ]
+    conv = await only_conversation(client, "ned")
+    assert conv["queue"] == "billing" and conv["assignee"] is None
+    assert any("closed" in r for r in conv["routing"]["reasons"])
