@@ -34,7 +34,7 @@ from gateway.api.common import AUTH, GATEWAY
 from gateway.api.errors import error_middleware
 from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
-from gateway.bots.stage import WebhookBotStage
+from gateway.bots.stage import IdleSource, WebhookBotStage
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.coord import Coordinator, LocalCoordinator
@@ -278,6 +278,7 @@ class Gateway:
             clock,
         )
         self.ingestor.webhook_bot = self.bot_stage
+        self.deadlines.add(IdleSource(self.bot_stage))
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )

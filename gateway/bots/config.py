@@ -46,6 +46,13 @@ class WebhookBotConfig(BaseModel):
         description="Bot answers per conversation; the customer's next message after the "
         "last one goes to a person.",
     )
+    idle_after: PositiveDuration | None = Field(
+        86400.0,
+        description="A conversation whose customer has not written for this long while "
+        "the bot has it is resolved (`by: idle:<bot>`; the customer writing again within "
+        "the reopen window goes on with the bot); a customer message the bot never answered "
+        "goes to a person instead. null: never.",
+    )
     transcript: int = Field(
         10, ge=1, le=100, description="How many of the latest messages the call carries."
     )

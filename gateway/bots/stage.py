@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.bots")
 
-__all__ = ["BOT_QUEUE", "WebhookBotStage", "hold_reason"]
+__all__ = ["BOT_QUEUE", "IdleSource", "WebhookBotStage", "hold_reason"]
 
 MAX_TRANSCRIPT_CHARS = 2000
 # After a restart, a cut-off call's message is handed off this long after the bot's timeout.
@@ -169,6 +169,10 @@ class WebhookBotStage:
         """Cut the calls under way; their conversations are handed off at the next start."""
         tasks, self._tasks = list(self._tasks), set()
         await stop_tasks(tasks, timeout, "bot calls")
+
+    def busy(self, conversation_id: str) -> bool:
+        """A turn (or a handoff) of the conversation is under way in this process."""
+        return conversation_id in self._locks
 
     async def _locked(self, conversation_id: str, work: Callable[[], Any]) -> None:
         """One turn of a conversation at a time, in the order the messages came."""
@@ -453,3 +457,65 @@ class WebhookBotStage:
                 "bot conversations cut off by a restart go to a person", extra={"count": found}
             )
         return found
+
+
+class IdleSource:
+    """A deadline source (gateway/time/deadlines.py): conversations the bot has whose
+    customer stopped writing for the bot's `idle_after` are resolved; one whose last
+    message the bot never answered goes to a person (reason `unanswered`). Due from the
+    customer's last message, so whatever falls due is acted on and leaves the stage."""
+
+    name = "bot_idle"
+    wake_on = frozenset({"conversation.created", "message.received", "conversation.reopened"})
+
+    def __init__(self, stage: WebhookBotStage) -> None:
+        self.stage = stage
+
+    async def _waiting(self) -> list[tuple[Conversation, WebhookBotConfig, float]]:
+        out: list[tuple[Conversation, WebhookBotConfig, float]] = []
+        cursor: str | None = None
+        while True:
+            rows, cursor = await self.stage.store.list_conversations(
+                ConversationFilter(queue=BOT_QUEUE, limit=200, cursor=cursor)
+            )
+            for conv in rows:
+                if conv.status not in ACTIVE_STATUSES or conv.assignee:
+                    continue
+                if self.stage.busy(conv.id):  # a turn is under way: not idle
+                    continue
+                name = self.stage.bot_of(conv.routing.get("rules") or [])
+                cfg = self.stage.bots().get(name) if name is not None else None
+                if cfg is None or cfg.idle_after is None:
+                    continue
+                since = conv.last_inbound_at or conv.created_at
+                out.append((conv, cfg, since + cfg.idle_after))
+            if cursor is None:
+                return out
+
+    async def next_due(self, now: float) -> float | None:
+        dues = [due for _, _, due in await self._waiting()]
+        return min(dues) if dues else None
+
+    async def fire(self, now: float) -> None:
+        for conv, _, due in await self._waiting():
+            if due <= now:
+                await self.stage._locked(conv.id, self._settle(conv.id, now))
+
+    def _settle(self, conversation_id: str, now: float) -> Callable[[], Any]:
+        async def work() -> None:
+            stage = self.stage
+            conv = await stage.store.get_conversation(conversation_id)
+            if conv.queue != BOT_QUEUE or conv.status not in ACTIVE_STATUSES or conv.assignee:
+                return
+            history = await stage.store.messages(conv.id)
+            if history and history[-1].direction == "in":
+                await stage.handoff(conv.id, Handoff("unanswered"))
+                return
+            bot = stage.bot_of(conv.routing.get("rules") or []) or "unknown"
+            await stage.services.resolve(conv.id, f"idle:{bot}")
+            log.info(
+                "bot conversation resolved: the customer went quiet",
+                extra={"conversation": conv.id},
+            )
+
+        return work

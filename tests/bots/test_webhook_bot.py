@@ -347,3 +347,32 @@ async def test_a_handoff_to_a_closed_queue_says_when_a_person_will_be_there(
     conv = await only_conversation(client, "ned")
     assert conv["queue"] == "billing" and conv["assignee"] is None
     assert any("closed" in r for r in conv["routing"]["reasons"])
+
+
+async def test_a_customer_who_goes_quiet_is_resolved_after_idle_after(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    store_config: dict[str, Any],
+) -> None:
+    now = [1_790_000_000.0]
+    cfg = bot_config(store_config, receiver.url, bot.url, idle_after="2h")
+    cfg["timers"] = {"max_sleep": 0.05}
+    bot.replies = [{"action": "ask", "text": "Which size?"}]
+    _, client = await gateway_factory(cfg, clock=lambda: now[0])
+    await client.inbound("q1", "Do you have the shoes in blue?", "oli")
+    await wait_for(lambda: "Which size?" in texts_to(receiver), timeout=10)
+    now[0] += 3600  # an hour: still with the bot
+    conv = await only_conversation(client, "oli")
+    assert conv["status"] == "open"
+
+    now[0] += 3601  # past two hours since the customer wrote
+
+    async def resolved() -> dict[str, Any] | None:
+        c = await only_conversation(client, "oli")
+        return c if c["status"] == "resolved" else None
+
+    conv = await wait_for(resolved, timeout=10)
+    assert conv["queue"] == BOT_QUEUE and conv["assignee"] is None
+    status, stats = await client.call("GET", "/v1/stats")
+    assert status == 200 and stats["totals"]["self_service"]["without_agent"] == 0
