@@ -437,7 +437,7 @@ class WebhookBotStage:
         cursor: str | None = None
         while True:
             rows, cursor = await self.store.list_conversations(
-                ConversationFilter(queue=BOT_QUEUE, limit=200, cursor=cursor)
+                ConversationFilter(status="open", queue=BOT_QUEUE, limit=200, cursor=cursor)
             )
             for conv in rows:
                 if conv.status not in ACTIVE_STATUSES or conv.assignee:
@@ -476,7 +476,7 @@ class IdleSource:
         cursor: str | None = None
         while True:
             rows, cursor = await self.stage.store.list_conversations(
-                ConversationFilter(queue=BOT_QUEUE, limit=200, cursor=cursor)
+                ConversationFilter(status="open", queue=BOT_QUEUE, limit=200, cursor=cursor)
             )
             for conv in rows:
                 if conv.status not in ACTIVE_STATUSES or conv.assignee:

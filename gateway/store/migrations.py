@@ -672,4 +672,12 @@ CREATE TABLE coord_leases (
 )
 """,
     ),
+    (
+        20,
+        """
+-- Issue 15: the conversations a bot has (queue 'bot', status 'open'), read by the bot
+-- stage's idle timer and its restart recovery, without the ones it resolved long ago.
+CREATE INDEX conversations_list_queue_status ON conversations(queue, status, id)
+""",
+    ),
 ]
