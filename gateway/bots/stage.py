@@ -30,6 +30,7 @@ position, no long-wait message: gateway/time/notices.py leaves BOT_QUEUE out).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -245,6 +246,8 @@ class WebhookBotStage:
             return
         if isinstance(reply, Handoff):
             METRICS.bot_turns.labels(name, "handoff").inc()
+            if reply.language is None:  # the language the gateway detected, for the rules
+                reply = dataclasses.replace(reply, language=language)
             await self.handoff(conv.id, reply)
             return
         await self._say(conv, name, reply, turns + 1)

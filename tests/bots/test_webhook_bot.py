@@ -376,3 +376,22 @@ async def test_a_customer_who_goes_quiet_is_resolved_after_idle_after(
     assert conv["queue"] == BOT_QUEUE and conv["assignee"] is None
     status, stats = await client.call("GET", "/v1/stats")
     assert status == 200 and stats["totals"]["self_service"]["without_agent"] == 0
+
+
+async def test_a_handoff_without_a_language_carries_the_detected_one(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    store_config: dict[str, Any],
+) -> None:
+    cfg = bot_config(store_config, receiver.url, bot.url)
+    cfg["routing"]["rules"].insert(
+        0,
+        {"name": "german", "when": {"handoff": {"language": "de"}}, "then": {"queue": "billing"}},
+    )
+    bot.replies = [{"action": "handoff", "reason": "other"}]
+    _, client = await gateway_factory(cfg)
+    await client.inbound("g1", "Ich habe eine Frage zu meiner Bestellung", "pia")
+    conv = await wait_for(lambda: _assigned(client, "pia"), timeout=10)
+    assert conv["routing"]["handoff"]["language"] == "de"
+    assert conv["queue"] == "billing" and conv["routing"]["rule"] == "german"
