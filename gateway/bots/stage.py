@@ -20,6 +20,10 @@ retried: the customer waited once already. It happens once the bot's timeout (pl
 second) has passed since that message, so a call another instance is making for it has
 its chance. One waiting for the customer stays.
 
+An answer with `"resolve": true` resolves the conversation (`bot:<name>`: self-service);
+a customer who goes quiet for the bot's `idle_after` is resolved by `IdleSource`
+(`idle:<name>`). Writing again within the reopen window goes on with the bot.
+
 State is the conversation itself: the bot's turns are its messages marked `bot` in their
 metadata, so nothing else is stored.
 
