@@ -34,6 +34,7 @@ from gateway.api.common import AUTH, GATEWAY
 from gateway.api.errors import error_middleware
 from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
+from gateway.bots.stage import IdleSource, WebhookBotStage
 from gateway.config import LoadedConfig
 from gateway.connections import ConnectionGuard, GuardedSite
 from gateway.coord import Coordinator, LocalCoordinator
@@ -279,6 +280,17 @@ class Gateway:
             self.public_url,
             lambda: {c.name: self.registry.get(c.type).kind for c in self.config.channels},
         )
+        # Issue 15: external bots by signed webhook (gateway/bots/stage.py).
+        self.bot_stage = WebhookBotStage(
+            lambda: self.config.bots,
+            lambda: self.config.routing,
+            self.texts,
+            self.store,
+            self.services,
+            clock,
+        )
+        self.ingestor.webhook_bot = self.bot_stage
+        self.deadlines.add(IdleSource(self.bot_stage))
         self.quarantine = QuarantineService(
             self.store, self.services, clock, self.connectors, self.ingestor.submit
         )
@@ -351,6 +363,7 @@ class Gateway:
             self.texts,
         )
         self.ingestor.notices = self.notices
+        self.bot_stage.closed_notice = self.notices.on_inbound
         self.bus.listen(self.notices.rate.on_event)
         self.wait_board = WaitBoard(self.notices)
         self.bus.listen(self.wait_board.on_event)
@@ -592,6 +605,8 @@ class Gateway:
         self._build_connectors()
         openapi.mount(self.app, self.connectors.values())
         await self.webhooks.start(self.bus, self._http)
+        self.bot_stage.http = self._http
+        await self.bot_stage.recover()  # bot calls cut off by the last stop: to a person
         server = self.config.server
         self._runner = web.AppRunner(
             self.app,
@@ -767,6 +782,9 @@ class Gateway:
         )
         if self._runner is not None:
             await step("in-flight requests", self._drain_requests(left(requests_by)), requests_by)
+        # The bot calls the last requests started (their conversations go to a person at
+        # the next start).
+        await step("bot calls", self.bot_stage.stop(left(deadline)))
         await step("routing", self.dispatcher.stop(left(deadline)))
         await step("deadlines", self.deadlines.stop(left(deadline)))
         await step("wait board", self.wait_board.stop(left(deadline)))

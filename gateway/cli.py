@@ -177,7 +177,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_route(args: argparse.Namespace) -> int:
     from gateway.routetext import render, to_dict
-    from router import AgentSnapshot, MessageFacts, explain
+    from router import PRIORITY_RANK, AgentSnapshot, Handoff, MessageFacts, explain
 
     loaded = _load(args.config)
     if loaded is None:
@@ -197,7 +197,36 @@ def cmd_route(args: argparse.Namespace) -> int:
             print(f"--attr takes key=value, got {item!r}", file=sys.stderr)
             return 1
         attributes[key] = value
-    facts = MessageFacts(channel.name, channel.type, args.text, args.subject, attributes)
+    handoff: dict[str, str] = {}
+    for item in args.handoff or []:  # issue 15: as a bot's handoff would route it
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("reason", "summary", "language", "skills", "priority"):
+            print(
+                f"--handoff takes reason|language|skills|priority|summary=value, got {item!r}",
+                file=sys.stderr,
+            )
+            return 1
+        handoff[key] = value
+    if handoff and "reason" not in handoff:
+        print("--handoff needs reason=...", file=sys.stderr)
+        return 1
+    if handoff.get("priority", "normal") not in PRIORITY_RANK:
+        print(f"--handoff priority is one of {', '.join(PRIORITY_RANK)}", file=sys.stderr)
+        return 1
+    bot_handoff = (
+        Handoff(
+            handoff["reason"],
+            handoff.get("summary"),
+            handoff.get("language"),
+            tuple(s for s in handoff.get("skills", "").split(",") if s),
+            handoff.get("priority"),
+        )
+        if handoff
+        else None
+    )
+    facts = MessageFacts(
+        channel.name, channel.type, args.text, args.subject, attributes, bot_handoff
+    )
     online = set(args.online.split(",")) if args.online else None
     agents = [
         AgentSnapshot(
@@ -457,6 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text", default="")
     p.add_argument("--subject")
     p.add_argument("--attr", action="append", help="contact attribute key=value (repeatable)")
+    p.add_argument(
+        "--handoff",
+        action="append",
+        help="a bot's handoff fact key=value: reason, language, priority, skills (a,b) "
+        "(repeatable)",
+    )
     p.add_argument("--online", help="comma-separated agents to treat as online (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(fn=cmd_route)

@@ -34,6 +34,7 @@ from connectors.egress import (
     resolved_private_problem,
     static_private_problem,
 )
+from gateway.bots.config import WebhookBotConfig, bot_problems
 from gateway.config_surveys import SurveysConfig, TextsConfig
 from gateway.config_workspace import AgentAttachmentsConfig, CannedReplyConfig
 from gateway.kb.config import KnowledgeBaseConfig
@@ -431,6 +432,8 @@ class GatewayConfig(Strict):
     knowledge_base: KnowledgeBaseConfig | None = None
     # Issue 15: the customer portal (gateway/portal/).
     portal: PortalConfig = Field(default_factory=PortalConfig)  # type: ignore[arg-type]
+    # Issue 15: external bots for `bot: {webhook: NAME}` on a rule (gateway/bots/).
+    bots: dict[Name, WebhookBotConfig] = Field(default_factory=dict)
 
     def agent(self, agent_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.id == agent_id), None)
@@ -614,6 +617,7 @@ def _cross_checks(cfg: GatewayConfig) -> list[tuple[Loc, str]]:
                     "bot: knowledge_base needs a knowledge_base section",
                 )
             )
+    problems.extend(bot_problems(cfg.routing.rules, cfg.bots, [q.name for q in cfg.routing.queues]))
     tokens: set[str] = set()
     for i, token in enumerate(cfg.auth.tokens):
         secret = token.token.get_secret_value()

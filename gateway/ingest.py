@@ -33,6 +33,7 @@ from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
 from router.schedule import place
 
 if TYPE_CHECKING:
+    from gateway.bots.stage import WebhookBotStage
     from gateway.kb.bot import KbBot
     from gateway.time.notices import TimeNotices
 
@@ -88,6 +89,8 @@ class Ingestor:
         ) = None
         # Issue 15: the knowledge-base bot stage (gateway/kb/bot.py), set by the gateway.
         self.bot: KbBot | None = None
+        # Issue 15: the external bot stage (gateway/bots/stage.py), set by the gateway.
+        self.webhook_bot: WebhookBotStage | None = None
 
     def classifier(
         self, channel: ChannelInfo, msg: InboundMessage
@@ -113,6 +116,22 @@ class Ingestor:
                     _question(msg),
                     msg.automated,
                     attributes,
+                )
+                if held.queue != queue:
+                    return held
+            if self.webhook_bot is not None:  # `bot: {webhook: NAME}`: held for the bot
+                held = self.webhook_bot.hold(
+                    Classification(
+                        queue,
+                        PRIORITY_RANK[c.priority],
+                        c.required_skills,
+                        c.tags,
+                        c.rule,
+                        reasons,
+                        c.rules,
+                    ),
+                    _question(msg),
+                    msg.automated,
                 )
                 if held.queue != queue:
                     return held
@@ -211,6 +230,8 @@ class Ingestor:
                     log.exception(
                         "knowledge-base bot failed", extra={"conversation": conv and conv.id}
                     )
+            if self.webhook_bot is not None and not by_bot:
+                by_bot = self.webhook_bot.after_ingest(outcome, _question(msg))
             if (
                 not by_bot
                 and (outcome.created or outcome.reopened)

@@ -15,6 +15,24 @@ class Metrics:
             ["channel", "kind"],
             registry=r,
         )
+        # Issue 15: what external bots did per customer message (gateway/bots/stage.py):
+        # answer, ask, handoff (the bot's), bot_failed, timeout, keyword, max_turns,
+        # automated, restart, bot_unavailable (the gateway's handoffs).
+        self.bot_turns = Counter(
+            "switchboard_bot_turns_total",
+            "External bot turns by outcome",
+            ["bot", "outcome"],
+            registry=r,
+        )
+        # Issue 15: the self-service rate's parts: conversations a bot resolved with no
+        # agent reply (`resolved_by_bot`), widget suggestions that answered the visitor's
+        # question or did not (`kb_helpful`, `kb_unhelpful`).
+        self.self_service = Counter(
+            "switchboard_self_service_total",
+            "Self-service outcomes",
+            ["outcome"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "switchboard_messages_duplicate_total",
             "Inbound redeliveries dropped",

@@ -8,8 +8,8 @@ pass, a request or a timer sees the old config or the new, never a mix; work in 
 
 Live: `routing` (queues, rules, escalation, offers, reassignment, sticky, offline),
 `agents` (skills, queues, names, capacity), `auth` (tokens, visibility),
-`conversations`, `canned_replies`, `agent_attachments` and `knowledge_base` (its articles
-are read again). The other sections (server, store, channels, outbox, webhooks, events,
+`conversations`, `canned_replies`, `agent_attachments`, `bots` and `knowledge_base` (its
+articles are read again). The other sections (server, store, channels, outbox, webhooks, events,
 timers) need a restart: a reload that changes one of them is refused, naming them.
 """
 
@@ -83,7 +83,8 @@ async def reload(gw: Gateway) -> ReloadResult:
     old = gw.config
     changed = [
         name
-        for name in ("routing", "agents", "auth", "conversations", *WORKSPACE_LIVE)
+        # `bots` (issue 15) is read per bot turn (gateway/bots/stage.py).
+        for name in ("routing", "agents", "auth", "conversations", "bots", *WORKSPACE_LIVE)
         if getattr(old, name) != getattr(new.config, name)
     ]
     # Issue 15: the articles are read with the config and swapped with it (`gw.loaded.kb`).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from gateway.config import GatewayConfig
+from router.handoff import handoff_order_problems
 from router.hours import HORIZON_DAYS, Calendar, next_open
 
 
@@ -55,6 +56,8 @@ def warnings(cfg: GatewayConfig, now: float | None = None) -> list[str]:
                 )
         for j, step in enumerate(rule.escalation.steps if rule.escalation else []):
             queue_served(f"{where}.escalation.steps[{j}]", step.queue)
+    for i, problem in handoff_order_problems(routing):  # issue 15: the bot's handoff
+        out.append(f"routing.rules[{i}] ({routing.rules[i].name}): {problem}")
     at = time.time() if now is None else now
     for name, hours in routing.hours.items():
         if next_open(Calendar.of(hours), at) is None:

@@ -16,6 +16,7 @@ from .config import (
     TextMatch,
 )
 from .explain import Explanation, explain
+from .handoff import Handoff, route_handoff
 from .planner import Planner, plan_assignments
 from .rules import Classification, MessageFacts, classify, explain_condition
 from .strategies import (
@@ -38,6 +39,7 @@ __all__ = [
     "Decision",
     "DefaultAction",
     "Explanation",
+    "Handoff",
     "MessageFacts",
     "Planner",
     "Presence",
@@ -54,4 +56,5 @@ __all__ = [
     "order_waiting",
     "plan",
     "plan_assignments",
+    "route_handoff",
 ]

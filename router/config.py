@@ -44,6 +44,8 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 NameOrNames = NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)]
 ContactScalar = str | int | float | bool
 ContactValue = ContactScalar | Annotated[list[ContactScalar], Field(min_length=1)]
+# What a bot's structured handoff tells the rules (router/handoff.py).
+HandoffKey = Literal["reason", "language", "priority", "skills"]
 
 
 class _Strict(BaseModel):
@@ -120,6 +122,13 @@ class Condition(_Strict):
     all_: Annotated[list[Condition], Field(min_length=1)] | None = Field(None, alias="all")
     any_: Annotated[list[Condition], Field(min_length=1)] | None = Field(None, alias="any")
     not_: Condition | None = Field(None, alias="not")
+    handoff: Annotated[dict[HandoffKey, ContactValue], Field(min_length=1)] | None = Field(
+        None,
+        description="Issue 15: what a bot's handoff says (router/handoff.py): `reason`, "
+        "`language`, `priority` (one value or a list, case-insensitive) and `skills` (any "
+        "of them). Holds only when a bot hands a conversation off: put such rules above "
+        "the rule with the `bot`.",
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> Condition:
@@ -149,6 +158,12 @@ class DefaultAction(Action):
     priority: Priority = "normal"
 
 
+class WebhookBotRef(_Strict):
+    """`bot: {webhook: NAME}`: the external bot NAME of the top-level `bots:` map."""
+
+    webhook: NonEmptyStr
+
+
 class Rule(_Strict):
     """A named rule: the first rule whose `when` holds decides (`then`), unless it says
     `continue: true`: then later rules that hold add to its actions (tags and skills are
@@ -159,12 +174,13 @@ class Rule(_Strict):
     then: Action
     continue_: bool = Field(False, alias="continue")
     escalation: Escalation | None = None
-    bot: Literal["knowledge_base"] | None = Field(
+    bot: Literal["knowledge_base"] | WebhookBotRef | None = Field(
         None,
         description="Issue 15: `knowledge_base` answers a new conversation this rule takes "
         "with the best public article (above `knowledge_base.bot_min_score`, in the "
         "contact's language) and resolves it; the customer's next message reopens it for a "
-        "person in this rule's queue.",
+        "person in this rule's queue. `{webhook: NAME}` hands the conversation to the "
+        "external bot NAME of `bots:` until it hands off (gateway/bots/).",
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import PRIORITY_RANK, RoutingConfig
+from .handoff import route_handoff
 from .policies import describe
 from .rules import Classification, MessageFacts, classify
 from .strategies import (
@@ -74,8 +75,13 @@ def explain(
     rr_last: Mapping[str, str],
     now: float,
 ) -> Explanation:
-    """Classify `facts`, then decide among `agents` as a new conversation would be decided."""
-    cls = classify(config, facts)
+    """Classify `facts` (with a bot's handoff when they carry one), then decide among
+    `agents` as a new conversation would be decided."""
+    cls = (
+        classify(config, facts)
+        if facts.handoff is None
+        else route_handoff(config, facts, facts.handoff)
+    )
     queue = config.queue(cls.queue)
     conv = ConversationSnapshot(
         "(dry-run)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .config import PRIORITY_RANK, Action, Condition, RoutingConfig, TextMatch, as_list
 
@@ -22,6 +23,12 @@ class MessageFacts:
     text: str
     subject: str | None = None
     contact_attributes: dict[str, str] = field(default_factory=dict)
+    # A bot's structured handoff (router/handoff.py); None for a message as it arrives.
+    handoff: Handoff | None = None
+
+
+if TYPE_CHECKING:
+    from .handoff import Handoff
 
 
 @dataclass
@@ -154,6 +161,23 @@ def _contact(attribute: str, value: object) -> _Node:
     return _Node(match, f"contact {attribute} in [{_quoted(values)}]")
 
 
+def _handoff(key: str, value: object) -> _Node:
+    values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    wanted = frozenset(v.lower() for v in values)
+    label = "skill" if key == "skills" else key
+
+    def match(p: _Prepared) -> str | None:
+        handoff = p.facts.handoff
+        if handoff is None:
+            return None
+        found = next((v for v in handoff.values(key) if v in wanted), None)
+        return None if found is None else f"handoff {label} is {found!r}"
+
+    if len(values) == 1:
+        return _Node(match, f"handoff {label} is {values[0]!r}")
+    return _Node(match, f"handoff {label} in [{_quoted(values)}]")
+
+
 def _all(nodes: list[_Node]) -> _Node:
     if len(nodes) == 1:
         return nodes[0]
@@ -206,6 +230,8 @@ def compile_condition(cond: Condition) -> _Node:
         nodes.append(_text("subject", cond.subject))
     if cond.contact is not None:
         nodes.extend(_contact(k, v) for k, v in cond.contact.items())
+    if cond.handoff is not None:
+        nodes.extend(_handoff(k, v) for k, v in cond.handoff.items())
     if cond.all_ is not None:
         nodes.append(_all([compile_condition(c) for c in cond.all_]))
     if cond.any_ is not None:

@@ -373,6 +373,12 @@ class AbandonedFigure(Out):
     rate: float | None
 
 
+class SelfServiceFigure(Out):
+    resolved: int
+    without_agent: int
+    rate: float | None
+
+
 class CsatFigure(Out):
     responses: int
     percent: float | None
@@ -427,6 +433,7 @@ class Figures(Out):
     reopened: int = _d("reopened")
     backlog: BacklogFigure | None = _d("backlog")
     abandoned: AbandonedFigure = _d("abandoned")
+    self_service: SelfServiceFigure = _d("self_service")
     csat: CsatFigure = _d("csat")
     nps: NpsFigure = _d("nps")
     ces: CesFigure = _d("ces")

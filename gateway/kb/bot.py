@@ -25,6 +25,7 @@ from gateway.i18n import Texts, preferred_language
 from gateway.kb.config import KnowledgeBaseConfig
 from gateway.kb.search import Hit, KnowledgeBase, plain_text
 from gateway.kb.text import detect_language, fold, words
+from gateway.metrics import METRICS
 from gateway.model import Conversation, Message
 from gateway.store.base import Classification, IngestOutcome, OutboundRequest, Store
 from router import RoutingConfig
@@ -174,6 +175,7 @@ class KbBot:
             )
         )
         await self.services.resolve(conv.id, "bot")
+        METRICS.self_service.labels("resolved_by_bot").inc()
         log.info(
             "bot answered from the knowledge base",
             extra={"conversation": conv.id, "article": hit.article.slug},

@@ -17,6 +17,7 @@ from connectors.base import Identity, SuggestionEvent
 from gateway.i18n import Texts
 from gateway.kb.search import KnowledgeBase
 from gateway.kb.text import LANGUAGES
+from gateway.metrics import METRICS
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -100,5 +101,10 @@ class Suggester:
                 await self.services.kb_suggestion(event, entry)
             except ValueError:
                 log.debug("unknown suggestion event ignored", extra={"event": event[:32]})
+                return
+            if event == "answered":  # issue 15: the self-service rate
+                METRICS.self_service.labels(
+                    "kb_helpful" if entry["helpful"] else "kb_unhelpful"
+                ).inc()
 
         return record

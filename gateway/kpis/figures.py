@@ -50,7 +50,7 @@ SLA_TARGETS = ("first_response", "next_response", "resolution")
 SLA_KINDS = tuple(f"sla_{o}_{t}" for o in ("met", "breached") for t in SLA_TARGETS)
 # Fact kinds in `kpi_facts` (what the fold writes): counted ones, and the timed ones
 # (first_response, next_response, resolved: resolution, handling and awaiting in one row).
-COUNTED = ("created", "in", "out", "reopened", "abandoned", *SLA_KINDS)
+COUNTED = ("created", "in", "out", "reopened", "abandoned", "self_served", *SLA_KINDS)
 # The timed figures with a business-hours variant (`<name>_business` in `Group.timed`).
 BUSINESS = ("first_response", "next_response", "resolution")
 SLOT = 900  # seconds of a `kpi_slots` count: every zone's offset is a multiple of it
@@ -101,6 +101,11 @@ DEFINITIONS: dict[str, str] = {
     "abandoned": "Webchat visitors who left (their last widget socket closed and stayed "
     "closed for the channel's `abandon_after`) before any agent reply, in the period; "
     "`rate`: abandoned / conversations created in the period.",
+    "self_service": "Resolutions in the period (`resolved`, as counted by resolution) "
+    "and those done by a bot (the knowledge-base bot, or an external bot answering with "
+    "`resolve`) in a conversation no agent ever replied to (`without_agent`); `rate` = "
+    "without_agent / resolved. Widget suggestions that answered a question are in "
+    "Prometheus (`switchboard_self_service_total`).",
     "csat": "Customer satisfaction (1-5) answered in the period: `percent` = share of "
     "answers 4 or 5, in %.",
     "nps": "Net promoter score (0-10) answered in the period: % promoters (9-10) minus % "
@@ -330,6 +335,13 @@ def figures(g: Group, now: float, with_backlog: bool = True) -> dict[str, Any]:
         "reopened": counts.get("reopened", 0),
         "abandoned": {"count": abandoned, "rate": _ratio(abandoned, created)},
     }
+    resolved = timed["resolution"].count if "resolution" in timed else 0
+    served = counts.get("self_served", 0)
+    out["self_service"] = {
+        "resolved": resolved,
+        "without_agent": served,
+        "rate": _ratio(served, resolved),
+    }
     if with_backlog:
         b = g.backlog or Backlog()
         out["backlog"] = {
@@ -540,6 +552,9 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backlog_oldest_waiting", ("backlog", "oldest_waiting")),
     ("abandoned", ("abandoned", "count")),
     ("abandoned_rate", ("abandoned", "rate")),
+    ("self_service_resolved", ("self_service", "resolved")),
+    ("self_service_without_agent", ("self_service", "without_agent")),
+    ("self_service_rate", ("self_service", "rate")),
     ("csat_responses", ("csat", "responses")),
     ("csat_percent", ("csat", "percent")),
     ("nps_responses", ("nps", "responses")),

@@ -358,6 +358,20 @@ class StoreResource(ABC):
         return None
 
 
+@dataclass(slots=True)
+class BotHandoff:
+    """What `bot_handoff` commits: where the conversation goes and why."""
+
+    conversation_id: str
+    bot: str
+    queue: str
+    priority: int
+    required_skills: dict[str, int]
+    tags: list[str]
+    routing: dict[str, Any]
+    handoff: dict[str, Any]
+
+
 class ConversationStore(StoreResource):
     """Conversations, messages, contacts and identities: ingest, replies, the lifecycle of
     a conversation and the queries behind the API."""
@@ -404,6 +418,19 @@ class ConversationStore(StoreResource):
     async def reopen(
         self, conversation_id: str, by: str | None, now: float, scope: Scope | None = None
     ) -> tuple[Conversation, list[Event]]: ...
+
+    # --- the bot stage (issue 15; gateway/bots/) ------------------------------------------
+    @abstractmethod
+    async def bot_handoff(
+        self, handoff: BotHandoff, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        """A bot gives the conversation to a person: it moves to `handoff.queue` with the
+        priority, skills, tags and routing its handoff facts gave (`conversation.transferred`
+        carrying `handoff`), and `bot.handoff` is recorded."""
+
+    @abstractmethod
+    async def bot_record(self, event_type: str, data: dict[str, Any], now: float) -> list[Event]:
+        """Append one `bot.*` event (an answer, a question back) to the event log."""
 
     # --- queries (a scope hides what it does not see: NotFound) ---------------------------
     @abstractmethod

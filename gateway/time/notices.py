@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 
 from connectors.base import Capability, Connector, Identity, WaitStatus
+from gateway.bots.config import BOT_QUEUE
 from gateway.eventloop import stop_tasks
 from gateway.i18n import Texts, preferred_language
 from gateway.model import Conversation, Event, Message
@@ -168,6 +169,8 @@ class TimeNotices:
     # --- the wait ------------------------------------------------------------------------
     async def _seats(self, kinds: list[str]) -> tuple[list[WaitingSeat], dict[str, int]]:
         seats = await self.times.waiting_seats(kinds, 5000)
+        # Issue 15: a conversation a bot holds waits for no person (gateway/bots/stage.py).
+        seats = [s for s in seats if s.queue != BOT_QUEUE]
         return seats, self.rate.counts() if seats else {}
 
     def _wait_due(self, seat: WaitingSeat) -> float | None:

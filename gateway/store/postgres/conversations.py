@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from typing import Any
 
 import asyncpg
 
@@ -37,6 +38,7 @@ from gateway.outreach.store import (
     start_events,
 )
 from gateway.store.base import (
+    BotHandoff,
     Classification,
     Conflict,
     ConversationFilter,
@@ -699,6 +701,50 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
             )
 
         return await self._change(conversation_id, mutate, now, scope)
+
+    # --- the bot stage (issue 15) ----------------------------------------------------------
+    async def bot_handoff(
+        self, handoff: BotHandoff, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            apply_state(conv, lifecycle.transfer(state_of(conv)))
+            previous, conv.queue = conv.queue, handoff.queue
+            conv.priority, conv.required_skills = handoff.priority, dict(handoff.required_skills)
+            conv.tags, conv.routing = list(handoff.tags), dict(handoff.routing)
+            await conn.execute(
+                "UPDATE conversations SET priority=$1, required_skills=$2, tags=$3, routing=$4"
+                " WHERE id=$5",
+                conv.priority,
+                dumps(conv.required_skills),
+                dumps(conv.tags),
+                dumps(conv.routing),
+                conv.id,
+            )
+            return NewEvent(
+                "conversation.transferred",
+                {
+                    "conversation_id": conv.id,
+                    "from_queue": previous,
+                    "queue": handoff.queue,
+                    "by": f"bot:{handoff.bot}",
+                    "handoff": handoff.handoff,
+                },
+            )
+
+        conv, events = await self._change(handoff.conversation_id, mutate, now)
+        data = {"conversation_id": conv.id, "bot": handoff.bot, "queue": conv.queue}
+        # (A second transaction: the move is what matters; the record follows it.)
+        events += await self.bot_record("bot.handoff", data | handoff.handoff, now)
+        return conv, events
+
+    async def bot_record(self, event_type: str, data: dict[str, Any], now: float) -> list[Event]:
+        if not event_type.startswith("bot."):
+            raise ValueError(f"not a bot event: {event_type!r}")
+
+        async def op(conn: Conn) -> list[Event]:
+            return await append_events(conn, now, [NewEvent(event_type, data)])
+
+        return await self._tx(op)
 
     async def resolve(
         self, conversation_id: str, by: str | None, scope: Scope | None, now: float

@@ -621,6 +621,14 @@ CREATE TABLE coord_leases (
 """,
     ),
     (
+        10,
+        """
+-- Issue 15: the conversations a bot has (queue 'bot', status 'open'), read by the bot
+-- stage's idle timer and its restart recovery, without the ones it resolved long ago.
+CREATE INDEX conversations_list_queue_status ON conversations(queue, status, id)
+""",
+    ),
+    (
         11,
         """
 -- Issue 15: the customer portal (gateway/portal/). Every portal link carries its contact's

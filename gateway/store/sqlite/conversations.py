@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from connectors.base import Identity, InboundMessage
 from gateway.domain import identity as rules_identity
@@ -29,6 +30,7 @@ from gateway.outreach.store import (
     start_events,
 )
 from gateway.store.base import (
+    BotHandoff,
     Conflict,
     ConversationFilter,
     IngestOutcome,
@@ -692,6 +694,58 @@ class SqliteConversations(SqliteRows, OutreachStore):
             return NewEvent("conversation.reopened", {"conversation_id": conv.id, "by": by})
 
         return await self._tx(self._change(conversation_id, mutate, now, scope))
+
+    # --- the bot stage (issue 15) ----------------------------------------------------------
+    async def bot_handoff(
+        self, handoff: BotHandoff, now: float
+    ) -> tuple[Conversation, list[Event]]:
+        def mutate(conn: sqlite3.Connection, conv: Conversation) -> NewEvent:
+            apply_state(conv, lifecycle.transfer(state_of(conv)))
+            previous, conv.queue = conv.queue, handoff.queue
+            conv.priority, conv.required_skills = handoff.priority, dict(handoff.required_skills)
+            conv.tags, conv.routing = list(handoff.tags), dict(handoff.routing)
+            conn.execute(
+                "UPDATE conversations SET priority=?, required_skills=?, tags=?, routing=?"
+                " WHERE id=?",
+                (
+                    conv.priority,
+                    dumps(conv.required_skills),
+                    dumps(conv.tags),
+                    dumps(conv.routing),
+                    conv.id,
+                ),
+            )
+            return NewEvent(
+                "conversation.transferred",
+                {
+                    "conversation_id": conv.id,
+                    "from_queue": previous,
+                    "queue": handoff.queue,
+                    "by": f"bot:{handoff.bot}",
+                    "handoff": handoff.handoff,
+                },
+            )
+
+        change = self._change(handoff.conversation_id, mutate, now)
+
+        def op(conn: sqlite3.Connection) -> tuple[Conversation, list[Event]]:
+            conv, events = change(conn)
+            data = {"conversation_id": conv.id, "bot": handoff.bot, "queue": conv.queue}
+            return conv, events + self._events(
+                conn, now, [NewEvent("bot.handoff", data | handoff.handoff)]
+            )
+
+        return await self._tx(op)
+
+    async def bot_record(self, event_type: str, data: dict[str, Any], now: float) -> list[Event]:
+        if not event_type.startswith("bot."):
+            raise ValueError(f"not a bot event: {event_type!r}")
+
+        def op(conn: sqlite3.Connection) -> list[Event]:
+            return self._events(conn, now, [NewEvent(event_type, data)])
+
+        result: list[Event] = await self._tx(op)
+        return result
 
     # --- queries ---------------------------------------------------------------------------
     async def get_conversation(

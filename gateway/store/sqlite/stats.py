@@ -381,6 +381,8 @@ class _Fold:
                 # First-contact so far: at most one agent reply, and (as yet) never reopened.
                 c.first_resolved_at = at
                 self.fact("first_resolution", at, c, value=1.0 if c.replies <= 1 else 0.0)
+            if c.replies == 0 and str(data.get("by") or "").startswith("bot"):
+                self.fact("self_served", at, c)  # issue 15: a bot resolved it, no agent replied
             c.active, c.awaiting = 0, 0.0
         elif kind == "conversation.reopened":
             if c.reopens == 0 and c.first_resolved_at is not None:

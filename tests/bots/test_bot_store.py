@@ -1,0 +1,106 @@
+"""The store's part in the bot stage, on SQLite and PostgreSQL: the handoff moves the
+conversation with its new routing in one change, and the bot stage's reads of the
+conversations it has use their own index (migrations SQLite 20, PostgreSQL 10)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.base import Identity, InboundMessage
+from gateway.bots.config import BOT_QUEUE
+from gateway.store import SqliteStore
+from gateway.store.base import (
+    BotHandoff,
+    Classification,
+    ConversationFilter,
+    IngestRequest,
+    Store,
+)
+from gateway.store.sqlite.conversations import SqliteConversations
+
+
+@pytest.fixture
+async def store(store_config: dict[str, Any]) -> AsyncIterator[Store]:
+    """The store of `store_config` (tests/bots/conftest.py): SQLite, then PostgreSQL."""
+    if store_config.get("backend") == "postgres":
+        from gateway.store.postgres import PostgresStore
+
+        s: Store = PostgresStore(store_config["dsn"])
+    else:
+        s = SqliteStore(Path(store_config["path"]))
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_a_handoff_moves_the_conversation_with_its_routing(store: Store) -> None:
+    msg = InboundMessage("e1", Identity("api", "ann"), "my invoice is wrong")
+    outcome = await store.ingest(
+        IngestRequest(
+            channel="api",
+            channel_kind="api",
+            message=msg,
+            classify=lambda attrs: Classification(
+                BOT_QUEUE, 1, {}, [], "self-service", ["held"], ["self-service"]
+            ),
+            now=100.0,
+            reopen_window=3600.0,
+        )
+    )
+    assert outcome.conversation is not None
+    conv_id = outcome.conversation.id
+    rows, _ = await store.list_conversations(ConversationFilter(status="open", queue=BOT_QUEUE))
+    assert [c.id for c in rows] == [conv_id]
+    facts = {
+        "reason": "billing",
+        "summary": "double",
+        "language": "en",
+        "skills": [],
+        "priority": "high",
+    }
+    conv, events = await store.bot_handoff(
+        BotHandoff(
+            conv_id,
+            "helper",
+            "billing",
+            2,
+            {"billing": 5},
+            ["from-bot"],
+            {"rule": "b", "rules": ["b"], "reasons": ["held", "bot handed off"], "handoff": facts},
+            facts,
+        ),
+        200.0,
+    )
+    assert conv.queue == "billing" and conv.routing["reasons"][-1] == "bot handed off"
+    assert [e.type for e in events] == ["conversation.transferred", "bot.handoff"]
+    assert events[0].data["by"] == "bot:helper" and events[0].data["handoff"] == facts
+    assert events[1].data["queue"] == "billing" and events[1].data["summary"] == "double"
+    stored = await store.get_conversation(conv_id)
+    assert (stored.queue, stored.priority, stored.required_skills, stored.tags) == (
+        "billing",
+        2,
+        {"billing": 5},
+        ["from-bot"],
+    )
+    assert stored.routing["handoff"]["reason"] == "billing" and stored.status == "open"
+    rows, _ = await store.list_conversations(ConversationFilter(status="open", queue=BOT_QUEUE))
+    assert rows == []
+    with pytest.raises(ValueError):
+        await store.bot_record("conversation.resolved", {}, 300.0)
+
+
+def test_the_bot_stage_reads_by_its_index(tmp_path: Path) -> None:
+    import asyncio
+
+    store = SqliteStore(tmp_path / "db.sqlite")
+    asyncio.run(store.open())
+    asyncio.run(store.close())
+    sql, args = SqliteConversations.list_query(ConversationFilter(status="open", queue=BOT_QUEUE))
+    conn = sqlite3.connect(tmp_path / "db.sqlite")
+    plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+    assert "conversations_list_queue_status" in plan, plan
