@@ -12,6 +12,10 @@ Baseline, in the same run: one bare scan that counts the month's messages per ch
 from the base tables (what any report reading the raw data costs at least).
 
     python -m bench.stats --conversations 100000
+
+`--keep PATH` keeps the generated and folded database at PATH (a later run passes
+`--reuse PATH` to time the answers again without generating and folding anew; the store
+still migrates it and folds what is left, e.g. a new rollup's backfill).
 """
 
 from __future__ import annotations
@@ -197,72 +201,93 @@ def baseline(db: Path) -> float:
     return took
 
 
-async def run(conversations: int, agents: int, repeat: int) -> None:
+async def prepare(db: Path, conversations: int, agents: int) -> None:
+    """Generate the month into a new store at `db` and fold it (timed)."""
+    store = SqliteStore(db)
+    await store.open()
+    await store.close()
+    t0 = time.perf_counter()
+    w = generate(conversations, agents)
+    fill(db, w)
+    print(
+        f"generated {conversations:,} conversations, {len(w.messages):,} messages,"
+        f" {len(w.events):,} events in {time.perf_counter() - t0:.1f} s"
+    )
+    # Millions of generated rows kept alive would be walked by every full garbage
+    # collection during the timed answers (a gateway holds nothing like them).
+    del w
+    gc.collect()
+    await fold(db, "fold")
+
+
+async def fold(db: Path, label: str) -> None:
+    """Fold what the event log holds after the stats cursor (timed)."""
+    store = SqliteStore(db)
+    await store.open()
+    t0, c0, folded = time.perf_counter(), time.process_time(), 0
+    # Business seconds as a gateway without `routing.hours` computes them (always open).
+    while (n := (await store.stats_fold(5000, lambda queue, a, b: b - a))[0]) > 0:
+        folded += n
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    await store.close()
+    print(
+        f"{label}: {folded:,} events in {took:.1f} s wall, {cpu:.1f} s CPU"
+        f" ({folded / max(took, 1e-9):,.0f} events/s)"
+    )
+
+
+async def run(
+    conversations: int, agents: int, repeat: int, keep: Path | None, reuse: Path | None
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "bench.db"
-        store = SqliteStore(db)
-        await store.open()
-        await store.close()
-        t0 = time.perf_counter()
-        w = generate(conversations, agents)
-        fill(db, w)
-        print(
-            f"generated {conversations:,} conversations, {len(w.messages):,} messages,"
-            f" {len(w.events):,} events in {time.perf_counter() - t0:.1f} s"
-        )
-        # Millions of generated rows kept alive would be walked by every full garbage
-        # collection during the timed answers (a gateway holds nothing like them).
-        del w
-        gc.collect()
-        store = SqliteStore(db)
-        await store.open()
-        t0, c0, folded = time.perf_counter(), time.process_time(), 0
-        # Business seconds as a gateway without `routing.hours` computes them (always open).
-        while (n := (await store.stats_fold(5000, lambda queue, a, b: b - a))[0]) > 0:
-            folded += n
-        took, cpu = time.perf_counter() - t0, time.process_time() - c0
-        await store.close()
-        print(
-            f"fold: {folded:,} events in {took:.1f} s wall, {cpu:.1f} s CPU"
-            f" ({folded / took:,.0f} events/s)"
-        )
-        base = min(baseline(db) for _ in range(repeat))
-        print(f"baseline (one scan of the month's messages per channel): {base * 1000:.0f} ms")
-        gw = Gateway(load_config_text(config(db, agents)))
-        await gw.start()
-        try:
-            url = f"http://127.0.0.1:{gw.port}/v1/stats"
-            params = {
-                "from": "2026-03-01T00:00:00Z",
-                "to": "2026-04-01T00:00:00Z",
-                "tz": "Europe/Berlin",
-            }
-            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        if reuse is not None:
+            db = reuse
+            await fold(db, f"reusing {db}; fold (migrations, backfills)")
+        else:
+            db = keep if keep is not None else Path(tmp) / "bench.db"
+            if db.exists():
+                raise SystemExit(f"{db} exists: pass --reuse {db} to time it again")
+            await prepare(db, conversations, agents)
+        await answer(db, conversations, agents, repeat)
+
+
+async def answer(db: Path, conversations: int, agents: int, repeat: int) -> None:
+    """Time `GET /v1/stats` for the month, with no grouping and with each `group_by`."""
+    base = min(baseline(db) for _ in range(repeat))
+    print(f"baseline (one scan of the month's messages per channel): {base * 1000:.0f} ms")
+    gw = Gateway(load_config_text(config(db, agents)))
+    await gw.start()
+    try:
+        url = f"http://127.0.0.1:{gw.port}/v1/stats"
+        params = {
+            "from": "2026-03-01T00:00:00Z",
+            "to": "2026-04-01T00:00:00Z",
+            "tz": "Europe/Berlin",
+        }
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            print("| group_by | best wall | median wall | median CPU | wall / baseline | groups |")
+            print("|---|---|---|---|---|---|")
+            for group_by in (None, "channel", "queue", "agent", "day", "hour"):
+                query = dict(params, **({"group_by": group_by} if group_by else {}))
+                times, cpus = [], []
+                for _ in range(repeat):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    async with http.get(url, params=query) as r:
+                        body = await r.json()
+                        assert r.status == 200, body
+                    times.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
+                groups = len(body["groups"] or [])
+                assert body["totals"]["conversations"] == conversations, body["totals"]
+                best, median = min(times), statistics.median(times)
                 print(
-                    "| group_by | best wall | median wall | median CPU | wall / baseline | groups |"
+                    f"| {group_by or '(none)'} | {best * 1000:.0f} ms | {median * 1000:.0f} ms"
+                    f" | {statistics.median(cpus) * 1000:.0f} ms | {median / base:.1f}"
+                    f" | {groups} |"
                 )
-                print("|---|---|---|---|---|---|")
-                for group_by in (None, "channel", "queue", "agent", "day", "hour"):
-                    query = dict(params, **({"group_by": group_by} if group_by else {}))
-                    times, cpus = [], []
-                    for _ in range(repeat):
-                        t0, c0 = time.perf_counter(), time.process_time()
-                        async with http.get(url, params=query) as r:
-                            body = await r.json()
-                            assert r.status == 200, body
-                        times.append(time.perf_counter() - t0)
-                        cpus.append(time.process_time() - c0)
-                    groups = len(body["groups"] or [])
-                    assert body["totals"]["conversations"] == conversations, body["totals"]
-                    best, median = min(times), statistics.median(times)
-                    print(
-                        f"| {group_by or '(none)'} | {best * 1000:.0f} ms | {median * 1000:.0f} ms"
-                        f" | {statistics.median(cpus) * 1000:.0f} ms | {median / base:.1f}"
-                        f" | {groups} |"
-                    )
-        finally:
-            await gw.stop()
-        print("load average at the end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
+    finally:
+        await gw.stop()
+    print("load average at the end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
 
 
 def main() -> None:
@@ -270,8 +295,18 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=100_000)
     parser.add_argument("--agents", type=int, default=40)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--keep", type=Path, help="generate into this SQLite file and keep it (must not exist)"
+    )
+    parser.add_argument(
+        "--reuse", type=Path, help="time the answers on a database an earlier --keep left"
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.conversations, args.agents, args.repeat))
+    if args.keep is not None and args.reuse is not None:
+        parser.error("--keep and --reuse exclude each other")
+    if args.reuse is not None and not args.reuse.exists():
+        parser.error(f"--reuse {args.reuse}: no such file")
+    asyncio.run(run(args.conversations, args.agents, args.repeat, args.keep, args.reuse))
 
 
 if __name__ == "__main__":

@@ -672,4 +672,23 @@ CREATE TABLE coord_leases (
 )
 """,
     ),
+    (
+        23,
+        """
+-- KPIs (issue 13): every timed figure's samples packed as arrays of little-endian 8-byte
+-- floats (gateway/kpis/samples.py), appended to by the fold: dim '' per 15-minute slot
+-- (`span` = at // 900), dim 'agent' per agent (key '': none) and UTC day (`span` = at //
+-- 86400). The exact percentiles by agent, local day and hour read these rows (a few hundred
+-- samples each), not a row per sample. Filled from the facts folded before this migration
+-- by the next fold. Rows of a few hundred bytes to kilobytes: a rowid table.
+CREATE TABLE kpi_samples (
+    kind TEXT NOT NULL,
+    dim TEXT NOT NULL,
+    key TEXT NOT NULL,
+    span INTEGER NOT NULL,
+    samples BLOB NOT NULL,
+    PRIMARY KEY (kind, dim, span, key)
+)
+""",
+    ),
 ]

@@ -620,4 +620,19 @@ CREATE TABLE coord_leases (
 )
 """,
     ),
+    (
+        13,
+        """
+-- KPIs (issue 13): every timed figure's samples packed as arrays (the SQLite store's
+-- migration 23 says what they hold); little-endian 8-byte floats, appended to by the fold.
+CREATE TABLE kpi_samples (
+    kind TEXT COLLATE "C" NOT NULL,
+    dim TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    span BIGINT NOT NULL,
+    samples BYTEA NOT NULL,
+    PRIMARY KEY (kind, dim, span, key)
+)
+""",
+    ),
 ]

@@ -62,8 +62,15 @@ from gateway.kpis.figures import (
     segments,
     summarize,
 )
+from gateway.kpis.samples import Pending, sample_accumulate, sample_rows
 from gateway.model import Event, NewEvent, loads
 from gateway.store.base import StatsStore
+from gateway.store.sqlite.stats_samples import (
+    GROUPINGS,
+    SAMPLES_SAVE,
+    samples_backfill,
+    timed_from_samples,
+)
 from gateway.store.timekeeping import SLA_EVENTS
 
 log = logging.getLogger("switchboard.stats")
@@ -175,6 +182,7 @@ class _Fold:
         self.sla_done: dict[tuple[str, str, float], str | None] = {}
         self.sla_new: list[tuple[str, str, float, str]] = []
         self.hist: dict[tuple[str, str, str, int], Hist] = {}
+        self.samples: Pending = {}
         self.convs: dict[str, _Conv] = {}
         self.facts: list[tuple[Any, ...]] = []
         self.first_resolutions: dict[str, int] = {}  # conversation → its fact in `facts`
@@ -264,6 +272,7 @@ class _Fold:
             self.first_resolutions[c.conversation_id] = len(self.facts)
         elif kind in HIST_FIGURES:
             hist_accumulate(self.hist, row)
+            sample_accumulate(self.samples, row)
         self.facts.append(row)
 
     def message(self, message_id: str) -> Sequence[Any] | None:
@@ -523,6 +532,7 @@ class _Fold:
         )
         self.conn.executemany(SLA_SAVE + " ON CONFLICT DO NOTHING", self.sla_new)
         self.conn.executemany(HIST_SAVE, hist_rows(self.hist))
+        self.conn.executemany(SAMPLES_SAVE, sample_rows(self.samples))
         slots, keys = self.tallies()
         self.conn.executemany(
             "INSERT INTO kpi_slots(kind, slot, n) VALUES (?,?,?)"
@@ -616,6 +626,7 @@ class SqliteStats(StatsStore):
             ).fetchone()
             cursor = int(row[0]) if row else 0
             hist_backfill(conn)
+            samples_backfill(conn, CURSOR_NS, TIMED_FACTS)
             unread = conn.execute(SLA_UNREAD).fetchone()[0] if sla else None
             upto = 2**62 if unread is None else int(unread) - 1
             events = conn.execute(
@@ -818,12 +829,12 @@ def read(
     # --- timed figures ------------------------------------------------------------------------
     key_sql, decode = _key_sql(by, q, dialect)
     # By channel or queue the histograms compress (thousands of samples per key and day);
-    # by agent they do not (a few hundred samples spread over as many bins), so reading the
-    # samples is cheaper there, and exact.
+    # by agent, day or hour they do not (a few hundred samples spread over as many bins):
+    # there the packed samples are read, exact (gateway/kpis/samples.py).
     if duration is None and not q.channel and by in (None, "channel", "queue"):
         yield from _timed_from_histograms(q, totals, group)
-    elif duration is None and not q.channel and by == "day" and _utc(q):
-        yield from _timed_by_utc_day(q, totals, group)
+    elif duration is None and not q.channel and by in GROUPINGS:
+        yield from timed_from_samples(q, totals, group, FACT_COLS)
     else:
         yield from _timed_from_facts(q, duration, dialect, totals, group)
 
