@@ -11,13 +11,15 @@ outlive the event log's retention.
 
 `stats_read` runs on the store's thread. Counts are counts of index ranges (per channel,
 queue or agent) or sums of slots (per local day or hour), never a scan. The timed figures
-of the period's whole UTC days come from `kpi_hist` (daily histograms per figure, in total
-and per channel and queue: one aggregate per figure and dimension; by UTC day each day's
-histogram is that day's answer), its ragged ends from the samples; by agent (a few hundred
-samples per agent and week spread over as many bins: the histograms do not compress), by
-hour, by day in a zone with an offset, or for one channel, every sample of the period is
-read (one range read per kind, in runs of one key, split column by column in C) and sorted
-in Python for the exact median and p90 (a window function in SQLite cost five times more).
+in total and by channel or queue: the period's whole UTC days from `kpi_hist` (daily
+histograms per figure, in total and per channel and queue: one aggregate per figure and
+dimension), its ragged ends from the samples. By agent, day or hour (a few hundred samples
+per agent and week, or per hour, spread over as many bins: histograms do not compress)
+from `kpi_samples` (migration 23, gateway/store/sqlite/stats_samples.py: each slot's or
+agent-day's samples packed in one row), exact. For one channel, or with a `duration`, every
+sample of the period is read (one range read per kind, in runs of one key, split column by
+column in C) and sorted in Python for the exact median and p90 (a window function in
+SQLite cost five times more).
 
 Since migration 16 the fold also decides SLA targets (`kpi_sla`, facts `sla_met_*` and
 `sla_breached_*`; the definition is `DEFINITIONS["sla"]`) and keeps business seconds beside
@@ -44,7 +46,6 @@ from gateway.kpis.figures import (
     SLOT,
     SLOTTED,
     Backlog,
-    Bin,
     Buckets,
     Duration,
     Group,
@@ -1036,64 +1037,6 @@ def _timed_from_histograms(
                 totals.timed[figure] = found
             else:
                 group(_key(key)).timed[figure] = found
-
-
-def _utc(q: StatsQuery) -> bool:
-    """Whether the zone's offset is 0 throughout the period (its local days are UTC days)."""
-    return all(seg.offset == 0 for seg in segments(q.start, q.end, q.zone))
-
-
-HIST_DAYS = (
-    "SELECT day, bin, n, total, lo, hi FROM kpi_hist"
-    " WHERE kind = ? AND dim = '' AND day >= ? AND day < ? AND key = ''"
-)
-
-
-def _timed_by_utc_day(
-    q: StatsQuery, totals: Group, group: Callable[[Key], Group]
-) -> Generator[Query, Rows, None]:
-    """The timed figures by UTC day: each whole day's histogram is its answer (one index
-    range per figure), the ragged ends' samples are counted into theirs; the totals merge
-    the days (see HIST_RATIO for the accuracy of median and p90)."""
-    first, last = math.ceil(q.start / DAY), math.floor(q.end / DAY)
-    hists: dict[str, dict[int, Hist]] = {}
-    edges = [(q.start, q.end)]
-    if first < last:
-        edges = [(q.start, first * DAY), (last * DAY, q.end)]
-        for figures in HIST_FIGURES.values():
-            for figure, _ in figures:
-                per_day = hists.setdefault(figure, {})
-                for day, b, n, total, lo, hi in (yield (HIST_DAYS, (figure, first, last))):
-                    h = per_day.get(day)
-                    if h is None:
-                        h = per_day[day] = {}
-                    h[int(b)] = Bin(int(n), total, lo, hi)  # one row per (day, bin)
-    for a, b in edges:
-        if b <= a:
-            continue
-        for kind in HIST_FIGURES:
-            for row in (
-                yield (
-                    f"SELECT {FACT_COLS} FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
-                    (kind, a, b),
-                )
-            ):
-                day = int(row[1] // DAY)
-                for figure, v in fact_samples(kind, row):
-                    hist_add(
-                        hists.setdefault(figure, {}).setdefault(day, {}), hist_bin(v), 1, v, v, v
-                    )
-    for figure, per_day in hists.items():
-        merged: Hist = {}
-        for day, h in per_day.items():
-            found = hist_summary(h)
-            if found is not None:
-                group(bucket_label("day", day, 0)).timed[figure] = found
-            for b_, x in h.items():
-                hist_add(merged, b_, x.n, x.total, x.lo, x.hi)
-        found = hist_summary(merged)
-        if found is not None:
-            totals.timed[figure] = found
 
 
 def _slot_counts(

@@ -88,11 +88,11 @@ def timed_from_samples(
                         k = labels.get(span)
                         if k is None:
                             k = labels[span] = buckets.key(int(span) * size)
-                    found = per_key.get(k)
-                    if found is None:
+                    runs = per_key.get(k)
+                    if runs is None:
                         per_key[k] = [bytes(blob)]
                     else:
-                        found.append(bytes(blob))
+                        runs.append(bytes(blob))
     for a, b in edges:
         if b <= a:
             continue
@@ -114,11 +114,11 @@ def timed_from_samples(
                 values = unpack(stored.get(key, ()))
                 values.extend(extra.get(key, ()))
                 ordered = sorted(values)
-                found = summarize(ordered, presorted=True)
-                if found is not None:
-                    group(key).timed[figure] = found
+                one = summarize(ordered, presorted=True)
+                if one is not None:
+                    group(key).timed[figure] = one
                 every.extend(ordered)
             every.sort()  # sorted runs: merged in linear time
-            found = summarize(every, presorted=True)
-            if found is not None:
-                totals.timed[figure] = found
+            whole = summarize(every, presorted=True)
+            if whole is not None:
+                totals.timed[figure] = whole
