@@ -16,6 +16,10 @@ from the base tables (what any report reading the raw data costs at least).
 `--keep PATH` keeps the generated and folded database at PATH (a later run passes
 `--reuse PATH` to time the answers again without generating and folding anew; the store
 still migrates it and folds what is left, e.g. a new rollup's backfill).
+
+`--postgres`: the same month on PostgreSQL. A private server (tests/pg.py: `fsync=off`) is
+started, the folded SQLite database is copied into it by `switchboard migrate` (timed), and
+the gateway answers from PostgreSQL; the baseline is the same scan there.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ import os
 import random
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import orjson
 
 from gateway.app import Gateway
@@ -45,10 +52,13 @@ QUEUES = ["general", "billing", "technical"]
 TOKEN = "bench-stats-admin-token"
 
 
-def config(db: Path, agents: int) -> str:
+def config(db: Path, agents: int, dsn: str | None = None) -> str:
+    store = (
+        "{path: '" + str(db) + "'}" if dsn is None else "{backend: postgres, dsn: '" + dsn + "'}"
+    )
     lines = [
         "server: {host: 127.0.0.1, port: 0}",
-        "store: {path: '" + str(db) + "'}",
+        "store: " + store,
         "auth: {tokens: [{name: admin, role: admin, token: " + TOKEN + "}]}",
         "channels: [{name: api, type: api, inbound_token: bench-stats-channel}]",
         "events: {retention: 3650d}",
@@ -188,14 +198,31 @@ def fill(db: Path, w: Writer) -> None:
     conn.close()
 
 
+BASELINE = (
+    "SELECT c.channel, COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+    " WHERE m.created_at >= ? AND m.created_at < ? GROUP BY c.channel"
+)
+
+
+async def pg_baseline(dsn: str) -> float:
+    """`baseline` on PostgreSQL."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        await conn.fetch(
+            BASELINE.replace("?", "$1", 1).replace("?", "$2", 1),
+            MONTH_START,
+            MONTH_START + MONTH,
+        )
+        return time.perf_counter() - t0
+    finally:
+        await conn.close()
+
+
 def baseline(db: Path) -> float:
     conn = sqlite3.connect(db)
     t0 = time.perf_counter()
-    conn.execute(
-        "SELECT c.channel, COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id"
-        " WHERE m.created_at >= ? AND m.created_at < ? GROUP BY c.channel",
-        (MONTH_START, MONTH_START + MONTH),
-    ).fetchall()
+    conn.execute(BASELINE, (MONTH_START, MONTH_START + MONTH)).fetchall()
     took = time.perf_counter() - t0
     conn.close()
     return took
@@ -236,8 +263,47 @@ async def fold(db: Path, label: str) -> None:
     )
 
 
+async def on_postgres(db: Path, conversations: int, agents: int, repeat: int) -> None:
+    """Copy the folded month into a private PostgreSQL and time the answers there."""
+    from tests.pg import PgServer  # the tests' private server: only this mode needs it
+
+    pg = PgServer()
+    pg.start()
+    try:
+        dsn = await pg.new_database()
+        t0 = time.perf_counter()
+        copy = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "migrate", "--from", f"sqlite:{db}", "--to", dsn],
+            capture_output=True,
+            text=True,
+        )
+        if copy.returncode != 0:
+            raise SystemExit(copy.stderr[-2000:])
+        print(f"copied to PostgreSQL (switchboard migrate) in {time.perf_counter() - t0:.1f} s")
+        await pg_vacuum(dsn)
+        await answer(db, conversations, agents, repeat, dsn)
+    finally:
+        pg.stop()
+
+
+async def pg_vacuum(dsn: str) -> None:
+    """Statistics and visibility map after the bulk copy, as autovacuum would make them."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        await conn.execute("VACUUM ANALYZE")
+        print(f"VACUUM ANALYZE in {time.perf_counter() - t0:.1f} s")
+    finally:
+        await conn.close()
+
+
 async def run(
-    conversations: int, agents: int, repeat: int, keep: Path | None, reuse: Path | None
+    conversations: int,
+    agents: int,
+    repeat: int,
+    keep: Path | None,
+    reuse: Path | None,
+    postgres: bool,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if reuse is not None:
@@ -248,14 +314,23 @@ async def run(
             if db.exists():
                 raise SystemExit(f"{db} exists: pass --reuse {db} to time it again")
             await prepare(db, conversations, agents)
-        await answer(db, conversations, agents, repeat)
+        if postgres:
+            await on_postgres(db, conversations, agents, repeat)
+        else:
+            await answer(db, conversations, agents, repeat)
 
 
-async def answer(db: Path, conversations: int, agents: int, repeat: int) -> None:
-    """Time `GET /v1/stats` for the month, with no grouping and with each `group_by`."""
-    base = min(baseline(db) for _ in range(repeat))
+async def answer(
+    db: Path, conversations: int, agents: int, repeat: int, dsn: str | None = None
+) -> None:
+    """Time `GET /v1/stats` for the month, with no grouping and with each `group_by` (on
+    PostgreSQL at `dsn` if given)."""
+    if dsn is None:
+        base = min(baseline(db) for _ in range(repeat))
+    else:
+        base = min([await pg_baseline(dsn) for _ in range(repeat)])
     print(f"baseline (one scan of the month's messages per channel): {base * 1000:.0f} ms")
-    gw = Gateway(load_config_text(config(db, agents)))
+    gw = Gateway(load_config_text(config(db, agents, dsn)))
     await gw.start()
     try:
         url = f"http://127.0.0.1:{gw.port}/v1/stats"
@@ -301,12 +376,17 @@ def main() -> None:
     parser.add_argument(
         "--reuse", type=Path, help="time the answers on a database an earlier --keep left"
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="answer from a private PostgreSQL (a copy)"
+    )
     args = parser.parse_args()
     if args.keep is not None and args.reuse is not None:
         parser.error("--keep and --reuse exclude each other")
     if args.reuse is not None and not args.reuse.exists():
         parser.error(f"--reuse {args.reuse}: no such file")
-    asyncio.run(run(args.conversations, args.agents, args.repeat, args.keep, args.reuse))
+    asyncio.run(
+        run(args.conversations, args.agents, args.repeat, args.keep, args.reuse, args.postgres)
+    )
 
 
 if __name__ == "__main__":
