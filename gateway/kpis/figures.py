@@ -439,7 +439,7 @@ HIST_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("resolution_business", "business"),
     ),
 }
-HIST_DIMS = ("", "channel", "queue", "agent")  # "": the totals
+HIST_DIMS = ("", "channel", "queue")  # "": the totals (by agent: gateway/kpis/samples.py)
 
 
 def hist_bin(v: float) -> int:

@@ -688,7 +688,10 @@ CREATE TABLE kpi_samples (
     span INTEGER NOT NULL,
     samples BLOB NOT NULL,
     PRIMARY KEY (kind, dim, span, key)
-)
+);
+-- By agent the histograms are neither read nor kept any more (the samples above are): most
+-- of kpi_hist's rows (an agent's few hundred samples a week spread over as many bins).
+DELETE FROM kpi_hist WHERE dim = 'agent'
 """,
     ),
 ]

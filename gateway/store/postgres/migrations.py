@@ -632,7 +632,9 @@ CREATE TABLE kpi_samples (
     span BIGINT NOT NULL,
     samples BYTEA NOT NULL,
     PRIMARY KEY (kind, dim, span, key)
-)
+);
+-- By agent the histograms are neither read nor kept any more (the samples above are).
+DELETE FROM kpi_hist WHERE dim = 'agent'
 """,
     ),
 ]

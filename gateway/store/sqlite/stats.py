@@ -545,10 +545,10 @@ class _Fold:
 
 def hist_accumulate(hist: dict[tuple[str, str, str, int], Hist], row: Sequence[Any]) -> None:
     """Count a timed fact's samples in the histograms of its UTC day and week (in total, and
-    by its channel, queue and agent)."""
+    by its channel and queue; by agent the packed samples are read: `kpi_samples`)."""
     day = int(row[1] // DAY)
     week = week_row(day)
-    keys = (("", ""), ("channel", row[7]), ("queue", row[8]), ("agent", row[9] or ""))
+    keys = (("", ""), ("channel", row[7]), ("queue", row[8]))
     for figure, v in fact_samples(row[0], row):
         b = hist_bin(v)
         for dim, key in keys:
