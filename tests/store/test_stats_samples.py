@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.base import Identity, InboundMessage
-from gateway.kpis.figures import Group, Key, StatsQuery
+from gateway.kpis.figures import Group, Key, StatsQuery, Summary
 from gateway.store import SqliteStore
 from gateway.store.base import Classification, IngestRequest, OutboundRequest
 from gateway.store.postgres import PostgresStore
@@ -174,5 +174,35 @@ async def test_a_store_folded_before_the_samples_existed_fills_them_from_its_fac
         await fold_all(store)  # a second fold does not count them again
         q = StatsQuery(start, end, "day", BERLIN, end + 60)
         assert timed(await store.stats_read(q)) == answers["day"]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("group_by", ["agent", "hour"])
+async def test_business_seconds_other_than_the_calendar_ones_are_their_own_figures(
+    backend: BackendFactory, tmp_path: Path, group_by: str
+) -> None:
+    store = cast(KpiStore, backend(tmp_path))
+    await store.open()
+    try:
+        await store.sync_agents(
+            [("alice", "online", {"default": 50}), ("bob", "online", {"default": 50})]
+        )
+        await month(store)
+        # A stand-in calendar open half the time: every business sample is half the calendar
+        # one (halving a float is exact, so are the median, p90 and mean of the halves).
+        while (await store.stats_fold(5, lambda queue, a, b: (b - a) / 2))[0] > 0:
+            pass
+        start, end = QUERIES[0]
+        got = timed(await store.stats_read(StatsQuery(start, end, group_by, BERLIN, end)))
+        assert len(got) > 2
+        for key, figures in got.items():
+            for name in ("first_response", "next_response", "resolution"):
+                calendar, business = figures.get(name), figures.get(f"{name}_business")
+                assert calendar is not None or business is None, (key, name)
+                if calendar is not None:
+                    assert business == Summary(
+                        calendar.count, calendar.median / 2, calendar.p90 / 2, calendar.mean / 2
+                    ), (key, name)
     finally:
         await store.close()

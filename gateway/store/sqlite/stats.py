@@ -794,8 +794,19 @@ def read(
                 kind, q.start, q.end, "channel", q.channel
             )
     else:
-        for (_, kind), n in (yield from _slot_counts(q, lambda at: None)).items():
-            totals.counts[kind] = n
+        # One read of the slots: by local day or hour each count goes to its bucket too.
+        key_of: Callable[[float], Key] = buckets.key if buckets is not None else lambda at: None
+        for (key, kind), n in (yield from _slot_counts(q, key_of)).items():
+            totals.counts[kind] = totals.counts.get(kind, 0) + n
+            if buckets is None:
+                continue
+            g = group(key)
+            if kind == "first_resolution":
+                g.resolved_first = n
+            elif kind == "first_contact":
+                g.first_contact = n
+            else:
+                g.counts[kind] = n
         totals.resolved_first = totals.counts.pop("first_resolution", 0)
         totals.first_contact = totals.counts.pop("first_contact", 0)
     if q.channel and by is not None:
@@ -817,15 +828,6 @@ def read(
                 n = yield from _count_range(kind, q.start, q.end, by, value)
                 if n:
                     group(value or None).counts[kind] = n
-    elif buckets is not None:
-        for (key, kind), n in (yield from _slot_counts(q, buckets.key)).items():
-            g = group(key)
-            if kind == "first_resolution":
-                g.resolved_first = n
-            elif kind == "first_contact":
-                g.first_contact = n
-            else:
-                g.counts[kind] = n
 
     # --- timed figures ------------------------------------------------------------------------
     key_sql, decode = _key_sql(by, q, dialect)

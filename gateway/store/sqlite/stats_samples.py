@@ -72,15 +72,15 @@ def timed_from_samples(
     dim, size = ("agent", DAY) if buckets is None else ("", SLOT)
     first, last = math.ceil(q.start / size), math.floor(q.end / size)
     edges = [(q.start, q.end)]
-    # figure → group → the stored arrays, and the ragged ends' samples.
-    blobs: dict[str, dict[Key, list[bytes]]] = {}
+    # figure → group → its stored arrays (joined), and the ragged ends' samples.
+    blobs: dict[str, dict[Key, bytes]] = {}
     loose: dict[str, dict[Key, list[float]]] = {}
     if first < last:
         edges = [(q.start, first * size), (last * size, q.end)]
         labels: dict[int, Key] = {}  # slot → its local day or hour
         for figures in HIST_FIGURES.values():
             for figure, _ in figures:
-                per_key = blobs.setdefault(figure, {})
+                per_key: dict[Key, list[bytes]] = {}
                 for key, span, blob in (yield (SAMPLES_READ, (figure, dim, first, last))):
                     if buckets is None:
                         k: Key = str(key) or None
@@ -93,6 +93,7 @@ def timed_from_samples(
                         per_key[k] = [bytes(blob)]
                     else:
                         runs.append(bytes(blob))
+                blobs[figure] = {k: b"".join(runs) for k, runs in per_key.items()}
     for a, b in edges:
         if b <= a:
             continue
@@ -109,9 +110,20 @@ def timed_from_samples(
     for figures in HIST_FIGURES.values():
         for figure, _ in figures:
             stored, extra = blobs.get(figure, {}), loose.get(figure, {})
+            twin = figure.removesuffix("_business")
+            if twin != figure and stored == blobs.get(twin, {}) and extra == loose.get(twin, {}):
+                # The same samples, byte for byte, as the calendar figure's (a queue without
+                # `routing.hours` is always open): the same figures, without sorting again.
+                for key in stored.keys() | extra.keys():
+                    found = group(key).timed.get(twin)
+                    if found is not None:
+                        group(key).timed[figure] = found
+                if twin in totals.timed:
+                    totals.timed[figure] = totals.timed[twin]
+                continue
             every: list[float] = []
             for key in stored.keys() | extra.keys():
-                values = unpack(stored.get(key, ()))
+                values = unpack((stored.get(key, b""),))
                 values.extend(extra.get(key, ()))
                 ordered = sorted(values)
                 one = summarize(ordered, presorted=True)
