@@ -691,7 +691,20 @@ CREATE TABLE kpi_samples (
 );
 -- By agent the histograms are neither read nor kept any more (the samples above are): most
 -- of kpi_hist's rows (an agent's few hundred samples a week spread over as many bins).
-DELETE FROM kpi_hist WHERE dim = 'agent'
+DELETE FROM kpi_hist WHERE dim = 'agent';
+-- Facts counted per kind, agent (key '': none) and UTC day: the counts by agent of a
+-- period's whole days without a count of an index range per agent and kind. Filled here
+-- from the facts folded so far, then by the fold.
+CREATE TABLE kpi_agent_days (
+    day INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (day, kind, agent)
+) WITHOUT ROWID;
+INSERT INTO kpi_agent_days(day, kind, agent, n)
+    SELECT CAST(at / 86400 AS INTEGER), kind, COALESCE(agent, ''), COUNT(*) FROM kpi_facts
+    GROUP BY 1, 2, 3
 """,
     ),
 ]

@@ -2,7 +2,7 @@
 day and hour, on each backend: the answer equals the one from every raw sample (exact, to
 the last bit), with the period's ragged ends, when the fold appended to the same rows over
 many small passes, and when a store folded before the samples existed fills them from its
-facts (the backfill)."""
+facts (the backfill). And the counts by agent (`kpi_agent_days`): the facts counted."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from connectors.base import Identity, InboundMessage
-from gateway.kpis.figures import Group, Key, StatsQuery, Summary
+from gateway.kpis.figures import COUNTED, Group, Key, StatsQuery, Summary
 from gateway.store import SqliteStore
 from gateway.store.base import Classification, IngestRequest, OutboundRequest
+from gateway.store.migrations import MIGRATIONS
 from gateway.store.postgres import PostgresStore
+from gateway.store.postgres.migrations import MIGRATIONS as PG_MIGRATIONS
 from tests.store.test_contract import BACKENDS, BackendFactory
 
 KpiStore = SqliteStore | PostgresStore
@@ -204,5 +206,71 @@ async def test_business_seconds_other_than_the_calendar_ones_are_their_own_figur
                     assert business == Summary(
                         calendar.count, calendar.median / 2, calendar.p90 / 2, calendar.mean / 2
                     ), (key, name)
+    finally:
+        await store.close()
+
+
+async def run_sql(store: KpiStore, sql: str) -> list[tuple[Any, ...]]:
+    """One statement on the store's database, its rows."""
+    if isinstance(store, SqliteStore):
+
+        def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+        rows: list[tuple[Any, ...]] = await store._tx(op)
+        return rows
+
+    async def pg_op(conn: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await conn.fetch(sql)]
+
+    pg_rows: list[tuple[Any, ...]] = await store._tx(pg_op)
+    return pg_rows
+
+
+def backfill_sql(migrations: list[tuple[int, str]], version: int) -> str:
+    """The statement of migration `version` that counts the facts folded before it."""
+    script = dict(migrations)[version]
+    (statement,) = [s for s in script.split(";\n") if "INSERT INTO kpi_agent_days" in s]
+    return statement
+
+
+async def test_counts_by_agent_are_the_facts_counted_per_agent(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    store = cast(KpiStore, backend(tmp_path))
+    await store.open()
+    try:
+        await store.sync_agents(
+            [("alice", "online", {"default": 50}), ("bob", "online", {"default": 50})]
+        )
+        await month(store)
+        await fold_all(store)
+        facts = await run_sql(store, "SELECT kind, at, agent FROM kpi_facts")
+
+        def expected(start: float, end: float) -> dict[Key, dict[str, int]]:
+            out: dict[Key, dict[str, int]] = {}
+            for kind, at, agent in facts:
+                if kind in COUNTED and start <= at < end:
+                    counts = out.setdefault(agent or None, {})
+                    counts[kind] = counts.get(kind, 0) + 1
+            return out
+
+        async def answered(start: float, end: float) -> dict[Key, dict[str, int]]:
+            _, groups = await store.stats_read(StatsQuery(start, end, "agent", BERLIN, end))
+            assert groups is not None
+            return {k: g.counts for k, g in groups.items() if g.counts}
+
+        for start, end in [*QUERIES, (utc("2026-03-02T00:00:00"), utc("2026-03-05T00:00:00"))]:
+            want = expected(start, end)
+            assert want[None]["created"] > 10 and want["alice"]["out"] > 10  # all three there
+            assert await answered(start, end) == want
+        # The migration's count of the facts folded before it gives the same rollup.
+        migrations = MIGRATIONS if isinstance(store, SqliteStore) else PG_MIGRATIONS
+        version = 23 if isinstance(store, SqliteStore) else 13
+        before = sorted(await run_sql(store, "SELECT day, kind, agent, n FROM kpi_agent_days"))
+        await run_sql(store, "DELETE FROM kpi_agent_days")
+        await run_sql(store, backfill_sql(migrations, version))
+        after = sorted(await run_sql(store, "SELECT day, kind, agent, n FROM kpi_agent_days"))
+        assert after == before and len(before) > 20
     finally:
         await store.close()

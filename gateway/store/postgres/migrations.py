@@ -634,7 +634,19 @@ CREATE TABLE kpi_samples (
     PRIMARY KEY (kind, dim, span, key)
 );
 -- By agent the histograms are neither read nor kept any more (the samples above are).
-DELETE FROM kpi_hist WHERE dim = 'agent'
+DELETE FROM kpi_hist WHERE dim = 'agent';
+-- Facts counted per UTC day, kind and agent ('': none); filled here from the facts folded
+-- so far, then by the fold (the SQLite store's migration 23).
+CREATE TABLE kpi_agent_days (
+    day BIGINT NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL,
+    agent TEXT COLLATE "C" NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (day, kind, agent)
+);
+INSERT INTO kpi_agent_days(day, kind, agent, n)
+    SELECT FLOOR(at / 86400)::bigint, kind, COALESCE(agent, ''), COUNT(*) FROM kpi_facts
+    GROUP BY 1, 2, 3
 """,
     ),
 ]

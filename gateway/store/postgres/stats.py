@@ -242,6 +242,14 @@ class _PgFold(_Fold):
                 [number for _, number in slots],
                 list(slots.values()),
             )
+        days = self.agent_days()
+        if days:
+            await conn.execute(
+                "INSERT INTO kpi_agent_days(day, kind, agent, n)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
+                " ON CONFLICT (day, kind, agent) DO UPDATE SET n = kpi_agent_days.n + excluded.n",
+                *[list(column) for column in zip(*days, strict=True)],
+            )
         if keys:
             ordered = sorted(keys)
             await conn.execute(

@@ -521,6 +521,14 @@ class _Fold:
             keys.update((("channel", f[7]), ("queue", f[8]), ("agent", f[9] or "")))
         return slots, keys
 
+    def agent_days(self) -> list[tuple[int, str, str, int]]:
+        """What the facts add to `kpi_agent_days`: (UTC day, kind, agent, n)."""
+        out: dict[tuple[int, str, str], int] = {}
+        for f in self.facts:
+            k = (int(f[1] // DAY), f[0], f[9] or "")
+            out[k] = out.get(k, 0) + 1
+        return [(*k, n) for k, n in out.items()]
+
     def save(self) -> None:
         assert self.conn is not None
         self.conn.executemany(
@@ -541,6 +549,11 @@ class _Fold:
             [(k, number, n) for (k, number), n in slots.items()],
         )
         self.conn.executemany("INSERT OR IGNORE INTO kpi_keys(dim, value) VALUES (?,?)", keys)
+        self.conn.executemany(
+            "INSERT INTO kpi_agent_days(day, kind, agent, n) VALUES (?,?,?,?)"
+            " ON CONFLICT(day, kind, agent) DO UPDATE SET n = n + excluded.n",
+            self.agent_days(),
+        )
 
 
 def hist_accumulate(hist: dict[tuple[str, str, str, int], Hist], row: Sequence[Any]) -> None:
@@ -821,6 +834,8 @@ def read(
             ):
                 counts = group(buckets.key(at) if buckets is not None else _key(k)).counts
                 counts[kind] = counts.get(kind, 0) + 1
+    elif by == "agent":
+        yield from _agent_counts(q, group)
     elif by in DIMS:
         values = [r[0] for r in (yield "SELECT value FROM kpi_keys WHERE dim = ?", (by,))]
         for value in values:
@@ -1039,6 +1054,46 @@ def _timed_from_histograms(
                 totals.timed[figure] = found
             else:
                 group(_key(key)).timed[figure] = found
+
+
+def _agent_counts(q: StatsQuery, group: Callable[[Key], Group]) -> Generator[Query, Rows, None]:
+    """The counted kinds by agent: the period's whole UTC days from `kpi_agent_days`, its
+    ragged ends from the facts."""
+    first, last = math.ceil(q.start / DAY), math.floor(q.end / DAY)
+    edges = [(q.start, q.end)]
+    kinds = f"({', '.join(repr(k) for k in COUNTED)})"
+    found: list[Rows] = []
+    if first < last:
+        edges = [(q.start, first * DAY), (last * DAY, q.end)]
+        found.append(
+            list(
+                (
+                    yield (
+                        "SELECT kind, agent, SUM(n) FROM kpi_agent_days WHERE day >= ?"
+                        f" AND day < ? AND kind IN {kinds} GROUP BY kind, agent",
+                        (first, last),
+                    )
+                )
+            )
+        )
+    for a, b in edges:
+        if b > a:
+            found.append(
+                list(
+                    (
+                        yield (
+                            "SELECT kind, agent, COUNT(*) FROM kpi_facts WHERE kind IN"
+                            f" {kinds} AND at >= ? AND at < ? GROUP BY kind, agent",
+                            (a, b),
+                        )
+                    )
+                )
+            )
+    for rows in found:
+        for kind, agent, n in rows:
+            if n:
+                counts = group(_key(agent)).counts
+                counts[kind] = counts.get(kind, 0) + int(n)
 
 
 def _slot_counts(
