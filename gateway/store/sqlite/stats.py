@@ -9,8 +9,9 @@ queues and agents named). A fold is atomic and idempotent: two instances folding
 are serialised by the write lock and the second finds nothing left to do. The facts
 outlive the event log's retention.
 
-`stats_read` runs on the store's thread. Counts are counts of index ranges (per channel,
-queue or agent) or sums of slots (per local day or hour), never a scan. The timed figures
+`stats_read` runs on the store's thread. Counts are counts of index ranges (per channel or
+queue), sums of `kpi_agent_days` (per agent and UTC day, migration 23) or of slots (per
+local day or hour), never a scan. The timed figures
 in total and by channel or queue: the period's whole UTC days from `kpi_hist` (daily
 histograms per figure, in total and per channel and queue: one aggregate per figure and
 dimension), its ragged ends from the samples. By agent, day or hour (a few hundred samples
