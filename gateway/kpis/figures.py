@@ -61,9 +61,10 @@ SLOTTED = (*COUNTED, "first_resolution")
 ACCURACY = (
     " Counts and means are exact. Median and p90 are exact when grouped by agent, day or "
     "hour (in any zone), or filtered by channel; otherwise (totals, by channel or queue) "
-    "the whole UTC days of the period come from daily histograms (1-second bins below 64 s, then bins 1 % wider each), exact where the "
-    "sample at that rank is alone in its bin or equal to its bin's others, else off by "
-    "less than its bin's width (under 1 s, or 1 % of the value)."
+    "the whole UTC days of the period come from daily histograms (1-second bins below "
+    "64 s, then bins 1 % wider each), exact where the sample at that rank is alone in its "
+    "bin or equal to its bin's others, else off by less than its bin's width (under 1 s, "
+    "or 1 % of the value)."
 )
 # Each figure's definition: the API document shows these (gateway/api/schemas.py).
 DEFINITIONS: dict[str, str] = {
