@@ -59,12 +59,12 @@ SLOTTED = (*COUNTED, "first_resolution")
 
 # How exact the medians and p90s are (see HIST_RATIO below).
 ACCURACY = (
-    " Counts and means are exact. Median and p90 are exact when grouped by agent or hour, "
-    "by day in a zone other than UTC, or filtered by channel; otherwise (totals, by channel "
-    "or queue, by day in UTC) the whole UTC days of the period come from daily "
-    "histograms (1-second bins below 64 s, then bins 1 % wider each), exact where the "
-    "sample at that rank is alone in its bin or equal to its bin's others, else off by "
-    "less than its bin's width (under 1 s, or 1 % of the value)."
+    " Counts and means are exact. Median and p90 are exact when grouped by agent, day or "
+    "hour (in any zone), or filtered by channel; otherwise (totals, by channel or queue) "
+    "the whole UTC days of the period come from daily histograms (1-second bins below "
+    "64 s, then bins 1 % wider each), exact where the sample at that rank is alone in its "
+    "bin or equal to its bin's others, else off by less than its bin's width (under 1 s, "
+    "or 1 % of the value)."
 )
 # Each figure's definition: the API document shows these (gateway/api/schemas.py).
 DEFINITIONS: dict[str, str] = {
@@ -452,7 +452,7 @@ HIST_FIGURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("resolution_business", "business"),
     ),
 }
-HIST_DIMS = ("", "channel", "queue", "agent")  # "": the totals
+HIST_DIMS = ("", "channel", "queue")  # "": the totals (by agent: gateway/kpis/samples.py)
 
 
 def hist_bin(v: float) -> int:

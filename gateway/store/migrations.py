@@ -688,4 +688,39 @@ CREATE INDEX conversations_list_queue_status ON conversations(queue, status, id)
 ALTER TABLE contacts ADD COLUMN portal_epoch INTEGER NOT NULL DEFAULT 0
 """,
     ),
+    (
+        22,
+        """
+-- KPIs (issue 13): every timed figure's samples packed as arrays of little-endian 8-byte
+-- floats (gateway/kpis/samples.py), appended to by the fold: dim '' per 15-minute slot
+-- (`span` = at // 900), dim 'agent' per agent (key '': none) and UTC day (`span` = at //
+-- 86400). The exact percentiles by agent, local day and hour read these rows (a few hundred
+-- samples each), not a row per sample. Filled from the facts folded before this migration
+-- by the next fold. Rows of a few hundred bytes to kilobytes: a rowid table.
+CREATE TABLE kpi_samples (
+    kind TEXT NOT NULL,
+    dim TEXT NOT NULL,
+    key TEXT NOT NULL,
+    span INTEGER NOT NULL,
+    samples BLOB NOT NULL,
+    PRIMARY KEY (kind, dim, span, key)
+);
+-- By agent the histograms are neither read nor kept any more (the samples above are): most
+-- of kpi_hist's rows (an agent's few hundred samples a week spread over as many bins).
+DELETE FROM kpi_hist WHERE dim = 'agent';
+-- Facts counted per kind, agent (key '': none) and UTC day: the counts by agent of a
+-- period's whole days without a count of an index range per agent and kind. Filled here
+-- from the facts folded so far, then by the fold.
+CREATE TABLE kpi_agent_days (
+    day INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (day, kind, agent)
+) WITHOUT ROWID;
+INSERT INTO kpi_agent_days(day, kind, agent, n)
+    SELECT CAST(at / 86400 AS INTEGER), kind, COALESCE(agent, ''), COUNT(*) FROM kpi_facts
+    GROUP BY 1, 2, 3
+""",
+    ),
 ]

@@ -1,6 +1,7 @@
-"""Grouped `/v1/stats` reads from the histograms (totals, channel, queue, UTC days) equal the
-same figures from every raw sample, within the stated bin accuracy (gateway/kpis/figures.py
-HIST_RATIO: 1 s, or 1 % of the value); by agent and hour the samples are read, exactly.
+"""Grouped `/v1/stats` reads from the histograms (totals, channel, queue) equal the same
+figures from every raw sample, within the stated bin accuracy (gateway/kpis/figures.py
+HIST_RATIO: 1 s, or 1 % of the value); by agent, day (in any zone) and hour the packed
+samples are read (gateway/kpis/samples.py), exactly.
 
 The store is filled as the benchmark fills it (bench/stats.py: a month of conversations
 written in bulk, then folded), small. The raw answer is the store's own sample read
@@ -83,7 +84,7 @@ async def answers(
         (None, "UTC", False),
         ("channel", "UTC", False),
         ("queue", "Europe/Berlin", False),
-        ("day", "UTC", False),
+        ("day", "UTC", True),
         ("day", "Europe/Berlin", True),
         ("hour", "Europe/Berlin", True),
         ("agent", "Europe/Berlin", True),

@@ -302,6 +302,8 @@ class Copier:
                 ("kind", "dim", "key", "day", "bin", "n", "total", "lo", "hi"),
                 key=("kind", "dim", "day", "key", "bin"),
             ),
+            Table("kpi_samples", ("kind", "dim", "key", "span", "samples")),
+            Table("kpi_agent_days", ("day", "kind", "agent", "n"), key=("day", "kind", "agent")),
             Table("kpi_slots", ("kind", "slot", "n"), key=("kind", "slot")),
             Table("kpi_keys", ("dim", "value"), key=("dim", "value")),
             Table("leases", ("name", "holder", "expires_at")),

@@ -636,4 +636,33 @@ CREATE INDEX conversations_list_queue_status ON conversations(queue, status, id)
 ALTER TABLE contacts ADD COLUMN portal_epoch BIGINT NOT NULL DEFAULT 0
 """,
     ),
+    (
+        12,
+        """
+-- KPIs (issue 13): every timed figure's samples packed as arrays (the SQLite store's
+-- migration 22 says what they hold); little-endian 8-byte floats, appended to by the fold.
+CREATE TABLE kpi_samples (
+    kind TEXT COLLATE "C" NOT NULL,
+    dim TEXT COLLATE "C" NOT NULL,
+    key TEXT COLLATE "C" NOT NULL,
+    span BIGINT NOT NULL,
+    samples BYTEA NOT NULL,
+    PRIMARY KEY (kind, dim, span, key)
+);
+-- By agent the histograms are neither read nor kept any more (the samples above are).
+DELETE FROM kpi_hist WHERE dim = 'agent';
+-- Facts counted per UTC day, kind and agent ('': none); filled here from the facts folded
+-- so far, then by the fold (the SQLite store's migration 22).
+CREATE TABLE kpi_agent_days (
+    day BIGINT NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL,
+    agent TEXT COLLATE "C" NOT NULL,
+    n BIGINT NOT NULL,
+    PRIMARY KEY (day, kind, agent)
+);
+INSERT INTO kpi_agent_days(day, kind, agent, n)
+    SELECT FLOOR(at / 86400)::bigint, kind, COALESCE(agent, ''), COUNT(*) FROM kpi_facts
+    GROUP BY 1, 2, 3
+""",
+    ),
 ]

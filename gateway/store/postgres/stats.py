@@ -23,6 +23,7 @@ from typing import Any
 
 from connectors.base import Identity
 from gateway.kpis.figures import Duration, Group, Key, StatsQuery, TimedFact, Worktime
+from gateway.kpis.samples import SAMPLE_COLS, Pending, sample_accumulate, sample_rows
 from gateway.model import Event, NewEvent, loads
 from gateway.store.base import StatsStore
 from gateway.store.postgres.eventlog import append_events
@@ -50,6 +51,7 @@ from gateway.store.sqlite.stats import (
     read,
     surveys,
 )
+from gateway.store.sqlite.stats_samples import SAMPLES_KEY
 
 log = logging.getLogger("switchboard.stats")
 
@@ -103,6 +105,35 @@ async def hist_backfill(conn: Conn) -> None:
     await save_hist(conn, hist_rows(hist))
     await conn.execute(
         "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, '1')", CURSOR_NS, HIST_KEY
+    )
+
+
+SAMPLES_SAVE = (
+    f"INSERT INTO kpi_samples({SAMPLE_COLS}) SELECT * FROM unnest($1::text[], $2::text[],"
+    " $3::text[], $4::bigint[], $5::bytea[]) ON CONFLICT (kind, dim, span, key) DO UPDATE"
+    " SET samples = kpi_samples.samples || excluded.samples"
+)
+
+
+async def save_samples(conn: Conn, rows: list[tuple[str, str, str, int, bytes]]) -> None:
+    """Append the fold's packed samples (gateway/kpis/samples.py) to the stored arrays."""
+    if rows:
+        await conn.execute(SAMPLES_SAVE, *[list(column) for column in zip(*rows, strict=True)])
+
+
+async def samples_backfill(conn: Conn) -> None:
+    """Once, after migration 12: pack the samples of the facts folded before it."""
+    done = await conn.fetchval(
+        "SELECT 1 FROM kv WHERE namespace = $1 AND key = $2", CURSOR_NS, SAMPLES_KEY
+    )
+    if done:
+        return
+    pending: Pending = {}
+    for r in await conn.fetch(TIMED_FACTS):
+        sample_accumulate(pending, tuple(r))
+    await save_samples(conn, sample_rows(pending))
+    await conn.execute(
+        "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, '1')", CURSOR_NS, SAMPLES_KEY
     )
 
 
@@ -198,6 +229,7 @@ class _PgFold(_Fold):
             self.facts,
         )
         await save_hist(conn, hist_rows(self.hist))
+        await save_samples(conn, sample_rows(self.samples))
         if self.sla_new:
             await conn.executemany(marks(SLA_SAVE) + " ON CONFLICT DO NOTHING", self.sla_new)
         slots, keys = self.tallies()
@@ -209,6 +241,14 @@ class _PgFold(_Fold):
                 [k for k, _ in slots],
                 [number for _, number in slots],
                 list(slots.values()),
+            )
+        days = self.agent_days()
+        if days:
+            await conn.execute(
+                "INSERT INTO kpi_agent_days(day, kind, agent, n)"
+                " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])"
+                " ON CONFLICT (day, kind, agent) DO UPDATE SET n = kpi_agent_days.n + excluded.n",
+                *[list(column) for column in zip(*days, strict=True)],
             )
         if keys:
             ordered = sorted(keys)
@@ -244,6 +284,7 @@ class PgStats(PgBase, StatsStore):
                 )
             )
             await hist_backfill(conn)
+            await samples_backfill(conn)
             unread = await conn.fetchval(SLA_UNREAD) if sla else None
             upto = 2**62 if unread is None else int(unread) - 1
             rows = await conn.fetch(

@@ -9,15 +9,18 @@ queues and agents named). A fold is atomic and idempotent: two instances folding
 are serialised by the write lock and the second finds nothing left to do. The facts
 outlive the event log's retention.
 
-`stats_read` runs on the store's thread. Counts are counts of index ranges (per channel,
-queue or agent) or sums of slots (per local day or hour), never a scan. The timed figures
-of the period's whole UTC days come from `kpi_hist` (daily histograms per figure, in total
-and per channel and queue: one aggregate per figure and dimension; by UTC day each day's
-histogram is that day's answer), its ragged ends from the samples; by agent (a few hundred
-samples per agent and week spread over as many bins: the histograms do not compress), by
-hour, by day in a zone with an offset, or for one channel, every sample of the period is
-read (one range read per kind, in runs of one key, split column by column in C) and sorted
-in Python for the exact median and p90 (a window function in SQLite cost five times more).
+`stats_read` runs on the store's thread. Counts are counts of index ranges (per channel or
+queue), sums of `kpi_agent_days` (per agent and UTC day, migration 22) or of slots (per
+local day or hour), never a scan. The timed figures
+in total and by channel or queue: the period's whole UTC days from `kpi_hist` (daily
+histograms per figure, in total and per channel and queue: one aggregate per figure and
+dimension), its ragged ends from the samples. By agent, day or hour (a few hundred samples
+per agent and week, or per hour, spread over as many bins: histograms do not compress)
+from `kpi_samples` (migration 22, gateway/store/sqlite/stats_samples.py: each slot's or
+agent-day's samples packed in one row), exact. For one channel, or with a `duration`, every
+sample of the period is read (one range read per kind, in runs of one key, split column by
+column in C) and sorted in Python for the exact median and p90 (a window function in
+SQLite cost five times more).
 
 Since migration 16 the fold also decides SLA targets (`kpi_sla`, facts `sla_met_*` and
 `sla_breached_*`; the definition is `DEFINITIONS["sla"]`) and keeps business seconds beside
@@ -44,7 +47,6 @@ from gateway.kpis.figures import (
     SLOT,
     SLOTTED,
     Backlog,
-    Bin,
     Buckets,
     Duration,
     Group,
@@ -62,8 +64,15 @@ from gateway.kpis.figures import (
     segments,
     summarize,
 )
+from gateway.kpis.samples import Pending, sample_accumulate, sample_rows
 from gateway.model import Event, NewEvent, loads
 from gateway.store.base import StatsStore
+from gateway.store.sqlite.stats_samples import (
+    GROUPINGS,
+    SAMPLES_SAVE,
+    samples_backfill,
+    timed_from_samples,
+)
 from gateway.store.timekeeping import SLA_EVENTS
 
 log = logging.getLogger("switchboard.stats")
@@ -175,6 +184,7 @@ class _Fold:
         self.sla_done: dict[tuple[str, str, float], str | None] = {}
         self.sla_new: list[tuple[str, str, float, str]] = []
         self.hist: dict[tuple[str, str, str, int], Hist] = {}
+        self.samples: Pending = {}
         self.convs: dict[str, _Conv] = {}
         self.facts: list[tuple[Any, ...]] = []
         self.first_resolutions: dict[str, int] = {}  # conversation → its fact in `facts`
@@ -264,6 +274,7 @@ class _Fold:
             self.first_resolutions[c.conversation_id] = len(self.facts)
         elif kind in HIST_FIGURES:
             hist_accumulate(self.hist, row)
+            sample_accumulate(self.samples, row)
         self.facts.append(row)
 
     def message(self, message_id: str) -> Sequence[Any] | None:
@@ -516,6 +527,14 @@ class _Fold:
             keys.update((("channel", f[7]), ("queue", f[8]), ("agent", f[9] or "")))
         return slots, keys
 
+    def agent_days(self) -> list[tuple[int, str, str, int]]:
+        """What the facts add to `kpi_agent_days`: (UTC day, kind, agent, n)."""
+        out: dict[tuple[int, str, str], int] = {}
+        for f in self.facts:
+            k = (int(f[1] // DAY), f[0], f[9] or "")
+            out[k] = out.get(k, 0) + 1
+        return [(*k, n) for k, n in out.items()]
+
     def save(self) -> None:
         assert self.conn is not None
         self.conn.executemany(
@@ -528,6 +547,7 @@ class _Fold:
         )
         self.conn.executemany(SLA_SAVE + " ON CONFLICT DO NOTHING", self.sla_new)
         self.conn.executemany(HIST_SAVE, hist_rows(self.hist))
+        self.conn.executemany(SAMPLES_SAVE, sample_rows(self.samples))
         slots, keys = self.tallies()
         self.conn.executemany(
             "INSERT INTO kpi_slots(kind, slot, n) VALUES (?,?,?)"
@@ -535,14 +555,19 @@ class _Fold:
             [(k, number, n) for (k, number), n in slots.items()],
         )
         self.conn.executemany("INSERT OR IGNORE INTO kpi_keys(dim, value) VALUES (?,?)", keys)
+        self.conn.executemany(
+            "INSERT INTO kpi_agent_days(day, kind, agent, n) VALUES (?,?,?,?)"
+            " ON CONFLICT(day, kind, agent) DO UPDATE SET n = n + excluded.n",
+            self.agent_days(),
+        )
 
 
 def hist_accumulate(hist: dict[tuple[str, str, str, int], Hist], row: Sequence[Any]) -> None:
     """Count a timed fact's samples in the histograms of its UTC day and week (in total, and
-    by its channel, queue and agent)."""
+    by its channel and queue; by agent the packed samples are read: `kpi_samples`)."""
     day = int(row[1] // DAY)
     week = week_row(day)
-    keys = (("", ""), ("channel", row[7]), ("queue", row[8]), ("agent", row[9] or ""))
+    keys = (("", ""), ("channel", row[7]), ("queue", row[8]))
     for figure, v in fact_samples(row[0], row):
         b = hist_bin(v)
         for dim, key in keys:
@@ -621,6 +646,7 @@ class SqliteStats(StatsStore):
             ).fetchone()
             cursor = int(row[0]) if row else 0
             hist_backfill(conn)
+            samples_backfill(conn, CURSOR_NS, TIMED_FACTS)
             unread = conn.execute(SLA_UNREAD).fetchone()[0] if sla else None
             upto = 2**62 if unread is None else int(unread) - 1
             events = conn.execute(
@@ -787,8 +813,19 @@ def read(
                 kind, q.start, q.end, "channel", q.channel
             )
     else:
-        for (_, kind), n in (yield from _slot_counts(q, lambda at: None)).items():
-            totals.counts[kind] = n
+        # One read of the slots: by local day or hour each count goes to its bucket too.
+        key_of: Callable[[float], Key] = buckets.key if buckets is not None else lambda at: None
+        for (key, kind), n in (yield from _slot_counts(q, key_of)).items():
+            totals.counts[kind] = totals.counts.get(kind, 0) + n
+            if buckets is None:
+                continue
+            g = group(key)
+            if kind == "first_resolution":
+                g.resolved_first = n
+            elif kind == "first_contact":
+                g.first_contact = n
+            else:
+                g.counts[kind] = n
         totals.resolved_first = totals.counts.pop("first_resolution", 0)
         totals.first_contact = totals.counts.pop("first_contact", 0)
     if q.channel and by is not None:
@@ -803,6 +840,8 @@ def read(
             ):
                 counts = group(buckets.key(at) if buckets is not None else _key(k)).counts
                 counts[kind] = counts.get(kind, 0) + 1
+    elif by == "agent":
+        yield from _agent_counts(q, group)
     elif by in DIMS:
         values = [r[0] for r in (yield "SELECT value FROM kpi_keys WHERE dim = ?", (by,))]
         for value in values:
@@ -810,25 +849,16 @@ def read(
                 n = yield from _count_range(kind, q.start, q.end, by, value)
                 if n:
                     group(value or None).counts[kind] = n
-    elif buckets is not None:
-        for (key, kind), n in (yield from _slot_counts(q, buckets.key)).items():
-            g = group(key)
-            if kind == "first_resolution":
-                g.resolved_first = n
-            elif kind == "first_contact":
-                g.first_contact = n
-            else:
-                g.counts[kind] = n
 
     # --- timed figures ------------------------------------------------------------------------
     key_sql, decode = _key_sql(by, q, dialect)
     # By channel or queue the histograms compress (thousands of samples per key and day);
-    # by agent they do not (a few hundred samples spread over as many bins), so reading the
-    # samples is cheaper there, and exact.
+    # by agent, day or hour they do not (a few hundred samples spread over as many bins):
+    # there the packed samples are read, exact (gateway/kpis/samples.py).
     if duration is None and not q.channel and by in (None, "channel", "queue"):
         yield from _timed_from_histograms(q, totals, group)
-    elif duration is None and not q.channel and by == "day" and _utc(q):
-        yield from _timed_by_utc_day(q, totals, group)
+    elif duration is None and not q.channel and by in GROUPINGS:
+        yield from timed_from_samples(q, totals, group, FACT_COLS)
     else:
         yield from _timed_from_facts(q, duration, dialect, totals, group)
 
@@ -1032,62 +1062,44 @@ def _timed_from_histograms(
                 group(_key(key)).timed[figure] = found
 
 
-def _utc(q: StatsQuery) -> bool:
-    """Whether the zone's offset is 0 throughout the period (its local days are UTC days)."""
-    return all(seg.offset == 0 for seg in segments(q.start, q.end, q.zone))
-
-
-HIST_DAYS = (
-    "SELECT day, bin, n, total, lo, hi FROM kpi_hist"
-    " WHERE kind = ? AND dim = '' AND day >= ? AND day < ? AND key = ''"
-)
-
-
-def _timed_by_utc_day(
-    q: StatsQuery, totals: Group, group: Callable[[Key], Group]
-) -> Generator[Query, Rows, None]:
-    """The timed figures by UTC day: each whole day's histogram is its answer (one index
-    range per figure), the ragged ends' samples are counted into theirs; the totals merge
-    the days (see HIST_RATIO for the accuracy of median and p90)."""
+def _agent_counts(q: StatsQuery, group: Callable[[Key], Group]) -> Generator[Query, Rows, None]:
+    """The counted kinds by agent: the period's whole UTC days from `kpi_agent_days`, its
+    ragged ends from the facts."""
     first, last = math.ceil(q.start / DAY), math.floor(q.end / DAY)
-    hists: dict[str, dict[int, Hist]] = {}
     edges = [(q.start, q.end)]
+    kinds = f"({', '.join(repr(k) for k in COUNTED)})"
+    found: list[Rows] = []
     if first < last:
         edges = [(q.start, first * DAY), (last * DAY, q.end)]
-        for figures in HIST_FIGURES.values():
-            for figure, _ in figures:
-                per_day = hists.setdefault(figure, {})
-                for day, b, n, total, lo, hi in (yield (HIST_DAYS, (figure, first, last))):
-                    h = per_day.get(day)
-                    if h is None:
-                        h = per_day[day] = {}
-                    h[int(b)] = Bin(int(n), total, lo, hi)  # one row per (day, bin)
-    for a, b in edges:
-        if b <= a:
-            continue
-        for kind in HIST_FIGURES:
-            for row in (
-                yield (
-                    f"SELECT {FACT_COLS} FROM kpi_facts WHERE kind = ? AND at >= ? AND at < ?",
-                    (kind, a, b),
-                )
-            ):
-                day = int(row[1] // DAY)
-                for figure, v in fact_samples(kind, row):
-                    hist_add(
-                        hists.setdefault(figure, {}).setdefault(day, {}), hist_bin(v), 1, v, v, v
+        found.append(
+            list(
+                (
+                    yield (
+                        "SELECT kind, agent, SUM(n) FROM kpi_agent_days WHERE day >= ?"
+                        f" AND day < ? AND kind IN {kinds} GROUP BY kind, agent",
+                        (first, last),
                     )
-    for figure, per_day in hists.items():
-        merged: Hist = {}
-        for day, h in per_day.items():
-            found = hist_summary(h)
-            if found is not None:
-                group(bucket_label("day", day, 0)).timed[figure] = found
-            for b_, x in h.items():
-                hist_add(merged, b_, x.n, x.total, x.lo, x.hi)
-        found = hist_summary(merged)
-        if found is not None:
-            totals.timed[figure] = found
+                )
+            )
+        )
+    for a, b in edges:
+        if b > a:
+            found.append(
+                list(
+                    (
+                        yield (
+                            "SELECT kind, agent, COUNT(*) FROM kpi_facts WHERE kind IN"
+                            f" {kinds} AND at >= ? AND at < ? GROUP BY kind, agent",
+                            (a, b),
+                        )
+                    )
+                )
+            )
+    for rows in found:
+        for kind, agent, n in rows:
+            if n:
+                counts = group(_key(agent)).counts
+                counts[kind] = counts.get(kind, 0) + int(n)
 
 
 def _slot_counts(
