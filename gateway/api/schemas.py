@@ -373,10 +373,17 @@ class AbandonedFigure(Out):
     rate: float | None
 
 
+class SuggestionsFigure(Out):
+    helpful: int
+    unhelpful: int
+    rate: float | None
+
+
 class SelfServiceFigure(Out):
     resolved: int
     without_agent: int
     rate: float | None
+    suggestions: SuggestionsFigure
 
 
 class CsatFigure(Out):

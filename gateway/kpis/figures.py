@@ -50,7 +50,17 @@ SLA_TARGETS = ("first_response", "next_response", "resolution")
 SLA_KINDS = tuple(f"sla_{o}_{t}" for o in ("met", "breached") for t in SLA_TARGETS)
 # Fact kinds in `kpi_facts` (what the fold writes): counted ones, and the timed ones
 # (first_response, next_response, resolved: resolution, handling and awaiting in one row).
-COUNTED = ("created", "in", "out", "reopened", "abandoned", "self_served", *SLA_KINDS)
+COUNTED = (
+    "created",
+    "in",
+    "out",
+    "reopened",
+    "abandoned",
+    "self_served",
+    "kb_helpful",
+    "kb_unhelpful",
+    *SLA_KINDS,
+)
 # The timed figures with a business-hours variant (`<name>_business` in `Group.timed`).
 BUSINESS = ("first_response", "next_response", "resolution")
 SLOT = 900  # seconds of a `kpi_slots` count: every zone's offset is a multiple of it
@@ -104,8 +114,11 @@ DEFINITIONS: dict[str, str] = {
     "self_service": "Resolutions in the period (`resolved`, as counted by resolution) "
     "and those done by a bot (the knowledge-base bot, or an external bot answering with "
     "`resolve`) in a conversation no agent ever replied to (`without_agent`); `rate` = "
-    "without_agent / resolved. Widget suggestions that answered a question are in "
-    "Prometheus (`switchboard_self_service_total`).",
+    'without_agent / resolved. `suggestions`: web chat visitors who answered "did this '
+    'answer your question?" under the knowledge-base articles the widget suggested, in the '
+    "period — `helpful` (yes: no conversation was opened), `unhelpful` (no: the message went "
+    "to the team) and `rate` = helpful / (helpful + unhelpful); by channel (the widget's), "
+    "day or hour, not by queue or agent (there is no conversation yet).",
     "csat": "Customer satisfaction (1-5) answered in the period: `percent` = share of "
     "answers 4 or 5, in %.",
     "nps": "Net promoter score (0-10) answered in the period: % promoters (9-10) minus % "
@@ -337,10 +350,16 @@ def figures(g: Group, now: float, with_backlog: bool = True) -> dict[str, Any]:
     }
     resolved = timed["resolution"].count if "resolution" in timed else 0
     served = counts.get("self_served", 0)
+    helpful, unhelpful = counts.get("kb_helpful", 0), counts.get("kb_unhelpful", 0)
     out["self_service"] = {
         "resolved": resolved,
         "without_agent": served,
         "rate": _ratio(served, resolved),
+        "suggestions": {
+            "helpful": helpful,
+            "unhelpful": unhelpful,
+            "rate": _ratio(helpful, helpful + unhelpful),
+        },
     }
     if with_backlog:
         b = g.backlog or Backlog()
@@ -555,6 +574,9 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("self_service_resolved", ("self_service", "resolved")),
     ("self_service_without_agent", ("self_service", "without_agent")),
     ("self_service_rate", ("self_service", "rate")),
+    ("suggestions_helpful", ("self_service", "suggestions", "helpful")),
+    ("suggestions_unhelpful", ("self_service", "suggestions", "unhelpful")),
+    ("suggestions_rate", ("self_service", "suggestions", "rate")),
     ("csat_responses", ("csat", "responses")),
     ("csat_percent", ("csat", "percent")),
     ("nps_responses", ("nps", "responses")),

@@ -207,3 +207,46 @@ async def test_two_instances_told_of_one_departure_record_one_abandonment(
     assert totals["abandoned"] == {"count": 1, "rate": 1.0}
     await one.close()
     await two.close()
+
+
+async def test_widget_suggestions_that_answered_count_as_self_service(
+    backend: BackendFactory, tmp_path: Path
+) -> None:
+    """Issue 15: "did this answer your question?" under the widget's articles — yes twice on
+    one web chat, no once — is the self-service rate's `suggestions`, in the totals, by
+    channel and by day; a conversation's figures are untouched by it."""
+    from gateway.store.kb import kb_store
+
+    store = await open_store(backend, tmp_path)
+    kb = kb_store(store)
+    day = utc("2026-03-02T00:00:00")
+    article = [{"slug": "refund", "language": "en"}]
+    for n, (channel, helpful) in enumerate((("chat", True), ("chat", True), ("shop", False))):
+        entry = {"channel": channel, "visitor": f"webchat:v{n}", "articles": article}
+        await kb.kb_record("shown", entry, day + 3600 + n)
+        await kb.kb_record("answered", {**entry, "helpful": helpful}, day + 3700 + n)
+    await converse(store, "a@x.org", day + 7200, day + 7300)
+    assert await fold_all(store) > 0
+
+    def suggestions(figures: dict[str, object]) -> object:
+        return figures["self_service"]["suggestions"]  # type: ignore[index]
+
+    q = StatsQuery(day, day + 86400, None, ZoneInfo("UTC"), day + 86400)
+    body = report(q, *await store.stats_read(q))
+    assert suggestions(body["totals"]) == {"helpful": 2, "unhelpful": 1, "rate": 0.6667}
+    assert body["totals"]["conversations"] == 1
+    assert body["totals"]["first_response"]["count"] == 1
+
+    q = StatsQuery(day, day + 86400, "channel", ZoneInfo("UTC"), day + 86400)
+    body = report(q, *await store.stats_read(q))
+    by_channel = {g["key"]: suggestions(g) for g in body["groups"]}
+    assert by_channel["chat"] == {"helpful": 2, "unhelpful": 0, "rate": 1.0}
+    assert by_channel["shop"] == {"helpful": 0, "unhelpful": 1, "rate": 0.0}
+
+    q = StatsQuery(day, day + 2 * 86400, "day", BERLIN, day + 2 * 86400)
+    body = report(q, *await store.stats_read(q))
+    by_day = {g["key"]: suggestions(g)["helpful"] for g in body["groups"]}  # type: ignore[index]
+    assert by_day["2026-03-02"] == 2
+    csv_rows = list(csv.DictReader(io.StringIO(csv_text(body))))
+    assert sum(int(r["suggestions_helpful"] or 0) for r in csv_rows) >= 2
+    await store.close()

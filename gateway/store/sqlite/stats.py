@@ -143,6 +143,9 @@ class _Conv:
     active: int
 
 
+# A _Conv's fields after created_at and cycle_started_at, for facts of no conversation.
+_NO_CONV = (None, None, None, 0, 0, None, 0.0, 0)
+
 _KCOLS = (
     "conversation_id, channel, queue, agent, created_at, cycle_started_at, assigned_at,"
     " first_response_at, first_resolved_at, replies, reopens, wait_started_at, awaiting, active"
@@ -314,6 +317,13 @@ class _Fold:
             )
             self.convs[cid] = c
             self.fact("created", at, c)
+            return
+        if kind == "kb.suggestion.answered":
+            # Issue 15: a visitor said whether the widget's articles answered the question
+            # (before any conversation: `conversation_id` and `queue` are empty).
+            helpful = data.get("helpful") is True
+            none = _Conv("", str(data.get("channel") or ""), "", None, at, at, *_NO_CONV)
+            self.fact("kb_helpful" if helpful else "kb_unhelpful", at, none)
             return
         cid = data.get("conversation_id") or (data.get("conversation") or {}).get("id")
         if not cid:
