@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from connectors.egress import endpoint_url_problem, static_private_problem
+from gateway.kb.config import KB_BOT_QUEUE
 from router.policies import PositiveDuration
 
 # The queue a conversation waits in while a bot has it: no agent serves it, so routing
@@ -95,11 +96,11 @@ def bot_problems(
     problems: list[tuple[tuple[str | int, ...], str]] = []
     known = ", ".join(sorted(bots)) or "none defined"
     for i, queue in enumerate(queues):
-        if queue == BOT_QUEUE:
+        if queue in (BOT_QUEUE, KB_BOT_QUEUE):
             problems.append(
                 (
                     ("routing", "queues", i, "name"),
-                    f"queue name {BOT_QUEUE!r} is reserved for conversations a bot has",
+                    f"queue name {queue!r} is reserved for conversations a bot has",
                 )
             )
     for i, rule in enumerate(rules):

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.i18n import Texts, preferred_language
-from gateway.kb.config import KnowledgeBaseConfig
+from gateway.kb.config import KB_BOT_QUEUE, KnowledgeBaseConfig
 from gateway.kb.search import Hit, KnowledgeBase, plain_text
 from gateway.kb.text import detect_language, fold, words
 from gateway.metrics import METRICS
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard.kb.bot")
 
-BOT_QUEUE = "kb-bot"
+BOT_QUEUE = KB_BOT_QUEUE
 HOLD_REASON = "bot: knowledge_base answers first"
 MAX_AUTOMATIC = 3
 AUTOMATIC_WINDOW = 86400.0

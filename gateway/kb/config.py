@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.kb.articles import KbProblem, load_articles
 from gateway.kb.search import KnowledgeBase
 
+# The queue the knowledge-base bot holds a conversation in while it answers (no agent serves
+# it, so routing never assigns it); reserved: a configured queue may not take the name.
+KB_BOT_QUEUE = "kb-bot"
+
 
 class KnowledgeBaseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -109,6 +109,10 @@ def test_check_reports_an_unknown_bot_and_a_bad_secret(tmp_path: Path) -> None:
     cfg["bots"]["helper"]["allow_private_networks"] = True
     cfg["routing"]["queues"].append({"name": "bot"})
     assert any("routing.queues[2].name" in p and "'bot' is reserved" in p for p in _problems(cfg))
+    cfg["routing"]["queues"][2] = {"name": "kb-bot"}  # the knowledge-base bot's
+    assert any(
+        "routing.queues[2].name" in p and "'kb-bot' is reserved" in p for p in _problems(cfg)
+    )
 
 
 def test_never_held_for_an_automated_sender_or_a_request_for_a_person(tmp_path: Path) -> None:
