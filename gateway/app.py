@@ -260,6 +260,7 @@ class Gateway:
             self.ingestor.intercept = self.surveys.intercept
         # Issue 15: article suggestions for the chat widget (gateway/kb/suggest.py).
         self.suggester = Suggester(lambda: self.loaded.kb, self.texts, self.services)
+        self.ingestor.title_articles = self.suggester.title
         self.ingestor.bot = KbBot(
             lambda: self.loaded.kb,
             lambda: self.config.knowledge_base,

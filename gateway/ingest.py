@@ -91,6 +91,9 @@ class Ingestor:
         self.bot: KbBot | None = None
         # Issue 15: the external bot stage (gateway/bots/stage.py), set by the gateway.
         self.webhook_bot: WebhookBotStage | None = None
+        # Issue 15: names the knowledge-base articles a message says the widget suggested
+        # (`kb_suggestions`: slug and language) with their titles, for the agent.
+        self.title_articles: Callable[[list[dict[str, Any]]], None] | None = None
 
     def classifier(
         self, channel: ChannelInfo, msg: InboundMessage
@@ -191,6 +194,9 @@ class Ingestor:
             msg.extra_identities = [normalize(i) for i in msg.extra_identities]
         except ValueError as exc:
             raise RejectedMessage(str(exc)) from exc
+        suggested = msg.metadata.get("kb_suggestions")
+        if self.title_articles is not None and isinstance(suggested, list):
+            self.title_articles(suggested)
         if self.intercept is not None and not follow_up:
             answered = await self.intercept(channel, msg)
             if answered is not None:

@@ -882,6 +882,17 @@
       }
       li.appendChild(box);
     }
+    // Issue 15: the articles the widget suggested before the visitor wrote this ("no, send
+    // my message"): what the customer has already read.
+    if (m.kb_suggestions && m.kb_suggestions.length) {
+      const box = el("div", { className: "kb-suggested" }, t("msg.kb_suggested") + " ");
+      for (const a of m.kb_suggestions) {
+        box.appendChild(el("a", { href: "/help/" + enc(a.language) + "/" + enc(a.slug), target: "_blank",
+          rel: "noopener" }, a.title || a.slug));
+        box.appendChild(document.createTextNode(" "));
+      }
+      li.appendChild(box);
+    }
     return li;
   }
 

@@ -79,22 +79,29 @@ class Suggester:
         ]
         return {"items": items, "texts": texts}
 
+    def title(self, refs: list[dict[str, Any]]) -> None:
+        """Give each `{slug, language}` the title of its article, where it exists."""
+        kb = self.knowledge_base()
+        if kb is None:
+            return
+        for ref in refs:
+            if not isinstance(ref, dict):
+                continue
+            article = kb.get(str(ref.get("language")), str(ref.get("slug")))
+            if article is not None:
+                ref["title"] = article.title
+
     def events_for(self, channel: str) -> SuggestionEvent:
         async def record(visitor: Identity, event: str, data: dict[str, Any]) -> None:
             refs = article_refs(data.get("items"))
             if refs is None:
                 return
-            kb = self.knowledge_base()
             entry: dict[str, Any] = {
                 "channel": channel,
                 "visitor": f"{visitor.kind}:{visitor.address}",
                 "articles": refs,
             }
-            if kb is not None:
-                for ref in refs:
-                    article = kb.get(ref["language"], ref["slug"])
-                    if article is not None:
-                        ref["title"] = article.title
+            self.title(refs)
             if event == "answered":
                 entry["helpful"] = data.get("helpful") is True
             try:

@@ -15,11 +15,13 @@ from playwright.async_api import Browser, expect
 from gateway.app import Gateway
 from tests.gateway.conftest import (  # noqa: F401 - the fixture is used by name
     Client,
+    agent_token,
     gateway_factory,
     wait_for,
 )
 from tests.webchat.conftest import (  # noqa: F401 - fixtures used by name
     CHANNEL,
+    Console,
     PageWatch,
     Widget,
     browser,
@@ -145,6 +147,24 @@ async def test_suggestions_yes_opens_nothing_and_no_sends_with_the_articles(
     events = await kb_events(gw)
     no = [d for t, d in events if t == "kb.suggestion.answered" and not d["helpful"]]
     assert [a["slug"] for a in no[0]["articles"]] == shown
+
+    # The agent sees what the customer read before writing, linked to the help pages.
+    agent_ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    console = Console(await new_page(agent_ctx, watch))
+
+    async def assignee() -> str | None:
+        _, now = await client.call("GET", f"/v1/conversations/{conv['id']}")
+        return now["assignee"]  # type: ignore[no-any-return]
+
+    await console.sign_in(base, agent_token(await wait_for(assignee, timeout=10)))
+    await console.open(conv["id"])
+    suggested = console.page.locator("li.msg .kb-suggested")
+    await expect(suggested).to_contain_text("Read first (did not help):")
+    link = suggested.locator("a").first
+    await expect(link).to_have_text("Rückerstattung bei doppelter Zahlung oder Rücksendung")
+    await expect(link).to_have_attribute("href", "/help/de/rueckerstattung")
+    await console.page.screenshot(path=str(SHOTS / "console-kb-suggested.png"))
+    await agent_ctx.close()
 
     # After the first message the widget stops suggesting (a conversation is open now).
     await de_widget.input.press_sequentially("Passwort vergessen", delay=25)
