@@ -103,10 +103,10 @@ async def test_a_message_that_keeps_failing_in_the_core_is_kept_then_resubmitted
 
     real = Ingestor._message
 
-    async def broken(self: Ingestor, channel: Any, msg: InboundMessage) -> Any:
+    async def broken(self: Ingestor, channel: Any, msg: InboundMessage, *rest: Any) -> Any:
         if "crash" in msg.text:
             raise KeyError("a bug in the core")
-        return await real(self, channel, msg)
+        return await real(self, channel, msg, *rest)
 
     monkeypatch.setattr(Ingestor, "_message", broken)
     params = twilio.inbound_params(CUSTOMER_NUMBER, CHANNEL_NUMBER, "this will crash the core")
