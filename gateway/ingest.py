@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import (
@@ -105,44 +105,7 @@ class Ingestor:
             invited = msg.metadata.get("invitation")
             if isinstance(invited, str):  # issue 15: the answer to a widget invitation
                 reasons = [f"invited by rule {invited}", *reasons]
-            if self.bot is not None:  # `bot: knowledge_base`: held while the bot answers
-                held = self.bot.hold(
-                    Classification(
-                        queue,
-                        PRIORITY_RANK[c.priority],
-                        c.required_skills,
-                        c.tags,
-                        c.rule,
-                        reasons,
-                        c.rules,
-                    ),
-                    _question(msg),
-                    msg.automated,
-                    attributes,
-                )
-                if held.queue != queue:
-                    return held
-            if self.webhook_bot is not None:  # `bot: {webhook: NAME}`: held for the bot
-                held = self.webhook_bot.hold(
-                    Classification(
-                        queue,
-                        PRIORITY_RANK[c.priority],
-                        c.required_skills,
-                        c.tags,
-                        c.rule,
-                        reasons,
-                        c.rules,
-                    ),
-                    _question(msg),
-                    msg.automated,
-                )
-                if held.queue != queue:
-                    return held
-            if self.routing.hours:  # a closed queue: park, or overflow to an open one
-                placed = place(self.routing, queue, self.clock())
-                if placed.reason is not None:
-                    queue, reasons = placed.queue, [*reasons, placed.reason]
-            return Classification(
+            ruled = Classification(
                 queue,
                 PRIORITY_RANK[c.priority],
                 c.required_skills,
@@ -151,6 +114,19 @@ class Ingestor:
                 reasons,
                 c.rules,
             )
+            if self.bot is not None:  # `bot: knowledge_base`: held while the bot answers
+                held = self.bot.hold(ruled, _question(msg), msg.automated, attributes)
+                if held.queue != queue:
+                    return held
+            if self.webhook_bot is not None:  # `bot: {webhook: NAME}`: held for the bot
+                held = self.webhook_bot.hold(ruled, _question(msg), msg.automated)
+                if held.queue != queue:
+                    return held
+            if self.routing.hours:  # a closed queue: park, or overflow to an open one
+                placed = place(self.routing, queue, self.clock())
+                if placed.reason is not None:
+                    return replace(ruled, queue=placed.queue, reasons=[*reasons, placed.reason])
+            return ruled
 
         return run
 
