@@ -880,7 +880,9 @@ OPERATIONS += (
         description="The customer opens it without a password and sees its conversations "
         "on every channel (contacts merged into it included), and can answer them. Valid "
         "for `portal.link_ttl`; `DELETE` revokes every link given out. 409 "
-        "`portal_disabled` unless `portal.enabled`.",
+        "`portal_disabled` unless `portal.enabled`; 403 `portal_scope` for a caller limited "
+        "to some queues when the contact has conversations it does not see (the link would "
+        "show them).",
     ),
     Op(
         "DELETE",
@@ -901,6 +903,7 @@ OPERATIONS += (
         ok=202,
         errors=(409,),
         description="A message in the customer's language on the conversation's channel, "
-        "through the outbox like a reply.",
+        "through the outbox like a reply (sender `system`: not the agent's answer, no first "
+        "response). 403 `portal_scope` as for `POST /v1/contacts/{id}/portal-link`.",
     ),
 )

@@ -25,7 +25,14 @@ from gateway.ingest import ChannelInfo, Ingestor, RejectedMessage
 from gateway.model import ACTIVE_STATUSES, Contact, Conversation, Message
 from gateway.portal import links
 from gateway.portal.config import PortalConfig
-from gateway.store.base import ConversationFilter, NotFound, PortalStore, Store, portal_store
+from gateway.store.base import (
+    ConversationFilter,
+    NotFound,
+    PortalStore,
+    Scope,
+    Store,
+    portal_store,
+)
 
 log = logging.getLogger("switchboard.portal")
 
@@ -199,6 +206,17 @@ class Portal:
                 break
             contact = await self.store.get_contact(contact.merged_into)
         return contact
+
+    async def hidden_from(self, contact_id: str, scope: Scope | None) -> int:
+        """How many of the conversations a link for `contact_id` would show `scope` does
+        not see (a link shows the holder of the contact's merges all of them)."""
+        if scope is None or scope.queues is None:
+            return 0
+        holder = await self._holder(contact_id)
+        rows, _ = await self.store.list_conversations(
+            ConversationFilter(contact_id=holder.id, limit=MAX_CONVERSATIONS)
+        )
+        return sum(1 for conv in rows if not scope.sees(conv))
 
     # --- what the customer sees ------------------------------------------------------------
     async def entries(self, contact: Contact) -> list[Entry]:

@@ -35,7 +35,7 @@ from gateway.portal.service import (
     customer_status,
     form_mac,
 )
-from gateway.store.base import NotFound, OutboundRequest
+from gateway.store.base import NotFound, OutboundRequest, Scope
 
 if TYPE_CHECKING:
     from gateway.i18n import Texts
@@ -73,6 +73,19 @@ def _enabled(request: web.Request) -> Portal:
 
 
 # --- the API -------------------------------------------------------------------------------
+async def _sees_all(portal: Portal, contact_id: str, scope: Scope | None) -> None:
+    """A link shows every conversation of the contact to whoever holds it: a caller limited
+    to some queues gets (or sends) one only when it sees all of them."""
+    hidden = await portal.hidden_from(contact_id, scope)
+    if hidden:
+        fail(
+            403,
+            "portal_scope",
+            f"the contact has {hidden} conversation(s) you do not see, which a portal link "
+            "would show; an admin or a supervisor of those queues can send it",
+        )
+
+
 async def issue_link(request: web.Request) -> web.Response:
     principal = authenticate(request)
     require(principal, *ROLES)
@@ -80,6 +93,7 @@ async def issue_link(request: web.Request) -> web.Response:
     gw = gateway_of(request)
     # An agent issues links for the contacts it sees.
     contact = await gw.store.get_contact(request.match_info["id"], principal.scope)
+    await _sees_all(portal, contact.id, principal.scope)
     try:
         issued = await portal.issue(contact.id)
     except PortalDisabled:
@@ -112,6 +126,7 @@ async def send_link(request: web.Request) -> web.Response:
         fail(
             409, "channel_unavailable", f"channel {conv.last_channel!r} is not configured any more"
         )
+    await _sees_all(portal, conv.contact_id, principal.scope)
     issued = await portal.issue(conv.contact_id)
     contact = await gw.store.get_contact(issued.contact_id)
     lang = portal.texts.language_for(contact.attributes)
@@ -120,7 +135,9 @@ async def send_link(request: web.Request) -> web.Response:
         OutboundRequest(
             conversation_id=conv.id,
             text=text,
-            sender_type="agent",
+            # A service message, not the agent's answer: it stamps no first response and
+            # leaves the conversation's status (and the KPIs' replies) alone.
+            sender_type="system",
             sender_id=principal.agent if principal.role == "agent" else principal.name,
             now=gw.clock(),
             scope=principal.scope,

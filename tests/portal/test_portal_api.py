@@ -277,8 +277,12 @@ async def test_agents_issue_links_only_for_contacts_they_see_and_can_send_one(
     assert status == 202, body
     assert body["message"]["text"].startswith("Hier sehen Sie alle Ihre Anfragen")
     assert body["url"] in body["message"]["text"]
-    sent = (await client.conversation(conv))["messages"][-1]
+    after = await client.conversation(conv)
+    sent = after["messages"][-1]
     assert sent["direction"] == "out" and body["url"] in sent["text"]
+    # A service message, not the agent's answer: no first response, the status unchanged.
+    assert sent["sender"]["type"] == "system"
+    assert after["first_response_at"] is None and after["status"] == conv_data["status"]
     status, page, _ = await _page(body["url"])
     assert status == 200 and "Ihre Anfragen" in page and 'lang="de"' in page
     # Times as the customer's clock shows them (portal.timezone), in its language.
@@ -334,3 +338,48 @@ async def test_an_answer_in_the_portal_is_never_taken_as_a_survey_score(
     assert _inbound_texts(after)[-1] == "5" and after["status"] in ("open", "assigned")
     [asked] = await surveys(client, conversation_id=conv)
     assert asked["score"] is None
+
+
+async def test_an_agent_gets_no_link_that_would_show_conversations_it_does_not_see(
+    gateway_factory: Any, tmp_path: Path, on_backend: OnBackend
+) -> None:
+    """A link shows every conversation of the contact: an agent who sees only one of them
+    may neither issue nor send one (else it would read the others through the link)."""
+    cfg = _config(tmp_path, on_backend)
+    cfg["auth"]["visibility"] = "assigned"  # an agent sees the conversations it holds
+    _, client = await gateway_factory(cfg)
+    first = await _conversation(client, "s1", "About my invoice")
+    contact = await _contact_of(client, first)
+    owner = (await wait_for(lambda: client.assigned(first)))["assignee"]
+    other = "carol" if owner != "carol" else "bob"
+    status, body = await client.call("POST", f"/v1/conversations/{first}/resolve")
+    assert status == 200, body
+    # A second request of the same customer, started for another agent.
+    status, body = await client.call(
+        "POST",
+        "/v1/conversations",
+        json={
+            "channel": "api",
+            "contact_id": contact,
+            "text": "About your contract",
+            "assign_to": other,
+        },
+    )
+    assert status == 201, body
+
+    status, body = await client.call(
+        "POST", f"/v1/contacts/{contact}/portal-link", token=agent_token(owner)
+    )
+    assert status == 403 and body["error"]["code"] == "portal_scope", body
+    status, body = await client.call(
+        "POST", f"/v1/conversations/{first}/portal-link", token=agent_token(owner)
+    )
+    assert status == 403 and body["error"]["code"] == "portal_scope", body
+    assert all(
+        m["direction"] == "in" or "portal" not in m["text"]
+        for m in (await client.conversation(first))["messages"]
+    )
+    # Whoever sees both may: the link shows both.
+    url = await _link(client, contact)
+    status, page, _ = await _page(url)
+    assert status == 200 and "About my invoice" in page and "About your contract" in page
