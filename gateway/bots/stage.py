@@ -52,6 +52,7 @@ from gateway.model import ACTIVE_STATUSES, Conversation, Message
 from gateway.store.base import (
     BotHandoff,
     Classification,
+    Conflict,
     ConversationFilter,
     IngestOutcome,
     OutboundRequest,
@@ -351,25 +352,30 @@ class WebhookBotStage:
             if placed.reason is not None:
                 queue, reasons = placed.queue, [*reasons, placed.reason]
         facts_dict = handoff.to_dict()
-        moved, events = await self.store.bot_handoff(
-            BotHandoff(
-                conv.id,
-                bot,
-                queue,
-                PRIORITY_RANK[cls.priority],
-                cls.required_skills,
-                cls.tags,
-                {
-                    "rule": cls.rule,
-                    "rules": cls.rules,
-                    "reasons": [*(conv.routing.get("reasons") or []), *reasons],
-                    "bot": bot,
-                    "handoff": facts_dict,
-                },
-                facts_dict,
-            ),
-            now,
-        )
+        try:
+            moved, events = await self.store.bot_handoff(
+                BotHandoff(
+                    conv.id,
+                    bot,
+                    queue,
+                    PRIORITY_RANK[cls.priority],
+                    cls.required_skills,
+                    cls.tags,
+                    {
+                        "rule": cls.rule,
+                        "rules": cls.rules,
+                        "reasons": [*(conv.routing.get("reasons") or []), *reasons],
+                        "bot": bot,
+                        "handoff": facts_dict,
+                    },
+                    facts_dict,
+                    held_in=BOT_QUEUE,
+                ),
+                now,
+            )
+        except Conflict:  # an agent took it meanwhile (or it moved): theirs now, not ours
+            log.info("bot handoff skipped", extra={"conversation": conv.id, "bot": bot})
+            return
         self.services.committed(events)
         self.services.wake_routing()
         if handoff.reason in ("keyword", "max_turns", "automated", "restart", "bot_unavailable"):

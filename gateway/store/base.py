@@ -370,6 +370,9 @@ class BotHandoff:
     tags: list[str]
     routing: dict[str, Any]
     handoff: dict[str, Any]
+    # The queue the bot holds it in: a conversation no longer there, or taken by an agent
+    # meanwhile, is left alone (`bot_handoff` raises Conflict).
+    held_in: str = "bot"
 
 
 class ConversationStore(StoreResource):

@@ -104,3 +104,32 @@ def test_the_bot_stage_reads_by_its_index(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "db.sqlite")
     plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
     assert "conversations_list_queue_status" in plan, plan
+
+
+async def test_a_late_handoff_leaves_a_conversation_an_agent_took(store: Store) -> None:
+    """The bot timed out while an agent took the held conversation: the handoff is refused
+    (Conflict) and the conversation stays with the agent, in its queue, unchanged."""
+    from gateway.store.base import Conflict
+
+    msg = InboundMessage("e2", Identity("api", "bea"), "where is my parcel")
+    outcome = await store.ingest(
+        IngestRequest(
+            channel="api",
+            channel_kind="api",
+            message=msg,
+            classify=lambda attrs: Classification(BOT_QUEUE, 1, {}, [], "bot", ["held"], ["bot"]),
+            now=100.0,
+            reopen_window=3600.0,
+        )
+    )
+    assert outcome.conversation is not None
+    conv_id = outcome.conversation.id
+    await store.sync_agents([("alice", "online", {"default": 5})])
+    await store.assign(conv_id, "alice", None, "alice", 150.0)
+    with pytest.raises(Conflict):
+        await store.bot_handoff(
+            BotHandoff(conv_id, "helper", "billing", 2, {}, [], {"reasons": []}, {}),
+            200.0,
+        )
+    conv = await store.get_conversation(conv_id)
+    assert (conv.assignee, conv.queue, conv.status) == ("alice", BOT_QUEUE, "assigned")

@@ -707,6 +707,8 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
         self, handoff: BotHandoff, now: float
     ) -> tuple[Conversation, list[Event]]:
         async def mutate(conn: Conn, conv: Conversation) -> NewEvent:
+            if conv.assignee is not None or conv.queue != handoff.held_in:
+                raise TransitionRefused("the conversation is no longer with the bot")
             apply_state(conv, lifecycle.transfer(state_of(conv)))
             previous, conv.queue = conv.queue, handoff.queue
             conv.priority, conv.required_skills = handoff.priority, dict(handoff.required_skills)
