@@ -16,6 +16,9 @@
   const enc = encodeURIComponent;
 
   const S = {
+    // Bumped by every change the agent makes to a contact (save, merge, undo): a contact
+    // fetched by a load that started before it is older than the cached copy, not newer.
+    contactSaves: 0,
     token: null,
     role: null,        // agent, supervisor, admin
     name: null,
@@ -519,10 +522,23 @@
     updateTitle();
   }
 
+  /** Cache a contact fetched by a load that started at `saves`, unless the agent changed a
+   * contact meanwhile (then the cached copy is newer); returns the copy to show. */
+  function fetchedContact(c, saves) {
+    if (saves === S.contactSaves || !S.contacts.has(c.id)) S.contacts.set(c.id, c);
+    return S.contacts.get(c.id);
+  }
+
+  function savedContact(c) {
+    S.contactSaves += 1;
+    S.contacts.set(c.id, c);
+  }
+
   async function loadContacts(ids) {
+    const saves = S.contactSaves;
     const missing = [...new Set(ids)].filter((id) => id && !S.contacts.has(id));
     await Promise.all(missing.map(async (id) => {
-      try { S.contacts.set(id, await api("GET", "/v1/contacts/" + enc(id))); }
+      try { fetchedContact(await api("GET", "/v1/contacts/" + enc(id)), saves); }
       catch (e) { /* shown as "Customer" */ }
     }));
     for (const node of document.querySelectorAll("[data-contact]")) {
@@ -729,13 +745,14 @@
   async function refreshConversation(full) {
     const id = S.current;
     if (!id) return;
+    const saves = S.contactSaves;
     let conv;
     try { conv = await api("GET", convPath(id)); }
     catch (e) { status(t("error.load_conv", { error: e.message }), true); return; }
     if (S.current !== id) return;
     let contact = S.contacts.get(conv.contact_id);
     if (!contact || full || !contact.conversations) {
-      try { contact = await api("GET", "/v1/contacts/" + enc(conv.contact_id)); S.contacts.set(contact.id, contact); }
+      try { contact = fetchedContact(await api("GET", "/v1/contacts/" + enc(conv.contact_id)), saves); }
       catch (e) { contact = contact || null; }
     }
     // The customer's whole history: earlier conversations (any channel), then this one.
@@ -754,6 +771,7 @@
     }
     if (S.current !== id) return;
     S.conv = conv;
+    if (saves !== S.contactSaves) contact = S.contacts.get(conv.contact_id) || contact;  // saved meanwhile
     renderConversation(conv, contact, earlier);
     renderContact(contact);
     if (!document.hidden) S.unread.set(id, 0);
@@ -1030,7 +1048,7 @@
     if (name !== (c.name || "")) body.name = name || null;
     try {
       const panel = await api("PATCH", "/v1/contacts/" + enc(c.id), body);
-      S.contacts.set(panel.id, panel);
+      savedContact(panel);
       $("c-new-key").value = "";
       $("c-new-value").value = "";
       S.panelFor = null;
@@ -1048,7 +1066,7 @@
     try {
       const other = await contactIdOf(given);
       const out = await api("POST", "/v1/contacts/" + enc(c) + "/merge", { other });
-      S.contacts.set(out.contact.id, out.contact);
+      savedContact(out.contact);
       S.contacts.delete(other);
       $("merge-other").value = "";
       status(t("done.merged"));
@@ -1071,7 +1089,7 @@
   async function undoMerge(contactId, mergeId) {
     try {
       const panel = await api("POST", "/v1/contacts/" + enc(contactId) + "/merge/" + enc(mergeId) + "/undo");
-      S.contacts.set(panel.id, panel);
+      savedContact(panel);
       status(t("done.unmerged"));
       S.earlier = null;
       await refreshConversation(true);
