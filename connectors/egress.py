@@ -82,6 +82,17 @@ def static_private_problem(url: str) -> str | None:
     return None
 
 
+def configured_endpoint(url: str, allow_private_networks: bool) -> str:
+    """For config validation: `url`, or ValueError saying why it cannot be an endpoint (a
+    non-public address as written counts only when private networks are not allowed)."""
+    problem = endpoint_url_problem(url)
+    if problem is None and not allow_private_networks:
+        problem = static_private_problem(url)
+    if problem:
+        raise ValueError(problem)
+    return url
+
+
 async def resolved_private_problem(url: str) -> str | None:
     """The problem with an endpoint whose host name resolves, now, only to non-public
     addresses (`localhost`, a name in /etc/hosts or on an internal DNS), or None (also

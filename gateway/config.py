@@ -29,11 +29,7 @@ from pydantic import (
 )
 
 from connectors.base import ConnectorSettings
-from connectors.egress import (
-    endpoint_url_problem,
-    resolved_private_problem,
-    static_private_problem,
-)
+from connectors.egress import configured_endpoint, resolved_private_problem
 from gateway.bots.config import WebhookBotConfig, bot_problems
 from gateway.config_surveys import SurveysConfig, TextsConfig
 from gateway.config_workspace import AgentAttachmentsConfig, CannedReplyConfig
@@ -242,12 +238,7 @@ class WebhookConfig(Strict):
     @field_validator("url")
     @classmethod
     def _endpoint(cls, value: str, info: ValidationInfo) -> str:
-        problem = endpoint_url_problem(value)
-        if problem is None and not info.data.get("allow_private_networks", False):
-            problem = static_private_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return configured_endpoint(value, info.data.get("allow_private_networks", False))
 
     @field_validator("secret")
     @classmethod

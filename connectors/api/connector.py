@@ -76,12 +76,7 @@ class ApiSettings(ConnectorSettings):
     def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
-        problem = egress.endpoint_url_problem(value)
-        if problem is None and not info.data.get("allow_private_networks", False):
-            problem = egress.static_private_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return egress.configured_endpoint(value, info.data.get("allow_private_networks", False))
 
     @model_validator(mode="after")
     def _signed(self) -> ApiSettings:

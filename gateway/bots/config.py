@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from connectors.egress import endpoint_url_problem, static_private_problem
+from connectors.egress import configured_endpoint
 from gateway.kb.config import KB_BOT_QUEUE
 from router.policies import PositiveDuration
 
@@ -70,12 +70,7 @@ class WebhookBotConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _endpoint(cls, value: str, info: ValidationInfo) -> str:
-        problem = endpoint_url_problem(value)
-        if problem is None and not info.data.get("allow_private_networks", False):
-            problem = static_private_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return configured_endpoint(value, info.data.get("allow_private_networks", False))
 
     @field_validator("secret")
     @classmethod
