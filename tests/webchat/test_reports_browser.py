@@ -48,14 +48,17 @@ async def seed(api: Client, clock: Clock, day: float) -> None:
         status, answer = await api.call("POST", f"/v1/conversations/{conv}/{action}", json=body)
         assert status in (200, 202), answer
 
+    # In the order of time: the clock never runs backwards, as a wall clock does not (a
+    # deadline pass that read `now` before a step back would fire a new conversation's
+    # breach before its assignment).
     c1 = await inbound(0, "a1", "cust-1", CHANNEL, "api")
     await act(30, c1, "assign", agent="alice")
-    await act(90, c1, "messages", text="Hi!", agent="alice")
-    await act(600, c1, "resolve")
     c2 = await inbound(60, "b1", "cust-2", PARTNER, "partner")
+    await act(90, c1, "messages", text="Hi!", agent="alice")
     await act(120, c2, "assign", agent="bob")
-    await act(60 + 1800, c2, "messages", text="Hello", agent="bob")
     await inbound(120, "c1", "cust-3", CHANNEL, "api")
+    await act(600, c1, "resolve")
+    await act(60 + 1800, c2, "messages", text="Hello", agent="bob")
     clock.at = day + 3600
 
 
