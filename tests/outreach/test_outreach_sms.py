@@ -137,12 +137,13 @@ async def test_agent_texts_first_and_the_answer_joins(
     assert tot["first_response"]["count"] == 0
 
     # A second start while that conversation is active points at it.
-    status, err = await start_conv(
-        client, channel="sms", contact_id=conv["contact_id"], text="another"
-    )
-    assert status == 409, err
-    assert err["error"]["code"] == "conversation_exists"
-    assert conv["id"] in err["error"]["message"]
+    for token in (ADMIN, agent_token("bob")):
+        status, err = await start_conv(
+            client, token, channel="sms", contact_id=conv["contact_id"], text="another"
+        )
+        assert status == 409, err
+        assert err["error"]["code"] == "conversation_exists"
+        assert conv["id"] in err["error"]["message"]
 
 
 async def test_unassigned_start_is_routed_by_the_rules(
@@ -161,10 +162,10 @@ async def test_unassigned_start_is_routed_by_the_rules(
     assert conv["assignee"] is None and conv["queue"] == "billing"
     routed = await wait_for(lambda: client.assigned(conv["id"]))
     assert routed["assignee"] == "alice"  # billing skills, online
-    # An agent may leave it to routing too (`assign_to: null`), in a queue it names.
+    # An agent may leave it to routing too (`assign_to: null`), in a queue of its own.
     status, other = await start_conv(
         client,
-        agent_token("bob"),
+        agent_token("alice"),
         channel="sms",
         to={"address": "+14155550199"},
         text="Hello",
@@ -178,7 +179,7 @@ async def test_unassigned_start_is_routed_by_the_rules(
         client, channel="sms", to={"channel": "sms", "address": "+14155550177"}, text="Hi"
     )
     assert status == 201, third
-    assert "queue billing chosen by bob" in other["routing"]["reasons"]
+    assert "queue billing chosen by alice" in other["routing"]["reasons"]
     await wait_for(lambda: client.assigned(other["id"]))
 
 
@@ -345,3 +346,88 @@ async def test_a_customer_who_texts_stop_is_not_contacted_first(
     assert status == 200
     status, started = await start_conv(client, **body)
     assert status == 201, started
+
+
+async def test_a_queue_limited_caller_starts_only_what_it_may_see(
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, store_cfg: Any
+) -> None:
+    cfg = config(tmp_path, store_cfg, twilio)
+    lead = "test-lead-general-token"
+    cfg["auth"]["tokens"].append(
+        {"name": "lead", "role": "supervisor", "token": lead, "queues": ["general"]}
+    )
+    _, client = await gateway_factory(cfg)
+    bob = agent_token("bob")  # bob works in general only
+
+    async def refused_scope(token: str, named: str, **body: Any) -> None:
+        status, err = await start_conv(client, token, channel="sms", **body)
+        assert status == 403 and err["error"]["code"] == "queue_scope", err
+        assert f"queue {named!r}" in err["error"]["message"], err
+
+    invoice = "About your invoice 42: it is now paid."  # the rules' queue: billing
+    fresh = {"to": {"address": "+14155550111", "name": "Fay"}}
+    # A queue not of its own, even for itself.
+    await refused_scope(bob, "billing", queue="billing", text="Hello", **fresh)
+    await refused_scope(bob, "billing", queue="billing", assign_to=None, text="Hi", **fresh)
+    # Left to routing, the rules would put it where bob could not follow it.
+    await refused_scope(bob, "billing", assign_to=None, text=invoice, **fresh)
+    # A supervisor of general, for an agent, into the rules' billing queue.
+    await refused_scope(lead, "billing", assign_to="alice", text=invoice, **fresh)
+    # Nothing of it was stored or sent: no contact, no conversation, no message.
+    status, found = await client.call(
+        "GET", "/v1/contacts", params={"identity": "phone:+14155550111"}
+    )
+    assert status == 404, found
+    status, page = await client.call("GET", "/v1/conversations")
+    assert status == 200 and page["conversations"] == []
+    assert not twilio.messages
+
+    # What the caller can see is started: bob's own conversation in billing (it is his) ...
+    status, own = await start_conv(client, bob, channel="sms", text=invoice, **fresh)
+    assert status == 201, own
+    assert (own["queue"], own["assignee"]) == ("billing", "bob")
+    # ... and in its queue for routing, by the agent and by the supervisor.
+    status, routed = await start_conv(
+        client,
+        bob,
+        channel="sms",
+        to={"address": "+14155550122"},
+        text="Hello",
+        assign_to=None,
+        queue="general",
+    )
+    assert status == 201 and routed["queue"] == "general", routed
+    status, led = await start_conv(
+        client, lead, channel="sms", to={"address": "+14155550133"}, text="Hello"
+    )
+    assert status == 201 and led["queue"] == "general", led
+
+
+async def test_conversation_exists_names_only_a_conversation_the_caller_sees(
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, store_cfg: Any
+) -> None:
+    _, client = await gateway_factory(config(tmp_path, store_cfg, twilio))
+    # The integration token's start, in billing (the rules), for alice.
+    status, conv = await start_conv(
+        client,
+        "test-integration-token",
+        channel="sms",
+        to={"address": CUSTOMER_NUMBER},
+        text="About your invoice 42: it is now paid.",
+        assign_to="alice",
+    )
+    assert status == 201 and conv["queue"] == "billing", conv
+
+    async def exists(token: str) -> str:
+        status, err = await start_conv(
+            client, token, channel="sms", to={"address": CUSTOMER_NUMBER}, text="Hello"
+        )
+        assert (status, err["error"]["code"]) == (409, "conversation_exists"), err
+        return str(err["error"]["message"])
+
+    # bob (general only) learns that there is one, not which.
+    hidden = await exists(agent_token("bob"))
+    assert conv["id"] not in hidden and "active conversation" in hidden
+    # Those who see it are told which.
+    assert conv["id"] in await exists(agent_token("carol"))  # billing is hers
+    assert conv["id"] in await exists(ADMIN)
