@@ -112,6 +112,10 @@ async def start_conversation(request: web.Request) -> web.Response:
         fail(422, "unknown_agent", f"unknown agent {assignee!r}")
     if body.queue is not None and gw.config.routing.queue(body.queue) is None:
         fail(422, "unknown_queue", f"unknown queue {body.queue!r}")
+    scope = principal.scope
+    if body.queue is not None and scope is not None and not scope.sees_queue(body.queue):
+        # Where the rules would put it is checked by the store, on the classification it keeps.
+        fail(403, "queue_scope", f"queue {body.queue!r} is not one of the queues you see")
     to = None
     if body.to is not None:
         kind = _kind(body.to, body.channel, decided.identity_kind)
@@ -165,10 +169,11 @@ async def start_conversation(request: web.Request) -> web.Response:
                 assignee=assignee,
                 needs_inbound=decided.needs_inbound,
                 metadata=metadata,
+                scope=scope,
             ),
         )
     except OutreachRefused as refused:
-        fail(422, refused.code, str(refused))
+        fail(refused.status, refused.code, str(refused))
     except ConversationExists as exists:
         fail(409, "conversation_exists", str(exists))
     [out] = await conversations.render_conversations(request, [outcome.conversation])

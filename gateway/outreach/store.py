@@ -12,24 +12,26 @@ from typing import Any
 from connectors.base import Identity
 from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent
-from gateway.store.base import Classifier, Conflict, StoreError
+from gateway.store.base import Classifier, Conflict, Scope, StoreError
 
 
 class OutreachRefused(StoreError):
-    """The contact cannot be reached first on this channel (an API 422)."""
+    """The conversation cannot be started: an API error (`status`, 422 unless the caller
+    may not) with its code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 class ConversationExists(Conflict):
-    """The contact has an active conversation already: write there (an API 409)."""
+    """The contact has an active conversation already: write there (an API 409). Its id
+    only when the caller sees it (`None`: one the caller's scope hides)."""
 
-    def __init__(self, conversation_id: str) -> None:
-        super().__init__(
-            f"the contact has an active conversation {conversation_id}; reply there instead"
-        )
+    def __init__(self, conversation_id: str | None) -> None:
+        where = f" {conversation_id}" if conversation_id is not None else ""
+        super().__init__(f"the contact has an active conversation{where}; reply there instead")
         self.conversation_id = conversation_id
 
 
@@ -55,6 +57,8 @@ class StartRequest:
     # Telegram: the contact must have written on this channel before.
     needs_inbound: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The caller's scope: it starts only a conversation it will see (None: unrestricted).
+    scope: Scope | None = None
 
 
 @dataclass(slots=True)
@@ -120,6 +124,26 @@ def start_events(conv: Conversation, req: StartRequest, new_contact: bool) -> li
             )
         )
     return events
+
+
+def check_sees_new(req: StartRequest, conv: Conversation) -> None:
+    """Refuse (403 `queue_scope`) a conversation the caller could not see once started:
+    classified into a queue outside its scope and not assigned to the caller itself.
+    Checked on the classification the unit stores, before anything is written."""
+    if req.scope is not None and not req.scope.sees(conv):
+        raise OutreachRefused(
+            "queue_scope",
+            f"the conversation would be in queue {conv.queue!r}, which you do not see; "
+            "start it for yourself, or ask someone who works in that queue",
+            status=403,
+        )
+
+
+def exists(req: StartRequest, active: Conversation) -> ConversationExists:
+    """The 409 for the contact's active conversation, naming it only to a caller who sees
+    it (existence of the contact's conversation is told, which one is not)."""
+    visible = req.scope is None or req.scope.sees(active)
+    return ConversationExists(active.id if visible else None)
 
 
 def refuse_missing(req: StartRequest) -> OutreachRefused:

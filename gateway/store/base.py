@@ -59,6 +59,10 @@ class Scope:
             conv.queue in self.queues
         )
 
+    def sees_queue(self, queue: str) -> bool:
+        """The caller sees every conversation in `queue` (whoever has it)."""
+        return self.queues is None or queue in self.queues
+
     def may_act(self, conv: Conversation) -> bool:
         return self.sees(conv) and (self.agent is None or conv.assignee in (None, self.agent))
 

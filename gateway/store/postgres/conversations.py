@@ -26,11 +26,12 @@ from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
 from gateway.outreach import policy as outreach_policy
 from gateway.outreach.store import (
-    ConversationExists,
     OutreachRefused,
     OutreachStore,
     StartOutcome,
     StartRequest,
+    check_sees_new,
+    exists,
     new_conversation,
     refuse_missing,
     refuse_never_wrote,
@@ -555,8 +556,9 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
                 contact_id,
             )
             if active is not None:
-                raise ConversationExists(active)
+                raise exists(req, await get_conv(conn, active))
         conv = new_conversation(req, contact_id, to, attributes)
+        check_sees_new(req, conv)
         await self._insert_conversation(conn, replace(conv, status="open", assignee=None))
         # Inserted waiting, then assigned: as an assignment changes any conversation.
         if conv.assignee is not None:

@@ -18,11 +18,12 @@ from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
 from gateway.outreach import policy as outreach_policy
 from gateway.outreach.store import (
-    ConversationExists,
     OutreachRefused,
     OutreachStore,
     StartOutcome,
     StartRequest,
+    check_sees_new,
+    exists,
     new_conversation,
     refuse_missing,
     refuse_never_wrote,
@@ -531,8 +532,9 @@ class SqliteConversations(SqliteRows, OutreachStore):
                 (contact_id,),
             ).fetchone()
             if active is not None:
-                raise ConversationExists(active[0])
+                raise exists(req, self._get_conv(conn, active[0]))
         conv = new_conversation(req, contact_id, to, attributes)
+        check_sees_new(req, conv)
         self._insert_conversation(conn, replace(conv, status="open", assignee=None))
         # Inserted waiting, then assigned: as an assignment changes any conversation.
         if conv.assignee is not None:
