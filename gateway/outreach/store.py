@@ -146,6 +146,14 @@ def exists(req: StartRequest, active: Conversation) -> ConversationExists:
     return ConversationExists(active.id if visible else None)
 
 
+def refuse_unknown_contact(req: StartRequest) -> OutreachRefused:
+    return OutreachRefused("unknown_contact", f"contact {req.contact_id} not found")
+
+
+def refuse_unknown_agent(agent: str) -> OutreachRefused:
+    return OutreachRefused("unknown_agent", f"agent {agent} not found")
+
+
 def refuse_missing(req: StartRequest) -> OutreachRefused:
     return OutreachRefused(
         "no_address",

@@ -26,7 +26,6 @@ from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
 from gateway.outreach import policy as outreach_policy
 from gateway.outreach.store import (
-    OutreachRefused,
     OutreachStore,
     StartOutcome,
     StartRequest,
@@ -36,6 +35,8 @@ from gateway.outreach.store import (
     refuse_missing,
     refuse_never_wrote,
     refuse_opted_out,
+    refuse_unknown_agent,
+    refuse_unknown_contact,
     start_events,
 )
 from gateway.store.base import (
@@ -497,7 +498,7 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
         new_contact = False
         if req.contact_id is not None:
             if await conn.fetchval("SELECT 1 FROM contacts WHERE id=$1", req.contact_id) is None:
-                raise OutreachRefused("unknown_contact", f"contact {req.contact_id} not found")
+                raise refuse_unknown_contact(req)
             contact_id = await resolve_contact_id(conn, req.contact_id)
             row = await conn.fetchrow(
                 "SELECT kind, address FROM identities WHERE contact_id=$1 AND kind=$2"
@@ -563,7 +564,7 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
         # Inserted waiting, then assigned: as an assignment changes any conversation.
         if conv.assignee is not None:
             if await lock_agent(conn, conv.assignee) is None:
-                raise OutreachRefused("unknown_agent", f"agent {conv.assignee} not found")
+                raise refuse_unknown_agent(conv.assignee)
             await conn.execute(
                 "UPDATE conversations SET status=$4, assignee=$1, assigned_at=$2 WHERE id=$3",
                 conv.assignee,

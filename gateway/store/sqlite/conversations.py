@@ -18,7 +18,6 @@ from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent, dumps, loads
 from gateway.outreach import policy as outreach_policy
 from gateway.outreach.store import (
-    OutreachRefused,
     OutreachStore,
     StartOutcome,
     StartRequest,
@@ -28,6 +27,8 @@ from gateway.outreach.store import (
     refuse_missing,
     refuse_never_wrote,
     refuse_opted_out,
+    refuse_unknown_agent,
+    refuse_unknown_contact,
     start_events,
 )
 from gateway.store.base import (
@@ -478,7 +479,7 @@ class SqliteConversations(SqliteRows, OutreachStore):
                 conn.execute("SELECT 1 FROM contacts WHERE id=?", (req.contact_id,)).fetchone()
                 is None
             ):
-                raise OutreachRefused("unknown_contact", f"contact {req.contact_id} not found")
+                raise refuse_unknown_contact(req)
             contact_id = self._resolve_contact_id(conn, req.contact_id)
             row = conn.execute(
                 "SELECT kind, address FROM identities WHERE contact_id=? AND kind=?"
@@ -539,7 +540,7 @@ class SqliteConversations(SqliteRows, OutreachStore):
         # Inserted waiting, then assigned: as an assignment changes any conversation.
         if conv.assignee is not None:
             if conn.execute("SELECT 1 FROM agents WHERE id=?", (conv.assignee,)).fetchone() is None:
-                raise OutreachRefused("unknown_agent", f"agent {conv.assignee} not found")
+                raise refuse_unknown_agent(conv.assignee)
             conn.execute(
                 "UPDATE conversations SET status=?, assignee=?, assigned_at=? WHERE id=?",
                 (conv.status, conv.assignee, conv.assigned_at, conv.id),
