@@ -64,6 +64,12 @@ async def test_agent_starts_a_conversation_from_the_console(
     await expect(dialog.get_by_role("alert")).to_have_text(
         "Über diesen Kanal kann man nicht zuerst schreiben: Der Kunde muss den Chat beginnen."
     )
+    # Blanks pass the browser's `required` but are no address: the API's 422, in German.
+    await dialog.locator("#nc-to").fill("   ")
+    await dialog.get_by_role("button", name="Senden").click()
+    await expect(dialog.get_by_role("alert")).to_have_text(
+        "Bitte prüfen Sie die Felder: Adresse und Nachricht sind nötig."
+    )
     await dialog.get_by_role("button", name="Abbrechen").click()
     await expect(dialog).to_be_hidden()
     assert watch.problems() == []
