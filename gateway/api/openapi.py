@@ -721,8 +721,12 @@ OPERATIONS += (
         "422 codes: unknown_channel, channel_cannot_start, template_required, "
         "template_not_supported, subject_required, invalid_address, wrong_address_kind, "
         "unknown_contact, no_address, never_wrote, opted_out (contact attribute "
-        "`do_not_contact: true`), unknown_agent, unknown_queue. 409 conversation_exists: "
-        "the contact has an active conversation (its id is in the message); reply there.",
+        "`do_not_contact: true`), unknown_agent, unknown_queue. 403 forbidden: an agent "
+        "token assigns only to itself; 403 queue_scope: a caller limited to some queues "
+        "names another `queue`, or the rules would put the conversation in a queue it does "
+        "not see and it is not the caller's own (nothing is stored or sent). 409 "
+        "conversation_exists: the contact has an active conversation (its id is in the "
+        "message when the caller sees it); reply there.",
     ),
 )
 
