@@ -129,12 +129,13 @@ def start_events(conv: Conversation, req: StartRequest, new_contact: bool) -> li
 def check_sees_new(req: StartRequest, conv: Conversation) -> None:
     """Refuse (403 `queue_scope`) a conversation the caller could not see once started:
     classified into a queue outside its scope and not assigned to the caller itself.
-    Checked on the classification the unit stores, before anything is written."""
+    Checked in the unit on the classification it stores, before the conversation is
+    written; raising rolls the unit back (a contact it made included)."""
     if req.scope is not None and not req.scope.sees(conv):
         raise OutreachRefused(
             "queue_scope",
             f"the conversation would be in queue {conv.queue!r}, which you do not see; "
-            "start it for yourself, or ask someone who works in that queue",
+            "someone who works in that queue can start it",
             status=403,
         )
 
