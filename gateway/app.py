@@ -280,6 +280,7 @@ class Gateway:
             clock,
             self.public_url,
             lambda: {c.name: self.registry.get(c.type).kind for c in self.config.channels},
+            rates=self._shared_rates("portal:"),
         )
         # Issue 15: external bots by signed webhook (gateway/bots/stage.py).
         self.bot_stage = WebhookBotStage(
@@ -541,12 +542,18 @@ class Gateway:
 
     def _channel_rates(self, channel: str) -> RateLimiter | None:
         """A channel's rate limits shared by every instance (Redis); None: in process."""
+        return self._shared_rates(f"channel:{channel}:")
+
+    def _shared_rates(self, namespace: str) -> RateLimiter | None:
+        """Rate limits under `namespace` shared by every instance (Redis, falling back to
+        this process's on Redis errors); None without Redis: in process."""
         if self.redis is None:
             return None
         from gateway.coord.ratelimit import RedisRateLimiter
 
         keys = Keys(self.config.coordination.prefix)
-        return RedisRateLimiter(self.redis.redis, keys, f"channel:{channel}:")
+        return RedisRateLimiter(self.redis.redis, keys, namespace)
+
 
     def _build_connectors(self) -> None:
         assert self._http is not None
