@@ -75,6 +75,7 @@ from gateway.time.snooze import SnoozeSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from gateway.workspace.files import AgentFiles
+from gateway.workspace.viewing import RedisViewers, Viewers
 from router import MessageFacts, explain
 
 if TYPE_CHECKING:
@@ -303,6 +304,12 @@ class Gateway:
             self.heartbeats = RedisHeartbeats(self.redis.redis, keys)
         self.presence = PresenceSweeper(self.heartbeats, self.store, self.services)
         self.deadlines.add(self.presence)
+        # Who is viewing a conversation (gateway/workspace/viewing.py): in Redis when shared.
+        self.viewers: Viewers = Viewers(self.services.announce, clock)
+        if self.redis is not None:
+            self.viewers = RedisViewers(
+                self.redis.redis, keys, self.services.announce, clock, health=self.redis
+            )
         if self.leases.shared:  # one instance sends to each endpoint, one runs the timers
             self.webhooks.leases = self.leases
             self.deadlines.lease = self.leases.lease("timers")
@@ -553,7 +560,6 @@ class Gateway:
 
         keys = Keys(self.config.coordination.prefix)
         return RedisRateLimiter(self.redis.redis, keys, namespace)
-
 
     def _build_connectors(self) -> None:
         assert self._http is not None
