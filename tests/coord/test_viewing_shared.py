@@ -166,3 +166,39 @@ async def test_a_failing_redis_command_falls_back_and_is_logged_once(
         assert len(warnings) == 1 and "Redis unavailable" in warnings[0].getMessage()
     finally:
         await client.aclose()
+
+
+class Health:
+    """Stands in for gateway/coord/client.py RedisClient's view of Redis."""
+
+    healthy = True
+
+
+async def test_while_redis_is_down_this_instance_remembers_and_forgets_it_after(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    health = Health()
+    announced: list[Event] = []
+    viewers = RedisViewers(
+        client, Keys("t"), announced.extend, lambda: 1000.0, ttl=TTL, health=health
+    )
+    other = RedisViewers(client, Keys("t"), lambda events: None, lambda: 1000.0, ttl=TTL)
+    try:
+        with caplog.at_level(logging.INFO, logger="switchboard.viewing"):
+            health.healthy = False
+            down = await viewers.heartbeat("c1", "alice", "Alice", False)
+            assert [v.agent for v in down] == ["alice"]
+            assert await other.current("c1") == []  # Redis was not asked
+            health.healthy = True
+            back = await viewers.heartbeat("c1", "bob", "Bob", False)
+            # alice's heartbeat went to memory only; her console's next one goes to Redis
+            assert [v.agent for v in back] == ["bob"]
+            assert [v.agent for v in await other.current("c1")] == ["bob"]
+        messages = [r.getMessage() for r in caplog.records if r.name == "switchboard.viewing"]
+        assert messages == [
+            "who is viewing: Redis unavailable; this instance's viewers only",
+            "who is viewing: shared through Redis again",
+        ]
+    finally:
+        await client.aclose()
