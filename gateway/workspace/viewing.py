@@ -8,7 +8,8 @@ lists every viewer whichever instance their console talks to: per conversation a
 agent -> last heartbeat and a hash agent -> name, typing, since (gateway/coord/keys.py), and
 an index of the conversations that have viewers. A change is announced once, by the
 instance that made it (a heartbeat, a departure, or a sweep that found viewers expired: the
-scripts are atomic, so one instance finds each expiry); the coordinator carries the
+scripts are atomic, so one instance finds each expiry; every instance sweeps every 5 s, so
+a viewer who stopped is gone everywhere within ttl + 5 s); the coordinator carries the
 live-only event to the other instances' streams (gateway/coord/fanout.py). While Redis is
 unreachable each instance falls back to its own memory (one warning per outage) and lists
 only the viewers whose heartbeats reach it; when Redis answers again that memory is
@@ -136,7 +137,8 @@ class Viewers:
                 log.exception("expiring viewers failed")
 
 
-# Returns {changed (0/1), now ms, agent, info JSON, last heartbeat ms, agent, ...}.
+# Lua helpers, after SERVER_NOW_MS: `listed` flattens a conversation's viewers to
+# {agent, info JSON, last heartbeat ms, agent, ...}; `drop_stale` removes the expired ones.
 _LIST = """
 local function listed(zkey, hkey)
   local out = {}
@@ -163,7 +165,8 @@ end
 
 # KEYS[1] viewers (zset), KEYS[2] viewer info (hash), KEYS[3] the index of viewed
 # conversations; ARGV[1] conversation id, ARGV[2] op (beat, leave, read), ARGV[3] agent,
-# ARGV[4] name, ARGV[5] typing (0/1), ARGV[6] ttl ms.
+# ARGV[4] name, ARGV[5] typing (0/1), ARGV[6] ttl ms. Expired viewers are dropped first.
+# Returns {changed (0/1), now ms, then `listed`}.
 _BEAT = (
     SERVER_NOW_MS
     + _LIST
