@@ -75,6 +75,7 @@ from gateway.time.snooze import SnoozeSource
 from gateway.verification import Verifier
 from gateway.webhooks import WebhookSender
 from gateway.workspace.files import AgentFiles
+from gateway.workspace.viewing import RedisViewers, Viewers
 from router import MessageFacts, explain
 
 if TYPE_CHECKING:
@@ -280,6 +281,7 @@ class Gateway:
             clock,
             self.public_url,
             lambda: {c.name: self.registry.get(c.type).kind for c in self.config.channels},
+            rates=self._shared_rates("portal:"),
         )
         # Issue 15: external bots by signed webhook (gateway/bots/stage.py).
         self.bot_stage = WebhookBotStage(
@@ -302,6 +304,12 @@ class Gateway:
             self.heartbeats = RedisHeartbeats(self.redis.redis, keys)
         self.presence = PresenceSweeper(self.heartbeats, self.store, self.services)
         self.deadlines.add(self.presence)
+        # Who is viewing a conversation (gateway/workspace/viewing.py): in Redis when shared.
+        self.viewers: Viewers = Viewers(self.services.announce, clock)
+        if self.redis is not None:
+            self.viewers = RedisViewers(
+                self.redis.redis, keys, self.services.announce, clock, health=self.redis
+            )
         if self.leases.shared:  # one instance sends to each endpoint, one runs the timers
             self.webhooks.leases = self.leases
             self.deadlines.lease = self.leases.lease("timers")
@@ -541,12 +549,17 @@ class Gateway:
 
     def _channel_rates(self, channel: str) -> RateLimiter | None:
         """A channel's rate limits shared by every instance (Redis); None: in process."""
+        return self._shared_rates(f"channel:{channel}:")
+
+    def _shared_rates(self, namespace: str) -> RateLimiter | None:
+        """Rate limits under `namespace` shared by every instance (Redis, falling back to
+        this process's on Redis errors); None without Redis: in process."""
         if self.redis is None:
             return None
         from gateway.coord.ratelimit import RedisRateLimiter
 
         keys = Keys(self.config.coordination.prefix)
-        return RedisRateLimiter(self.redis.redis, keys, f"channel:{channel}:")
+        return RedisRateLimiter(self.redis.redis, keys, namespace)
 
     def _build_connectors(self) -> None:
         assert self._http is not None

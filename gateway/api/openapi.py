@@ -592,7 +592,8 @@ OPERATIONS += (
         body=workspace.ViewingBody,
         description="Send every ~10 s; a viewer is forgotten 30 s after its last heartbeat. "
         "Every change is the live-only event `conversation.viewing` with the viewers. "
-        "`leaving: true` leaves at once.",
+        "`leaving: true` leaves at once. With several instances (`coordination.redis`) "
+        "every instance lists every viewer and streams every change.",
     ),
     Op("GET", f"{CONV}/viewing", "Who is viewing it now", WORKSPACE, ws.ViewingOut),
     Op(

@@ -23,12 +23,9 @@ from gateway.store.workspace import CannedReply, workspace_store
 from gateway.workspace import canned
 from gateway.workspace.notes import mentions_in
 from gateway.workspace.service import WorkspaceService
-from gateway.workspace.viewing import Viewers
 
 STAFF = ("admin", "agent", "supervisor", "integration")
 LEADS = ("admin", "supervisor")
-
-VIEWERS: web.AppKey[Viewers] = web.AppKey("viewers")
 
 
 def _service(request: web.Request) -> WorkspaceService:
@@ -367,13 +364,13 @@ async def _viewing(request: web.Request, body: ViewingBody | None) -> web.Respon
     require(principal, *STAFF)
     gw = gateway_of(request)
     conv = await gw.store.get_conversation(request.match_info["id"], principal.scope)
-    viewers = request.app[VIEWERS]
+    viewers = gw.viewers
     if body is None:
-        current = viewers.current(conv.id)
+        current = await viewers.current(conv.id)
     else:
         who = _who(principal)
         cfg = gw.config.agent(who)
-        current = viewers.heartbeat(
+        current = await viewers.heartbeat(
             conv.id, who, cfg.name if cfg else who, body.typing, body.leaving
         )
     return web.json_response({"conversation_id": conv.id, "viewers": [v.to_api() for v in current]})
@@ -397,14 +394,10 @@ def add_routes(app: web.Application) -> None:
     from gateway.api.common import GATEWAY
 
     async def viewers_ctx(app: web.Application) -> AsyncIterator[None]:
-        gw = app[GATEWAY]
-        app[VIEWERS].clock = gw.clock
-        app[VIEWERS].announce = gw.services.announce
-        task = asyncio.create_task(app[VIEWERS].run(), name="viewers")
+        task = asyncio.create_task(app[GATEWAY].viewers.run(), name="viewers")
         yield
         task.cancel()
 
-    app[VIEWERS] = Viewers(lambda events: None, lambda: 0.0)
     app.cleanup_ctx.append(viewers_ctx)
     r = app.router
     conv = "/v1/conversations/{id}"

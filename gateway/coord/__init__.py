@@ -4,7 +4,7 @@ A `Coordinator` is what one instance needs from the others:
 
 - every committed event wakes the other instances' dispatcher, outbox, webhook senders,
   deadlines and event-stream subscribers (they read the data from the store's log);
-  live-only events (typing) reach their stream subscribers too;
+  live-only events (typing, who is viewing) reach their stream subscribers too;
 - a reply for a customer reached through a socket another instance holds (web chat) is
   written by that instance (`send`), and so is an agent's typing indicator (`typing`).
 

@@ -65,5 +65,19 @@ class Keys:
         """An agent's presence heartbeat (gateway/coord/presence.py)."""
         return self.key("presence", agent)
 
+    def viewers(self, conversation_id: str) -> str:
+        """Who is viewing a conversation: a sorted set agent -> last heartbeat (server ms)
+        (gateway/workspace/viewing.py)."""
+        return self.key("viewers", conversation_id)
+
+    def viewer_info(self, conversation_id: str) -> str:
+        """The viewers' names, typing flags and since when: a hash agent -> JSON."""
+        return self.key("viewer-info", conversation_id)
+
+    @property
+    def viewed(self) -> str:
+        """The conversations that have viewers: a sorted set id -> last heartbeat."""
+        return self.key("viewed")
+
 
 __all__ = ["Keys"]

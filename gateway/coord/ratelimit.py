@@ -19,7 +19,8 @@ from gateway.coord.keys import Keys
 
 log = logging.getLogger("switchboard.coord.ratelimit")
 
-_NOW = """
+# The Redis server's clock in ms as `now` (prepended to every script that reads time).
+SERVER_NOW_MS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
@@ -27,7 +28,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # KEYS[1] zset; ARGV[1] limit, ARGV[2] window ms, ARGV[3] unique member.
 # Returns 0 (counted) or the ms until an event would be allowed.
 _WINDOW = (
-    _NOW
+    SERVER_NOW_MS
     + """
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -44,7 +45,7 @@ return 0
 # KEYS[1] tat; ARGV[1] interval ms, ARGV[2] burst, ARGV[3] max wait ms (-1: none).
 # Returns the delay in ms, or -1 when it would exceed the max wait (nothing taken).
 _RESERVE = (
-    _NOW
+    SERVER_NOW_MS
     + """
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -60,7 +61,7 @@ return delay
 
 # KEYS[1] tat; ARGV[1] pause ms.
 _PAUSE = (
-    _NOW
+    SERVER_NOW_MS
     + """
 local until_ms = now + tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or 0)

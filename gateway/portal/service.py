@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors.base import Identity, InboundMessage
-from connectors.ratelimit import LocalRateLimiter
+from connectors.ratelimit import LocalRateLimiter, RateLimiter
 from gateway.i18n import Texts, primary
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor, RejectedMessage
@@ -107,6 +107,7 @@ class Portal:
         clock: Callable[[], float],
         public_url: Callable[[], str],
         channel_kinds: Callable[[], dict[str, str]],
+        rates: RateLimiter | None = None,
     ) -> None:
         self._config = config
         self.store = store
@@ -117,8 +118,9 @@ class Portal:
         self.public_url = public_url
         self.channel_kinds = channel_kinds
         self._secret = b""
-        # Answers per contact and hour (in this instance).
-        self.rates = LocalRateLimiter()
+        # Answers per contact and hour: shared by every instance when the gateway has
+        # Redis (gateway/coord/ratelimit.py), else counted in this process.
+        self.rates: RateLimiter = rates or LocalRateLimiter()
 
     @property
     def config(self) -> PortalConfig:
