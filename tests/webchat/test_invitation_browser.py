@@ -99,7 +99,9 @@ async def test_the_widget_asks_again_before_it_invites(
     # They leave while the visitor reads the page (before the rule's time on the page).
     await set_presence(chat, "offline")
     await wait_for(lambda: _not(available(chat)), timeout=3)
-    async with page.expect_response(lambda r: r.url.endswith("/invitations")) as again:
+    async with page.expect_response(
+        lambda r: r.url.endswith("/invitations"), timeout=10_000
+    ) as again:
         pass  # the widget's own check when the time has come
     assert (await (await again.value).json())["invitations"] == []
     await expect(page.get_by_test_id("invitation")).to_be_hidden()

@@ -1064,11 +1064,13 @@
       .then(function (r) { return r.ok ? r.json() : { invitations: [] }; })
       .then(function (body) { return (body && body.invitations) || []; });
   }
-  function showInvitation(rule) {
+  function showInvitation(rule, loaded) {
     if (inviteSuppressed()) { return; }
     // The page may have been open for minutes: ask again whether the rule is still offered
-    // (the channel may have closed, or the last agent gone offline since).
-    fetchInvitations(true).then(function (rules) {
+    // (the channel may have closed, or the last agent gone offline since); an answer of
+    // the last two seconds is still good.
+    var offer = Date.now() - loaded.at < 2000 ? Promise.resolve(loaded.rules) : fetchInvitations(true);
+    offer.then(function (rules) {
       var offered = rules.some(function (r) { return r.name === rule.name; });
       if (!offered || inviteSuppressed()) { return; }
       state.invitation = { name: rule.name, text: inviteWording(rule.text) };
@@ -1083,12 +1085,13 @@
   function loadInvitations() {
     if (!window.fetch || session.getItem(KEY + ":invite-dismissed")) { return; }
     fetchInvitations(false).then(function (rules) {
+      var loaded = { rules: rules, at: Date.now() };
       var attrs = visitorAttributes();
       for (var i = 0; i < rules.length; i++) {
         if (!inviteHolds(rules[i], attrs)) { continue; }
         var rule = rules[i];
         var wait = Math.max(0, (rule.seconds_on_page || 0) * 1000 - (Date.now() - pageStart));
-        state.inviteTimer = setTimeout(function () { showInvitation(rule); }, wait);
+        state.inviteTimer = setTimeout(function () { showInvitation(rule, loaded); }, wait);
         return;
       }
     }).catch(function () { /* no invitation: the chat works as before */ });
