@@ -462,6 +462,15 @@ async def _no_suggestion_event(visitor: Identity, event: str, data: dict[str, An
     return None
 
 
+# A proactive chat invitation (a configured one's name) was `shown` to a visitor or
+# `answered` by the visitor's first message: counted by the core (Prometheus).
+InvitationEvent = Callable[[str, Literal["shown", "answered"]], None]
+
+
+def _no_invitation_event(invitation: str, event: Literal["shown", "answered"]) -> None:
+    return None
+
+
 # Issue 15: (the customer, language) → {"url", "label"}: a link to the customer portal for
 # the contact holding that identity, and the text to show it with; None: no contact yet.
 PortalLink = Callable[[Identity, str], Awaitable[dict[str, str] | None]]
@@ -492,6 +501,8 @@ class ConnectorContext:
     suggestion_event: SuggestionEvent = _no_suggestion_event
     # Issue 15: a link to the customer portal (None: the portal is off).
     portal_link: PortalLink | None = None
+    # Widget invitations shown and answered, for the core's counters.
+    invitation_event: InvitationEvent = _no_invitation_event
     # Leases shared by the gateway's instances (None: one instance, always held).
     leases: LeaseFactory | None = None
     # Rate limits shared by the gateway's instances (None: kept in this process).

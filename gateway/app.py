@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +20,7 @@ from connectors.base import (
     Connector,
     ConnectorContext,
     Identity,
+    InvitationEvent,
     LeaseFactory,
     NotReady,
     RawItem,
@@ -110,6 +111,16 @@ async def _close_quietly(ws: web.WebSocketResponse) -> None:
     """Close an event stream socket; a client already gone is no error."""
     with contextlib.suppress(Exception):
         await ws.close(code=1001, message=b"server shutting down")
+
+
+def _invitation_counter(channel: str) -> InvitationEvent:
+    """Counts a channel's widget invitations shown and answered (Prometheus)."""
+
+    def count(invitation: str, event: Literal["shown", "answered"]) -> None:
+        counter = METRICS.invitations_shown if event == "shown" else METRICS.invitations_answered
+        counter.labels(channel, invitation).inc()
+
+    return count
 
 
 def make_coordinator(gw: Gateway) -> Coordinator:
@@ -479,10 +490,19 @@ class Gateway:
         }
 
     def _availability_for(self, channel: str, kind: str) -> Callable[[], Awaitable[dict[str, Any]]]:
-        """`availability` for one channel: plus `status` while its queue is closed."""
+        """`availability` for one channel: the agents online who could take its new
+        conversations (in their queue, with capacity for the channel's kind), plus
+        `status` while that queue is closed."""
 
         async def availability() -> dict[str, Any]:
-            info = await self.availability()
+            queue = self.notices.channel_queue(channel, kind)
+            able = {
+                a.id for a in self.config.agents if queue in a.queues and a.capacity_for(kind) > 0
+            }
+            states = await self.store.agent_states()
+            info: dict[str, Any] = {
+                "agents_online": sum(1 for s in states if s.presence == "online" and s.id in able)
+            }
             status = self.notices.channel_status(channel, kind, self.clock())
             if status is not None:
                 info["status"] = status
@@ -595,6 +615,7 @@ class Gateway:
                     if self.portal is not None and self.config.portal.enabled
                     else None
                 ),
+                invitation_event=_invitation_counter(channel.name),
             )
             self.connectors[channel.name] = cls(
                 channel.name, self.loaded.channel_settings[channel.name], ctx

@@ -33,6 +33,20 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        # The chat widget's proactive invitations, per configured invitation: shown to a
+        # visitor (reported by the widget) and answered by the visitor's first message.
+        self.invitations_shown = Counter(
+            "switchboard_invitations_shown_total",
+            "Chat widget invitations shown to a visitor",
+            ["channel", "invitation"],
+            registry=r,
+        )
+        self.invitations_answered = Counter(
+            "switchboard_invitations_answered_total",
+            "Chat widget invitations a visitor answered by writing",
+            ["channel", "invitation"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "switchboard_messages_duplicate_total",
             "Inbound redeliveries dropped",

@@ -4,8 +4,15 @@ Routes (mounted at construction):
 
 - `GET /webchat/{name}/widget.js` — the widget, embedded with one `<script>` tag.
 - `GET /webchat/{name}/invitations` — the proactive invitation rules (`invitations` in
-  the settings), read by the widget on load; it shows the first whose page URL, time on
-  page and visitor attributes hold (issue 15). Nothing is stored until the visitor writes.
+  the settings) offered now, read by the widget on load and again just before it shows
+  one; it shows the first whose page URL, time on page and visitor attributes hold (issue
+  15). `available` says whether someone can answer: the channel is open and an agent who
+  takes its chats is online (as last told by the core: no store query per request); while
+  not, only rules with `also_when_unavailable` are offered. Nothing is stored until the
+  visitor writes.
+- `POST /webchat/{name}/invitations/{invitation}/shown` — the widget showed that
+  invitation (counted by the core, as its answer is); no body, `204`. Allowed origins only
+  (403), rate-limited per client address (429), an unknown invitation is 404.
 - `GET /webchat/{name}/ws` — the visitor's WebSocket. The `Origin` must be one of
   `allowed_origins` (else 403 before the upgrade), and the first frame must be a `hello`
   within `handshake_timeout` seconds (else the socket is closed with 4408).
@@ -34,7 +41,8 @@ Protocol (JSON text frames). Client → gateway:
   A `message` may carry `suggestions` [{slug, language}]: the articles shown before the
       visitor chose to write anyway (kept on the message as `kb_suggestions`).
   A `message` may carry `invitation` (a configured invitation's name): the visitor answers
-      that invitation; kept on the message and as the contact attribute `invited_by`.
+      that invitation; kept on the message and as the contact attribute `invited_by`, and
+      counted as answered (once: not for a resend).
 Gateway → client:
   `welcome`, `ack` {client_id, message_id, status: "sent"}, `message` (an agent reply, or
   the visitor's own message sent from another tab; a survey carries `prompt` {id, choices
@@ -57,7 +65,7 @@ import json
 import re
 import time
 from importlib import resources
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 
 from aiohttp import WSMsgType, web
 
@@ -106,6 +114,8 @@ UNAVAILABLE_RETRY = 2
 TOKEN_RENEW_INTERVAL = 60.0
 _CODE = re.compile(r"^\s*[0-9]{6}\s*$")
 REFUSAL_LOG_INTERVAL = 60.0
+# Invitations reported shown per client address per minute (more: 429, not counted).
+SHOWN_PER_MINUTE = 60
 
 
 def _now_iso() -> str:
@@ -206,6 +216,7 @@ class WebchatConnector(Connector):
         self._wrote: set[str] = set()  # visitors who sent a message while connected here
         self._leaving: dict[str, asyncio.Task[None]] = {}  # visitor → its departure timer
         self._agents_online: int | None = None
+        self._availability_lock = asyncio.Lock()  # one fetch for the first requests at once
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
         self._open_total = 0  # sockets open or opening, hello or not
@@ -218,6 +229,9 @@ class WebchatConnector(Connector):
         ctx.add_route("GET", f"/webchat/{name}/widget.js", self.handle_widget)
         ctx.add_route("GET", f"/webchat/{name}/ws", self.handle_ws)
         ctx.add_route("GET", f"/webchat/{name}/invitations", self.handle_invitations)
+        ctx.add_route(
+            "POST", f"/webchat/{name}/invitations/{{invitation}}/shown", self.handle_shown
+        )
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -256,19 +270,17 @@ class WebchatConnector(Connector):
         )
 
     async def handle_invitations(self, request: web.Request) -> web.StreamResponse:
-        """The invitation rules as the widget evaluates them (nothing here is secret; a
-        page on an allowed origin may read them)."""
-        origin = request.headers.get("Origin")
-        headers = {"Cache-Control": "public, max-age=60", "X-Content-Type-Options": "nosniff"}
-        if origin is not None:
-            if not self.origin_allowed(origin):
-                return web.json_response(
-                    {"error": {"code": "forbidden", "message": "origin not allowed"}},
-                    status=403,
-                )
-            headers["Access-Control-Allow-Origin"] = origin
-            headers["Vary"] = "Origin"
+        """The invitation rules offered now, as the widget evaluates them (nothing here is
+        secret; a page on an allowed origin may read them). Answered from the availability
+        the core last told this connector: no store query per page view."""
+        headers = self._cors(request.headers.get("Origin"))
+        if headers is None:
+            return _forbidden_origin()
+        # Cached no longer than the availability it tells is fresh.
+        headers["Cache-Control"] = f"public, max-age={int(AVAILABILITY_INTERVAL)}"
+        available = await self._someone_available()
         body = {
+            "available": available,
             "invitations": [
                 {
                     "name": inv.name,
@@ -278,9 +290,61 @@ class WebchatConnector(Connector):
                     "text": inv.text,
                 }
                 for inv in self.settings.invitations
-            ]
+                if available or inv.when.also_when_unavailable
+            ],
         }
         return web.json_response(body, headers=headers)
+
+    async def handle_shown(self, request: web.Request) -> web.StreamResponse:
+        """The widget showed an invitation: counted (`ctx.invitation_event`)."""
+        headers = self._cors(request.headers.get("Origin"), required=True)
+        if headers is None:
+            return _forbidden_origin()
+        waiting = await self._rates.window(
+            f"webchat-shown:{client_key(request.remote)}", SHOWN_PER_MINUTE, 60.0
+        )
+        if waiting > 0:
+            headers["Retry-After"] = str(max(1, int(waiting + 0.999)))
+            return web.json_response(
+                {"error": {"code": "rate_limited", "message": "too many reports; slow down"}},
+                status=429,
+                headers=headers,
+            )
+        name = request.match_info["invitation"]
+        if not any(inv.name == name for inv in self.settings.invitations):
+            return web.json_response(
+                {"error": {"code": "not_found", "message": "no such invitation"}},
+                status=404,
+                headers=headers,
+            )
+        self._count_invitation(name, "shown")
+        return web.Response(status=204, headers=headers)
+
+    def _cors(self, origin: str | None, required: bool = False) -> dict[str, str] | None:
+        """The headers answering a page on an allowed origin; None: the origin is not
+        allowed. Without an `Origin` (not a browser's cross-site request) the rules may
+        still be read, but `required` refuses it unless every origin is allowed."""
+        headers = {"X-Content-Type-Options": "nosniff"}
+        if origin is None:
+            return None if required and not self.origin_allowed(None) else headers
+        if not self.origin_allowed(origin):
+            return None
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Vary"] = "Origin"
+        return headers
+
+    async def _someone_available(self) -> bool:
+        """Someone can answer a chat now: the channel is open and an agent who takes its
+        chats is online."""
+        online = await self._availability()
+        closed = self._channel_status is not None and self._channel_status.state == "closed"
+        return online > 0 and not closed
+
+    def _count_invitation(self, name: str, event: Literal["shown", "answered"]) -> None:
+        try:
+            self.ctx.invitation_event(name, event)
+        except Exception:  # a count, never a failure of the chat
+            self.ctx.log.exception("invitation not counted")
 
     def origin_allowed(self, origin: str | None) -> bool:
         if self._any_origin:
@@ -596,6 +660,8 @@ class WebchatConnector(Connector):
             )
             return
         self._wrote.add(visitor)
+        if "invitation" in metadata and not result.duplicate:
+            self._count_invitation(metadata["invitation"], "answered")
         if self._typing.pop(visitor, None) is not None:
             await self._forward_typing(visitor, False)
         await self._renew_in_use(sock)
@@ -898,11 +964,14 @@ class WebchatConnector(Connector):
         return out
 
     async def _availability(self) -> int:
-        if self._agents_online is None:
-            self._agents_online = await self._fetch_availability()
-            # Shown in the welcome being built; later changes are pushed by the poller.
-            self._channel_status = self._fetched_status
-        return self._agents_online
+        """Agents online for this channel: fetched once, then kept fresh by the poller."""
+        async with self._availability_lock:
+            if self._agents_online is None:
+                online = await self._fetch_availability()
+                # Shown in the welcome being built; later changes are pushed by the poller.
+                self._channel_status = self._fetched_status
+                self._agents_online = online
+            return self._agents_online
 
     async def _fetch_availability(self) -> int:
         try:
@@ -1123,6 +1192,12 @@ def _verification_frame(email: str, result: VerificationResult) -> dict[str, Any
     if result.retry_after is not None:
         frame["retry_after"] = max(1, int(result.retry_after + 0.999))
     return frame
+
+
+def _forbidden_origin() -> web.Response:
+    return web.json_response(
+        {"error": {"code": "forbidden", "message": "origin not allowed"}}, status=403
+    )
 
 
 def _refuse(status: int, code: str, message: str) -> NoReturn:

@@ -29,6 +29,12 @@ class InvitationWhen(BaseModel):
         description="Visitor attributes the page gives the widget (the script tag's "
         "data-attributes JSON), each equal, e.g. {plan: pro}.",
     )
+    also_when_unavailable: bool = Field(
+        False,
+        description="Also invite while nobody can answer (the channel is closed, or no agent "
+        "who takes its chats is online); by default an invitation is offered only while "
+        "someone can.",
+    )
 
 
 class Invitation(BaseModel):

@@ -160,11 +160,15 @@ class TimeNotices:
             )
         )
 
+    def channel_queue(self, channel: str, kind: str) -> str:
+        """The queue a channel's new conversations go to: the one the rules give a message
+        with no text."""
+        return classify(self.routing, MessageFacts(channel, kind, "", None, {})).queue
+
     def channel_status(self, channel: str, kind: str, now: float) -> WaitStatus | None:
-        """Closed for the conversations a channel's new messages would open (the queue the
-        rules give a message with no text), or None when open."""
-        facts = MessageFacts(channel, kind, "", None, {})
-        return closed_status(self.routing, classify(self.routing, facts).queue, now)
+        """Closed for the conversations a channel's new messages would open, or None when
+        open."""
+        return closed_status(self.routing, self.channel_queue(channel, kind), now)
 
     # --- the wait ------------------------------------------------------------------------
     async def _seats(self, kinds: list[str]) -> tuple[list[WaitingSeat], dict[str, int]]:

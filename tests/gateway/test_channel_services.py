@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from connectors.base import (
@@ -17,7 +18,7 @@ from connectors.base import (
     Typing,
 )
 from gateway.ingest import ChannelInfo
-from tests.gateway.conftest import ADMIN, agent_token, wait_for
+from tests.gateway.conftest import ADMIN, agent_token, base_config, wait_for
 
 CHAT = ChannelInfo("api", "api")
 
@@ -60,6 +61,21 @@ async def test_availability_counts_online_agents(gateway_factory: Any) -> None:
     for agent in ("alice", "bob"):
         await client.call("PUT", f"/v1/agents/{agent}/presence", json={"status": "away"})
     assert await gw.availability() == {"agents_online": 0}
+
+
+async def test_a_channel_counts_only_the_agents_who_could_take_its_conversations(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    cfg = base_config(tmp_path / "db.sqlite")
+    _, bob, carol = cfg["agents"]
+    bob["capacity"] = {"default": 2, "api": 0}  # takes no conversations of this kind
+    carol.update(presence="online", queues=["billing"])  # not in the channel's queue
+    gw, client = await gateway_factory(cfg)
+    availability = gw.connectors["api"].ctx.availability
+    assert await gw.availability() == {"agents_online": 3}
+    assert await availability() == {"agents_online": 1}  # alice
+    await client.call("PUT", "/v1/agents/alice/presence", json={"status": "away"})
+    assert await availability() == {"agents_online": 0}
 
 
 async def test_typing_is_live_only_both_ways(gateway_factory: Any) -> None:

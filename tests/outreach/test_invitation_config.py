@@ -53,3 +53,23 @@ def test_unnamed_invitations_are_numbered() -> None:
     )
     assert [i.name for i in settings.invitations] == ["invitation-1", "cart"]
     assert settings.invitations[1].when.seconds_on_page == 0
+
+
+def test_an_invitation_may_opt_in_to_times_nobody_can_answer(tmp_path: Path) -> None:
+    rule = {"name": "note", "when": {"also_when_unavailable": True}, "text": {"en": "Write us"}}
+    settings = WebchatSettings.model_validate(
+        {
+            "secret": "test-webchat-secret-0123456789",
+            "allowed_origins": ["*"],
+            "invitations": [rule],
+        }
+    )
+    assert settings.invitations[0].when.also_when_unavailable is True
+    wrong = [{"when": {"also_when_unavailable": "sometimes"}, "text": {"en": "x"}}]
+    with pytest.raises(ConfigError) as err:
+        load_config_text(with_invitations(tmp_path, wrong))
+    assert "channels[1].invitations[0].when.also_when_unavailable" in str(err.value)
+    guessed = [{"when": {"available": False}, "text": {"en": "x"}}]  # not the key's name
+    with pytest.raises(ConfigError) as err:
+        load_config_text(with_invitations(tmp_path, guessed))
+    assert "channels[1].invitations[0].when.available" in str(err.value)

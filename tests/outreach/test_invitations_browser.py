@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from playwright.async_api import Browser, expect
 
+from gateway.metrics import METRICS
 from tests.gateway.conftest import Client, gateway_factory
 from tests.webchat.conftest import (
     CHANNEL,
@@ -188,12 +189,14 @@ async def test_an_answer_names_its_invitation_and_an_unknown_name_is_ignored(
     make_chat: Callable[..., Awaitable[Chat]],
 ) -> None:
     chat = await invited_chat(make_chat)
+    before = answered("pricing-pro")
     ws, _ = await chat.visitor()
     await ws.send_json(
         {"type": "message", "client_id": "c1", "text": "Hallo", "invitation": "pricing-pro"}
     )
     ack = await receive_type(ws, "ack")
     assert ack["client_id"] == "c1"
+    assert answered("pricing-pro") == before + 1  # for the support leaders (Prometheus)
     [conv] = await chat.conversations()
     assert conv["routing"]["reasons"][0] == "invited by rule pricing-pro"
     other, _ = await chat.visitor()
@@ -205,6 +208,13 @@ async def test_an_answer_names_its_invitation_and_an_unknown_name_is_ignored(
     assert len(convs) == 2
     newest = next(c for c in convs if c["id"] != conv["id"])
     assert not any("invited" in r for r in newest["routing"]["reasons"])
+
+
+def answered(invitation: str) -> float:
+    value = METRICS.registry.get_sample_value(
+        "switchboard_invitations_answered_total", {"channel": CHANNEL, "invitation": invitation}
+    )
+    return value or 0.0
 
 
 async def receive_type(ws: Any, kind: str) -> dict[str, Any]:

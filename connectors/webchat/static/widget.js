@@ -1050,30 +1050,51 @@
     clearTimeout(state.inviteTimer);
     show(invite, false);
   }
-  function showInvitation(rule) {
+  function invitationsUrl() {
+    return src.origin + "/webchat/" + encodeURIComponent(channel) + "/invitations";
+  }
+  function inviteSuppressed() {
     // Not over an open chat, not to a visitor already talking, not after a dismissal.
-    if (state.open || state.hadHistory || state.pending.length ||
-        session.getItem(KEY + ":invite-dismissed")) { return; }
-    state.invitation = { name: rule.name, text: inviteWording(rule.text) };
-    inviteText.textContent = state.invitation.text;
-    invite.setAttribute("data-rule", rule.name);
-    show(invite, true);
+    return state.open || state.hadHistory || state.pending.length ||
+      session.getItem(KEY + ":invite-dismissed");
+  }
+  function fetchInvitations(fresh) {
+    // `fresh`: past the browser's cache, for the check just before showing one.
+    return fetch(invitationsUrl(), { credentials: "omit", cache: fresh ? "no-store" : "default" })
+      .then(function (r) { return r.ok ? r.json() : { invitations: [] }; })
+      .then(function (body) { return (body && body.invitations) || []; });
+  }
+  function showInvitation(rule, loaded) {
+    if (inviteSuppressed()) { return; }
+    // The page may have been open for minutes: ask again whether the rule is still offered
+    // (the channel may have closed, or the last agent gone offline since); an answer of
+    // the last two seconds is still good.
+    var offer = Date.now() - loaded.at < 2000 ? Promise.resolve(loaded.rules) : fetchInvitations(true);
+    offer.then(function (rules) {
+      var offered = rules.some(function (r) { return r.name === rule.name; });
+      if (!offered || inviteSuppressed()) { return; }
+      state.invitation = { name: rule.name, text: inviteWording(rule.text) };
+      inviteText.textContent = state.invitation.text;
+      invite.setAttribute("data-rule", rule.name);
+      show(invite, true);
+      // Counted by the gateway (shown, and later answered); a lost report changes nothing.
+      fetch(invitationsUrl() + "/" + encodeURIComponent(rule.name) + "/shown",
+        { method: "POST", credentials: "omit", keepalive: true }).catch(function () {});
+    }).catch(function () { /* no invitation: the chat works as before */ });
   }
   function loadInvitations() {
     if (!window.fetch || session.getItem(KEY + ":invite-dismissed")) { return; }
-    fetch(src.origin + "/webchat/" + encodeURIComponent(channel) + "/invitations",
-      { credentials: "omit" }).then(function (r) { return r.ok ? r.json() : { invitations: [] }; })
-      .then(function (body) {
-        var attrs = visitorAttributes();
-        var rules = (body && body.invitations) || [];
-        for (var i = 0; i < rules.length; i++) {
-          if (!inviteHolds(rules[i], attrs)) { continue; }
-          var rule = rules[i];
-          var wait = Math.max(0, (rule.seconds_on_page || 0) * 1000 - (Date.now() - pageStart));
-          state.inviteTimer = setTimeout(function () { showInvitation(rule); }, wait);
-          return;
-        }
-      }).catch(function () { /* no invitation: the chat works as before */ });
+    fetchInvitations(false).then(function (rules) {
+      var loaded = { rules: rules, at: Date.now() };
+      var attrs = visitorAttributes();
+      for (var i = 0; i < rules.length; i++) {
+        if (!inviteHolds(rules[i], attrs)) { continue; }
+        var rule = rules[i];
+        var wait = Math.max(0, (rule.seconds_on_page || 0) * 1000 - (Date.now() - pageStart));
+        state.inviteTimer = setTimeout(function () { showInvitation(rule, loaded); }, wait);
+        return;
+      }
+    }).catch(function () { /* no invitation: the chat works as before */ });
   }
   inviteText.addEventListener("click", function () { openPanel(); });
   inviteClose.addEventListener("click", function () {
