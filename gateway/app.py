@@ -579,7 +579,7 @@ class Gateway:
         from gateway.coord.ratelimit import RedisRateLimiter
 
         keys = Keys(self.config.coordination.prefix)
-        return RedisRateLimiter(self.redis.redis, keys, namespace)
+        return RedisRateLimiter(self.redis.redis, keys, namespace, health=self.redis)
 
     def _build_connectors(self) -> None:
         assert self._http is not None

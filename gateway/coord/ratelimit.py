@@ -6,7 +6,11 @@ once): Lua scripts, all time from the Redis server's clock (`TIME`).
 - `reserve`/`pause`: GCRA, the key holds the theoretical arrival time in ms.
 
 A Redis error falls back to this instance's own `LocalRateLimiter` (a limit per instance
-for a while is better than none, and better than refusing every message)."""
+for a while is better than none, and better than refusing every message). An outage is
+logged once, not once per message: with `health` (gateway/coord/client.py RedisClient) a
+failure is reported to it (it logs the outage and its end) and, while it knows Redis is
+down, the limiter does not wait for Redis at all; without it the limiter logs one warning
+when the shared limits are lost and one line when they are back."""
 
 from __future__ import annotations
 
@@ -82,48 +86,96 @@ class RedisRateLimiter:
         keys: Keys | None = None,
         namespace: str = "",
         fallback: RateLimiter | None = None,
+        health: Any | None = None,
+        outage: _Outage | None = None,
     ) -> None:
         self.client = client
         self.keys = keys or Keys()
         self.namespace = namespace
         self.fallback = fallback or LocalRateLimiter()
+        self.health = health
+        # Shared by the scoped limiters: one outage is one warning for all of them.
+        self._outage = outage or _Outage()
         self._window = client.register_script(_WINDOW)
         self._reserve = client.register_script(_RESERVE)
         self._pause = client.register_script(_PAUSE)
 
     def scoped(self, namespace: str) -> RedisRateLimiter:
         """The same limiter with keys under `namespace` (one channel's)."""
-        scoped = RedisRateLimiter(self.client, self.keys, self.namespace + namespace)
-        return scoped
+        return RedisRateLimiter(
+            self.client,
+            self.keys,
+            self.namespace + namespace,
+            health=self.health,
+            outage=self._outage,
+        )
 
     def _key(self, key: str) -> str:
         return self.keys.rate(self.namespace + key)
 
+    def _down(self) -> bool:
+        """Redis is known to be down: use this instance's limits without waiting for it."""
+        return self.health is not None and not self.health.healthy
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.health is not None:
+            self.health.report_failure(exc)  # it logs the outage once, and its end
+        elif not self._outage.down:
+            self._outage.down = True
+            log.warning(
+                "shared rate limits unavailable: limits per instance until Redis answers",
+                extra={"error": type(exc).__name__},
+            )
+        log.debug("shared rate limit unavailable: %r", exc)
+
+    def _answered(self) -> None:
+        if self._outage.down:
+            self._outage.down = False
+            log.info("shared rate limits back")
+
     async def window(self, key: str, limit: int, seconds: float) -> float:
+        if self._down():
+            return await self.fallback.window(key, limit, seconds)
         try:
             ms = await self._window(
                 keys=[self._key(key)], args=[limit, round(seconds * 1000), uuid.uuid4().hex]
             )
         except Exception as exc:
-            log.warning("shared rate limit unavailable: %r", exc, extra={"key": key})
+            self._failed(exc)
             return await self.fallback.window(key, limit, seconds)
+        self._answered()
         return int(ms) / 1000.0
 
     async def reserve(
         self, key: str, rate: float, burst: int = 1, max_wait: float | None = None
     ) -> float | None:
+        if self._down():
+            return await self.fallback.reserve(key, rate, burst, max_wait)
         wait = -1 if max_wait is None else round(max_wait * 1000)
         try:
             ms = await self._reserve(keys=[self._key(key)], args=[1000.0 / rate, burst, wait])
         except Exception as exc:
-            log.warning("shared rate limit unavailable: %r", exc, extra={"key": key})
+            self._failed(exc)
             return await self.fallback.reserve(key, rate, burst, max_wait)
+        self._answered()
         value = float(ms)
         return None if value < 0 else value / 1000.0
 
     async def pause(self, key: str, rate: float, seconds: float) -> None:
-        try:
-            await self._pause(keys=[self._key(key)], args=[round(seconds * 1000)])
-        except Exception as exc:
-            log.warning("shared rate limit unavailable: %r", exc, extra={"key": key})
+        if not self._down():
+            try:
+                await self._pause(keys=[self._key(key)], args=[round(seconds * 1000)])
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                self._answered()
         await self.fallback.pause(key, rate, seconds)
+
+
+class _Outage:
+    """Whether the last call to Redis failed (for logging an outage once)."""
+
+    __slots__ = ("down",)
+
+    def __init__(self) -> None:
+        self.down = False

@@ -4,11 +4,14 @@ instances), and the in-process ones used without Redis."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from connectors.ratelimit import LocalRateLimiter
 from connectors.telegram.limiter import FloodLimiter
@@ -93,8 +96,16 @@ async def test_telegram_flood_limits_hold_across_instances(
     assert time.monotonic() - started >= 0.8
 
 
+def _unreachable() -> aioredis.Redis:
+    """A client of a Redis that is not there, failing at once (no retries, as the
+    gateway's client retries once at most)."""
+    return aioredis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+
+
 async def test_redis_unreachable_falls_back_to_a_limit_per_instance() -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    client = _unreachable()
     limiter = RedisRateLimiter(client, Keys("t"))
     assert await limiter.window("v", 2, 60.0) == 0.0
     assert await limiter.window("v", 2, 60.0) == 0.0
@@ -102,6 +113,53 @@ async def test_redis_unreachable_falls_back_to_a_limit_per_instance() -> None:
     assert await limiter.reserve("c", 0.01, 1, 0.1) == 0.0
     assert await limiter.reserve("c", 0.01, 1, 0.1) is None
     await client.aclose()
+
+
+async def test_an_outage_is_logged_once_not_per_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every visitor message during a Redis outage asks the limiter: one warning when the
+    shared limits are lost (and one line when they are back), not one per message."""
+    client = _unreachable()
+    limiter = RedisRateLimiter(client, Keys("t"))
+    channel = limiter.scoped("channel:webchat:")
+    with caplog.at_level(logging.INFO, logger="switchboard.coord.ratelimit"):
+        for n in range(5):
+            await limiter.window(f"v{n}", 10, 60.0)
+            await channel.window(f"v{n}", 10, 60.0)
+            await limiter.reserve(f"c{n}", 10.0, 1, 0.1)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    await client.aclose()
+
+
+class _Health:
+    """The gateway's RedisClient as the limiter sees it."""
+
+    def __init__(self, healthy: bool) -> None:
+        self.healthy = healthy
+        self.failures: list[BaseException | None] = []
+
+    def report_failure(self, exc: BaseException | None = None) -> None:
+        self.failures.append(exc)
+        self.healthy = False
+
+
+async def test_with_the_gateways_health_a_known_outage_skips_redis(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the gateway knows Redis is down a message does not wait for Redis; a failure
+    is reported to the gateway's client (which logs the outage), not logged again here."""
+    health = _Health(healthy=True)
+    limiter = RedisRateLimiter(_unreachable(), Keys("t"), health=health).scoped("portal:")
+    with caplog.at_level(logging.INFO, logger="switchboard.coord.ratelimit"):
+        assert await limiter.window("v", 1, 60.0) == 0.0  # tried Redis: failed, reported
+        assert len(health.failures) == 1
+        assert await limiter.window("v", 1, 60.0) > 0  # limited here, Redis not asked
+        assert await limiter.reserve("c", 1.0, 1, 0.0) == 0.0
+    assert len(health.failures) == 1
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    await limiter.client.aclose()
 
 
 async def test_local_limiter() -> None:
