@@ -431,3 +431,36 @@ async def test_conversation_exists_names_only_a_conversation_the_caller_sees(
     # Those who see it are told which.
     assert conv["id"] in await exists(agent_token("carol"))  # billing is hers
     assert conv["id"] in await exists(ADMIN)
+
+
+async def test_a_contact_the_caller_cannot_see_is_unknown_to_it(
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, store_cfg: Any
+) -> None:
+    """`contact_id` of a contact whose conversations are all outside a queue-limited
+    caller's queues: as unknown to it as to `GET /v1/contacts/{id}`; nothing is started."""
+    _, client = await gateway_factory(config(tmp_path, store_cfg, twilio))
+    status, conv = await start_conv(
+        client,
+        "test-integration-token",
+        channel="sms",
+        to={"address": CUSTOMER_NUMBER},
+        text="About your invoice 42: it is now paid.",
+        assign_to="alice",
+    )
+    assert status == 201 and conv["queue"] == "billing", conv
+    status, _ = await client.call("POST", f"/v1/conversations/{conv['id']}/resolve")
+    assert status == 200
+    contact = conv["contact_id"]
+    bob = agent_token("bob")  # general only: the contact's one conversation is in billing
+    status, _ = await client.call("GET", f"/v1/contacts/{contact}", token=bob)
+    assert status == 404
+    status, err = await start_conv(
+        client, bob, channel="sms", contact_id=contact, text="Hello", queue="general"
+    )
+    assert (status, err["error"]["code"]) == (422, "unknown_contact"), err
+    assert len(twilio.messages) == 1  # the first start's message only
+    # Who sees it starts with it.
+    status, again = await start_conv(
+        client, agent_token("carol"), channel="sms", contact_id=contact, text="Hello"
+    )
+    assert status == 201 and again["contact_id"] == contact, again

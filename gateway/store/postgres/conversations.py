@@ -500,6 +500,10 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
             if await conn.fetchval("SELECT 1 FROM contacts WHERE id=$1", req.contact_id) is None:
                 raise refuse_unknown_contact(req)
             contact_id = await resolve_contact_id(conn, req.contact_id)
+            try:  # a contact the caller cannot see is as unknown as to GET /v1/contacts/{id}
+                await self._check_contact(conn, contact_id, req.scope)
+            except NotFound:
+                raise refuse_unknown_contact(req) from None
             row = await conn.fetchrow(
                 "SELECT kind, address FROM identities WHERE contact_id=$1 AND kind=$2"
                 " ORDER BY verified DESC, address LIMIT 1",

@@ -14,21 +14,6 @@ from gateway.store.sqlite.rows import SqliteRows
 
 
 class SqliteContacts(SqliteRows):
-    def _check_contact(
-        self, conn: sqlite3.Connection, contact_id: str, scope: Scope | None
-    ) -> None:
-        if scope is None:
-            return
-        clause, args = scope.where()
-        if not clause:
-            return
-        row = conn.execute(
-            f"SELECT 1 FROM conversations WHERE contact_id=? AND {clause} LIMIT 1",
-            (contact_id, *args),
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"contact {contact_id} not found")
-
     async def get_contact(self, contact_id: str, scope: Scope | None = None) -> Contact:
         def op(conn: sqlite3.Connection) -> Contact:
             contact = self._contact(conn, contact_id)

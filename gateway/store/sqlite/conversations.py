@@ -481,6 +481,10 @@ class SqliteConversations(SqliteRows, OutreachStore):
             ):
                 raise refuse_unknown_contact(req)
             contact_id = self._resolve_contact_id(conn, req.contact_id)
+            try:  # a contact the caller cannot see is as unknown as to GET /v1/contacts/{id}
+                self._check_contact(conn, contact_id, req.scope)
+            except NotFound:
+                raise refuse_unknown_contact(req) from None
             row = conn.execute(
                 "SELECT kind, address FROM identities WHERE contact_id=? AND kind=?"
                 " ORDER BY verified DESC, address LIMIT 1",

@@ -14,7 +14,7 @@ from gateway.model import (
     Message,
     loads,
 )
-from gateway.store.base import NotFound
+from gateway.store.base import NotFound, Scope
 from gateway.store.rows import (
     CONV_COLS,
     MSG_COLS,
@@ -30,6 +30,22 @@ class SqliteRows(SqliteBase):
     # --- row mapping ------------------------------------------------------------------------
     _CONV_COLS = CONV_COLS
     _conv = staticmethod(conv_row)
+
+    def _check_contact(
+        self, conn: sqlite3.Connection, contact_id: str, scope: Scope | None
+    ) -> None:
+        """NotFound unless `scope` sees one of the contact's conversations."""
+        if scope is None:
+            return
+        clause, args = scope.where()
+        if not clause:
+            return
+        row = conn.execute(
+            f"SELECT 1 FROM conversations WHERE contact_id=? AND {clause} LIMIT 1",
+            (contact_id, *args),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"contact {contact_id} not found")
 
     def _get_conv(self, conn: sqlite3.Connection, conversation_id: str) -> Conversation:
         row = conn.execute(
