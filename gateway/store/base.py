@@ -577,6 +577,11 @@ class KeyValueStore(StoreResource):
     async def kv_set(self, namespace: str, key: str, value: str) -> None: ...
 
     @abstractmethod
+    async def kv_setdefault(self, namespace: str, key: str, value: str) -> str:
+        """Store `value` unless the key has one, in one transaction; returns the stored
+        value. Of several callers at once (several instances) all get the same value."""
+
+    @abstractmethod
     async def kv_delete(self, namespace: str, key: str) -> None: ...
 
     @abstractmethod
