@@ -4,7 +4,9 @@ conversations it has use their own index (migrations SQLite 20, PostgreSQL 10)."
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -184,3 +186,22 @@ async def test_a_handoff_whose_record_fails_leaves_neither_the_move_nor_the_reco
     conv, events = await store.bot_handoff(handoff, 300.0)
     assert conv.queue == "billing"
     assert [e.type for e in events] == ["conversation.transferred", "bot.handoff"]
+
+
+async def test_a_bot_turn_is_claimed_by_one_holder_until_released_or_expired(
+    store: Store,
+) -> None:
+    assert await store.bot_turn_claim("cv_1", "a", 60)
+    assert not await store.bot_turn_claim("cv_1", "b", 60)
+    assert await store.bot_turn_claim("cv_1", "a", 60)  # its own: renewed
+    assert await store.bot_turn_claim("cv_2", "b", 60)  # another conversation's turn
+    await store.bot_turn_release("cv_1", "b")  # not b's: nothing happens
+    assert not await store.bot_turn_claim("cv_1", "b", 60)
+    await store.bot_turn_release("cv_1", "a")
+    assert await store.bot_turn_claim("cv_1", "b", 0.2)
+    # A holder that died: its claim runs out (by the database's clock), then c gets it.
+    assert not await store.bot_turn_claim("cv_1", "c", 60)
+    deadline = time.monotonic() + 5
+    while not await store.bot_turn_claim("cv_1", "c", 60):
+        assert time.monotonic() < deadline, "the claim never ran out"
+        await asyncio.sleep(0.05)

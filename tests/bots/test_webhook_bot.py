@@ -396,3 +396,39 @@ async def test_a_handoff_without_a_language_carries_the_detected_one(
     conv = await wait_for(lambda: _assigned(client, "pia"), timeout=10)
     assert conv["routing"]["handoff"]["language"] == "de"
     assert conv["queue"] == "billing" and conv["routing"]["rule"] == "german"
+
+
+async def test_two_instances_take_one_conversations_turns_one_at_a_time_in_order(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    pg_dsn: str,
+) -> None:
+    """A customer's quick messages land on two instances of one PostgreSQL: the bot is
+    called for one message at a time, in the order they came, and its answers go out in
+    that order (the turn is claimed in the store, not only in each process)."""
+    bot.replies = [
+        ("sleep", 1.0, {"action": "answer", "text": "Answer one"}),
+        {"action": "answer", "text": "Answer two"},
+        {"action": "answer", "text": "Answer three"},
+    ]
+    cfg = bot_config({"backend": "postgres", "dsn": pg_dsn}, receiver.url, bot.url, timeout=10)
+    gw_a, a = await gateway_factory(cfg)
+    gw_b, b = await gateway_factory(cfg)
+    await a.inbound("q1", "My order did not arrive", "dan")
+    await wait_for(lambda: len(bot.calls) == 1, timeout=10)  # a's call is under way
+    await b.inbound("q2", "It was order 4711", "dan")
+    await a.inbound("q3", "I paid by card", "dan")
+    await wait_for(lambda: len(texts_to(receiver)) == 3, timeout=15)
+    await gw_a.bot_stage.idle()
+    await gw_b.bot_stage.idle()
+
+    assert bot.most_at_once == 1
+    assert [c["message"]["text"] for c in bot.calls] == [
+        "My order did not arrive",
+        "It was order 4711",
+        "I paid by card",
+    ]
+    assert texts_to(receiver) == ["Answer one", "Answer two", "Answer three"]
+    conv = await only_conversation(a, "dan")
+    assert conv["queue"] == BOT_QUEUE and conv["assignee"] is None

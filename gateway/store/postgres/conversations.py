@@ -765,6 +765,36 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
 
         return await self._tx(op)
 
+    async def bot_turn_claim(self, conversation_id: str, holder: str, ttl: float) -> bool:
+        """One statement: of two instances asking at once, one inserts (or takes the
+        expired row) and the other waits for its commit and finds the row live."""
+
+        async def op(conn: Conn) -> bool:
+            taken = await conn.fetchval(
+                "INSERT INTO bot_turns(conversation_id, holder, until)"
+                " VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))"
+                " ON CONFLICT(conversation_id) DO UPDATE SET holder=excluded.holder,"
+                " until=excluded.until"
+                " WHERE bot_turns.holder = excluded.holder OR bot_turns.until <= clock_timestamp()"
+                " RETURNING TRUE",
+                conversation_id,
+                holder,
+                ttl,
+            )
+            return bool(taken)
+
+        return await self._tx(op)
+
+    async def bot_turn_release(self, conversation_id: str, holder: str) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                "DELETE FROM bot_turns WHERE conversation_id=$1 AND holder=$2",
+                conversation_id,
+                holder,
+            )
+
+        await self._tx(op)
+
     async def resolve(
         self, conversation_id: str, by: str | None, scope: Scope | None, now: float
     ) -> tuple[Conversation, list[Event]]:
