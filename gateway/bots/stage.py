@@ -99,7 +99,9 @@ def unanswered_before(history: list[Message], message_id: str) -> list[Message]:
     for m in history:
         if m.id == message_id:
             return waiting
-        if m.direction == "in" and m.id not in answered:
+        if _bot_turn(m) and "reply_to" not in m.metadata["bot"]:
+            waiting = []  # a turn from before `reply_to`: it answered what came before it
+        elif m.direction == "in" and m.id not in answered:
             waiting.append(m)
     return []
 
