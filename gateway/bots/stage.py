@@ -75,8 +75,11 @@ __all__ = ["BOT_QUEUE", "IdleSource", "WebhookBotStage", "hold_reason"]
 MAX_TRANSCRIPT_CHARS = 2000
 # After a restart, a cut-off call's message is handed off this long after the bot's timeout.
 RESTART_MARGIN = 1.0
-# A turn's claim in the store lasts the longest bot timeout and this much more (the store
-# writes and the reply around the call): an instance that died holding it blocks no longer.
+# A turn's claim in the store lasts this long and is renewed every third of it while the
+# turn runs: an instance that dies holding it blocks the conversation this long at most.
+TURN_TTL = 10.0
+# A turn waits for an earlier message's turn (on another instance, maybe behind others) up
+# to the bot's timeout and this much more after that message came; older, it was cut off.
 TURN_MARGIN = 30.0
 # How often a turn asks again for a claim another instance holds.
 TURN_POLL = 0.1
@@ -208,17 +211,21 @@ class WebhookBotStage:
         self, conversation_id: str, work: Callable[[], Any], message: Message | None = None
     ) -> None:
         """One turn of a conversation at a time, in the order the messages came: in this
-        process by a lock (in order of arrival), across instances by a claim in the store
-        that expires (an instance that dies holding it blocks the others only until then).
-        The bot's call runs between two short transactions, never inside one."""
+        process by a lock (in order of arrival), across instances by a claim in the store,
+        renewed while the turn runs, that expires (an instance that dies holding it blocks
+        the others only until then). The bot's call runs between short transactions, never
+        inside one."""
         lock, users = self._locks.get(conversation_id, (asyncio.Lock(), 0))
         self._locks[conversation_id] = (lock, users + 1)
         try:
             async with lock:
                 holder = await self._claim(conversation_id, message)
+                renewing = asyncio.ensure_future(self._renew(conversation_id, holder))
                 try:
                     await work()
                 finally:
+                    renewing.cancel()
+                    await asyncio.wait([renewing])
                     await self._release(conversation_id, holder)
         finally:
             lock, users = self._locks[conversation_id]
@@ -227,7 +234,7 @@ class WebhookBotStage:
             else:
                 self._locks[conversation_id] = (lock, users - 1)
 
-    def _turn_ttl(self) -> float:
+    def _patience(self) -> float:
         return max((cfg.timeout for cfg in self.bots().values()), default=0.0) + TURN_MARGIN
 
     async def _claim(self, conversation_id: str, message: Message | None) -> str:
@@ -235,19 +242,33 @@ class WebhookBotStage:
         A turn for `message` also lets the turns of the customer's earlier messages that
         are still under way (on other instances) go first, so answers keep their order."""
         holder = f"turn_{secrets.token_hex(8)}"
-        ttl = self._turn_ttl()
+        patience = self._patience()
         while True:
-            if await self.store.bot_turn_claim(conversation_id, holder, ttl):
+            if await self.store.bot_turn_claim(conversation_id, holder, TURN_TTL):
                 if message is None:
                     return holder
                 history = await self.store.messages(conversation_id)
                 now = self.clock()
                 if not any(
-                    m.created_at + ttl > now for m in unanswered_before(history, message.id)
+                    m.created_at + patience > now for m in unanswered_before(history, message.id)
                 ):
                     return holder
                 await self.store.bot_turn_release(conversation_id, holder)
             await asyncio.sleep(TURN_POLL)
+
+    async def _renew(self, conversation_id: str, holder: str) -> None:
+        """Keep the claim while the turn runs (cancelled when it ends)."""
+        while True:
+            await asyncio.sleep(TURN_TTL / 3)
+            try:
+                if not await self.store.bot_turn_claim(conversation_id, holder, TURN_TTL):
+                    log.warning("bot turn claim lost", extra={"conversation": conversation_id})
+                    return
+            except Exception as exc:  # the store is away: the claim may run out meanwhile
+                log.warning(
+                    "bot turn claim not renewed",
+                    extra={"conversation": conversation_id, "error": type(exc).__name__},
+                )
 
     async def _release(self, conversation_id: str, holder: str) -> None:
         try:
