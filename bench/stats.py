@@ -7,7 +7,9 @@ SQL (going through the store's ingest would take an hour here). Then:
 1. the KPI fold reads the whole event log into the rollups (timed: the one-off cost of
    migration 14 on an existing log, and the fold's rate);
 2. a real gateway (in process, aiohttp) answers `GET /v1/stats` for the month with no
-   grouping and with each `group_by`, `--repeat` times each; the best and median times.
+   grouping and with each `group_by`, `--repeat` times each; the best and median times,
+   and the longest the event loop was held meanwhile (tests/looplag.py: the process's
+   loop, which also runs the bench's client and the answer's JSON).
 Baseline, in the same run: one bare scan that counts the month's messages per channel
 from the base tables (what any report reading the raw data costs at least).
 
@@ -44,6 +46,7 @@ import orjson
 from gateway.app import Gateway
 from gateway.config import load_config_text
 from gateway.store.sqlite import SqliteStore
+from tests.looplag import LoopLag
 
 MONTH_START = 1772323200.0  # 2026-03-01T00:00:00Z
 MONTH = 31 * 86400.0
@@ -357,25 +360,29 @@ async def answer(
             "tz": "Europe/Berlin",
         }
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            print("| group_by | best wall | median wall | median CPU | wall / baseline | groups |")
-            print("|---|---|---|---|---|---|")
+            print(
+                "| group_by | best wall | median wall | median CPU | wall / baseline | groups"
+                " | max loop stall |"
+            )
+            print("|---|---|---|---|---|---|---|")
             for group_by in (None, "channel", "queue", "agent", "day", "hour"):
                 query = dict(params, **({"group_by": group_by} if group_by else {}))
                 times, cpus = [], []
-                for _ in range(repeat):
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    async with http.get(url, params=query) as r:
-                        body = await r.json()
-                        assert r.status == 200, body
-                    times.append(time.perf_counter() - t0)
-                    cpus.append(time.process_time() - c0)
+                async with LoopLag() as lag:
+                    for _ in range(repeat):
+                        t0, c0 = time.perf_counter(), time.process_time()
+                        async with http.get(url, params=query) as r:
+                            body = await r.json()
+                            assert r.status == 200, body
+                        times.append(time.perf_counter() - t0)
+                        cpus.append(time.process_time() - c0)
                 groups = len(body["groups"] or [])
                 assert body["totals"]["conversations"] == conversations, body["totals"]
                 best, median = min(times), statistics.median(times)
                 print(
                     f"| {group_by or '(none)'} | {best * 1000:.0f} ms | {median * 1000:.0f} ms"
                     f" | {statistics.median(cpus) * 1000:.0f} ms | {median / base:.1f}"
-                    f" | {groups} |"
+                    f" | {groups} | {lag.max * 1000:.0f} ms |"
                 )
     finally:
         await gw.stop()

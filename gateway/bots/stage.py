@@ -25,7 +25,9 @@ a customer who goes quiet for the bot's `idle_after` is resolved by `IdleSource`
 (`idle:<name>`). Writing again within the reopen window goes on with the bot.
 
 State is the conversation itself: the bot's turns are its messages marked `bot` in their
-metadata, so nothing else is stored.
+metadata (with the customer message each answers, `reply_to`). Only the turn under way is
+kept besides: a claim in the store (`bot_turn_claim`, with an expiry), so one turn of a
+conversation runs at a time across instances, in the order the messages came.
 
 While in the bot stage a conversation is not in any wait queue a customer is shown (no
 position, no long-wait message: gateway/time/notices.py leaves BOT_QUEUE out).
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +75,14 @@ __all__ = ["BOT_QUEUE", "IdleSource", "WebhookBotStage", "hold_reason"]
 MAX_TRANSCRIPT_CHARS = 2000
 # After a restart, a cut-off call's message is handed off this long after the bot's timeout.
 RESTART_MARGIN = 1.0
+# A turn's claim in the store lasts this long and is renewed every third of it while the
+# turn runs: an instance that dies holding it blocks the conversation this long at most.
+TURN_TTL = 10.0
+# A turn waits for an earlier message's turn (on another instance, maybe behind others) up
+# to the bot's timeout and this much more after that message came; older, it was cut off.
+TURN_MARGIN = 30.0
+# How often a turn asks again for a claim another instance holds.
+TURN_POLL = 0.1
 
 
 def _bot_turn(m: Message) -> bool:
@@ -80,6 +91,22 @@ def _bot_turn(m: Message) -> bool:
     return (
         m.direction == "out" and isinstance(meta, dict) and meta.get("action") in ("answer", "ask")
     )
+
+
+def unanswered_before(history: list[Message], message_id: str) -> list[Message]:
+    """The customer's messages before `message_id` that no bot turn answered (a turn's
+    message names the one it answers: `reply_to`): their turns come first (one may be
+    waiting on another instance)."""
+    answered = {m.metadata["bot"].get("reply_to") for m in history if _bot_turn(m)}
+    waiting: list[Message] = []
+    for m in history:
+        if m.id == message_id:
+            return waiting
+        if _bot_turn(m) and "reply_to" not in m.metadata["bot"]:
+            waiting = []  # a turn from before `reply_to`: it answered what came before it
+        elif m.direction == "in" and m.id not in answered:
+            waiting.append(m)
+    return []
 
 
 def hold_reason(bot: str) -> str:
@@ -180,19 +207,77 @@ class WebhookBotStage:
         """A turn (or a handoff) of the conversation is under way in this process."""
         return conversation_id in self._locks
 
-    async def _locked(self, conversation_id: str, work: Callable[[], Any]) -> None:
-        """One turn of a conversation at a time, in the order the messages came."""
+    async def _locked(
+        self, conversation_id: str, work: Callable[[], Any], message: Message | None = None
+    ) -> None:
+        """One turn of a conversation at a time, in the order the messages came: in this
+        process by a lock (in order of arrival), across instances by a claim in the store,
+        renewed while the turn runs, that expires (an instance that dies holding it blocks
+        the others only until then). The bot's call runs between short transactions, never
+        inside one."""
         lock, users = self._locks.get(conversation_id, (asyncio.Lock(), 0))
         self._locks[conversation_id] = (lock, users + 1)
         try:
             async with lock:
-                await work()
+                holder = await self._claim(conversation_id, message)
+                renewing = asyncio.ensure_future(self._renew(conversation_id, holder))
+                try:
+                    await work()
+                finally:
+                    renewing.cancel()
+                    await asyncio.wait([renewing])
+                    await self._release(conversation_id, holder)
         finally:
             lock, users = self._locks[conversation_id]
             if users <= 1:
                 del self._locks[conversation_id]
             else:
                 self._locks[conversation_id] = (lock, users - 1)
+
+    def _patience(self) -> float:
+        return max((cfg.timeout for cfg in self.bots().values()), default=0.0) + TURN_MARGIN
+
+    async def _claim(self, conversation_id: str, message: Message | None) -> str:
+        """Wait for the conversation's turn in the store; returns the holder to release.
+        A turn for `message` also lets the turns of the customer's earlier messages that
+        are still under way (on other instances) go first, so answers keep their order."""
+        holder = f"turn_{secrets.token_hex(8)}"
+        patience = self._patience()
+        while True:
+            if await self.store.bot_turn_claim(conversation_id, holder, TURN_TTL):
+                if message is None:
+                    return holder
+                history = await self.store.messages(conversation_id)
+                now = self.clock()
+                if not any(
+                    m.created_at + patience > now for m in unanswered_before(history, message.id)
+                ):
+                    return holder
+                await self.store.bot_turn_release(conversation_id, holder)
+            await asyncio.sleep(TURN_POLL)
+
+    async def _renew(self, conversation_id: str, holder: str) -> None:
+        """Keep the claim while the turn runs (cancelled when it ends)."""
+        while True:
+            await asyncio.sleep(TURN_TTL / 3)
+            try:
+                if not await self.store.bot_turn_claim(conversation_id, holder, TURN_TTL):
+                    log.warning("bot turn claim lost", extra={"conversation": conversation_id})
+                    return
+            except Exception as exc:  # the store is away: the claim may run out meanwhile
+                log.warning(
+                    "bot turn claim not renewed",
+                    extra={"conversation": conversation_id, "error": type(exc).__name__},
+                )
+
+    async def _release(self, conversation_id: str, holder: str) -> None:
+        try:
+            await self.store.bot_turn_release(conversation_id, holder)
+        except Exception as exc:  # the claim expires by itself
+            log.warning(
+                "bot turn not released",
+                extra={"conversation": conversation_id, "error": type(exc).__name__},
+            )
 
     async def _turn(self, conversation_id: str, message: Message, text: str) -> None:
         async def work() -> None:
@@ -205,7 +290,10 @@ class WebhookBotStage:
                 except Exception:
                     log.exception("bot handoff failed", extra={"conversation": conversation_id})
 
-        await self._locked(conversation_id, work)
+        try:
+            await self._locked(conversation_id, work, message)
+        except Exception:  # no claim (the store is down): the restart or idle path takes it
+            log.exception("bot turn not started", extra={"conversation": conversation_id})
 
     async def _take(self, conversation_id: str, message: Message, text: str) -> None:
         conv = await self.store.get_conversation(conversation_id)
@@ -255,9 +343,11 @@ class WebhookBotStage:
                 reply = dataclasses.replace(reply, language=language)
             await self.handoff(conv.id, reply)
             return
-        await self._say(conv, name, reply, turns + 1)
+        await self._say(conv, name, reply, turns + 1, message.id)
 
-    async def _say(self, conv: Conversation, bot: str, reply: BotAnswer, turn: int) -> None:
+    async def _say(
+        self, conv: Conversation, bot: str, reply: BotAnswer, turn: int, reply_to: str
+    ) -> None:
         now = self.clock()
         sent = await self.services.reply(
             OutboundRequest(
@@ -267,7 +357,14 @@ class WebhookBotStage:
                 bot,
                 now,
                 automatic=True,
-                metadata={"bot": {"name": bot, "action": reply.action, "turn": turn}},
+                metadata={
+                    "bot": {
+                        "name": bot,
+                        "action": reply.action,
+                        "turn": turn,
+                        "reply_to": reply_to,
+                    }
+                },
             )
         )
         kind = "bot.answered" if reply.action == "answer" else "bot.asked"

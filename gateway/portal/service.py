@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from connectors.ratelimit import LocalRateLimiter, RateLimiter
 from gateway.i18n import Texts, primary
 from gateway.identity import normalize
 from gateway.ingest import ChannelInfo, Ingestor, RejectedMessage
+from gateway.linksecret import kept_secret
 from gateway.model import ACTIVE_STATUSES, Contact, Conversation, Message
 from gateway.portal import links
 from gateway.portal.config import PortalConfig
@@ -130,19 +130,14 @@ class Portal:
     def enabled(self) -> bool:
         return self.config.enabled
 
-    async def secret(self, fresh: bool = False) -> bytes:
+    async def secret(self) -> bytes:
         """The configured secret, else one made at first use and kept in the store (links
-        stay valid across restarts and instances). `fresh`: read the kept one again (two
-        instances making the first one at once: the one the store kept wins)."""
+        stay valid across restarts and instances; instances making it at once agree)."""
         configured = self.config.secret
         if configured is not None:
             return configured.get_secret_value().encode()
-        if fresh or not self._secret:
-            kept = await self.store.kv_get(SECRET_NAMESPACE, SECRET_KEY)
-            if kept is None:
-                await self.store.kv_set(SECRET_NAMESPACE, SECRET_KEY, secrets.token_urlsafe(32))
-                kept = await self.store.kv_get(SECRET_NAMESPACE, SECRET_KEY)
-            self._secret = (kept or "").encode()
+        if not self._secret:
+            self._secret = await kept_secret(self.store, SECRET_NAMESPACE, SECRET_KEY)
         return self._secret
 
     # --- links ---------------------------------------------------------------------------
@@ -184,8 +179,6 @@ class Portal:
     async def open(self, token: str) -> Visitor | links.Refusal:
         """Whom a link shows, or why it does not work."""
         link = links.read(await self.secret(), token)
-        if link is None and self.config.secret is None:
-            link = links.read(await self.secret(fresh=True), token)
         epoch: int | None = None
         if link is not None:
             try:

@@ -439,6 +439,16 @@ class ConversationStore(StoreResource):
     async def bot_record(self, event_type: str, data: dict[str, Any], now: float) -> list[Event]:
         """Append one `bot.*` event (an answer, a question back) to the event log."""
 
+    @abstractmethod
+    async def bot_turn_claim(self, conversation_id: str, holder: str, ttl: float) -> bool:
+        """Take the conversation's bot turn for `holder` for `ttl` seconds, unless another
+        holder's claim is still live (timed by the database server's clock on PostgreSQL):
+        one instance at a time runs a turn. True when taken (or renewed: `holder`'s own)."""
+
+    @abstractmethod
+    async def bot_turn_release(self, conversation_id: str, holder: str) -> None:
+        """End `holder`'s claim of the turn (a no-op when it is no longer theirs)."""
+
     # --- queries (a scope hides what it does not see: NotFound) ---------------------------
     @abstractmethod
     async def get_conversation(
@@ -579,6 +589,11 @@ class KeyValueStore(StoreResource):
 
     @abstractmethod
     async def kv_set(self, namespace: str, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    async def kv_setdefault(self, namespace: str, key: str, value: str) -> str:
+        """Store `value` unless the key has one, in one transaction; returns the stored
+        value. Of several callers at once (several instances) all get the same value."""
 
     @abstractmethod
     async def kv_delete(self, namespace: str, key: str) -> None: ...

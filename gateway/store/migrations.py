@@ -723,4 +723,17 @@ INSERT INTO kpi_agent_days(day, kind, agent, n)
     GROUP BY 1, 2, 3
 """,
     ),
+    (
+        23,
+        """
+-- The bot stage's turn of a conversation (gateway/bots/stage.py): the instance holding the
+-- row runs the conversation's bot turn until `until` (this host's clock); deleted when the
+-- turn ends, so only a turn under way (or cut off by a crash) has a row.
+CREATE TABLE bot_turns (
+    conversation_id TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID
+""",
+    ),
 ]

@@ -15,7 +15,6 @@ conversation nor reopens one, nor is routed. Anything else is ingested as usual.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from gateway.i18n import Texts
 from gateway.identity import normalize
 from gateway.ids import new_id
 from gateway.ingest import ChannelInfo
+from gateway.linksecret import kept_secret
 from gateway.services import Services
 from gateway.store.base import (
     Conflict,
@@ -79,11 +79,7 @@ class Surveys:
         links stay valid across restarts)."""
         if self.secret:
             return
-        kept = await self.store.kv_get(SECRET_NAMESPACE, SECRET_KEY)
-        if kept is None:
-            await self.store.kv_set(SECRET_NAMESPACE, SECRET_KEY, secrets.token_urlsafe(32))
-            kept = await self.store.kv_get(SECRET_NAMESPACE, SECRET_KEY)
-        self.secret = (kept or "").encode()
+        self.secret = await kept_secret(self.store, SECRET_NAMESPACE, SECRET_KEY)
 
     # --- the deadline source ---------------------------------------------------------------
     def _horizon(self, now: float) -> float:

@@ -7,13 +7,13 @@ without a token while their signature and expiry hold."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 from aiohttp import web
 
 from connectors.base import Attachment, Capability, Connector, OutboundMessage
 from gateway.i18n import Texts
+from gateway.linksecret import kept_secret
 from gateway.store.base import NotFound, OutboxItem, Store
 from gateway.workspace.attachments import link, verify
 
@@ -39,11 +39,7 @@ class AgentFiles:
     async def secret(self) -> bytes:
         """Made at first use and kept in the store, so links outlive a restart."""
         if not self._secret:
-            kept = await self.store.kv_get(SECRET_NAMESPACE, SECRET_KEY)
-            if kept is None:
-                await self.store.kv_set(SECRET_NAMESPACE, SECRET_KEY, secrets.token_urlsafe(32))
-                kept = await self.store.kv_get(SECRET_NAMESPACE, SECRET_KEY)
-            self._secret = (kept or "").encode()
+            self._secret = await kept_secret(self.store, SECRET_NAMESPACE, SECRET_KEY)
         return self._secret
 
     async def attach(

@@ -31,8 +31,19 @@ class StandInBot:
         self.replies: list[Any] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
+        # Calls under way now, and the most there ever were at once.
+        self.active = 0
+        self.most_at_once = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.active += 1
+        self.most_at_once = max(self.most_at_once, self.active)
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         try:
             verify(

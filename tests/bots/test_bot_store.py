@@ -4,7 +4,9 @@ conversations it has use their own index (migrations SQLite 20, PostgreSQL 10)."
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -133,3 +135,73 @@ async def test_a_late_handoff_leaves_a_conversation_an_agent_took(store: Store) 
         )
     conv = await store.get_conversation(conv_id)
     assert (conv.assignee, conv.queue, conv.status) == ("alice", BOT_QUEUE, "assigned")
+
+
+async def test_a_handoff_whose_record_fails_leaves_neither_the_move_nor_the_record(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the move and its `bot.handoff` record (here: the record's write
+    fails) rolls both back: the conversation is still the bot's, no event of it is logged,
+    and the handoff made again afterwards goes through whole."""
+    from gateway.store.postgres import conversations as pg_conversations
+    from gateway.store.sqlite.connection import SqliteBase
+
+    msg = InboundMessage("e3", Identity("api", "cy"), "refund please")
+    outcome = await store.ingest(
+        IngestRequest(
+            channel="api",
+            channel_kind="api",
+            message=msg,
+            classify=lambda attrs: Classification(BOT_QUEUE, 1, {}, [], "bot", ["held"], ["bot"]),
+            now=100.0,
+            reopen_window=3600.0,
+        )
+    )
+    assert outcome.conversation is not None
+    conv_id = outcome.conversation.id
+    logged = [e.id for e in await store.events_since(0, 1000)]
+
+    def failing(write: Any) -> Any:
+        def fail_on_record(conn: Any, now: float, new: list[Any]) -> Any:
+            if any(ev.type == "bot.handoff" for ev in new):
+                raise RuntimeError("crash before the record")
+            return write(conn, now, new)
+
+        return fail_on_record
+
+    if isinstance(store, SqliteBase):
+        monkeypatch.setattr(store, "_events", failing(SqliteBase._events))
+    else:
+        monkeypatch.setattr(
+            pg_conversations, "append_events", failing(pg_conversations.append_events)
+        )
+    handoff = BotHandoff(conv_id, "helper", "billing", 2, {}, [], {"reasons": []}, {})
+    with pytest.raises(RuntimeError):
+        await store.bot_handoff(handoff, 200.0)
+    conv = await store.get_conversation(conv_id)
+    assert (conv.queue, conv.status) == (BOT_QUEUE, "open")
+    assert [e.id for e in await store.events_since(0, 1000)] == logged
+
+    monkeypatch.undo()
+    conv, events = await store.bot_handoff(handoff, 300.0)
+    assert conv.queue == "billing"
+    assert [e.type for e in events] == ["conversation.transferred", "bot.handoff"]
+
+
+async def test_a_bot_turn_is_claimed_by_one_holder_until_released_or_expired(
+    store: Store,
+) -> None:
+    assert await store.bot_turn_claim("cv_1", "a", 60)
+    assert not await store.bot_turn_claim("cv_1", "b", 60)
+    assert await store.bot_turn_claim("cv_1", "a", 60)  # its own: renewed
+    assert await store.bot_turn_claim("cv_2", "b", 60)  # another conversation's turn
+    await store.bot_turn_release("cv_1", "b")  # not b's: nothing happens
+    assert not await store.bot_turn_claim("cv_1", "b", 60)
+    await store.bot_turn_release("cv_1", "a")
+    assert await store.bot_turn_claim("cv_1", "b", 0.2)
+    # A holder that died: its claim runs out (by the database's clock), then c gets it.
+    assert not await store.bot_turn_claim("cv_1", "c", 60)
+    deadline = time.monotonic() + 5
+    while not await store.bot_turn_claim("cv_1", "c", 60):
+        assert time.monotonic() < deadline, "the claim never ran out"
+        await asyncio.sleep(0.05)

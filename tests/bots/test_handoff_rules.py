@@ -200,3 +200,28 @@ def test_switchboard_route_explains_a_handoff(
     assert json.loads(capsys.readouterr().out)["classification"]["rule"] == "self-service"
     assert cli.main([*args, "--handoff", "priority=asap", "--handoff", "reason=x"]) == 1
     assert "priority is one of low, normal, high, urgent" in capsys.readouterr().err
+
+
+def test_a_turn_waits_only_for_earlier_messages_no_bot_turn_answered() -> None:
+    from gateway.bots.stage import unanswered_before
+    from gateway.model import Message
+
+    def said(mid: str, at: float, reply_to: str | None = None, action: str = "answer") -> Message:
+        if reply_to is None and mid.startswith("in"):
+            return Message(mid, "cv", "in", "api", "contact", "c", mid, at, at)
+        bot: dict[str, Any] = {"name": "helper", "action": action, "turn": 1}
+        if reply_to is not None:
+            bot["reply_to"] = reply_to
+        return Message(mid, "cv", "out", "api", "bot", "helper", mid, at, at, metadata={"bot": bot})
+
+    one, two, three = said("in1", 1), said("in2", 2), said("in3", 3)
+    # The answer to one came after two and three were stored: one is answered, two is not.
+    history = [one, two, three, said("out1", 4, "in1")]
+    assert [m.id for m in unanswered_before(history, "in3")] == ["in2"]
+    assert unanswered_before(history, "in2") == []
+    # A handoff notice answers nothing; an answer from before `reply_to` answered all before it.
+    notice = said("out2", 5, "in2", action="handoff")
+    assert [m.id for m in unanswered_before([one, two, notice, three], "in3")] == ["in1", "in2"]
+    legacy = said("old", 2.5, action="ask")
+    assert unanswered_before([one, two, legacy, three], "in3") == []
+    assert unanswered_before(history, "gone") == []

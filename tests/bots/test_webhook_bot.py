@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from gateway.bots import stage
 from gateway.bots.stage import BOT_QUEUE
 from tests.bots.conftest import StandInBot, bot_config
 from tests.gateway.conftest import (  # noqa: F401 - fixtures used by name
@@ -396,3 +399,46 @@ async def test_a_handoff_without_a_language_carries_the_detected_one(
     conv = await wait_for(lambda: _assigned(client, "pia"), timeout=10)
     assert conv["routing"]["handoff"]["language"] == "de"
     assert conv["queue"] == "billing" and conv["routing"]["rule"] == "german"
+
+
+async def test_two_instances_take_one_conversations_turns_one_at_a_time_in_order(
+    gateway_factory: Any,  # noqa: F811
+    receiver: Receiver,  # noqa: F811
+    bot: StandInBot,
+    pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A customer's quick messages land on two instances of one PostgreSQL: the bot is
+    called for one message at a time, in the order they came, and its answers go out in
+    that order (the turn is claimed in the store, not only in each process; the claim is
+    shorter here than the bot's first call: renewed while the call runs, it holds)."""
+    monkeypatch.setattr(stage, "TURN_TTL", 0.6)
+    bot.replies = [
+        ("sleep", 3.0, {"action": "answer", "text": "Answer one"}),
+        {"action": "answer", "text": "Answer two"},
+        {"action": "answer", "text": "Answer three"},
+    ]
+    cfg = bot_config({"backend": "postgres", "dsn": pg_dsn}, receiver.url, bot.url, timeout=10)
+    gw_a, a = await gateway_factory(cfg)
+    gw_b, b = await gateway_factory(cfg)
+    await a.inbound("q1", "My order did not arrive", "dan")
+    await wait_for(lambda: len(bot.calls) == 1, timeout=10)  # a's call is under way
+    # Past the claim's 0.6 s: a renews it while the call runs, so nobody else gets it.
+    await asyncio.sleep(1.5)
+    (conv,) = await a.conversations_of("api:dan")
+    assert not await gw_b.store.bot_turn_claim(conv["id"], "intruder", 60)
+    await b.inbound("q2", "It was order 4711", "dan")
+    await a.inbound("q3", "I paid by card", "dan")
+    await wait_for(lambda: len(texts_to(receiver)) == 3, timeout=15)
+    await gw_a.bot_stage.idle()
+    await gw_b.bot_stage.idle()
+
+    assert bot.most_at_once == 1
+    assert [c["message"]["text"] for c in bot.calls] == [
+        "My order did not arrive",
+        "It was order 4711",
+        "I paid by card",
+    ]
+    assert texts_to(receiver) == ["Answer one", "Answer two", "Answer three"]
+    conv = await only_conversation(a, "dan")
+    assert conv["queue"] == BOT_QUEUE and conv["assignee"] is None

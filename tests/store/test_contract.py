@@ -718,6 +718,26 @@ async def test_an_outbox_item_leased_by_one_instance_is_not_leased_by_the_other(
     assert nxt.message_id == sent[1]
 
 
+async def test_two_instances_setting_a_default_at_once_keep_one_value(
+    pair: tuple[Store, Store],
+) -> None:
+    """A secret made by each instance at first start: whichever is stored first is the one
+    every caller gets back, and a later call never replaces it."""
+    a, b = pair
+    for round_ in range(10):
+        key = f"secret{round_}"
+        kept = await asyncio.gather(
+            *(
+                s.kv_setdefault("ns", key, f"{name}{i}")
+                for i in range(3)
+                for name, s in [("a", a), ("b", b)]
+            )
+        )
+        assert len(set(kept)) == 1, kept
+        assert await a.kv_get("ns", key) == kept[0] == await b.kv_get("ns", key)
+        assert await b.kv_setdefault("ns", key, "later") == kept[0]
+
+
 async def test_two_instances_write_one_event_log_in_commit_order(
     pair: tuple[Store, Store],
 ) -> None:

@@ -7,6 +7,8 @@ facts (the backfill). And the counts by agent (`kpi_agent_days`): the facts coun
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -274,3 +276,54 @@ async def test_counts_by_agent_are_the_facts_counted_per_agent(
         assert after == before and len(before) > 20
     finally:
         await store.close()
+
+
+async def test_the_stats_cpu_work_runs_off_the_event_loop(
+    backend: BackendFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fold's rules, a read's unpacking and sorting of samples and the backfill's
+    packing of every fact run in a worker thread (SQLite: the store's own; PostgreSQL:
+    `asyncio.to_thread`), never on the event loop: a large period's `/v1/stats` does not
+    hold up the messages, sockets and timers of the instance meanwhile."""
+    from gateway.store.postgres import stats as pg_stats
+    from gateway.store.sqlite import stats as sqlite_stats
+    from gateway.store.sqlite import stats_samples
+
+    loop_thread = threading.get_ident()
+    seen: dict[str, set[int]] = {}
+
+    def spy(label: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            seen.setdefault(label, set()).add(threading.get_ident())
+            return real(*args)
+
+        return call
+
+    monkeypatch.setattr(
+        sqlite_stats, "sample_accumulate", spy("fold", sqlite_stats.sample_accumulate)
+    )
+    monkeypatch.setattr(stats_samples, "unpack", spy("read", stats_samples.unpack))
+    for module in (stats_samples, pg_stats):
+        monkeypatch.setattr(module, "sample_accumulate", spy("backfill", module.sample_accumulate))
+    store = cast(KpiStore, backend(tmp_path))
+    await store.open()
+    try:
+        await store.sync_agents(
+            [("alice", "online", {"default": 50}), ("bob", "online", {"default": 50})]
+        )
+        await month(store)
+        worktime = spy("worktime", lambda queue, a, b: b - a)
+        while (await store.stats_fold(50, worktime))[0] > 0:
+            pass
+        start, end = QUERIES[0]
+        q = StatsQuery(start, end, "agent", BERLIN, end)
+        by_samples = timed(await store.stats_read(q))
+        sorted_here = timed(await store.stats_read(q, spy("duration", lambda a, b: b - a)))
+        assert by_samples["alice"]["first_response"] == sorted_here["alice"]["first_response"]
+        await forget_samples(store)
+        await store.stats_fold(50, worktime)  # fills the samples again: the backfill
+        assert timed(await store.stats_read(q)) == by_samples
+    finally:
+        await store.close()
+    assert set(seen) == {"fold", "worktime", "read", "duration", "backfill"}
+    assert all(loop_thread not in threads for threads in seen.values()), seen

@@ -618,6 +618,17 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
         now: float,
         scope: Scope | None = None,
     ) -> tuple[Conversation, list[Event]]:
+        return await self._tx(self._change_op(conversation_id, mutate, now, scope))
+
+    def _change_op(
+        self,
+        conversation_id: str,
+        mutate: Callable[[Conn, Conversation], Awaitable[NewEvent]],
+        now: float,
+        scope: Scope | None = None,
+    ) -> Callable[[Conn], Awaitable[tuple[Conversation, list[Event]]]]:
+        """The change of `_change` as a step of a transaction (to add writes to it)."""
+
         async def op(conn: Conn) -> tuple[Conversation, list[Event]]:
             conv = await get_conv(conn, conversation_id, lock=True)
             check_acts(scope, conv)
@@ -653,7 +664,7 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
             event.data.setdefault("conversation", conv.to_api())
             return conv, await append_events(conn, now, [event])
 
-        return await self._tx(op)
+        return op
 
     async def assign(
         self,
@@ -740,11 +751,17 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
                 },
             )
 
-        conv, events = await self._change(handoff.conversation_id, mutate, now)
-        data = {"conversation_id": conv.id, "bot": handoff.bot, "queue": conv.queue}
-        # (A second transaction: the move is what matters; the record follows it.)
-        events += await self.bot_record("bot.handoff", data | handoff.handoff, now)
-        return conv, events
+        change = self._change_op(handoff.conversation_id, mutate, now)
+
+        async def op(conn: Conn) -> tuple[Conversation, list[Event]]:
+            # The move and its record in one transaction: neither is kept without the other.
+            conv, events = await change(conn)
+            data = {"conversation_id": conv.id, "bot": handoff.bot, "queue": conv.queue}
+            return conv, events + await append_events(
+                conn, now, [NewEvent("bot.handoff", data | handoff.handoff)]
+            )
+
+        return await self._tx(op)
 
     async def bot_record(self, event_type: str, data: dict[str, Any], now: float) -> list[Event]:
         if not event_type.startswith("bot."):
@@ -754,6 +771,36 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
             return await append_events(conn, now, [NewEvent(event_type, data)])
 
         return await self._tx(op)
+
+    async def bot_turn_claim(self, conversation_id: str, holder: str, ttl: float) -> bool:
+        """One statement: of two instances asking at once, one inserts (or takes the
+        expired row) and the other waits for its commit and finds the row live."""
+
+        async def op(conn: Conn) -> bool:
+            taken = await conn.fetchval(
+                "INSERT INTO bot_turns(conversation_id, holder, until)"
+                " VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))"
+                " ON CONFLICT(conversation_id) DO UPDATE SET holder=excluded.holder,"
+                " until=excluded.until"
+                " WHERE bot_turns.holder = excluded.holder OR bot_turns.until <= clock_timestamp()"
+                " RETURNING TRUE",
+                conversation_id,
+                holder,
+                ttl,
+            )
+            return bool(taken)
+
+        return await self._tx(op)
+
+    async def bot_turn_release(self, conversation_id: str, holder: str) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(
+                "DELETE FROM bot_turns WHERE conversation_id=$1 AND holder=$2",
+                conversation_id,
+                holder,
+            )
+
+        await self._tx(op)
 
     async def resolve(
         self, conversation_id: str, by: str | None, scope: Scope | None, now: float

@@ -364,8 +364,9 @@ class Copier:
     async def _copy_all(self, src: sqlite3.Connection, dst: asyncpg.Connection) -> None:
         tables = self._tables()
         known = {t.name for t in tables}
-        # Who holds which lease is not state to move (a lease's fence is in `kv`, copied).
-        ignored = {"sqlite_sequence", "coord_leases"}
+        # Who holds which lease or bot turn is not state to move (a lease's fence is in
+        # `kv`, copied).
+        ignored = {"sqlite_sequence", "coord_leases", "bot_turns"}
         others = sorted(
             str(r[0])
             for r in src.execute("SELECT name FROM sqlite_master WHERE type='table'")

@@ -28,6 +28,25 @@ class PgKv(PgBase, KeyValueStore):
 
         await self._tx(op)
 
+    async def kv_setdefault(self, namespace: str, key: str, value: str) -> str:
+        """A concurrent insert of the key makes ours wait for its commit and do nothing; the
+        read after it (a new statement: a new snapshot) sees the row that won."""
+
+        async def op(conn: Conn) -> str:
+            await conn.execute(
+                "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, $3)"
+                " ON CONFLICT(namespace, key) DO NOTHING",
+                namespace,
+                key,
+                value,
+            )
+            kept = await conn.fetchval(
+                "SELECT value FROM kv WHERE namespace=$1 AND key=$2", namespace, key
+            )
+            return str(kept)
+
+        return await self._tx(op)
+
     async def kv_delete(self, namespace: str, key: str) -> None:
         async def op(conn: Conn) -> None:
             await conn.execute("DELETE FROM kv WHERE namespace=$1 AND key=$2", namespace, key)

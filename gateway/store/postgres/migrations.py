@@ -665,4 +665,16 @@ INSERT INTO kpi_agent_days(day, kind, agent, n)
     GROUP BY 1, 2, 3
 """,
     ),
+    (
+        13,
+        """
+-- The bot stage's turn of a conversation, one instance at a time (the SQLite store's
+-- migration 23); `until` is read against the database server's clock.
+CREATE TABLE bot_turns (
+    conversation_id TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    until TIMESTAMPTZ NOT NULL
+)
+""",
+    ),
 ]

@@ -12,10 +12,16 @@ starts after the first's last event and finds nothing left to do. It waits rathe
 skipping: the fold that runs before a `/v1/stats` answer must include every event committed
 before the request. What the fold needs of the conversations and messages it meets is read
 ahead, one query per table and batch.
+
+The CPU work between the queries runs in a worker thread (`asyncio.to_thread`), never on
+the event loop: a read's unpacking and sorting of samples and its summaries, a fold's rules
+over its batch of events, and the one-time backfills' counting of every fact (on SQLite
+all of it runs on the store's own thread anyway).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Generator, Sequence
@@ -68,14 +74,21 @@ def marks(sql: str) -> str:
 
 
 async def drive(conn: Conn, reads: Generator[Query, Rows, Any]) -> Any:
-    """Run `reads` on `conn`: each query's rows are sent back."""
-    try:
-        query = next(reads)
-        while True:
-            rows = await conn.fetch(marks(query[0]), *query[1])
-            query = reads.send([tuple(r) for r in rows])
-    except StopIteration as done:
-        return done.value
+    """Run `reads` on `conn`: each query's rows are sent back. The generator's steps (what
+    it computes from the rows, up to its next query) run in a worker thread."""
+
+    def step(rows: list[Any] | None) -> tuple[bool, Any]:
+        # (done, the next query or the answer): a StopIteration cannot cross a future.
+        try:
+            return False, next(reads) if rows is None else reads.send([tuple(r) for r in rows])
+        except StopIteration as done:
+            return True, done.value
+
+    done, value = await asyncio.to_thread(step, None)
+    while not done:
+        rows = await conn.fetch(marks(value[0]), *value[1])
+        done, value = await asyncio.to_thread(step, rows)
+    return value
 
 
 HIST_SAVE = (
@@ -99,10 +112,14 @@ async def hist_backfill(conn: Conn) -> None:
     )
     if done:
         return
-    hist: dict[tuple[str, str, str, int], Any] = {}
-    for r in await conn.fetch(TIMED_FACTS):
-        hist_accumulate(hist, tuple(r))
-    await save_hist(conn, hist_rows(hist))
+
+    def count(facts: list[Any]) -> list[tuple[Any, ...]]:
+        hist: dict[tuple[str, str, str, int], Any] = {}
+        for r in facts:
+            hist_accumulate(hist, tuple(r))
+        return hist_rows(hist)
+
+    await save_hist(conn, await asyncio.to_thread(count, await conn.fetch(TIMED_FACTS)))
     await conn.execute(
         "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, '1')", CURSOR_NS, HIST_KEY
     )
@@ -128,10 +145,14 @@ async def samples_backfill(conn: Conn) -> None:
     )
     if done:
         return
-    pending: Pending = {}
-    for r in await conn.fetch(TIMED_FACTS):
-        sample_accumulate(pending, tuple(r))
-    await save_samples(conn, sample_rows(pending))
+
+    def pack(facts: list[Any]) -> list[tuple[str, str, str, int, bytes]]:
+        pending: Pending = {}
+        for r in facts:
+            sample_accumulate(pending, tuple(r))
+        return sample_rows(pending)
+
+    await save_samples(conn, await asyncio.to_thread(pack, await conn.fetch(TIMED_FACTS)))
     await conn.execute(
         "INSERT INTO kv(namespace, key, value) VALUES ($1, $2, '1')", CURSOR_NS, SAMPLES_KEY
     )
@@ -190,6 +211,11 @@ class _PgFold(_Fold):
                 f"SELECT id, {MESSAGE_COLS} FROM messages WHERE id = ANY($1)", mids
             ):
                 self.message_rows[r[0]] = tuple(r)[1:]
+
+    def apply_all(self, events: Sequence[tuple[int, str, float, dict[str, Any]]]) -> None:
+        """The rules over a batch (read ahead: no I/O), in a worker thread."""
+        for event_id, kind, at, data in events:
+            self.apply(event_id, kind, at, data)
 
     def stored(self, conversation_id: str) -> Sequence[Any] | None:
         return self.kpi_rows.get(conversation_id)
@@ -301,11 +327,12 @@ class PgStats(PgBase, StatsStore):
                     "stats fold skipped pruned events",
                     extra={"cursor": cursor, "next": rows[0][0]},
                 )
-            events = [(int(r[0]), str(r[1]), float(r[2]), loads(r[3])) for r in rows]
+            events = await asyncio.to_thread(
+                lambda: [(int(r[0]), str(r[1]), float(r[2]), loads(r[3])) for r in rows]
+            )
             fold = _PgFold(worktime, sla)
             await fold.read_ahead(conn, [(kind, data) for _, kind, _, data in events])
-            for event_id, kind, at, data in events:
-                fold.apply(event_id, kind, at, data)
+            await asyncio.to_thread(fold.apply_all, events)
             await fold.save_to(conn)
             await conn.execute(
                 "UPDATE kv SET value = $3 WHERE namespace = $1 AND key = $2",

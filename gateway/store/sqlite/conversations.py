@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -755,6 +756,32 @@ class SqliteConversations(SqliteRows, OutreachStore):
 
         result: list[Event] = await self._tx(op)
         return result
+
+    async def bot_turn_claim(self, conversation_id: str, holder: str, ttl: float) -> bool:
+        """One file is one host: the host's wall clock times the claim."""
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            taken = conn.execute(
+                "INSERT INTO bot_turns(conversation_id, holder, until) VALUES (?,?,?)"
+                " ON CONFLICT(conversation_id) DO UPDATE SET holder=excluded.holder,"
+                " until=excluded.until"
+                " WHERE bot_turns.holder = excluded.holder OR bot_turns.until <= ?"
+                " RETURNING 1",
+                (conversation_id, holder, now + ttl, now),
+            ).fetchone()
+            return taken is not None
+
+        claimed: bool = await self._tx(op)
+        return claimed
+
+    async def bot_turn_release(self, conversation_id: str, holder: str) -> None:
+        await self._tx(
+            lambda conn: conn.execute(
+                "DELETE FROM bot_turns WHERE conversation_id=? AND holder=?",
+                (conversation_id, holder),
+            )
+        )
 
     # --- queries ---------------------------------------------------------------------------
     async def get_conversation(

@@ -27,6 +27,20 @@ class SqliteKeyValue(SqliteBase):
             )
         )
 
+    async def kv_setdefault(self, namespace: str, key: str, value: str) -> str:
+        def op(conn: sqlite3.Connection) -> str:
+            conn.execute(
+                "INSERT INTO kv(namespace, key, value) VALUES (?,?,?)"
+                " ON CONFLICT(namespace, key) DO NOTHING",
+                (namespace, key, value),
+            )
+            row = conn.execute(
+                "SELECT value FROM kv WHERE namespace=? AND key=?", (namespace, key)
+            ).fetchone()
+            return str(row[0])
+
+        return await self._tx(op)
+
     async def kv_delete(self, namespace: str, key: str) -> None:
         await self._tx(
             lambda conn: conn.execute(
