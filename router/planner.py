@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .config import QueueConfig
+from .reasons import Reason, join
 from .strategies import (
     AgentSnapshot,
     ConversationSnapshot,
@@ -412,15 +413,17 @@ class Planner:
     def _excluded(pool: _QueuePool, lacking: int) -> str:
         parts = []
         if pool.unavailable:
-            parts.append(f"{pool.unavailable} offline or away")
+            parts.append(Reason("pool.unavailable", count=pool.unavailable))
         if pool.full:
-            parts.append(f"{pool.full} at capacity")
+            parts.append(Reason("pool.full", count=pool.full))
         if lacking:
-            parts.append(f"{lacking} lacking skills")
+            parts.append(Reason("pool.lacking", count=lacking))
         if not parts:
             return ""
         total = pool.unavailable + pool.full + lacking
-        return f"{total} of {pool.members} agents of the queue excluded: {', '.join(parts)}"
+        return Reason(
+            "pool.excluded", total=total, members=pool.members, parts=join("comma", parts)
+        )
 
     def _apply(self, chosen: AgentSnapshot, queue: str) -> None:
         agent = dataclasses.replace(chosen, load=chosen.load + 1, last_assigned_at=self.now)
