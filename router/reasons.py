@@ -142,6 +142,31 @@ CATALOG: dict[str, dict[str, str]] = {
     "pool.unavailable": {"en": "{count} offline or away", "de": "{count} offline oder abwesend"},
     "pool.full": {"en": "{count} at capacity", "de": "{count} ausgelastet"},
     "pool.lacking": {"en": "{count} lacking skills", "de": "{count} ohne die Skills"},
+    # escalation steps (router/policies.py): what a step changed
+    "escalation.no_skills": {
+        "en": "requires no skill any more (was {was})",
+        "de": "erfordert keinen Skill mehr (vorher {was})",
+    },
+    "escalation.skill_dropped": {
+        "en": "no longer requires {skill}",
+        "de": "erfordert {skill} nicht mehr",
+    },
+    "escalation.skill_lowered": {
+        "en": "requires {skill}>={level} (was {was})",
+        "de": "erfordert {skill}>={level} (vorher {was})",
+    },
+    "escalation.queue": {
+        "en": "moved to queue {queue} (was {was})",
+        "de": "in Warteschlange {queue} verschoben (vorher {was})",
+    },
+    "escalation.priority": {
+        "en": "priority {priority} (was {was})",
+        "de": "Priorität {priority} (vorher {was})",
+    },
+    "escalation.nothing": {
+        "en": "step {step}: nothing left to widen",
+        "de": "Stufe {step}: nichts mehr zu lockern",
+    },
     # business hours (router/schedule.py)
     "hours.overflow": {
         "en": "queue {queue} is closed: overflow to {other}, which is open",

@@ -105,6 +105,7 @@ class EscalationTimer:
                         "step": applied,
                         "of": len(esc.steps),
                         "changes": out.changes,
+                        "changes_localized": localize(out.changes),
                         "queue": routed.queue,
                         "priority": priority_name(routed.priority),
                         "required_skills": routed.skills,

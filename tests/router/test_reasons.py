@@ -12,6 +12,7 @@ import pytest
 
 from router import Handoff, MessageFacts, QueueConfig, RoutingConfig, classify, decide, plan
 from router.handoff import route_handoff
+from router.policies import Routed, escalate
 from router.reasons import (
     CATALOG,
     LANGUAGES,
@@ -193,3 +194,25 @@ def test_reasons_stored_before_fall_back_to_english(
 ) -> None:
     assert localized_of({"reasons": ["old"]}) == {"en": ["old"]}
     assert extend_localized(routing, [Reason("agent.offline")]) == expected
+
+
+def test_escalation_steps_say_what_they_changed_in_german() -> None:
+    from tests.router.test_routing_policies import ESC, START
+
+    out = escalate(ESC, START, 0.0, 0, 1200.0)
+    assert out.changes == [
+        "requires billing>=4 (was 8)",
+        "no longer requires french",
+        "moved to queue 'overflow' (was 'billing')",
+        "requires no skill any more (was billing>=4)",
+        "priority high (was normal)",
+    ]
+    assert localize(out.changes)["de"] == [
+        "erfordert billing>=4 (vorher 8)",
+        "erfordert french nicht mehr",
+        "in Warteschlange 'overflow' verschoben (vorher 'billing')",
+        "erfordert keinen Skill mehr (vorher billing>=4)",
+        "Priorität high (vorher normal)",
+    ]
+    nothing = escalate(ESC, Routed("billing", 3, {"billing": 2}), 0.0, 0, 120.0)
+    assert localize(nothing.changes)["de"] == ["Stufe 1: nichts mehr zu lockern"]
