@@ -213,6 +213,9 @@ class Planner:
         self.queues = queues
         self.now = now
         self.cursors = dict(rr_last)
+        # (unavailable, full, lacking, members) → the exclusion reason; reasons are
+        # immutable, so the many decisions of a pass share them.
+        self._exclusions: dict[tuple[int, int, int, int], str] = {}
         self.agents: dict[str, AgentSnapshot] = {}
         self.pools = {name: _QueuePool(q.strategy) for name, q in queues.items()}
         self._dead: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
@@ -331,7 +334,11 @@ class Planner:
             eligible = len(pool.free)
             chosen = self._top(pool, cursor)
         reasons = []
-        excluded = self._excluded(pool, len(pool.free) - eligible)
+        lacking = len(pool.free) - eligible
+        counts = (pool.unavailable, pool.full, lacking, pool.members)
+        excluded = self._exclusions.get(counts)
+        if excluded is None:
+            excluded = self._exclusions[counts] = self._excluded(pool, lacking)
         if excluded:
             reasons.append(excluded)
         reasons.append(chosen_reason(chosen, pool.strategy, cursor, required, self.now))

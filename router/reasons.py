@@ -124,17 +124,26 @@ CATALOG: dict[str, dict[str, str]] = {
         "Auslastung {load}/{capacity}",
     },
     "agent.chosen": {
-        "en": "{agent} chosen by {strategy}; {detail}",
-        "de": "{agent} gewählt nach {strategy}; {detail}",
+        "en": "{agent} chosen by {strategy}; load {load}/{capacity}",
+        "de": "{agent} gewählt nach {strategy}; Auslastung {load}/{capacity}",
     },
-    "detail.load": {"en": "load {load}/{capacity}", "de": "Auslastung {load}/{capacity}"},
-    "detail.previous": {"en": "previous {agent}", "de": "zuvor {agent}"},
+    "agent.chosen_after": {
+        "en": "{agent} chosen by {strategy}; load {load}/{capacity}; previous {previous}",
+        "de": "{agent} gewählt nach {strategy}; Auslastung {load}/{capacity}; zuvor {previous}",
+    },
+    "agent.chosen_idle": {
+        "en": "{agent} chosen by {strategy}; load {load}/{capacity}; {idle}",
+        "de": "{agent} gewählt nach {strategy}; Auslastung {load}/{capacity}; {idle}",
+    },
+    "agent.chosen_skills": {
+        "en": "{agent} chosen by {strategy}; skill score {score}; load {load}/{capacity}",
+        "de": "{agent} gewählt nach {strategy}; Skill-Wert {score}; Auslastung {load}/{capacity}",
+    },
     "detail.never_assigned": {"en": "never assigned", "de": "nie zugewiesen"},
     "detail.last_assigned": {
         "en": "last assigned {seconds}s ago",
         "de": "zuletzt vor {seconds}s zugewiesen",
     },
-    "detail.skill_score": {"en": "skill score {score}", "de": "Skill-Wert {score}"},
     "pool.excluded": {
         "en": "{total} of {members} agents of the queue excluded: {parts}",
         "de": "{total} von {members} Agenten der Warteschlange ausgeschlossen: {parts}",
@@ -213,6 +222,9 @@ CATALOG: dict[str, dict[str, str]] = {
 }
 
 
+_ENGLISH = {key: templates["en"] for key, templates in CATALOG.items()}
+
+
 def fields(template: str) -> set[str]:
     """The named parameters a template takes."""
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
@@ -227,7 +239,12 @@ class Reason(str):
     params: Mapping[str, Param]
 
     def __new__(cls, key: str, **params: Param) -> Reason:
-        self = super().__new__(cls, _render(key, params, "en"))
+        # The English text straight from the template: a nested Reason is a str whose value
+        # is its English text already (this is on the router's hot path, keep it cheap).
+        template = _ENGLISH[key]
+        items = params.get("items")
+        text = template.join(items) if isinstance(items, tuple) else template.format_map(params)
+        self = str.__new__(cls, text)
         self.key = key
         self.params = params
         return self

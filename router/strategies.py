@@ -173,16 +173,36 @@ def chosen_reason(
     now: float,
 ) -> Reason:
     """Why `chosen` got the conversation, e.g. `alice chosen by skills; skill score 8; load 1/3`."""
-    details: list[Reason] = [Reason("detail.load", load=chosen.load, capacity=chosen.capacity)]
+    # One Reason per variant: this is on the dispatcher's path for every assignment.
+    load, capacity = chosen.load, chosen.capacity
     if strategy == "round_robin" and rr_last is not None:
-        details.append(Reason("detail.previous", agent=rr_last))
-    elif strategy == "longest_idle":
-        details.append(_idle_text(chosen, now))
-    elif strategy == "skills":
-        details.insert(0, Reason("detail.skill_score", score=_skill_score(chosen, required)))
-    return Reason(
-        "agent.chosen", agent=chosen.id, strategy=strategy, detail=join("semicolon", details)
-    )
+        return Reason(
+            "agent.chosen_after",
+            agent=chosen.id,
+            strategy=strategy,
+            load=load,
+            capacity=capacity,
+            previous=rr_last,
+        )
+    if strategy == "longest_idle":
+        return Reason(
+            "agent.chosen_idle",
+            agent=chosen.id,
+            strategy=strategy,
+            load=load,
+            capacity=capacity,
+            idle=_idle_text(chosen, now),
+        )
+    if strategy == "skills":
+        return Reason(
+            "agent.chosen_skills",
+            agent=chosen.id,
+            strategy=strategy,
+            load=load,
+            capacity=capacity,
+            score=_skill_score(chosen, required),
+        )
+    return Reason("agent.chosen", agent=chosen.id, strategy=strategy, load=load, capacity=capacity)
 
 
 def order_waiting(

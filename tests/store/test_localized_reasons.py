@@ -20,12 +20,7 @@ MATCHED = Reason(
     rule="'billing'",
     why=Reason("cond.text", parts=join("and", [Reason("cond.contains", value="'rechnung'")])),
 )
-CHOSEN = Reason(
-    "agent.chosen",
-    agent="alice",
-    strategy="round_robin",
-    detail=join("semicolon", [Reason("detail.load", load=0, capacity=2)]),
-)
+CHOSEN = Reason("agent.chosen", agent="alice", strategy="round_robin", load=0, capacity=2)
 
 
 async def _routed(store: Store, ext: str) -> Conversation:  # noqa: F811
