@@ -49,8 +49,11 @@ def test_every_key_the_code_names_is_in_the_catalog() -> None:
     assert sorted(k for k in keys if k not in CATALOG) == []
     # the keys built from a name: conditions, presence, handoff labels and `sets` fields
     dynamic = {"cond.channel", "cond.channel_type", "cond.text", "cond.subject"}
+    dynamic |= {"cond.channel_in", "cond.channel_type_in"}
+    dynamic |= {f"join.{sep}" for sep in ("and", "or", "comma", "semicolon")}
     dynamic |= {"agent.away", "agent.offline"}
-    dynamic |= {f"field.{f}" for f in ("queue", "priority", "skills", "tags", "reason", "skill")}
+    fields_ = ("queue", "priority", "skills", "tags", "reason", "skill", "language", "summary")
+    dynamic |= {f"field.{f}" for f in fields_}
     assert dynamic <= set(CATALOG)
 
 
