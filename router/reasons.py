@@ -34,7 +34,6 @@ CATALOG: dict[str, dict[str, str]] = {
     "field.tags": {"en": "tags", "de": "Tags"},
     # handoff condition labels
     "field.reason": {"en": "reason", "de": "Grund"},
-    "field.summary": {"en": "summary", "de": "Zusammenfassung"},
     "field.language": {"en": "language", "de": "Sprache"},
     "field.skill": {"en": "skill", "de": "Skill"},
     # conditions (router/rules.py): why one holds, or what it says

@@ -52,7 +52,7 @@ def test_every_key_the_code_names_is_in_the_catalog() -> None:
     dynamic |= {"cond.channel_in", "cond.channel_type_in"}
     dynamic |= {f"join.{sep}" for sep in ("and", "or", "comma", "semicolon")}
     dynamic |= {"agent.away", "agent.offline"}
-    fields_ = ("queue", "priority", "skills", "tags", "reason", "skill", "language", "summary")
+    fields_ = ("queue", "priority", "skills", "tags", "reason", "skill", "language")
     dynamic |= {f"field.{f}" for f in fields_}
     assert dynamic <= set(CATALOG)
 
