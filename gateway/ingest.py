@@ -30,6 +30,7 @@ from gateway.model import ACTIVE_STATUSES, ephemeral
 from gateway.services import Services
 from gateway.store.base import Classification, ConversationFilter, IngestRequest, NotFound, Store
 from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
+from router.reasons import Reason
 from router.schedule import place
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class Ingestor:
             queue, reasons = c.queue, c.reasons
             invited = msg.metadata.get("invitation")
             if isinstance(invited, str):  # issue 15: the answer to a widget invitation
-                reasons = [f"invited by rule {invited}", *reasons]
+                reasons = [Reason("core.invited", rule=invited), *reasons]
             ruled = Classification(
                 queue,
                 PRIORITY_RANK[c.priority],

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import orjson
 
 from gateway.clock import iso
+from router.reasons import localized_of
 
 ConversationStatus = Literal["open", "assigned", "pending", "resolved", "closed"]
 ACTIVE_STATUSES: tuple[str, ...] = ("open", "assigned", "pending")
@@ -110,7 +111,7 @@ class Conversation:
             "required_skills": self.required_skills,
             "tags": self.tags,
             "subject": self.subject,
-            "routing": self.routing,
+            "routing": with_localized(self.routing),
             "created_at": iso(self.created_at),
             "updated_at": iso(self.updated_at),
             "assigned_at": iso(self.assigned_at),
@@ -242,3 +243,11 @@ class NewEvent:
 
     type: str
     data: dict[str, Any]
+
+
+def with_localized(routing: dict[str, Any]) -> dict[str, Any]:
+    """Routing metadata as served: with `reasons_localized` (`{"en": reasons}` for rows
+    stored before reasons were kept per language)."""
+    if "reasons_localized" in routing or "reasons" not in routing:
+        return routing
+    return {**routing, "reasons_localized": localized_of(routing)}

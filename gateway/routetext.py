@@ -9,6 +9,7 @@ from gateway.clock import iso
 from router import Explanation
 from router.config import RoutingConfig
 from router.policies import format_duration
+from router.reasons import localize
 from router.schedule import time_facts
 
 
@@ -133,6 +134,7 @@ def to_dict(
             "tags": cls.tags,
             "rule": cls.rule,
             "reasons": cls.reasons,
+            "reasons_localized": localize(cls.reasons),
             "rules": cls.rules,
             "matches": [
                 {"rule": m.rule, "why": m.why, "set": m.set, "continue": m.continued}
@@ -147,5 +149,6 @@ def to_dict(
             "agent": decision.agent_id,
             "strategy": decision.strategy,
             "reasons": decision.reasons,
+            "reasons_localized": localize(decision.reasons),
         },
     }

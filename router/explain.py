@@ -11,6 +11,7 @@ from .handoff import route_handoff
 from .policies import describe
 from .rules import Classification, MessageFacts, classify
 from .strategies import (
+    DECLINED,
     AgentSnapshot,
     ConversationSnapshot,
     Decision,
@@ -47,7 +48,7 @@ def candidate_lines(
             continue
         problems = _exclusion(agent, conv.queue, conv.required_skills)
         if agent.id in conv.exclude:
-            problems.append("declined or lost it lately")
+            problems.append(DECLINED)
         line: dict[str, Any] = {"agent": agent.id, "eligible": not problems}
         if problems:
             line["excluded"] = problems

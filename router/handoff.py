@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import PRIORITY_RANK, Condition, RoutingConfig
+from .reasons import Reason, join
 from .rules import Classification, MessageFacts, classify
 
 
@@ -45,16 +46,16 @@ class Handoff:
         }
 
 
-def handoff_text(handoff: Handoff) -> str:
+def handoff_text(handoff: Handoff) -> Reason:
     """One line for the routing reasons: what the bot handed off with."""
-    parts = [f"reason {handoff.reason!r}"]
+    parts = [Reason("handoff.reason", value=repr(handoff.reason))]
     if handoff.language:
-        parts.append(f"language {handoff.language!r}")
+        parts.append(Reason("handoff.language", value=repr(handoff.language)))
     if handoff.skills:
-        parts.append("skills " + ", ".join(repr(s) for s in handoff.skills))
+        parts.append(Reason("handoff.skills", values=", ".join(repr(s) for s in handoff.skills)))
     if handoff.priority:
-        parts.append(f"priority {handoff.priority!r}")
-    return "bot handed off: " + "; ".join(parts)
+        parts.append(Reason("handoff.priority", value=repr(handoff.priority)))
+    return Reason("handoff.by_bot", parts=join("semicolon", parts))
 
 
 def route_handoff(config: RoutingConfig, facts: MessageFacts, handoff: Handoff) -> Classification:
@@ -76,7 +77,7 @@ def route_handoff(config: RoutingConfig, facts: MessageFacts, handoff: Handoff) 
         and PRIORITY_RANK[handoff.priority] > PRIORITY_RANK[priority]
     ):
         priority = handoff.priority
-        reasons.append(f"priority {priority!r} from the handoff")
+        reasons.append(Reason("handoff.raised_priority", priority=repr(priority)))
     return Classification(
         cls.queue,
         priority,

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .config import QueueConfig
+from .reasons import Reason, join
 from .strategies import (
     AgentSnapshot,
     ConversationSnapshot,
@@ -212,6 +213,9 @@ class Planner:
         self.queues = queues
         self.now = now
         self.cursors = dict(rr_last)
+        # (unavailable, full, lacking, members) → the exclusion reason; reasons are
+        # immutable, so the many decisions of a pass share them.
+        self._exclusions: dict[tuple[int, int, int, int], str] = {}
         self.agents: dict[str, AgentSnapshot] = {}
         self.pools = {name: _QueuePool(q.strategy) for name, q in queues.items()}
         self._dead: set[tuple[str, tuple[tuple[str, int], ...]]] = set()
@@ -330,7 +334,11 @@ class Planner:
             eligible = len(pool.free)
             chosen = self._top(pool, cursor)
         reasons = []
-        excluded = self._excluded(pool, len(pool.free) - eligible)
+        lacking = len(pool.free) - eligible
+        counts = (pool.unavailable, pool.full, lacking, pool.members)
+        excluded = self._exclusions.get(counts)
+        if excluded is None:
+            excluded = self._exclusions[counts] = self._excluded(pool, lacking)
         if excluded:
             reasons.append(excluded)
         reasons.append(chosen_reason(chosen, pool.strategy, cursor, required, self.now))
@@ -412,15 +420,17 @@ class Planner:
     def _excluded(pool: _QueuePool, lacking: int) -> str:
         parts = []
         if pool.unavailable:
-            parts.append(f"{pool.unavailable} offline or away")
+            parts.append(Reason("pool.unavailable", count=pool.unavailable))
         if pool.full:
-            parts.append(f"{pool.full} at capacity")
+            parts.append(Reason("pool.full", count=pool.full))
         if lacking:
-            parts.append(f"{lacking} lacking skills")
+            parts.append(Reason("pool.lacking", count=lacking))
         if not parts:
             return ""
         total = pool.unavailable + pool.full + lacking
-        return f"{total} of {pool.members} agents of the queue excluded: {', '.join(parts)}"
+        return Reason(
+            "pool.excluded", total=total, members=pool.members, parts=join("comma", parts)
+        )
 
     def _apply(self, chosen: AgentSnapshot, queue: str) -> None:
         agent = dataclasses.replace(chosen, load=chosen.load + 1, last_assigned_at=self.now)

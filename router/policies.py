@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from .reasons import Reason
+
 Priority = Literal["low", "normal", "high", "urgent"]
 PRIORITY_RANK: dict[str, int] = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 PRIORITY_NAMES = {rank: name for name, rank in PRIORITY_RANK.items()}
@@ -179,7 +181,7 @@ def apply_step(step: EscalationStep, routed: Routed) -> tuple[Routed, list[str]]
     queue, priority, skills = routed.queue, routed.priority, dict(routed.skills)
     changes: list[str] = []
     if step.clear_skills and skills:
-        changes.append("requires no skill any more (was " + _skills_text(skills) + ")")
+        changes.append(Reason("escalation.no_skills", was=_skills_text(skills)))
         skills = {}
     for name, level in (step.skills or {}).items():
         have = skills.get(name)
@@ -187,15 +189,17 @@ def apply_step(step: EscalationStep, routed: Routed) -> tuple[Routed, list[str]]
             continue
         if level is None:
             del skills[name]
-            changes.append(f"no longer requires {name}")
+            changes.append(Reason("escalation.skill_dropped", skill=name))
         elif level < have:
             skills[name] = level
-            changes.append(f"requires {name}>={level} (was {have})")
+            changes.append(Reason("escalation.skill_lowered", skill=name, level=level, was=have))
     if step.queue is not None and step.queue != queue:
-        changes.append(f"moved to queue {step.queue!r} (was {queue!r})")
+        changes.append(Reason("escalation.queue", queue=repr(step.queue), was=repr(queue)))
         queue = step.queue
     if step.priority is not None and PRIORITY_RANK[step.priority] > priority:
-        changes.append(f"priority {step.priority} (was {PRIORITY_NAMES[priority]})")
+        changes.append(
+            Reason("escalation.priority", priority=step.priority, was=PRIORITY_NAMES[priority])
+        )
         priority = PRIORITY_RANK[step.priority]
     return Routed(queue, priority, skills), changes
 
@@ -225,7 +229,7 @@ def escalate(esc: Escalation, routed: Routed, since: float, step: int, now: floa
             break
         if step < len(esc.steps):
             routed, changed = apply_step(esc.steps[step], routed)
-            changes.extend(changed or [f"step {step + 1}: nothing left to widen"])
+            changes.extend(changed or [Reason("escalation.nothing", step=step + 1)])
         else:
             exhausted = True
         step += 1

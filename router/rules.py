@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .config import PRIORITY_RANK, Action, Condition, RoutingConfig, TextMatch, as_list
+from .reasons import CATALOG, Reason, join
 
 
 @dataclass
@@ -36,7 +37,7 @@ class RuleMatch:
     """One rule that held, why, and what it set (`queue`, `priority`, `skills`, `tags`)."""
 
     rule: str
-    why: str
+    why: Reason
     set: dict[str, object]
     continued: bool
 
@@ -84,13 +85,13 @@ class _Prepared:
 
 
 # A compiled condition returns why it holds, or None when it does not.
-_Match = Callable[[_Prepared], str | None]
+_Match = Callable[[_Prepared], Reason | None]
 
 
 @dataclass(frozen=True)
 class _Node:
     match: _Match
-    description: str
+    description: Reason
 
 
 def _quoted(values: list[str]) -> str:
@@ -99,31 +100,33 @@ def _quoted(values: list[str]) -> str:
 
 def _one_of(label: str, values: list[str], get: Callable[[_Prepared], str]) -> _Node:
     wanted = frozenset(v.lower() for v in values)
+    key = f"cond.{label}"
 
-    def match(p: _Prepared) -> str | None:
+    def match(p: _Prepared) -> Reason | None:
         value = get(p)
-        return f"{label} is {getattr(p.facts, label)!r}" if value in wanted else None
+        return Reason(key, value=repr(getattr(p.facts, label))) if value in wanted else None
 
     if len(values) == 1:
-        return _Node(match, f"{label} is {values[0]!r}")
-    return _Node(match, f"{label} in [{_quoted(values)}]")
+        return _Node(match, Reason(key, value=repr(values[0])))
+    return _Node(match, Reason(f"{key}_in", values=_quoted(values)))
 
 
 def _text(label: str, spec: TextMatch) -> _Node:
     terms = [t.lower() for t in as_list(spec.contains)] if spec.contains is not None else []
     pattern = spec.pattern
-    parts: list[str] = []
+    key = f"cond.{label}"
+    parts: list[Reason] = []
     if terms:
         if len(terms) == 1:
-            parts.append(f"contains {terms[0]!r}")
+            parts.append(Reason("cond.contains", value=repr(terms[0])))
         else:
-            parts.append(f"contains any of {_quoted(terms)}")
+            parts.append(Reason("cond.contains_any", values=_quoted(terms)))
     if pattern is not None:
-        parts.append(f"matches regex {pattern.pattern!r}")
-    description = f"{label} " + " and ".join(parts)
+        parts.append(Reason("cond.regex", pattern=repr(pattern.pattern)))
+    description = Reason(key, parts=join("and", parts))
 
-    def match(p: _Prepared) -> str | None:
-        why: list[str] = []
+    def match(p: _Prepared) -> Reason | None:
+        why: list[Reason] = []
         if terms:
             lowered: str | None = p.text if label == "text" else p.subject
             if lowered is None:
@@ -131,13 +134,13 @@ def _text(label: str, spec: TextMatch) -> _Node:
             found = next((t for t in terms if t in lowered), None)
             if found is None:
                 return None
-            why.append(f"contains {found!r}")
+            why.append(Reason("cond.contains", value=repr(found)))
         if pattern is not None:
             original = p.facts.text if label == "text" else p.facts.subject
             if original is None or pattern.search(original) is None:
                 return None
-            why.append(f"matches regex {pattern.pattern!r}")
-        return f"{label} " + " and ".join(why)
+            why.append(Reason("cond.regex", pattern=repr(pattern.pattern)))
+        return Reason(key, parts=join("and", why))
 
     return _Node(match, description)
 
@@ -147,71 +150,72 @@ def _contact(attribute: str, value: object) -> _Node:
     key = attribute.lower()
     wanted = frozenset(v.lower() for v in values)
 
-    def match(p: _Prepared) -> str | None:
+    def match(p: _Prepared) -> Reason | None:
         have = p.contact.get(key)
         if have is None or have not in wanted:
             return None
         original = next(
             (str(v) for k, v in p.facts.contact_attributes.items() if str(k).lower() == key), have
         )
-        return f"contact {attribute} is {original!r}"
+        return Reason("cond.contact", attribute=attribute, value=repr(original))
 
     if len(values) == 1:
-        return _Node(match, f"contact {attribute} is {values[0]!r}")
-    return _Node(match, f"contact {attribute} in [{_quoted(values)}]")
+        return _Node(match, Reason("cond.contact", attribute=attribute, value=repr(values[0])))
+    return _Node(match, Reason("cond.contact_in", attribute=attribute, values=_quoted(values)))
 
 
 def _handoff(key: str, value: object) -> _Node:
     values = [str(v) for v in value] if isinstance(value, list) else [str(value)]
     wanted = frozenset(v.lower() for v in values)
-    label = "skill" if key == "skills" else key
+    name = "skill" if key == "skills" else key
+    label: Reason | str = Reason(f"field.{name}") if f"field.{name}" in CATALOG else name
 
-    def match(p: _Prepared) -> str | None:
+    def match(p: _Prepared) -> Reason | None:
         handoff = p.facts.handoff
         if handoff is None:
             return None
         found = next((v for v in handoff.values(key) if v in wanted), None)
-        return None if found is None else f"handoff {label} is {found!r}"
+        return None if found is None else Reason("cond.handoff", label=label, value=repr(found))
 
     if len(values) == 1:
-        return _Node(match, f"handoff {label} is {values[0]!r}")
-    return _Node(match, f"handoff {label} in [{_quoted(values)}]")
+        return _Node(match, Reason("cond.handoff", label=label, value=repr(values[0])))
+    return _Node(match, Reason("cond.handoff_in", label=label, values=_quoted(values)))
 
 
 def _all(nodes: list[_Node]) -> _Node:
     if len(nodes) == 1:
         return nodes[0]
 
-    def match(p: _Prepared) -> str | None:
-        why: list[str] = []
+    def match(p: _Prepared) -> Reason | None:
+        why: list[Reason] = []
         for node in nodes:
             reason = node.match(p)
             if reason is None:
                 return None
             why.append(reason)
-        return " and ".join(why)
+        return join("and", why)
 
-    return _Node(match, "(" + " and ".join(n.description for n in nodes) + ")")
+    return _Node(match, Reason("cond.group", condition=join("and", [n.description for n in nodes])))
 
 
 def _any(nodes: list[_Node]) -> _Node:
     if len(nodes) == 1:
         return nodes[0]
 
-    def match(p: _Prepared) -> str | None:
+    def match(p: _Prepared) -> Reason | None:
         for node in nodes:
             reason = node.match(p)
             if reason is not None:
                 return reason
         return None
 
-    return _Node(match, "(" + " or ".join(n.description for n in nodes) + ")")
+    return _Node(match, Reason("cond.group", condition=join("or", [n.description for n in nodes])))
 
 
 def _not(node: _Node) -> _Node:
-    description = f"not ({node.description})"
+    description = Reason("cond.not", condition=node.description)
 
-    def match(p: _Prepared) -> str | None:
+    def match(p: _Prepared) -> Reason | None:
         return description if node.match(p) is None else None
 
     return _Node(match, description)
@@ -249,15 +253,18 @@ class _CompiledRule:
     continue_: bool
 
 
-def _sets_text(sets: dict[str, object]) -> str:
+def _sets_text(sets: dict[str, object]) -> Reason:
     parts = []
     for key, value in sets.items():
+        text: Reason | str
         if isinstance(value, dict):
-            value = ", ".join(f"{k}>={v}" for k, v in value.items()) or "none"
+            text = ", ".join(f"{k}>={v}" for k, v in value.items()) or Reason("word.none")
         elif isinstance(value, list):
-            value = ", ".join(str(v) for v in value) or "none"
-        parts.append(f"{key} {value}")
-    return "; ".join(parts) or "nothing"
+            text = ", ".join(str(v) for v in value) or Reason("word.none")
+        else:
+            text = str(value)
+        parts.append(Reason("rule.sets", field=Reason(f"field.{key}"), value=text))
+    return join("semicolon", parts) if parts else Reason("word.nothing")
 
 
 def _compiled(config: RoutingConfig) -> list[_CompiledRule]:
@@ -271,7 +278,7 @@ def _compiled(config: RoutingConfig) -> list[_CompiledRule]:
     return cached
 
 
-def explain_condition(cond: Condition, facts: MessageFacts) -> str | None:
+def explain_condition(cond: Condition, facts: MessageFacts) -> Reason | None:
     """Why `cond` holds for `facts`, or None when it does not."""
     return compile_condition(cond).match(_Prepared(facts))
 
@@ -310,15 +317,21 @@ def classify(config: RoutingConfig, facts: MessageFacts) -> Classification:
         sets = _what_it_sets(then)
         matches.append(RuleMatch(rule.name, why, sets, rule.continue_))
         reasons.append(
-            f"rule {rule.name!r} matched: {why}"
-            + (f"; sets {_sets_text(sets)}" if len(matches) > 1 or rule.continue_ else "")
+            Reason("rule.matched_sets", rule=repr(rule.name), why=why, sets=_sets_text(sets))
+            if len(matches) > 1 or rule.continue_
+            else Reason("rule.matched", rule=repr(rule.name), why=why)
         )
         if then.queue is not None:
             if queue is None:
                 queue = then.queue
             elif then.queue != queue:
                 reasons.append(
-                    f"queue {then.queue!r} of rule {rule.name!r} ignored: {queue!r} was set first"
+                    Reason(
+                        "rule.queue_ignored",
+                        queue=repr(then.queue),
+                        rule=repr(rule.name),
+                        first=repr(queue),
+                    )
                 )
         if then.priority is not None and (
             priority is None or PRIORITY_RANK[then.priority] > PRIORITY_RANK[priority]
@@ -336,10 +349,10 @@ def classify(config: RoutingConfig, facts: MessageFacts) -> Classification:
     if matches:
         if queue is None:
             queue = default.queue
-            reasons.append(f"queue {queue!r} from default")
+            reasons.append(Reason("rule.default_queue", queue=repr(queue)))
         if priority is None:
             priority = default.priority
-            reasons.append(f"priority {priority!r} from default")
+            reasons.append(Reason("rule.default_priority", priority=repr(priority)))
         return Classification(
             queue,
             priority,
@@ -356,5 +369,5 @@ def classify(config: RoutingConfig, facts: MessageFacts) -> Classification:
         dict(default.skills),
         list(default.tags),
         None,
-        [f"no rule matched; default queue {default.queue!r}"],
+        [Reason("rule.none", queue=repr(default.queue))],
     )

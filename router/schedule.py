@@ -9,6 +9,7 @@ from typing import Any
 
 from .config import RoutingConfig
 from .hours import Calendar, is_open, next_close, next_open
+from .reasons import Reason
 from .sla import Timeline, choose_policy, compute
 
 
@@ -38,7 +39,7 @@ class Placement:
     closed: bool
     opens_at: float | None
     reply: bool
-    reason: str | None
+    reason: Reason | None
 
 
 def place(routing: RoutingConfig, queue: str, now: float) -> Placement:
@@ -57,7 +58,7 @@ def place(routing: RoutingConfig, queue: str, now: float) -> Placement:
                 False,
                 None,
                 False,
-                f"queue {queue!r} is closed: overflow to {policy.overflow!r}, which is open",
+                Reason("hours.overflow", queue=repr(queue), other=repr(policy.overflow)),
             )
     opens = next_open(cal, now)
     return Placement(
@@ -65,7 +66,7 @@ def place(routing: RoutingConfig, queue: str, now: float) -> Placement:
         True,
         opens,
         reply,
-        f"queue {queue!r} is closed: the conversation waits for the opening",
+        Reason("hours.waits", queue=repr(queue)),
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .config import QueueConfig
+from .reasons import Reason, join
 
 Presence = Literal["online", "away", "offline"]
 
@@ -62,21 +63,24 @@ class Decision:
 def _exclusion(agent: AgentSnapshot, queue: str, required: Mapping[str, int]) -> list[str]:
     """Why `agent` cannot take a conversation of `queue` (empty list: eligible)."""
     if queue not in agent.queues:
-        return [f"not in queue {queue!r}"]
+        return [Reason("agent.not_in_queue", queue=repr(queue))]
     problems: list[str] = []
     if agent.presence != "online":
-        problems.append(agent.presence)
+        problems.append(Reason(f"agent.{agent.presence}"))
     if agent.load >= agent.capacity:
-        problems.append(f"at capacity {agent.load}/{agent.capacity}")
+        problems.append(Reason("agent.at_capacity", load=agent.load, capacity=agent.capacity))
     for skill, level in required.items():
         have = agent.skills.get(skill, 0)
         if have < level:
             problems.append(
-                f"lacks skill {skill}>={level} (has {have})"
+                Reason("agent.lacks_skill_has", skill=skill, level=level, have=have)
                 if have
-                else f"lacks skill {skill}>={level}"
+                else Reason("agent.lacks_skill", skill=skill, level=level)
             )
     return problems
+
+
+DECLINED = Reason("agent.declined")
 
 
 def _idle_key(agent: AgentSnapshot) -> tuple[int, float]:
@@ -113,10 +117,10 @@ def _pick(
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
-def _idle_text(agent: AgentSnapshot, now: float) -> str:
+def _idle_text(agent: AgentSnapshot, now: float) -> Reason:
     if agent.last_assigned_at is None:
-        return "never assigned"
-    return f"last assigned {max(0.0, now - agent.last_assigned_at):.0f}s ago"
+        return Reason("detail.never_assigned")
+    return Reason("detail.last_assigned", seconds=f"{max(0.0, now - agent.last_assigned_at):.0f}")
 
 
 def decide(
@@ -137,14 +141,16 @@ def decide(
     for agent in agents:
         problems = _exclusion(agent, queue.name, required)
         if agent.id in conv.exclude:
-            problems.append("declined or lost it lately")
+            problems.append(DECLINED)
         if problems:
-            reasons.append(f"{agent.id}: {', '.join(problems)}")
+            reasons.append(
+                Reason("agent.excluded", agent=agent.id, problems=join("comma", problems))
+            )
         else:
             eligible.append(agent)
     strategy = queue.strategy
     if not eligible:
-        reasons.append(f"no eligible agent in queue {queue.name!r}; conversation waits")
+        reasons.append(Reason("queue.no_agent", queue=repr(queue.name)))
         return Decision(conv.id, None, queue.name, strategy, reasons)
     sticky = next((a for a in eligible if a.id == conv.sticky), None)
     if sticky is not None:
@@ -155,11 +161,8 @@ def decide(
     return Decision(conv.id, chosen.id, queue.name, strategy, reasons)
 
 
-def sticky_reason(agent: AgentSnapshot) -> str:
-    return (
-        f"{agent.id} chosen by sticky routing: answered this customer last; "
-        f"load {agent.load}/{agent.capacity}"
-    )
+def sticky_reason(agent: AgentSnapshot) -> Reason:
+    return Reason("agent.sticky", agent=agent.id, load=agent.load, capacity=agent.capacity)
 
 
 def chosen_reason(
@@ -168,16 +171,38 @@ def chosen_reason(
     rr_last: str | None,
     required: Mapping[str, int],
     now: float,
-) -> str:
+) -> Reason:
     """Why `chosen` got the conversation, e.g. `alice chosen by skills; skill score 8; load 1/3`."""
-    detail = f"load {chosen.load}/{chosen.capacity}"
+    # One Reason per variant: this is on the dispatcher's path for every assignment.
+    load, capacity = chosen.load, chosen.capacity
     if strategy == "round_robin" and rr_last is not None:
-        detail += f"; previous {rr_last}"
-    elif strategy == "longest_idle":
-        detail += f"; {_idle_text(chosen, now)}"
-    elif strategy == "skills":
-        detail = f"skill score {_skill_score(chosen, required)}; {detail}"
-    return f"{chosen.id} chosen by {strategy}; {detail}"
+        return Reason(
+            "agent.chosen_after",
+            agent=chosen.id,
+            strategy=strategy,
+            load=load,
+            capacity=capacity,
+            previous=rr_last,
+        )
+    if strategy == "longest_idle":
+        return Reason(
+            "agent.chosen_idle",
+            agent=chosen.id,
+            strategy=strategy,
+            load=load,
+            capacity=capacity,
+            idle=_idle_text(chosen, now),
+        )
+    if strategy == "skills":
+        return Reason(
+            "agent.chosen_skills",
+            agent=chosen.id,
+            strategy=strategy,
+            load=load,
+            capacity=capacity,
+            score=_skill_score(chosen, required),
+        )
+    return Reason("agent.chosen", agent=chosen.id, strategy=strategy, load=load, capacity=capacity)
 
 
 def order_waiting(
@@ -218,7 +243,7 @@ def plan(
                     None,
                     conv.queue,
                     None,
-                    [f"unknown queue {conv.queue!r}; conversation waits"],
+                    [Reason("queue.unknown", queue=repr(conv.queue))],
                 )
             )
             continue

@@ -146,7 +146,11 @@ class ConversationOut(Out):
     required_skills: dict[str, int]
     tags: list[str]
     subject: str | None
-    routing: dict[str, Any] = Field(description="The rule, strategy and reasons of routing.")
+    routing: dict[str, Any] = Field(
+        description="The rule, strategy and reasons of routing: `reasons` in English, and "
+        "`reasons_localized` the same per language (`en`, `de`; rows stored before only "
+        "`en`)."
+    )
     created_at: str
     updated_at: str
     assigned_at: str | None
@@ -264,6 +268,12 @@ class Accepted(Out):
     ok: bool
 
 
+LOCALIZED_REASONS = (
+    '`reasons` per language: `{"en": [...], "de": [...]}` (English as in `reasons`; '
+    "a conversation routed before reasons were kept per language has only `en`)."
+)
+
+
 class Classification(Out):
     queue: str
     priority: str
@@ -271,6 +281,9 @@ class Classification(Out):
     tags: list[str]
     rule: str | None
     reasons: list[str]
+    reasons_localized: dict[str, list[str]] = Field(
+        default_factory=dict, description=LOCALIZED_REASONS
+    )
     rules: list[str] = Field(
         default_factory=list, description="Every rule that matched (`continue: true`)."
     )
@@ -284,6 +297,9 @@ class DecisionOut(Out):
     agent: str | None
     strategy: str | None
     reasons: list[str]
+    reasons_localized: dict[str, list[str]] = Field(
+        default_factory=dict, description=LOCALIZED_REASONS
+    )
 
 
 class HoursNow(Out):

@@ -63,6 +63,7 @@ from gateway.store.base import (
 )
 from gateway.store.workspace import workspace_store
 from router import PRIORITY_RANK, Handoff, MessageFacts, RoutingConfig, route_handoff
+from router.reasons import Reason, extend_localized
 from router.schedule import place
 
 if TYPE_CHECKING:
@@ -109,8 +110,8 @@ def unanswered_before(history: list[Message], message_id: str) -> list[Message]:
     return []
 
 
-def hold_reason(bot: str) -> str:
-    return f"bot {bot!r} answers first"
+def hold_reason(bot: str) -> Reason:
+    return Reason("core.bot_holds", bot=repr(bot))
 
 
 class WebhookBotStage:
@@ -462,6 +463,7 @@ class WebhookBotStage:
                         "rule": cls.rule,
                         "rules": cls.rules,
                         "reasons": [*(conv.routing.get("reasons") or []), *reasons],
+                        "reasons_localized": extend_localized(conv.routing, reasons),
                         "bot": bot,
                         "handoff": facts_dict,
                     },

@@ -47,7 +47,7 @@
     canned: null,
     cannedIndex: 0,
     searching: false,
-    routingLive: new Map(),  // conversation id → reasons of its last assignment seen live
+    routingLive: new Map(),  // conversation id → {reasons, localized} of its last assignment seen live
     stopped: true,
   };
 
@@ -857,8 +857,16 @@
     }
   }
 
+  /** Routing reasons in the console's language; English (`reasons`) when there are none in it. */
+  function reasonsIn(reasons, localized) {
+    const mine = localized && localized[I.lang()];
+    return mine && mine.length ? mine : reasons || [];
+  }
+
   function renderRouting(conv) {
-    const reasons = S.routingLive.get(conv.id) || (conv.routing && conv.routing.reasons) || [];
+    const live = S.routingLive.get(conv.id);
+    const routing = conv.routing || {};
+    const reasons = live ? reasonsIn(live.reasons, live.localized) : reasonsIn(routing.reasons, routing.reasons_localized);
     $("conv-routing").hidden = reasons.length === 0;
     const ul = $("routing-reasons");
     clear(ul);
@@ -1380,7 +1388,7 @@
     if (e.type === "agent.presence" && data.agent === S.me) $("presence").value = data.status;
     if (e.type === "conversation.read" && cid && data.reader === S.reader) { S.unread.set(cid, 0); updateTitle(); }
     if (e.type === "conversation.assigned" && cid) {
-      if (data.reasons) S.routingLive.set(cid, data.reasons);
+      if (data.reasons) S.routingLive.set(cid, { reasons: data.reasons, localized: data.reasons_localized });
       if (S.me && data.agent === S.me && data.by !== S.name) notifyAssigned(cid);
     }
     if (e.type === "agent.mentioned" && S.me && data.agent === S.me) {

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.model import NewEvent
+from router.reasons import LANGUAGES, Reason, localized_of, render
 
 # The events that change the stamps (`waits`, `agent_replies`, `presence_stamps`) or
 # withdraw a pending offer; every other event leaves them as they are.
@@ -70,11 +71,16 @@ def accepted_events(
     data: dict[str, Any],
     routing: dict[str, Any],
     strategy: str,
-    offer_reasons: list[str],
+    offer_reasons: list[str] | dict[str, list[str]],
 ) -> list[NewEvent]:
     """An accepted offer: `offer.accepted`, and the assignment it makes (by the router,
-    with the reasons of the routing, of the offer and of the answer)."""
+    with the reasons of the routing, of the offer and of the answer). `offer_reasons` as
+    the offer stored them: per language, or (offers made before) a list in English."""
     agent = data["agent"]
+    accepted = Reason("core.offer_accepted", agent=agent)
+    offered = offer_reasons if isinstance(offer_reasons, dict) else {"en": offer_reasons}
+    english = offered.get("en", [])
+    before = localized_of(routing)
     return [
         NewEvent("offer.accepted", data),
         NewEvent(
@@ -85,11 +91,15 @@ def accepted_events(
                 "queue": data["queue"],
                 "strategy": strategy,
                 "rule": routing.get("rule"),
-                "reasons": [
-                    *routing.get("reasons", []),
-                    *offer_reasons,
-                    f"offer accepted by {agent}",
-                ],
+                "reasons": [*routing.get("reasons", []), *english, accepted],
+                "reasons_localized": {
+                    lang: [
+                        *before.get(lang, before.get("en", [])),
+                        *offered.get(lang, english),
+                        render(accepted, lang),
+                    ]
+                    for lang in LANGUAGES
+                },
                 "by": "router",
             },
         ),

@@ -29,6 +29,7 @@ from gateway.metrics import METRICS
 from gateway.model import Conversation, Message
 from gateway.store.base import Classification, IngestOutcome, OutboundRequest, Store
 from router import RoutingConfig
+from router.reasons import Reason
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("switchboard.kb.bot")
 
 BOT_QUEUE = KB_BOT_QUEUE
-HOLD_REASON = "bot: knowledge_base answers first"
+HOLD_REASON = Reason("core.kb_holds")
 MAX_AUTOMATIC = 3
 AUTOMATIC_WINDOW = 86400.0
 MAX_ANSWER_CHARS = 1500

@@ -11,6 +11,7 @@ from gateway.outreach.store import StartOutcome, StartRequest
 from gateway.services import Services
 from gateway.store.base import Classification, Classifier
 from router import PRIORITY_RANK, MessageFacts, RoutingConfig, classify
+from router.reasons import Reason
 from router.schedule import place
 
 
@@ -32,7 +33,7 @@ def classifier(
         c = classify(routing, MessageFacts(channel, channel_kind, text, subject, attributes))
         target, reasons = c.queue, list(c.reasons)
         if queue is not None and queue != target:
-            target, reasons = queue, [*reasons, f"queue {queue} chosen by {by}"]
+            target, reasons = queue, [*reasons, Reason("core.outreach_queue", queue=queue, by=by)]
         if routing.hours:
             placed = place(routing, target, clock())
             if placed.reason is not None:

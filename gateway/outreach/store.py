@@ -13,6 +13,7 @@ from connectors.base import Identity
 from gateway.ids import new_id
 from gateway.model import Conversation, Event, Message, NewEvent
 from gateway.store.base import Classifier, Conflict, Scope, StoreError
+from router.reasons import Reason, localize, localized_of
 
 
 class OutreachRefused(StoreError):
@@ -75,7 +76,7 @@ def new_conversation(
     """The conversation the request opens (assigned to the starting agent, or open for
     routing), its reasons saying who started it."""
     cls = req.classify(dict(attributes))
-    started = f"started by {req.by} (proactive outreach)"
+    started = Reason("core.outreach_started", by=req.by)
     return Conversation(
         id=new_id("cv"),
         contact_id=contact_id,
@@ -98,6 +99,7 @@ def new_conversation(
             "rule": cls.rule,
             "rules": cls.rules,
             "reasons": [started, *cls.reasons],
+            "reasons_localized": localize([started, *cls.reasons]),
             "outreach": {"by": req.by, "agent": req.assignee},
         },
         assigned_at=req.now if req.assignee else None,
@@ -117,7 +119,10 @@ def start_events(conv: Conversation, req: StartRequest, new_contact: bool) -> li
                     "agent": conv.assignee,
                     "queue": conv.queue,
                     "strategy": "manual",
-                    "reasons": [f"started by {req.by} (proactive outreach)"],
+                    "reasons": conv.routing["reasons"][:1],
+                    "reasons_localized": {
+                        lang: texts[:1] for lang, texts in localized_of(conv.routing).items()
+                    },
                     "by": req.by,
                     "conversation": conv.to_api(),
                 },

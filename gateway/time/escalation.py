@@ -20,6 +20,7 @@ from gateway.store.base import Store, WaitStamp, WaitUpdate, escalation_store
 from router import ConversationSnapshot, RoutingConfig, decide
 from router.explain import candidate_lines
 from router.policies import Routed, describe, due_at, escalate, no_reply_due, offline_due
+from router.reasons import Reason, localize, localized_of
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -104,6 +105,7 @@ class EscalationTimer:
                         "step": applied,
                         "of": len(esc.steps),
                         "changes": out.changes,
+                        "changes_localized": localize(out.changes),
                         "queue": routed.queue,
                         "priority": priority_name(routed.priority),
                         "required_skills": routed.skills,
@@ -174,14 +176,21 @@ async def explain_conversation(gw: Gateway, conv: Conversation) -> dict[str, Any
     decision: dict[str, Any] | None = None
     if queue is not None and conv.status == "open" and conv.assignee is None:
         if hint is not None and hint.offered:
+            offered = [Reason("core.offered")]
             decision = {
                 "agent": None,
                 "strategy": None,
-                "reasons": ["offered; waits for the answer"],
+                "reasons": offered,
+                "reasons_localized": localize(offered),
             }
         else:
             d = decide(waiting, queue, agents, rr, now)
-            decision = {"agent": d.agent_id, "strategy": d.strategy, "reasons": d.reasons}
+            decision = {
+                "agent": d.agent_id,
+                "strategy": d.strategy,
+                "reasons": d.reasons,
+                "reasons_localized": localize(d.reasons),
+            }
     return {
         "classification": {
             "queue": conv.queue,
@@ -191,6 +200,7 @@ async def explain_conversation(gw: Gateway, conv: Conversation) -> dict[str, Any
             "rule": conv.routing.get("rule"),
             "rules": conv.routing.get("rules") or [],
             "reasons": conv.routing.get("reasons", []),
+            "reasons_localized": localized_of(conv.routing),
             "matches": [],
             "escalation": await escalation_of(gw.store, routing, conv.id),
         },

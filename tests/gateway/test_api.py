@@ -237,7 +237,41 @@ async def test_routing_explain_changes_nothing(gateway_factory: Any) -> None:
     assert b["classification"]["queue"] == "billing" and b["classification"]["rule"] == "billing"
     assert b["decision"]["agent"] == "alice"
     assert any("carol" in r and "offline" in r for r in b["decision"]["reasons"])
+    assert b["classification"]["reasons_localized"] == {
+        "en": ["rule 'billing' matched: text contains 'refund'", "priority 'normal' from default"],
+        "de": [
+            "Regel 'billing' trifft zu: Text enthält 'refund'",
+            "Priorität 'normal' aus der Voreinstellung",
+        ],
+    }
+    assert b["decision"]["reasons_localized"]["en"] == b["decision"]["reasons"]
+    assert b["decision"]["reasons_localized"]["de"][-1] == (
+        "alice gewählt nach skills; Skill-Wert 8; Auslastung 0/2"
+    )
     assert (await client.call("GET", "/v1/conversations"))[1]["conversations"] == []
+
+
+async def test_routing_reasons_in_german_beside_the_english_ones(gateway_factory: Any) -> None:
+    gw, client = await gateway_factory()
+    _, body = await client.inbound("de-1", "Meine Rechnung (invoice) stimmt nicht")
+    conv_id = body["conversation_id"]
+    conv = await wait_for(lambda: client.assigned(conv_id))
+    routing = conv["routing"]
+    assert routing["reasons"][0] == "rule 'billing' matched: text contains 'invoice'"
+    assert routing["reasons_localized"]["en"] == routing["reasons"]
+    assert routing["reasons_localized"]["de"] == [
+        "Regel 'billing' trifft zu: Text enthält 'invoice'",
+        "Priorität 'normal' aus der Voreinstellung",
+    ]
+    [assigned] = [
+        e for e in await gw.store.events_since(0, 100) if e.type == "conversation.assigned"
+    ]
+    assert assigned.data["reasons_localized"]["en"] == assigned.data["reasons"]
+    assert assigned.data["reasons_localized"]["de"][0] == routing["reasons_localized"]["de"][0]
+    assert assigned.data["reasons_localized"]["de"][-1].startswith("alice gewählt nach skills;")
+    s, b = await client.call("POST", "/v1/routing/explain", json={"conversation": conv_id})
+    assert s == 200, b
+    assert b["classification"]["reasons_localized"] == routing["reasons_localized"]
 
 
 async def test_readyz_and_metrics(gateway_factory: Any) -> None:

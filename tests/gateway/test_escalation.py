@@ -146,6 +146,10 @@ async def test_each_escalation_step_fires_at_its_time_and_is_on_the_api(
         "requires no skill any more (was billing>=7)",
         "moved to queue 'general' (was 'billing')",
     ]
+    assert escalated[1]["changes_localized"]["de"] == [
+        "erfordert keinen Skill mehr (vorher billing>=7)",
+        "in Warteschlange 'general' verschoben (vorher 'billing')",
+    ]
     # Assigned: the later steps never fire.
     clock.t = start + 3600
     await settle(gw)

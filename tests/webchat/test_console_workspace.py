@@ -100,6 +100,49 @@ async def test_german_after_switching_survives_a_reload(
     await ctx.close()
 
 
+async def test_routing_reasons_in_the_agents_language(
+    gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
+) -> None:
+    client, base = await console_gateway(
+        gateway_factory, base_config(tmp_path / "db.sqlite"), online=("alice",)
+    )
+    ctx = await _context(browser)
+    page = await new_page(ctx, watch)
+    console = Console(page)
+    await console.sign_in(base, agent_token("alice"))
+    await page.get_by_label("Language", exact=True).select_option("de")
+    await expect(page.get_by_role("button", name="Abmelden")).to_be_visible()
+    # Routed while the console is open: the reasons of the assignment arrive live.
+    conv_id = await _assigned_conversation(client, "Frage zu meiner Rechnung (invoice)")
+    await console.open(conv_id)
+    await page.locator("#conv-routing summary").click()
+    reasons = page.locator("#routing-reasons li")
+    await expect(reasons.first).to_have_text("Regel 'billing' trifft zu: Text enthält 'invoice'")
+    await expect(reasons.last).to_contain_text("alice gewählt nach skills; Skill-Wert 8")
+    await expect(reasons).to_contain_text(["Priorität 'normal' aus der Voreinstellung"])
+    await page.screenshot(path=shot("console-routing-de.png"))
+
+    await page.get_by_label("Sprache", exact=True).select_option("en")
+    await expect(reasons.first).to_have_text("rule 'billing' matched: text contains 'invoice'")
+    await expect(reasons.last).to_contain_text("alice chosen by skills; skill score 8")
+
+    # After a reload: the reasons the conversation keeps, in German again.
+    await page.reload()
+    await page.locator("#live.on").wait_for()
+    await page.get_by_label("Language", exact=True).select_option("de")
+    await console.open(conv_id)
+    await page.locator("#conv-routing summary").click()
+    await expect(reasons).to_have_text(
+        [
+            "Regel 'billing' trifft zu: Text enthält 'invoice'",
+            "Priorität 'normal' aus der Voreinstellung",
+        ]
+    )
+    await page.screenshot(path=shot("console-routing-de-reload.png"))
+    assert watch.problems() == []
+    await ctx.close()
+
+
 async def test_a_german_browser_starts_in_german(
     gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
 ) -> None:

@@ -71,6 +71,7 @@ from gateway.store.postgres.pool import (
 )
 from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
 from gateway.store.rows import message_values
+from router.reasons import Reason, localize
 
 _ACTIVE = "status IN ('open', 'assigned', 'pending')"
 
@@ -105,7 +106,12 @@ def _new_conversation(
         tags=cls.tags,
         subject=msg.subject,
         thread_token=new_id("t").split("_", 1)[1][-12:],
-        routing={"rule": cls.rule, "rules": cls.rules, "reasons": cls.reasons},
+        routing={
+            "rule": cls.rule,
+            "rules": cls.rules,
+            "reasons": cls.reasons,
+            "reasons_localized": localize(cls.reasons),
+        },
         reply_kind=identity.kind,
         reply_address=identity.address,
         last_inbound_at=now,
@@ -693,6 +699,7 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
                     )
             apply_state(conv, after)
             await conn.execute("UPDATE agents SET last_assigned_at=$1 WHERE id=$2", now, agent_id)
+            manual = Reason("core.manual", by=by or "unknown")
             return NewEvent(
                 "conversation.assigned",
                 {
@@ -700,7 +707,8 @@ class PgConversations(PgContacts, ConversationStore, OutreachStore):
                     "agent": agent_id,
                     "queue": conv.queue,
                     "strategy": "manual",
-                    "reasons": [f"assigned manually by {by or 'unknown'}"],
+                    "reasons": [manual],
+                    "reasons_localized": localize([manual]),
                     "by": by,
                 },
             )

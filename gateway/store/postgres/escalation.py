@@ -41,6 +41,7 @@ from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import Conn, PgBase, get_conv, rowcount
 from gateway.store.postgres.routing import adjust_load, load_of, lock_agent
 from gateway.store.rows import OFFER_COLS, offer_row
+from router.reasons import localize
 
 _WAIT_SELECT = (
     "SELECT w.conversation_id, w.reason, w.since, w.step, w.state, w.due,"
@@ -241,7 +242,7 @@ class PgEscalation(PgBase, EscalationStore):
                     now,
                     expires_at,
                     c.strategy,
-                    dumps(c.reasons),
+                    dumps(localize(c.reasons)),
                 )
                 if made is None:
                     continue
@@ -269,6 +270,7 @@ class PgEscalation(PgBase, EscalationStore):
                         | {
                             "strategy": c.strategy,
                             "reasons": c.reasons,
+                            "reasons_localized": localize(c.reasons),
                             "expires_at": expires_at,
                         },
                     )

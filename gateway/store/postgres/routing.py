@@ -25,6 +25,7 @@ from gateway.store.base import (
 )
 from gateway.store.postgres.eventlog import append_events
 from gateway.store.postgres.pool import Conn, PgBase, lost, rowcount
+from router.reasons import extend_localized
 
 T = TypeVar("T")
 _WAITING = "status='open' AND assignee IS NULL"
@@ -249,6 +250,7 @@ class PgRouting(PgBase, RoutingStore):
                             "strategy": c.strategy,
                             "rule": routing.get("rule"),
                             "reasons": [*routing.get("reasons", []), *c.reasons],
+                            "reasons_localized": extend_localized(routing, c.reasons),
                             "by": "router",
                         },
                     )

@@ -47,6 +47,7 @@ from gateway.store.base import (
 )
 from gateway.store.sqlite.blobs import put_blobs
 from gateway.store.sqlite.rows import SqliteRows
+from router.reasons import Reason, localize
 
 # An ingest waiting for the next group commit: the request, its classification made
 # before the transaction, and the caller's future.
@@ -257,7 +258,12 @@ class SqliteConversations(SqliteRows, OutreachStore):
                 tags=cls.tags,
                 subject=msg.subject,
                 thread_token=new_id("t").split("_", 1)[1][-12:],
-                routing={"rule": cls.rule, "rules": cls.rules, "reasons": cls.reasons},
+                routing={
+                    "rule": cls.rule,
+                    "rules": cls.rules,
+                    "reasons": cls.reasons,
+                    "reasons_localized": localize(cls.reasons),
+                },
                 reply_kind=identity.kind,
                 reply_address=identity.address,
                 last_inbound_at=now,
@@ -658,6 +664,7 @@ class SqliteConversations(SqliteRows, OutreachStore):
                     )
             apply_state(conv, after)
             conn.execute("UPDATE agents SET last_assigned_at=? WHERE id=?", (now, agent_id))
+            manual = Reason("core.manual", by=by or "unknown")
             return NewEvent(
                 "conversation.assigned",
                 {
@@ -665,7 +672,8 @@ class SqliteConversations(SqliteRows, OutreachStore):
                     "agent": agent_id,
                     "queue": conv.queue,
                     "strategy": "manual",
-                    "reasons": [f"assigned manually by {by or 'unknown'}"],
+                    "reasons": [manual],
+                    "reasons_localized": localize([manual]),
                     "by": by,
                 },
             )

@@ -35,6 +35,7 @@ from gateway.store.base import (
     check_sees,
 )
 from gateway.store.rows import OFFER_COLS, offer_row
+from router.reasons import localize
 
 
 class SqliteEscalation(EscalationStore):
@@ -234,7 +235,7 @@ class SqliteEscalation(EscalationStore):
                         now,
                         expires_at,
                         c.strategy,
-                        dumps(c.reasons),
+                        dumps(localize(c.reasons)),
                     ),
                 )
                 # A pending offer holds capacity, as an assignment does.
@@ -260,6 +261,7 @@ class SqliteEscalation(EscalationStore):
                             "queue": c.queue,
                             "strategy": c.strategy,
                             "reasons": c.reasons,
+                            "reasons_localized": localize(c.reasons),
                             "expires_at": expires_at,
                         },
                     )

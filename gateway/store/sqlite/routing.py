@@ -18,6 +18,7 @@ from gateway.store.base import (
     WaitingKey,
 )
 from gateway.store.sqlite.rows import SqliteRows
+from router.reasons import extend_localized
 
 
 class SqliteRouting(SqliteRows):
@@ -175,6 +176,7 @@ class SqliteRouting(SqliteRows):
                             "strategy": c.strategy,
                             "rule": routing.get("rule"),
                             "reasons": [*routing.get("reasons", []), *c.reasons],
+                            "reasons_localized": extend_localized(routing, c.reasons),
                             "by": "router",
                         },
                     )
