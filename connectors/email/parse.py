@@ -16,9 +16,9 @@ from datetime import datetime
 from email import policy
 from email.header import decode_header
 from email.headerregistry import Address, HeaderRegistry
-from email.policy import EmailPolicy
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
