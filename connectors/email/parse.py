@@ -18,6 +18,7 @@ from email.header import decode_header
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
+from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from html.parser import HTMLParser
 from typing import Any
@@ -356,7 +357,20 @@ class _Registry(HeaderRegistry):
         super().map_to_type(name, cls)
 
 
-_PARSE_POLICY = policy.default.clone(message_factory=_ParsedMessage, header_factory=_Registry())
+class _ParsePolicy(EmailPolicy):
+    """`policy.default`, except that raw 8-bit header bytes (RFC 6532 UTF-8, or a sender's
+    unlabelled legacy charset) are read before the header is parsed, as the body's are:
+    UTF-8 when valid, else windows-1252 (`unsurrogate`). The header parser itself would
+    turn those bytes into U+FFFD in unstructured headers (Subject) and parameters (file
+    names), where nothing could repair them afterwards."""
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if isinstance(value, str) and not hasattr(value, "name"):
+            value = unsurrogate(value)
+        return super().header_fetch_parse(name, value)
+
+
+_PARSE_POLICY = _ParsePolicy(message_factory=_ParsedMessage, header_factory=_Registry())
 
 
 # --------------------------------------------------------------------------------------

@@ -225,18 +225,8 @@ class TelegramConnector(Connector):
         try:
             message = await self._normalise(update)
         except Exception as exc:  # an update our code chokes on must not block the chat
-            self.ctx.log.exception(
-                "telegram %s: update %s could not be read", self.name, update.update_id
-            )
-            item = RawItem(
-                "application/json",
-                json.dumps(update.to_dict(), ensure_ascii=False).encode(),
-                str(update.update_id),
-            )
-            qid = await self.ctx.quarantine(item, f"unreadable update: {type(exc).__name__}: {exc}")
-            self.ctx.log.warning(
-                "telegram %s: update %s quarantined as %s", self.name, update.update_id, qid
-            )
+            data = json.dumps(update.to_dict(), ensure_ascii=False).encode()
+            await self._quarantine_update(update.update_id, data, exc)
             return
         if message is None:
             return
@@ -253,6 +243,13 @@ class TelegramConnector(Connector):
                 exc.quarantine_id,
                 exc.reason,
             )
+
+    async def _quarantine_update(self, update_id: int, data: bytes, exc: Exception) -> None:
+        """Keep an update our code (or the library's parser) cannot read, with the reason."""
+        self.ctx.log.exception("telegram %s: update %s could not be read", self.name, update_id)
+        item = RawItem("application/json", data, str(update_id))
+        qid = await self.ctx.quarantine(item, f"unreadable update: {type(exc).__name__}: {exc}")
+        self.ctx.log.warning("telegram %s: update %s quarantined as %s", self.name, update_id, qid)
 
     async def _normalise(self, update: Update) -> InboundMessage | None:
         return await to_inbound(
@@ -344,21 +341,27 @@ class TelegramConnector(Connector):
                 secret=self.settings.webhook_secret or "",
                 limit=self.ctx.max_body_bytes,
             )
-            update = Update.de_json(data, self.bot)
         except Rejected as rejected:
             self.ctx.log.warning(
                 "telegram %s webhook refused (%s): %s", self.name, rejected.status, rejected.reason
             )
             return rejected.response()
-        except (TelegramError, ValueError, TypeError, KeyError) as exc:
-            return Rejected(400, f"not a Telegram update: {exc}").response()
+        update_id: int = data["update_id"]
         try:
-            await self._submit_update(update)
+            try:
+                update = Update.de_json(data, self.bot)
+            except Exception as exc:
+                # Signed by Telegram but beyond the library's parser (e.g. a sticker without
+                # the fields it requires): a refused update is retried, then dropped unseen.
+                raw = json.dumps(data, ensure_ascii=False).encode()
+                await self._quarantine_update(update_id, raw, exc)
+            else:
+                await self._submit_update(update)
         except Exception:
             self.ctx.log.exception("telegram %s: could not submit update", self.name)
             # Telegram delivers it again later.
             return Rejected(503, "temporarily unable to accept the update").response()
-        await self._handled(update.update_id)
+        await self._handled(update_id)
         return web.json_response({"ok": True})
 
     # -- outbound --------------------------------------------------------------------

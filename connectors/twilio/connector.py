@@ -11,7 +11,6 @@ import asyncio
 import json
 import time
 from typing import ClassVar
-from urllib.parse import urlencode
 
 from aiohttp import web
 from multidict import MultiDict
@@ -36,12 +35,14 @@ from .errors import WHATSAPP_WINDOW_CLOSED, error_reason
 from .phone import WHATSAPP_PREFIX, phone_address, to_e164
 from .rest import TwilioRestClient
 from .settings import TwilioSmsSettings, TwilioWhatsAppSettings
-from .signature import SignatureVerifier
+from .signature import SignatureVerifier, undecodable
 from .webhook import (
     delivery_receipt,
+    form_bytes,
     media_items,
     media_name,
     message_sid,
+    not_utf8,
     parse_form,
     require,
     twiml_response,
@@ -134,6 +135,9 @@ class TwilioConnector(Connector):
                 rejected.reason,
             )
             return rejected.response()
+        field = not_utf8(params)
+        if field is not None:  # signed, so Twilio's: keep it as it came for a person to see
+            return await self._quarantine(params, f"unreadable webhook: {field} is not UTF-8")
         try:
             message = await self._inbound_message(params)
         except Rejected as rejected:
@@ -162,8 +166,10 @@ class TwilioConnector(Connector):
         return twiml_response()
 
     async def _quarantine(self, params: MultiDict[str], reason: str) -> web.StreamResponse:
-        body = urlencode(list(params.items())).encode()
+        body = form_bytes(params)
         sid = params.get("MessageSid") or params.get("SmsMessageSid") or None
+        if sid is not None and undecodable(sid):
+            sid = None
         try:
             qid = await self.ctx.quarantine(
                 RawItem("application/x-www-form-urlencoded", body, sid), reason
@@ -184,6 +190,9 @@ class TwilioConnector(Connector):
     async def _on_status(self, request: web.Request) -> web.StreamResponse:
         try:
             params = await self._params(request)
+            field = not_utf8(params)
+            if field is not None:
+                raise Rejected(400, f"{field} is not UTF-8")
             receipt = delivery_receipt(params)
         except Rejected as rejected:
             self.ctx.log.warning(

@@ -9,12 +9,16 @@ URL is tried with and without the default port, as the library does; the compari
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from collections.abc import Mapping
 from urllib.parse import parse_qs, urlparse
 
 from multidict import MultiDict
 from twilio.request_validator import (
+    HMAC_SHA1,
+    HMAC_SHA256,
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
     RequestValidator,
@@ -40,6 +44,34 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8", "surrogatepass"))
 
 
+_HASHES = {HMAC_SHA1: hashlib.sha1, HMAC_SHA256: hashlib.sha256}
+
+
+def undecodable(text: str) -> bool:
+    """True when `text` holds bytes that were not UTF-8 (kept as lone surrogates by
+    `surrogateescape`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _raw_signature(token: bytes, url: str, params: Params, algorithm: str | None) -> str:
+    """The library's signature, over the parameters' original bytes: its `compute_signature`
+    encodes strictly as UTF-8, which parameters that were not UTF-8 cannot be."""
+    digest = _HASHES.get((algorithm or HMAC_SHA1).upper())
+    if digest is None:
+        raise ValueError(f"unsupported webhook signature algorithm: {algorithm}")
+    text = url
+    for name in sorted(set(params)):
+        values = params.getall(name) if isinstance(params, MultiDict) else [params[name]]
+        for value in sorted(set(values)):
+            text += name + value
+    mac = hmac.new(token, text.encode("utf-8", "surrogateescape"), digest)
+    return base64.b64encode(mac.digest()).decode()
+
+
 class SignatureVerifier:
     def __init__(self, auth_token: str) -> None:
         self._validator = RequestValidator(auth_token)
@@ -51,8 +83,9 @@ class SignatureVerifier:
         signature: str | None,
         settings_header: str | None = None,
     ) -> bool:
-        """True when `signature` signs `url` with `params` (the form parameters), or with a
-        JSON body's text when the URL carries `bodySHA256`."""
+        """True when `signature` signs `url` with `params` (the form parameters; bytes that
+        were not UTF-8 count as themselves), or with a JSON body's text when the URL carries
+        `bodySHA256`."""
         if not signature:
             return False
         algorithm = get_signature_algorithm(settings_header)
@@ -67,9 +100,12 @@ class SignatureVerifier:
             form = {}
         else:
             form = params
+        raw = any(undecodable(key) or undecodable(value) for key, value in form.items())
         try:
             candidates = [
-                str(self._validator.compute_signature(candidate, form, algorithm))
+                _raw_signature(self._validator.token, candidate, form, algorithm)
+                if raw
+                else str(self._validator.compute_signature(candidate, form, algorithm))
                 for candidate in (remove_port(parsed), add_port(parsed))
             ]
         except ValueError:  # an algorithm this library does not know

@@ -7,7 +7,7 @@ import json
 import mimetypes
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from multidict import MultiDict
@@ -16,7 +16,13 @@ from connectors.base import DeliveryReceipt
 from connectors.http import MalformedJson, Rejected, loads_json
 
 from .errors import error_reason
-from .signature import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, SignatureVerifier, signed_url
+from .signature import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    SignatureVerifier,
+    signed_url,
+    undecodable,
+)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
@@ -36,14 +42,17 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def parse_form(body: bytes) -> MultiDict[str]:
+def parse_form(body: bytes, *, keep_undecodable: bool = False) -> MultiDict[str]:
+    """The form's parameters. With `keep_undecodable`, bytes that are not UTF-8 are kept
+    as lone surrogates (`surrogateescape`) instead of refusing the form."""
+    errors = "surrogateescape" if keep_undecodable else "strict"
     try:
         pairs = parse_qsl(
-            body.decode("utf-8"),
+            body.decode("utf-8", errors),
             keep_blank_values=True,
             strict_parsing=True,
             encoding="utf-8",
-            errors="strict",
+            errors=errors,
         )
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise Rejected(400, f"malformed form body: {exc}") from exc
@@ -58,7 +67,9 @@ async def verified_params(
     account_sid: str,
     limit: int,
 ) -> MultiDict[str]:
-    """The webhook's parameters once the request is proven to come from Twilio.
+    """The webhook's parameters once the request is proven to come from Twilio. A form
+    value (or name) that is not UTF-8 is verified over its bytes and returned with them as
+    lone surrogates (see `not_utf8`): the caller decides what to keep.
 
     Raises `Rejected`: 413 oversized, 403 unsigned or forged, 400 malformed."""
     body = await read_limited(request, limit)
@@ -85,7 +96,7 @@ async def verified_params(
             (str(k), v if isinstance(v, str) else json.dumps(v)) for k, v in data.items()
         )
     elif request.content_type in ("application/x-www-form-urlencoded", ""):
-        params = parse_form(body)
+        params = parse_form(body, keep_undecodable=True)
         if not verifier.verify(url, params, signature, settings_header):
             raise Rejected(403, "invalid X-Twilio-Signature")
     else:
@@ -94,6 +105,19 @@ async def verified_params(
     if sid is not None and sid != account_sid:
         raise Rejected(403, "webhook for another Twilio account")
     return params
+
+
+def not_utf8(params: MultiDict[str]) -> str | None:
+    """The first parameter whose name or value was not UTF-8, if any."""
+    for name, value in params.items():
+        if undecodable(name) or undecodable(value):
+            return name.encode("utf-8", "backslashreplace").decode()
+    return None
+
+
+def form_bytes(params: MultiDict[str]) -> bytes:
+    """The parameters form-encoded again, bytes that were not UTF-8 as they came."""
+    return urlencode(list(params.items()), errors="surrogateescape").encode()
 
 
 def require(params: MultiDict[str], *names: str) -> list[str]:

@@ -111,6 +111,13 @@
     return a && a.name ? a.name : id;
   }
 
+  // Bidi controls (marks, embeddings, overrides, isolates) in a file name: "\u202Efdp.exe"
+  // would show as "exe.pdf". Shown without them; a download keeps the name as it came.
+  const BIDI_CONTROLS = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/g;
+  function fileLabel(name) {
+    return String(name == null ? "" : name).replace(BIDI_CONTROLS, "");
+  }
+
   function contactLabel(c) {
     if (!c) return t("msg.customer");
     if (c.name) return c.name;
@@ -900,10 +907,10 @@
       const box = el("div", { className: "attachments" }, t("msg.attachments") + " ");
       for (const a of m.attachments) {
         if (a.blob || a.url) {
-          const link = el("a", { href: "#", "data-blob": a.blob || String(a.url).split("/").pop() }, a.name);
+          const link = el("a", { href: "#", "data-blob": a.blob || String(a.url).split("/").pop() }, fileLabel(a.name));
           link.addEventListener("click", (ev) => { ev.preventDefault(); openBlob(link.getAttribute("data-blob"), a.name); });
           box.appendChild(link);
-        } else box.appendChild(el("span", null, a.name));
+        } else box.appendChild(el("span", null, fileLabel(a.name)));
         box.appendChild(document.createTextNode(" "));
       }
       li.appendChild(box);
@@ -1540,7 +1547,7 @@
       r.addEventListener("change", () => setReplyMode(r.value));
     }
     $("attach").addEventListener("change", () => {
-      $("attach-names").textContent = [...$("attach").files].map((f) => f.name).join(", ");
+      $("attach-names").textContent = [...$("attach").files].map((f) => fileLabel(f.name)).join(", ");
     });
     $("resolve").addEventListener("click", () => act(t("done.resolved"), "POST", convPath(S.current, "/resolve")));
     $("reopen").addEventListener("click", () => act(t("done.reopened"), "POST", convPath(S.current, "/reopen")));

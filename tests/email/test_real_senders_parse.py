@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 from email_support import ADDRESS, dsn, make_mail
@@ -227,3 +228,23 @@ def test_inbound_of_domainless_bounce_sender_is_storable() -> None:
     event = to_inbound(parsed)
     storable(event)
     assert event.automated
+
+
+# -- raw 8-bit legacy headers ---------------------------------------------------------
+
+
+def test_raw_latin1_header_bytes_are_read_like_the_body() -> None:
+    """An old client writes Subject, From name and file name as raw ISO-8859-1 bytes (no
+    RFC 2047): they are read as windows-1252, as the unlabelled body is, not as U+FFFD."""
+    raw = (Path(__file__).parent / "eml" / "latin1_8bit_headers.eml").read_bytes()
+    parsed = parse(raw)
+    assert isinstance(parsed, ParsedEmail)
+    assert parsed.subject == "Grüße aus Köln"
+    msg = inbound(raw)
+    storable(msg)
+    assert msg.sender_name == "Jürgen Müller"
+    assert msg.text.startswith("Viele Grüße, die Rechnung für März liegt bei.")
+    assert [a.name for a in msg.attachments] == ["Rechnung März.pdf"]
+    # UTF-8 raw bytes (RFC 6532) stay UTF-8.
+    utf8 = raw.replace("Grüße aus Köln".encode("latin-1"), "Grüße aus Köln".encode())
+    assert parse(utf8).subject == "Grüße aus Köln"  # type: ignore[union-attr]

@@ -260,3 +260,27 @@ async def test_webhook_needs_an_https_public_url(
         assert telegram.webhook is None
     finally:
         await gw.close()
+
+
+async def test_webhook_update_the_parser_cannot_read_is_quarantined_not_refused(
+    telegram: TelegramStandin, make_bot: BotFactory
+) -> None:
+    # A sticker without the fields python-telegram-bot requires: Telegram would retry a
+    # refused update and finally drop it, so the message would be lost unseen.
+    _, gw = await make_bot(mode="webhook")
+    target = gw.url + WEBHOOK_PATH
+    sticker = telegram.push_message(text="placeholder")
+    del sticker["message"]["text"]
+    sticker["message"]["sticker"] = {"file_id": "abc"}
+    async with aiohttp.ClientSession() as s:
+        assert await telegram.deliver_webhook(s, target, secret="wrong-secret") == [403]
+        assert gw.quarantined == []
+        assert await telegram.deliver_webhook(s, target) == [200]
+        telegram.push_message(text="after the sticker")
+        assert await telegram.deliver_webhook(s, target) == [200]
+    [(item, reason)] = gw.quarantined
+    assert item.external_id == str(sticker["update_id"])
+    assert json.loads(item.data) == sticker
+    assert reason.startswith("unreadable update: TypeError") and "Sticker" in reason
+    assert [m.text for m in gw.messages.values()] == ["after the sticker"]
+    assert await gw.kv.get("last_update_id") == str(sticker["update_id"] + 1)

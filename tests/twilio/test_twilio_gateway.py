@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from tests.gateway.conftest import Client, agent_token, base_config, gateway_factory, wait_for
+from tests.gateway.conftest import (
+    ADMIN,
+    Client,
+    agent_token,
+    base_config,
+    gateway_factory,
+    wait_for,
+)
 from tests.standins.server import free_port
 from tests.standins.twilio import CHANNEL_NUMBER, CUSTOMER_NUMBER, WHATSAPP_NUMBER, TwilioStandin
 
@@ -179,24 +187,35 @@ async def test_forged_replayed_malformed_and_oversized_webhooks(
     messages = (await client.conversation(convs[0]["id"]))["messages"]
     assert [m["external_id"] for m in messages] == [first["MessageSid"]]
 
-    # Malformed: a body that is not a form (bad UTF-8), and a signed form without From.
-    bad = b"Body=%FF%FE&From=%2B14155550123&MessageSid=SMx"
-    async with client.http.post(
-        url,
-        data=bad,
-        headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "X-Twilio-Signature": "whatever",
-        },
+    # A field that is not UTF-8: forged, refused like any forgery; signed by Twilio (over
+    # the bytes as sent), kept in quarantine as it came and answered 200.
+    bad = [("Body", b"\xff\xfe"), ("From", b"+14155550123"), ("MessageSid", b"SMx")]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    for signature, expected in (("whatever", 403), (twilio.sign_bytes(url, bad), 200)):
+        async with client.http.post(
+            url, data=urlencode(bad).encode(), headers={**form, "X-Twilio-Signature": signature}
+        ) as resp:
+            assert resp.status == expected
+    _, kept = await client.call("GET", "/v1/quarantine")
+    [not_utf8] = kept["items"]
+    assert (not_utf8["external_id"], not_utf8["reason"]) == (
+        "SMx",
+        "unreadable webhook: Body is not UTF-8",
+    )
+    async with client.http.get(
+        f"{client.base}/v1/quarantine/{not_utf8['id']}/raw",
+        headers={"Authorization": f"Bearer {ADMIN}"},
     ) as resp:
-        assert resp.status == 400
+        assert await resp.read() == b"Body=%FF%FE&From=%2B14155550123&MessageSid=SMx"
+    status, _ = await client.call("POST", f"/v1/quarantine/{not_utf8['id']}/dismiss")
+    assert status == 200
     # Signed by Twilio but unreadable (no From): kept in quarantine and answered 200, so
     # Twilio does not redeliver what will never be readable.
     no_from = twilio.inbound_params(CUSTOMER_NUMBER, CHANNEL_NUMBER, "hi")
     no_from.pop("From")
     status, _, _ = await twilio.post_webhook(client.http, url, no_from)
     assert status == 200
-    _, kept = await client.call("GET", "/v1/quarantine")
+    _, kept = await client.call("GET", "/v1/quarantine?status=new")
     assert [(i["channel"], i["external_id"], i["reason"]) for i in kept["items"]] == [
         ("sms", no_from["MessageSid"], "unreadable webhook: missing From")
     ]

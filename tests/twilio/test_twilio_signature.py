@@ -78,3 +78,17 @@ def test_signed_url_is_public_base_plus_path_and_raw_query() -> None:
         == "https://sb.example.com/channels/sms/twilio/inbound?a=1&b=%20x"
     )
     assert signed_url("https://sb.example.com/pre", "/x", "") == "https://sb.example.com/pre/x"
+
+
+def test_parameters_that_are_not_utf8_are_signed_over_their_bytes_and_nothing_else() -> None:
+    # A value that was not UTF-8 arrives as lone surrogates (`surrogateescape`).
+    raw = dict(PARAMS, Digits=b"\xff\xfe".decode("utf-8", "surrogateescape"))
+    data = URI.encode() + b"".join(
+        k.encode() + (b"\xff\xfe" if k == "Digits" else v.encode())
+        for k, v in sorted(PARAMS.items())
+    )
+    good = base64.b64encode(hmac.new(TOKEN.encode(), data, hashlib.sha1).digest()).decode()
+    assert verifier.verify(URI, raw, good)
+    for other in ("\ufffd\ufffd", "\xff\xfe", b"\xff\xfd".decode("utf-8", "surrogateescape")):
+        assert not verifier.verify(URI, dict(raw, Digits=other), good)
+    assert not verifier.verify(URI, raw, EXPECTED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 
@@ -145,9 +146,12 @@ async def test_malformed_and_oversized_bodies(twilio: TwilioStandin, make_channe
         "Content-Type": ("application/x-www-form-urlencoded"),
     }
     async with aiohttp.ClientSession() as s:
-        for bad in (b"From=%2B1415&Body", b"Body=%FF%FE&From=x", b"a=1&&b=2"):
+        for bad in (b"From=%2B1415&Body", b"a=1&&b=2"):
             async with s.post(gw.url + PATH, data=bad, headers=sig) as resp:
                 assert resp.status == 400, bad
+        # Parameters that are not UTF-8 are checked like any other: unsigned is forged.
+        async with s.post(gw.url + PATH, data=b"Body=%FF%FE&From=x", headers=sig) as resp:
+            assert resp.status == 403
         params = twilio.inbound_params(CUSTOMER, SMS_NUMBER, "x" * 10_000)
         status, _, _ = await twilio.post_webhook(s, gw.url + PATH, params, signed_url=PUBLIC + PATH)
         assert status == 413
@@ -261,3 +265,34 @@ async def test_status_callbacks_become_delivery_receipts(
         (sid, "delivered", None),
         (sid, "failed", "twilio error 30003: Unreachable destination handset"),
     ]
+
+
+async def test_signed_webhook_with_a_field_that_is_not_utf8_is_quarantined(
+    twilio: TwilioStandin, make_channel: Factory
+) -> None:
+    _, gw = await make_channel()
+    params = [(k, v.encode()) for k, v in twilio.inbound_params(CUSTOMER, SMS_NUMBER, "").items()]
+    params = [(k, b"\xff\xfe" if k == "Body" else v) for k, v in params]
+    body = urlencode(params).encode()
+    assert b"Body=%FF%FE" in body
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with aiohttp.ClientSession() as s:
+        forged = dict(
+            headers,
+            **{"X-Twilio-Signature": twilio.sign_bytes(PUBLIC + "/x", params)},
+        )
+        async with s.post(gw.url + PATH, data=body, headers=forged) as resp:
+            assert resp.status == 403
+        assert gw.quarantined == []
+        signed = dict(
+            headers,
+            **{"X-Twilio-Signature": twilio.sign_bytes(PUBLIC + PATH, params)},
+        )
+        async with s.post(gw.url + PATH, data=body, headers=signed) as resp:
+            assert (resp.status, await resp.text()) == (200, EMPTY_TWIML)
+    assert gw.submits == []
+    [(item, reason)] = gw.quarantined
+    assert reason == "unreadable webhook: Body is not UTF-8"
+    assert item.external_id == dict(params)["MessageSid"].decode()
+    kept = parse_qsl(item.data.decode("ascii"), keep_blank_values=True, encoding="latin-1")
+    assert [(k, v.encode("latin-1")) for k, v in kept] == params

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
 from playwright.async_api import Browser, expect
 
+from connectors.base import Attachment, Identity, InboundMessage
 from connectors.ratelimit import LocalRateLimiter
 from connectors.webchat import WebchatConnector
+from gateway.ingest import ChannelInfo
 from tests.gateway.conftest import ADMIN, agent_token, wait_for
 from tests.webchat.conftest import (
+    CHANNEL,
     Chat,
     Console,
     Outgoing,
@@ -369,3 +373,68 @@ async def test_a_refused_message_shows_failed_with_retry(
     assert [m["text"] for m in await chat.messages(conv["id"])] == ["one", "two", "three"]
     assert watch.problems() == []
     await ctx.close()
+
+
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+ISOLATED = re.compile(r"^(isolate|plaintext|isolate-override)$")
+
+
+async def test_customer_text_with_bidi_overrides_cannot_reverse_what_is_around_it(
+    chat: Chat, browser: Browser, watch: PageWatch
+) -> None:
+    """A name with U+202E (RIGHT-TO-LEFT OVERRIDE) must not reverse the text next to it,
+    and an attachment `U+202E fdp.exe` must not pass for `exe.pdf`."""
+    evil = "\u202eevil"
+    visitor_ctx = await browser.new_context()
+    agent_ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await new_page(visitor_ctx, watch)
+    await page.goto(chat.base + "/")
+    widget = Widget(page)
+    await widget.open()
+    await page.locator("form.prechat input[name=name]").fill(evil)
+    await page.get_by_role("button", name="Start chat").click()
+    await widget.send(evil + " wrote this")
+    sent = widget.message(evil + " wrote this")
+    await expect(sent).to_have_attribute("data-state", "sent")
+    conv = await chat.assigned()
+
+    console_page = await new_page(agent_ctx, watch)
+    console = Console(console_page)
+    await console.sign_in(chat.base, agent_token(conv["assignee"]))
+    await console.open(conv["id"])
+    # The customer sends a file whose name starts with the override (as a mail or a
+    # Telegram document may carry it).
+    _, contact = await chat.api.call("GET", f"/v1/contacts/{conv['contact_id']}")
+    [visitor] = [i["address"] for i in contact["identities"] if i["kind"] == "webchat"]
+    await chat.gw.ingestor.submit(
+        ChannelInfo(CHANNEL, "webchat"),
+        InboundMessage(
+            "bidi-file-1",
+            Identity("webchat", visitor),
+            "see the file",
+            attachments=[Attachment("\u202efdp.exe", "application/octet-stream", 2, b"MZ")],
+        ),
+    )
+    link = console.message("see the file").locator(".attachments a")
+    await expect(link).to_have_count(1)
+
+    customer_text = [
+        console_page.locator(f'#mine button.conv-item[data-id="{conv["id"]}"] .who'),
+        console_page.locator("#conv-title"),
+        console.message(evil + " wrote this").locator(".head strong"),
+        console.message(evil + " wrote this").locator(".text"),
+        link,
+        sent.locator(".text"),
+    ]
+    for locator in customer_text:
+        await expect(locator).to_have_css("unicode-bidi", ISOLATED)
+    shown = await link.text_content() or ""
+    assert shown == "fdp.exe" and not set(shown) & set(BIDI_CONTROLS)
+    stored = await chat.api.conversation(conv["id"])
+    [sent_file] = [m for m in stored["messages"] if m["attachments"]]
+    assert [a["name"] for a in sent_file["attachments"]] == ["\u202efdp.exe"]  # kept
+    await page.screenshot(path=artifact("widget-bidi.png"))
+    await console_page.screenshot(path=artifact("console-bidi.png"))
+    assert watch.problems() == []
+    await visitor_ctx.close()
+    await agent_ctx.close()

@@ -187,7 +187,10 @@
     ".msg{max-width:82%;display:flex;flex-direction:column}",
     ".msg.in{align-self:flex-end;align-items:flex-end}",
     ".msg.out{align-self:flex-start;align-items:flex-start}",
-    ".text{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}",
+    // a message or name laid out on its own: a RIGHT-TO-LEFT OVERRIDE in it cannot reverse
+    // the text around it
+    ".text{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;unicode-bidi:plaintext}",
+    ".meta .who{unicode-bidi:isolate}",
     ".text a{color:inherit;text-decoration:underline}",
     ".in .text{background:#2447d5;color:#fff;border-bottom-right-radius:4px}",
     ".out .text{background:#fff;border:1px solid #dde1ea;border-bottom-left-radius:4px}",
@@ -481,8 +484,13 @@
     } else {
       var who = d.sender_name || (d.greeting ? "" : t("support"));
       var at = fmtTime(d.created_at);
-      var line = [who, at].filter(Boolean).join(" \u00b7 ");
-      if (line) { meta.appendChild(el("span", null, line)); }
+      if (who || at) {
+        var line = el("span");
+        if (who) { line.appendChild(el("span", { className: "who" }, who)); }
+        if (who && at) { line.appendChild(document.createTextNode(" \u00b7 ")); }
+        if (at) { line.appendChild(document.createTextNode(at)); }
+        meta.appendChild(line);
+      }
     }
   }
 
