@@ -287,7 +287,9 @@ class ApiConnector(Connector):
                     )
                 return DeliveryResult.failed(reason)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return DeliveryResult.retry(f"cannot reach outbound_url: {type(exc).__name__}: {exc}")
+            # aiohttp may name the URL, which may carry the receiver's credential.
+            shown = egress.redact_urls(str(exc))
+            return DeliveryResult.retry(f"cannot reach outbound_url: {type(exc).__name__}: {shown}")
 
 
 def _retry_after(value: str | None) -> float | None:
