@@ -40,12 +40,22 @@ from connectors.base import (
     Refused,
     Unavailable,
 )
-from connectors.http import ApiError, bearer_token, fail, read_json, token_bytes, validation_details
+from connectors.http import (
+    ApiError,
+    bearer_token,
+    fail,
+    read_capped,
+    read_json,
+    token_bytes,
+    validation_details,
+)
 from connectors.signing import decode_secret, headers
 
 RETRYABLE = {408, 425, 429}
 # Seconds a sender is asked to wait when the gateway cannot take a message (503).
 RETRY_AFTER = 5
+# The most of a receiver's answer that is read (for its `id`, or the reason of a refusal).
+MAX_ANSWER_BYTES = 64 * 1024
 
 
 class ApiSettings(ConnectorSettings):
@@ -271,7 +281,12 @@ class ApiConnector(Connector):
                 allow_redirects=False,  # a redirect could point anywhere
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             ) as resp:
-                text = (await resp.text(errors="replace"))[:300]
+                # Only the start of the answer is read: a receiver may answer anything.
+                answer, _ = await read_capped(resp.content, MAX_ANSWER_BYTES)
+                try:
+                    text = answer.decode(resp.charset or "utf-8", errors="replace")[:300]
+                except LookupError:  # a charset Python does not know
+                    text = answer.decode("utf-8", errors="replace")[:300]
                 if 200 <= resp.status < 300:
                     provider_id = None
                     if resp.content_type == "application/json":
