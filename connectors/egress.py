@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -23,6 +24,43 @@ from yarl import URL
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PRIVATE_HINT = "set allow_private_networks: true for this endpoint to allow it"
+
+
+# A first path segment longer than this may be the credential itself (a token, a UUID): a
+# log shows "…" in its place.
+MAX_SHOWN_SEGMENT = 16
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redacted_url(url: str) -> str:
+    """`url` as a log may show it: scheme, host, port and at most the path's first segment
+    (when short); never the userinfo, the rest of the path, the query or the fragment, where
+    endpoints such as Slack's and Zapier's webhooks carry their secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "(unparseable URL)"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    if ":" in host:
+        host = f"[{host}]"
+    segments = parts.path.lstrip("/").split("/")
+    path = ""
+    if segments[0]:
+        first = segments[0] if len(segments[0]) <= MAX_SHOWN_SEGMENT else "…"
+        path = f"/{first}" + ("/…" if len(segments) > 1 or parts.query else "")
+    elif parts.query:
+        path = "/…"
+    scheme = f"{parts.scheme}://" if parts.scheme else ""
+    return f"{scheme}{host}{port}{path}"
+
+
+def redact_urls(text: str) -> str:
+    """`text` (an error message) with every URL in it shown as `redacted_url` shows it."""
+    return _URL_IN_TEXT.sub(lambda m: redacted_url(m.group(0)), text)
 
 
 class RefusedTarget(OSError):
@@ -140,7 +178,7 @@ async def target(url: str, *, allow_private: bool, timeout: float = 10.0) -> Tar
     within `timeout` seconds."""
     problem = endpoint_url_problem(url)
     if problem:
-        raise RefusedTarget(f"{url}: {problem}")
+        raise RefusedTarget(f"{redacted_url(url)}: {problem}")
     parsed = URL(url)
     if allow_private:
         return Target(parsed)
@@ -172,6 +210,8 @@ __all__ = [
     "Target",
     "endpoint_url_problem",
     "non_public_reason",
+    "redact_urls",
+    "redacted_url",
     "resolve",
     "resolved_private_problem",
     "static_private_problem",

@@ -12,6 +12,7 @@ import re
 from itertools import accumulate
 from typing import Any, NoReturn
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -59,6 +60,20 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
             fail(413, "payload_too_large", f"request body exceeds {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_capped(content: aiohttp.StreamReader, max_bytes: int) -> tuple[bytes, bool]:
+    """At most the first `max_bytes` of a peer's answer, and whether it had more. Reading
+    stops there: the rest is never received (leaving the response closes the connection)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_chunked(16384):
+        if size + len(chunk) > max_bytes:
+            chunks.append(chunk[: max_bytes - size])
+            return b"".join(chunks), True
+        size += len(chunk)
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 def decode_utf8(body: bytes) -> str:

@@ -28,6 +28,7 @@ from connectors.base import (
     VerifyConfirm,
     VerifyStart,
 )
+from connectors.egress import redact_urls
 from connectors.ratelimit import RateLimiter
 from gateway.api import openapi
 from gateway.api.auth import Authenticator
@@ -162,6 +163,20 @@ ROUTING_EVENTS = frozenset(
         "agent.capacity",
     }
 )
+
+# A channel that is not ready is started again after this many seconds, doubling up to
+# the most.
+CHANNEL_RETRY_FIRST = 1.0
+CHANNEL_RETRY_MOST = 60.0
+# The most of a channel's start failure that a log line and /readyz show.
+MAX_REASON_CHARS = 200
+
+
+def start_failure_reason(exc: BaseException) -> str:
+    """Why a channel did not start, for a log line and /readyz: one short line, with every
+    URL in it redacted (a provider's URL may carry a token, as Telegram's does)."""
+    text = " ".join(redact_urls(str(exc)).split()) or type(exc.__cause__ or exc).__name__
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 class Gateway:
@@ -719,21 +734,32 @@ class Gateway:
         task.add_done_callback(self._tasks.discard)
 
     async def _start_channel(self, name: str, connector: Connector) -> None:
-        delay = 1.0
+        """Start the channel, retrying while it is not ready. Why it is not is logged at
+        warning the first time and when it changes; the same reason again only at debug."""
+        delay = CHANNEL_RETRY_FIRST
+        last_reason: str | None = None
         while not self._stopped:  # not only the cancellation: Python 3.11 can lose it
             try:
                 await connector.start()
             except NotReady as exc:
-                self._states[name] = f"not_ready: {exc}"
-                log.warning(
-                    "channel not ready; retrying", extra={"channel": name, "retry_in": delay}
-                )
+                reason = start_failure_reason(exc)
+                self._states[name] = f"not_ready: {reason}"
+                extra = {"channel": name, "reason": reason, "retry_in": delay}
+                if reason != last_reason:
+                    log.warning("channel not ready; retrying", extra=extra)
+                else:
+                    log.debug("channel still not ready; retrying", extra=extra)
+                last_reason = reason
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                delay = min(delay * 2, CHANNEL_RETRY_MOST)
                 continue
             except AuthFailed as exc:
-                self._states[name] = f"auth_failed: {exc}"
-                log.error("channel stopped: authentication failed", extra={"channel": name})
+                reason = start_failure_reason(exc)
+                self._states[name] = f"auth_failed: {reason}"
+                log.error(
+                    "channel stopped: authentication failed",
+                    extra={"channel": name, "reason": reason},
+                )
                 return
             except Exception as exc:
                 self._states[name] = f"failed: {type(exc).__name__}"
@@ -741,6 +767,8 @@ class Gateway:
                 return
             self._states[name] = "running"
             METRICS.channel_up.labels(name).set(1)
+            if last_reason is not None:
+                log.info("channel ready after retrying", extra={"channel": name})
             return
 
     async def _drain_requests(self, within: float) -> None:

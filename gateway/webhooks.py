@@ -38,6 +38,8 @@ class _Endpoint:
         lease: Lease | None = None,
     ) -> None:
         self.cfg = cfg
+        # What logs show of the URL: it may carry the endpoint's credential.
+        self.shown_url = egress.redacted_url(cfg.url)
         # Several instances: the holder of this lease sends to the endpoint (issue 11); its
         # cursor is written with the lease's fencing token.
         self.lease = lease
@@ -96,7 +98,9 @@ class _Endpoint:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("webhook delivery loop failed; retrying", extra={"url": self.cfg.url})
+                log.exception(
+                    "webhook delivery loop failed; retrying", extra={"url": self.shown_url}
+                )
                 await asyncio.sleep(5.0)
 
     async def _read(self, reader: LogReader) -> list[Event]:
@@ -108,7 +112,7 @@ class _Endpoint:
             log.warning(
                 "webhook endpoint fell behind the event log's retention; events were lost "
                 "to it, resuming at the oldest kept",
-                extra={"url": self.cfg.url, "cursor": exc.cursor, "oldest_id": exc.oldest},
+                extra={"url": self.shown_url, "cursor": exc.cursor, "oldest_id": exc.oldest},
             )
             self.cursor = reader.cursor = exc.oldest - 1
             await self.save_cursor()
@@ -152,12 +156,12 @@ class _Endpoint:
         except egress.RefusedTarget as exc:
             log.warning(
                 "webhook refused: not a public address",
-                extra={"url": self.cfg.url, "error": str(exc)},
+                extra={"url": self.shown_url, "error": str(exc)},
             )
             return False
         except OSError as exc:
             log.warning(
-                "webhook unreachable", extra={"url": self.cfg.url, "error": type(exc).__name__}
+                "webhook unreachable", extra={"url": self.shown_url, "error": type(exc).__name__}
             )
             return False
         try:
@@ -171,11 +175,11 @@ class _Endpoint:
             ) as r:
                 if 200 <= r.status < 300:
                     return True
-                log.warning("webhook refused", extra={"url": self.cfg.url, "status": r.status})
+                log.warning("webhook refused", extra={"url": self.shown_url, "status": r.status})
                 return False
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.warning(
-                "webhook unreachable", extra={"url": self.cfg.url, "error": type(exc).__name__}
+                "webhook unreachable", extra={"url": self.shown_url, "error": type(exc).__name__}
             )
             return False
 
@@ -201,7 +205,7 @@ class WebhookSender:
             self._endpoints.append(endpoint)
         for endpoint in self._endpoints:
             self._tasks.append(
-                asyncio.create_task(endpoint.run(), name=f"webhook {endpoint.cfg.url}")
+                asyncio.create_task(endpoint.run(), name=f"webhook {endpoint.shown_url}")
             )
         if self._endpoints:
             bus.listen(self._wake_all)

@@ -40,12 +40,26 @@ from connectors.base import (
     Refused,
     Unavailable,
 )
-from connectors.http import ApiError, bearer_token, fail, read_json, token_bytes, validation_details
+from connectors.http import (
+    ApiError,
+    MalformedJson,
+    bearer_token,
+    fail,
+    loads_json,
+    read_capped,
+    read_json,
+    token_bytes,
+    validation_details,
+)
 from connectors.signing import decode_secret, headers
 
 RETRYABLE = {408, 425, 429}
 # Seconds a sender is asked to wait when the gateway cannot take a message (503).
 RETRY_AFTER = 5
+# The most of a receiver's answer that is read (for its `id`, or the reason of a refusal).
+MAX_ANSWER_BYTES = 64 * 1024
+# A longer `id` in the answer is not an id the agents could use: it is ignored.
+MAX_PROVIDER_ID_CHARS = 256
 
 
 class ApiSettings(ConnectorSettings):
@@ -271,15 +285,15 @@ class ApiConnector(Connector):
                 allow_redirects=False,  # a redirect could point anywhere
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
             ) as resp:
-                text = (await resp.text(errors="replace"))[:300]
+                # Only the start of the answer is read: a receiver may answer anything.
+                answer, _ = await read_capped(resp.content, MAX_ANSWER_BYTES)
+                try:
+                    text = answer.decode(resp.charset or "utf-8", errors="replace")[:300]
+                except LookupError:  # a charset Python does not know
+                    text = answer.decode("utf-8", errors="replace")[:300]
                 if 200 <= resp.status < 300:
-                    provider_id = None
-                    if resp.content_type == "application/json":
-                        try:
-                            provider_id = str(json.loads(text).get("id")) if text else None
-                        except (ValueError, AttributeError):
-                            provider_id = None
-                    return DeliveryResult.sent(provider_id)
+                    json_answer = resp.content_type == "application/json"
+                    return DeliveryResult.sent(_provider_id(answer) if json_answer else None)
                 reason = f"HTTP {resp.status} from outbound_url: {text}".strip()
                 if resp.status in RETRYABLE or resp.status >= 500:
                     return DeliveryResult.retry(
@@ -287,7 +301,23 @@ class ApiConnector(Connector):
                     )
                 return DeliveryResult.failed(reason)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return DeliveryResult.retry(f"cannot reach outbound_url: {type(exc).__name__}: {exc}")
+            # aiohttp may name the URL, which may carry the receiver's credential.
+            shown = egress.redact_urls(str(exc))
+            return DeliveryResult.retry(f"cannot reach outbound_url: {type(exc).__name__}: {shown}")
+
+
+def _provider_id(answer: bytes) -> str | None:
+    """The receiver's id for the message: the `id` of its JSON object answer when that is
+    a string or a number, else None (no id, `null`, not JSON, or cut off at the cap)."""
+    try:
+        data = loads_json(answer)
+    except MalformedJson:
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= MAX_PROVIDER_ID_CHARS else None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -25,6 +25,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from connectors import egress
+from connectors.http import read_capped
 from connectors.signing import decode_secret, headers
 from gateway.bots.config import WebhookBotConfig
 from router import Handoff, Priority
@@ -100,14 +101,10 @@ async def _post(
         ) as r:
             if not 200 <= r.status < 300:
                 raise BotFailure("bot_failed", f"status {r.status}")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in r.content.iter_chunked(16384):
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise BotFailure("bot_failed", "answer larger than 64 KiB")
-                chunks.append(chunk)
-            return b"".join(chunks)
+            answer, more = await read_capped(r.content, MAX_ANSWER_BYTES)
+            if more:
+                raise BotFailure("bot_failed", "answer larger than 64 KiB")
+            return answer
     except TimeoutError:
         raise
     except (aiohttp.ClientError, OSError) as exc:

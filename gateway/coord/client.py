@@ -16,24 +16,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
+from connectors.egress import redacted_url
 from gateway.coord.keys import Keys
 
 log = logging.getLogger("switchboard.coord")
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class RedisClient:
@@ -130,7 +122,7 @@ class RedisClient:
             self.down_since = None
             log.info(
                 "coordination: Redis reachable again",
-                extra={"redis": redacted(self.url), "down_seconds": round(down_for, 1)},
+                extra={"redis": redacted_url(self.url), "down_seconds": round(down_for, 1)},
             )
         else:
             self._went_down(reason or "ping failed")
@@ -147,7 +139,7 @@ class RedisClient:
         self._last_warning = self.down_since
         log.warning(
             "coordination: Redis unreachable; polling the store instead",
-            extra={"redis": redacted(self.url), "reason": reason},
+            extra={"redis": redacted_url(self.url), "reason": reason},
         )
 
     async def _loop(self) -> None:
@@ -163,10 +155,10 @@ class RedisClient:
                 log.warning(
                     "coordination: Redis still unreachable; polling the store",
                     extra={
-                        "redis": redacted(self.url),
+                        "redis": redacted_url(self.url),
                         "down_seconds": round(now - (self.down_since or now), 1),
                     },
                 )
 
 
-__all__ = ["RedisClient", "redacted"]
+__all__ = ["RedisClient"]

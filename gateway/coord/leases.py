@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import LeaseLost
+from connectors.egress import redact_urls
 from gateway.coord.keys import Keys
 
 log = logging.getLogger("switchboard.coord.leases")
@@ -198,6 +199,9 @@ class Lease:
         retry: float = DEFAULT_RETRY,
     ) -> None:
         self.backend, self.name, self.holder = backend, name, holder
+        # What logs and errors call it: a webhook's lease is named by its URL, which may
+        # carry the endpoint's credential.
+        self.label = redact_urls(name)
         self.ttl, self.retry = ttl, retry
         self.token: int | None = None
         self._held = False
@@ -213,7 +217,7 @@ class Lease:
     def fence(self) -> int | None:
         """The token to write with; raises LeaseLost when the lease is not held."""
         if not self.held:
-            raise LeaseLost(self.name)
+            raise LeaseLost(self.label)
         return self.token
 
     async def try_acquire(self) -> bool:
@@ -225,7 +229,7 @@ class Lease:
             async with asyncio.timeout(self.ttl / 3):
                 grant = await self.backend.acquire(self.name, self.holder, self.ttl)
         except Exception as exc:
-            log.warning("lease not acquired: %r", exc, extra={"lease": self.name})
+            log.warning("lease not acquired: %r", exc, extra={"lease": self.label})
             return False
         if grant is None:
             return False
@@ -233,9 +237,9 @@ class Lease:
         self._held = True
         self._valid_until = started + self.ttl
         self.lost.clear()
-        log.info("lease acquired", extra={"lease": self.name, "token": grant.token})
+        log.info("lease acquired", extra={"lease": self.label, "token": grant.token})
         if self._renewer is None or self._renewer.done():
-            self._renewer = asyncio.create_task(self._renew(), name=f"lease {self.name}")
+            self._renewer = asyncio.create_task(self._renew(), name=f"lease {self.label}")
         return True
 
     async def acquire(self) -> int | None:
@@ -258,7 +262,7 @@ class Lease:
                     ok = await self.backend.renew(self.name, self.holder, token, self.ttl)
             except Exception as exc:
                 ok = None
-                log.warning("lease not renewed: %r", exc, extra={"lease": self.name})
+                log.warning("lease not renewed: %r", exc, extra={"lease": self.label})
             if ok:
                 self._valid_until = started + self.ttl
             elif ok is False or time.monotonic() >= self._valid_until - self.ttl / 3:
@@ -269,7 +273,7 @@ class Lease:
 
     def _lose(self, why: str) -> None:
         if self._held:
-            log.warning("lease lost: %s", why, extra={"lease": self.name, "token": self.token})
+            log.warning("lease lost: %s", why, extra={"lease": self.label, "token": self.token})
         self._held = False
         self.lost.set()
 
@@ -345,7 +349,7 @@ class ChannelLease:
         elif not await self._fenced_set(key, value, self._lease.name, token):
             seen = await self._get(f"fence:{self._lease.name}")
             await self._lease.refused(int(seen) if seen and seen.isdigit() else None)
-            raise LeaseLost(self._lease.name)
+            raise LeaseLost(self._lease.label)
 
 
 class Leases:

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Protocol, TypeVar
 
+from connectors.egress import redact_urls
 from gateway.coord.leases import Grant, LeaseBackend, RedisLeases
 from gateway.store.leaserows import LeaseRows
 
@@ -82,7 +83,9 @@ class StoreBackedLeases(LeaseBackend):
             # Redis granted what the store refuses: give the Redis hash back, and move its
             # counter past what the store has seen when that is why
             if token <= seen:
-                log.info("lease token counter moved past the store's", extra={"lease": name})
+                log.info(
+                    "lease token counter moved past the store's", extra={"lease": redact_urls(name)}
+                )
             await self._quietly_redis(name, holder, token, floor=seen if token <= seen else None)
         return None
 

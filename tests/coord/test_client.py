@@ -10,7 +10,7 @@ import pytest
 from redis.exceptions import RedisError
 
 from connectors.base import Choice, Identity, OutboundMessage, Prompt
-from gateway.coord.client import RedisClient, redacted
+from gateway.coord.client import RedisClient
 from gateway.coord.fanout import decode_message, encode_message
 from gateway.coord.keys import Keys
 from tests.redisserver import own_server
@@ -50,10 +50,6 @@ def test_bad_prefixes_and_parts_are_refused() -> None:
             Keys(bad)
     with pytest.raises(ValueError):
         Keys("ok").key("a", "")
-
-
-def test_redacted_hides_the_password() -> None:
-    assert redacted("redis://:s3cret@host:6380/2") == "redis://host:6380/2"
 
 
 async def test_commands_work_through_the_shared_client(redis_url: str) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -129,6 +130,21 @@ async def test_redis_unreachable_gives_the_work_up(redis_url: str) -> None:
     backend._renew = backend.client.register_script("return 1")
     await asyncio.wait_for(a.lost.wait(), TTL * 2)
     assert not a.held
+
+
+async def test_a_lease_named_by_a_url_is_logged_without_its_secret(
+    backend: RedisLeases, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook's lease is named by its URL, which may hold the endpoint's token."""
+    a = Lease(backend, "webhook:https://hooks.example/services/T0/B0/S3cret", "a", ttl=TTL)
+    caplog.set_level(logging.INFO, logger="switchboard.coord")
+    await a.acquire()
+    await a.release()
+    with pytest.raises(LeaseLost) as lost:
+        a.fence  # noqa: B018 - raises: no longer held
+    logged = [f"{r.getMessage()} {r.__dict__}" for r in caplog.records]
+    assert any("hooks.example/services/…" in line for line in logged)
+    assert not any("S3cret" in line for line in logged) and "S3cret" not in str(lost.value)
 
 
 async def test_local_leases_always_grant() -> None:
