@@ -61,3 +61,35 @@ async def test_a_nul_in_a_query_or_an_id_is_no_500(
     _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
     status, answer = await client.call("GET", path)
     assert status in (200, 400, 404), answer
+
+
+NUL_REQUESTS = [
+    ("/v1/conversations?assignee=a%00b", "assignee"),
+    ("/v1/conversations?tag=a%00b", "tag"),
+    ("/v1/conversations?queue=%00", "queue"),
+    ("/v1/conversations?channel=%00", "channel"),
+    ("/v1/conversations?contact=ct_%00", "contact"),
+    ("/v1/contacts?identity=api:a%00b", "identity"),
+    ("/v1/quarantine?channel=%00", "channel"),
+    ("/v1/offers?agent=%00", "agent"),
+    ("/v1/surveys?contact_id=%00", "contact_id"),
+    ("/v1/stats?channel=%00", "channel"),
+    ("/v1/conversations/cv_%00", "path"),
+    ("/v1/contacts/ct_%00", "path"),
+    ("/v1/blobs/%00", "path"),
+    ("/v1/quarantine/%00", "path"),
+]
+
+
+async def test_a_nul_in_a_query_value_or_the_path_is_a_400_naming_it(
+    gateway_factory: Any, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    for path, name in NUL_REQUESTS:
+        status, answer = await client.call("GET", path)
+        assert status == 400, (path, answer)
+        assert answer["error"]["code"] == "invalid_parameter", (path, answer)
+        assert answer["error"]["message"].startswith(f"{name} must not contain"), (path, answer)
+    # Without the NUL the same reads answer as usual.
+    status, _ = await client.call("GET", "/v1/conversations?assignee=ab")
+    assert status == 200
