@@ -93,3 +93,40 @@ async def test_a_nul_in_a_query_value_or_the_path_is_a_400_naming_it(
     # Without the NUL the same reads answer as usual.
     status, _ = await client.call("GET", "/v1/conversations?assignee=ab")
     assert status == 200
+
+
+async def test_an_inbound_message_is_stored_without_its_nul_characters(
+    gateway_factory: Any, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    body = {
+        "external_id": "n\u00009",
+        "from": {
+            "id": "cust\u0000n9",
+            "name": "Da\u0000na",
+            "attributes": {"pl\u0000an": "g\u0000old"},
+        },
+        "subject": "Or\u0000der",
+        "text": "hi\u0000there",
+        "metadata": {"page": ["/ca\u0000rt"]},
+    }
+    status, answer = await client.call(
+        "POST", "/v1/channels/api/messages", token=CHANNEL, json=body
+    )
+    assert status == 202, answer
+    conv = await client.conversation(answer["conversation_id"])
+    [message] = conv["messages"]
+    assert (message["text"], message["subject"]) == ("hithere", "Order"), message
+    status, contact = await client.call("GET", f"/v1/contacts/{conv['contact_id']}")
+    assert status == 200, contact
+    assert contact["name"] == "Dana", contact
+    assert {"kind": "api", "address": "custn9"} in [
+        {"kind": i["kind"], "address": i["address"]} for i in contact["identities"]
+    ], contact
+    assert contact["attributes"] == {"plan": "gold"}, contact
+    # The same message sent again without the NUL is the same message: a duplicate.
+    again = {**body, "external_id": "n9", "from": {"id": "custn9"}}
+    status, answer2 = await client.call(
+        "POST", "/v1/channels/api/messages", token=CHANNEL, json=again
+    )
+    assert status == 202 and answer2["duplicate"] is True, answer2
