@@ -130,3 +130,24 @@ async def test_an_inbound_message_is_stored_without_its_nul_characters(
         "POST", "/v1/channels/api/messages", token=CHANNEL, json=again
     )
     assert status == 202 and answer2["duplicate"] is True, answer2
+
+
+async def test_a_nul_in_an_api_body_is_dropped(
+    gateway_factory: Any, tmp_path: Path, store: dict[str, Any]
+) -> None:
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    status, answer = await client.inbound("nb1", "hello")
+    assert status == 202, answer
+    conv_id = answer["conversation_id"]
+    status, note = await client.call(
+        "POST", f"/v1/conversations/{conv_id}/notes", json={"text": "call\u0000 back"}
+    )
+    assert status in (200, 201, 202), note
+    status, reply = await client.call(
+        "POST",
+        f"/v1/conversations/{conv_id}/messages",
+        json={"text": "on\u0000 it", "private": True},
+    )
+    assert status in (200, 201, 202), reply
+    conv = await client.conversation(conv_id)
+    assert [m["text"] for m in conv["messages"]] == ["hello", "call back", "on it"], conv
