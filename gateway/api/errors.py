@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from connectors.http import ApiError, printable
-from gateway.store.base import Conflict, Forbidden, NotFound
+from gateway.store.base import Conflict, Forbidden, NotFound, Unstorable
 from gateway.store.outage import RETRY_AFTER, StoreUnavailable
 
 log = logging.getLogger("switchboard.api")
@@ -62,9 +62,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         raise err from None
     except asyncio.CancelledError:
         raise
-    except (RecursionError, UnicodeError) as exc:
+    except (RecursionError, UnicodeError, Unstorable) as exc:
         # What a client's malformed input leads to when a handler missed a check: nesting
-        # too deep for a recursive parser, bytes that are not UTF-8 (lone surrogates).
+        # too deep for a recursive parser, bytes that are not UTF-8 (lone surrogates), text
+        # the store cannot hold (a NUL on PostgreSQL).
         # The client's fault, so a 400; logged so that the missing check gets added.
         log.warning(
             "malformed input reached a handler",

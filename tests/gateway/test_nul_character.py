@@ -5,11 +5,17 @@ column ("invalid byte sequence for encoding UTF8: 0x00")."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
+from connectors.http import ApiError
+from gateway.api.errors import error_middleware
+from gateway.store.base import Unstorable
 from tests.gateway.conftest import CHANNEL, base_config, gateway_factory
 
 __all__ = ["gateway_factory"]
@@ -151,3 +157,16 @@ async def test_a_nul_in_an_api_body_is_dropped(
     assert status in (200, 201, 202), reply
     conv = await client.conversation(conv_id)
     assert [m["text"] for m in conv["messages"]] == ["hello", "call back", "on it"], conv
+
+
+async def test_text_the_store_cannot_hold_is_a_400_not_a_500() -> None:
+    """Defence in depth: input a handler let through that the store cannot keep (its
+    `Unstorable`, PostgreSQL's answer to a NUL) is the client's fault."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise Unstorable("PostgreSQL cannot store this text: invalid byte sequence: 0x00")
+
+    with pytest.raises(ApiError) as caught:
+        await error_middleware(make_mocked_request("GET", "/v1/somewhere"), handler)
+    assert caught.value.status == 400
+    assert json.loads(caught.value.text or "")["error"]["code"] == "bad_request"
