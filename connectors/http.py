@@ -6,11 +6,12 @@ traceback; bodies are read with a size limit and decoded strictly.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import re
 from itertools import accumulate
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 import aiohttp
 import orjson
@@ -21,11 +22,33 @@ from aiohttp import web
 MAX_JSON_DEPTH = 64
 MAX_JSON_INT_DIGITS = 100
 
+T = TypeVar("T")
+
 
 def printable(text: str) -> str:
     """`text` with the bytes a peer sent that are not UTF-8 (kept by aiohttp as lone
     surrogates) replaced by U+FFFD, so it can be put in a response or a log line."""
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def without_nul(value: T) -> T:
+    """`value` with U+0000 removed from every string in it (in lists, tuples, dict keys and
+    values, dataclass fields; bytes are left alone). A NUL a peer sends is never meaningful,
+    and PostgreSQL cannot store one in text or jsonb."""
+    if isinstance(value, str):
+        return cast(T, value.replace("\x00", "")) if "\x00" in value else value
+    if isinstance(value, list):
+        return cast(T, [without_nul(v) for v in value])
+    if isinstance(value, tuple):
+        return cast(T, tuple(without_nul(v) for v in value))
+    if isinstance(value, dict):
+        return cast(T, {without_nul(k): without_nul(v) for k, v in value.items()})
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: without_nul(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
+        return cast(T, dataclasses.replace(value, **changes))
+    return value
 
 
 class ApiError(web.HTTPException):

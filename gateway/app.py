@@ -33,7 +33,7 @@ from connectors.ratelimit import RateLimiter
 from gateway.api import openapi
 from gateway.api.auth import Authenticator
 from gateway.api.common import AUTH, GATEWAY
-from gateway.api.errors import error_middleware
+from gateway.api.errors import error_middleware, nul_middleware
 from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.bots.stage import IdleSource, WebhookBotStage
@@ -373,7 +373,7 @@ class Gateway:
             trusted_proxies=server.trusted_proxies,
         )
         self.app = web.Application(
-            middlewares=[self.guard.middleware, error_middleware],
+            middlewares=[self.guard.middleware, error_middleware, nul_middleware],
             client_max_size=server.max_body_bytes,
         )
         self.app[GATEWAY] = self

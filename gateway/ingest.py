@@ -23,6 +23,7 @@ from connectors.base import (
     Typing,
     VisitorLeft,
 )
+from connectors.http import without_nul
 from gateway.autoreply import Acknowledger
 from gateway.identity import normalize
 from gateway.metrics import METRICS
@@ -141,6 +142,9 @@ class Ingestor:
         """`follow_up`: the customer chose the conversation (the portal, gateway/portal/:
         the message carries its thread token): no survey takes it, and a resolved
         conversation reopens however long ago it was resolved."""
+        # Every channel passes here: a NUL in what a customer sent (text, subject, name,
+        # ids, attachment names, metadata) is dropped, never stored (PostgreSQL refuses it).
+        item = without_nul(item)
         if isinstance(item, Typing):
             return await self._typing(channel, item)
         if isinstance(item, VisitorLeft):  # KPIs (issue 13): abandonment

@@ -38,6 +38,7 @@ from connectors.base import (
     Unavailable,
     VisitorLeft,
 )
+from connectors.http import without_nul
 from gateway.ingest import ChannelInfo, RejectedMessage
 from gateway.metrics import METRICS
 from gateway.services import Services
@@ -129,9 +130,9 @@ class QuarantineService:
                 channel,
                 item.content_type,
                 item.data,
-                reason[:2000],
-                external_id=item.external_id,
-                metadata=item.metadata,
+                without_nul(reason)[:2000],
+                external_id=without_nul(item.external_id),
+                metadata=without_nul(item.metadata),
             )
         except Exception as exc:
             log.exception("could not quarantine an item", extra={"channel": channel})

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from connectors.http import fail, read_json, validation_details
+from connectors.http import fail, read_json, validation_details, without_nul
 from gateway.api.auth import Authenticator, Principal
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ class Body(BaseModel):
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
-    data = await read_json(request, gateway_of(request).config.server.max_body_bytes)
+    """The JSON body validated as `model`, with NUL (U+0000) removed from every string in
+    it: never meaningful in text or an id, and PostgreSQL cannot store it."""
+    data = without_nul(await read_json(request, gateway_of(request).config.server.max_body_bytes))
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -45,7 +45,8 @@ STATS_READERS = ("admin", "supervisor")
 WORKSPACE = ("admin", "agent", "integration", "supervisor")
 
 _ERRORS = {
-    400: "Malformed request: not JSON, not UTF-8, a bad query parameter.",
+    400: "Malformed request: not JSON, not UTF-8, a bad query parameter, a NUL (`%00`) in "
+    "the path or a query parameter.",
     401: "Missing or invalid bearer token.",
     403: "The token's role or scope does not allow this.",
     404: "No such id (or not visible to this token).",

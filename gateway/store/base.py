@@ -34,6 +34,11 @@ class Conflict(StoreError):
     pass
 
 
+class Unstorable(StoreError):
+    """A value the backend cannot hold or compare (PostgreSQL: U+0000 in text); the
+    caller's input, not the store's fault."""
+
+
 class Forbidden(StoreError):
     """The caller sees the conversation but may not act on it (it is someone else's)."""
 

@@ -24,6 +24,7 @@ from gateway.store.base import (
     IngestRequest,
     OutboundRequest,
     Scope,
+    Unstorable,
 )
 from gateway.store.postgres import PostgresStore
 from tests.pg import PgServer
@@ -750,3 +751,12 @@ async def test_two_instances_write_one_event_log_in_commit_order(
     assert [e.id for e in events] == list(range(start + 1, start + 1 + len(events)))
     assert [e.id for e in await two.events_since(start, 1000)] == [e.id for e in events]
     assert sum(e.type == "conversation.created" for e in events) == 10
+
+
+async def test_a_nul_the_store_cannot_keep_is_unstorable_not_a_driver_error(store: Store) -> None:
+    """SQLite keeps U+0000; PostgreSQL cannot compare or store it in text. Either way the
+    caller sees a store error (the API answers 400), never the driver's exception (a 500)."""
+    with pytest.raises((NotFound, Unstorable)):
+        await store.find_contact(Identity("api", "a\x00b"))
+    with pytest.raises((NotFound, Unstorable)):
+        await store.get_conversation("cv_\x00")

@@ -20,7 +20,7 @@ import asyncpg
 from connectors.base import Identity
 from gateway.domain import identity
 from gateway.model import Contact, Conversation, Message
-from gateway.store.base import NotFound
+from gateway.store.base import NotFound, Unstorable
 from gateway.store.outage import Outage, StoreUnavailable
 from gateway.store.postgres.migrations import MIGRATIONS
 from gateway.store.rows import CONV_COLS as CONV_COLS
@@ -61,6 +61,13 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     # What asyncpg raises when the server goes away while it is between two protocol
     # states (a COMMIT meeting a terminated connection); the pool drops that connection.
     asyncpg.exceptions.InternalClientError,
+)
+
+# The input holds what PostgreSQL text cannot (U+0000, a character the encoding lacks):
+# callers see `Unstorable` (the API answers 400), not a driver error (a 500).
+UNSTORABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
 )
 
 
@@ -119,6 +126,15 @@ class PgBase:
         self.outage.failed(exc)
         return StoreUnavailable(f"PostgreSQL unreachable: {type(exc).__name__}")
 
+    def _translated(self, exc: BaseException) -> Exception | None:
+        """What callers see instead of a driver error: `StoreUnavailable` for a server that
+        cannot be reached, `Unstorable` for input text cannot hold; None: raise it as it is."""
+        if lost(exc):
+            return self._unreachable(exc)
+        if isinstance(exc, UNSTORABLE):
+            return Unstorable(f"PostgreSQL cannot store this text: {exc}")
+        return None
+
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:
         if self._pool is None:
@@ -132,9 +148,9 @@ class PgBase:
             async with self.pool.acquire() as conn:
                 result = await fn(conn)
         except Exception as exc:
-            if not lost(exc):
+            if (translated := self._translated(exc)) is None:
                 raise
-            raise self._unreachable(exc) from exc
+            raise translated from exc
         self.outage.succeeded()
         return result
 
@@ -158,9 +174,9 @@ class PgBase:
                     raise
                 log.debug("transaction retried", extra={"error": type(exc).__name__})
             except Exception as exc:
-                if not lost(exc):
+                if (translated := self._translated(exc)) is None:
                     raise
-                raise self._unreachable(exc) from exc
+                raise translated from exc
         raise AssertionError("unreachable")
 
 

@@ -24,7 +24,7 @@ from gateway.store.base import (
     WaitingKey,
 )
 from gateway.store.postgres.eventlog import append_events
-from gateway.store.postgres.pool import Conn, PgBase, lost, rowcount
+from gateway.store.postgres.pool import Conn, PgBase, rowcount
 from router.reasons import extend_localized
 
 T = TypeVar("T")
@@ -155,9 +155,9 @@ class PgRouting(PgBase, RoutingStore):
             ):
                 result = await fn(conn)
         except Exception as exc:
-            if not lost(exc):
+            if (translated := self._translated(exc)) is None:
                 raise
-            raise self._unreachable(exc) from exc
+            raise translated from exc
         self.outage.succeeded()
         return result
 
