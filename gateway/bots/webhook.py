@@ -25,7 +25,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from connectors import egress
-from connectors.http import read_capped
+from connectors.http import loads_json, read_capped
 from connectors.signing import decode_secret, headers
 from gateway.bots.config import WebhookBotConfig
 from router import Handoff, Priority
@@ -114,7 +114,7 @@ async def _post(
 def parse_reply(body: bytes) -> BotAnswer | Handoff:
     """The bot's answer, or BotFailure when it is not one of the three shapes."""
     try:
-        data = json.loads(body)
+        data = loads_json(body)  # bounded: never a RecursionError
         reply = _REPLY.validate_python(data)
     except (ValueError, ValidationError) as exc:
         # The problem's kind and place, never the bot's text (it may hold customer data).

@@ -79,6 +79,10 @@ def test_the_bot_answer_shapes() -> None:
         b'{"action": "answer", "text": ""}',
         b'{"action": "handoff", "priority": "asap"}',
         b'{"action": "escalate", "text": "x"}',
+        # Nested deeper than any parser's stack (fits in the 64 KiB read): a failed turn
+        # (the conversation goes to a person), not a RecursionError that kills the turn.
+        b'{"action": "answer", "text": "x", "extra": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+        b'{"action": "answer", "text": "\xff"}',
     ):
         with pytest.raises(BotFailure) as info:
             parse_reply(bad)
