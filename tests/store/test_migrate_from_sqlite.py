@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,40 @@ def test_a_missing_file_or_a_wrong_target_is_refused(
     assert "sqlite:PATH" in capsys.readouterr().err
     assert cli.main(["migrate", "--from", "sqlite:x.db", "--to", "mysql://x"]) == 2
     assert "PostgreSQL DSN" in capsys.readouterr().err
+
+
+def test_nul_characters_an_older_version_stored_do_not_stop_the_move(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """SQLite keeps a NUL (U+0000) that versions before the ingest dropped them stored;
+    PostgreSQL text cannot hold one. The move drops it, as the ingest does now, instead of
+    failing half-way."""
+    path = tmp_path / "switchboard.db"
+
+    async def make() -> None:
+        sqlite = SqliteStore(path)
+        await sqlite.open()
+        try:
+            await fill(sqlite)
+        finally:
+            await sqlite.close()
+
+    asyncio.run(make())
+    with sqlite3.connect(path) as db:  # as an older version stored them
+        db.execute("UPDATE messages SET text = 'hello\x00 there' WHERE external_id = 'e1'")
+        db.execute("UPDATE contacts SET name = 'Da\x00na'")
+    migrate_cli(path, pg_dsn)
+
+    async def check() -> None:
+        pg = PostgresStore(pg_dsn)
+        await pg.open()
+        try:
+            convs, _ = await pg.list_conversations(ConversationFilter(limit=10))
+            texts = [m.text for c in convs for m in await pg.messages(c.id)]
+            assert "hello there" in texts, texts
+            names = {(await pg.get_contact(c.contact_id)).name for c in convs}
+            assert "Dana" in names, names
+        finally:
+            await pg.close()
+
+    asyncio.run(check())

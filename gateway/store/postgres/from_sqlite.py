@@ -413,7 +413,7 @@ class Copier:
             if not rows:
                 break
             last = tuple(rows[-1][:width])
-            batch: Iterable[Row] = (table.convert(tuple(r[width:])) for r in rows)
+            batch: Iterable[Row] = (table.convert(_storable(r[width:])) for r in rows)
             async with dst.transaction():
                 await dst.executemany(insert, list(batch))
             done += len(rows)
@@ -426,6 +426,12 @@ class Copier:
 
 def _fetch(src: sqlite3.Connection, sql: str, args: Row) -> list[Row]:
     return src.execute(sql, args).fetchall()
+
+
+def _storable(row: Row) -> Row:
+    """The row without NUL (U+0000) in its texts: SQLite kept those an older version
+    stored, PostgreSQL text cannot hold one (the ingest drops them now, as here)."""
+    return tuple(v.replace("\x00", "") if isinstance(v, str) and "\x00" in v else v for v in row)
 
 
 def migrate_from_sqlite(
