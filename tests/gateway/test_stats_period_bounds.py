@@ -1,0 +1,31 @@
+"""`/v1/stats` with a period at the edge of the calendar: an answer (an empty period) or a
+precise 400, never a 500 with a traceback in the log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.gateway.conftest import gateway_factory
+
+__all__ = ["gateway_factory"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "9999-12-30", "to": "9999-12-31"},  # `to` is the end of that day: year 10000
+        {"to": "0001-01-02"},  # the default `from`, a week earlier, is before year 1
+        {"from": "0001-01-01", "to": "0001-01-03", "tz": "Asia/Tokyo"},  # local midnight
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/stats", "/v1/stats/survey-responses"])
+async def test_a_period_at_the_edge_of_the_calendar_is_no_500(
+    gateway_factory: Any, path: str, params: dict[str, str]
+) -> None:
+    _, client = await gateway_factory()
+    status, body = await client.call("GET", path, params=params)
+    assert status in (200, 400), body
+    if status == 400:
+        assert body["error"]["code"] == "invalid_parameter"
