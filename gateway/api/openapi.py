@@ -509,7 +509,8 @@ OPERATIONS: tuple[Op, ...] = (
 STATS_PERIOD = (
     q(
         "from",
-        "Start: a date (local midnight in `tz`) or an ISO date-time; default `to` - 7 days.",
+        "Start: a date (local midnight in `tz`) or an ISO date-time; default `to` - 7 days "
+        "(not before 1970). `from` and `to` lie between 1970-01-01 and 9998-12-31.",
     ),
     q("to", "End (exclusive): a date means through the end of that local day; default now."),
     q("tz", "IANA time zone for dates and for day/hour buckets; default UTC."),

@@ -7,8 +7,8 @@ GET /v1/stats/survey-responses?from=&to=&format=json|csv
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
@@ -23,6 +23,11 @@ MAX_DAYS = 400
 MAX_HOURS_DAYS = 31
 DEFAULT_DAYS = 7
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The calendar a period may lie in: every instant in it is a date in any time zone (year 1 or
+# 9999 in a zone east or west of UTC is not), and no report goes back before the epoch.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+_BOUNDS = f"between {EARLIEST.date()} and {(LATEST - timedelta(days=1)).date()}"
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -39,13 +44,28 @@ def _instant(text: str, zone: ZoneInfo, end: bool, name: str) -> float:
     try:
         if _DATE.match(text):
             day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
-            return datetime.combine(day, time(0), zone).timestamp()
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = datetime.combine(day, time(0), zone)
+        else:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except OverflowError:  # 9999-12-31 as `to`: the end of that day is in year 10000
+        _out_of_range(name)
     except ValueError:
         fail(400, "invalid_parameter", f"{name} must be a date (2026-11-29) or an ISO date-time")
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
-    return value.timestamp()
+    instant = value.timestamp()
+    if not EARLIEST.timestamp() <= instant <= LATEST.timestamp():
+        _out_of_range(name)
+    return instant
+
+
+def _out_of_range(name: str) -> NoReturn:
+    fail(
+        400,
+        "invalid_parameter",
+        f"{name} must be {_BOUNDS}",
+        [{"field": name, "message": f"must be {_BOUNDS}"}],
+    )
 
 
 def _wants_csv(request: web.Request) -> bool:
@@ -63,9 +83,10 @@ def _period(request: web.Request, zone: ZoneInfo) -> tuple[float, float, float]:
     raw_to = request.query.get("to")
     raw_from = request.query.get("from")
     end = now if raw_to is None else _instant(raw_to, zone, True, "to")
-    start = (
-        end - DEFAULT_DAYS * 86400 if raw_from is None else _instant(raw_from, zone, False, "from")
-    )
+    if raw_from is None:  # a week before `to`, but not before the calendar starts
+        start = max(end - DEFAULT_DAYS * 86400, EARLIEST.timestamp())
+    else:
+        start = _instant(raw_from, zone, False, "from")
     if start >= end:
         fail(400, "invalid_parameter", "from must be before to")
     if end - start > MAX_DAYS * 86400:

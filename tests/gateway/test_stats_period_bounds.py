@@ -29,3 +29,35 @@ async def test_a_period_at_the_edge_of_the_calendar_is_no_500(
     assert status in (200, 400), body
     if status == 400:
         assert body["error"]["code"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"from": "9999-12-30", "to": "9999-12-31"}, "to"),
+        ({"to": "0001-01-02"}, "to"),
+        ({"from": "0001-01-01", "to": "0001-01-03", "tz": "Asia/Tokyo"}, "to"),
+        ({"from": "0001-01-01", "to": "2026-11-29", "tz": "Asia/Tokyo"}, "from"),
+        ({"from": "0001-01-01T00:00:00+14:00", "to": "2026-11-29"}, "from"),
+        ({"from": "2026-11-01", "to": "9999-12-31T23:59:59-14:00"}, "to"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/stats", "/v1/stats/survey-responses"])
+async def test_a_date_outside_the_calendar_is_a_400_naming_the_parameter(
+    gateway_factory: Any, path: str, params: dict[str, str], named: str
+) -> None:
+    _, client = await gateway_factory()
+    status, body = await client.call("GET", path, params=params)
+    assert status == 400, body
+    assert body["error"]["code"] == "invalid_parameter"
+    assert body["error"]["message"] == f"{named} must be between 1970-01-01 and 9998-12-31"
+    assert body["error"]["details"] == [
+        {"field": named, "message": "must be between 1970-01-01 and 9998-12-31"}
+    ]
+
+
+async def test_the_default_week_does_not_reach_before_1970(gateway_factory: Any) -> None:
+    _, client = await gateway_factory()
+    status, body = await client.call("GET", "/v1/stats", params={"to": "1970-01-03"})
+    assert status == 200, body
+    assert body["from"] == "1970-01-01T00:00:00Z", body
