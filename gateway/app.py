@@ -30,7 +30,7 @@ from connectors.base import (
 from connectors.ratelimit import RateLimiter
 from gateway.api import openapi
 from gateway.api.auth import Authenticator
-from gateway.api.common import AUTH, GATEWAY
+from gateway.api.common import AUTH, GATEWAY, declared_params_middleware
 from gateway.api.errors import error_middleware
 from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
@@ -339,7 +339,7 @@ class Gateway:
             trusted_proxies=server.trusted_proxies,
         )
         self.app = web.Application(
-            middlewares=[self.guard.middleware, error_middleware],
+            middlewares=[self.guard.middleware, error_middleware, declared_params_middleware],
             client_max_size=server.max_body_bytes,
         )
         self.app[GATEWAY] = self

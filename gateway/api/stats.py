@@ -108,7 +108,7 @@ def _csv(body: str, name: str) -> web.Response:
 async def get_stats(request: web.Request) -> web.Response:
     require(authenticate(request), *READERS)
     zone = _zone(request)
-    group_by = request.query.get("group_by") or None
+    group_by = request.query.get("group_by")  # `group_by=` (empty) is not one of them
     if group_by is not None and group_by not in GROUPS:
         fail(400, "invalid_parameter", f"group_by must be one of {', '.join(GROUPS)}")
     start, end, now = _period(request, zone)
