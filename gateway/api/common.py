@@ -4,10 +4,10 @@ query parameters."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.http import fail, read_json, validation_details
 from gateway.api.auth import Authenticator, Principal
@@ -36,6 +36,21 @@ def authenticate(request: web.Request, allow_query: bool = False) -> Principal:
 class Body(BaseModel):
     # Strict: `true` is not a capacity of 1, "5" is not a number.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the text is only whitespace")
+    return text
+
+
+# What an agent writes (a reply, a note, a first message): 1-100,000 characters, not only
+# whitespace (`"   "` would reach the customer as a blank message).
+MessageText = Annotated[
+    str,
+    Field(min_length=1, max_length=100_000, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_not_blank),
+]
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
