@@ -23,11 +23,12 @@ MAX_DAYS = 400
 MAX_HOURS_DAYS = 31
 DEFAULT_DAYS = 7
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# The calendar a period may lie in: every instant in it is a date in any time zone (year 1 or
-# 9999 in a zone east or west of UTC is not), and no report goes back before the epoch.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-_BOUNDS = f"between {EARLIEST.date()} and {(LATEST - timedelta(days=1)).date()}"
+# The calendar a period may lie in: the local days 1970-01-01 to 9998-12-31 in every time
+# zone (a day either side of UTC), so that every instant of it is a date anywhere (year 1 or
+# 9999 in a zone east or west of UTC is not).
+EARLIEST = datetime(1969, 12, 31, tzinfo=UTC)
+LATEST = datetime(9999, 1, 2, tzinfo=UTC)
+_BOUNDS = "between 1970-01-01 and 9998-12-31"
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -83,8 +84,8 @@ def _period(request: web.Request, zone: ZoneInfo) -> tuple[float, float, float]:
     raw_to = request.query.get("to")
     raw_from = request.query.get("from")
     end = now if raw_to is None else _instant(raw_to, zone, True, "to")
-    if raw_from is None:  # a week before `to`, but not before the calendar starts
-        start = max(end - DEFAULT_DAYS * 86400, EARLIEST.timestamp())
+    if raw_from is None:  # a week before `to`, but not before 1970
+        start = max(end - DEFAULT_DAYS * 86400, 0.0)
     else:
         start = _instant(raw_from, zone, False, "from")
     if start >= end:

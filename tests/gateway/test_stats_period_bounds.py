@@ -61,3 +61,22 @@ async def test_the_default_week_does_not_reach_before_1970(gateway_factory: Any)
     status, body = await client.call("GET", "/v1/stats", params={"to": "1970-01-03"})
     assert status == 200, body
     assert body["from"] == "1970-01-01T00:00:00Z", body
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "1970-01-01", "to": "1970-01-02", "tz": "Etc/GMT-14"},  # UTC+14
+        {"from": "9998-12-30", "to": "9998-12-31", "tz": "Etc/GMT+12"},  # UTC-12
+    ],
+)
+async def test_the_first_and_last_day_hold_in_every_zone(
+    gateway_factory: Any, params: dict[str, str]
+) -> None:
+    _, client = await gateway_factory()
+    status, body = await client.call("GET", "/v1/stats", params=params | {"group_by": "day"})
+    assert status == 200, body
+    assert [g["key"] for g in body["groups"]] == [params["from"], params["to"]]
+    status, body = await client.call("GET", "/v1/stats", params=params | {"group_by": "hour"})
+    assert status == 200, body
+    assert len(body["groups"]) == 48
