@@ -32,7 +32,7 @@ from connectors.egress import redact_urls
 from connectors.ratelimit import RateLimiter
 from gateway.api import openapi
 from gateway.api.auth import Authenticator
-from gateway.api.common import AUTH, GATEWAY
+from gateway.api.common import AUTH, GATEWAY, declared_params_middleware
 from gateway.api.errors import error_middleware, nul_middleware
 from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
@@ -373,7 +373,12 @@ class Gateway:
             trusted_proxies=server.trusted_proxies,
         )
         self.app = web.Application(
-            middlewares=[self.guard.middleware, error_middleware, nul_middleware],
+            middlewares=[
+                self.guard.middleware,
+                error_middleware,
+                nul_middleware,
+                declared_params_middleware,
+            ],
             client_max_size=server.max_body_bytes,
         )
         self.app[GATEWAY] = self

@@ -30,6 +30,7 @@ from pydantic import (
 
 from connectors.base import ConnectorSettings
 from connectors.egress import configured_endpoint, resolved_private_problem
+from gateway import yamlload
 from gateway.bots.config import WebhookBotConfig, bot_problems
 from gateway.config_surveys import SurveysConfig, TextsConfig
 from gateway.config_workspace import AgentAttachmentsConfig, CannedReplyConfig
@@ -642,8 +643,7 @@ def load_config_text(
     env = dict(os.environ) if env is None else env
     registry = registry or default_registry()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = yamlload.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

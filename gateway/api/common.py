@@ -3,10 +3,11 @@ query parameters."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.http import fail, read_json, validation_details, without_nul
 from gateway.api.auth import Authenticator, Principal
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 AUTH: web.AppKey[Authenticator] = web.AppKey("auth")
+# (method, route path) -> the query parameters the OpenAPI document declares for it
+# (set by gateway.api.openapi.mount from the very document it serves).
+QUERY_PARAMS: web.AppKey[dict[tuple[str, str], frozenset[str]]] = web.AppKey("query_params")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -32,6 +36,21 @@ def authenticate(request: web.Request, allow_query: bool = False) -> Principal:
 class Body(BaseModel):
     # Strict: `true` is not a capacity of 1, "5" is not a number.
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("the text is only whitespace")
+    return text
+
+
+# What an agent writes (a reply, a note, a first message): 1-100,000 characters, not only
+# whitespace (`"   "` would reach the customer as a blank message).
+MessageText = Annotated[
+    str,
+    Field(min_length=1, max_length=100_000, json_schema_extra={"pattern": r"\S"}),
+    AfterValidator(_not_blank),
+]
 
 
 async def read_body(request: web.Request, model: type[M]) -> M:
@@ -60,3 +79,32 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -
     if not lo <= value <= hi:
         fail(400, "invalid_parameter", f"{name} must be between {lo} and {hi}")
     return value
+
+
+def only_params(request: web.Request, allowed: Iterable[str]) -> None:
+    """400 naming the first query parameter this route does not know (never ignored)."""
+    known = set(allowed)
+    for name in request.query:
+        if name not in known:
+            fail(
+                400,
+                "invalid_parameter",
+                f"unknown query parameter {name!r}",
+                [{"field": name, "message": "unknown query parameter"}],
+            )
+
+
+@web.middleware
+async def declared_params_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every GET of the API refuses a query parameter its operation in the OpenAPI document
+    does not declare (a typo such as `form=` must not silently mean the default): the
+    document is the one list, so server and spec cannot drift."""
+    if request.method in ("GET", "HEAD") and request.path.startswith("/v1/"):
+        resource = request.match_info.route.resource
+        declared = request.app.get(QUERY_PARAMS, {})
+        allowed = None if resource is None else declared.get(("GET", resource.canonical))
+        if allowed is not None:
+            only_params(request, allowed)
+    return await handler(request)

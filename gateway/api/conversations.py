@@ -11,7 +11,7 @@ from pydantic import Field
 from connectors.http import fail
 from gateway.api import inbox, workspace
 from gateway.api.auth import require
-from gateway.api.common import Body, authenticate, gateway_of, read_body
+from gateway.api.common import Body, MessageText, authenticate, gateway_of, read_body
 from gateway.model import Conversation
 from gateway.store.base import OutboundRequest, escalation_store
 from gateway.time.escalation import escalation_of
@@ -33,7 +33,7 @@ async def _one(request: web.Request, conv: Conversation) -> web.Response:
 
 
 class ReplyBody(Body):
-    text: str = Field(min_length=1, max_length=100_000)
+    text: MessageText
     html: str | None = Field(None, max_length=1_000_000)
     subject: str | None = Field(None, max_length=998)
     agent: str | None = None

@@ -33,6 +33,7 @@ from gateway.api import (
 )
 from gateway.api import schemas as out
 from gateway.api import workspace_schemas as ws
+from gateway.api.common import QUERY_PARAMS
 from gateway.kb import web as kb
 from gateway.portal import web as portal
 from gateway.store.inbox import SORT_NAMES
@@ -45,8 +46,8 @@ STATS_READERS = ("admin", "supervisor")
 WORKSPACE = ("admin", "agent", "integration", "supervisor")
 
 _ERRORS = {
-    400: "Malformed request: not JSON, not UTF-8, a bad query parameter, a NUL (`%00`) in "
-    "the path or a query parameter.",
+    400: "Malformed request: not JSON, not UTF-8, a bad query parameter, one the operation "
+    "does not declare (GETs name it), or a NUL (`%00`) in the path or a query parameter.",
     401: "Missing or invalid bearer token.",
     403: "The token's role or scope does not allow this.",
     404: "No such id (or not visible to this token).",
@@ -420,7 +421,10 @@ OPERATIONS: tuple[Op, ...] = (
         "The event stream (WebSocket; SSE with Accept: text/event-stream)",
         ALL,
         "text/event-stream",
-        query=(Param("since", "Resume after this event id.", {"type": "integer", "minimum": 0}),),
+        query=(
+            Param("since", "Resume after this event id.", {"type": "integer", "minimum": 0}),
+            q("access_token", "The bearer token, for browsers (WebSocket, EventSource)."),
+        ),
         errors=(410,),
         description="Events `{id, type, at, data}` in id order; `?access_token=` for browsers.",
     ),
@@ -510,7 +514,8 @@ OPERATIONS: tuple[Op, ...] = (
 STATS_PERIOD = (
     q(
         "from",
-        "Start: a date (local midnight in `tz`) or an ISO date-time; default `to` - 7 days.",
+        "Start: a date (local midnight in `tz`) or an ISO date-time; default `to` - 7 days "
+        "(not before 1970). `from` and `to` lie between 1970-01-01 and 9998-12-31.",
     ),
     q("to", "End (exclusive): a date means through the end of that local day; default now."),
     q("tz", "IANA time zone for dates and for day/hour buckets; default UTC."),
@@ -863,8 +868,17 @@ OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
 def mount(app: web.Application, connectors: Iterable[Connector]) -> None:
     """Build the document once, with the connectors' contributions, before the app is
-    frozen (the gateway calls this at start)."""
-    app[OPENAPI] = document(c.openapi() for c in connectors)
+    frozen (the gateway calls this at start); the query parameters it declares are the
+    ones the API's GETs accept (`declared_params_middleware`)."""
+    doc = document(c.openapi() for c in connectors)
+    app[OPENAPI] = doc
+    app[QUERY_PARAMS] = {
+        (method.upper(), path): frozenset(
+            p["name"] for p in op.get("parameters", ()) if p["in"] == "query"
+        )
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+    }
 
 
 async def openapi_json(request: web.Request) -> web.Response:

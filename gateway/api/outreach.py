@@ -14,7 +14,7 @@ from connectors.base import Identity
 from connectors.http import fail
 from gateway.api import conversations
 from gateway.api.auth import require
-from gateway.api.common import Body, authenticate, gateway_of, read_body
+from gateway.api.common import Body, MessageText, authenticate, gateway_of, read_body
 from gateway.identity import InvalidIdentity, normalize
 from gateway.outreach import policy
 from gateway.outreach.service import classifier, start
@@ -43,7 +43,7 @@ class StartBody(Body):
     channel: str = Field(min_length=1, max_length=200, description="A configured channel name")
     contact_id: str | None = Field(None, max_length=200)
     to: To | None = None
-    text: str = Field(min_length=1, max_length=100_000)
+    text: MessageText
     subject: str | None = Field(None, max_length=998)
     template: Template | None = Field(None, description="WhatsApp: the approved template")
     assign_to: str | None = Field(

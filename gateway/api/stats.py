@@ -7,8 +7,8 @@ GET /v1/stats/survey-responses?from=&to=&format=json|csv
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
@@ -23,6 +23,12 @@ MAX_DAYS = 400
 MAX_HOURS_DAYS = 31
 DEFAULT_DAYS = 7
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The calendar a period may lie in: the local days 1970-01-01 to 9998-12-31 in every time
+# zone (a day either side of UTC), so that every instant of it is a date anywhere (year 1 or
+# 9999 in a zone east or west of UTC is not).
+EARLIEST = datetime(1969, 12, 31, tzinfo=UTC)
+LATEST = datetime(9999, 1, 2, tzinfo=UTC)
+_BOUNDS = "between 1970-01-01 and 9998-12-31"
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -39,13 +45,28 @@ def _instant(text: str, zone: ZoneInfo, end: bool, name: str) -> float:
     try:
         if _DATE.match(text):
             day = date.fromisoformat(text) + timedelta(days=1 if end else 0)
-            return datetime.combine(day, time(0), zone).timestamp()
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            value = datetime.combine(day, time(0), zone)
+        else:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except OverflowError:  # 9999-12-31 as `to`: the end of that day is in year 10000
+        _out_of_range(name)
     except ValueError:
         fail(400, "invalid_parameter", f"{name} must be a date (2026-11-29) or an ISO date-time")
     if value.tzinfo is None:
         value = value.replace(tzinfo=zone)
-    return value.timestamp()
+    instant = value.timestamp()
+    if not EARLIEST.timestamp() <= instant <= LATEST.timestamp():
+        _out_of_range(name)
+    return instant
+
+
+def _out_of_range(name: str) -> NoReturn:
+    fail(
+        400,
+        "invalid_parameter",
+        f"{name} must be {_BOUNDS}",
+        [{"field": name, "message": f"must be {_BOUNDS}"}],
+    )
 
 
 def _wants_csv(request: web.Request) -> bool:
@@ -63,9 +84,10 @@ def _period(request: web.Request, zone: ZoneInfo) -> tuple[float, float, float]:
     raw_to = request.query.get("to")
     raw_from = request.query.get("from")
     end = now if raw_to is None else _instant(raw_to, zone, True, "to")
-    start = (
-        end - DEFAULT_DAYS * 86400 if raw_from is None else _instant(raw_from, zone, False, "from")
-    )
+    if raw_from is None:  # a week before `to`, but not before 1970
+        start = max(end - DEFAULT_DAYS * 86400, 0.0)
+    else:
+        start = _instant(raw_from, zone, False, "from")
     if start >= end:
         fail(400, "invalid_parameter", "from must be before to")
     if end - start > MAX_DAYS * 86400:
@@ -87,7 +109,7 @@ def _csv(body: str, name: str) -> web.Response:
 async def get_stats(request: web.Request) -> web.Response:
     require(authenticate(request), *READERS)
     zone = _zone(request)
-    group_by = request.query.get("group_by") or None
+    group_by = request.query.get("group_by")  # `group_by=` (empty) is not one of them
     if group_by is not None and group_by not in GROUPS:
         fail(400, "invalid_parameter", f"group_by must be one of {', '.join(GROUPS)}")
     start, end, now = _period(request, zone)

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from connectors.http import fail
 from gateway.api.auth import Principal, require
-from gateway.api.common import Body, authenticate, gateway_of, read_body
+from gateway.api.common import Body, MessageText, authenticate, gateway_of, read_body
 from gateway.config_workspace import CannedTexts, Shortcut
 from gateway.identity import InvalidIdentity, parse_identity
 from gateway.ids import new_id
@@ -39,7 +39,7 @@ def _who(principal: Principal) -> str:
 
 # --- notes -------------------------------------------------------------------------------------
 class NoteBody(Body):
-    text: str = Field(min_length=1, max_length=100_000)
+    text: MessageText
     mentions: list[str] = Field(
         default_factory=list,
         max_length=50,

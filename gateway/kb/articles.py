@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from gateway import yamlload
 from gateway.kb.text import LANGUAGES
 
 AUDIENCES = ("public", "internal")
@@ -109,8 +110,7 @@ def parse_article(
     head = "\n".join(lines[1:end])
     body = "\n".join(lines[end + 1 :]).strip("\n")
     try:
-        node = yaml.compose(head, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(head)
+        node, data = yamlload.load(head)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1

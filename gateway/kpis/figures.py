@@ -200,7 +200,9 @@ class Buckets:
         self.labels: list[str] = []
         for seg in segments(start, end, zone):
             first = math.floor((seg.start + seg.offset) / size)
-            last = math.floor((seg.end - 1e-6 + seg.offset) / size)
+            # The bucket holding the last instant before `end` (exclusive); not `end - 1e-6`,
+            # which is `end` itself far from 1970 (a float's step there is larger).
+            last = math.ceil((seg.end + seg.offset) / size) - 1
             for n in range(first, last + 1):
                 self.starts.append(max(seg.start, n * size - seg.offset))
                 self.labels.append(bucket_label(group_by, n, seg.offset))
