@@ -214,8 +214,8 @@ def test_nul_characters_an_older_version_stored_do_not_stop_the_move(
 
     asyncio.run(make())
     with sqlite3.connect(path) as db:  # as an older version stored them
-        db.execute("UPDATE messages SET text = 'hello\x00 there' WHERE external_id = 'e1'")
-        db.execute("UPDATE contacts SET name = 'Da\x00na'")
+        db.execute("UPDATE messages SET text = ? WHERE external_id = 'e1'", ("hello\x00 there",))
+        db.execute("UPDATE contacts SET name = ?", ("Da\x00na",))
     migrate_cli(path, pg_dsn)
 
     async def check() -> None:
