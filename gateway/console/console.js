@@ -715,6 +715,10 @@
   async function openConversation(id) {
     if (S.current !== id) leaveViewing();
     S.current = id;
+    // Where the agent is while it loads: a field clicked meanwhile keeps the focus (the
+    // reply box taking it would put what the agent types there into the reply).
+    const focused = document.activeElement;
+    $("conv").removeAttribute("data-loaded");
     S.unread.set(id, 0);
     for (const b of document.querySelectorAll(".conv-item")) {
       if (b.getAttribute("data-id") === id) {
@@ -734,7 +738,10 @@
     await refreshConversation(true);
     startViewing();
     scheduleLists();
-    $("reply-text").focus();
+    if (S.current !== id) return;  // another conversation was opened meanwhile
+    const now = document.activeElement;
+    if (now === focused || now === document.body || now === null) $("reply-text").focus();
+    $("conv").setAttribute("data-loaded", id);
   }
 
   /** Read up to the last message shown, while the agent can see it (not in a hidden tab). */

@@ -458,7 +458,10 @@ async def test_a_contact_the_caller_cannot_see_is_unknown_to_it(
         client, bob, channel="sms", contact_id=contact, text="Hello", queue="general"
     )
     assert (status, err["error"]["code"]) == (422, "unknown_contact"), err
-    assert len(twilio.messages) == 1  # the first start's message only
+    status, page = await client.call(
+        "GET", "/v1/conversations", params={"contact": conv["contact_id"]}
+    )
+    assert status == 200 and [c["id"] for c in page["conversations"]] == [conv["id"]], page
     # Who sees it starts with it.
     status, again = await start_conv(
         client, agent_token("carol"), channel="sms", contact_id=contact, text="Hello"

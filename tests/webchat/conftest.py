@@ -340,7 +340,8 @@ class Console:
 
     async def open(self, conversation_id: str) -> None:
         await self.page.locator(f'#mine button.conv-item[data-id="{conversation_id}"]').click()
-        await self.page.locator("#conv").wait_for(state="visible")
+        # Loaded, not just shown: what a test types before that races the first render.
+        await self.page.locator(f'#conv[data-loaded="{conversation_id}"]').wait_for()
 
     def message(self, text: str) -> Any:
         return self.page.locator("#messages li.msg", has=self.page.locator(".text", has_text=text))

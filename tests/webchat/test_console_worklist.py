@@ -207,3 +207,41 @@ async def test_tags_priority_snooze_and_filters(
     assert (await client.conversation(conv_id))["snoozed_until"] is None
     assert watch.problems() == []
     await ctx.close()
+
+
+async def test_a_field_clicked_while_a_conversation_loads_keeps_the_focus(
+    gateway_factory: Factory, tmp_path: Path, browser: Browser, watch: PageWatch
+) -> None:
+    """An agent who clicks a conversation and at once into its tag box (the conversation
+    still loading on a slow link) types a tag, not a reply: the reply box takes the focus
+    after the load only if the agent has not moved it."""
+    client, base = await console_gateway(gateway_factory, _config(tmp_path), ("alice",))
+    conv_id = await routed_conversation(client, "f1", "The app crashes on start", "cust-f1", "Fay")
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 800}, locale="en-US")
+    page = await new_page(ctx, watch)
+    await Console(page).sign_in(base, agent_token("alice"))
+    held: list[Any] = []
+
+    async def hold(route: Any) -> None:
+        held.append(route)  # the conversation's answer waits until the agent has typed
+
+    await page.route(f"**/v1/conversations/{conv_id}", hold)
+    await page.locator(f'#mine button.conv-item[data-id="{conv_id}"]').click()
+    await wait_for(lambda: bool(held), timeout=10)
+    tag_box = page.get_by_label("Add tag")
+    await tag_box.click()
+    await page.keyboard.type("crash")
+    for route in held:
+        await route.continue_()
+    await page.unroute(f"**/v1/conversations/{conv_id}")
+    await page.locator(f'#conv[data-loaded="{conv_id}"]').wait_for()
+    await expect(tag_box).to_be_focused()
+    await expect(tag_box).to_have_value("crash")
+    await expect(page.get_by_label("Reply", exact=True)).to_have_value("")
+    # Opened without the agent moving: the reply box has the focus, ready to type.
+    await page.reload()
+    await page.locator("#live.on").wait_for()
+    await Console(page).open(conv_id)
+    await expect(page.get_by_label("Reply", exact=True)).to_be_focused()
+    assert watch.problems() == []
+    await ctx.close()
