@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +34,14 @@ async def telegram() -> AsyncIterator[TelegramStandin]:
     await standin.start()
     yield standin
     await standin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_block(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """The config's `store` block, once per backend: a SQLite file, the private PostgreSQL."""
+    if request.param == "sqlite":
+        return {"path": str(tmp_path / "db.sqlite")}
+    return {"backend": "postgres", "dsn": request.getfixturevalue("pg_dsn")}
 
 
 @pytest.fixture(autouse=True)

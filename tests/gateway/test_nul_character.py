@@ -21,13 +21,6 @@ from tests.gateway.conftest import CHANNEL, base_config, gateway_factory
 __all__ = ["gateway_factory"]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    if request.param == "sqlite":
-        return {"path": str(tmp_path / "db.sqlite")}
-    return {"backend": "postgres", "dsn": request.getfixturevalue("pg_dsn")}
-
-
 @pytest.mark.parametrize(
     "body",
     [
@@ -38,9 +31,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     ],
 )
 async def test_a_nul_in_an_inbound_message_is_no_500(
-    gateway_factory: Any, tmp_path: Path, store: dict[str, Any], body: dict[str, Any]
+    gateway_factory: Any, tmp_path: Path, store_block: dict[str, Any], body: dict[str, Any]
 ) -> None:
-    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store_block))
     status, answer = await client.call(
         "POST", "/v1/channels/api/messages", token=CHANNEL, json=body
     )
@@ -62,9 +55,9 @@ async def test_a_nul_in_an_inbound_message_is_no_500(
     ],
 )
 async def test_a_nul_in_a_query_or_an_id_is_no_500(
-    gateway_factory: Any, tmp_path: Path, store: dict[str, Any], path: str
+    gateway_factory: Any, tmp_path: Path, store_block: dict[str, Any], path: str
 ) -> None:
-    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store_block))
     status, answer = await client.call("GET", path)
     assert status in (200, 400, 404), answer
 
@@ -88,9 +81,9 @@ NUL_REQUESTS = [
 
 
 async def test_a_nul_in_a_query_value_or_the_path_is_a_400_naming_it(
-    gateway_factory: Any, tmp_path: Path, store: dict[str, Any]
+    gateway_factory: Any, tmp_path: Path, store_block: dict[str, Any]
 ) -> None:
-    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store_block))
     for path, name in NUL_REQUESTS:
         status, answer = await client.call("GET", path)
         assert status == 400, (path, answer)
@@ -102,9 +95,9 @@ async def test_a_nul_in_a_query_value_or_the_path_is_a_400_naming_it(
 
 
 async def test_an_inbound_message_is_stored_without_its_nul_characters(
-    gateway_factory: Any, tmp_path: Path, store: dict[str, Any]
+    gateway_factory: Any, tmp_path: Path, store_block: dict[str, Any]
 ) -> None:
-    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store_block))
     body = {
         "external_id": "n\u00009",
         "from": {
@@ -139,9 +132,9 @@ async def test_an_inbound_message_is_stored_without_its_nul_characters(
 
 
 async def test_a_nul_in_an_api_body_is_dropped(
-    gateway_factory: Any, tmp_path: Path, store: dict[str, Any]
+    gateway_factory: Any, tmp_path: Path, store_block: dict[str, Any]
 ) -> None:
-    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store))
+    _, client = await gateway_factory(base_config(tmp_path / "unused.sqlite", store=store_block))
     status, answer = await client.inbound("nb1", "hello")
     assert status == 202, answer
     conv_id = answer["conversation_id"]

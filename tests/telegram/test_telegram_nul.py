@@ -7,20 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.gateway.conftest import gateway_factory, wait_for
 from tests.standins.telegram import TelegramStandin
 from tests.telegram.test_telegram_gateway import USER_ID, telegram_config
 
 __all__ = ["gateway_factory"]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    if request.param == "sqlite":
-        return {"path": str(tmp_path / "db.sqlite")}
-    return {"backend": "postgres", "dsn": request.getfixturevalue("pg_dsn")}
 
 
 async def two_messages(client: Any) -> list[dict[str, Any]] | None:
@@ -32,10 +23,10 @@ async def two_messages(client: Any) -> list[dict[str, Any]] | None:
 
 
 async def test_an_update_with_a_nul_is_stored_without_it_and_the_next_flows(
-    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin, store: dict[str, Any]
+    gateway_factory: Any, tmp_path: Path, telegram: TelegramStandin, store_block: dict[str, Any]
 ) -> None:
     cfg = telegram_config(tmp_path, telegram)
-    cfg["store"] = store
+    cfg["store"] = store_block
     _, client = await gateway_factory(cfg)
     await telegram.wait_request("getUpdates")
     user = telegram.user(USER_ID, first_name="A\x00na")

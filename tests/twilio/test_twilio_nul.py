@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.gateway.conftest import gateway_factory, wait_for
 from tests.standins.twilio import CUSTOMER_NUMBER, TwilioStandin
 from tests.twilio.test_twilio_gateway import EMPTY_TWIML, post_sms, twilio_config
@@ -15,18 +13,11 @@ from tests.twilio.test_twilio_gateway import EMPTY_TWIML, post_sms, twilio_confi
 __all__ = ["gateway_factory"]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    if request.param == "sqlite":
-        return {"path": str(tmp_path / "db.sqlite")}
-    return {"backend": "postgres", "dsn": request.getfixturevalue("pg_dsn")}
-
-
 async def test_an_sms_with_a_nul_is_stored_without_it(
-    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, store: dict[str, Any]
+    gateway_factory: Any, tmp_path: Path, twilio: TwilioStandin, store_block: dict[str, Any]
 ) -> None:
     cfg, _ = twilio_config(tmp_path, twilio)
-    cfg["store"] = store
+    cfg["store"] = store_block
     _, client = await gateway_factory(cfg)
     status, _, text, _ = await post_sms(client, twilio, "charged\x00 twice")
     assert (status, text) == (200, EMPTY_TWIML)
