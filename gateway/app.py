@@ -32,8 +32,8 @@ from connectors.egress import redact_urls
 from connectors.ratelimit import RateLimiter
 from gateway.api import openapi
 from gateway.api.auth import Authenticator
-from gateway.api.common import AUTH, GATEWAY, declared_params_middleware
-from gateway.api.errors import error_middleware, nul_middleware
+from gateway.api.common import AUTH, GATEWAY, query_middleware
+from gateway.api.errors import error_middleware
 from gateway.api.routes import add_routes
 from gateway.autoreply import Acknowledger
 from gateway.bots.stage import IdleSource, WebhookBotStage
@@ -376,8 +376,7 @@ class Gateway:
             middlewares=[
                 self.guard.middleware,
                 error_middleware,
-                nul_middleware,
-                declared_params_middleware,
+                query_middleware,
             ],
             client_max_size=server.max_body_bytes,
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.http import fail, read_json, validation_details, without_nul
+from connectors.http import fail, printable, read_json, validation_details, without_nul
 from gateway.api.auth import Authenticator, Principal
 
 if TYPE_CHECKING:
@@ -95,13 +95,24 @@ def only_params(request: web.Request, allowed: Iterable[str]) -> None:
 
 
 @web.middleware
-async def declared_params_middleware(
+async def query_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Every GET of the API refuses a query parameter its operation in the OpenAPI document
-    does not declare (a typo such as `form=` must not silently mean the default): the
-    document is the one list, so server and spec cannot drift."""
-    if request.method in ("GET", "HEAD") and request.path.startswith("/v1/"):
+    """An API request's path and query, checked once before any handler:
+    - a NUL (U+0000, `%00`) in the path or a query parameter is a 400 (never meaningful,
+      and PostgreSQL cannot compare text with it);
+    - every GET refuses a query parameter its operation in the OpenAPI document does not
+      declare (a typo such as `form=` must not silently mean the default): the document
+      is the one list, so server and spec cannot drift."""
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    if "\x00" in request.path:
+        fail(400, "invalid_parameter", "path must not contain a NUL (%00)")
+    for name, value in request.query.items():
+        if "\x00" in name or "\x00" in value:
+            shown = printable(name.replace("\x00", "%00"))
+            fail(400, "invalid_parameter", f"{shown} must not contain a NUL (%00)")
+    if request.method in ("GET", "HEAD"):
         resource = request.match_info.route.resource
         declared = request.app.get(QUERY_PARAMS, {})
         allowed = None if resource is None else declared.get(("GET", resource.canonical))

@@ -1,4 +1,4 @@
-"""The error middleware: every error leaves as the one JSON envelope; and the NUL guard."""
+"""The error middleware: every error leaves as the one JSON envelope."""
 
 from __future__ import annotations
 
@@ -13,20 +13,6 @@ from gateway.store.base import Conflict, Forbidden, NotFound, Unstorable
 from gateway.store.outage import RETRY_AFTER, StoreUnavailable
 
 log = logging.getLogger("switchboard.api")
-
-
-@web.middleware
-async def nul_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A NUL (U+0000, `%00`) in an API request's path or in a query parameter is a 400
-    before any handler: it is never meaningful, and PostgreSQL cannot compare text with it."""
-    if request.path.startswith("/v1/"):
-        if "\x00" in request.path:
-            raise ApiError(400, "invalid_parameter", "path must not contain a NUL (%00)")
-        for name, value in request.query.items():
-            if "\x00" in name or "\x00" in value:
-                shown = printable(name.replace("\x00", "%00"))
-                raise ApiError(400, "invalid_parameter", f"{shown} must not contain a NUL (%00)")
-    return await handler(request)  # type: ignore[no-any-return]
 
 
 @web.middleware

@@ -869,7 +869,7 @@ OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 def mount(app: web.Application, connectors: Iterable[Connector]) -> None:
     """Build the document once, with the connectors' contributions, before the app is
     frozen (the gateway calls this at start); the query parameters it declares are the
-    ones the API's GETs accept (`declared_params_middleware`)."""
+    ones the API's GETs accept (`query_middleware`)."""
     doc = document(c.openapi() for c in connectors)
     app[OPENAPI] = doc
     app[QUERY_PARAMS] = {
