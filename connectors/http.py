@@ -34,20 +34,29 @@ def printable(text: str) -> str:
 def without_nul(value: T) -> T:
     """`value` with U+0000 removed from every string in it (in lists, tuples, dict keys and
     values, dataclass fields; bytes are left alone). A NUL a peer sends is never meaningful,
-    and PostgreSQL cannot store one in text or jsonb."""
+    and PostgreSQL cannot store one in text or jsonb. Without any NUL it is `value` itself
+    (every inbound item passes here: nothing is copied for the common case)."""
     if isinstance(value, str):
         return cast(T, value.replace("\x00", "")) if "\x00" in value else value
-    if isinstance(value, list):
-        return cast(T, [without_nul(v) for v in value])
-    if isinstance(value, tuple):
-        return cast(T, tuple(without_nul(v) for v in value))
+    if isinstance(value, list | tuple):
+        items = [without_nul(v) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return cast(T, items if isinstance(value, list) else tuple(items))
     if isinstance(value, dict):
-        return cast(T, {without_nul(k): without_nul(v) for k, v in value.items()})
+        pairs = [(without_nul(k), without_nul(v)) for k, v in value.items()]
+        if all(k is a and v is b for (k, v), (a, b) in zip(pairs, value.items(), strict=True)):
+            return value
+        return cast(T, dict(pairs))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {
-            f.name: without_nul(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
-        }
-        return cast(T, dataclasses.replace(value, **changes))
+        changes = {}
+        for f in dataclasses.fields(value):
+            if f.init:
+                old = getattr(value, f.name)
+                new = without_nul(old)
+                if new is not old:
+                    changes[f.name] = new
+        return cast(T, dataclasses.replace(value, **changes)) if changes else value
     return value
 
 
