@@ -33,6 +33,22 @@ async def receiver_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+async def reply_sent(client: Any) -> Any:
+    """A customer message, the assigned agent's reply, and that reply once `sent`."""
+    status, body = await client.inbound("r1", "hello")
+    assert status == 202
+    conv_id = body["conversation_id"]
+    conv = await wait_for(lambda: client.assigned(conv_id))
+    status, msg = await client.call(
+        "POST",
+        f"/v1/conversations/{conv_id}/messages",
+        token=agent_token(conv["assignee"]),
+        json={"text": "hi back"},
+    )
+    assert status == 202
+    return await wait_for(lambda: client.message_with_status(conv_id, msg["id"], "sent"))
+
+
 @pytest.mark.parametrize(
     ("receiver_url", "provider_id"),
     [
@@ -51,18 +67,7 @@ async def test_the_receivers_id_becomes_the_provider_message_id(
     gateway_factory: Any, tmp_path: Path, receiver_url: str, provider_id: str | None
 ) -> None:
     _, client = await gateway_factory(base_config(tmp_path / "db.sqlite", receiver_url))
-    status, body = await client.inbound("r1", "hello")
-    assert status == 202
-    conv_id = body["conversation_id"]
-    conv = await wait_for(lambda: client.assigned(conv_id))
-    status, msg = await client.call(
-        "POST",
-        f"/v1/conversations/{conv_id}/messages",
-        token=agent_token(conv["assignee"]),
-        json={"text": "hi back"},
-    )
-    assert status == 202
-    sent = await wait_for(lambda: client.message_with_status(conv_id, msg["id"], "sent"))
+    sent = await reply_sent(client)
     assert sent["provider_message_id"] == provider_id
 
 
@@ -100,18 +105,7 @@ async def test_a_huge_answer_is_not_read_whole(gateway_factory: Any, tmp_path: P
     try:
         url = f"http://127.0.0.1:{runner.addresses[0][1]}/outbound"
         _, client = await gateway_factory(base_config(tmp_path / "db.sqlite", url))
-        status, body = await client.inbound("r1", "hello")
-        assert status == 202
-        conv_id = body["conversation_id"]
-        conv = await wait_for(lambda: client.assigned(conv_id))
-        status, msg = await client.call(
-            "POST",
-            f"/v1/conversations/{conv_id}/messages",
-            token=agent_token(conv["assignee"]),
-            json={"text": "hi back"},
-        )
-        assert status == 202
-        await wait_for(lambda: client.message_with_status(conv_id, msg["id"], "sent"))
+        await reply_sent(client)
         await asyncio.wait_for(done.wait(), 10)
         assert written < LARGE // 2
     finally:
